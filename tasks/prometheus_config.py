@@ -38,9 +38,12 @@ TARGETS_FILE_HEADER = (
     "# hypervisor of the inventory. Changes made here are overwritten on the next run.\n"
 )
 
-CONFIG_HEADER = (
+MANAGED_JOB_HEADER = (
     "# The '{job_name}' scrape job below is managed by the Scaphandre-on-OpenNebula\n"
     "# deploy (pyinfra); every other job and setting is kept as it was.\n"
+)
+
+CONFIG_HEADER = MANAGED_JOB_HEADER + (
     "# This file was re-serialised: comments of the original were not kept, the\n"
     "# original is saved as a backup next to it.\n"
 )
@@ -373,7 +376,7 @@ def merge_job(existing_config_text: str | None, job: dict) -> str:
     job_name = _job_name_of(job)
     config = _parse_config(existing_config_text)
     if config is None:
-        return CONFIG_HEADER.format(job_name=job_name) + MINIMAL_CONFIG_NOTE + _dump(
+        return MANAGED_JOB_HEADER.format(job_name=job_name) + MINIMAL_CONFIG_NOTE + _dump(
             {"scrape_configs": [copy.deepcopy(job)]}
         )
     jobs = list(_scrape_configs(config))
