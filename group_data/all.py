@@ -1,0 +1,56 @@
+"""Every setting of the deploy, with its default, in one place.
+
+Override any of them for a group (group_data/<group>.py, or the group's data in
+inventory.py) or for a single host (its data in inventory.py). README's
+"Settings" table documents each one.
+"""
+
+# --- Scaphandre, on the `hypervisors` group -----------------------------------
+# Pinned: a moving tag would recreate every container whenever upstream pushes.
+scaphandre_image = "hubblo/scaphandre:1.0.2"
+scaphandre_container_name = "scaphandre"
+scaphandre_port = 8080
+scaphandre_listen_address = "0.0.0.0"
+scaphandre_qemu = True  # per-VM power (`--qemu`)
+scaphandre_containers = True  # `--containers`, mounts the Docker socket
+# Upstream's choice: AppArmor/SELinux otherwise deny the RAPL counters and ptrace.
+# False runs it with SYS_PTRACE and AppArmor/SELinux confinement lifted instead.
+scaphandre_privileged = True
+scaphandre_restart_policy = "unless-stopped"
+scaphandre_extra_docker_args = []
+scaphandre_metrics_timeout_s = 60
+# The address Prometheus scrapes; None means the inventory name of the host.
+scaphandre_scrape_host = None
+
+# --- RAPL ----------------------------------------------------------------------
+# None: chosen from the CPU vendor and the kernel version.
+rapl_modules = None
+
+# --- Docker engine ---------------------------------------------------------------
+docker_install_source = "distro"  # "distro" (docker.io) or "docker-ce"
+docker_ce_repo_url = None  # base URL of Docker's package repository, needed for docker-ce
+
+# --- OpenNebula (read from the machine running pyinfra, never sent to a host) -----
+one_xmlrpc = None  # None: $ONE_XMLRPC, else http://localhost:2633/RPC2
+one_auth_file = None  # None: $ONE_AUTH, ~/.one/one_auth, /var/lib/one/.one/one_auth
+one_xmlrpc_timeout = None  # seconds; None: $ONE_XMLRPC_TIMEOUT, else 30
+one_host_id = None  # per host: skip matching and use this OpenNebula host ID
+one_host_name = None  # per host: the OpenNebula host NAME when it differs from the inventory name
+# When the API cannot be reached, read the ID from /var/tmp/one/im/status_kvm_<ID>.db.
+one_monitor_db_fallback = False
+
+# --- Prometheus, on the `prometheus` group ---------------------------------------
+prometheus_job_name = "scaphandre"
+prometheus_scrape_interval = None  # None: the server's global scrape_interval
+# First existing config wins, with the service that reads it.
+prometheus_candidates = [
+    ("/etc/one/prometheus/prometheus.yml", "opennebula-prometheus"),
+    ("/etc/prometheus/prometheus.yml", "prometheus"),
+]
+prometheus_config_file = None  # set both of these to skip detection
+prometheus_service = None
+prometheus_targets_file = None  # None: scaphandre_targets.yml beside prometheus.yml
+prometheus_binaries = ["/usr/bin/prometheus", "/usr/lib/one/prometheus/prometheus", "/usr/local/bin/prometheus"]
+promtool_binaries = ["/usr/bin/promtool", "/usr/lib/one/prometheus/promtool", "/usr/local/bin/promtool"]
+# Without a `prometheus` host the job is written here (on the machine running pyinfra).
+prometheus_snippet_file = "scaphandre-prometheus-job.yml"

@@ -1,0 +1,140 @@
+"""Operations pyinfra does not ship, written the way pyinfra's own are: read facts,
+yield commands only when the state differs, say why when nothing changes."""
+
+from __future__ import annotations
+
+import shlex
+from io import StringIO
+
+from pyinfra import host, logger
+from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
+from pyinfra.facts.docker import DockerContainer
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import docker
+
+from tasks.facts import RaplExposed
+from tasks.hypervisor_plan import ScaphandreSpec, container_drift
+from tasks.prometheus_config import config_needs_update, merge_job
+
+
+def _log_failure(state, host, reason: str) -> bool:
+    host.log_styled(reason, fg="red", log_func=logger.error)
+    return False
+
+
+@operation(is_idempotent=False)
+def fail_host(reason: str):
+    """Stops this host's deploy with `reason`, before any later operation touches it.
+
+    Used for problems found while planning (unknown to OpenNebula, unsupported OS, ...):
+    the other hosts carry on.
+    """
+    yield FunctionCommand(_log_failure, (reason,), {})
+
+
+@operation()
+def rapl_exposed(failure_message: str):
+    """Guarantees RAPL is exposed under /sys/class/powercap, or fails the host with `failure_message`."""
+    if host.get_fact(RaplExposed):
+        host.noop("RAPL is exposed under /sys/class/powercap")
+        return
+    # Checked again on the host when it runs: the modules may have been loaded by an earlier operation.
+    yield StringCommand(
+        f"test -e /sys/class/powercap/intel-rapl:0 || {{ echo {shlex.quote(failure_message)} >&2; exit 1; }}"
+    )
+
+
+def _metrics_wait_command(spec: ScaphandreSpec, timeout_s: int) -> StringCommand:
+    address, port = spec.metrics_probe_address, spec.port
+    probe = (
+        f"exec 3<>/dev/tcp/{address}/{port} && "
+        "printf 'GET /metrics HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && grep -q '^scaph_' <&3"
+    )
+    script = (
+        f"for attempt in $(seq 1 {timeout_s}); do "
+        f"if ( {probe} ) 2>/dev/null; then exit 0; fi; sleep 1; done; "
+        f"echo 'Scaphandre /metrics on {address}:{port} did not answer within {timeout_s}s; "
+        f"last log lines of container {spec.name}:' >&2; "
+        f"docker logs --tail 20 {shlex.quote(spec.name)} >&2; exit 1"
+    )
+    return StringCommand("bash", "-c", shlex.quote(script))
+
+
+@operation()
+def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
+    """Guarantees the Scaphandre container runs exactly as `spec` says and serves /metrics.
+
+    It is recreated when image, command line, mounts, port, privileges, restart
+    policy or any other setting differ, and left alone otherwise. After any
+    change the operation waits (bounded) until /metrics answers, and shows the
+    container's last log lines when it does not.
+    """
+    existing = host.get_fact(DockerContainer, object_id=spec.name)
+    current = existing[0] if existing else None
+    drift = container_drift(current, spec)
+    if drift:
+        logger.info(f"{host.print_prefix}recreating container {spec.name}: {', '.join(drift)} changed")
+
+    commands = list(
+        docker.container._inner(
+            container=spec.name,
+            image=spec.image,
+            command=" ".join(shlex.quote(arg) for arg in spec.command),
+            ports=[spec.port_binding],
+            volumes=spec.volumes,
+            labels=spec.labels,
+            restart_policy=spec.restart_policy,
+            privileged=spec.privileged,
+            extra_args=spec.security_args + spec.extra_args,
+            force=bool(drift),
+            present=True,
+            start=True,
+        )
+    )
+    if not commands:
+        host.noop(f"container {spec.name} runs {spec.image} as specified")
+        return
+    yield from commands
+    yield _metrics_wait_command(spec, metrics_timeout_s)
+
+
+@operation()
+def prometheus_job(
+    config_path: str,
+    job: dict,
+    promtool: str,
+    service: str,
+):
+    """Guarantees prometheus.yml holds `job` with every other job and setting kept.
+
+    The merged file is written beside the live one, checked with promtool, and
+    only then moved in place, after the live file is copied to `<config>.bak`;
+    Prometheus is then reloaded (SIGHUP: OpenNebula's unit has no ExecReload), not
+    restarted. Nothing is written or reloaded when the job is already there.
+    """
+    lines = host.get_fact(FileContents, path=config_path)
+    current = "\n".join(lines) + "\n" if lines is not None else None
+    if not config_needs_update(current, job):
+        host.noop(f"{config_path} already holds the {job['job_name']} job")
+        return
+
+    staged = f"{config_path}.scaphandre-new"
+    quoted_live, quoted_staged = shlex.quote(config_path), shlex.quote(staged)
+    yield FileUploadCommand(StringIO(merge_job(current, job)), staged)
+    yield StringCommand(
+        f"chmod 0644 {quoted_staged} && "
+        f"{{ out=$({shlex.quote(promtool)} check config {quoted_staged} 2>&1) || "
+        f"{{ rm -f {quoted_staged}; echo \"promtool rejected the new {config_path}; "
+        f"the live file is untouched: $out\" >&2; exit 1; }}; }}"
+    )
+    if current is not None:
+        yield StringCommand(f"cp -p {quoted_live} {quoted_live}.bak")
+        # Keep the owner and mode the operator (or the package) gave the live file.
+        yield StringCommand(f"chown --reference={quoted_live} {quoted_staged}")
+    yield StringCommand(f"mv {quoted_staged} {quoted_live}")
+    unit = shlex.quote(service)
+    yield StringCommand(
+        f"if systemctl is-active --quiet {unit}; then systemctl kill --kill-whom=main --signal=HUP {unit}; "
+        f"else echo 'Prometheus service {service} is not running, so it was not reloaded; "
+        f"the new {config_path} passed promtool and is used when it starts' >&2; exit 1; fi"
+    )

@@ -1,0 +1,49 @@
+"""RAPL: the kernel modules loaded now and at every boot, and the counters visible."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.server import KernelVersion, LinuxDistribution
+from pyinfra.operations import files, server
+
+from tasks.facts import CpuVendor, RaplExposed
+from tasks.hypervisor_plan import (
+    MODULES_LOAD_FILE,
+    UnsupportedHostError,
+    rapl_missing_message,
+    rapl_modules,
+)
+from tasks.operations import fail_host, rapl_exposed
+
+TEMPLATE = Path(__file__).parent.parent / "files" / "modules-load.d" / "scaphandre-rapl.conf.j2"
+
+
+@deploy("Enable RAPL")
+def enable_rapl() -> None:
+    """Guarantees the RAPL modules are listed in /etc/modules-load.d (so they load at boot),
+    loaded now unless RAPL is already exposed, and RAPL visible under /sys/class/powercap."""
+    modules = host.data.get("rapl_modules")
+    if not modules:
+        try:
+            modules = rapl_modules(host.get_fact(CpuVendor), host.get_fact(KernelVersion))
+        except UnsupportedHostError as error:
+            fail_host(name="Check RAPL support", reason=str(error))
+            return
+
+    files.template(
+        name="Persist RAPL modules in modules-load.d",
+        src=str(TEMPLATE),
+        dest=MODULES_LOAD_FILE,
+        modules=list(modules),
+        mode="644",
+    )
+    # Judged by what Scaphandre reads, not by /proc/modules: built-in drivers list no module.
+    if not host.get_fact(RaplExposed):
+        server.modprobe(name="Load RAPL modules", module=list(modules))
+    rapl_exposed(
+        name="Check RAPL is exposed",
+        failure_message=rapl_missing_message(host.get_fact(LinuxDistribution).get("name")),
+    )

@@ -1,0 +1,91 @@
+"""Test double for a pyinfra host: runs @deploy functions through pyinfra's own API
+with facts supplied by the test, and returns the commands each operation would run.
+
+No SSH and no host: pyinfra's `Host.get_fact` is replaced for the duration of a
+`planned_commands` call by a lookup in the facts the test gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import runpy
+from collections.abc import Callable
+from pathlib import Path
+from unittest import mock
+
+from pyinfra.api import Config, Inventory, State
+from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
+from pyinfra.api.host import Host
+from pyinfra.api.state import StateStage
+from pyinfra.context import ctx_host, ctx_state
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def default_data() -> dict:
+    """The deploy's defaults, read from group_data/all.py as the pyinfra CLI would."""
+    values = runpy.run_path(str(REPO / "group_data" / "all.py"))
+    return {key: value for key, value in values.items() if not key.startswith("_")}
+
+
+class FactTable:
+    """Answers get_fact calls: by fact class name, optionally refined by a keyword argument."""
+
+    def __init__(self, facts: dict):
+        self.facts = facts
+        self.asked: list[str] = []
+
+    def __call__(self, host: Host, cls, *args, **kwargs):
+        name = cls.__name__
+        self.asked.append(name)
+        for key in (f"{name}:{value}" for value in kwargs.values() if isinstance(value, str)):
+            if key in self.facts:
+                return self.facts[key]
+        if name in self.facts:
+            value = self.facts[name]
+            return value(**kwargs) if callable(value) else value
+        default = getattr(cls, "default", None)
+        return default() if callable(default) else None
+
+
+def render(command) -> str:
+    if isinstance(command, StringCommand):
+        return command.get_raw_value()
+    if isinstance(command, FileUploadCommand):
+        return f"upload {command.dest}"
+    if isinstance(command, FunctionCommand):
+        return f"call {command.function.__name__}{command.args}"
+    return repr(command)
+
+
+def planned_commands(
+    run: Callable[[], None],
+    facts: dict,
+    data: dict | None = None,
+    groups: tuple[str, ...] = ("hypervisors",),
+    name: str = "hv1",
+) -> dict[str, list[str]]:
+    """Operation name -> commands, for the operations `run` adds on one host with `facts`."""
+    host_data = default_data() | (data or {})
+    group_lists = {group: ([name], {}) for group in groups}
+    inventory = Inventory(([name], host_data), **group_lists)
+    state = State(inventory=inventory, config=Config())
+    state.set_stage(StateStage.Prepare)
+    host = inventory.get_host(name)
+    state.activate_host(host)
+    table = FactTable(facts)
+    planned: dict[str, list[str]] = {}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(Host, "get_fact", lambda self, cls, *a, **kw: table(self, cls, *a, **kw)))
+        stack.enter_context(ctx_state.use(state))
+        stack.enter_context(ctx_host.use(host))
+        run()
+        for op_hash in host.op_hash_order:
+            op_data = state.get_op_data_for_host(host, op_hash)
+            names = ", ".join(sorted(state.get_op_meta(op_hash).names))
+            planned[names] = [render(command) for command in op_data.command_generator()]
+    return planned
+
+
+def all_commands(planned: dict[str, list[str]]) -> list[str]:
+    return [command for commands in planned.values() for command in commands]
