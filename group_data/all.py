@@ -52,5 +52,7 @@ prometheus_service = None
 prometheus_targets_file = None  # None: scaphandre_targets.yml beside prometheus.yml
 prometheus_binaries = ["/usr/bin/prometheus", "/usr/lib/one/prometheus/prometheus", "/usr/local/bin/prometheus"]
 promtool_binaries = ["/usr/bin/promtool", "/usr/lib/one/prometheus/promtool", "/usr/local/bin/promtool"]
+# Where the verification suite asks Prometheus (from the Prometheus host itself).
+prometheus_api_url = "http://localhost:9090"
 # Without a `prometheus` host the job is written here (on the machine running pyinfra).
 prometheus_snippet_file = "scaphandre-prometheus-job.yml"

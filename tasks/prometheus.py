@@ -1,0 +1,142 @@
+"""The `scaphandre` scrape job on every Prometheus server, or a snippet to paste when there is none."""
+
+from __future__ import annotations
+
+import posixpath
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.api.host import Host
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import files, python
+
+from tasks.facts import PrometheusServer
+from tasks.host_ids import HostMatchError, hypervisors, resolve_one_host, scrape_host
+from tasks.operations import fail_host, prometheus_job
+from tasks.prometheus_config import (
+    ScrapeTarget,
+    parse_targets_file,
+    prometheus_version,
+    render_targets_file,
+    scaphandre_job,
+    scrape_job_snippet,
+)
+from tasks.scrape_targets import assemble_targets
+
+
+def _scrape_address(hypervisor: Host) -> str:
+    return f"{scrape_host(hypervisor)}:{hypervisor.data.get('scaphandre_port') or 8080}"
+
+
+def inventory_targets(inventory, pool, previous: list[ScrapeTarget]) -> list[ScrapeTarget]:
+    """One target per hypervisor of the whole inventory.
+
+    Hosts taking part in this run may be asked for their hostname; the others are
+    matched by name or explicit ID, else keep their previous entry.
+    """
+    active = set(inventory.get_active_hosts())
+    resolved: dict[str, ScrapeTarget] = {}
+    unresolved: dict[str, str] = {}
+    for hypervisor in hypervisors(inventory):
+        address = _scrape_address(hypervisor)
+        try:
+            one_host = resolve_one_host(hypervisor, pool, may_read_facts=hypervisor in active)
+        except HostMatchError:
+            unresolved[hypervisor.name] = address
+            continue
+        resolved[hypervisor.name] = ScrapeTarget(address=address, one_host_id=one_host.id, host_name=one_host.name)
+    targets, warnings = assemble_targets(resolved, unresolved, previous)
+    for warning in warnings:
+        logger.warning(f"{host.print_prefix}{warning}")
+    return targets
+
+
+def _job(targets_file: str, version: tuple[int, int, int]) -> dict:
+    return scaphandre_job(
+        targets_file=targets_file,
+        prometheus_version=version,
+        job_name=host.data.get("prometheus_job_name") or "scaphandre",
+        scrape_interval=host.data.get("prometheus_scrape_interval"),
+    )
+
+
+@deploy("Prometheus scrape job")
+def configure_prometheus(inventory, pool) -> None:
+    """Guarantees this Prometheus server scrapes every hypervisor of the inventory: the
+    file_sd targets file lists them with their OpenNebula IDs, and prometheus.yml holds
+    the job (checked with promtool, backed up, reloaded only when it changed)."""
+    found = host.get_fact(
+        PrometheusServer,
+        candidates=[tuple(pair) for pair in host.data.get("prometheus_candidates") or []],
+        binaries=list(host.data.get("prometheus_binaries") or []),
+        promtools=list(host.data.get("promtool_binaries") or []),
+    )
+    config_file = host.data.get("prometheus_config_file") or found["config"]
+    service = host.data.get("prometheus_service") or found["service"]
+    if not config_file or not service:
+        fail_host(
+            name="Find Prometheus",
+            reason="no Prometheus config found (looked for "
+            + ", ".join(path for path, _ in host.data.get("prometheus_candidates") or [])
+            + "); set prometheus_config_file and prometheus_service for this host",
+        )
+        return
+    if not found["promtool"]:
+        fail_host(name="Find promtool", reason="promtool not found: install it or list it in promtool_binaries")
+        return
+    try:
+        version = prometheus_version(found["version"])
+    except ValueError as error:
+        fail_host(name="Find the Prometheus version", reason=f"{error}; list the binary in prometheus_binaries")
+        return
+
+    targets_file = host.data.get("prometheus_targets_file") or posixpath.join(
+        posixpath.dirname(config_file), "scaphandre_targets.yml"
+    )
+    previous_lines = host.get_fact(FileContents, path=targets_file)
+    try:
+        previous = parse_targets_file("\n".join(previous_lines or []))
+    except ValueError:
+        previous = []  # rewritten below from what is known now
+    targets = inventory_targets(inventory, pool, previous)
+
+    # Prometheus watches file_sd files itself: a new hypervisor needs no reload.
+    files.put(
+        name="Write the Scaphandre scrape targets",
+        src=StringIO(render_targets_file(targets)),
+        dest=targets_file,
+        mode="644",
+    )
+    prometheus_job(
+        name=f"Add the {host.data.get('prometheus_job_name') or 'scaphandre'} job to {config_file}",
+        config_path=config_file,
+        job=_job(targets_file, version),
+        promtool=found["promtool"],
+        service=service,
+    )
+
+
+def _write_snippet(path: Path, text: str) -> None:
+    path.write_text(text)
+    logger.info(f"--> No `prometheus` host in the inventory: paste the job from {path} into prometheus.yml")
+
+
+def write_job_snippet(inventory, pool) -> None:
+    """With no Prometheus host, write the job with static targets on the machine running pyinfra, once."""
+    targets = inventory_targets(inventory, pool, previous=[])
+    job = scaphandre_job(
+        targets_file="unused",
+        prometheus_version=(2, 0, 0),
+        job_name=host.data.get("prometheus_job_name") or "scaphandre",
+        scrape_interval=host.data.get("prometheus_scrape_interval"),
+    )
+    path = Path(host.data.get("prometheus_snippet_file") or "scaphandre-prometheus-job.yml").resolve()
+    python.call(
+        name=f"Write the Prometheus job to paste ({path})",
+        function=_write_snippet,
+        path=path,
+        text=scrape_job_snippet(job, targets),
+        _run_once=True,
+    )
