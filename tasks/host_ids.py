@@ -10,8 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import asdict, dataclass
 
-from pyinfra.api import PyinfraError
-from pyinfra.api.exceptions import NoGroupError
+from pyinfra.api.exceptions import NoGroupError, PyinfraError
 from pyinfra.api.host import Host
 from pyinfra.facts.server import Hostname
 
