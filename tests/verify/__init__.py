@@ -83,7 +83,14 @@ def _dump_inventory(inventory_path: str) -> None:
 
     # The CLI sets a State before loading: pyinfra's file executor records into it.
     ctx_state.set(State(check_for_changes=False))
-    inventory = make_inventory(inventory_path, cwd=os.getcwd())
+    try:
+        inventory = make_inventory(inventory_path, cwd=os.getcwd())
+    except Exception as error:
+        # pyinfra wraps errors of the inventory's own code; show the original, in one line.
+        cause = getattr(error, "exception", error)
+        where = getattr(error, "filename", inventory_path)
+        sys.stderr.write(f"{where}: {type(cause).__name__}: {cause}\n")
+        sys.exit(1)
     hosts = [
         {"name": host.name, "groups": [str(group) for group in host.groups], "data": host.data.dict()}
         for host in inventory
@@ -116,8 +123,8 @@ def read_inventory(inventory_path: str, *, cwd: str | None = None) -> list[Inven
             f"loading inventory {inventory_path} took more than {INVENTORY_LOAD_TIMEOUT_S} s"
         ) from None
     if done.returncode != 0:
-        last_lines = "\n".join(done.stderr.strip().splitlines()[-5:])
-        raise InventoryLoadError(f"pyinfra could not load inventory {inventory_path}:\n{last_lines}")
+        last_line = (done.stderr.strip().splitlines() or ["no error text"])[-1]
+        raise InventoryLoadError(f"pyinfra could not load inventory {inventory_path}: {last_line}")
     try:
         listed = json.loads(done.stdout)
     except json.JSONDecodeError:
@@ -240,8 +247,10 @@ def http_get_command(url: str, *, timeout_s: int = 10) -> str:
         f"sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout={timeout_s}).read().decode())"
     )
     raw_request = f"GET {path} HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n"
+    # Status line checked like curl -f does; then headers (up to the blank line) dropped.
     bash_tcp = (
-        f"exec 3<>/dev/tcp/{host}/{port} && printf '{raw_request}' >&3 && "
+        f"exec 3<>/dev/tcp/{host}/{port} && printf '{raw_request}' >&3 && read -r status <&3 && "
+        'case "$status" in "HTTP/"*" 2"??" "*) ;; *) echo "HTTP status: $status" >&2; exit 22;; esac && '
         "sed '1,/^\\r\\{0,1\\}$/d' <&3"
     )
     return (
@@ -253,3 +262,28 @@ def http_get_command(url: str, *, timeout_s: int = 10) -> str:
 
 def _shell_quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+# --------------------------------------------------------------------------- on a host
+
+
+@dataclass
+class Node:
+    """One inventory host under test: its inventory name, merged host data and testinfra host."""
+
+    name: str
+    data: dict[str, Any] = field(repr=False)
+    host: Any = field(repr=False)  # testinfra.host.Host
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A host-data value, the default when unset or None (as the deploy reads its settings)."""
+        value = self.data.get(key)
+        return default if value is None else value
+
+
+def fetch_url(node: Node, url: str) -> tuple[bool, str]:
+    """(True, body) of an HTTP GET run on the node itself, or (False, what went wrong)."""
+    result = node.host.run(http_get_command(url))
+    if result.rc != 0:
+        return False, (result.stderr.strip() or result.stdout.strip() or f"exit status {result.rc}")[-500:]
+    return True, result.stdout

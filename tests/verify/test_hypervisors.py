@@ -1,0 +1,144 @@
+"""What a deploy must have left on every hypervisor (DESIGN part 6).
+
+Each test runs once per host of group `hypervisors`; its id names the host and
+every failure message starts with it, in terms an operator can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tasks.hypervisor_plan import UnsupportedHostError, rapl_modules
+from tests.verify import Node, expected_binds, fetch_url, metrics_probe_host
+
+RAPL_ZONE = "/sys/class/powercap/intel-rapl:0"
+MODULES_LOAD_FILE = "/etc/modules-load.d/scaphandre-rapl.conf"
+POWER_METRIC = "scaph_host_power_microwatts"
+CONTAINER_PORT = "8080/tcp"
+
+
+def container_name(node: Node) -> str:
+    return node.setting("scaphandre_container_name", "scaphandre")
+
+
+def inspect_container(node: Node) -> dict:
+    """`docker inspect` of the Scaphandre container, or a test failure saying it is missing."""
+    name = container_name(node)
+    result = node.host.run("docker inspect --type container %s", name)
+    if result.rc != 0:
+        pytest.fail(f"{node.name}: container {name} does not exist ({result.stderr.strip()[:200]})", pytrace=False)
+    return json.loads(result.stdout)[0]
+
+
+def expected_modules(node: Node) -> list[str]:
+    """The RAPL modules the deploy persists: rapl_modules, else chosen from CPU vendor and kernel."""
+    configured = node.setting("rapl_modules")
+    if configured:
+        return list(configured)
+    vendor = node.host.run("sed -n 's/^vendor_id[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1")
+    kernel = node.host.run("uname -r")
+    try:
+        return rapl_modules(vendor.stdout.strip(), kernel.stdout.strip())
+    except UnsupportedHostError as error:
+        pytest.fail(f"{node.name}: {error}", pytrace=False)
+
+
+def test_rapl_exposed(hypervisor: Node):
+    """RAPL's package zone exists and its energy counter reads as a number."""
+    assert hypervisor.host.file(RAPL_ZONE).is_directory, (
+        f"{hypervisor.name}: RAPL is not exposed: {RAPL_ZONE} is missing "
+        "(RAPL modules not loaded, not bare metal, or no RAPL on this CPU)"
+    )
+    energy = hypervisor.host.run("cat %s", f"{RAPL_ZONE}/energy_uj")
+    assert energy.rc == 0, f"{hypervisor.name}: cannot read {RAPL_ZONE}/energy_uj: {energy.stderr.strip()}"
+    assert energy.stdout.strip().isdigit(), (
+        f"{hypervisor.name}: {RAPL_ZONE}/energy_uj holds {energy.stdout.strip()!r}, not an energy counter"
+    )
+
+
+def test_rapl_modules_persisted(hypervisor: Node):
+    """/etc/modules-load.d lists the RAPL modules, so they load again after a reboot."""
+    conf = hypervisor.host.file(MODULES_LOAD_FILE)
+    assert conf.is_file, f"{hypervisor.name}: {MODULES_LOAD_FILE} is missing: RAPL modules would not load at boot"
+    listed = [
+        line.strip() for line in conf.content_string.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    wanted = expected_modules(hypervisor)
+    missing = [module for module in wanted if module not in listed]
+    assert not missing, (
+        f"{hypervisor.name}: {MODULES_LOAD_FILE} does not list {', '.join(missing)} (it lists {listed or 'nothing'})"
+    )
+
+
+def test_docker_active_and_enabled(hypervisor: Node):
+    """The Docker engine runs now and starts at boot."""
+    docker = hypervisor.host.service("docker")
+    assert docker.is_running, f"{hypervisor.name}: docker.service is not running"
+    assert docker.is_enabled, f"{hypervisor.name}: docker.service is not enabled: it would not start after a reboot"
+
+
+def test_container_running(hypervisor: Node):
+    state = inspect_container(hypervisor).get("State") or {}
+    assert state.get("Running"), (
+        f"{hypervisor.name}: container {container_name(hypervisor)} is not running "
+        f"(status {state.get('Status')}, exit code {state.get('ExitCode')}); "
+        f"see `docker logs {container_name(hypervisor)}` on the host"
+    )
+    assert not state.get("Restarting"), f"{hypervisor.name}: container {container_name(hypervisor)} keeps restarting"
+
+
+def test_container_image(hypervisor: Node):
+    wanted = hypervisor.setting("scaphandre_image")
+    image = (inspect_container(hypervisor).get("Config") or {}).get("Image")
+    assert image == wanted, (
+        f"{hypervisor.name}: container {container_name(hypervisor)} runs image {image}, not the configured {wanted}"
+    )
+
+
+def test_container_restart_policy(hypervisor: Node):
+    """The restart policy brings the exporter back after a reboot or a crash."""
+    wanted = hypervisor.setting("scaphandre_restart_policy", "unless-stopped")
+    policy = ((inspect_container(hypervisor).get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name")
+    assert policy == wanted, (
+        f"{hypervisor.name}: container {container_name(hypervisor)} has restart policy {policy!r}, "
+        f"not the configured {wanted!r}"
+    )
+
+
+def test_container_mounts(hypervisor: Node):
+    """/proc and the powercap tree (and the Docker socket for --containers) are bind-mounted."""
+    mounts = inspect_container(hypervisor).get("Mounts") or []
+    present = {f"{m.get('Source')}:{m.get('Destination')}" for m in mounts}
+    missing = [bind for bind in expected_binds(hypervisor.data) if bind not in present]
+    assert not missing, (
+        f"{hypervisor.name}: container {container_name(hypervisor)} lacks the mounts {', '.join(missing)} "
+        f"(has {', '.join(sorted(present)) or 'none'})"
+    )
+
+
+def test_container_port_published(hypervisor: Node):
+    """Scaphandre's port 8080 is published on the configured address and port."""
+    port = str(hypervisor.setting("scaphandre_port", 8080))
+    listen = hypervisor.setting("scaphandre_listen_address", "0.0.0.0")
+    bindings = ((inspect_container(hypervisor).get("HostConfig") or {}).get("PortBindings") or {}).get(CONTAINER_PORT)
+    published = {(b.get("HostIp") or "0.0.0.0", str(b.get("HostPort"))) for b in bindings or []}
+    assert (listen or "0.0.0.0", port) in published, (
+        f"{hypervisor.name}: container {container_name(hypervisor)} does not publish {CONTAINER_PORT} "
+        f"on {listen}:{port} (published: {sorted(published) or 'nothing'})"
+    )
+
+
+def test_metrics_served(hypervisor: Node):
+    """/metrics answers on the host with a host power value."""
+    url = f"http://{metrics_probe_host(hypervisor.data)}:{hypervisor.setting('scaphandre_port', 8080)}/metrics"
+    ok, body = fetch_url(hypervisor, url)
+    assert ok, f"{hypervisor.name}: {url} does not answer: {body}"
+    value = re.search(rf"^{POWER_METRIC}(?:{{[^}}]*}})?\s+(\S+)", body, re.MULTILINE)
+    assert value, f"{hypervisor.name}: {url} answers but has no {POWER_METRIC} (is RAPL visible in the container?)"
+    # A malformed sample would make Prometheus reject the whole scrape.
+    assert re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|NaN|[-+]?Inf", value.group(1)), (
+        f"{hypervisor.name}: {POWER_METRIC} has the value {value.group(1)!r}, not a number"
+    )
