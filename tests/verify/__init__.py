@@ -160,7 +160,7 @@ def write_ssh_config(directory: Path) -> Path:
     return path
 
 
-def testinfra_target(host: InventoryHost, ssh_config_dir: Path) -> VerifyHost:
+def to_verify_host(host: InventoryHost, ssh_config_dir: Path) -> VerifyHost:
     """How testinfra reaches this host, from the same data keys pyinfra's connectors use.
 
     ``@local`` -> local backend; ``@docker/ID`` -> docker backend; anything else is
@@ -205,7 +205,7 @@ def testinfra_target(host: InventoryHost, ssh_config_dir: Path) -> VerifyHost:
 
 def load_verify_hosts(inventory_path: str, *, ssh_config_dir: Path, cwd: str | None = None) -> list[VerifyHost]:
     """Every inventory host with its testinfra connection, in inventory order."""
-    return [testinfra_target(host, ssh_config_dir) for host in read_inventory(inventory_path, cwd=cwd)]
+    return [to_verify_host(host, ssh_config_dir) for host in read_inventory(inventory_path, cwd=cwd)]
 
 
 # --------------------------------------------------------------------------- expectations
