@@ -65,6 +65,7 @@ def _verify_hosts(config: pytest.Config) -> list[VerifyHost]:
         try:
             config.stash[_HOSTS_KEY] = load_verify_hosts(inventory, ssh_config_dir=Path(ssh_dir))
         except InventoryLoadError as error:
+            shutil.rmtree(ssh_dir, ignore_errors=True)  # pytest_unconfigure may not run after a UsageError
             raise pytest.UsageError(str(error)) from None
     return config.stash[_HOSTS_KEY]
 
