@@ -56,3 +56,4 @@ promtool_binaries = ["/usr/bin/promtool", "/usr/lib/one/prometheus/promtool", "/
 prometheus_api_url = "http://localhost:9090"
 # Without a `prometheus` host the job is written here (on the machine running pyinfra).
 prometheus_snippet_file = "scaphandre-prometheus-job.yml"
+prometheus_snippet_major_version = 2  # 3 adds the fallback_scrape_protocol Prometheus 3 needs

@@ -124,19 +124,25 @@ def _write_snippet(path: Path, text: str) -> None:
 
 
 def write_job_snippet(inventory, pool) -> None:
-    """With no Prometheus host, write the job with static targets on the machine running pyinfra, once."""
+    """With no Prometheus host, write the job with static targets on the machine running
+    pyinfra, once per run and only when its content changed."""
     targets = inventory_targets(inventory, pool, previous=[])
+    major = int(host.data.get("prometheus_snippet_major_version") or 2)
     job = scaphandre_job(
         targets_file="unused",
-        prometheus_version=(2, 0, 0),
+        prometheus_version=(major, 0, 0),
         job_name=host.data.get("prometheus_job_name") or "scaphandre",
         scrape_interval=host.data.get("prometheus_scrape_interval"),
     )
+    text = scrape_job_snippet(job, targets)
     path = Path(host.data.get("prometheus_snippet_file") or "scaphandre-prometheus-job.yml").resolve()
+    if path.exists() and path.read_text() == text:
+        host.noop(f"{path} already holds the job to paste")
+        return
     python.call(
         name=f"Write the Prometheus job to paste ({path})",
         function=_write_snippet,
         path=path,
-        text=scrape_job_snippet(job, targets),
+        text=text,
         _run_once=True,
     )
