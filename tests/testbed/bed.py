@@ -305,7 +305,8 @@ class TestBed:
             rows.append({"container": container, "host": host, "state": state,
                          "status": status, "image": image,
                          "ssh_port": self.hosts[host].ssh_port if host in self.hosts else None})
-        return rows
+        order = list(self.hosts)
+        return sorted(rows, key=lambda r: order.index(r["host"]) if r["host"] in order else 99)
 
     def disk_usage(self) -> dict[str, str]:
         """Each container's writable-layer size as Docker reports it (e.g. '310MB')."""

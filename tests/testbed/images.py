@@ -164,7 +164,7 @@ def build_base(build_dir: Path) -> None:
 def docker_build(context: Path, tag: str, context_hash: str) -> None:
     """docker build context as tag, labelled with the context hash."""
     proc = subprocess.run(
-        ["docker", "build", "-q", "--label", f"{CONTEXT_HASH_LABEL}={context_hash}",
+        ["docker", "build", "-q", "--force-rm", "--label", f"{CONTEXT_HASH_LABEL}={context_hash}",
          "-t", tag, str(context)],
         capture_output=True, timeout=DOCKER_BUILD_TIMEOUT_S)
     if proc.returncode != 0:
@@ -236,6 +236,14 @@ def build_prometheus() -> str:
     return tag
 
 
+def remove_stale_tags(repository: str, keep: str) -> None:
+    """Remove older hash tags of repository; Docker refuses (and we ignore) any still in use."""
+    listed = docker("images", "--format", "{{.Repository}}:{{.Tag}}", repository, check=False)
+    for ref in listed.stdout.decode().split():
+        if ref != keep:
+            docker("rmi", ref, check=False)
+
+
 def build_all(build_dir: Path = DEFAULT_BUILD_DIR) -> tuple[str, str, BuildTimings]:
     """Guarantee every image is present and current; return (hypervisor tag, prometheus tag, timings)."""
     timings = BuildTimings()
@@ -252,6 +260,8 @@ def build_all(build_dir: Path = DEFAULT_BUILD_DIR) -> tuple[str, str, BuildTimin
             results[name] = step()
             timings.seconds[name] = round(time.monotonic() - started, 1)
             LOG.info("image %s ready in %.1f s", name, timings.seconds[name])
+        remove_stale_tags(HYPERVISOR_REPO, results["hypervisor"])
+        remove_stale_tags(PROMETHEUS_REPO, results["prometheus"])
     return results["hypervisor"], results["prometheus"], timings
 
 
