@@ -50,4 +50,4 @@ hypervisors = (
     },
 )
 
-prometheus = ([("prom1", {**_SSH, "ssh_port": 2229})], _OPENNEBULA)
+prometheus = ([("prom1", {**_SSH, "ssh_port": 2271})], _OPENNEBULA)

@@ -1,0 +1,92 @@
+"""The simulated cloud for the end-to-end scenarios: test bed hosts, the OpenNebula
+API simulator (test double) listing them with IDs out of inventory order, and an
+inventory file an operator would write for them."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.doubles.one_api_simulator import OneApiSimulator
+from tests.e2e.cloud import PrometheusApi, render_inventory
+from tests.testbed.bed import TestBed
+
+PREFIX = "sotb-e2e"
+SSH_PORT_BASE = 2241
+PROMETHEUS_API_PORT = 9191
+
+# IDs deliberately not in inventory order, and three ways of matching:
+# hv1 registered by FQDN, hv2 by its short name, hv3 under another NAME (found by TEMPLATE/HOSTNAME).
+INITIAL_POOL = [
+    {"id": 2, "name": "lxc-node", "hostname": "lxc-node", "im_mad": "lxc", "state": 4},
+    {"id": 7, "name": "hv1.cloud.test", "hostname": "hv1", "im_mad": "kvm", "state": 2},
+    {"id": 3, "name": "hv2", "hostname": "hv2", "im_mad": "kvm", "state": 2},
+    {"id": 12, "name": "kvm-node-c", "hostname": "hv3", "im_mad": "kvm", "state": 2},
+]
+
+
+@dataclass
+class SimulatedCloud:
+    bed: TestBed
+    simulator: OneApiSimulator
+    state_dir: Path
+    password: str
+    hypervisors: list[str] = field(default_factory=lambda: ["hv1", "hv2", "hv3"])
+    pool: list[dict] = field(default_factory=lambda: [dict(h) for h in INITIAL_POOL])
+
+    @property
+    def inventory(self) -> Path:
+        return self.state_dir / "inventory.py"
+
+    @property
+    def one_ids(self) -> dict[str, str]:
+        by_hostname = {h["hostname"]: str(h["id"]) for h in self.pool}
+        return {name: by_hostname[name] for name in self.hypervisors}
+
+    @property
+    def prometheus(self) -> PrometheusApi:
+        return PrometheusApi(self.bed.prometheus_url)
+
+    def vm_ids(self, host: str) -> list[int]:
+        """OpenNebula IDs of the simulated VMs running on `host`."""
+        return self.bed.vm_ids(host)
+
+    def write_inventory(self) -> None:
+        render_inventory(self.inventory, self.bed, self.hypervisors)
+
+    def add_hypervisor(self, name: str, one_id: int) -> None:
+        self.bed.add_hypervisor(name)
+        self.pool.append({"id": one_id, "name": name, "hostname": name, "im_mad": "kvm", "state": 2})
+        self.simulator.set_hosts(self.pool)
+        self.hypervisors.append(name)
+        self.write_inventory()
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("cloud")
+    bed = TestBed(
+        prefix=PREFIX,
+        state_dir=state_dir / "bed",
+        hypervisors=("hv1", "hv2", "hv3"),
+        ssh_port_base=SSH_PORT_BASE,
+        prometheus_api_port=PROMETHEUS_API_PORT,
+    )
+    password = "e2e-" + secrets.token_hex(8)
+    simulator = OneApiSimulator([dict(h) for h in INITIAL_POOL], user="oneadmin", password=password)
+    bed.down()  # a bed left behind by an interrupted run
+    bed.build_images()
+    simulator.start()
+    try:
+        bed.up()
+        (state_dir / "one_auth").write_text(f"oneadmin:{password}\n")
+        (state_dir / "one_xmlrpc").write_text(simulator.url)
+        simulated = SimulatedCloud(bed=bed, simulator=simulator, state_dir=state_dir, password=password)
+        simulated.write_inventory()
+        yield simulated
+    finally:
+        simulator.stop()
+        bed.down()

@@ -1,0 +1,143 @@
+"""End to end: the real `pyinfra` CLI over SSH against simulated KVM hypervisors and a
+real Prometheus, ending with Prometheus itself reporting every hypervisor's power.
+
+The scenarios run in file order on one cloud: fresh deploy, no-op rerun, a new
+hypervisor, the verification suite, a reboot.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.e2e.cloud import REPO, render_inventory, run_pyinfra
+
+pytestmark = pytest.mark.e2e
+
+CONTAINER = "scaphandre"
+
+
+def container_identity(cloud, host: str) -> str:
+    return cloud.bed.exec(host, "docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", CONTAINER).stdout.strip()
+
+
+def last_reload(cloud) -> float:
+    series = cloud.prometheus.query("prometheus_config_last_reload_success_timestamp_seconds")
+    return float(series[0]["value"][1])
+
+
+def expected_targets(cloud, names) -> dict[str, str]:
+    """scrape address -> OpenNebula ID, as the simulator lists them."""
+    return {f"{name}:8080": str(cloud.one_ids[name]) for name in names}
+
+
+def wait_for_targets_up(cloud, names):
+    want = expected_targets(cloud, names)
+
+    def all_up():
+        targets = {t["labels"]["instance"]: t for t in cloud.prometheus.targets()}
+        if set(targets) != set(want):
+            return None
+        return targets if all(t["health"] == "up" for t in targets.values()) else None
+
+    return cloud.prometheus.wait_for(f"targets {sorted(want)} up", all_up)
+
+
+def test_fresh_deploy_reports_every_hypervisor_with_its_opennebula_id(cloud):
+    run = run_pyinfra(cloud.inventory)
+    assert run.returncode == 0, run.output[-6000:]
+    assert run.failed_hosts() == []
+    assert cloud.simulator.calls["one.hostpool.info"] == 1, "one OpenNebula API call per run"
+    assert cloud.password not in run.output
+
+    targets = wait_for_targets_up(cloud, cloud.hypervisors)
+    for address, one_id in expected_targets(cloud, cloud.hypervisors).items():
+        labels = targets[address]["labels"]
+        assert labels["host_id"] == one_id and labels["one_host_id"] == one_id, labels
+
+    def host_power():
+        series = cloud.prometheus.query('scaph_host_power_microwatts{job="scaphandre"} > 0')
+        return series if {s["metric"]["one_host_id"] for s in series} == set(cloud.one_ids.values()) else None
+
+    cloud.prometheus.wait_for("scaph_host_power_microwatts > 0 for every hypervisor", host_power)
+
+    def vm_power():
+        series = cloud.prometheus.query('scaph_process_power_consumption_microwatts{one_vm_id!=""}')
+        found = {(s["metric"]["one_host_id"], s["metric"]["one_vm_id"]) for s in series}
+        # Each host runs one VM as qemu-system-x86_64 (Scaphandre names it) and one as qemu-kvm-one (it does not).
+        wanted = {(cloud.one_ids[h], str(vm)) for h in cloud.hypervisors for vm in cloud.vm_ids(h)}
+        return found if wanted <= found else None
+
+    cloud.prometheus.wait_for("per-VM power with one_vm_id for both kinds of VM process", vm_power)
+
+
+def test_immediate_rerun_changes_nothing(cloud):
+    before = {host: container_identity(cloud, host) for host in cloud.hypervisors}
+    reload_before = last_reload(cloud)
+    calls_before = cloud.simulator.calls["one.hostpool.info"]
+
+    run = run_pyinfra(cloud.inventory)
+
+    assert run.returncode == 0, run.output[-6000:]
+    assert run.changed_hosts() == {}, "a rerun with nothing changed must change nothing"
+    assert cloud.simulator.calls["one.hostpool.info"] == calls_before + 1
+    assert {host: container_identity(cloud, host) for host in cloud.hypervisors} == before
+    assert last_reload(cloud) == reload_before, "Prometheus was reloaded on a no-op rerun"
+
+
+def test_a_new_hypervisor_is_added_without_touching_the_others(cloud):
+    before = {host: container_identity(cloud, host) for host in cloud.hypervisors}
+    cloud.add_hypervisor("hv4", one_id=21)
+
+    run = run_pyinfra(cloud.inventory, "--limit", "hv4", "--limit", cloud.bed.prometheus_name)
+
+    assert run.returncode == 0, run.output[-6000:]
+    changed = {host for hosts in run.changed_hosts().values() for host in hosts}
+    assert "hv4" in changed and not changed & set(before)
+    assert {host: container_identity(cloud, host) for host in before} == before
+    wait_for_targets_up(cloud, cloud.hypervisors)
+
+
+def run_verification_suite(cloud) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/verify", "--inventory", str(cloud.inventory), "-q", "-p", "no:cacheprovider"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_verification_suite_passes_then_names_a_stopped_container(cloud):
+    passing = run_verification_suite(cloud)
+    assert passing.returncode == 0, passing.stdout[-6000:] + passing.stderr[-2000:]
+
+    cloud.bed.exec("hv2", "docker", "stop", CONTAINER)
+    try:
+        failing = run_verification_suite(cloud)
+    finally:
+        cloud.bed.exec("hv2", "docker", "start", CONTAINER)
+    assert failing.returncode != 0
+    assert "test_container_running[hv2]" in failing.stdout
+    assert "test_container_running[hv1]" not in failing.stdout.split("short test summary")[-1]
+
+
+def test_a_rebooted_hypervisor_comes_back_by_itself(cloud):
+    started_before = container_identity(cloud, "hv3")
+    cloud.bed.restart_host("hv3")
+
+    deadline = time.monotonic() + 120
+    state = ""
+    while time.monotonic() < deadline:
+        probe = cloud.bed.exec(
+            "hv3", "sh", "-c",
+            "test -e /sys/class/powercap/intel-rapl:0 && docker inspect -f '{{.State.Status}}' scaphandre",
+            check=False,
+        )
+        state = probe.stdout.strip()
+        if state == "running":
+            break
+        time.sleep(2)
+    assert state == "running", "RAPL or the container did not come back after a restart"
+    assert container_identity(cloud, "hv3") != started_before, "the container should have been restarted"
+    wait_for_targets_up(cloud, cloud.hypervisors)
