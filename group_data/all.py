@@ -30,6 +30,9 @@ rapl_modules = None
 docker_install_source = "distro"  # "distro" (docker.io) or "docker-ce"
 docker_ce_repo_url = None  # base URL of Docker's package repository, needed for docker-ce
 
+# remove.py only: also remove the Docker engine (other containers may need it).
+remove_docker_engine = False
+
 # --- OpenNebula (read from the machine running pyinfra, never sent to a host) -----
 one_xmlrpc = None  # None: $ONE_XMLRPC, else http://localhost:2633/RPC2
 one_auth_file = None  # None: $ONE_AUTH, ~/.one/one_auth, /var/lib/one/.one/one_auth

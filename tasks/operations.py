@@ -14,7 +14,7 @@ from pyinfra.operations import docker
 
 from tasks.facts import RaplExposed
 from tasks.hypervisor_plan import ScaphandreSpec, container_drift
-from tasks.prometheus_config import config_needs_update, merge_job
+from tasks.prometheus_config import config_needs_update, job_in_config, merge_job, remove_job
 
 
 def _log_failure(state, host, reason: str) -> bool:
@@ -98,6 +98,33 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
     yield _metrics_wait_command(spec, metrics_timeout_s)
 
 
+def _replace_config(config_path: str, current: str | None, new_text: str, promtool: str, service: str):
+    """Commands that put `new_text` in place of the live config only if promtool accepts it,
+    keep the previous file as `<config>.bak`, and reload Prometheus with SIGHUP."""
+    staged = f"{config_path}.scaphandre-new"
+    quoted_live, quoted_staged = shlex.quote(config_path), shlex.quote(staged)
+    yield FileUploadCommand(StringIO(new_text), staged)
+    yield StringCommand(
+        f"chmod 0644 {quoted_staged} && "
+        f"{{ out=$({shlex.quote(promtool)} check config {quoted_staged} 2>&1) || "
+        f"{{ rm -f {quoted_staged}; echo \"promtool rejected the new {config_path}; "
+        f"the live file is untouched: $out\" >&2; exit 1; }}; }}"
+    )
+    if current is not None:
+        yield StringCommand(f"cp -p {quoted_live} {quoted_live}.bak")
+        # Keep the owner and mode the operator (or the package) gave the live file.
+        yield StringCommand(
+            f"chown --reference={quoted_live} {quoted_staged} && chmod --reference={quoted_live} {quoted_staged}"
+        )
+    yield StringCommand(f"mv {quoted_staged} {quoted_live}")
+    unit = shlex.quote(service)
+    yield StringCommand(
+        f"if systemctl is-active --quiet {unit}; then systemctl kill --kill-whom=main --signal=HUP {unit}; "
+        f"else echo 'Prometheus service {service} is not running, so it was not reloaded; "
+        f"the new {config_path} passed promtool and is used when it starts' >&2; exit 1; fi"
+    )
+
+
 @operation()
 def prometheus_job(
     config_path: str,
@@ -118,23 +145,16 @@ def prometheus_job(
         host.noop(f"{config_path} already holds the {job['job_name']} job")
         return
 
-    staged = f"{config_path}.scaphandre-new"
-    quoted_live, quoted_staged = shlex.quote(config_path), shlex.quote(staged)
-    yield FileUploadCommand(StringIO(merge_job(current, job)), staged)
-    yield StringCommand(
-        f"chmod 0644 {quoted_staged} && "
-        f"{{ out=$({shlex.quote(promtool)} check config {quoted_staged} 2>&1) || "
-        f"{{ rm -f {quoted_staged}; echo \"promtool rejected the new {config_path}; "
-        f"the live file is untouched: $out\" >&2; exit 1; }}; }}"
-    )
-    if current is not None:
-        yield StringCommand(f"cp -p {quoted_live} {quoted_live}.bak")
-        # Keep the owner and mode the operator (or the package) gave the live file.
-        yield StringCommand(f"chown --reference={quoted_live} {quoted_staged}")
-    yield StringCommand(f"mv {quoted_staged} {quoted_live}")
-    unit = shlex.quote(service)
-    yield StringCommand(
-        f"if systemctl is-active --quiet {unit}; then systemctl kill --kill-whom=main --signal=HUP {unit}; "
-        f"else echo 'Prometheus service {service} is not running, so it was not reloaded; "
-        f"the new {config_path} passed promtool and is used when it starts' >&2; exit 1; fi"
-    )
+    yield from _replace_config(config_path, current, merge_job(current, job), promtool, service)
+
+
+@operation()
+def prometheus_job_absent(config_path: str, job_name: str, promtool: str, service: str):
+    """Guarantees prometheus.yml has no job named `job_name`, every other job and setting kept;
+    checked, backed up and reloaded like a change made by prometheus_job."""
+    lines = host.get_fact(FileContents, path=config_path)
+    current = "\n".join(lines) + "\n" if lines is not None else None
+    if current is None or job_in_config(current, job_name) is None:
+        host.noop(f"{config_path} has no {job_name} job")
+        return
+    yield from _replace_config(config_path, current, remove_job(current, job_name), promtool, service)

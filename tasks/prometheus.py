@@ -14,7 +14,7 @@ from pyinfra.operations import files, python
 
 from tasks.facts import PrometheusServer
 from tasks.host_ids import HostMatchError, hypervisors, resolve_one_host, scrape_host
-from tasks.operations import fail_host, prometheus_job
+from tasks.operations import fail_host, prometheus_job, prometheus_job_absent
 from tasks.prometheus_config import (
     ScrapeTarget,
     parse_targets_file,
@@ -57,16 +57,14 @@ def _job(targets_file: str, version: tuple[int, int, int]) -> dict:
     return scaphandre_job(
         targets_file=targets_file,
         prometheus_version=version,
-        job_name=host.data.get("prometheus_job_name") or "scaphandre",
+        job_name=_job_name(),
         scrape_interval=host.data.get("prometheus_scrape_interval"),
     )
 
 
-@deploy("Prometheus scrape job")
-def configure_prometheus(inventory, pool) -> None:
-    """Guarantees this Prometheus server scrapes every hypervisor of the inventory: the
-    file_sd targets file lists them with their OpenNebula IDs, and prometheus.yml holds
-    the job (checked with promtool, backed up, reloaded only when it changed)."""
+def _locate_prometheus() -> dict | None:
+    """This server's config file, service, promtool and version; None (and the host failed
+    with what to set) when one of them cannot be found."""
     found = host.get_fact(
         PrometheusServer,
         candidates=[tuple(pair) for pair in host.data.get("prometheus_candidates") or []],
@@ -82,20 +80,40 @@ def configure_prometheus(inventory, pool) -> None:
             + ", ".join(path for path, _ in host.data.get("prometheus_candidates") or [])
             + "); set prometheus_config_file and prometheus_service for this host",
         )
-        return
+        return None
     if not found["promtool"]:
         fail_host(name="Find promtool", reason="promtool not found: install it or list it in promtool_binaries")
-        return
+        return None
     try:
         version = prometheus_version(found["version"])
     except ValueError as error:
         fail_host(name="Find the Prometheus version", reason=f"{error}; list the binary in prometheus_binaries")
-        return
-
+        return None
     targets_file = host.data.get("prometheus_targets_file") or posixpath.join(
         posixpath.dirname(config_file), "scaphandre_targets.yml"
     )
-    previous_lines = host.get_fact(FileContents, path=targets_file)
+    return {
+        "config_file": config_file,
+        "service": service,
+        "promtool": found["promtool"],
+        "version": version,
+        "targets_file": targets_file,
+    }
+
+
+def _job_name() -> str:
+    return host.data.get("prometheus_job_name") or "scaphandre"
+
+
+@deploy("Prometheus scrape job")
+def configure_prometheus(inventory, pool) -> None:
+    """Guarantees this Prometheus server scrapes every hypervisor of the inventory: the
+    file_sd targets file lists them with their OpenNebula IDs, and prometheus.yml holds
+    the job (checked with promtool, backed up, reloaded only when it changed)."""
+    server = _locate_prometheus()
+    if server is None:
+        return
+    previous_lines = host.get_fact(FileContents, path=server["targets_file"])
     try:
         previous = parse_targets_file("\n".join(previous_lines or []))
     except ValueError:
@@ -106,16 +124,33 @@ def configure_prometheus(inventory, pool) -> None:
     files.put(
         name="Write the Scaphandre scrape targets",
         src=StringIO(render_targets_file(targets)),
-        dest=targets_file,
+        dest=server["targets_file"],
         mode="644",
     )
     prometheus_job(
-        name=f"Add the {host.data.get('prometheus_job_name') or 'scaphandre'} job to {config_file}",
-        config_path=config_file,
-        job=_job(targets_file, version),
-        promtool=found["promtool"],
-        service=service,
+        name=f"Add the {_job_name()} job to {server['config_file']}",
+        config_path=server["config_file"],
+        job=_job(server["targets_file"], server["version"]),
+        promtool=server["promtool"],
+        service=server["service"],
     )
+
+
+@deploy("Remove the Prometheus scrape job")
+def remove_prometheus_job() -> None:
+    """Guarantees this Prometheus server no longer has the job nor its targets file; the
+    config change is checked, backed up and reloaded like any other."""
+    server = _locate_prometheus()
+    if server is None:
+        return
+    prometheus_job_absent(
+        name=f"Remove the {_job_name()} job from {server['config_file']}",
+        config_path=server["config_file"],
+        job_name=_job_name(),
+        promtool=server["promtool"],
+        service=server["service"],
+    )
+    files.file(name="Remove the Scaphandre scrape targets", path=server["targets_file"], present=False)
 
 
 def _write_snippet(path: Path, text: str) -> None:

@@ -413,6 +413,23 @@ def config_needs_update(existing_config_text: str | None, job: dict) -> bool:
     return current != _normalised(job)
 
 
+def remove_job(existing_config_text: str, job_name: str = DEFAULT_JOB_NAME) -> str:
+    """The prometheus.yml text without the job named job_name, everything else kept.
+
+    Used when the deploy is removed; text without that job comes back unchanged.
+    """
+    config = _parse_config(existing_config_text)
+    if config is None:
+        return existing_config_text
+    jobs = list(_scrape_configs(config))
+    index = _managed_index(jobs, job_name)
+    if index is None:
+        return existing_config_text
+    kept = dict(config)
+    kept["scrape_configs"] = jobs[:index] + jobs[index + 1 :]
+    return _dump(kept)
+
+
 # --------------------------------------------------------------------------
 # Snippet for an inventory with no Prometheus host
 

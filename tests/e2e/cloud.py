@@ -78,9 +78,11 @@ class PyinfraRun:
         return list(self.results["failed_hosts"]) if self.results else []
 
 
-def run_pyinfra(inventory: Path, *extra_args: str, timeout_s: int = PYINFRA_TIMEOUT_S) -> PyinfraRun:
+def run_pyinfra(
+    inventory: Path, *extra_args: str, script: str = "deploy.py", timeout_s: int = PYINFRA_TIMEOUT_S
+) -> PyinfraRun:
     """`pyinfra -y --json INVENTORY deploy.py`, from the repository as an operator runs it."""
-    command = [str(PYINFRA), "-y", "--json", *extra_args, str(inventory), "deploy.py"]
+    command = [str(PYINFRA), "-y", "--json", *extra_args, str(inventory), script]
     completed = subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, timeout=timeout_s, env={**os.environ, "NO_COLOR": "1"}
     )

@@ -141,3 +141,22 @@ def test_a_rebooted_hypervisor_comes_back_by_itself(cloud):
     assert state == "running", "RAPL or the container did not come back after a restart"
     assert container_identity(cloud, "hv3") != started_before, "the container should have been restarted"
     wait_for_targets_up(cloud, cloud.hypervisors)
+
+
+def test_removal_takes_it_all_away_and_keeps_docker_and_other_jobs(cloud):
+    run = run_pyinfra(cloud.inventory, script="remove.py")
+    assert run.returncode == 0, run.output[-6000:]
+
+    for host in cloud.hypervisors:
+        assert cloud.bed.exec(host, "docker", "ps", "-aq", "--filter", f"name=^{CONTAINER}$").stdout.strip() == ""
+        assert cloud.bed.exec(host, "test", "-e", "/etc/modules-load.d/scaphandre-rapl.conf", check=False).returncode == 1
+        assert cloud.bed.exec(host, "systemctl", "is-active", "docker").stdout.strip() == "active"
+    config = cloud.bed.exec(cloud.bed.prometheus_name, "cat", "/etc/prometheus/prometheus.yml").stdout
+    assert "job_name: scaphandre" not in config and "job_name: prometheus" in config
+    assert cloud.bed.exec(cloud.bed.prometheus_name, "test", "-e", "/etc/prometheus/scaphandre_targets.yml",
+                          check=False).returncode == 1
+    cloud.prometheus.wait_for("the scaphandre job gone after the reload", lambda: cloud.prometheus.targets() == [])
+
+    again = run_pyinfra(cloud.inventory, script="remove.py")
+    assert again.returncode == 0, again.output[-6000:]
+    assert again.changed_hosts() == {}, "removing twice must change nothing the second time"

@@ -1,0 +1,21 @@
+"""Takes everything deploy.py set up away again.
+
+    pyinfra inventory.py remove.py
+
+Hypervisors lose the Scaphandre container and the RAPL modules-load file (and the
+Docker engine only with `--data remove_docker_engine=true`); Prometheus servers lose
+the scaphandre job (checked, backed up, reloaded) and its targets file. Needs no
+OpenNebula access. Safe to run again: what is already gone is left alone.
+"""
+
+from pyinfra import host
+
+from tasks.host_ids import HYPERVISORS_GROUP, PROMETHEUS_GROUP
+from tasks.prometheus import remove_prometheus_job
+from tasks.removal import remove_scaphandre
+
+if HYPERVISORS_GROUP in host.groups:
+    remove_scaphandre()
+
+if PROMETHEUS_GROUP in host.groups:
+    remove_prometheus_job()

@@ -1,0 +1,30 @@
+"""remove_job: the scaphandre job leaves prometheus.yml, everything else stays."""
+
+from pathlib import Path
+
+import yaml
+
+from tasks.prometheus_config import merge_job, remove_job, scaphandre_job
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "prometheus"
+
+
+def job():
+    return scaphandre_job(targets_file="scaphandre_targets.yml", prometheus_version=(2, 42, 0))
+
+
+def test_removing_the_merged_job_gives_back_the_operators_config():
+    original = (FIXTURES / "opennebula.yml").read_text()
+    removed = yaml.safe_load(remove_job(merge_job(original, job())))
+    assert removed == yaml.safe_load(original)
+
+
+def test_a_config_without_the_job_comes_back_unchanged():
+    original = (FIXTURES / "debian_default.yml").read_text()
+    assert remove_job(original) == original
+
+
+def test_a_hand_written_scaphandre_job_is_removed_too():
+    removed = yaml.safe_load(remove_job((FIXTURES / "hand_written_scaphandre.yml").read_text()))
+    assert "scaphandre" not in [j["job_name"] for j in removed["scrape_configs"]]
+    assert len(removed["scrape_configs"]) >= 2
