@@ -1,0 +1,663 @@
+"""Benchmark: deploy and rerun cost as the simulated cloud grows (run by hand, never by CI).
+
+    .venv/bin/python bench/run_bench.py [--sizes 1,2,4,8] [--repeats 3]
+        [--control-sizes 100,1000,10000] [--out bench/results.md]
+
+What it measures (each timing the median of --repeats runs):
+
+* fresh deploy and no-op rerun wall time of the real `pyinfra` CLI with 1, 2, 4, 8
+  simulated hypervisors plus the Prometheus host, on the end-to-end test bed (bed
+  prefix sotb-bench); the hosts are recreated before every fresh deploy;
+* OpenNebula API calls per run, as counted by the OpenNebula API simulator (test double);
+* time from the end of a fresh deploy until Prometheus reports every target up;
+* whether Prometheus reloaded its configuration during a no-op rerun
+  (prometheus_config_last_reload_success_timestamp_seconds before/after);
+* where a no-op rerun spends its time (pyinfra's own phase lines) and which facts
+  and commands it runs per host (one extra `--debug` rerun at the smallest and the
+  largest size, not timed);
+* the control-side cost alone, no SSH: host-pool fetch from the simulator serving
+  N hosts, matching N inventory names, and rendering the targets file and the job.
+
+It starts its own bed and simulator, prints a markdown report, writes it to --out,
+and removes the bed at the end (also when interrupted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # run as a script from anywhere: import tasks/ and tests/
+
+BED_PREFIX = "sotb-bench"
+SSH_PORT_BASE = 2401
+PROMETHEUS_API_PORT = 9194
+STATE_DIR = REPO / ".testbed" / BED_PREFIX
+PYINFRA_TIMEOUT_S = 900
+TARGETS_UP_TIMEOUT_S = 180.0
+ONE_USER = "oneadmin"
+SCRAPE_PORT = 8080
+
+# pyinfra's own progress lines, in the order a run prints them: the phases of a run.
+PHASE_MARKERS = (
+    ("startup", "--> Loading config"),
+    ("inventory", "--> Loading inventory"),
+    ("connect", "--> Connecting to hosts"),
+    ("prepare (facts)", "--> Preparing operation"),
+    ("execute", "--> Beginning operation run"),
+    ("results", "--> Results"),
+)
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def median(values: Iterable[float]) -> float:
+    """The median of the values; ValueError when there are none."""
+    listed = list(values)
+    if not listed:
+        raise ValueError("median of no values")
+    return statistics.median(listed)
+
+
+def format_seconds(value: float | None) -> str:
+    """Seconds for a table cell: 3 significant decimals below 1 s, 2 decimals above; '-' for None."""
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value:.3f}"
+    return f"{value:.2f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A GitHub markdown table; every row must have as many cells as there are headers."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        cells = [str(cell) for cell in row]
+        if len(cells) != len(headers):
+            raise ValueError(f"row {cells!r} has {len(cells)} cells, headers have {len(headers)}")
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def phase_durations(lines: Sequence[tuple[float, str]], start: float, end: float) -> dict[str, float]:
+    """Seconds spent in each pyinfra phase, from (arrival time, line) pairs of its output.
+
+    A phase runs from its marker line to the next phase's marker (or `end`); the
+    time before the first marker counts as "startup". Phases not seen are absent.
+    """
+    seen: list[tuple[str, float]] = []
+    for name, marker in PHASE_MARKERS:
+        for stamp, text in lines:
+            if marker in text:
+                seen.append((name, stamp))
+                break
+    if not seen:
+        return {}
+    seen.sort(key=lambda item: item[1])
+    durations = {"startup": seen[0][1] - start}
+    for (name, stamp), following in zip(seen, [*seen[1:], ("end", end)]):
+        durations[name] = durations.get(name, 0.0) + (following[1] - stamp)
+    return durations
+
+
+_LOADED_FACT = re.compile(r"\[(?P<host>[^\]]+)\]\s+Loaded fact (?P<fact>[\w.]+)(?P<args> \(.*\))?\s*$")
+_RUNNING_COMMAND = re.compile(r"Running command on (?P<host>\S+?):")
+
+
+@dataclass
+class HostProfile:
+    """What pyinfra ran on one host: facts loaded (by name), the same fact with the same
+    arguments read again, and shell commands."""
+
+    facts: Counter = field(default_factory=Counter)
+    reads: Counter = field(default_factory=Counter)  # "Fact (args)" -> times read
+    commands: int = 0
+
+    def repeated_reads(self) -> dict[str, int]:
+        """Reads of one fact with the same arguments more than once (each repeat is an SSH round trip)."""
+        return {read: count for read, count in sorted(self.reads.items()) if count > 1}
+
+
+def parse_debug_profile(output: str) -> dict[str, HostProfile]:
+    """Per host, the facts loaded and commands run, from a `pyinfra --debug` run's output."""
+    profiles: dict[str, HostProfile] = {}
+    for line in output.splitlines():
+        if found := _LOADED_FACT.search(line):
+            profile = profiles.setdefault(found["host"], HostProfile())
+            profile.facts[found["fact"]] += 1
+            profile.reads[found["fact"] + (found["args"] or "")] += 1
+        elif found := _RUNNING_COMMAND.search(line):
+            profiles.setdefault(found["host"], HostProfile()).commands += 1
+    return profiles
+
+
+def host_names(size: int) -> list[str]:
+    return [f"hv{index}" for index in range(1, size + 1)]
+
+
+def simulated_pool(size: int, extra: int = 1) -> list[dict]:
+    """An OpenNebula pool for `size` hypervisors registered by FQDN (IDs not in inventory
+    order), plus `extra` hosts the inventory does not list (an LXC node)."""
+    pool = [
+        {"id": 10 + size - index, "name": f"{name}.cloud.test", "hostname": name, "im_mad": "kvm", "state": 2}
+        for index, name in enumerate(host_names(size))
+    ]
+    pool += [{"id": 900 + n, "name": f"lxc{n}", "hostname": f"lxc{n}", "im_mad": "lxc", "state": 2} for n in range(extra)]
+    return pool
+
+
+def timed(function: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Median wall time of `repeats` calls, and the last call's result."""
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - started)
+    return median(times), result
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def machine_description() -> list[str]:
+    """One line per fact about the machine the numbers come from."""
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor() or "unknown",
+    )
+    memory_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                          if line.startswith("MemTotal")))
+    versions = subprocess.run([str(Path(sys.executable).parent / "pyinfra"), "--version"],
+                              capture_output=True, text=True, timeout=60).stdout.strip()
+    docker_version = subprocess.run(["docker", "version", "-f", "{{.Server.Version}}"],
+                                    capture_output=True, text=True, timeout=60).stdout.strip()
+    return [
+        f"CPU: {cpu}, {os.cpu_count()} cores; RAM {memory_kib / 1024 / 1024:.1f} GiB",
+        f"OS: {platform.platform()}; Python {platform.python_version()}; {versions}; Docker engine {docker_version}",
+    ]
+
+
+# --------------------------------------------------------------------------- control side
+
+
+@dataclass
+class ControlResult:
+    size: int
+    seconds: dict[str, float]
+    estimated: set[str] = field(default_factory=set)  # keys extrapolated from a sample
+
+    def cell(self, key: str) -> str:
+        return ("~" if key in self.estimated else "") + format_seconds(self.seconds[key])
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds[key] for key in CONTROL_PATH)
+
+
+# The steps one run performs on the control machine (what deploy.py and tasks/ call).
+CONTROL_PATH = ("fetch_host_pool", "match_hosts", "parse_previous_targets", "render_targets_file", "job_and_merge")
+# Matching costs O(pool) per inventory name today; above this many names a sample is
+# timed and scaled (every query scans the same pool, so the cost per query is the same).
+MATCH_SAMPLE = 300
+
+
+def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[ControlResult], dict[str, str]]:
+    """Control-side cost without SSH for each pool size, plus notes on the slow parts."""
+    from tasks.opennebula import HostQuery, _closest_names, fetch_host_pool, match_host, match_hosts, resolve_endpoint
+    from tasks.prometheus_config import (
+        ScrapeTarget,
+        config_needs_update,
+        merge_job,
+        parse_targets_file,
+        render_targets_file,
+        scaphandre_job,
+    )
+    from tests.doubles.one_api_simulator import OneApiSimulator, host_pool_xml
+
+    prometheus_yml = (REPO / "tests" / "data" / "prometheus" / "debian_default.yml").read_text()
+    password = "bench-" + secrets.token_hex(8)
+    auth_file = STATE_DIR / "control_one_auth"
+    auth_file.parent.mkdir(parents=True, exist_ok=True)
+    auth_file.write_text(f"{ONE_USER}:{password}\n")
+    auth_file.chmod(0o600)
+    results, notes = [], {}
+    simulator = OneApiSimulator([], user=ONE_USER, password=password).start()
+    try:
+        endpoint = resolve_endpoint(one_xmlrpc=simulator.url, one_auth_file=str(auth_file), timeout=120)
+        for size in sizes:
+            pool_spec = [{"id": i, "name": f"node{i:05d}.cloud.test", "hostname": f"node{i:05d}",
+                          "im_mad": "kvm", "state": 2} for i in range(size)]
+            simulator.set_hosts(pool_spec)
+            seconds: dict[str, float] = {}
+            seconds["simulator_xml (inside fetch)"], _ = timed(lambda: host_pool_xml(pool_spec), repeats)
+            seconds["fetch_host_pool"], pool = timed(lambda: fetch_host_pool(endpoint), repeats)
+            assert len(pool) == size
+            # Inventory names are short, OpenNebula NAMEs FQDNs: the third matching level, as in many clouds.
+            queries = [HostQuery(inventory_name=f"node{i:05d}") for i in range(size)]
+            exact = [f"node{i:05d}.cloud.test" for i in range(size)]
+            estimated = set()
+            sample = size if size <= 2 * MATCH_SAMPLE else MATCH_SAMPLE
+            if sample < size:
+                estimated |= {"match_hosts", "match_host, exact NAMEs"}
+            # Spread the sample over the pool so early and late entries both count.
+            step = max(1, size // sample)
+            seconds["match_hosts"], (matched, errors) = timed(lambda: match_hosts(pool, queries[::step]), 1)
+            assert len(matched) == len(queries[::step]) and not errors
+            seconds["match_hosts"] *= size / len(queries[::step])
+            seconds["match_host, exact NAMEs"], _ = timed(
+                lambda: [match_host(pool, inventory_name=name) for name in exact[::step]], 1)
+            seconds["match_host, exact NAMEs"] *= size / len(exact[::step])
+            seconds["one miss: closest names (difflib)"], _ = timed(lambda: _closest_names(pool, "nodeX"), 1)
+            targets = [ScrapeTarget(address=f"node{i:05d}:{SCRAPE_PORT}", one_host_id=i,
+                                    host_name=f"node{i:05d}.cloud.test") for i in range(size)]
+            seconds["render_targets_file"], rendered = timed(lambda: render_targets_file(targets), repeats)
+            seconds["parse_previous_targets"], parsed = timed(lambda: parse_targets_file(rendered), repeats)
+            assert len(parsed) == size
+
+            def job_and_merge():
+                job = scaphandre_job(targets_file="/etc/prometheus/scaphandre_targets.yml",
+                                     prometheus_version=(2, 42, 0))
+                config_needs_update(prometheus_yml, job)
+                return merge_job(prometheus_yml, job)
+
+            seconds["job_and_merge"], _ = timed(job_and_merge, repeats)
+            seconds["render with libyaml CSafeDumper (fix)"], _ = timed(lambda: _render_with_libyaml(targets), repeats)
+            seconds["parse with libyaml CSafeLoader (fix)"], _ = timed(lambda: _parse_with_libyaml(rendered), repeats)
+            seconds["match_hosts with a name index (fix)"], _ = timed(lambda: _indexed_match(pool, queries), 1)
+            results.append(ControlResult(size, seconds, estimated))
+            if estimated:
+                notes["~"] = (f"extrapolated from {MATCH_SAMPLE} inventory names spread over the pool "
+                              "(matching scans the whole pool for every name, so each name costs the same)")
+    finally:
+        simulator.stop()
+        auth_file.unlink(missing_ok=True)
+    return results, notes
+
+
+def _render_with_libyaml(targets) -> str:
+    """What render_targets_file would cost with libyaml's emitter (same YAML text)."""
+    import yaml
+
+    from tasks.prometheus_config import TARGETS_FILE_HEADER, targets_file_entries
+
+    class _PlainCDumper(yaml.CSafeDumper):
+        def ignore_aliases(self, data):
+            return True
+
+    return TARGETS_FILE_HEADER + yaml.dump(targets_file_entries(targets), Dumper=_PlainCDumper,
+                                           sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def _parse_with_libyaml(text: str) -> list:
+    import yaml
+
+    return yaml.load(text, Loader=yaml.CSafeLoader)
+
+
+def _indexed_match(pool, queries) -> dict:
+    """Sketch of the O(N) fix: index the pool by lower-case NAME and by short name once,
+    then look each inventory name up (same answer as the three name levels when unique)."""
+    by_name, by_short = {}, {}
+    for host in pool:
+        by_name.setdefault(host.name.lower(), []).append(host)
+        by_short.setdefault(host.name.lower().split(".", 1)[0], []).append(host)
+    found = {}
+    for query in queries:
+        wanted = query.inventory_name.lower()
+        candidates = by_name.get(wanted) or by_short.get(wanted.split(".", 1)[0]) or []
+        if len(candidates) == 1:
+            found[query.inventory_name] = candidates[0]
+    return found
+
+
+# --------------------------------------------------------------------------- pyinfra runs
+
+
+@dataclass
+class TimedRun:
+    """One pyinfra CLI run: wall time, phases, exit code, API calls, output."""
+
+    seconds: float
+    returncode: int
+    phases: dict[str, float]
+    api_calls: Counter
+    output: str
+    changed_operations: list[str] = field(default_factory=list)
+
+
+def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str) -> TimedRun:
+    """`pyinfra -y INVENTORY deploy.py` from the repository, timestamping each output line.
+
+    Without --json so the phase lines are printed; changed operations are read from
+    pyinfra's results ("Changed" column), and API calls from the simulator's counter.
+    """
+    command = [str(Path(sys.executable).parent / "pyinfra"), "-y", *extra_args, str(inventory), "deploy.py"]
+    simulator.calls.clear()
+    lines: list[tuple[float, str]] = []
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
+
+    def read_lines():
+        for line in process.stdout:
+            lines.append((time.monotonic(), line.rstrip("\n")))
+
+    reader = threading.Thread(target=read_lines, daemon=True)
+    reader.start()
+    try:
+        returncode = process.wait(timeout=PYINFRA_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+        raise RuntimeError(f"pyinfra did not finish within {PYINFRA_TIMEOUT_S} s")
+    ended = time.monotonic()
+    reader.join(timeout=30)
+    output = "\n".join(text for _, text in lines)
+    return TimedRun(ended - started, returncode, phase_durations(lines, started, ended),
+                    Counter(simulator.calls), output, changed_operations(output))
+
+
+_RESULT_ROW = re.compile(r"^\s*(?P<host>\S+)\s+(?P<success>\d+)\s+(?P<changed>\d+)\s+(?P<error>\d+)\s*$")
+
+
+def changed_operations(output: str) -> list[str]:
+    """Hosts with a non-zero "Changed" count in pyinfra's results table (host: count)."""
+    section = output.split("--> Results:", 1)[-1] if "--> Results:" in output else ""
+    changed = []
+    for line in section.splitlines():
+        row = _RESULT_ROW.match(line.replace("\t", " "))
+        if row and int(row["changed"]) > 0:
+            changed.append(f"{row['host']}: {row['changed']}")
+    return changed
+
+
+# --------------------------------------------------------------------------- bed runs
+
+
+@dataclass
+class SizeResult:
+    size: int
+    fresh: list[TimedRun] = field(default_factory=list)
+    noop: list[TimedRun] = field(default_factory=list)
+    targets_up_s: list[float] = field(default_factory=list)
+    noop_reloaded: list[bool] = field(default_factory=list)
+    profile: dict[str, HostProfile] | None = None
+    bed_up_s: list[float] = field(default_factory=list)
+
+
+class BenchCloud:
+    """The bed (sotb-bench) and the OpenNebula API simulator for one size at a time."""
+
+    def __init__(self):
+        from tests.doubles.one_api_simulator import OneApiSimulator
+
+        self.password = "bench-" + secrets.token_hex(8)
+        self.simulator = OneApiSimulator([], user=ONE_USER, password=self.password)
+        self.bed = None
+
+    def start(self) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        self.simulator.start()
+        auth = STATE_DIR / "one_auth"
+        auth.write_text(f"{ONE_USER}:{self.password}\n")
+        auth.chmod(0o600)
+        (STATE_DIR / "one_xmlrpc").write_text(self.simulator.url)
+
+    def fresh_bed(self, size: int) -> float:
+        """Recreate the bed with `size` hypervisors (all hosts freshly booted); seconds taken."""
+        from tests.e2e.cloud import render_inventory
+        from tests.testbed.bed import TestBed
+
+        self.bed = TestBed(prefix=BED_PREFIX, state_dir=STATE_DIR / "bed", hypervisors=host_names(size),
+                           ssh_port_base=SSH_PORT_BASE, prometheus_api_port=PROMETHEUS_API_PORT)
+        started = time.monotonic()
+        self.bed.up()  # removes this prefix's containers first
+        took = time.monotonic() - started
+        self.simulator.set_hosts(simulated_pool(size))
+        render_inventory(self.inventory, self.bed, host_names(size))
+        return took
+
+    @property
+    def inventory(self) -> Path:
+        return STATE_DIR / "inventory.py"
+
+    def prometheus(self):
+        from tests.e2e.cloud import PrometheusApi
+
+        return PrometheusApi(self.bed.prometheus_url)
+
+    def last_reload(self) -> float:
+        series = self.prometheus().query("prometheus_config_last_reload_success_timestamp_seconds")
+        return float(series[0]["value"][1])
+
+    def seconds_until_targets_up(self, size: int) -> float:
+        """Seconds until Prometheus lists exactly the hypervisors as scaphandre targets, all up."""
+        wanted = {f"{name}:{SCRAPE_PORT}" for name in host_names(size)}
+        started = time.monotonic()
+        deadline = started + TARGETS_UP_TIMEOUT_S
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                targets = {t["labels"]["instance"]: t["health"] for t in self.prometheus().targets()}
+            except (OSError, AssertionError, ValueError) as error:
+                targets = {"error": str(error)}
+            if set(targets) == wanted and all(health == "up" for health in targets.values()):
+                return time.monotonic() - started
+            last = targets
+            time.sleep(0.25)
+        raise RuntimeError(f"targets not all up within {TARGETS_UP_TIMEOUT_S:.0f} s: {last}")
+
+    def stop(self) -> None:
+        self.simulator.stop()
+        if self.bed is not None:
+            self.bed.down()
+        (STATE_DIR / "one_auth").unlink(missing_ok=True)
+
+
+def _check_run(run: TimedRun, what: str, password: str) -> None:
+    if password in run.output:
+        raise RuntimeError(f"{what}: the OpenNebula password appeared in pyinfra's output")
+    if run.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {run.returncode}):\n{run.output[-5000:]}")
+
+
+def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool) -> SizeResult:
+    """Fresh deploy, time to targets up and no-op rerun, `repeats` times on fresh hosts."""
+    result = SizeResult(size)
+    for repeat in range(1, repeats + 1):
+        result.bed_up_s.append(cloud.fresh_bed(size))
+        fresh = run_pyinfra_timed(cloud.inventory, cloud.simulator)
+        _check_run(fresh, f"fresh deploy, {size} hypervisors, run {repeat}", cloud.password)
+        result.fresh.append(fresh)
+        result.targets_up_s.append(cloud.seconds_until_targets_up(size))
+        reload_before = cloud.last_reload()
+        noop = run_pyinfra_timed(cloud.inventory, cloud.simulator)
+        _check_run(noop, f"no-op rerun, {size} hypervisors, run {repeat}", cloud.password)
+        result.noop.append(noop)
+        result.noop_reloaded.append(cloud.last_reload() != reload_before)
+        print(f"  size {size} run {repeat}: bed up {result.bed_up_s[-1]:.1f}s, fresh {fresh.seconds:.1f}s, "
+              f"targets up +{result.targets_up_s[-1]:.1f}s, no-op {noop.seconds:.1f}s, "
+              f"API calls {fresh.api_calls['one.hostpool.info']}/{noop.api_calls['one.hostpool.info']}, "
+              f"load {load_average()}", flush=True)
+    if profile:
+        debug = run_pyinfra_timed(cloud.inventory, cloud.simulator, "--debug")
+        _check_run(debug, f"--debug no-op rerun, {size} hypervisors", cloud.password)
+        result.profile = parse_debug_profile(debug.output)
+        # Kept for reading by hand (which operation read which fact); the secret was checked absent above.
+        (STATE_DIR / f"noop_debug_{size}hv.log").write_text(debug.output)
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+def bed_table(results: Sequence[SizeResult]) -> str:
+    baseline = median(r.seconds for r in results[0].noop) if results and results[0].size == 1 else None
+    rows = []
+    for result in results:
+        noop = median(r.seconds for r in result.noop)
+        calls = sorted({r.api_calls["one.hostpool.info"] for r in result.fresh + result.noop})
+        other_calls = sorted({sum(r.api_calls.values()) - r.api_calls["one.hostpool.info"]
+                              for r in result.fresh + result.noop})
+        rows.append([
+            result.size,
+            len(result.fresh),
+            format_seconds(median(r.seconds for r in result.fresh)),
+            format_seconds(noop),
+            f"{noop / baseline:.2f}x" if baseline else "-",
+            "/".join(str(c) for c in calls) + ("" if other_calls == [0] else f" (+{other_calls} other)"),
+            format_seconds(median(result.targets_up_s)),
+            "yes" if any(result.noop_reloaded) else "no",
+            "; ".join(sorted({c for r in result.noop for c in r.changed_operations})) or "none",
+        ])
+    return markdown_table(
+        ["hypervisors", "runs", "fresh deploy s", "no-op rerun s", "no-op vs 1 hv", "one.hostpool.info calls per run",
+         "targets up after deploy s", "Prometheus reloaded on no-op", "changed on no-op"],
+        rows,
+    )
+
+
+def phase_table(results: Sequence[SizeResult], attribute: str) -> str:
+    names = [name for name, _ in PHASE_MARKERS]
+    rows = []
+    for result in results:
+        runs = getattr(result, attribute)
+        rows.append([result.size, *(format_seconds(median(r.phases.get(name, 0.0) for r in runs)) for name in names)])
+    return markdown_table(["hypervisors", *names], rows)
+
+
+def profile_table(results: Sequence[SizeResult]) -> str:
+    rows = []
+    for result in results:
+        if not result.profile:
+            continue
+        for host in sorted(result.profile):
+            profile = result.profile[host]
+            repeated = ", ".join(f"{read} x{count}" for read, count in profile.repeated_reads().items())
+            rows.append([result.size, host, sum(profile.facts.values()), len(profile.facts), profile.commands,
+                         repeated or "none", ", ".join(sorted(profile.facts))])
+    return markdown_table(["hypervisors", "host", "fact reads", "distinct facts", "shell commands",
+                           "same fact and arguments read more than once", "facts read"], rows)
+
+
+def control_table(results: Sequence[ControlResult]) -> str:
+    keys = list(CONTROL_PATH)
+    rows = [[r.size, *(r.cell(k) for k in keys), ("~" if r.estimated else "") + format_seconds(r.total),
+             "yes" if r.total < 2.0 else "NO"] for r in results]
+    return markdown_table(["OpenNebula hosts", *keys, "total", "under 2 s"], rows)
+
+
+def control_detail_table(results: Sequence[ControlResult]) -> str:
+    keys = [k for k in (results[0].seconds if results else {}) if k not in CONTROL_PATH]
+    rows = [[r.size, *(r.cell(k) for k in keys)] for r in results]
+    return markdown_table(["OpenNebula hosts", *keys], rows)
+
+
+def report(machine: list[str], loads: dict[str, str], args, bed_results, control_results, notes) -> str:
+    parts = [
+        "# Benchmark results\n",
+        f"Command: `.venv/bin/python bench/run_bench.py --sizes {args.sizes} --repeats {args.repeats} "
+        f"--control-sizes {args.control_sizes}`\n",
+        "Machine:\n",
+        *(f"- {line}\n" for line in machine),
+        "- Load averages (1/5/15 min): " + "; ".join(f"{k}: {v}" for k, v in loads.items()) + "\n",
+        "\nEvery timing is the median of the runs listed. Each fresh deploy runs on freshly "
+        "recreated hosts (`TestBed.up()`); the simulated hypervisors already hold the stand-in "
+        "exporter image and a Docker engine, so a fresh deploy loads RAPL, writes modules-load.d, "
+        "starts the container and waits for /metrics, and writes the Prometheus job.\n",
+    ]
+    if bed_results:
+        parts += ["\n## End-to-end (real pyinfra CLI over SSH, simulated hypervisors + prom1)\n\n",
+                  bed_table(bed_results),
+                  "\nNo-op rerun, seconds per pyinfra phase (median):\n\n", phase_table(bed_results, "noop"),
+                  "\nFresh deploy, seconds per pyinfra phase (median):\n\n", phase_table(bed_results, "fresh")]
+        if any(r.profile for r in bed_results):
+            parts += ["\nNo-op rerun profile (one extra `pyinfra --debug` run, not timed): facts and commands per host\n\n",
+                      profile_table(bed_results)]
+    if control_results:
+        parts += ["\n## Control side alone (no SSH), seconds\n\n", control_table(control_results),
+                  "\nDetails and candidate fixes, seconds:\n\n", control_detail_table(control_results)]
+    for title, text in notes.items():
+        parts.append(f"\n{title}: {text}\n")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _sizes(text: str) -> list[int]:
+    sizes = [int(part) for part in text.split(",") if part.strip()]
+    if any(size < 0 for size in sizes):
+        raise argparse.ArgumentTypeError("sizes must be non-negative")
+    return sizes
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1,2,4,8", help="hypervisor counts on the bed ('' skips the bed)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median reported)")
+    parser.add_argument("--control-sizes", default="100,1000,10000", help="OpenNebula pool sizes, control side")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.md", help="markdown report file")
+    parser.add_argument("--no-profile", action="store_true", help="skip the --debug profile runs")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes, control_sizes = _sizes(args.sizes), _sizes(args.control_sizes)
+    loads = {"before": load_average()}
+    machine = machine_description()
+    notes: dict[str, str] = {}
+    control_results: list[ControlResult] = []
+    if control_sizes:
+        print(f"control side: {control_sizes}", flush=True)
+        control_results, notes = measure_control_side(control_sizes, args.repeats)
+    bed_results: list[SizeResult] = []
+    if sizes:
+        from tests.testbed.bed import TestBed
+
+        TestBed(prefix=BED_PREFIX, state_dir=STATE_DIR / "bed", hypervisors=(),
+                ssh_port_base=SSH_PORT_BASE, prometheus_api_port=PROMETHEUS_API_PORT).build_images()
+        cloud = BenchCloud()
+        cloud.start()
+        try:
+            for size in sizes:
+                print(f"bed with {size} hypervisors", flush=True)
+                profile = not args.no_profile and size in (min(sizes), max(sizes))
+                bed_results.append(measure_size(cloud, size, args.repeats, profile))
+                loads[f"after {size} hv"] = load_average()
+        finally:
+            cloud.stop()
+    loads["after"] = load_average()
+    text = report(machine, loads, args, bed_results, control_results, notes)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
