@@ -363,22 +363,59 @@ def _job_name_of(job: dict) -> str:
     return name
 
 
-def merge_job(existing_config_text: str | None, job: dict) -> str:
+def _rule_files(config: dict) -> list[str]:
+    """The rule_files list of a parsed config ([] when absent or null, as Debian ships it)."""
+    listed = config.get("rule_files")
+    if listed is None:
+        return []
+    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+        raise _untouched("'rule_files' in prometheus.yml is not a list of file names")
+    return listed
+
+
+def _with_rule_file(config: dict, rule_file: str) -> dict:
+    """The config with rule_file listed under rule_files (appended, the others kept).
+
+    A config without rule_files gets the key just before scrape_configs, where
+    Prometheus' sample config has it.
+    """
+    listed = _rule_files(config)
+    wanted = listed if rule_file in listed else [*listed, rule_file]
+    if "rule_files" in config:
+        return {**config, "rule_files": wanted}
+    ordered: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "scrape_configs":
+            ordered["rule_files"] = wanted
+        ordered[key] = value
+    ordered.setdefault("rule_files", wanted)
+    return ordered
+
+
+def _check_rule_file(rule_file: str | None) -> None:
+    if rule_file is not None and (not isinstance(rule_file, str) or not rule_file.strip()):
+        raise ValueError(f"rule_file {rule_file!r} must name the rules file")
+
+
+def merge_job(existing_config_text: str | None, job: dict, rule_file: str | None = None) -> str:
     """The new prometheus.yml text with ``job`` in it and everything else kept.
 
     The job of the same name is replaced in place; otherwise the job is
     appended to scrape_configs. Top-level settings and their order are kept.
-    Missing or empty text gives a minimal config holding only the job, so the
-    global settings are Prometheus' own defaults. Text that is not a YAML
-    mapping, or whose scrape_configs is not a list of mappings, raises
-    PrometheusConfigError.
+    With ``rule_file``, that file is also listed under rule_files (the
+    operator's own rule files are kept). Missing or empty text gives a minimal
+    config holding only the job (and rule file), so the global settings are
+    Prometheus' own defaults. Text that is not a YAML mapping, or whose
+    scrape_configs is not a list of mappings or rule_files not a list of
+    names, raises PrometheusConfigError.
     """
     job_name = _job_name_of(job)
+    _check_rule_file(rule_file)
     config = _parse_config(existing_config_text)
     if config is None:
-        return MANAGED_JOB_HEADER.format(job_name=job_name) + MINIMAL_CONFIG_NOTE + _dump(
-            {"scrape_configs": [copy.deepcopy(job)]}
-        )
+        minimal: dict[str, Any] = {"rule_files": [rule_file]} if rule_file else {}
+        minimal["scrape_configs"] = [copy.deepcopy(job)]
+        return MANAGED_JOB_HEADER.format(job_name=job_name) + MINIMAL_CONFIG_NOTE + _dump(minimal)
     jobs = list(_scrape_configs(config))
     index = _managed_index(jobs, job_name)
     if index is None:
@@ -387,6 +424,8 @@ def merge_job(existing_config_text: str | None, job: dict) -> str:
         jobs[index] = copy.deepcopy(job)
     merged = dict(config)  # keeps key order; scrape_configs stays where it was
     merged["scrape_configs"] = jobs
+    if rule_file:
+        merged = _with_rule_file(merged, rule_file)
     return CONFIG_HEADER.format(job_name=job_name) + _dump(merged)
 
 
@@ -403,14 +442,27 @@ def job_in_config(config_text: str | None, job_name: str = DEFAULT_JOB_NAME) -> 
     return None if index is None else jobs[index]
 
 
-def config_needs_update(existing_config_text: str | None, job: dict) -> bool:
-    """True when the managed job in the config differs from ``job``.
+def rule_files_in_config(config_text: str | None) -> list[str]:
+    """The rule_files entries of the config text ([] when none).
+
+    Broken text raises PrometheusConfigError, as merge_job would.
+    """
+    config = _parse_config(config_text)
+    return [] if config is None else list(_rule_files(config))
+
+
+def config_needs_update(existing_config_text: str | None, job: dict, rule_file: str | None = None) -> bool:
+    """True when the managed job in the config differs from ``job``, or when
+    ``rule_file`` (if given) is not listed under rule_files.
 
     The comparison is on parsed YAML, so formatting, key order or comments
     alone never cause a rewrite (and so no reload on a no-op rerun).
     """
+    _check_rule_file(rule_file)
     current = job_in_config(existing_config_text, _job_name_of(job))
-    return current != _normalised(job)
+    if current != _normalised(job):
+        return True
+    return bool(rule_file) and rule_file not in rule_files_in_config(existing_config_text)
 
 
 def remove_job(existing_config_text: str, job_name: str = DEFAULT_JOB_NAME) -> str:
@@ -428,6 +480,46 @@ def remove_job(existing_config_text: str, job_name: str = DEFAULT_JOB_NAME) -> s
     kept = dict(config)
     kept["scrape_configs"] = jobs[:index] + jobs[index + 1 :]
     return _dump(kept)
+
+
+def without_rule_file(existing_config_text: str, rule_file: str) -> str:
+    """The config text with ``rule_file`` no longer under rule_files, everything else kept.
+
+    For taking the deploy away again; text that does not list it comes back unchanged.
+    """
+    config = _parse_config(existing_config_text)
+    if config is None or rule_file not in _rule_files(config):
+        return existing_config_text
+    kept = dict(config)
+    kept["rule_files"] = [item for item in _rule_files(config) if item != rule_file]
+    return _dump(kept)
+
+
+# --------------------------------------------------------------------------
+# Recording and alerting rules
+
+# The rules file shipped in files/prometheus/ selects the job by this matcher;
+# the deploy writes the configured job name in its place.
+RULES_JOB_MATCHER = 'job="{job_name}"'
+_RULES_JOB_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def rules_for_job(rules_text: str, job_name: str = DEFAULT_JOB_NAME) -> str:
+    """The shipped rules text with every ``job="scaphandre"`` selector naming ``job_name``.
+
+    Job names are limited to letters, digits, '_', '.' and '-' so that the name
+    sits safely in both a PromQL string and a plain YAML value. Rules text that
+    does not select the default job at all (it would not be ours) is refused.
+    """
+    if not isinstance(job_name, str) or not _RULES_JOB_NAME.match(job_name):
+        raise ValueError(
+            f"job name {job_name!r} cannot be written into the rules file: "
+            "use letters, digits, '_', '.' and '-' only"
+        )
+    default = RULES_JOB_MATCHER.format(job_name=DEFAULT_JOB_NAME)
+    if default not in rules_text:
+        raise ValueError(f"the rules text has no {default} selector to adapt")
+    return rules_text.replace(default, RULES_JOB_MATCHER.format(job_name=job_name))
 
 
 # --------------------------------------------------------------------------
