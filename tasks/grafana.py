@@ -1,0 +1,91 @@
+"""The OpenNebula power dashboard, provisioned into Grafana on hosts of the `grafana` group."""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, server
+
+from tasks.operations import fail_host
+
+GRAFANA_FILES = Path(__file__).resolve().parents[1] / "files" / "grafana"
+DASHBOARD = GRAFANA_FILES / "scaphandre-opennebula.json"
+PROVIDER_TEMPLATE = GRAFANA_FILES / "provisioning-dashboards.yml"
+PROVIDER_FILE_NAME = "scaphandre-opennebula.yml"
+
+DEFAULT_PROVISIONING_DIR = "/etc/grafana/provisioning/dashboards"
+DEFAULT_DASHBOARDS_DIR = "/var/lib/grafana/dashboards/opennebula"
+DEFAULT_FOLDER = "OpenNebula"
+DEFAULT_SERVICE = "grafana-server"
+
+
+def _setting(name: str, default: str) -> str:
+    return host.data.get(name) or default
+
+
+def _restart_command(service: str) -> str:
+    """Restart Grafana only where it runs as this systemd unit; say so otherwise.
+
+    `try-restart` leaves a stopped Grafana stopped (it reads the provider when it
+    starts); a Grafana that is not this unit (a container, another name) is left
+    to the operator, with a message rather than a failure.
+    """
+    unit = shlex.quote(service)
+    advice = shlex.quote(f"No systemd unit {service}: restart Grafana yourself so it reads the new dashboard provider")
+    return (
+        f"if systemctl cat {unit} >/dev/null 2>&1; then systemctl try-restart {unit}; "
+        f"else echo {advice} >&2; fi"
+    )
+
+
+@deploy("Grafana dashboard")
+def provision_dashboard() -> None:
+    """Guarantees Grafana on this host shows the OpenNebula power dashboard.
+
+    The dashboard JSON goes to `grafana_dashboards_dir` and a dashboard provider
+    pointing at it (folder `grafana_dashboard_folder`) to `grafana_provisioning_dir`.
+    The dashboard picks its Prometheus through its own data source variable, so
+    any Prometheus data source of this Grafana works.
+
+    No restart when only the dashboard changes: Grafana re-reads the dashboard
+    files of a provider by itself every updateIntervalSeconds (30 s). It reads
+    provider files only when it starts, though, so Grafana is restarted (if it
+    runs as the `grafana_service` systemd unit) when the provider file is new
+    or changed: on the first run, or after the directory or folder setting
+    changed. Nothing is restarted on a rerun with nothing changed.
+    """
+    provisioning_dir = _setting("grafana_provisioning_dir", DEFAULT_PROVISIONING_DIR)
+    dashboards_dir = _setting("grafana_dashboards_dir", DEFAULT_DASHBOARDS_DIR)
+    folder = _setting("grafana_dashboard_folder", DEFAULT_FOLDER)
+    service = _setting("grafana_service", DEFAULT_SERVICE)
+    for name, path in (("grafana_provisioning_dir", provisioning_dir), ("grafana_dashboards_dir", dashboards_dir)):
+        if not posixpath.isabs(path):
+            fail_host(name="Check the Grafana directories", reason=f"{name} {path!r} must be an absolute path")
+            return
+
+    # Grafana (its own user) only reads these: root-owned, world-readable.
+    files.directory(name="Directory for the OpenNebula dashboards", path=dashboards_dir, mode="755")
+    files.put(
+        name="Install the OpenNebula power dashboard",
+        src=str(DASHBOARD),
+        dest=posixpath.join(dashboards_dir, DASHBOARD.name),
+        mode="644",
+    )
+    files.directory(name="Grafana dashboard provisioning directory", path=provisioning_dir, mode="755")
+    provider = files.template(
+        name="Install the dashboard provider",
+        src=str(PROVIDER_TEMPLATE),
+        dest=posixpath.join(provisioning_dir, PROVIDER_FILE_NAME),
+        mode="644",
+        grafana_dashboards_dir=dashboards_dir,
+        grafana_dashboard_folder=folder,
+    )
+    server.shell(
+        name=f"Restart {service} so it reads the new dashboard provider",
+        commands=[_restart_command(service)],
+        _if=provider.did_change,
+    )
