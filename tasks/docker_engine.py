@@ -9,7 +9,7 @@ from pyinfra.operations import apt, dnf, files, systemd
 
 from tasks.facts import DockerEngineInstalled
 from tasks.hypervisor_plan import UnsupportedHostError, docker_install_plan
-from tasks.operations import fail_host
+from tasks.operations import docker_engine_active, fail_host
 
 APT_KEYRING = "/etc/apt/keyrings/docker.asc"
 
@@ -41,7 +41,8 @@ def _install(plan) -> None:
 @deploy("Docker engine")
 def ensure_docker_engine() -> None:
     """Guarantees a Docker engine is installed (any of docker-ce, docker.io, moby; none is
-    replaced), enabled at boot and running."""
+    replaced), enabled at boot and running; an installed engine that is stopped is started,
+    and one that cannot start fails the host with its journal's last lines."""
     if not host.get_fact(DockerEngineInstalled):
         try:
             plan = docker_install_plan(
@@ -54,4 +55,9 @@ def ensure_docker_engine() -> None:
             return
         _install(plan)
 
-    systemd.service(name="Enable and start Docker", service="docker.service", running=True, enabled=True)
+    # A failed start is reported by the next operation, with the engine's own journal and the fix,
+    # rather than by systemctl's "see journalctl -xe".
+    systemd.service(
+        name="Enable and start Docker", service="docker.service", running=True, enabled=True, _ignore_errors=True
+    )
+    docker_engine_active(name="Check the Docker engine runs", unit="docker.service")

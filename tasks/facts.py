@@ -41,6 +41,18 @@ class DockerEngineInstalled(FactBase):
         return "".join(output).strip() == "yes"
 
 
+class ListeningTcpSockets(FactBase):
+    """`ss -Hltnp` lines: every listening TCP socket with the process holding it (root sees all)."""
+
+    default = list
+
+    def command(self) -> str:
+        return "ss -Hltnp 2>/dev/null || true"
+
+    def process(self, output) -> list[str]:
+        return [line for line in output if line.strip()]
+
+
 class OpenNebulaMonitorIds(FactBase):
     """Names of OpenNebula's monitor databases on a node (status_kvm_<ID>.db), for the ID fallback."""
 

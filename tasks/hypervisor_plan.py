@@ -236,6 +236,52 @@ def scaphandre_spec(data: dict) -> ScaphandreSpec:
     )
 
 
+WILDCARD_ADDRESSES = {"", "0.0.0.0", "*", "::"}
+
+
+def port_listeners(ss_lines: list[str], port: int, listen_address: str = "0.0.0.0") -> list[str]:
+    """Who would stop Scaphandre binding `listen_address`:`port`, from `ss -Hltnp` output.
+
+    One "process (pid N) on ADDR" per conflicting socket; empty when the port is
+    free. Sockets on another specific address do not conflict. A listener whose
+    process ss cannot name is still reported, by its address.
+    """
+    wanted = listen_address.strip("[]")
+    listeners = []
+    for line in ss_lines:
+        fields = line.split()
+        if len(fields) < 4 or fields[0] != "LISTEN":
+            continue
+        address = fields[3]
+        bound, _, bound_port = address.rpartition(":")
+        bound = bound.strip("[]").split("%", 1)[0]
+        if bound_port != str(port):
+            continue
+        if wanted not in WILDCARD_ADDRESSES and bound not in WILDCARD_ADDRESSES and bound != wanted:
+            continue
+        processes = re.findall(r'\("([^"]+)",pid=(\d+)', line)
+        who = ", ".join(f"{name} (pid {pid})" for name, pid in processes) or "an unnamed process"
+        listeners.append(f"{who} on {address}")
+    return sorted(set(listeners))
+
+
+def publishes_port(inspect: dict | None, port: int) -> bool:
+    """True when this (running) container itself holds host port `port`."""
+    if not inspect or (inspect.get("State") or {}).get("Status") != "running":
+        return False
+    bindings = (inspect.get("HostConfig") or {}).get("PortBindings") or {}
+    return any(str(b.get("HostPort")) == str(port) for entries in bindings.values() for b in entries or [])
+
+
+def port_taken_message(port: int, listeners: list[str], container: str) -> str:
+    """What to tell the operator when Scaphandre's port is held by something else."""
+    return (
+        f"TCP port {port} is already taken on this host by {'; '.join(listeners)}: "
+        f"stop that service or set scaphandre_port to a free port. "
+        f"The container {container} was left as it was"
+    )
+
+
 def container_drift(inspect: dict | None, spec: ScaphandreSpec) -> list[str]:
     """What differs between a running container (`docker inspect` output) and the spec.
 

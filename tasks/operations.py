@@ -10,11 +10,24 @@ from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
 from pyinfra.facts.docker import DockerContainer
 from pyinfra.facts.files import FileContents
+from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import docker
 
-from tasks.facts import RaplExposed
-from tasks.hypervisor_plan import ScaphandreSpec, container_drift
-from tasks.prometheus_config import config_needs_update, job_in_config, merge_job, remove_job
+from tasks.facts import ListeningTcpSockets, RaplExposed
+from tasks.hypervisor_plan import (
+    ScaphandreSpec,
+    container_drift,
+    port_listeners,
+    port_taken_message,
+    publishes_port,
+)
+from tasks.prometheus_config import (
+    PrometheusConfigError,
+    config_needs_update,
+    job_in_config,
+    merge_job,
+    remove_job,
+)
 
 
 def _log_failure(state, host, reason: str) -> bool:
@@ -42,6 +55,26 @@ def rapl_exposed(failure_message: str):
     yield StringCommand(
         f"test -e /sys/class/powercap/intel-rapl:0 || {{ echo {shlex.quote(failure_message)} >&2; exit 1; }}"
     )
+
+
+@operation()
+def docker_engine_active(unit: str = "docker.service", journal_lines: int = 15):
+    """Guarantees the Docker engine `unit` is active, or fails the host showing the last
+    lines of its journal and what to do: an engine that will not start is named as such,
+    not left to surface later as a container error."""
+    if host.get_fact(SystemdStatus).get(unit):
+        host.noop(f"{unit} is active")
+        return
+    quoted = shlex.quote(unit)
+    script = (
+        f"systemctl is-active --quiet {quoted} && exit 0; "
+        f"echo 'The Docker engine ({unit}) is present but does not start; last lines of its journal:' >&2; "
+        f"journalctl -u {quoted} -n {int(journal_lines)} --no-pager -o cat >&2 "
+        f"|| systemctl status --no-pager {quoted} >&2; "
+        "echo 'Fix: correct the cause above (often /etc/docker/daemon.json or the storage driver), "
+        f"check that `systemctl start {unit}` succeeds, then rerun the deploy' >&2; exit 1"
+    )
+    yield StringCommand("bash", "-c", shlex.quote(script))
 
 
 def _metrics_wait_command(spec: ScaphandreSpec, timeout_s: int) -> StringCommand:
@@ -94,6 +127,12 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
     if not commands:
         host.noop(f"container {spec.name} runs {spec.image} as specified")
         return
+    # Checked before anything is removed: a taken port must not cost a working container.
+    if not publishes_port(current, spec.port):
+        listeners = port_listeners(host.get_fact(ListeningTcpSockets), spec.port, spec.listen_address)
+        if listeners:
+            yield FunctionCommand(_log_failure, (port_taken_message(spec.port, listeners, spec.name),), {})
+            return
     yield from commands
     yield _metrics_wait_command(spec, metrics_timeout_s)
 
@@ -141,11 +180,17 @@ def prometheus_job(
     """
     lines = host.get_fact(FileContents, path=config_path)
     current = "\n".join(lines) + "\n" if lines is not None else None
-    if not config_needs_update(current, job):
-        host.noop(f"{config_path} already holds the {job['job_name']} job")
+    try:
+        if not config_needs_update(current, job):
+            host.noop(f"{config_path} already holds the {job['job_name']} job")
+            return
+        merged = merge_job(current, job)
+    except PrometheusConfigError as unusable:
+        # This server only: the others go on, and this file is not touched.
+        yield FunctionCommand(_log_failure, (f"{config_path}: {unusable}",), {})
         return
 
-    yield from _replace_config(config_path, current, merge_job(current, job), promtool, service)
+    yield from _replace_config(config_path, current, merged, promtool, service)
 
 
 @operation()

@@ -23,8 +23,9 @@ TEMPLATE = Path(__file__).parent.parent / "files" / "modules-load.d" / "scaphand
 
 @deploy("Enable RAPL")
 def enable_rapl() -> None:
-    """Guarantees the RAPL modules are listed in /etc/modules-load.d (so they load at boot),
-    loaded now unless RAPL is already exposed, and RAPL visible under /sys/class/powercap."""
+    """Guarantees the RAPL modules are loaded now unless RAPL is already exposed, RAPL visible
+    under /sys/class/powercap, and only then the modules listed in /etc/modules-load.d (so they
+    load at boot). A host where RAPL stays hidden fails with the likely cause, and nothing persisted."""
     modules = host.data.get("rapl_modules")
     if not modules:
         try:
@@ -33,17 +34,18 @@ def enable_rapl() -> None:
             fail_host(name="Check RAPL support", reason=str(error))
             return
 
-    files.template(
-        name="Persist RAPL modules in modules-load.d",
-        src=str(TEMPLATE),
-        dest=MODULES_LOAD_FILE,
-        modules=list(modules),
-        mode="644",
-    )
     # Judged by what Scaphandre reads, not by /proc/modules: built-in drivers list no module.
     if not host.get_fact(RaplExposed):
         server.modprobe(name="Load RAPL modules", module=list(modules))
     rapl_exposed(
         name="Check RAPL is exposed",
         failure_message=rapl_missing_message(host.get_fact(LinuxDistribution).get("name")),
+    )
+    # Persisted only once they proved to expose RAPL: a failed host keeps no boot-time change.
+    files.template(
+        name="Persist RAPL modules in modules-load.d",
+        src=str(TEMPLATE),
+        dest=MODULES_LOAD_FILE,
+        modules=list(modules),
+        mode="644",
     )
