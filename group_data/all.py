@@ -42,6 +42,14 @@ one_host_name = None  # per host: the OpenNebula host NAME when it differs from 
 # When the API cannot be reached, read the ID from /var/tmp/one/im/status_kvm_<ID>.db.
 one_monitor_db_fallback = False
 
+# --- Discovery: `hypervisors = opennebula_hypervisors()` in inventory.py (off by default) ---
+# Patterns filled per OpenNebula host with {name}, {hostname}, {id} or {template[ATTRIBUTE]}.
+discovery_ssh_address = "{name}"
+discovery_ssh_port = None  # None: pyinfra's default (22)
+discovery_ssh_user = None
+discovery_scrape_host = "{name}"
+discovery_host_data = {}  # extra data for every discovered host (ssh_key, ...)
+
 # --- Prometheus, on the `prometheus` group ---------------------------------------
 prometheus_job_name = "scaphandre"
 prometheus_scrape_interval = None  # None: the server's global scrape_interval

@@ -63,6 +63,11 @@ class OneHost:
     im_mad: str
     state: int
     state_name: str
+    # Single-valued TEMPLATE attributes, e.g. (("HOSTNAME", "kvm1"), ("SSH_PORT", "22")).
+    template: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def template_value(self, key: str) -> str | None:
+        return dict(self.template).get(key)
 
 
 @dataclass(frozen=True)
@@ -384,7 +389,16 @@ def _one_host(entry) -> OneHost:
         im_mad=entry.IM_MAD or "",
         state=state,
         state_name=HOST_STATE_NAMES.get(state, f"UNKNOWN({state})"),
+        template=_template_scalars(entry.TEMPLATE),
     )
+
+
+def _template_scalars(template) -> tuple[tuple[str, str], ...]:
+    """The TEMPLATE attributes that hold one value, as sorted (key, value) pairs."""
+    if not isinstance(template, Mapping):
+        return ()
+    pairs = ((key, _template_value(template, key)) for key in template if not isinstance(template[key], Mapping))
+    return tuple(sorted((str(key), value) for key, value in pairs if value is not None))
 
 
 def _template_value(template, key: str) -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import PrometheusApi, render_inventory
+from tests.e2e.cloud import PrometheusApi, render_discovery_inventory, render_inventory
 from tests.testbed.bed import TestBed
 
 PREFIX = "sotb-e2e"
@@ -25,6 +25,7 @@ INITIAL_POOL = [
     {"id": 7, "name": "hv1.cloud.test", "hostname": "hv1", "im_mad": "kvm", "state": 2},
     {"id": 3, "name": "hv2", "hostname": "hv2", "im_mad": "kvm", "state": 2},
     {"id": 12, "name": "kvm-node-c", "hostname": "hv3", "im_mad": "kvm", "state": 2},
+    {"id": 30, "name": "hv-retired", "hostname": "hv-retired", "im_mad": "kvm", "state": 4},
 ]
 
 
@@ -42,6 +43,10 @@ class SimulatedCloud:
         return self.state_dir / "inventory.py"
 
     @property
+    def discovery_inventory(self) -> Path:
+        return self.state_dir / "inventory_discovered.py"
+
+    @property
     def one_ids(self) -> dict[str, str]:
         by_hostname = {h["hostname"]: str(h["id"]) for h in self.pool}
         return {name: by_hostname[name] for name in self.hypervisors}
@@ -56,11 +61,19 @@ class SimulatedCloud:
 
     def write_inventory(self) -> None:
         render_inventory(self.inventory, self.bed, self.hypervisors)
+        render_discovery_inventory(self.discovery_inventory, self.bed)
+
+    def publish_ssh_ports(self) -> None:
+        """Each bed host's SSH port as a TEMPLATE attribute, for discovery's connection pattern."""
+        for host in self.pool:
+            if host["hostname"] in self.bed.hosts:
+                host["template"] = {"SSH_PORT": self.bed.hosts[host["hostname"]].ssh_port}
+        self.simulator.set_hosts(self.pool)
 
     def add_hypervisor(self, name: str, one_id: int) -> None:
         self.bed.add_hypervisor(name)
         self.pool.append({"id": one_id, "name": name, "hostname": name, "im_mad": "kvm", "state": 2})
-        self.simulator.set_hosts(self.pool)
+        self.publish_ssh_ports()
         self.hypervisors.append(name)
         self.write_inventory()
 
@@ -85,6 +98,7 @@ def cloud(tmp_path_factory):
         (state_dir / "one_auth").write_text(f"oneadmin:{password}\n")
         (state_dir / "one_xmlrpc").write_text(simulator.url)
         simulated = SimulatedCloud(bed=bed, simulator=simulator, state_dir=state_dir, password=password)
+        simulated.publish_ssh_ports()
         simulated.write_inventory()
         yield simulated
     finally:

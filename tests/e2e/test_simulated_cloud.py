@@ -143,6 +143,25 @@ def test_a_rebooted_hypervisor_comes_back_by_itself(cloud):
     wait_for_targets_up(cloud, cloud.hypervisors)
 
 
+def test_discovered_inventory_matches_and_picks_up_a_new_hypervisor(cloud):
+    calls_before = cloud.simulator.calls["one.hostpool.info"]
+    run = run_pyinfra(cloud.discovery_inventory)
+    assert run.returncode == 0, run.output[-6000:]
+    assert cloud.simulator.calls["one.hostpool.info"] == calls_before + 1, "discovery shares the run's one API call"
+    assert "hv-retired (ID 30) skipped: disabled" in run.output
+    assert "lxc-node (ID 2) skipped" in run.output
+    assert run.changed_hosts() == {}, "the same hosts, discovered instead of listed, need no change"
+
+    before = {host: container_identity(cloud, host) for host in cloud.hypervisors}
+    cloud.add_hypervisor("hv5", one_id=40)  # registered in OpenNebula; the discovery inventory is not edited
+    run = run_pyinfra(cloud.discovery_inventory)
+    assert run.returncode == 0, run.output[-6000:]
+    changed = {host for hosts in run.changed_hosts().values() for host in hosts}
+    assert "hv5" in changed and not changed & {"hv1.cloud.test", "hv2", "kvm-node-c", "hv4"}
+    assert {host: container_identity(cloud, host) for host in before} == before
+    wait_for_targets_up(cloud, cloud.hypervisors)
+
+
 def test_removal_takes_it_all_away_and_keeps_docker_and_other_jobs(cloud):
     run = run_pyinfra(cloud.inventory, script="remove.py")
     assert run.returncode == 0, run.output[-6000:]

@@ -1,0 +1,252 @@
+"""Faults and bad input, end to end: the real `pyinfra` CLI over SSH against simulated
+hypervisors, a real Prometheus and the OpenNebula API simulator (test doubles).
+
+Each scenario asserts the message the operator sees AND the state left behind, and
+leaves the bed in a known state for the next one (they run in file order). The fault
+matrix in docs/faults.md names every test here.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.e2e.fault_cloud import (
+    HV2_FIX,
+    HYPERVISORS,
+    MODULES_LOAD_FILE,
+    ONE_IDS,
+    PROMETHEUS_YML,
+    TARGETS_FILE,
+    free_loopback_port,
+    start_fault_cloud,
+    stop_fault_cloud,
+)
+
+pytestmark = pytest.mark.e2e
+
+DEPLOYED = ("hv1", "hv2", "hv3")  # hv4 is unknown to OpenNebula and leaves the inventory after the first run
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory):
+    cloud = start_fault_cloud(tmp_path_factory.mktemp("faults"))
+    try:
+        yield cloud
+    finally:
+        stop_fault_cloud(cloud)
+
+
+def good_inventory(faults, hypervisors=DEPLOYED, **host_data):
+    """The corrected inventory: hv2 pinned by one_host_id, everything else by name."""
+    data = {"hv2": dict(HV2_FIX)}
+    for host, extra in host_data.items():
+        data[host] = {**data.get(host, {}), **extra}
+    return faults.write_inventory("good", hypervisors, host_data=data)
+
+
+def whole_state(faults) -> dict:
+    state = {host: faults.hypervisor_state(host) for host in HYPERVISORS}
+    state["prom1"] = faults.prometheus_state()
+    return state
+
+
+def error_lines(run) -> list[str]:
+    return [line for line in run.output.splitlines() if "OpenNebula" in line or "one_auth" in line]
+
+
+def last_reload(faults) -> float:
+    series = faults.prometheus.query("prometheus_config_last_reload_success_timestamp_seconds")
+    return float(series[0]["value"][1])
+
+
+def wait_targets(faults, wanted: dict[str, str], timeout_s: float = 120.0):
+    """Wait until Prometheus reports exactly these scrape addresses with this health."""
+    return faults.wait_until(f"targets {wanted}", lambda: faults.target_health() == wanted or None, timeout_s)
+
+
+def targets_file_ids(faults) -> dict[str, str]:
+    """scrape address -> one_host_id, as listed in the targets file on prom1."""
+    entries = yaml.safe_load(faults.read("prom1", TARGETS_FILE)) or []
+    return {target: entry["labels"]["one_host_id"] for entry in entries for target in entry["targets"]}
+
+
+# ---------------------------------------------------------------- OpenNebula side
+
+ONE_FAULTS = {
+    # case: (how the OpenNebula settings are broken, text the one line must hold)
+    "endpoint-down": (lambda f: f.one_data(one_xmlrpc=f"http://127.0.0.1:{free_loopback_port()}/RPC2"),
+                      "could not be reached (connection refused): check ONE_XMLRPC / one_xmlrpc"),
+    "endpoint-hangs": (lambda f: f.one_data(one_xmlrpc_timeout=2), "did not answer within 2 s"),
+    "wrong-password": (lambda f: f.one_data(one_auth_file=str(f.state_dir / "wrong_auth")),
+                       "refused the credentials of user 'oneadmin'"),
+    "auth-file-missing": (lambda f: f.one_data(one_auth_file=str(f.state_dir / "no_such_auth")),
+                          "does not exist or is not a file: fix one_auth_file"),
+    "auth-file-unreadable": (lambda f: f.one_data(one_auth_file=str(f.state_dir / "binary_auth")),
+                             "is not text"),
+    "not-xml-rpc": (lambda f: f.one_data(), "sent a reply that is not OpenNebula XML-RPC"),
+    "html-page": (lambda f: f.one_data(), "sent a reply that is not OpenNebula XML-RPC"),
+}
+SIMULATOR_MODE = {"endpoint-hangs": "hang", "not-xml-rpc": "garbage", "html-page": "html"}
+
+
+@pytest.mark.parametrize("case", list(ONE_FAULTS))
+def test_opennebula_fault_stops_the_run_before_any_host_changes(faults, case):
+    broken, expected = ONE_FAULTS[case]
+    wrong_password = "wrong-" + faults.password[::-1]
+    (faults.state_dir / "wrong_auth").write_text(f"oneadmin:{wrong_password}\n")
+    # Root reads any file whatever its mode, so "unreadable" is a file that cannot be decoded.
+    (faults.state_dir / "binary_auth").write_bytes(b"\xff\xfe\x00oneadmin:" + faults.password.encode())
+    before = whole_state(faults)
+    faults.simulator.set_mode(SIMULATOR_MODE.get(case, "ok"))
+    try:
+        run = faults.deploy(faults.write_inventory(f"one-{case}", one=broken(faults)))
+    finally:
+        faults.simulator.set_mode("ok")
+
+    assert run.returncode != 0
+    lines = error_lines(run)
+    assert len(lines) == 1, run.output[-3000:]
+    assert expected in lines[0]
+    endpoint = faults.simulator.url if case not in ("endpoint-down",) else "http://127.0.0.1:"
+    if case.startswith("auth-file"):
+        assert "one_auth" in lines[0] or "credentials" in lines[0]
+    else:
+        assert endpoint in lines[0]
+    assert faults.password not in run.output and wrong_password not in run.output
+    assert whole_state(faults) == before, "an OpenNebula fault must stop the run before any host changes"
+
+
+# ---------------------------------------------------------------- one host's fault, the others deployed
+
+
+def test_faulty_hypervisors_fail_alone_and_the_others_are_deployed(faults):
+    inventory = faults.write_inventory("faulty", HYPERVISORS, host_data={"hv3": {"rapl_modules": ["intel_rapl_common"]}})
+    run = faults.deploy(inventory)
+
+    assert run.returncode != 0
+    assert sorted(run.failed_hosts()) == ["hv2", "hv3", "hv4"], run.output[-4000:]
+    out = run.output
+    # hv2: short name vs two FQDNs, both candidates named, and the way out.
+    assert re.search(r"hv2.*ambiguous.*hv2\.cloud\.test \(ID 8\), hv2\.lab\.test \(ID 9\); set one_host_id", out)
+    # hv4: unknown, with the closest OpenNebula names.
+    assert re.search(r"'hv4' is not known to OpenNebula.*closest OpenNebula names: [^:]*hv04", out)
+    # hv3: modules loaded, RAPL still hidden.
+    assert "RAPL is not exposed under /sys/class/powercap/intel-rapl:0 after loading the modules" in out
+
+    assert faults.hypervisor_state("hv1") == {"modules_load": True, "docker": True, "rapl": True, "container": "running"}
+    for refused in ("hv2", "hv4"):
+        assert faults.hypervisor_state(refused) == {"modules_load": False, "docker": False, "rapl": False, "container": None}
+    # hv3 loaded what it was told, but nothing was persisted or installed after the failed check.
+    assert faults.hypervisor_state("hv3") == {"modules_load": False, "docker": False, "rapl": False, "container": None}
+    # hv3 is known to OpenNebula, so it stays a target (down); hv2/hv4 cannot be labelled.
+    assert targets_file_ids(faults) == {"hv1:8080": "5", "hv3:8080": "11"}
+    wait_targets(faults, {"hv1:8080": "up", "hv3:8080": "down"})
+
+
+def test_fixed_host_data_deploys_the_refused_hosts(faults):
+    run = faults.deploy(good_inventory(faults))
+
+    assert run.returncode == 0, run.output[-4000:]
+    for host in DEPLOYED:
+        assert faults.hypervisor_state(host) == {"modules_load": True, "docker": True, "rapl": True, "container": "running"}
+    assert targets_file_ids(faults) == {f"{h}:8080": ONE_IDS[h] for h in DEPLOYED}
+    wait_targets(faults, {f"{h}:8080": "up" for h in DEPLOYED})
+
+
+def test_the_password_is_in_no_output_and_no_file_on_any_host(faults):
+    assert faults.runs, "earlier scenarios ran pyinfra"
+    for run in faults.runs:
+        assert faults.password not in run.output
+    search = (
+        'dirs=""; for d in /etc /root /var/tmp /tmp /opt /var/log /var/lib/docker/containers; do '
+        '[ -d "$d" ] && dirs="$dirs $d"; done; exec timeout 60 grep -rlsF -e "$1" $dirs'
+    )
+    for host in (*HYPERVISORS, faults.bed.prometheus_name):
+        found = faults.bed.exec(host, "sh", "-c", search, "grep-password", faults.password, check=False, timeout=90)
+        assert found.returncode == 1 and not found.stdout, f"password found on {host}: {found.stdout}{found.stderr}"
+
+
+# ---------------------------------------------------------------- hypervisor side
+
+
+def test_a_taken_port_fails_the_host_before_its_container_is_touched(faults):
+    before = faults.container_identity("hv1")
+    pid = faults.sh("hv1", "nohup python3 -m http.server 9100 >/dev/null 2>&1 & echo $!").strip()
+    try:
+        faults.wait_until("http.server on hv1:9100", lambda: ":9100 " in faults.sh("hv1", "ss -Hltn"), 30)
+        run = faults.deploy(good_inventory(faults, hv1={"scaphandre_port": 9100}), "--limit", "hv1")
+    finally:
+        faults.sh("hv1", f"kill {pid}")
+
+    assert run.returncode != 0 and run.failed_hosts() == ["hv1"]
+    assert re.search(
+        rf"TCP port 9100 is already taken on this host by python3 \(pid {pid}\) on [^:]+:9100: "
+        r"stop that service or set scaphandre_port to a free port", run.output), run.output[-3000:]
+    assert faults.container_identity("hv1") == before, "the working container must not be removed"
+    assert faults.hypervisor_state("hv1")["container"] == "running"
+
+
+def test_a_stopped_docker_engine_is_started(faults):
+    faults.sh("hv2", "systemctl stop docker.socket docker.service")
+    run = faults.deploy(good_inventory(faults), "--limit", "hv2")
+
+    assert run.returncode == 0, run.output[-4000:]
+    assert faults.sh("hv2", "systemctl is-active docker.service").strip() == "active"
+    faults.wait_until("hv2's container back by its restart policy",
+                      lambda: faults.hypervisor_state("hv2")["container"] == "running", 60)
+
+
+def test_a_docker_engine_that_cannot_start_fails_the_host_with_its_journal(faults):
+    faults.sh("hv2", "systemctl stop docker.socket docker.service")
+    faults.write("hv2", "/etc/docker/daemon.json", '{"not-a-docker-option": true}\n')
+    try:
+        run = faults.deploy(good_inventory(faults), "--limit", "hv2")
+    finally:
+        faults.sh("hv2", "rm -f /etc/docker/daemon.json; systemctl reset-failed docker.service docker.socket; "
+                         "systemctl start docker.socket docker.service")
+
+    assert run.returncode != 0 and run.failed_hosts() == ["hv2"]
+    out = run.output
+    assert "The Docker engine (docker.service) is present but does not start; last lines of its journal:" in out
+    assert "not-a-docker-option" in out, "the journal's own reason must be shown"
+    assert "Fix: correct the cause above (often /etc/docker/daemon.json" in out
+    # Nothing after the engine was attempted: the container was neither removed nor recreated.
+    faults.wait_until("hv2's container running again once the engine is fixed",
+                      lambda: faults.hypervisor_state("hv2")["container"] == "running", 60)
+
+
+def test_a_killed_container_is_restarted_by_its_restart_policy(faults):
+    pid_before, started_before = faults.sh("hv1", "docker inspect -f '{{.State.Pid}} {{.State.StartedAt}}' scaphandre").split()
+    faults.sh("hv1", f"kill -9 {pid_before}")
+
+    def restarted():
+        state = faults.sh("hv1", "docker inspect -f '{{.State.Status}} {{.State.StartedAt}} {{.RestartCount}}' scaphandre")
+        status, started, restarts = state.split()
+        return status == "running" and started != started_before and int(restarts) >= 1
+
+    faults.wait_until("the killed container restarted by Docker", restarted, 60)
+    wait_targets(faults, {f"{h}:8080": "up" for h in DEPLOYED})
+
+
+def test_a_rerun_repairs_what_was_changed_by_hand(faults):
+    targets_before = faults.read("prom1", TARGETS_FILE)
+    modules_before = faults.read("hv2", MODULES_LOAD_FILE)
+    faults.sh("hv1", "docker rm -f scaphandre")
+    faults.sh("hv2", f"rm {MODULES_LOAD_FILE}")
+    faults.sh("prom1", f"sed -i \"s/one_host_id: '11'/one_host_id: '99'/\" {TARGETS_FILE}")
+    assert faults.read("prom1", TARGETS_FILE) != targets_before
+
+    run = faults.deploy(good_inventory(faults))
+
+    assert run.returncode == 0, run.output[-4000:]
+    changed = {op: sorted(hosts) for op, hosts in run.changed_hosts().items()}
+    assert any("Scaphandre container" in op and hosts == ["hv1"] for op, hosts in changed.items()), changed
+    assert changed.get("Persist RAPL modules in modules-load.d") == ["hv2"], changed
+    assert changed.get("Write the Scaphandre scrape targets") == ["prom1"], changed
+    assert faults.hypervisor_state("hv1")["container"] == "running"
+    assert faults.read("hv2", MODULES_LOAD_FILE) == modules_before
+    assert faults.read("prom1", TARGETS_FILE) == targets_before
+    wait_targets(faults, {f"{h}:8080": "up" for h in DEPLOYED})
