@@ -29,6 +29,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,10 @@ STATE_DIR = REPO / ".testbed" / BED_PREFIX
 PYINFRA_TIMEOUT_S = 900
 TARGETS_UP_TIMEOUT_S = 180.0
 ONE_USER = "oneadmin"
+# What an operator's checkout holds: the deploy is run from a copy of these at one revision,
+# so edits others make in the working tree meanwhile cannot change the numbers half-way.
+PRODUCT_PATHS = ("deploy.py", "inventory.py", "group_data", "tasks", "files")
+PRODUCT = REPO  # the directory pyinfra runs from and `tasks` is imported from; set by use_product()
 SCRAPE_PORT = 8080
 
 # pyinfra's own progress lines, in the order a run prints them: the phases of a run.
@@ -115,6 +120,21 @@ def phase_durations(lines: Sequence[tuple[float, str]], start: float, end: float
     return durations
 
 
+def operation_durations(lines: Sequence[tuple[float, str]], end: float) -> dict[str, float]:
+    """Seconds per operation, from pyinfra's "--> Starting operation: NAME" lines.
+
+    pyinfra 3 runs one operation on every host before starting the next, so an
+    operation lasts until the next one starts (or the results are printed).
+    """
+    starts = [(stamp, text.split("--> Starting operation:", 1)[1].strip())
+              for stamp, text in lines if "--> Starting operation:" in text]
+    finish = next((stamp for stamp, text in lines if "--> Results" in text), end)
+    durations: dict[str, float] = {}
+    for (stamp, name), following in zip(starts, [*(s for s, _ in starts[1:]), finish]):
+        durations[name] = durations.get(name, 0.0) + (following - stamp)
+    return durations
+
+
 _LOADED_FACT = re.compile(r"\[(?P<host>[^\]]+)\]\s+Loaded fact (?P<fact>[\w.]+)(?P<args> \(.*\))?\s*$")
 _RUNNING_COMMAND = re.compile(r"Running command on (?P<host>\S+?):")
 
@@ -169,6 +189,35 @@ def timed(function: Callable[[], object], repeats: int) -> tuple[float, object]:
         result = function()
         times.append(time.perf_counter() - started)
     return median(times), result
+
+
+# --------------------------------------------------------------------------- product under test
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          check=True).stdout.strip()
+
+
+def use_product(rev: str) -> str:
+    """Point the benchmark at the product at `rev` ("worktree": the files as they are now);
+    return a description of what is measured. Must run before `tasks` is imported."""
+    global PRODUCT
+    head = _git("rev-parse", "--short", "HEAD")
+    if rev == "worktree":
+        dirty = _git("status", "--porcelain", "--", *PRODUCT_PATHS)
+        PRODUCT = REPO
+        return f"working tree at {head}" + (" with uncommitted product changes" if dirty else "")
+    commit = _git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    target = STATE_DIR / "product"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", commit, "--", *PRODUCT_PATHS], cwd=REPO, capture_output=True,
+                             timeout=60, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, timeout=60, check=True)
+    PRODUCT = target
+    sys.path.insert(0, str(target))
+    return f"commit {commit[:12]} ({rev}), exported to {target.relative_to(REPO)}"
 
 
 # --------------------------------------------------------------------------- machine
@@ -343,6 +392,7 @@ class TimedRun:
     api_calls: Counter
     output: str
     changed_operations: list[str] = field(default_factory=list)
+    operations: dict[str, float] = field(default_factory=dict)
 
 
 def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str) -> TimedRun:
@@ -355,7 +405,7 @@ def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str) -> TimedRun:
     simulator.calls.clear()
     lines: list[tuple[float, str]] = []
     started = time.monotonic()
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    process = subprocess.Popen(command, cwd=PRODUCT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
 
     def read_lines():
@@ -374,7 +424,7 @@ def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str) -> TimedRun:
     reader.join(timeout=30)
     output = "\n".join(text for _, text in lines)
     return TimedRun(ended - started, returncode, phase_durations(lines, started, ended),
-                    Counter(simulator.calls), output, changed_operations(output))
+                    Counter(simulator.calls), output, changed_operations(output), operation_durations(lines, ended))
 
 
 _RESULT_ROW = re.compile(r"^\s*(?P<host>\S+)\s+(?P<success>\d+)\s+(?P<changed>\d+)\s+(?P<error>\d+)\s*$")
@@ -495,6 +545,9 @@ def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool) -> S
         _check_run(noop, f"no-op rerun, {size} hypervisors, run {repeat}", cloud.password)
         result.noop.append(noop)
         result.noop_reloaded.append(cloud.last_reload() != reload_before)
+        # The last run of each kind is kept for reading by hand (the secret was checked absent).
+        (STATE_DIR / f"fresh_{size}hv.log").write_text(fresh.output)
+        (STATE_DIR / f"noop_{size}hv.log").write_text(noop.output)
         print(f"  size {size} run {repeat}: bed up {result.bed_up_s[-1]:.1f}s, fresh {fresh.seconds:.1f}s, "
               f"targets up +{result.targets_up_s[-1]:.1f}s, no-op {noop.seconds:.1f}s, "
               f"API calls {fresh.api_calls['one.hostpool.info']}/{noop.api_calls['one.hostpool.info']}, "
@@ -547,17 +600,39 @@ def phase_table(results: Sequence[SizeResult], attribute: str) -> str:
 
 
 def profile_table(results: Sequence[SizeResult]) -> str:
+    """One row per group of hosts that ran the same facts and commands."""
     rows = []
     for result in results:
         if not result.profile:
             continue
-        for host in sorted(result.profile):
+        groups: dict[tuple, list[str]] = {}
+        for host in sorted(result.profile, key=lambda name: (len(name), name)):
             profile = result.profile[host]
+            key = (tuple(sorted(profile.reads.items())), profile.commands)
+            groups.setdefault(key, []).append(host)
+        for hosts in groups.values():
+            profile = result.profile[hosts[0]]
             repeated = ", ".join(f"{read} x{count}" for read, count in profile.repeated_reads().items())
-            rows.append([result.size, host, sum(profile.facts.values()), len(profile.facts), profile.commands,
-                         repeated or "none", ", ".join(sorted(profile.facts))])
-    return markdown_table(["hypervisors", "host", "fact reads", "distinct facts", "shell commands",
+            rows.append([result.size, ", ".join(hosts), sum(profile.facts.values()), len(profile.facts),
+                         profile.commands, repeated or "none",
+                         ", ".join(f"{fact} x{n}" if n > 1 else fact for fact, n in sorted(profile.facts.items()))])
+    return markdown_table(["hypervisors", "hosts", "fact reads", "distinct facts", "shell commands",
                            "same fact and arguments read more than once", "facts read"], rows)
+
+
+def operation_table(results: Sequence[SizeResult], attribute: str, top: int = 6) -> str:
+    """The slowest operations (median seconds) at the largest size, with their time at every size."""
+    if not results:
+        return ""
+    medians = {}
+    for result in results:
+        runs = getattr(result, attribute)
+        names = {name for run in runs for name in run.operations}
+        medians[result.size] = {name: median(run.operations.get(name, 0.0) for run in runs) for name in names}
+    largest = medians[results[-1].size]
+    slowest = sorted(largest, key=largest.get, reverse=True)[:top]
+    rows = [[name, *(format_seconds(medians[r.size].get(name)) for r in results)] for name in slowest]
+    return markdown_table(["operation", *(f"{r.size} hv" for r in results)], rows)
 
 
 def control_table(results: Sequence[ControlResult]) -> str:
@@ -577,20 +652,26 @@ def report(machine: list[str], loads: dict[str, str], args, bed_results, control
     parts = [
         "# Benchmark results\n",
         f"Command: `.venv/bin/python bench/run_bench.py --sizes {args.sizes} --repeats {args.repeats} "
-        f"--control-sizes {args.control_sizes}`\n",
-        "Machine:\n",
+        f"--control-sizes {args.control_sizes} --rev {args.rev}`\n",
+        "Machine and product:\n",
         *(f"- {line}\n" for line in machine),
         "- Load averages (1/5/15 min): " + "; ".join(f"{k}: {v}" for k, v in loads.items()) + "\n",
         "\nEvery timing is the median of the runs listed. Each fresh deploy runs on freshly "
-        "recreated hosts (`TestBed.up()`); the simulated hypervisors already hold the stand-in "
-        "exporter image and a Docker engine, so a fresh deploy loads RAPL, writes modules-load.d, "
-        "starts the container and waits for /metrics, and writes the Prometheus job.\n",
+        "recreated hosts (`TestBed.up()`, not timed): a fresh deploy loads RAPL, writes modules-load.d, "
+        "installs docker.io with apt (the simulated hypervisors have no Docker engine, as a new host), "
+        "starts the stand-in exporter container and waits for /metrics, and writes the Prometheus "
+        "targets file and job. The OpenNebula API simulator lists the hypervisors by FQDN "
+        "(hvN.cloud.test) and one LXC node; the inventory names them hvN. A no-op rerun follows "
+        "each fresh deploy once Prometheus shows every target up.\n",
     ]
     if bed_results:
         parts += ["\n## End-to-end (real pyinfra CLI over SSH, simulated hypervisors + prom1)\n\n",
                   bed_table(bed_results),
                   "\nNo-op rerun, seconds per pyinfra phase (median):\n\n", phase_table(bed_results, "noop"),
-                  "\nFresh deploy, seconds per pyinfra phase (median):\n\n", phase_table(bed_results, "fresh")]
+                  "\nFresh deploy, seconds per pyinfra phase (median):\n\n", phase_table(bed_results, "fresh"),
+                  "\nFresh deploy, slowest operations (median seconds; an operation runs on all hosts at once):\n\n",
+                  operation_table(bed_results, "fresh"),
+                  "\nNo-op rerun, slowest operations (median seconds):\n\n", operation_table(bed_results, "noop")]
         if any(r.profile for r in bed_results):
             parts += ["\nNo-op rerun profile (one extra `pyinfra --debug` run, not timed): facts and commands per host\n\n",
                       profile_table(bed_results)]
@@ -618,6 +699,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median reported)")
     parser.add_argument("--control-sizes", default="100,1000,10000", help="OpenNebula pool sizes, control side")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.md", help="markdown report file")
+    parser.add_argument("--rev", default="HEAD",
+                        help="product revision to measure (exported copy), or 'worktree' for the files as they are")
     parser.add_argument("--no-profile", action="store_true", help="skip the --debug profile runs")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -630,6 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes, control_sizes = _sizes(args.sizes), _sizes(args.control_sizes)
     loads = {"before": load_average()}
     machine = machine_description()
+    machine.append("Product measured: " + use_product(args.rev))
     notes: dict[str, str] = {}
     control_results: list[ControlResult] = []
     if control_sizes:

@@ -89,3 +89,17 @@ def test_simulated_pool_lists_every_hypervisor_once_with_unique_ids():
     names = [host["name"] for host in pool if host["im_mad"] == "kvm"]
     assert names == [f"hv{i}.cloud.test" for i in range(1, 9)]
     assert len({host["id"] for host in pool}) == len(pool)
+
+
+def test_operation_durations_run_from_one_start_to_the_next_and_the_last_to_the_results():
+    from bench.run_bench import operation_durations
+
+    lines = [
+        (1.0, "--> Starting operation: Enable RAPL | Persist RAPL modules"),
+        (1.5, "    [hv1] Success"),
+        (3.0, "--> Starting operation: Scaphandre exporter | Run container"),
+        (9.0, "--> Results:"),
+    ]
+    assert operation_durations(lines, end=9.5) == pytest.approx(
+        {"Enable RAPL | Persist RAPL modules": 2.0, "Scaphandre exporter | Run container": 6.0}
+    )
