@@ -105,8 +105,6 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
     existing = host.get_fact(DockerContainer, object_id=spec.name)
     current = existing[0] if existing else None
     drift = container_drift(current, spec)
-    if drift:
-        logger.info(f"{host.print_prefix}recreating container {spec.name}: {', '.join(drift)} changed")
 
     commands = list(
         docker.container._inner(
@@ -133,6 +131,8 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
         if listeners:
             yield FunctionCommand(_log_failure, (port_taken_message(spec.port, listeners, spec.name),), {})
             return
+    if drift:
+        logger.info(f"{host.print_prefix}recreating container {spec.name}: {', '.join(drift)} changed")
     yield from commands
     yield _metrics_wait_command(spec, metrics_timeout_s)
 

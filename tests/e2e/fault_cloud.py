@@ -58,6 +58,7 @@ class FaultCloud:
     state_dir: Path
     password: str
     runs: list[PyinfraRun] = field(default_factory=list)
+    debian_prometheus_yml: str = ""  # prom1's packaged prometheus.yml, before any deploy
 
     @property
     def auth_file(self) -> Path:
@@ -129,6 +130,9 @@ class FaultCloud:
     def write(self, host: str, path: str, text: str) -> None:
         self.bed.exec(host, "sh", "-c", f"cat > {path}", input=text, timeout=30)
 
+    def prometheus_active(self) -> bool:
+        return self.sh(self.bed.prometheus_name, "systemctl is-active prometheus; true").strip() == "active"
+
     def container_identity(self, host: str) -> str:
         return self.sh(host, "docker inspect -f '{{.Id}} {{.State.StartedAt}}' scaphandre").strip()
 
@@ -176,6 +180,7 @@ def start_fault_cloud(state_dir: Path) -> FaultCloud:
     cloud = FaultCloud(bed=bed, simulator=simulator, state_dir=state_dir, password=password)
     cloud.auth_file.write_text(f"oneadmin:{password}\n")
     cloud.auth_file.chmod(0o600)
+    cloud.debian_prometheus_yml = cloud.read(bed.prometheus_name, PROMETHEUS_YML)
     return cloud
 
 

@@ -13,6 +13,7 @@ import re
 import pytest
 import yaml
 
+from tests.e2e.cloud import REPO
 from tests.e2e.fault_cloud import (
     HV2_FIX,
     HYPERVISORS,
@@ -55,6 +56,15 @@ def whole_state(faults) -> dict:
 
 def error_lines(run) -> list[str]:
     return [line for line in run.output.splitlines() if "OpenNebula" in line or "one_auth" in line]
+
+
+def failed_hosts(run, limited: list[str] | None = None) -> list[str]:
+    """Hosts pyinfra reports failed: from --json, or, when every host of a --limit run
+    failed (pyinfra then stops with "No hosts remaining!" and prints no JSON), the limited ones."""
+    if run.results is not None:
+        return sorted(run.failed_hosts())
+    assert limited and "pyinfra error: No hosts remaining!" in run.output, run.output[-3000:]
+    return sorted(limited)
 
 
 def last_reload(faults) -> float:
@@ -127,7 +137,7 @@ def test_faulty_hypervisors_fail_alone_and_the_others_are_deployed(faults):
     run = faults.deploy(inventory)
 
     assert run.returncode != 0
-    assert sorted(run.failed_hosts()) == ["hv2", "hv3", "hv4"], run.output[-4000:]
+    assert failed_hosts(run) == ["hv2", "hv3", "hv4"], run.output[-4000:]
     out = run.output
     # hv2: short name vs two FQDNs, both candidates named, and the way out.
     assert re.search(r"hv2.*ambiguous.*hv2\.cloud\.test \(ID 8\), hv2\.lab\.test \(ID 9\); set one_host_id", out)
@@ -181,7 +191,7 @@ def test_a_taken_port_fails_the_host_before_its_container_is_touched(faults):
     finally:
         faults.sh("hv1", f"kill {pid}")
 
-    assert run.returncode != 0 and run.failed_hosts() == ["hv1"]
+    assert run.returncode != 0 and failed_hosts(run, ["hv1"]) == ["hv1"]
     assert re.search(
         rf"TCP port 9100 is already taken on this host by python3 \(pid {pid}\) on [^:]+:9100: "
         r"stop that service or set scaphandre_port to a free port", run.output), run.output[-3000:]
@@ -208,7 +218,7 @@ def test_a_docker_engine_that_cannot_start_fails_the_host_with_its_journal(fault
         faults.sh("hv2", "rm -f /etc/docker/daemon.json; systemctl reset-failed docker.service docker.socket; "
                          "systemctl start docker.socket docker.service")
 
-    assert run.returncode != 0 and run.failed_hosts() == ["hv2"]
+    assert run.returncode != 0 and failed_hosts(run, ["hv2"]) == ["hv2"]
     out = run.output
     assert "The Docker engine (docker.service) is present but does not start; last lines of its journal:" in out
     assert "not-a-docker-option" in out, "the journal's own reason must be shown"
@@ -242,11 +252,145 @@ def test_a_rerun_repairs_what_was_changed_by_hand(faults):
     run = faults.deploy(good_inventory(faults))
 
     assert run.returncode == 0, run.output[-4000:]
-    changed = {op: sorted(hosts) for op, hosts in run.changed_hosts().items()}
+    changed = {op.split(" | ")[-1]: sorted(hosts) for op, hosts in run.changed_hosts().items()}
     assert any("Scaphandre container" in op and hosts == ["hv1"] for op, hosts in changed.items()), changed
     assert changed.get("Persist RAPL modules in modules-load.d") == ["hv2"], changed
     assert changed.get("Write the Scaphandre scrape targets") == ["prom1"], changed
     assert faults.hypervisor_state("hv1")["container"] == "running"
     assert faults.read("hv2", MODULES_LOAD_FILE) == modules_before
     assert faults.read("prom1", TARGETS_FILE) == targets_before
+    wait_targets(faults, {f"{h}:8080": "up" for h in DEPLOYED})
+
+
+# ---------------------------------------------------------------- Prometheus side
+
+MISSING_RULES = "/etc/prometheus/missing-rules.yml"
+PROMETHEUS_FAULTS = {
+    # case: (the live prometheus.yml before the run, extra data for prom1, text of the reported error)
+    "operator-file-already-broken": (
+        lambda f: f.debian_prometheus_yml.replace("rule_files:\n", f"rule_files:\n  - {MISSING_RULES}\n", 1),
+        {}, ["promtool rejected the new /etc/prometheus/prometheus.yml; the live file is untouched", MISSING_RULES]),
+    "data-key-makes-it-invalid": (
+        lambda f: f.debian_prometheus_yml,
+        {"prometheus_targets_file": "/etc/prometheus/scaphandre_targets.txt"},
+        ["promtool rejected the new", 'path name "/etc/prometheus/scaphandre_targets.txt" is not valid for file discovery']),
+    "operator-file-not-yaml": (
+        lambda f: (REPO / "tests" / "data" / "prometheus" / "broken.yml").read_text(),
+        {}, ["/etc/prometheus/prometheus.yml:", "left untouched"]),
+}
+
+
+@pytest.fixture
+def deployed_prometheus_yml(faults):
+    """The deployed prometheus.yml; put back (Prometheus still runs it) after a scenario that broke it."""
+    deployed = faults.read("prom1", PROMETHEUS_YML)
+    yield deployed
+    faults.write("prom1", PROMETHEUS_YML, deployed)
+    faults.sh("prom1", f"rm -f /etc/prometheus/scaphandre_targets.txt {PROMETHEUS_YML}.scaphandre-new")
+
+
+@pytest.mark.parametrize("case", list(PROMETHEUS_FAULTS))
+def test_a_config_promtool_rejects_never_reaches_the_live_file(faults, deployed_prometheus_yml, case):
+    live_text, prom_data, expected = PROMETHEUS_FAULTS[case]
+    faults.write("prom1", PROMETHEUS_YML, live_text(faults))
+    live_sha = faults.file_sha("prom1", PROMETHEUS_YML)
+    reload_before = last_reload(faults)
+
+    run = faults.deploy(good_inventory(faults, prom1=prom_data), "--limit", "prom1")
+
+    assert run.returncode != 0 and failed_hosts(run, ["prom1"]) == ["prom1"]
+    for text in expected:
+        assert text in run.output, run.output[-3000:]
+    assert faults.file_sha("prom1", PROMETHEUS_YML) == live_sha, "the live file must be untouched"
+    assert faults.prometheus_state()["staged"] == "", "no staged file may be left behind"
+    assert faults.prometheus_active() and last_reload(faults) == reload_before
+    # Still scraping with the config it had loaded: fresh samples after the failed run.
+    wait_targets(faults, {f"{h}:8080": "up" for h in DEPLOYED})
+    fresh = faults.prometheus.query('count(timestamp(up{job="scaphandre"}) > time() - 30)')
+    assert fresh and fresh[0]["value"][1] == "3"
+
+
+def test_a_hand_written_scaphandre_job_is_replaced_and_kept_as_backup(faults):
+    hand_written = faults.debian_prometheus_yml + (
+        "  - job_name: scaphandre\n    static_configs:\n      - targets: ['hv1:8080']\n"
+    )
+    faults.write("prom1", PROMETHEUS_YML, hand_written)
+    reload_before = last_reload(faults)
+
+    run = faults.deploy(good_inventory(faults), "--limit", "prom1")
+
+    assert run.returncode == 0, run.output[-3000:]
+    config = yaml.safe_load(faults.read("prom1", PROMETHEUS_YML))
+    jobs = [job["job_name"] for job in config["scrape_configs"]]
+    assert jobs.count("scaphandre") == 1 and {"prometheus", "node"} <= set(jobs)
+    managed = next(job for job in config["scrape_configs"] if job["job_name"] == "scaphandre")
+    assert "static_configs" not in managed and managed["file_sd_configs"][0]["files"] == [TARGETS_FILE]
+    assert faults.read("prom1", PROMETHEUS_YML + ".bak") == hand_written
+    faults.wait_until("Prometheus reloaded", lambda: last_reload(faults) > reload_before, 30)
+    wait_targets(faults, {f"{h}:8080": "up" for h in DEPLOYED})
+
+
+def test_an_empty_prometheus_yml_gets_a_minimal_config_with_the_job(faults):
+    faults.write("prom1", PROMETHEUS_YML, "")
+    run = faults.deploy(good_inventory(faults), "--limit", "prom1")
+
+    assert run.returncode == 0, run.output[-3000:]
+    config = yaml.safe_load(faults.read("prom1", PROMETHEUS_YML))
+    assert [job["job_name"] for job in config["scrape_configs"]] == ["scaphandre"]
+    assert "SUCCESS" in faults.sh("prom1", f"promtool check config {PROMETHEUS_YML} 2>&1")
+    wait_targets(faults, {f"{h}:8080": "up" for h in DEPLOYED})
+
+
+def test_a_missing_prometheus_yml_is_refused_naming_the_settings(faults):
+    faults.sh("prom1", f"mv {PROMETHEUS_YML} /root/prometheus.yml.aside")
+    targets_sha = faults.file_sha("prom1", TARGETS_FILE)
+    try:
+        run = faults.deploy(good_inventory(faults), "--limit", "prom1")
+        assert faults.file_sha("prom1", PROMETHEUS_YML) is None, "no prometheus.yml may be invented"
+        assert faults.file_sha("prom1", TARGETS_FILE) == targets_sha
+    finally:
+        faults.sh("prom1", f"mv /root/prometheus.yml.aside {PROMETHEUS_YML}")
+
+    assert run.returncode != 0 and failed_hosts(run, ["prom1"]) == ["prom1"]
+    assert re.search(r"no Prometheus config found \(looked for [^)]*/etc/prometheus/prometheus.yml\); "
+                     r"set prometheus_config_file and prometheus_service", run.output), run.output[-3000:]
+    assert faults.prometheus_active()
+
+
+def test_prometheus_down_at_reload_is_reported_and_the_new_config_is_valid_on_disk(faults):
+    faults.write("prom1", PROMETHEUS_YML, faults.debian_prometheus_yml)  # the job must be added again
+    faults.sh("prom1", "systemctl stop prometheus")
+    try:
+        run = faults.deploy(good_inventory(faults), "--limit", "prom1")
+        assert faults.prometheus_active() is False, "the deploy must not start a stopped Prometheus"
+    finally:
+        faults.sh("prom1", "systemctl start prometheus")
+
+    assert run.returncode != 0 and failed_hosts(run, ["prom1"]) == ["prom1"]
+    assert ("Prometheus service prometheus is not running, so it was not reloaded; "
+            "the new /etc/prometheus/prometheus.yml passed promtool and is used when it starts") in run.output
+    config = yaml.safe_load(faults.read("prom1", PROMETHEUS_YML))
+    assert "scaphandre" in [job["job_name"] for job in config["scrape_configs"]]
+    assert "SUCCESS" in faults.sh("prom1", f"promtool check config {PROMETHEUS_YML} 2>&1")
+    wait_targets(faults, {f"{h}:8080": "up" for h in DEPLOYED})
+
+
+# ---------------------------------------------------------------- a hypervisor down (last: it reboots hv3)
+
+
+def test_an_unreachable_hypervisor_fails_alone_and_stays_a_target(faults):
+    faults.bed.stop_host("hv3")
+    try:
+        run = faults.deploy(good_inventory(faults))
+        assert run.returncode != 0
+        assert failed_hosts(run) == ["hv3"], run.output[-4000:]
+        assert re.search(r"\[hv3\]\s+Could not connect", run.output), run.output[-4000:]
+        assert targets_file_ids(faults) == {f"{h}:8080": ONE_IDS[h] for h in DEPLOYED}
+        wait_targets(faults, {"hv1:8080": "up", "hv2:8080": "up", "hv3:8080": "down"})
+    finally:
+        faults.bed.start_host("hv3")
+    # Powered on again: modules from modules-load.d, the container by its restart policy.
+    faults.wait_until("hv3 back with RAPL and its container",
+                      lambda: faults.hypervisor_state("hv3")["container"] == "running"
+                      and faults.hypervisor_state("hv3")["rapl"], 120, 2)
     wait_targets(faults, {f"{h}:8080": "up" for h in DEPLOYED})
