@@ -210,6 +210,7 @@ def test_a_stopped_docker_engine_is_started(faults):
 
 
 def test_a_docker_engine_that_cannot_start_fails_the_host_with_its_journal(faults):
+    container_before = faults.sh("hv2", "docker inspect -f '{{.Id}}' scaphandre").strip()
     faults.sh("hv2", "systemctl stop docker.socket docker.service")
     faults.write("hv2", "/etc/docker/daemon.json", '{"not-a-docker-option": true}\n')
     try:
@@ -226,6 +227,7 @@ def test_a_docker_engine_that_cannot_start_fails_the_host_with_its_journal(fault
     # Nothing after the engine was attempted: the container was neither removed nor recreated.
     faults.wait_until("hv2's container running again once the engine is fixed",
                       lambda: faults.hypervisor_state("hv2")["container"] == "running", 60)
+    assert faults.sh("hv2", "docker inspect -f '{{.Id}}' scaphandre").strip() == container_before
 
 
 def test_a_killed_container_is_restarted_by_its_restart_policy(faults):
