@@ -1,0 +1,262 @@
+"""End to end: after a deploy with the real `pyinfra` CLI, every query of the Grafana
+dashboard returns data from the bed's real Prometheus, and the recording and
+alerting rules the deploy ships are loaded and produce series.
+
+Own bed (sotb-dash): two simulated hypervisors and prom1, which is also the
+`grafana` host of the inventory (no Grafana runs there; the test checks the files
+Grafana would read). Scenarios run in file order on one bed.
+
+Which asserts need the deploy to ship the rules and the dashboard (the wiring in
+tasks/prometheus.py and deploy.py): test_deploy_ships_rules_and_dashboard,
+test_recording_rules_produce_power_and_energy_series, the two alert scenarios and
+the no-op rerun's file checks. test_every_dashboard_query_returns_data needs only
+the scrape job: the dashboard reads raw Scaphandre series.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.doubles.one_api_simulator import OneApiSimulator
+from tests.e2e.cloud import REPO, PrometheusApi, render_inventory, run_pyinfra
+from tests.testbed.bed import TestBed
+from tests.unit.test_grafana_dashboard import TEST_VALUES, panel_queries
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "sotb-dash"
+SSH_PORT_BASE = 2501
+PROMETHEUS_API_PORT = 9195
+HYPERVISORS = ("hv1", "hv2")
+POOL = [
+    {"id": 4, "name": "hv1", "hostname": "hv1", "im_mad": "kvm", "state": 2},
+    {"id": 9, "name": "hv2.cloud.test", "hostname": "hv2", "im_mad": "kvm", "state": 2},
+]
+ONE_IDS = {"hv1": "4", "hv2": "9"}
+
+# Where the deploy puts things on prom1 (Debian's prometheus package; grafana defaults
+# except the dashboards directory, which the inventory overrides to prove the setting works).
+RULES_ON_SERVER = "/etc/prometheus/scaphandre_rules.yml"
+PROVIDER_ON_SERVER = "/etc/grafana/provisioning/dashboards/scaphandre-opennebula.yml"
+DASHBOARDS_DIR = "/srv/grafana/dashboards/opennebula"
+DASHBOARD_FILE = REPO / "files" / "grafana" / "scaphandre-opennebula.json"
+RULES_FILE = REPO / "files" / "prometheus" / "scaphandre_rules.yml"
+
+DATA_TIMEOUT_S = 180.0  # 2 shared cores, several beds: generous, but bounded
+
+
+@dataclass
+class DashCloud:
+    bed: TestBed
+    simulator: OneApiSimulator
+    inventory: Path
+    password: str
+
+    @property
+    def prometheus(self) -> PrometheusApi:
+        return PrometheusApi(self.bed.prometheus_url)
+
+    def vm_ids(self, host: str) -> set[str]:
+        return {str(vm) for vm in self.bed.vm_ids(host)}
+
+    def file_on_prometheus_host(self, path: str) -> str:
+        return self.bed.exec(self.bed.prometheus_name, "cat", path).stdout
+
+
+def write_inventory(path: Path, bed: TestBed) -> Path:
+    """The operator's inventory, plus prom1 in a `grafana` group (a host may be in several groups)."""
+    render_inventory(path, bed, list(HYPERVISORS))
+    with path.open("a") as inventory:
+        inventory.write(f"grafana = (prometheus[0], {{'grafana_dashboards_dir': {DASHBOARDS_DIR!r}}})\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def dash(tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("dash")
+    bed = TestBed(
+        prefix=PREFIX,
+        state_dir=state_dir / "bed",
+        hypervisors=HYPERVISORS,
+        ssh_port_base=SSH_PORT_BASE,
+        prometheus_api_port=PROMETHEUS_API_PORT,
+    )
+    password = "dash-" + secrets.token_hex(8)
+    simulator = OneApiSimulator([dict(h) for h in POOL], user="oneadmin", password=password)
+    bed.down()  # a bed left behind by an interrupted run
+    bed.build_images()
+    simulator.start()
+    try:
+        bed.up()
+        (state_dir / "one_auth").write_text(f"oneadmin:{password}\n")
+        (state_dir / "one_xmlrpc").write_text(simulator.url)
+        inventory = write_inventory(state_dir / "inventory.py", bed)
+        yield DashCloud(bed=bed, simulator=simulator, inventory=inventory, password=password)
+    finally:
+        simulator.stop()
+        bed.down()
+
+
+def alerts(cloud: DashCloud, name: str) -> list[dict]:
+    """Active (pending or firing) alerts of that name, as Prometheus' own API lists them."""
+    return [a for a in cloud.prometheus.get("/api/v1/alerts")["alerts"] if a["labels"].get("alertname") == name]
+
+
+def last_reload(cloud: DashCloud) -> float:
+    return float(cloud.prometheus.query("prometheus_config_last_reload_success_timestamp_seconds")[0]["value"][1])
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def test_deploy_ships_rules_and_dashboard(dash):
+    run = run_pyinfra(dash.inventory)
+    assert run.returncode == 0, run.output[-6000:]
+    assert run.failed_hosts() == []
+    assert dash.password not in run.output
+
+    prom = dash.bed.prometheus_name
+    assert dash.file_on_prometheus_host(RULES_ON_SERVER) == RULES_FILE.read_text()
+    config = dash.file_on_prometheus_host("/etc/prometheus/prometheus.yml")
+    assert RULES_ON_SERVER in config
+    dash.bed.exec(prom, "promtool", "check", "config", "/etc/prometheus/prometheus.yml")
+
+    shipped = dash.file_on_prometheus_host(f"{DASHBOARDS_DIR}/{DASHBOARD_FILE.name}")
+    assert json.loads(shipped) == json.loads(DASHBOARD_FILE.read_text())
+    provider = dash.file_on_prometheus_host(PROVIDER_ON_SERVER)
+    assert f'path: "{DASHBOARDS_DIR}"' in provider
+
+
+def test_every_dashboard_query_returns_data(dash):
+    """Each panel target, with the dashboard's variables filled in, returns a non-empty result."""
+
+    def scaphandre_reports_both_hosts_and_their_vms():
+        hosts = {s["metric"]["one_host_id"] for s in dash.prometheus.query('scaph_host_power_microwatts{job="scaphandre"}')}
+        vms = {
+            (s["metric"]["one_host_id"], s["metric"]["one_vm_id"])
+            for s in dash.prometheus.query('scaph_process_power_consumption_microwatts{one_vm_id!=""}')
+        }
+        wanted = {(ONE_IDS[h], vm) for h in HYPERVISORS for vm in dash.vm_ids(h)}
+        return hosts == set(ONE_IDS.values()) and wanted <= vms
+
+    dash.prometheus.wait_for("host and VM power of both hypervisors", scaphandre_reports_both_hosts_and_their_vms,
+                             timeout_s=DATA_TIMEOUT_S)
+
+    queries = panel_queries(values=TEST_VALUES)
+    assert len(queries) >= 10
+    deadline = time.monotonic() + DATA_TIMEOUT_S
+    empty: list[str] = []
+    for title, ref_id, expr in queries:
+        # The API answers status "success" or raises (PrometheusApi.get asserts it).
+        result = dash.prometheus.query(expr)
+        while not result and time.monotonic() < deadline:
+            time.sleep(5)
+            result = dash.prometheus.query(expr)
+        if not result:
+            empty.append(f"{title} [{ref_id}]: {expr}")
+    assert not empty, "queries with no data:\n" + "\n".join(empty)
+
+
+def test_per_host_and_per_vm_panels_show_every_host_and_vm(dash):
+    by_title = {(title, ref): expr for title, ref, expr in panel_queries()}
+    per_host = dash.prometheus.query(by_title[("Power per hypervisor", "A")])
+    assert {s["metric"]["one_host_id"] for s in per_host} == set(ONE_IDS.values())
+    for series in per_host:
+        assert 1 < float(series["value"][1]) < 500, series  # the bed's RAPL simulation draws 20-50 W
+
+    # Energy integrates 1-minute steps: a VM seen for less than a minute may have no step yet.
+    wanted = {(ONE_IDS[h], vm) for h in HYPERVISORS for vm in dash.vm_ids(h)}
+
+    def every_vm_has_energy():
+        energy = dash.prometheus.query(by_title[("Energy per VM over the range", "A")])
+        found = {(s["metric"]["one_host_id"], s["metric"]["one_vm_id"]) for s in energy}
+        assert found <= wanted, f"energy for VMs the bed does not run: {found - wanted}"
+        return found == wanted and all(float(s["value"][1]) > 0 for s in energy)
+
+    dash.prometheus.wait_for("energy over the range for every VM", every_vm_has_energy, timeout_s=DATA_TIMEOUT_S)
+
+    top = dash.prometheus.query(by_title[("Top $topn VMs by power", "A")])
+    assert 0 < len(top) <= int(TEST_VALUES["topn"])
+
+
+def test_recording_rules_produce_power_and_energy_series(dash):
+    groups = dash.prometheus.get("/api/v1/rules")["groups"]
+    ours = [g for g in groups if g["file"] == RULES_ON_SERVER]
+    assert {g["name"] for g in ours} == {
+        "scaphandre-opennebula-power", "scaphandre-opennebula-energy", "scaphandre-opennebula-alerts"
+    }, groups
+
+    def series_of(record: str, keys: tuple[str, ...]) -> set[tuple[str, ...]]:
+        return {tuple(s["metric"][k] for k in keys) for s in dash.prometheus.query(record)}
+
+    hosts = {(one_id,) for one_id in ONE_IDS.values()}
+    vms = {(ONE_IDS[h], vm) for h in HYPERVISORS for vm in dash.vm_ids(h)}
+    expected = {
+        "one_host:power_watts": (("one_host_id",), hosts),
+        "one_vm:power_watts": (("one_host_id", "one_vm_id"), vms),
+        "one_cloud:power_watts": (("job",), {("scaphandre",)}),
+        # The energy group is evaluated once a minute.
+        "one_host:energy_kwh:1h": (("one_host_id",), hosts),
+        "one_host:energy_kwh:24h": (("one_host_id",), hosts),
+        "one_vm:energy_kwh:1h": (("one_host_id", "one_vm_id"), vms),
+        "one_vm:energy_kwh:24h": (("one_host_id", "one_vm_id"), vms),
+    }
+    for record, (keys, wanted) in expected.items():
+        dash.prometheus.wait_for(
+            f"{record} for {sorted(wanted)}", lambda: wanted <= series_of(record, keys), timeout_s=DATA_TIMEOUT_S
+        )
+    for rule in (r for g in ours for r in g["rules"]):
+        assert rule["health"] == "ok", rule
+
+    total = float(dash.prometheus.query("one_cloud:power_watts")[0]["value"][1])
+    assert 2 < total < 1000, total
+    for series in dash.prometheus.query("one_host:energy_kwh:1h"):
+        assert 0 < float(series["value"][1]) < 1, series  # under an hour at 20-50 W
+
+
+def test_a_hypervisor_without_vms_raises_the_power_without_vm_alert(dash):
+    assert alerts(dash, "ScaphandreHostPowerWithoutVm") == []
+    dash.bed.exec("hv2", "systemctl", "stop", "testbed-vms.service")
+    try:
+        pending = dash.prometheus.wait_for(
+            "ScaphandreHostPowerWithoutVm pending for hv2",
+            lambda: alerts(dash, "ScaphandreHostPowerWithoutVm"),
+            timeout_s=DATA_TIMEOUT_S,
+        )
+    finally:
+        dash.bed.exec("hv2", "systemctl", "start", "testbed-vms.service")
+    assert [a["labels"]["one_host_id"] for a in pending] == [ONE_IDS["hv2"]]
+    assert pending[0]["state"] == "pending", "it waits 30 minutes before firing"
+    assert pending[0]["labels"]["host_name"] == "hv2.cloud.test"
+    dash.prometheus.wait_for(
+        "the alert to clear once hv2 runs VMs again",
+        lambda: alerts(dash, "ScaphandreHostPowerWithoutVm") == [],
+        timeout_s=DATA_TIMEOUT_S,
+    )
+
+
+def test_a_stopped_exporter_raises_the_exporter_down_alert(dash):
+    dash.bed.exec("hv1", "docker", "stop", "scaphandre")
+    try:
+        pending = dash.prometheus.wait_for(
+            "ScaphandreExporterDown pending for hv1",
+            lambda: alerts(dash, "ScaphandreExporterDown"),
+            timeout_s=DATA_TIMEOUT_S,
+        )
+    finally:
+        dash.bed.exec("hv1", "docker", "start", "scaphandre")
+    assert [(a["labels"]["one_host_id"], a["labels"]["instance"]) for a in pending] == [(ONE_IDS["hv1"], "hv1:8080")]
+
+
+def test_rerun_changes_nothing_and_does_not_reload(dash):
+    reload_before = last_reload(dash)
+    run = run_pyinfra(dash.inventory)
+    assert run.returncode == 0, run.output[-6000:]
+    assert run.changed_hosts() == {}, "a rerun with nothing changed must change nothing"
+    assert last_reload(dash) == reload_before, "Prometheus was reloaded on a no-op rerun"
