@@ -53,6 +53,9 @@ discovery_host_data = {}  # extra data for every discovered host (ssh_key, ...)
 # --- Prometheus, on the `prometheus` group ---------------------------------------
 prometheus_job_name = "scaphandre"
 prometheus_scrape_interval = None  # None: the server's global scrape_interval
+# With several `prometheus` hosts: "replicate" (each scrapes every hypervisor) or
+# "shard" (each scrapes its share, by Prometheus' hashmod on the target address).
+prometheus_scrape_mode = "replicate"
 # First existing config wins, with the service that reads it.
 prometheus_candidates = [
     ("/etc/one/prometheus/prometheus.yml", "opennebula-prometheus"),

@@ -13,7 +13,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations import files, python
 
 from tasks.facts import PrometheusServer
-from tasks.host_ids import HostMatchError, hypervisors, resolve_one_host, scrape_host
+from tasks.host_ids import HostMatchError, hypervisors, prometheus_hosts, resolve_one_host, scrape_host
 from tasks.operations import fail_host, prometheus_job, prometheus_job_absent
 from tasks.prometheus_config import (
     ScrapeTarget,
@@ -22,6 +22,7 @@ from tasks.prometheus_config import (
     render_targets_file,
     scaphandre_job,
     scrape_job_snippet,
+    shard_relabel_configs,
 )
 from tasks.scrape_targets import assemble_targets
 
@@ -53,13 +54,24 @@ def inventory_targets(inventory, pool, previous: list[ScrapeTarget]) -> list[Scr
     return targets
 
 
-def _job(targets_file: str, version: tuple[int, int, int]) -> dict:
-    return scaphandre_job(
+def _job(targets_file: str, version: tuple[int, int, int], shard: tuple[int, int] | None) -> dict:
+    job = scaphandre_job(
         targets_file=targets_file,
         prometheus_version=version,
         job_name=_job_name(),
         scrape_interval=host.data.get("prometheus_scrape_interval"),
     )
+    if shard is not None:
+        job["relabel_configs"] = shard_relabel_configs(*shard)
+    return job
+
+
+def _shard(inventory) -> tuple[int, int] | None:
+    """(this server's index, number of servers) when the hypervisors are sharded, else None."""
+    if (host.data.get("prometheus_scrape_mode") or "replicate") == "replicate":
+        return None
+    servers = [server.name for server in prometheus_hosts(inventory)]
+    return servers.index(host.name), len(servers)
 
 
 def _locate_prometheus() -> dict | None:
@@ -110,6 +122,13 @@ def configure_prometheus(inventory, pool) -> None:
     """Guarantees this Prometheus server scrapes every hypervisor of the inventory: the
     file_sd targets file lists them with their OpenNebula IDs, and prometheus.yml holds
     the job (checked with promtool, backed up, reloaded only when it changed)."""
+    mode = host.data.get("prometheus_scrape_mode") or "replicate"
+    if mode not in ("replicate", "shard"):
+        fail_host(
+            name="Check prometheus_scrape_mode",
+            reason=f"prometheus_scrape_mode must be 'replicate' or 'shard', not {mode!r}",
+        )
+        return
     server = _locate_prometheus()
     if server is None:
         return
@@ -130,7 +149,7 @@ def configure_prometheus(inventory, pool) -> None:
     prometheus_job(
         name=f"Add the {_job_name()} job to {server['config_file']}",
         config_path=server["config_file"],
-        job=_job(server["targets_file"], server["version"]),
+        job=_job(server["targets_file"], server["version"], _shard(inventory)),
         promtool=server["promtool"],
         service=server["service"],
     )
@@ -164,7 +183,7 @@ def write_job_snippet(inventory, pool) -> None:
     targets = inventory_targets(inventory, pool, previous=[])
     major = int(host.data.get("prometheus_snippet_major_version") or 2)
     job = scaphandre_job(
-        targets_file="unused",
+        targets_file="unused",  # the snippet lists its targets inline
         prometheus_version=(major, 0, 0),
         job_name=host.data.get("prometheus_job_name") or "scaphandre",
         scrape_interval=host.data.get("prometheus_scrape_interval"),

@@ -542,3 +542,31 @@ def scrape_job_snippet(job: dict, targets: Iterable[ScrapeTarget]) -> str:
             inline[key] = copy.deepcopy(value)
     inline.setdefault("static_configs", static_configs)
     return SNIPPET_HEADER + _dump([inline])
+
+
+# --------------------------------------------------------------------------
+# Sharding the hypervisors across several Prometheus servers
+
+
+def shard_relabel_configs(shard_index: int, shard_count: int) -> list[dict]:
+    """Target relabelling that keeps this server's share of the targets.
+
+    Prometheus' own hashmod on the target address: every server gets the same
+    targets file and the same job, and each keeps the targets whose hash falls in
+    its shard, so together they scrape every hypervisor exactly once.
+    """
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard {shard_index} does not exist among {shard_count} Prometheus servers")
+    return [
+        {
+            "source_labels": ["__address__"],
+            "modulus": shard_count,
+            "target_label": "__tmp_scaphandre_shard",
+            "action": "hashmod",
+        },
+        {
+            "source_labels": ["__tmp_scaphandre_shard"],
+            "regex": str(shard_index),
+            "action": "keep",
+        },
+    ]

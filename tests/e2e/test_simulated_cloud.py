@@ -7,17 +7,19 @@ hypervisor, the verification suite, a reboot.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.e2e.cloud import REPO, render_inventory, run_pyinfra
+from tests.e2e.cloud import REPO, PrometheusApi, run_pyinfra
 
 pytestmark = pytest.mark.e2e
 
 CONTAINER = "scaphandre"
+PROMETHEUS2_API_PORT = 9201
 
 
 def container_identity(cloud, host: str) -> str:
@@ -162,6 +164,34 @@ def test_discovered_inventory_matches_and_picks_up_a_new_hypervisor(cloud):
     wait_for_targets_up(cloud, cloud.hypervisors)
 
 
+def test_two_prometheus_servers_share_the_hypervisors_when_sharded(cloud):
+    cloud.bed.add_prometheus("prom2", api_port=PROMETHEUS2_API_PORT)
+    cloud.prometheus_data = {"prometheus_scrape_mode": "shard"}
+    cloud.write_inventory()
+
+    run = run_pyinfra(cloud.inventory, "--limit", "prom1", "--limit", "prom2")
+    assert run.returncode == 0, run.output[-6000:]
+
+    servers = [PrometheusApi(cloud.bed.prometheus_url_of(name)) for name in ("prom1", "prom2")]
+    # Prometheus' hashmod: the low 8 bytes of the MD5 of the address, modulo the number of servers.
+    expected = [set(), set()]
+    for name in cloud.hypervisors:
+        address = f"{name}:8080"
+        expected[int.from_bytes(hashlib.md5(address.encode()).digest()[8:], "big") % 2].add(address)
+
+    seen = []
+
+    def split_as_expected():
+        shares = [{t["labels"]["instance"] for t in server.targets() if t["health"] == "up"} for server in servers]
+        seen[:] = [shares]
+        return shares if shares == expected else None
+
+    try:
+        servers[0].wait_for("the hypervisors split between prom1 and prom2", split_as_expected, timeout_s=180)
+    except AssertionError:
+        raise AssertionError(f"expected prom1, prom2 to scrape {expected}; they scrape (up) {seen}") from None
+
+
 def test_removal_takes_it_all_away_and_keeps_docker_and_other_jobs(cloud):
     run = run_pyinfra(cloud.inventory, script="remove.py")
     assert run.returncode == 0, run.output[-6000:]
@@ -170,11 +200,13 @@ def test_removal_takes_it_all_away_and_keeps_docker_and_other_jobs(cloud):
         assert cloud.bed.exec(host, "docker", "ps", "-aq", "--filter", f"name=^{CONTAINER}$").stdout.strip() == ""
         assert cloud.bed.exec(host, "test", "-e", "/etc/modules-load.d/scaphandre-rapl.conf", check=False).returncode == 1
         assert cloud.bed.exec(host, "systemctl", "is-active", "docker").stdout.strip() == "active"
-    config = cloud.bed.exec(cloud.bed.prometheus_name, "cat", "/etc/prometheus/prometheus.yml").stdout
-    assert "job_name: scaphandre" not in config and "job_name: prometheus" in config
-    assert cloud.bed.exec(cloud.bed.prometheus_name, "test", "-e", "/etc/prometheus/scaphandre_targets.yml",
-                          check=False).returncode == 1
-    cloud.prometheus.wait_for("the scaphandre job gone after the reload", lambda: cloud.prometheus.targets() == [])
+    for server in cloud.bed.prometheus_servers:
+        config = cloud.bed.exec(server, "cat", "/etc/prometheus/prometheus.yml").stdout
+        assert "job_name: scaphandre" not in config and "job_name: prometheus" in config
+        assert cloud.bed.exec(server, "test", "-e", "/etc/prometheus/scaphandre_targets.yml",
+                              check=False).returncode == 1
+        api = PrometheusApi(cloud.bed.prometheus_url_of(server))
+        api.wait_for(f"the scaphandre job gone from {server} after the reload", lambda: api.targets() == [])
 
     again = run_pyinfra(cloud.inventory, script="remove.py")
     assert again.returncode == 0, again.output[-6000:]

@@ -105,6 +105,7 @@ class HostInfo:
     ssh_port: int
     container: str
     vms: list[SimulatedVm] = field(default_factory=list)
+    api_port: int | None = None  # a Prometheus host's API, published on 127.0.0.1
 
     @property
     def vm_ids(self) -> list[int]:
@@ -173,7 +174,7 @@ class TestBed:
             self._plan_hypervisor(name)
         self.hosts[PROMETHEUS_NAME] = HostInfo(
             PROMETHEUS_NAME, "prometheus", self.ssh_port_base + MAX_HYPERVISORS,
-            self._container(PROMETHEUS_NAME))
+            self._container(PROMETHEUS_NAME), api_port=self.prometheus_api_port)
 
     # ---------------------------------------------------------------- paths
     @property
@@ -195,6 +196,15 @@ class TestBed:
     def prometheus_url(self) -> str:
         """Prometheus' HTTP API as published on this machine."""
         return f"http://127.0.0.1:{self.prometheus_api_port}"
+
+    def prometheus_url_of(self, name: str) -> str:
+        """The HTTP API of one Prometheus host of the bed, as published on this machine."""
+        return f"http://127.0.0.1:{self.hosts[name].api_port}"
+
+    @property
+    def prometheus_servers(self) -> list[str]:
+        """Prometheus host names, prom1 first."""
+        return [h.name for h in self.hosts.values() if h.role == "prometheus"]
 
     @property
     def hypervisors(self) -> list[str]:
@@ -233,6 +243,24 @@ class TestBed:
             raise TestBedError(f"{name} is already a host of bed {self.prefix}")
         host = self._plan_hypervisor(name)
         if self.hypervisor_image is None:
+            self.build_images()
+        self._ensure_container(host)
+        self._wait_ready([host], allow_degraded=False)
+        self._write_client_files()
+        return host
+
+    def add_prometheus(self, name: str, api_port: int) -> HostInfo:
+        """Guarantee one more Prometheus server runs (booted, API ready) with its API on
+        127.0.0.1:api_port; SSH ports follow prom1's (ssh_port_base + 50 + n)."""
+        if name in self.hosts:
+            raise TestBedError(f"{name} is already a host of bed {self.prefix}")
+        index = len(self.prometheus_servers)
+        if index >= 10:
+            raise TestBedError("a bed holds at most 10 Prometheus servers")
+        host = HostInfo(name, "prometheus", self.ssh_port_base + MAX_HYPERVISORS + index,
+                        self._container(name), api_port=api_port)
+        self.hosts[name] = host
+        if self.prometheus_image is None:
             self.build_images()
         self._ensure_container(host)
         self._wait_ready([host], allow_degraded=False)
@@ -373,7 +401,7 @@ class TestBed:
     def _published_ports(self, host: HostInfo) -> list[int]:
         ports = [host.ssh_port]
         if host.role == "prometheus":
-            ports.append(self.prometheus_api_port)
+            ports.append(host.api_port)
         return ports
 
     def _run_args(self, host: HostInfo) -> list[str]:
@@ -388,7 +416,7 @@ class TestBed:
         if host.role == "hypervisor":
             args += ["-v", f"{files / 'vms'}:/etc/testbed/vms:ro", self.hypervisor_image]
         else:
-            args += ["-p", f"127.0.0.1:{self.prometheus_api_port}:9090", self.prometheus_image]
+            args += ["-p", f"127.0.0.1:{host.api_port}:9090", self.prometheus_image]
         return [*args, "/sbin/init"]
 
     def _wait_ready(self, hosts: list[HostInfo], allow_degraded: bool) -> None:
@@ -400,8 +428,9 @@ class TestBed:
             self._wait_for(lambda: ssh_banner_ok(host.ssh_port), SSH_TIMEOUT_S,
                            f"sshd of {host.name} on 127.0.0.1:{host.ssh_port}")
             if host.role == "prometheus":
-                self._wait_for(self._prometheus_ready, PROMETHEUS_READY_TIMEOUT_S,
-                               f"Prometheus API at {self.prometheus_url}")
+                url = self.prometheus_url_of(host.name)
+                self._wait_for(lambda: self._prometheus_ready(url), PROMETHEUS_READY_TIMEOUT_S,
+                               f"Prometheus API at {url}")
 
     def _wait_booted(self, host: HostInfo, allow_degraded: bool) -> None:
         """Wait until `systemctl is-system-running` settles; fail with the failed units."""
@@ -430,9 +459,10 @@ class TestBed:
             time.sleep(0.5)
         raise TestBedError(f"{what} did not answer within {timeout_s} s")
 
-    def _prometheus_ready(self) -> bool:
+    @staticmethod
+    def _prometheus_ready(url: str) -> bool:
         try:
-            with urllib.request.urlopen(self.prometheus_url + "/-/ready", timeout=3) as reply:
+            with urllib.request.urlopen(url + "/-/ready", timeout=3) as reply:
                 return reply.status == 200
         except (urllib.error.URLError, OSError):
             return False
