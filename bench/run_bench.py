@@ -28,6 +28,7 @@ import argparse
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import statistics
@@ -181,13 +182,14 @@ def simulated_pool(size: int, extra: int = 1) -> list[dict]:
     return pool
 
 
-def timed(function: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Median wall time of `repeats` calls, and the last call's result."""
+def timed(function: Callable[[], object], repeats: int,
+          clock: Callable[[], float] = time.perf_counter) -> tuple[float, object]:
+    """Median time of `repeats` calls by `clock` (wall by default), and the last call's result."""
     times, result = [], None
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = clock()
         result = function()
-        times.append(time.perf_counter() - started)
+        times.append(clock() - started)
     return median(times), result
 
 
@@ -268,6 +270,9 @@ CONTROL_PATH = ("fetch_host_pool", "match_hosts", "parse_previous_targets", "ren
 # Matching costs O(pool) per inventory name today; above this many names a sample is
 # timed and scaled (every query scans the same pool, so the cost per query is the same).
 MATCH_SAMPLE = 300
+# Control-side steps are CPU-bound: their CPU time (this process, simulator thread included)
+# is what they would take on an idle machine, whatever else loads it meanwhile.
+CPU = time.process_time
 
 
 def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[ControlResult], dict[str, str]]:
@@ -298,8 +303,9 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
                           "im_mad": "kvm", "state": 2} for i in range(size)]
             simulator.set_hosts(pool_spec)
             seconds: dict[str, float] = {}
-            seconds["simulator_xml (inside fetch)"], _ = timed(lambda: host_pool_xml(pool_spec), repeats)
-            seconds["fetch_host_pool"], pool = timed(lambda: fetch_host_pool(endpoint), repeats)
+            wall_started = time.perf_counter()
+            seconds["simulator_xml (inside fetch)"], _ = timed(lambda: host_pool_xml(pool_spec), repeats, CPU)
+            seconds["fetch_host_pool"], pool = timed(lambda: fetch_host_pool(endpoint), repeats, CPU)
             assert len(pool) == size
             # Inventory names are short, OpenNebula NAMEs FQDNs: the third matching level, as in many clouds.
             queries = [HostQuery(inventory_name=f"node{i:05d}") for i in range(size)]
@@ -310,17 +316,17 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
                 estimated |= {"match_hosts", "match_host, exact NAMEs"}
             # Spread the sample over the pool so early and late entries both count.
             step = max(1, size // sample)
-            seconds["match_hosts"], (matched, errors) = timed(lambda: match_hosts(pool, queries[::step]), 1)
+            seconds["match_hosts"], (matched, errors) = timed(lambda: match_hosts(pool, queries[::step]), 1, CPU)
             assert len(matched) == len(queries[::step]) and not errors
             seconds["match_hosts"] *= size / len(queries[::step])
             seconds["match_host, exact NAMEs"], _ = timed(
-                lambda: [match_host(pool, inventory_name=name) for name in exact[::step]], 1)
+                lambda: [match_host(pool, inventory_name=name) for name in exact[::step]], 1, CPU)
             seconds["match_host, exact NAMEs"] *= size / len(exact[::step])
-            seconds["one miss: closest names (difflib)"], _ = timed(lambda: _closest_names(pool, "nodeX"), 1)
+            seconds["one miss: closest names (difflib)"], _ = timed(lambda: _closest_names(pool, "nodeX"), 1, CPU)
             targets = [ScrapeTarget(address=f"node{i:05d}:{SCRAPE_PORT}", one_host_id=i,
                                     host_name=f"node{i:05d}.cloud.test") for i in range(size)]
-            seconds["render_targets_file"], rendered = timed(lambda: render_targets_file(targets), repeats)
-            seconds["parse_previous_targets"], parsed = timed(lambda: parse_targets_file(rendered), repeats)
+            seconds["render_targets_file"], rendered = timed(lambda: render_targets_file(targets), repeats, CPU)
+            seconds["parse_previous_targets"], parsed = timed(lambda: parse_targets_file(rendered), repeats, CPU)
             assert len(parsed) == size
 
             def job_and_merge():
@@ -329,10 +335,11 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
                 config_needs_update(prometheus_yml, job)
                 return merge_job(prometheus_yml, job)
 
-            seconds["job_and_merge"], _ = timed(job_and_merge, repeats)
-            seconds["render with libyaml CSafeDumper (fix)"], _ = timed(lambda: _render_with_libyaml(targets), repeats)
-            seconds["parse with libyaml CSafeLoader (fix)"], _ = timed(lambda: _parse_with_libyaml(rendered), repeats)
-            seconds["match_hosts with a name index (fix)"], _ = timed(lambda: _indexed_match(pool, queries), 1)
+            seconds["job_and_merge"], _ = timed(job_and_merge, repeats, CPU)
+            seconds["render with libyaml CSafeDumper (fix)"], _ = timed(lambda: _render_with_libyaml(targets), repeats, CPU)
+            seconds["parse with libyaml CSafeLoader (fix)"], _ = timed(lambda: _parse_with_libyaml(rendered), repeats, CPU)
+            seconds["match_hosts with a name index (fix)"], _ = timed(lambda: _indexed_match(pool, queries), 1, CPU)
+            seconds["wall, whole measurement"] = time.perf_counter() - wall_started
             results.append(ControlResult(size, seconds, estimated))
             if estimated:
                 notes["~"] = (f"extrapolated from {MATCH_SAMPLE} inventory names spread over the pool "
@@ -388,6 +395,7 @@ class TimedRun:
 
     seconds: float
     returncode: int
+    cpu_seconds: float  # user+sys of the pyinfra process: its own work, less sensitive to machine load
     phases: dict[str, float]
     api_calls: Counter
     output: str
@@ -404,6 +412,7 @@ def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str) -> TimedRun:
     command = [str(Path(sys.executable).parent / "pyinfra"), "-y", *extra_args, str(inventory), "deploy.py"]
     simulator.calls.clear()
     lines: list[tuple[float, str]] = []
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=PRODUCT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
@@ -421,9 +430,11 @@ def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str) -> TimedRun:
         process.wait(timeout=30)
         raise RuntimeError(f"pyinfra did not finish within {PYINFRA_TIMEOUT_S} s")
     ended = time.monotonic()
+    usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
     reader.join(timeout=30)
     output = "\n".join(text for _, text in lines)
-    return TimedRun(ended - started, returncode, phase_durations(lines, started, ended),
+    return TimedRun(ended - started, returncode, cpu, phase_durations(lines, started, ended),
                     Counter(simulator.calls), output, changed_operations(output), operation_durations(lines, ended))
 
 
@@ -531,8 +542,10 @@ def _check_run(run: TimedRun, what: str, password: str) -> None:
         raise RuntimeError(f"{what} failed (exit {run.returncode}):\n{run.output[-5000:]}")
 
 
-def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool) -> SizeResult:
-    """Fresh deploy, time to targets up and no-op rerun, `repeats` times on fresh hosts."""
+def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool, extra_noops: int = 0) -> SizeResult:
+    """Fresh deploy, time to targets up and no-op rerun, `repeats` times on fresh hosts; then
+    `extra_noops` more no-op reruns on the last deploy (cheap, and they steady the median
+    when other work loads the machine)."""
     result = SizeResult(size)
     for repeat in range(1, repeats + 1):
         result.bed_up_s.append(cloud.fresh_bed(size))
@@ -552,6 +565,15 @@ def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool) -> S
               f"targets up +{result.targets_up_s[-1]:.1f}s, no-op {noop.seconds:.1f}s, "
               f"API calls {fresh.api_calls['one.hostpool.info']}/{noop.api_calls['one.hostpool.info']}, "
               f"load {load_average()}", flush=True)
+    for extra in range(1, extra_noops + 1):
+        reload_before = cloud.last_reload()
+        noop = run_pyinfra_timed(cloud.inventory, cloud.simulator)
+        _check_run(noop, f"extra no-op rerun {extra}, {size} hypervisors", cloud.password)
+        result.noop.append(noop)
+        result.noop_reloaded.append(cloud.last_reload() != reload_before)
+    if extra_noops:
+        print(f"  size {size} extra no-op reruns: " + ", ".join(f"{r.seconds:.1f}s" for r in result.noop[repeats:])
+              + f", load {load_average()}", flush=True)
     if profile:
         debug = run_pyinfra_timed(cloud.inventory, cloud.simulator, "--debug")
         _check_run(debug, f"--debug no-op rerun, {size} hypervisors", cloud.password)
@@ -569,22 +591,26 @@ def bed_table(results: Sequence[SizeResult]) -> str:
     rows = []
     for result in results:
         noop = median(r.seconds for r in result.noop)
+        baseline_cpu = median(r.cpu_seconds for r in results[0].noop) if baseline else None
+        noop_cpu = median(r.cpu_seconds for r in result.noop)
         calls = sorted({r.api_calls["one.hostpool.info"] for r in result.fresh + result.noop})
         other_calls = sorted({sum(r.api_calls.values()) - r.api_calls["one.hostpool.info"]
                               for r in result.fresh + result.noop})
         rows.append([
             result.size,
-            len(result.fresh),
+            f"{len(result.fresh)} / {len(result.noop)}",
             format_seconds(median(r.seconds for r in result.fresh)),
             format_seconds(noop),
             f"{noop / baseline:.2f}x" if baseline else "-",
+            f"{format_seconds(noop_cpu)} ({noop_cpu / baseline_cpu:.2f}x)" if baseline_cpu else format_seconds(noop_cpu),
             "/".join(str(c) for c in calls) + ("" if other_calls == [0] else f" (+{other_calls} other)"),
             format_seconds(median(result.targets_up_s)),
             "yes" if any(result.noop_reloaded) else "no",
             "; ".join(sorted({c for r in result.noop for c in r.changed_operations})) or "none",
         ])
     return markdown_table(
-        ["hypervisors", "runs", "fresh deploy s", "no-op rerun s", "no-op vs 1 hv", "one.hostpool.info calls per run",
+        ["hypervisors", "runs fresh / no-op", "fresh deploy s", "no-op rerun s", "no-op vs 1 hv",
+         "no-op pyinfra CPU s (vs 1 hv)", "one.hostpool.info calls per run",
          "targets up after deploy s", "Prometheus reloaded on no-op", "changed on no-op"],
         rows,
     )
@@ -652,7 +678,7 @@ def report(machine: list[str], loads: dict[str, str], args, bed_results, control
     parts = [
         "# Benchmark results\n",
         f"Command: `.venv/bin/python bench/run_bench.py --sizes {args.sizes} --repeats {args.repeats} "
-        f"--control-sizes {args.control_sizes} --rev {args.rev}`\n",
+        f"--control-sizes {args.control_sizes} --extra-noops {args.extra_noops} --rev {args.rev}`\n",
         "Machine and product:\n",
         *(f"- {line}\n" for line in machine),
         "- Load averages (1/5/15 min): " + "; ".join(f"{k}: {v}" for k, v in loads.items()) + "\n",
@@ -676,7 +702,11 @@ def report(machine: list[str], loads: dict[str, str], args, bed_results, control
             parts += ["\nNo-op rerun profile (one extra `pyinfra --debug` run, not timed): facts and commands per host\n\n",
                       profile_table(bed_results)]
     if control_results:
-        parts += ["\n## Control side alone (no SSH), seconds\n\n", control_table(control_results),
+        parts += ["\n## Control side alone (no SSH), CPU seconds (median)\n\nCPU time of the benchmark process "
+                  "(the in-process OpenNebula API simulator included in fetch_host_pool): what each step takes on an "
+                  "idle machine, whatever else loads it. Inventory names are short (nodeNNNNN), OpenNebula NAMEs "
+                  "FQDNs, so matching reaches its third level (short vs FQDN), as in many clouds.\n\n",
+                  control_table(control_results),
                   "\nDetails and candidate fixes, seconds:\n\n", control_detail_table(control_results)]
     for title, text in notes.items():
         parts.append(f"\n{title}: {text}\n")
@@ -699,6 +729,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median reported)")
     parser.add_argument("--control-sizes", default="100,1000,10000", help="OpenNebula pool sizes, control side")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.md", help="markdown report file")
+    parser.add_argument("--extra-noops", type=int, default=4,
+                        help="no-op reruns added after the last fresh deploy of each size")
     parser.add_argument("--rev", default="HEAD",
                         help="product revision to measure (exported copy), or 'worktree' for the files as they are")
     parser.add_argument("--no-profile", action="store_true", help="skip the --debug profile runs")
@@ -731,7 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for size in sizes:
                 print(f"bed with {size} hypervisors", flush=True)
                 profile = not args.no_profile and size in (min(sizes), max(sizes))
-                bed_results.append(measure_size(cloud, size, args.repeats, profile))
+                bed_results.append(measure_size(cloud, size, args.repeats, profile, args.extra_noops))
                 loads[f"after {size} hv"] = load_average()
         finally:
             cloud.stop()
