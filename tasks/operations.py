@@ -24,6 +24,7 @@ from tasks.hypervisor_plan import (
 from tasks.prometheus_config import (
     PrometheusConfigError,
     config_needs_update,
+    foreign_job_conflict,
     job_in_config,
     merge_job,
     remove_job,
@@ -183,6 +184,10 @@ def prometheus_job(
     try:
         if not config_needs_update(current, job):
             host.noop(f"{config_path} already holds the {job['job_name']} job")
+            return
+        conflict = foreign_job_conflict(current, job)
+        if conflict:
+            yield FunctionCommand(_log_failure, (f"{config_path}: {conflict}",), {})
             return
         merged = merge_job(current, job)
     except PrometheusConfigError as unusable:

@@ -139,17 +139,23 @@ def configure_prometheus(inventory, pool) -> None:
         previous = []  # rewritten below from what is known now
     targets = inventory_targets(inventory, pool, previous)
 
+    try:
+        job = _job(server["targets_file"], server["version"], _shard(inventory))
+        targets_text = render_targets_file(targets)
+    except ValueError as bad_input:  # a bad setting, or two hypervisors on one OpenNebula host
+        fail_host(name="Build the scrape job", reason=str(bad_input))
+        return
     # Prometheus watches file_sd files itself: a new hypervisor needs no reload.
     files.put(
         name="Write the Scaphandre scrape targets",
-        src=StringIO(render_targets_file(targets)),
+        src=StringIO(targets_text),
         dest=server["targets_file"],
         mode="644",
     )
     prometheus_job(
         name=f"Add the {_job_name()} job to {server['config_file']}",
         config_path=server["config_file"],
-        job=_job(server["targets_file"], server["version"], _shard(inventory)),
+        job=job,
         promtool=server["promtool"],
         service=server["service"],
     )

@@ -465,6 +465,33 @@ def config_needs_update(existing_config_text: str | None, job: dict, rule_file: 
     return bool(rule_file) and rule_file not in rule_files_in_config(existing_config_text)
 
 
+def foreign_job_conflict(existing_config_text: str | None, job: dict) -> str | None:
+    """Why replacing the job of this name would destroy one of the operator's own, or None.
+
+    A job named like ours is taken as ours (and replaced) when it is called
+    `scaphandre`, as the original scripts' pasted job was, or reads our targets
+    file; a differently named job of the operator's (say `prometheus_job_name`
+    set to `node`) is never overwritten.
+    """
+    name = _job_name_of(job)
+    existing = job_in_config(existing_config_text, name)
+    if existing is None or name == DEFAULT_JOB_NAME:
+        return None
+    ours = {f for sd in job.get("file_sd_configs") or [] for f in sd.get("files") or []}
+    theirs = {
+        f
+        for sd in (existing.get("file_sd_configs") or [] if isinstance(existing, dict) else [])
+        if isinstance(sd, dict)
+        for f in sd.get("files") or []
+    }
+    if ours & theirs:
+        return None
+    return (
+        f"prometheus.yml already has a job named {name!r} that this deploy did not write; "
+        "choose another prometheus_job_name (the live file is untouched)"
+    )
+
+
 def remove_job(existing_config_text: str, job_name: str = DEFAULT_JOB_NAME) -> str:
     """The prometheus.yml text without the job named job_name, everything else kept.
 

@@ -57,5 +57,18 @@ start_docker() {
     echo "install-deps: dockerd answers after ${waited}s"
 }
 
+raise_inotify_limits() {
+    # Every simulated host runs systemd, which takes inotify instances; the kernel's
+    # default of 128 per user runs out with a few beds up at once and hosts boot degraded.
+    local key current
+    for key in fs.inotify.max_user_instances:1024 fs.inotify.max_user_watches:524288; do
+        current=$(sysctl -n "${key%%:*}" 2>/dev/null || echo 0)
+        if [ "$current" -lt "${key##*:}" ]; then
+            sysctl -q -w "${key%%:*}=${key##*:}" || echo "install-deps: could not raise ${key%%:*}" >&2
+        fi
+    done
+}
+
 install_packages
+raise_inotify_limits
 start_docker

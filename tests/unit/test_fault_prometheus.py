@@ -66,3 +66,27 @@ def test_no_prometheus_yml_anywhere_fails_naming_the_settings():
     assert len(commands) == 1 and commands[0].startswith("call _log_failure")
     assert "no Prometheus config found" in commands[0]
     assert "prometheus_config_file and prometheus_service" in commands[0]
+
+
+def test_two_hypervisors_resolving_to_one_opennebula_host_fail_the_prometheus_host_only():
+    """Regression: a duplicate one_host_id must fail that server, not crash the run while planning."""
+    import tasks.prometheus as prometheus_task
+    from tasks.prometheus_config import ScrapeTarget
+
+    duplicate = [ScrapeTarget("hv1:8080", 7, "hv1"), ScrapeTarget("hv2:8080", 7, "hv2")]
+    original = prometheus_task.inventory_targets
+    prometheus_task.inventory_targets = lambda inventory, pool, previous: duplicate
+    try:
+        planned = planned_commands(
+            lambda: prometheus_task.configure_prometheus(pyinfra.inventory, []),
+            {"PrometheusServer": {"config": "/etc/prometheus/prometheus.yml", "service": "prometheus",
+                                  "binary": "/usr/bin/prometheus", "promtool": "/usr/bin/promtool",
+                                  "version": "prometheus, version 2.42.0 (branch: debian/sid)"},
+             "FileContents": None},
+            groups=("prometheus",),
+            name="prom1",
+        )
+    finally:
+        prometheus_task.inventory_targets = original
+    commands = all_commands(planned)
+    assert len(commands) == 1 and commands[0].startswith("call _log_failure") and "hv1" in commands[0]
