@@ -206,6 +206,11 @@ def use_product(rev: str) -> str:
     return a description of what is measured. Must run before `tasks` is imported."""
     global PRODUCT
     head = _git("rev-parse", "--short", "HEAD")
+    if rev.startswith("dir:"):
+        # A copy of the product with trial changes (e.g. candidate cuts), measured as it is.
+        PRODUCT = Path(rev[4:]).resolve()
+        sys.path.insert(0, str(PRODUCT))
+        return f"the product files in {PRODUCT} (trial copy, not a commit)"
     if rev == "worktree":
         dirty = _git("status", "--porcelain", "--", *PRODUCT_PATHS)
         PRODUCT = REPO
@@ -732,7 +737,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--extra-noops", type=int, default=4,
                         help="no-op reruns added after the last fresh deploy of each size")
     parser.add_argument("--rev", default="HEAD",
-                        help="product revision to measure (exported copy), or 'worktree' for the files as they are")
+                        help="product revision to measure (exported copy); 'worktree' for the files as they are; "
+                        "'dir:PATH' for a copy of the product elsewhere (trying out a change)")
     parser.add_argument("--no-profile", action="store_true", help="skip the --debug profile runs")
     args = parser.parse_args(argv)
     if args.repeats < 1:
