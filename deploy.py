@@ -11,6 +11,7 @@ from pyinfra import host, inventory
 
 from tasks import host_ids
 from tasks.docker_engine import ensure_docker_engine
+from tasks.grafana import provision_dashboard
 from tasks.opennebula import HostMatchError
 from tasks.operations import fail_host
 from tasks.prometheus import configure_prometheus, write_job_snippet
@@ -39,3 +40,6 @@ if host_ids.PROMETHEUS_GROUP in host.groups:
     configure_prometheus(inventory, one_pool)
 elif not host_ids.prometheus_hosts(inventory):
     write_job_snippet(inventory, one_pool)
+
+if host_ids.GRAFANA_GROUP in host.groups:
+    provision_dashboard()

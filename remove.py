@@ -4,13 +4,15 @@
 
 Hypervisors lose the Scaphandre container and the RAPL modules-load file (and the
 Docker engine only with `--data remove_docker_engine=true`); Prometheus servers lose
-the scaphandre job (checked, backed up, reloaded) and its targets file. Needs no
+the scaphandre job and rules (checked, backed up, reloaded) and the targets and
+rules files; Grafana hosts lose the dashboard and its provider. Needs no
 OpenNebula access. Safe to run again: what is already gone is left alone.
 """
 
 from pyinfra import host
 
-from tasks.host_ids import HYPERVISORS_GROUP, PROMETHEUS_GROUP
+from tasks.grafana import remove_dashboard
+from tasks.host_ids import GRAFANA_GROUP, HYPERVISORS_GROUP, PROMETHEUS_GROUP
 from tasks.prometheus import remove_prometheus_job
 from tasks.removal import remove_scaphandre
 
@@ -19,3 +21,6 @@ if HYPERVISORS_GROUP in host.groups:
 
 if PROMETHEUS_GROUP in host.groups:
     remove_prometheus_job()
+
+if GRAFANA_GROUP in host.groups:
+    remove_dashboard()

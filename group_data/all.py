@@ -71,3 +71,14 @@ prometheus_api_url = "http://localhost:9090"
 # Without a `prometheus` host the job is written here (on the machine running pyinfra).
 prometheus_snippet_file = "scaphandre-prometheus-job.yml"
 prometheus_snippet_major_version = 2  # 3 adds the fallback_scrape_protocol Prometheus 3 needs
+
+# --- Prometheus rules, on the `prometheus` group -------------------------------------
+# Recording and alerting rules (files/prometheus/scaphandre_rules.yml), listed under rule_files.
+prometheus_rules = True
+prometheus_rules_file = None  # None: scaphandre_rules.yml beside prometheus.yml
+
+# --- Grafana, on the `grafana` group (optional) ------------------------------------
+grafana_provisioning_dir = "/etc/grafana/provisioning/dashboards"  # the dashboard provider goes here
+grafana_dashboards_dir = "/var/lib/grafana/dashboards/opennebula"  # the dashboard JSON goes here
+grafana_dashboard_folder = "OpenNebula"  # Grafana folder the dashboard appears in
+grafana_service = "grafana-server"  # restarted (if running) only when the provider file is new or changed

@@ -89,3 +89,31 @@ def provision_dashboard() -> None:
         commands=[_restart_command(service)],
         _if=provider.did_change,
     )
+
+
+@deploy("Remove the Grafana dashboard")
+def remove_dashboard() -> None:
+    """Guarantees the dashboard provider and the dashboard JSON are gone from this host.
+
+    Grafana keeps showing a provisioned dashboard whose provider vanished until it
+    restarts; it is restarted (if it runs as `grafana_service`) only when the provider
+    was actually removed.
+    """
+    provisioning_dir = _setting("grafana_provisioning_dir", DEFAULT_PROVISIONING_DIR)
+    dashboards_dir = _setting("grafana_dashboards_dir", DEFAULT_DASHBOARDS_DIR)
+    service = _setting("grafana_service", DEFAULT_SERVICE)
+    provider = files.file(
+        name="Remove the dashboard provider",
+        path=posixpath.join(provisioning_dir, PROVIDER_FILE_NAME),
+        present=False,
+    )
+    files.file(
+        name="Remove the OpenNebula power dashboard",
+        path=posixpath.join(dashboards_dir, DASHBOARD.name),
+        present=False,
+    )
+    server.shell(
+        name=f"Restart {service} so it drops the dashboard",
+        commands=[_restart_command(service)],
+        _if=provider.did_change,
+    )

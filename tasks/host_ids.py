@@ -28,6 +28,7 @@ from tasks.opennebula import (
 
 HYPERVISORS_GROUP = "hypervisors"
 PROMETHEUS_GROUP = "prometheus"
+GRAFANA_GROUP = "grafana"
 
 
 class OpenNebulaLookupError(PyinfraError):
@@ -85,8 +86,9 @@ def _query(hypervisor: Host, node_hostname: str | None = None) -> HostQuery:
 def resolve_one_host(hypervisor: Host, pool: list[OneHost] | None, *, may_read_facts: bool) -> OneHost:
     """The OpenNebula host behind one inventory host.
 
-    Names and explicit settings are tried first; the node's own hostname (one
-    fact, so one SSH round trip) only when they do not match. Without a pool
+    Names and explicit settings are tried first, then the inventory name against
+    TEMPLATE/HOSTNAME; the node's own hostname (one fact, so one SSH round trip)
+    only when none of them match. Without a pool
     (API down, fallback allowed) the ID comes from the node's monitor database.
     Raises HostMatchError naming the closest OpenNebula names.
     """
@@ -103,7 +105,14 @@ def resolve_one_host(hypervisor: Host, pool: list[OneHost] | None, *, may_read_f
     try:
         return match_host(pool, **asdict(_query(hypervisor)))
     except HostMatchError:
-        if not may_read_facts or _query(hypervisor).one_host_id is not None:
+        if _query(hypervisor).one_host_id is not None:
+            raise
+    # Inventory names are often the node's own hostname: try TEMPLATE/HOSTNAME with it
+    # before asking the node, which also works for hosts outside this run's --limit.
+    try:
+        return match_host(pool, **asdict(_query(hypervisor, hypervisor.name)))
+    except HostMatchError:
+        if not may_read_facts:
             raise
     return match_host(pool, **asdict(_query(hypervisor, hypervisor.get_fact(Hostname))))
 

@@ -14,17 +14,21 @@ from pyinfra.operations import files, python
 
 from tasks.facts import PrometheusServer
 from tasks.host_ids import HostMatchError, hypervisors, prometheus_hosts, resolve_one_host, scrape_host
-from tasks.operations import fail_host, prometheus_job, prometheus_job_absent
+from tasks.operations import fail_host, prometheus_job, prometheus_job_absent, prometheus_rules
 from tasks.prometheus_config import (
     ScrapeTarget,
     parse_targets_file,
     prometheus_version,
     render_targets_file,
+    rules_for_job,
     scaphandre_job,
     scrape_job_snippet,
     shard_relabel_configs,
 )
 from tasks.scrape_targets import assemble_targets
+
+
+RULES_FILE = Path(__file__).resolve().parents[1] / "files" / "prometheus" / "scaphandre_rules.yml"
 
 
 def _scrape_address(hypervisor: Host) -> str:
@@ -113,6 +117,12 @@ def _locate_prometheus() -> dict | None:
     }
 
 
+def _rules_file(server: dict) -> str:
+    return host.data.get("prometheus_rules_file") or posixpath.join(
+        posixpath.dirname(server["config_file"]), "scaphandre_rules.yml"
+    )
+
+
 def _job_name() -> str:
     return host.data.get("prometheus_job_name") or "scaphandre"
 
@@ -152,12 +162,30 @@ def configure_prometheus(inventory, pool) -> None:
         dest=server["targets_file"],
         mode="644",
     )
+    rules_file = None
+    if host.data.get("prometheus_rules", True):
+        rules_file = _rules_file(server)
+        try:
+            rules_text = rules_for_job(RULES_FILE.read_text(), _job_name())
+        except ValueError as error:
+            fail_host(name="Prepare the Prometheus rules", reason=str(error))
+            return
+        # Before the config names it, so promtool checks the config with the rules in place.
+        prometheus_rules(
+            name=f"Write the Scaphandre recording and alerting rules to {rules_file}",
+            rules_path=rules_file,
+            rules_text=rules_text,
+            config_path=server["config_file"],
+            promtool=server["promtool"],
+            service=server["service"],
+        )
     prometheus_job(
         name=f"Add the {_job_name()} job to {server['config_file']}",
         config_path=server["config_file"],
         job=job,
         promtool=server["promtool"],
         service=server["service"],
+        rule_file=rules_file,
     )
 
 
@@ -168,14 +196,17 @@ def remove_prometheus_job() -> None:
     server = _locate_prometheus()
     if server is None:
         return
+    rules_file = _rules_file(server)
     prometheus_job_absent(
         name=f"Remove the {_job_name()} job from {server['config_file']}",
         config_path=server["config_file"],
         job_name=_job_name(),
         promtool=server["promtool"],
         service=server["service"],
+        rule_file=rules_file,
     )
     files.file(name="Remove the Scaphandre scrape targets", path=server["targets_file"], present=False)
+    files.file(name="Remove the Scaphandre rules", path=rules_file, present=False)
 
 
 def _write_snippet(path: Path, text: str) -> None:

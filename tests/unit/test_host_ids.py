@@ -90,3 +90,11 @@ def test_the_pool_is_fetched_once_for_every_host(monkeypatch):
     for _ in range(5):
         assert host_ids.host_pool({}) == POOL
     assert calls == ["endpoint"]
+
+
+def test_an_inventory_name_equal_to_template_hostname_matches_without_asking_the_node():
+    """hv3 registered as NAME kvm-node-c, TEMPLATE/HOSTNAME hv3: found even outside --limit."""
+    pool = POOL + [OneHost(id=31, name="kvm-node-d", hostname="hv3", im_mad="kvm", state=2, state_name="MONITORED")]
+    hypervisor = FakeHost("hv3")
+    assert host_ids.resolve_one_host(hypervisor, pool, may_read_facts=False).id == 31
+    assert hypervisor.asked == []
