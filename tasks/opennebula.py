@@ -372,7 +372,7 @@ def _hosts_from_reply(reply, endpoint: OneEndpoint) -> list[OneHost]:
             f"OpenNebula API at {endpoint.url} answered one.hostpool.info with "
             f"{type(reply).__name__}, not a HOST_POOL: {_FIX_NOT_XMLRPC}")
     try:
-        return [_one_host(entry) for entry in reply.HOST]
+        return HostPool(_one_host(entry) for entry in reply.HOST)
     except (TypeError, ValueError):
         raise OpenNebulaError(
             f"OpenNebula API at {endpoint.url} returned a HOST_POOL entry without a numeric ID: "
@@ -434,7 +434,7 @@ def match_host(pool: Sequence[OneHost], *, inventory_name: str, one_host_id: int
         levels.append(("TEMPLATE/HOSTNAME", node_hostname, lambda host: host.hostname))
     for label, wanted, key in levels:
         for same in (_same_exact, _same_ignoring_case, _same_short_vs_fqdn):
-            found = [host for host in pool if key(host) and same(wanted, key(host))]
+            found = _candidates(pool, label, key, same, wanted)
             if len(found) == 1:
                 return found[0]
             if found:
@@ -517,6 +517,56 @@ def _match_by_name(pool: Sequence[OneHost], inventory_name: str, one_host_name: 
         inventory_name=inventory_name, closest_names=closest)
 
 
+class HostPool(list):
+    """The host pool, with name indexes built on first use.
+
+    Matching every inventory host against a plain list scans the whole pool per
+    host (quadratic in the cloud's size); with the indexes each lookup is a
+    dictionary hit. The indexes answer exactly what the _same_* predicates do.
+    """
+
+    def index(self, label: str, key) -> dict:
+        cache = self.__dict__.setdefault("_indexes", {})
+        if label not in cache:
+            cache[label] = _build_index(self, key)
+        return cache[label]
+
+
+def _build_index(pool: Sequence[OneHost], key) -> dict:
+    index: dict = {"exact": {}, "lower": {}, "short": {}, "fqdn_label": {}}
+    for host in pool:
+        value = key(host)
+        if not value:
+            continue
+        index["exact"].setdefault(value, []).append(host)
+        lowered = value.lower()
+        index["lower"].setdefault(lowered, []).append(host)
+        if _is_ip(value):
+            continue
+        if "." in lowered:
+            index["fqdn_label"].setdefault(lowered.split(".", 1)[0], []).append(host)
+        else:
+            index["short"].setdefault(lowered, []).append(host)
+    return index
+
+
+def _candidates(pool: Sequence[OneHost], label: str, key, same, wanted: str) -> list[OneHost]:
+    """The pool entries whose `key` is the `same` as wanted, through HostPool's indexes when it has them."""
+    if not isinstance(pool, HostPool):
+        return [host for host in pool if key(host) and same(wanted, key(host))]
+    index = pool.index(label, key)
+    if same is _same_exact:
+        return list(index["exact"].get(wanted, []))
+    if same is _same_ignoring_case:
+        return list(index["lower"].get(wanted.lower(), []))
+    if _is_ip(wanted):
+        return []
+    wanted_l = wanted.lower()
+    if "." in wanted_l:
+        return list(index["short"].get(wanted_l.split(".", 1)[0], []))
+    return list(index["fqdn_label"].get(wanted_l, []))
+
+
 def _same_exact(wanted: str, candidate: str) -> bool:
     return wanted == candidate
 
@@ -532,14 +582,15 @@ def _same_short_vs_fqdn(wanted: str, candidate: str) -> bool:
     Two different FQDNs (hv1.a vs hv1.b) are different machines, and IP addresses
     have no "short" form, so neither matches here.
     """
-    if _is_ip(wanted) or _is_ip(candidate):
-        return False
     wanted_l, candidate_l = wanted.lower(), candidate.lower()
     if "." in wanted_l and "." not in candidate_l:
-        return wanted_l.split(".", 1)[0] == candidate_l
-    if "." in candidate_l and "." not in wanted_l:
-        return candidate_l.split(".", 1)[0] == wanted_l
-    return False
+        same = wanted_l.split(".", 1)[0] == candidate_l
+    elif "." in candidate_l and "." not in wanted_l:
+        same = candidate_l.split(".", 1)[0] == wanted_l
+    else:
+        return False
+    # Only names that line up pay for the IP check (it raises for every non-IP name).
+    return same and not _is_ip(wanted) and not _is_ip(candidate)
 
 
 def _is_ip(text: str) -> bool:

@@ -66,7 +66,7 @@ def docker_engine_active(unit: str = "docker.service", journal_lines: int = 15):
     """Guarantees the Docker engine `unit` is active, or fails the host showing the last
     lines of its journal and what to do: an engine that will not start is named as such,
     not left to surface later as a container error."""
-    if host.get_fact(SystemdStatus).get(unit):
+    if host.get_fact(SystemdStatus, services=[unit]).get(unit):
         host.noop(f"{unit} is active")
         return
     quoted = shlex.quote(unit)
@@ -109,6 +109,9 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
     existing = host.get_fact(DockerContainer, object_id=spec.name)
     current = existing[0] if existing else None
     drift = container_drift(current, spec)
+    if current and not drift and (current.get("State") or {}).get("Status") == "running":
+        host.noop(f"container {spec.name} runs {spec.image} as specified")
+        return
 
     commands = list(
         docker.container._inner(

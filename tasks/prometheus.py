@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable
 from io import StringIO
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def _scrape_address(hypervisor: Host) -> str:
     return f"{scrape_host(hypervisor)}:{hypervisor.data.get('scaphandre_port') or 8080}"
 
 
-def inventory_targets(inventory, pool, previous: list[ScrapeTarget]) -> list[ScrapeTarget]:
+def inventory_targets(inventory, pool, previous: Callable[[], list[ScrapeTarget]]) -> list[ScrapeTarget]:
     """One target per hypervisor of the whole inventory.
 
     Hosts taking part in this run may be asked for their hostname; the others are
@@ -52,7 +53,8 @@ def inventory_targets(inventory, pool, previous: list[ScrapeTarget]) -> list[Scr
             unresolved[hypervisor.name] = address
             continue
         resolved[hypervisor.name] = ScrapeTarget(address=address, one_host_id=one_host.id, host_name=one_host.name)
-    targets, warnings = assemble_targets(resolved, unresolved, previous)
+    # The previous targets file is parsed only when some hypervisor needs its old entry.
+    targets, warnings = assemble_targets(resolved, unresolved, previous() if unresolved else [])
     for warning in warnings:
         logger.warning(f"{host.print_prefix}{warning}")
     return targets
@@ -143,11 +145,14 @@ def configure_prometheus(inventory, pool) -> None:
     if server is None:
         return
     previous_lines = host.get_fact(FileContents, path=server["targets_file"])
-    try:
-        previous = parse_targets_file("\n".join(previous_lines or []))
-    except ValueError:
-        previous = []  # rewritten below from what is known now
-    targets = inventory_targets(inventory, pool, previous)
+
+    def previous_targets() -> list[ScrapeTarget]:
+        try:
+            return parse_targets_file("\n".join(previous_lines or []))
+        except ValueError:
+            return []  # rewritten below from what is known now
+
+    targets = inventory_targets(inventory, pool, previous_targets)
 
     try:
         job = _job(server["targets_file"], server["version"], _shard(inventory))
@@ -156,12 +161,15 @@ def configure_prometheus(inventory, pool) -> None:
         fail_host(name="Build the scrape job", reason=str(bad_input))
         return
     # Prometheus watches file_sd files itself: a new hypervisor needs no reload.
-    files.put(
-        name="Write the Scaphandre scrape targets",
-        src=StringIO(targets_text),
-        dest=server["targets_file"],
-        mode="644",
-    )
+    if previous_lines is not None and "\n".join(previous_lines) + "\n" == targets_text:
+        host.noop(f"{server['targets_file']} already lists every hypervisor")  # already read: no second look
+    else:
+        files.put(
+            name="Write the Scaphandre scrape targets",
+            src=StringIO(targets_text),
+            dest=server["targets_file"],
+            mode="644",
+        )
     rules_file = None
     if host.data.get("prometheus_rules", True):
         rules_file = _rules_file(server)
@@ -217,7 +225,7 @@ def _write_snippet(path: Path, text: str) -> None:
 def write_job_snippet(inventory, pool) -> None:
     """With no Prometheus host, write the job with static targets on the machine running
     pyinfra, once per run and only when its content changed."""
-    targets = inventory_targets(inventory, pool, previous=[])
+    targets = inventory_targets(inventory, pool, previous=list)
     major = int(host.data.get("prometheus_snippet_major_version") or 2)
     job = scaphandre_job(
         targets_file="unused",  # the snippet lists its targets inline

@@ -103,7 +103,16 @@ class ScrapeTarget:
 # YAML helpers
 
 
-class _PlainDumper(yaml.SafeDumper):
+# libyaml's C implementation when PyYAML was built with it: ten times faster on large clouds.
+_SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load(text: str) -> Any:
+    return yaml.load(text, Loader=_SafeLoader)
+
+
+class _PlainDumper(_SafeDumper):
     """Safe dumper that writes repeated objects out in full (no &id001 anchors)."""
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -122,7 +131,7 @@ def _dump(data: Any) -> str:
 
 def _normalised(data: Any) -> Any:
     """The value as it would read back from YAML (tuples become lists, ...)."""
-    return yaml.safe_load(_dump(data))
+    return _load(_dump(data))
 
 
 # --------------------------------------------------------------------------
@@ -202,7 +211,7 @@ def parse_targets_file(text: str | None) -> list[ScrapeTarget]:
     if text is None or not text.strip():
         return []
     try:
-        entries = yaml.safe_load(text)
+        entries = _load(text)
     except yaml.YAMLError as error:
         raise ValueError(f"targets file is not valid YAML: {error}") from None
     if entries is None:
@@ -318,7 +327,7 @@ def _parse_config(text: str | None) -> dict | None:
     if text is None or not text.strip():
         return None
     try:
-        config = yaml.safe_load(text)
+        config = _load(text)
     except yaml.YAMLError as error:
         raise _untouched(f"prometheus.yml is not valid YAML ({error})") from None
     if config is None:

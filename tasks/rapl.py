@@ -37,10 +37,10 @@ def enable_rapl() -> None:
     # Judged by what Scaphandre reads, not by /proc/modules: built-in drivers list no module.
     if not host.get_fact(RaplExposed):
         server.modprobe(name="Load RAPL modules", module=list(modules))
-    rapl_exposed(
-        name="Check RAPL is exposed",
-        failure_message=rapl_missing_message(host.get_fact(LinuxDistribution).get("name")),
-    )
+        rapl_exposed(
+            name="Check RAPL is exposed",
+            failure_message=rapl_missing_message(host.get_fact(LinuxDistribution).get("name")),
+        )
     # Persisted only once they proved to expose RAPL: a failed host keeps no boot-time change.
     files.template(
         name="Persist RAPL modules in modules-load.d",
