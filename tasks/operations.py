@@ -26,7 +26,6 @@ from tasks.prometheus_config import (
     PrometheusConfigError,
     config_needs_update,
     foreign_job_conflict,
-    job_in_config,
     merge_job,
     remove_job,
     rule_files_in_config,
@@ -144,18 +143,26 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
     yield _metrics_wait_command(spec, metrics_timeout_s)
 
 
+def _staged_and_checked(live_path: str, text: str, promtool: str, kind: str):
+    """Commands that write `text` beside `live_path` (as `<path>.scaphandre-new`) and run
+    `promtool check <kind>` on it; on rejection the staged file is removed and the host
+    fails with promtool's message, the live file untouched."""
+    staged = shlex.quote(f"{live_path}.scaphandre-new")
+    yield FileUploadCommand(StringIO(text), f"{live_path}.scaphandre-new")
+    yield StringCommand(
+        f"chmod 0644 {staged} && "
+        f"{{ out=$({shlex.quote(promtool)} check {kind} {staged} 2>&1) || "
+        f"{{ rm -f {staged}; echo \"promtool rejected the new {live_path}; "
+        f"the live file is untouched: $out\" >&2; exit 1; }}; }}"
+    )
+
+
 def _replace_config(config_path: str, current: str | None, new_text: str, promtool: str, service: str):
     """Commands that put `new_text` in place of the live config only if promtool accepts it,
     keep the previous file as `<config>.bak`, and reload Prometheus with SIGHUP."""
     staged = f"{config_path}.scaphandre-new"
     quoted_live, quoted_staged = shlex.quote(config_path), shlex.quote(staged)
-    yield FileUploadCommand(StringIO(new_text), staged)
-    yield StringCommand(
-        f"chmod 0644 {quoted_staged} && "
-        f"{{ out=$({shlex.quote(promtool)} check config {quoted_staged} 2>&1) || "
-        f"{{ rm -f {quoted_staged}; echo \"promtool rejected the new {config_path}; "
-        f"the live file is untouched: $out\" >&2; exit 1; }}; }}"
-    )
+    yield from _staged_and_checked(config_path, new_text, promtool, "config")
     if current is not None:
         yield StringCommand(f"cp -p {quoted_live} {quoted_live}.bak")
         # Keep the owner and mode the operator (or the package) gave the live file.
@@ -253,15 +260,7 @@ def prometheus_rules(rules_path: str, rules_text: str, config_path: str, promtoo
     if host.get_fact(Sha256File, path=rules_path) == hashlib.sha256(rules_text.encode()).hexdigest():
         host.noop(f"{rules_path} already holds the rules")
         return
-    staged = f"{rules_path}.scaphandre-new"
-    quoted_live, quoted_staged = shlex.quote(rules_path), shlex.quote(staged)
-    yield FileUploadCommand(StringIO(rules_text), staged)
-    yield StringCommand(
-        f"chmod 0644 {quoted_staged} && "
-        f"{{ out=$({shlex.quote(promtool)} check rules {quoted_staged} 2>&1) || "
-        f"{{ rm -f {quoted_staged}; echo \"promtool rejected the new {rules_path}; "
-        f"the live file is untouched: $out\" >&2; exit 1; }}; }}"
-    )
-    yield StringCommand(f"mv {quoted_staged} {quoted_live}")
+    yield from _staged_and_checked(rules_path, rules_text, promtool, "rules")
+    yield StringCommand(f"mv {shlex.quote(rules_path + '.scaphandre-new')} {shlex.quote(rules_path)}")
     if _config_lists(config_path, rules_path):
         yield _reload_command(rules_path, service)

@@ -9,17 +9,59 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.doubles.one_api_simulator import OneApiSimulator
+from tests.testbed.bed import TestBed
 
 REPO = Path(__file__).resolve().parents[2]
 PYINFRA = Path(sys.executable).parent / "pyinfra"
 PYINFRA_TIMEOUT_S = 900
+
+
+@contextmanager
+def bed_with_opennebula(
+    prefix: str,
+    state_dir: Path,
+    hypervisors: Sequence[str],
+    ssh_port_base: int,
+    prometheus_api_port: int,
+    pool: list[dict],
+) -> Iterator[tuple[TestBed, OneApiSimulator, str]]:
+    """A test bed plus an OpenNebula API simulator serving `pool`, both removed afterwards.
+
+    Writes `one_auth` (user:password) and `one_xmlrpc` (the simulator's URL) into
+    state_dir for the inventories to point at; yields (bed, simulator, password).
+    """
+    bed = TestBed(
+        prefix=prefix,
+        state_dir=state_dir / "bed",
+        hypervisors=tuple(hypervisors),
+        ssh_port_base=ssh_port_base,
+        prometheus_api_port=prometheus_api_port,
+    )
+    password = f"{prefix}-" + secrets.token_hex(8)
+    simulator = OneApiSimulator([dict(h) for h in pool], user="oneadmin", password=password)
+    bed.down()  # a bed left behind by an interrupted run
+    bed.build_images()
+    simulator.start()
+    try:
+        bed.up()
+        (state_dir / "one_auth").write_text(f"oneadmin:{password}\n")
+        (state_dir / "one_xmlrpc").write_text(simulator.url)
+        yield bed, simulator, password
+    finally:
+        simulator.stop()
+        bed.down()
 
 
 def render_inventory(

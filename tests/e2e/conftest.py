@@ -4,14 +4,13 @@ inventory file an operator would write for them."""
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import PrometheusApi, render_discovery_inventory, render_inventory
+from tests.e2e.cloud import PrometheusApi, bed_with_opennebula, render_discovery_inventory, render_inventory
 from tests.testbed.bed import TestBed
 
 PREFIX = "sotb-e2e"
@@ -82,26 +81,10 @@ class SimulatedCloud:
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("cloud")
-    bed = TestBed(
-        prefix=PREFIX,
-        state_dir=state_dir / "bed",
-        hypervisors=("hv1", "hv2", "hv3"),
-        ssh_port_base=SSH_PORT_BASE,
-        prometheus_api_port=PROMETHEUS_API_PORT,
-    )
-    password = "e2e-" + secrets.token_hex(8)
-    simulator = OneApiSimulator([dict(h) for h in INITIAL_POOL], user="oneadmin", password=password)
-    bed.down()  # a bed left behind by an interrupted run
-    bed.build_images()
-    simulator.start()
-    try:
-        bed.up()
-        (state_dir / "one_auth").write_text(f"oneadmin:{password}\n")
-        (state_dir / "one_xmlrpc").write_text(simulator.url)
+    with bed_with_opennebula(
+        PREFIX, state_dir, ("hv1", "hv2", "hv3"), SSH_PORT_BASE, PROMETHEUS_API_PORT, INITIAL_POOL
+    ) as (bed, simulator, password):
         simulated = SimulatedCloud(bed=bed, simulator=simulator, state_dir=state_dir, password=password)
         simulated.publish_ssh_ports()
         simulated.write_inventory()
         yield simulated
-    finally:
-        simulator.stop()
-        bed.down()

@@ -16,7 +16,6 @@ the scrape job: the dashboard reads raw Scaphandre series.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import REPO, PrometheusApi, render_inventory, run_pyinfra
+from tests.e2e.cloud import REPO, PrometheusApi, bed_with_opennebula, render_inventory, run_pyinfra
 from tests.testbed.bed import TestBed
 from tests.unit.test_grafana_dashboard import TEST_VALUES, panel_queries
 
@@ -80,27 +79,11 @@ def write_inventory(path: Path, bed: TestBed) -> Path:
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("dash")
-    bed = TestBed(
-        prefix=PREFIX,
-        state_dir=state_dir / "bed",
-        hypervisors=HYPERVISORS,
-        ssh_port_base=SSH_PORT_BASE,
-        prometheus_api_port=PROMETHEUS_API_PORT,
-    )
-    password = "dash-" + secrets.token_hex(8)
-    simulator = OneApiSimulator([dict(h) for h in POOL], user="oneadmin", password=password)
-    bed.down()  # a bed left behind by an interrupted run
-    bed.build_images()
-    simulator.start()
-    try:
-        bed.up()
-        (state_dir / "one_auth").write_text(f"oneadmin:{password}\n")
-        (state_dir / "one_xmlrpc").write_text(simulator.url)
+    with bed_with_opennebula(
+        PREFIX, state_dir, HYPERVISORS, SSH_PORT_BASE, PROMETHEUS_API_PORT, POOL
+    ) as (bed, simulator, password):
         inventory = write_inventory(state_dir / "inventory.py", bed)
         yield DashCloud(bed=bed, simulator=simulator, inventory=inventory, password=password)
-    finally:
-        simulator.stop()
-        bed.down()
 
 
 def alerts(cloud: DashCloud, name: str) -> list[dict]:
