@@ -18,6 +18,9 @@ scaphandre_containers = True  # `--containers`, mounts the Docker socket
 scaphandre_privileged = True
 scaphandre_restart_policy = "unless-stopped"
 scaphandre_extra_docker_args = []
+# Sites whose hypervisors reach no registry: a `docker save` archive of scaphandre_image on the
+# machine running pyinfra, uploaded and loaded only where the image is missing.
+scaphandre_image_archive = None
 scaphandre_metrics_timeout_s = 60
 # The address Prometheus scrapes; None means the inventory name of the host.
 scaphandre_scrape_host = None

@@ -4,12 +4,13 @@ yield commands only when the state differs, say why when nothing changes."""
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import shlex
 from io import StringIO
 
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
-from pyinfra.facts.docker import DockerContainer
+from pyinfra.facts.docker import DockerContainer, DockerImage
 from pyinfra.facts.files import FileContents, Sha256File
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import docker
@@ -264,3 +265,24 @@ def prometheus_rules(rules_path: str, rules_text: str, config_path: str, promtoo
     yield StringCommand(f"mv {shlex.quote(rules_path + '.scaphandre-new')} {shlex.quote(rules_path)}")
     if _config_lists(config_path, rules_path):
         yield _reload_command(rules_path, service)
+
+
+@operation()
+def image_from_archive(image: str, archive: str):
+    """Guarantees `image` is in this host's Docker engine, loaded from a local `docker save`
+    archive when it is missing (sites whose hypervisors reach no registry).
+
+    The archive is uploaded to /var/tmp, loaded and removed again; a host that already
+    has the image gets nothing, so the archive crosses the network once.
+    """
+    if host.get_fact(DockerImage, object_id=image):
+        host.noop(f"image {image} is already loaded")
+        return
+    remote = f"/var/tmp/scaphandre-image-{posixpath.basename(archive)}"
+    quoted = shlex.quote(remote)
+    yield FileUploadCommand(archive, remote)
+    yield StringCommand(
+        f"docker load -i {quoted} >/dev/null; loaded=$?; rm -f {quoted}; "
+        f"[ $loaded -eq 0 ] && docker image inspect {shlex.quote(image)} >/dev/null 2>&1 || "
+        f"{{ echo {shlex.quote(f'the archive {archive} does not hold {image} (or docker load failed): check scaphandre_image_archive and scaphandre_image')} >&2; exit 1; }}"
+    )

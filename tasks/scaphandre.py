@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pyinfra import host
 from pyinfra.api import deploy
 
 from tasks.hypervisor_plan import UnsupportedHostError, scaphandre_spec
-from tasks.operations import fail_host, scaphandre_container
+from tasks.operations import fail_host, image_from_archive, scaphandre_container
 
 
 @deploy("Scaphandre exporter")
@@ -17,6 +19,16 @@ def run_scaphandre() -> None:
     except UnsupportedHostError as error:
         fail_host(name="Check Scaphandre settings", reason=str(error))
         return
+    archive = host.data.get("scaphandre_image_archive")
+    if archive:
+        if not Path(archive).is_file():
+            fail_host(
+                name="Check the image archive",
+                reason=f"scaphandre_image_archive {archive!r} is not a file on the machine running pyinfra "
+                "(make it with `docker save -o FILE IMAGE`)",
+            )
+            return
+        image_from_archive(name=f"Load {spec.image} from {Path(archive).name}", image=spec.image, archive=archive)
     scaphandre_container(
         name=f"Run Scaphandre container {spec.name} ({spec.image})",
         spec=spec,

@@ -37,6 +37,7 @@ class SimulatedCloud:
     hypervisors: list[str] = field(default_factory=lambda: ["hv1", "hv2", "hv3"])
     pool: list[dict] = field(default_factory=lambda: [dict(h) for h in INITIAL_POOL])
     prometheus_data: dict = field(default_factory=dict)
+    host_data: dict = field(default_factory=dict)  # inventory name -> extra host data
 
     @property
     def inventory(self) -> Path:
@@ -60,7 +61,9 @@ class SimulatedCloud:
         return self.bed.vm_ids(host)
 
     def write_inventory(self) -> None:
-        render_inventory(self.inventory, self.bed, self.hypervisors, prometheus_data=self.prometheus_data)
+        render_inventory(
+            self.inventory, self.bed, self.hypervisors, self.host_data, prometheus_data=self.prometheus_data
+        )
         render_discovery_inventory(self.discovery_inventory, self.bed)
 
     def publish_ssh_ports(self) -> None:

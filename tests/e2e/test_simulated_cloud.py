@@ -193,6 +193,36 @@ def test_two_prometheus_servers_share_the_hypervisors_when_sharded(cloud):
         raise AssertionError(f"expected prom1, prom2 to scrape {expected}; they report {seen}") from None
 
 
+def test_an_air_gapped_host_gets_the_image_from_a_local_archive(cloud, tmp_path):
+    """No registry: the image comes from a `docker save` archive on the machine running pyinfra."""
+    image = "scaphandre-test-double:1.0.2-airgap"
+    subprocess.run(["docker", "tag", "scaphandre-test-double:1.0.2", image], check=True, timeout=60)
+    archive = tmp_path / "scaphandre-image.tar"
+    try:
+        subprocess.run(["docker", "save", "-o", str(archive), image], check=True, timeout=300)
+    finally:
+        subprocess.run(["docker", "rmi", image], capture_output=True, timeout=60)
+    cloud.host_data["hv1"] = {"scaphandre_image": image, "scaphandre_image_archive": str(archive)}
+    cloud.write_inventory()
+
+    run = run_pyinfra(cloud.inventory, "--limit", "hv1")
+    assert run.returncode == 0, run.output[-6000:]
+    assert cloud.bed.exec("hv1", "docker", "inspect", "-f", "{{.Config.Image}}", CONTAINER).stdout.strip() == image
+    assert cloud.bed.exec("hv1", "sh", "-c", "ls /var/tmp | grep -c scaphandre-image || true").stdout.strip() == "0"
+
+    again = run_pyinfra(cloud.inventory, "--limit", "hv1")
+    assert again.returncode == 0 and again.changed_hosts() == {}, "a loaded image is not uploaded again"
+
+    cloud.host_data["hv1"] = {"scaphandre_image": "scaphandre-test-double:9.9.9", "scaphandre_image_archive": str(archive)}
+    cloud.write_inventory()
+    wrong = run_pyinfra(cloud.inventory, "--limit", "hv1")
+    assert wrong.returncode != 0
+    assert "does not hold scaphandre-test-double:9.9.9" in wrong.output
+    assert cloud.bed.exec("hv1", "docker", "inspect", "-f", "{{.State.Status}}", CONTAINER).stdout.strip() == "running"
+    cloud.host_data.pop("hv1")
+    cloud.write_inventory()
+
+
 def test_removal_takes_it_all_away_and_keeps_docker_and_other_jobs(cloud):
     run = run_pyinfra(cloud.inventory, script="remove.py")
     assert run.returncode == 0, run.output[-6000:]
