@@ -21,6 +21,10 @@ scaphandre_extra_docker_args = []
 # Sites whose hypervisors reach no registry: a `docker save` archive of scaphandre_image on the
 # machine running pyinfra, uploaded and loaded only where the image is missing.
 scaphandre_image_archive = None
+# A private registry (named in scaphandre_image) that needs a login: the password is read from
+# this file on the machine running pyinfra and given to `docker login` on the host via stdin.
+scaphandre_registry_username = None
+scaphandre_registry_password_file = None
 scaphandre_metrics_timeout_s = 60
 # The address Prometheus scrapes; None means the inventory name of the host.
 scaphandre_scrape_host = None

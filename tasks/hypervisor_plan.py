@@ -315,3 +315,11 @@ def container_drift(inspect: dict | None, spec: ScaphandreSpec) -> list[str]:
     if not drift and (config.get("Labels") or {}).get(spec.SPEC_LABEL) != spec.fingerprint:
         drift.append("other settings (extra docker args)")
     return drift
+
+
+def image_registry(image: str) -> str | None:
+    """The registry host (and port) an image reference names, or None for Docker Hub images."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
