@@ -8,6 +8,7 @@ hypervisor with its OpenNebula host ID. Settings: group_data/all.py.
 """
 
 from pyinfra import host, inventory
+from pyinfra.api.exceptions import PyinfraError
 
 from tasks import host_ids
 from tasks.docker_engine import ensure_docker_engine
@@ -19,9 +20,7 @@ from tasks.rapl import enable_rapl
 from tasks.scaphandre import run_scaphandre
 
 if host.data.get("scaphandre_image") is None:
-    raise host_ids.OpenNebulaLookupError(
-        "settings not found: run pyinfra from the repository directory so group_data/all.py is read"
-    )
+    raise PyinfraError("settings not found: run pyinfra from the repository directory so group_data/all.py is read")
 
 # One one.hostpool.info call for the whole run, shared by every host.
 one_pool = host_ids.host_pool(host.data)

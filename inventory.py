@@ -10,7 +10,7 @@ For your cloud, replace both lists, for example:
     hypervisors = [
         "kvm1.example.org",
         ("kvm2.example.org", {"one_host_name": "kvm2"}),   # registered under another NAME
-        ("10.0.0.13", {"one_host_id": 13, "scaphandre_scrape_host": "kvm3.example.org"}),
+        ("192.0.2.13", {"one_host_id": 13, "scaphandre_scrape_host": "kvm3.example.org"}),
     ]
     prometheus = ["one-frontend.example.org"]
 

@@ -57,7 +57,12 @@ def ensure_docker_engine() -> None:
 
     # A failed start is reported by the next operation, with the engine's own journal and the fix,
     # rather than by systemctl's "see journalctl -xe".
-    systemd.service(
+    start = systemd.service(
         name="Enable and start Docker", service="docker.service", running=True, enabled=True, _ignore_errors=True
     )
-    docker_engine_active(name="Check the Docker engine runs", unit="docker.service")
+    # Only after a start or enable was attempted: an engine found running needs no second look.
+    docker_engine_active(
+        name="Check the Docker engine runs",
+        unit="docker.service",
+        _if=lambda: start.did_change() or start.did_error(),
+    )

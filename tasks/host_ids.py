@@ -8,6 +8,7 @@ logic in tasks/opennebula.py.
 from __future__ import annotations
 
 import threading
+from weakref import WeakKeyDictionary
 from dataclasses import asdict, dataclass
 
 from pyinfra.api.exceptions import NoGroupError, PyinfraError
@@ -83,7 +84,22 @@ def _query(hypervisor: Host, node_hostname: str | None = None) -> HostQuery:
     )
 
 
+# A hypervisor is resolved by its own deploy and again for the Prometheus targets:
+# remember each answer (for this run's pool) so no fact is read twice.
+_resolved: WeakKeyDictionary = WeakKeyDictionary()
+
+
 def resolve_one_host(hypervisor: Host, pool: list[OneHost] | None, *, may_read_facts: bool) -> OneHost:
+    """The OpenNebula host behind one inventory host, worked out once per run (see _resolve)."""
+    cached = _resolved.get(hypervisor)
+    if cached is not None and cached[0] is pool:
+        return cached[1]
+    found = _resolve(hypervisor, pool, may_read_facts=may_read_facts)
+    _resolved[hypervisor] = (pool, found)
+    return found
+
+
+def _resolve(hypervisor: Host, pool: list[OneHost] | None, *, may_read_facts: bool) -> OneHost:
     """The OpenNebula host behind one inventory host.
 
     Names and explicit settings are tried first, then the inventory name against

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import threading
 from collections.abc import Callable
 from io import StringIO
 from pathlib import Path
@@ -222,18 +223,28 @@ def _write_snippet(path: Path, text: str) -> None:
     logger.info(f"--> No `prometheus` host in the inventory: paste the job from {path} into prometheus.yml")
 
 
+_snippet_lock = threading.Lock()
+_snippet_text: list[str] = []  # the run's snippet, worked out by the first host that asks
+
+
+def _snippet(inventory, pool) -> str:
+    with _snippet_lock:
+        if not _snippet_text:
+            major = int(host.data.get("prometheus_snippet_major_version") or 2)
+            job = scaphandre_job(
+                targets_file="unused",  # the snippet lists its targets inline
+                prometheus_version=(major, 0, 0),
+                job_name=_job_name(),
+                scrape_interval=host.data.get("prometheus_scrape_interval"),
+            )
+            _snippet_text.append(scrape_job_snippet(job, inventory_targets(inventory, pool, previous=list)))
+    return _snippet_text[0]
+
+
 def write_job_snippet(inventory, pool) -> None:
     """With no Prometheus host, write the job with static targets on the machine running
     pyinfra, once per run and only when its content changed."""
-    targets = inventory_targets(inventory, pool, previous=list)
-    major = int(host.data.get("prometheus_snippet_major_version") or 2)
-    job = scaphandre_job(
-        targets_file="unused",  # the snippet lists its targets inline
-        prometheus_version=(major, 0, 0),
-        job_name=host.data.get("prometheus_job_name") or "scaphandre",
-        scrape_interval=host.data.get("prometheus_scrape_interval"),
-    )
-    text = scrape_job_snippet(job, targets)
+    text = _snippet(inventory, pool)
     path = Path(host.data.get("prometheus_snippet_file") or "scaphandre-prometheus-job.yml").resolve()
     if path.exists() and path.read_text() == text:
         host.noop(f"{path} already holds the job to paste")

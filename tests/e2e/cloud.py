@@ -36,6 +36,7 @@ def bed_with_opennebula(
     ssh_port_base: int,
     prometheus_api_port: int,
     pool: list[dict],
+    **simulator_options,
 ) -> Iterator[tuple[TestBed, OneApiSimulator, str]]:
     """A test bed plus an OpenNebula API simulator serving `pool`, both removed afterwards.
 
@@ -50,13 +51,14 @@ def bed_with_opennebula(
         prometheus_api_port=prometheus_api_port,
     )
     password = f"{prefix}-" + secrets.token_hex(8)
-    simulator = OneApiSimulator([dict(h) for h in pool], user="oneadmin", password=password)
+    simulator = OneApiSimulator([dict(h) for h in pool], user="oneadmin", password=password, **simulator_options)
     bed.down()  # a bed left behind by an interrupted run
     bed.build_images()
     simulator.start()
     try:
         bed.up()
         (state_dir / "one_auth").write_text(f"oneadmin:{password}\n")
+        (state_dir / "one_auth").chmod(0o600)
         (state_dir / "one_xmlrpc").write_text(simulator.url)
         yield bed, simulator, password
     finally:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import PrometheusApi, PyinfraRun, run_pyinfra
+from tests.e2e.cloud import PrometheusApi, PyinfraRun, bed_with_opennebula, run_pyinfra
 from tests.testbed.bed import TestBed
 
 PREFIX = "sotb-faults"
@@ -162,28 +163,12 @@ def _after(text: str, marker: str) -> str | None:
     return None
 
 
-def start_fault_cloud(state_dir: Path) -> FaultCloud:
-    """A fresh bed (hv1..hv4 and prom1) and a running simulator; stop it with stop_fault_cloud."""
-    bed = TestBed(prefix=PREFIX, state_dir=state_dir / "bed", hypervisors=HYPERVISORS,
-                  ssh_port_base=SSH_PORT_BASE, prometheus_api_port=PROMETHEUS_API_PORT)
-    password = "faults-" + secrets.token_hex(10)
-    simulator = OneApiSimulator([dict(h) for h in POOL], user="oneadmin", password=password, hang_s=8)
-    bed.down()  # a bed left behind by an interrupted run
-    bed.build_images()
-    simulator.start()
-    try:
-        bed.up()
-    except BaseException:
-        simulator.stop()
-        bed.down()
-        raise
-    cloud = FaultCloud(bed=bed, simulator=simulator, state_dir=state_dir, password=password)
-    cloud.auth_file.write_text(f"oneadmin:{password}\n")
-    cloud.auth_file.chmod(0o600)
-    cloud.debian_prometheus_yml = cloud.read(bed.prometheus_name, PROMETHEUS_YML)
-    return cloud
-
-
-def stop_fault_cloud(cloud: FaultCloud) -> None:
-    cloud.simulator.stop()
-    cloud.bed.down()
+@contextmanager
+def fault_cloud(state_dir: Path) -> Iterator[FaultCloud]:
+    """A fresh bed (hv1..hv4 and prom1) and a running simulator, both removed afterwards."""
+    with bed_with_opennebula(
+        PREFIX, state_dir, HYPERVISORS, SSH_PORT_BASE, PROMETHEUS_API_PORT, POOL, hang_s=8
+    ) as (bed, simulator, password):
+        cloud = FaultCloud(bed=bed, simulator=simulator, state_dir=state_dir, password=password)
+        cloud.debian_prometheus_yml = cloud.read(bed.prometheus_name, PROMETHEUS_YML)
+        yield cloud

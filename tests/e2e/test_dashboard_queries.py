@@ -214,17 +214,22 @@ def test_recording_rules_produce_power_and_energy_series(dash):
         assert 0 < float(series["value"][1]) < 1, series  # under an hour at 20-50 W
 
 
-def test_a_hypervisor_without_vms_raises_the_power_without_vm_alert(dash):
-    assert alerts(dash, "ScaphandreHostPowerWithoutVm") == []
-    dash.bed.exec("hv2", "systemctl", "stop", "testbed-vms.service")
+def alert_while(dash: DashCloud, alert: str, host: str, break_it: tuple, repair_it: tuple) -> list[dict]:
+    """The `alert` alerts Prometheus lists (bounded wait) while `break_it` holds on `host`;
+    `repair_it` runs afterwards whatever happens."""
+    dash.bed.exec(host, *break_it)
     try:
-        pending = dash.prometheus.wait_for(
-            "ScaphandreHostPowerWithoutVm pending for hv2",
-            lambda: alerts(dash, "ScaphandreHostPowerWithoutVm"),
-            timeout_s=DATA_TIMEOUT_S,
+        return dash.prometheus.wait_for(
+            f"{alert} pending for {host}", lambda: alerts(dash, alert), timeout_s=DATA_TIMEOUT_S
         )
     finally:
-        dash.bed.exec("hv2", "systemctl", "start", "testbed-vms.service")
+        dash.bed.exec(host, *repair_it)
+
+
+def test_a_hypervisor_without_vms_raises_the_power_without_vm_alert(dash):
+    assert alerts(dash, "ScaphandreHostPowerWithoutVm") == []
+    pending = alert_while(dash, "ScaphandreHostPowerWithoutVm", "hv2",
+                          ("systemctl", "stop", "testbed-vms.service"), ("systemctl", "start", "testbed-vms.service"))
     assert [a["labels"]["one_host_id"] for a in pending] == [ONE_IDS["hv2"]]
     assert pending[0]["state"] == "pending", "it waits 30 minutes before firing"
     assert pending[0]["labels"]["host_name"] == "hv2.cloud.test"
@@ -236,15 +241,8 @@ def test_a_hypervisor_without_vms_raises_the_power_without_vm_alert(dash):
 
 
 def test_a_stopped_exporter_raises_the_exporter_down_alert(dash):
-    dash.bed.exec("hv1", "docker", "stop", "scaphandre")
-    try:
-        pending = dash.prometheus.wait_for(
-            "ScaphandreExporterDown pending for hv1",
-            lambda: alerts(dash, "ScaphandreExporterDown"),
-            timeout_s=DATA_TIMEOUT_S,
-        )
-    finally:
-        dash.bed.exec("hv1", "docker", "start", "scaphandre")
+    pending = alert_while(dash, "ScaphandreExporterDown", "hv1",
+                          ("docker", "stop", "scaphandre"), ("docker", "start", "scaphandre"))
     assert [(a["labels"]["one_host_id"], a["labels"]["instance"]) for a in pending] == [(ONE_IDS["hv1"], "hv1:8080")]
 
 

@@ -22,8 +22,7 @@ from tests.e2e.fault_cloud import (
     PROMETHEUS_YML,
     TARGETS_FILE,
     free_loopback_port,
-    start_fault_cloud,
-    stop_fault_cloud,
+    fault_cloud,
 )
 
 pytestmark = pytest.mark.e2e
@@ -33,11 +32,8 @@ DEPLOYED = ("hv1", "hv2", "hv3")  # hv4 is unknown to OpenNebula and leaves the 
 
 @pytest.fixture(scope="module")
 def faults(tmp_path_factory):
-    cloud = start_fault_cloud(tmp_path_factory.mktemp("faults"))
-    try:
+    with fault_cloud(tmp_path_factory.mktemp("faults")) as cloud:
         yield cloud
-    finally:
-        stop_fault_cloud(cloud)
 
 
 def good_inventory(faults, hypervisors=DEPLOYED, **host_data):

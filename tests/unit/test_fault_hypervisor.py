@@ -43,9 +43,9 @@ def test_port_listeners_reads_ipv6_and_several_processes():
 
 
 def test_a_socket_on_another_specific_address_does_not_conflict():
-    assert port_listeners([LOOPBACK_ON_8080], 8080, listen_address="10.0.0.5") == []
+    assert port_listeners([LOOPBACK_ON_8080], 8080, listen_address="192.0.2.5") == []
     assert port_listeners([LOOPBACK_ON_8080], 8080, listen_address="127.0.0.1") != []
-    assert port_listeners([PYTHON_ON_8080], 8080, listen_address="10.0.0.5") != []
+    assert port_listeners([PYTHON_ON_8080], 8080, listen_address="192.0.2.5") != []
 
 
 def test_a_listener_without_a_process_name_is_still_reported():

@@ -36,13 +36,13 @@ def test_inventory_name_match_reads_no_fact():
 
 
 def test_node_hostname_is_read_only_when_names_do_not_match():
-    hypervisor = FakeHost("10.1.2.3", facts={Hostname: "node-c.cloud.test"})
+    hypervisor = FakeHost("198.51.100.3", facts={Hostname: "node-c.cloud.test"})
     assert host_ids.resolve_one_host(hypervisor, POOL, may_read_facts=True).id == 12
     assert hypervisor.asked == [Hostname]
 
 
 def test_a_host_outside_the_run_is_not_asked_for_facts():
-    hypervisor = FakeHost("10.1.2.3", facts={Hostname: "node-c.cloud.test"})
+    hypervisor = FakeHost("198.51.100.3", facts={Hostname: "node-c.cloud.test"})
     with pytest.raises(HostMatchError):
         host_ids.resolve_one_host(hypervisor, POOL, may_read_facts=False)
     assert hypervisor.asked == []
@@ -98,3 +98,12 @@ def test_an_inventory_name_equal_to_template_hostname_matches_without_asking_the
     hypervisor = FakeHost("hv3")
     assert host_ids.resolve_one_host(hypervisor, pool, may_read_facts=False).id == 31
     assert hypervisor.asked == []
+
+
+def test_a_host_is_resolved_once_per_run_even_when_asked_twice():
+    """Its own deploy and the Prometheus targets both ask; the node is read once."""
+    hypervisor = FakeHost("198.51.100.3", facts={Hostname: "node-c.cloud.test"})
+    first = host_ids.resolve_one_host(hypervisor, POOL, may_read_facts=True)
+    second = host_ids.resolve_one_host(hypervisor, POOL, may_read_facts=False)
+    assert first.id == second.id == 12
+    assert hypervisor.asked == [Hostname]

@@ -11,13 +11,13 @@ HOSTS = [
     OneHost(2, "HV2.cloud.test", "node2", "kvm", 2, "MONITORED"),
     OneHost(3, "hv3.a.test", "hv3", "kvm", 2, "MONITORED"),
     OneHost(4, "hv3.b.test", "hv3-b", "kvm", 2, "MONITORED"),
-    OneHost(5, "10.0.0.5", "kvm5.cloud.test", "kvm", 2, "MONITORED"),
+    OneHost(5, "192.0.2.5", "kvm5.cloud.test", "kvm", 2, "MONITORED"),
     OneHost(6, "kvm6", None, "lxc", 4, "DISABLED"),
     OneHost(7, "Node7", "node7.cloud.test", "kvm", 2, "MONITORED"),
 ]
 NAMES = ["hv1", "HV1", "hv1.cloud.test", "hv2", "hv2.cloud.test", "hv3", "hv3.a.test", "hv3.c.test",
-         "10.0.0.5", "10.0.0", "kvm5", "kvm6", "node7", "node7.other.test", "unknown", "10.0.0.5.x"]
-HOSTNAMES = [None, "node2", "NODE2", "kvm5", "kvm5.cloud.test", "hv3", "node7", "10.0.0.5"]
+         "192.0.2.5", "192.0.2", "kvm5", "kvm6", "node7", "node7.other.test", "unknown", "192.0.2.5.x"]
+HOSTNAMES = [None, "node2", "NODE2", "kvm5", "kvm5.cloud.test", "hv3", "node7", "192.0.2.5"]
 
 
 def outcome(pool, name, hostname):

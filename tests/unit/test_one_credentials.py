@@ -180,13 +180,13 @@ def test_binary_file_is_rejected(places):
 
 def test_one_xmlrpc_env_is_honoured(places):
     write(places["system"], "oneadmin:pw\n")
-    endpoint = resolve(places, {"ONE_XMLRPC": "http://10.0.0.1:2633/RPC2"})
-    assert endpoint.url == "http://10.0.0.1:2633/RPC2"
+    endpoint = resolve(places, {"ONE_XMLRPC": "http://192.0.2.1:2633/RPC2"})
+    assert endpoint.url == "http://192.0.2.1:2633/RPC2"
 
 
 def test_explicit_one_xmlrpc_beats_env(places):
     write(places["system"], "oneadmin:pw\n")
-    endpoint = resolve(places, {"ONE_XMLRPC": "http://10.0.0.1:2633/RPC2"},
+    endpoint = resolve(places, {"ONE_XMLRPC": "http://192.0.2.1:2633/RPC2"},
                        one_xmlrpc="https://one.example.org/RPC2")
     assert endpoint.url == "https://one.example.org/RPC2"
 

@@ -23,7 +23,7 @@ POOL = [
     one_host(1, "hv2.example.org", hostname="hv2.example.org"),
     one_host(2, "kvm-node-17", hostname="rack3-n17.dc.example.org"),
     one_host(3, "Hv4", hostname="hv4"),
-    one_host(4, "10.0.0.5", hostname="node5"),
+    one_host(4, "192.0.2.5", hostname="node5"),
     one_host(5, "lxc1", im_mad="lxc", hostname="lxc1"),
 ]
 
@@ -60,8 +60,8 @@ def test_different_domains_are_not_the_same_host():
 
 def test_ip_addresses_have_no_short_form():
     with pytest.raises(HostMatchError):
-        match_host(POOL, inventory_name="10.0.0.6")
-    assert match_host(POOL, inventory_name="10.0.0.5").id == 4
+        match_host(POOL, inventory_name="192.0.2.6")
+    assert match_host(POOL, inventory_name="192.0.2.5").id == 4
 
 
 def test_node_hostname_matches_template_hostname_when_name_does_not():

@@ -39,7 +39,7 @@ _SSH = {"ssh_hostname": "127.0.0.1", "ssh_user": "root", "ssh_key": "/keys/id_ed
 hypervisors = (
     [
         ("kvm-a", {**_SSH, "ssh_port": 2221}),
-        ("kvm-b", {**_SSH, "ssh_port": 2222, "scaphandre_port": 9100, "scaphandre_scrape_host": "10.0.0.2"}),
+        ("kvm-b", {**_SSH, "ssh_port": 2222, "scaphandre_port": 9100, "scaphandre_scrape_host": "192.0.2.2"}),
         "kvm-c.example.org",
     ],
     {"scaphandre_image": "scaphandre-test-double:1.0.2"},
@@ -197,13 +197,13 @@ def test_local_and_docker_hosts_and_unknown_connectors(tmp_path):
 
 def test_scrape_address_and_expected_mounts(hosts):
     assert scrape_address(hosts["kvm-a"]) == "kvm-a:8080"
-    assert scrape_address(hosts["kvm-b"]) == "10.0.0.2:9100"
+    assert scrape_address(hosts["kvm-b"]) == "192.0.2.2:9100"
     assert expected_binds({}) == [
         "/proc:/proc", "/sys/class/powercap:/sys/class/powercap", "/var/run/docker.sock:/var/run/docker.sock"
     ]
     assert "/var/run/docker.sock:/var/run/docker.sock" not in expected_binds({"scaphandre_containers": False})
     assert metrics_probe_host({"scaphandre_listen_address": "0.0.0.0"}) == "127.0.0.1"
-    assert metrics_probe_host({"scaphandre_listen_address": "10.1.2.3"}) == "10.1.2.3"
+    assert metrics_probe_host({"scaphandre_listen_address": "198.51.100.3"}) == "198.51.100.3"
 
 
 # --------------------------------------------------------------------------- collection rules
