@@ -18,10 +18,13 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if [ ! -x .venv/bin/pyinfra ] || ! .venv/bin/pip freeze 2>/dev/null | grep -qi '^pyinfra==3.10.0$'; then
-    echo "--> Creating .venv with the pinned Python dependencies"
-    python3 -m venv .venv
+# Reinstalled whenever requirements.txt changes: the venv records the digest it was built from.
+wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/pyinfra ] || [ "$(cat .venv/requirements.sha256 2>/dev/null)" != "$wanted" ]; then
+    echo "--> Installing the pinned Python dependencies into .venv"
+    [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+    echo "$wanted" > .venv/requirements.sha256
 fi
 
 bash tests/testbed/install-deps.sh
