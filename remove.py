@@ -9,18 +9,26 @@ rules files; Grafana hosts lose the dashboard and its provider. Needs no
 OpenNebula access. Safe to run again: what is already gone is left alone.
 """
 
-from pyinfra import host
+from pyinfra import host, inventory
 
+from tasks import groups
+from tasks.docker_engine import remove_docker_engine
 from tasks.grafana import remove_dashboard
-from tasks.host_ids import GRAFANA_GROUP, HYPERVISORS_GROUP, PROMETHEUS_GROUP
+from tasks.preflight import check_settings
 from tasks.prometheus import remove_prometheus_job
-from tasks.removal import remove_scaphandre
+from tasks.rapl import forget_rapl_modules
+from tasks.scaphandre import remove_scaphandre
 
-if HYPERVISORS_GROUP in host.groups:
-    remove_scaphandre()
+settings = check_settings(inventory)  # None: this host failed, naming the setting to fix
 
-if PROMETHEUS_GROUP in host.groups:
-    remove_prometheus_job()
+if settings and groups.HYPERVISORS in host.groups:
+    remove_scaphandre(settings)
+    forget_rapl_modules()
+    if settings.remove_docker_engine:
+        remove_docker_engine(settings)
 
-if GRAFANA_GROUP in host.groups:
-    remove_dashboard()
+if settings and groups.PROMETHEUS in host.groups:
+    remove_prometheus_job(settings)
+
+if settings and groups.GRAFANA in host.groups:
+    remove_dashboard(settings)

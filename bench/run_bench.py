@@ -282,17 +282,12 @@ CPU = time.process_time
 
 def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[ControlResult], dict[str, str]]:
     """Control-side cost without SSH for each pool size, plus notes on the slow parts."""
-    from tasks.opennebula import (
-        HostPool, HostQuery, _closest_names, fetch_host_pool, match_host, match_hosts, resolve_endpoint,
-    )
-    from tasks.prometheus_config import (
-        ScrapeTarget,
-        config_needs_update,
-        merge_job,
-        parse_targets_file,
-        render_targets_file,
-        scaphandre_job,
-    )
+    from tasks.opennebula.client import fetch_host_pool, resolve_endpoint
+    from tasks.opennebula.matching import HostQuery, _closest_names, match_host, resolve_hypervisors
+    from tasks.opennebula.pool import HostPool
+    from tasks.prometheus.config_file import config_needs_update, merge_job
+    from tasks.prometheus.job import scaphandre_job
+    from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_targets_file
     from tests.doubles.one_api_simulator import OneApiSimulator, host_pool_xml
 
     prometheus_yml = (REPO / "tests" / "data" / "prometheus" / "debian_default.yml").read_text()
@@ -326,7 +321,7 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
                 estimated |= {"match_hosts", "match_host, exact NAMEs"}
             # Spread the sample over the pool so early and late entries both count.
             step = max(1, size // sample)
-            seconds["match_hosts"], (matched, errors) = timed(lambda: match_hosts(pool, queries[::step]), 1, CPU)
+            seconds["match_hosts"], (matched, errors) = timed(lambda: resolve_hypervisors(pool, queries[::step]), 1, CPU)
             assert len(matched) == len(queries[::step]) and not errors
             seconds["match_hosts"] *= size / len(queries[::step])
             seconds["match_host, exact NAMEs"], _ = timed(
@@ -364,7 +359,7 @@ def _render_with_libyaml(targets) -> str:
     """What render_targets_file would cost with libyaml's emitter (same YAML text)."""
     import yaml
 
-    from tasks.prometheus_config import TARGETS_FILE_HEADER, targets_file_entries
+    from tasks.prometheus.targets import TARGETS_FILE_HEADER, targets_file_entries
 
     class _PlainCDumper(yaml.CSafeDumper):
         def ignore_aliases(self, data):

@@ -6,26 +6,15 @@ import posixpath
 import shlex
 from pathlib import Path
 
-from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from tasks.operations import fail_host
+from tasks.settings import Settings
 
 GRAFANA_FILES = Path(__file__).resolve().parents[1] / "files" / "grafana"
 DASHBOARD = GRAFANA_FILES / "scaphandre-opennebula.json"
 PROVIDER_TEMPLATE = GRAFANA_FILES / "provisioning-dashboards.yml"
 PROVIDER_FILE_NAME = "scaphandre-opennebula.yml"
-
-DEFAULT_PROVISIONING_DIR = "/etc/grafana/provisioning/dashboards"
-DEFAULT_DASHBOARDS_DIR = "/var/lib/grafana/dashboards/opennebula"
-DEFAULT_FOLDER = "OpenNebula"
-DEFAULT_SERVICE = "grafana-server"
-
-
-def _setting(name: str, default: str) -> str:
-    return host.data.get(name) or default
-
 
 def _restart_command(service: str) -> str:
     """Restart Grafana only where it runs as this systemd unit; say so otherwise.
@@ -43,7 +32,7 @@ def _restart_command(service: str) -> str:
 
 
 @deploy("Grafana dashboard")
-def provision_dashboard() -> None:
+def provision_dashboard(settings: Settings) -> None:
     """Guarantees Grafana on this host shows the OpenNebula power dashboard.
 
     The dashboard JSON goes to `grafana_dashboards_dir` and a dashboard provider
@@ -58,14 +47,10 @@ def provision_dashboard() -> None:
     or changed: on the first run, or after the directory or folder setting
     changed. Nothing is restarted on a rerun with nothing changed.
     """
-    provisioning_dir = _setting("grafana_provisioning_dir", DEFAULT_PROVISIONING_DIR)
-    dashboards_dir = _setting("grafana_dashboards_dir", DEFAULT_DASHBOARDS_DIR)
-    folder = _setting("grafana_dashboard_folder", DEFAULT_FOLDER)
-    service = _setting("grafana_service", DEFAULT_SERVICE)
-    for name, path in (("grafana_provisioning_dir", provisioning_dir), ("grafana_dashboards_dir", dashboards_dir)):
-        if not posixpath.isabs(path):
-            fail_host(name="Check the Grafana directories", reason=f"{name} {path!r} must be an absolute path")
-            return
+    provisioning_dir = settings.grafana_provisioning_dir
+    dashboards_dir = settings.grafana_dashboards_dir
+    folder = settings.grafana_dashboard_folder
+    service = settings.grafana_service
 
     # Grafana (its own user) only reads these: root-owned, world-readable.
     files.directory(name="Directory for the OpenNebula dashboards", path=dashboards_dir, mode="755")
@@ -92,16 +77,16 @@ def provision_dashboard() -> None:
 
 
 @deploy("Remove the Grafana dashboard")
-def remove_dashboard() -> None:
+def remove_dashboard(settings: Settings) -> None:
     """Guarantees the dashboard provider and the dashboard JSON are gone from this host.
 
     Grafana keeps showing a provisioned dashboard whose provider vanished until it
     restarts; it is restarted (if it runs as `grafana_service`) only when the provider
     was actually removed.
     """
-    provisioning_dir = _setting("grafana_provisioning_dir", DEFAULT_PROVISIONING_DIR)
-    dashboards_dir = _setting("grafana_dashboards_dir", DEFAULT_DASHBOARDS_DIR)
-    service = _setting("grafana_service", DEFAULT_SERVICE)
+    provisioning_dir = settings.grafana_provisioning_dir
+    dashboards_dir = settings.grafana_dashboards_dir
+    service = settings.grafana_service
     provider = files.file(
         name="Remove the dashboard provider",
         path=posixpath.join(provisioning_dir, PROVIDER_FILE_NAME),

@@ -13,13 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.prometheus_config import (
-    ScrapeTarget,
-    merge_job,
-    render_targets_file,
-    scaphandre_job,
-    scrape_job_snippet,
-)
+from tasks.prometheus.config_file import merge_job
+from tasks.prometheus.job import scaphandre_job, scrape_job_snippet
+from tasks.prometheus.targets import ScrapeTarget, render_targets_file
 
 PROMTOOL = "/usr/bin/promtool"
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "prometheus"

@@ -16,14 +16,8 @@ import pyone
 import pytest
 import yaml
 
-from tasks.opennebula import (
-    OneAuthError,
-    OneEndpoint,
-    OneHost,
-    OneUnreachableError,
-    OpenNebulaError,
-    fetch_host_pool,
-)
+from tasks.opennebula.client import OneAuthError, OneEndpoint, OneUnreachableError, fetch_host_pool
+from tasks.opennebula.pool import OneHost, OpenNebulaError
 from tests.doubles.one_api_simulator import OneApiSimulator
 
 REPO = Path(__file__).resolve().parents[2]

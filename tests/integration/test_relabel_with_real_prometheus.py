@@ -1,4 +1,4 @@
-"""The scaphandre job, as rendered, does what DESIGN part 5 says inside a real Prometheus.
+"""The scaphandre job, as rendered, labels per-VM series with one_vm_id inside a real Prometheus.
 
 A real /usr/bin/prometheus (Debian's 2.42) runs as a subprocess on a free
 127.0.0.1 port with a config from merge_job/scaphandre_job and a targets file
@@ -24,13 +24,15 @@ from pathlib import Path
 
 import pytest
 
-from tasks.prometheus_config import ScrapeTarget, merge_job, render_targets_file, scaphandre_job
+from tasks.prometheus.config_file import merge_job
+from tasks.prometheus.job import scaphandre_job
+from tasks.prometheus.targets import ScrapeTarget, render_targets_file
 
 PROMETHEUS = "/usr/bin/prometheus"
 STARTUP_DEADLINE_S = 30
 SERIES_DEADLINE_S = 30
 
-# What the real Scaphandre 1.0 serves on an OpenNebula host (see TESTBED.md):
+# What the real Scaphandre 1.0 serves on an OpenNebula host:
 # pid 101 runs as qemu-system-* so --qemu sets vmname; pid 102 runs as
 # qemu-kvm-one so only cmdline (argv joined with no separator) names the guest.
 SCAPHANDRE_LINES = """\

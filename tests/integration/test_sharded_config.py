@@ -8,7 +8,9 @@ import subprocess
 import pytest
 import yaml
 
-from tasks.prometheus_config import ScrapeTarget, merge_job, render_targets_file, scaphandre_job, shard_relabel_configs
+from tasks.prometheus.config_file import merge_job
+from tasks.prometheus.job import scaphandre_job, shard_relabel_configs
+from tasks.prometheus.targets import ScrapeTarget, render_targets_file
 
 
 def sharded_job(index: int, count: int) -> dict:

@@ -19,6 +19,9 @@ from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_host, ctx_state
 
+from tasks.preflight import check_settings
+from tasks.settings import Settings
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -59,13 +62,15 @@ def render(command) -> str:
 
 
 def planned_commands(
-    run: Callable[[], None],
+    run: Callable[[Settings], None],
     facts: dict,
     data: dict | None = None,
     groups: tuple[str, ...] = ("hypervisors",),
     name: str = "hv1",
 ) -> dict[str, list[str]]:
-    """Operation name -> commands, for the operations `run` adds on one host with `facts`."""
+    """Operation name -> commands, for the operations `run(settings)` adds on one host with
+    `facts`, after the settings check as deploy.py makes it (a host whose settings fail it
+    gets only that check's failure)."""
     host_data = default_data() | (data or {})
     group_lists = {group: ([name], {}) for group in groups}
     inventory = Inventory(([name], host_data), **group_lists)
@@ -79,7 +84,9 @@ def planned_commands(
         stack.enter_context(mock.patch.object(Host, "get_fact", lambda self, cls, *a, **kw: table(self, cls, *a, **kw)))
         stack.enter_context(ctx_state.use(state))
         stack.enter_context(ctx_host.use(host))
-        run()
+        settings = check_settings(inventory)
+        if settings is not None:
+            run(settings)
         for op_hash in host.op_hash_order:
             op_data = state.get_op_data_for_host(host, op_hash)
             names = ", ".join(sorted(state.get_op_meta(op_hash).names))

@@ -19,7 +19,6 @@ import pytest
 import yaml
 from pyinfra.api.util import get_template
 
-from tasks import grafana
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "files" / "grafana" / "scaphandre-opennebula.json"
@@ -218,12 +217,3 @@ def test_provider_needs_every_setting():
     # pyinfra renders with StrictUndefined: a missing setting fails rather than writing "".
     with pytest.raises(Exception, match="StrictUndefined|grafana_dashboard_folder"):
         get_template(str(PROVIDER)).render(grafana_dashboards_dir="/srv/dash")
-
-
-def test_deploy_defaults_and_restart_command():
-    assert grafana.DEFAULT_PROVISIONING_DIR == "/etc/grafana/provisioning/dashboards"
-    assert grafana.DEFAULT_DASHBOARDS_DIR == "/var/lib/grafana/dashboards/opennebula"
-    assert grafana.DASHBOARD == DASHBOARD and grafana.PROVIDER_TEMPLATE == PROVIDER
-    command = grafana._restart_command("grafana-server")
-    assert "systemctl try-restart grafana-server" in command, "a stopped Grafana stays stopped"
-    assert "systemctl cat 'x; rm -rf /'" in grafana._restart_command("x; rm -rf /"), "the unit name is quoted"

@@ -1,16 +1,12 @@
-"""Matching inventory hosts to OpenNebula hosts (DESIGN part 4) and the monitor-DB fallback."""
+"""Matching inventory hosts to OpenNebula hosts (tasks/opennebula/matching.py): by ID, by
+name, by TEMPLATE/HOSTNAME, the pool's indexes, and the monitor-database fallback."""
+
+import itertools
 
 import pytest
 
-from tasks.opennebula import (
-    HostMatchError,
-    HostQuery,
-    OneHost,
-    OpenNebulaError,
-    match_host,
-    match_hosts,
-    monitor_db_host_id,
-)
+from tasks.opennebula.matching import HostMatchError, HostQuery, match_host, monitor_db_host_id, resolve_hypervisors
+from tasks.opennebula.pool import HostPool, OneHost, OpenNebulaError
 
 
 def one_host(host_id, name, hostname=None, im_mad="kvm", state=2, state_name="MONITORED"):
@@ -178,22 +174,25 @@ def test_pool_of_one_host_still_requires_a_match():
         match_host(pool, inventory_name="hv2")
 
 
-def test_match_hosts_collects_matches_and_errors_without_stopping():
+def test_resolve_hypervisors_collects_matches_and_errors_without_stopping():
     queries = [
         HostQuery("hv1"),
         HostQuery("ghost"),
-        HostQuery("n17", node_hostname="rack3-n17"),
+        HostQuery("n17"),
         HostQuery("whatever", one_host_id=5),
     ]
-    matches, errors = match_hosts(POOL, queries)
+    asked = []
+    hostnames = {"n17": "rack3-n17"}
+    matches, errors = resolve_hypervisors(POOL, queries, lambda name: asked.append(name) or hostnames.get(name))
     assert {name: host.id for name, host in matches.items()} == {"hv1": 0, "n17": 2, "whatever": 5}
     assert set(errors) == {"ghost"}
     assert errors["ghost"].inventory_name == "ghost"
+    assert asked == ["ghost", "n17"], "only hosts no name matched are asked for their hostname"
 
 
-def test_match_hosts_rejects_two_inventory_hosts_on_one_opennebula_host():
-    matches, errors = match_hosts(POOL, [HostQuery("hv1"), HostQuery("hv1.example.org"),
-                                         HostQuery("hv2")])
+def test_resolve_hypervisors_rejects_two_inventory_hosts_on_one_opennebula_host():
+    matches, errors = resolve_hypervisors(POOL, [HostQuery("hv1"), HostQuery("hv1.example.org"),
+                                                 HostQuery("hv2")])
     assert set(matches) == {"hv2"}
     assert set(errors) == {"hv1", "hv1.example.org"}
     assert "hv1 (ID 0)" in str(errors["hv1"])
@@ -215,3 +214,39 @@ def test_monitor_db_with_several_ids_names_them():
     with pytest.raises(OpenNebulaError) as caught:
         monitor_db_host_id(["status_kvm_3.db", "status_kvm_11.db"])
     assert "3, 11" in str(caught.value) and "one_host_id" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- the pool's indexes
+
+HOSTS = [
+    OneHost(1, "hv1", "hv1", "kvm", 2, "MONITORED"),
+    OneHost(2, "HV2.cloud.test", "node2", "kvm", 2, "MONITORED"),
+    OneHost(3, "hv3.a.test", "hv3", "kvm", 2, "MONITORED"),
+    OneHost(4, "hv3.b.test", "hv3-b", "kvm", 2, "MONITORED"),
+    OneHost(5, "192.0.2.5", "kvm5.cloud.test", "kvm", 2, "MONITORED"),
+    OneHost(6, "kvm6", None, "lxc", 4, "DISABLED"),
+    OneHost(7, "Node7", "node7.cloud.test", "kvm", 2, "MONITORED"),
+]
+NAMES = ["hv1", "HV1", "hv1.cloud.test", "hv2", "hv2.cloud.test", "hv3", "hv3.a.test", "hv3.c.test",
+         "192.0.2.5", "192.0.2", "kvm5", "kvm6", "node7", "node7.other.test", "unknown", "192.0.2.5.x"]
+HOSTNAMES = [None, "node2", "NODE2", "kvm5", "kvm5.cloud.test", "hv3", "node7", "192.0.2.5"]
+
+
+def indexed_outcome(pool, name, hostname):
+    try:
+        return match_host(pool, inventory_name=name, node_hostname=hostname).id
+    except HostMatchError as error:
+        return str(error)
+
+
+@pytest.mark.parametrize("name, hostname", list(itertools.product(NAMES, HOSTNAMES)))
+def test_indexed_and_scanned_matching_agree(name, hostname):
+    assert indexed_outcome(HostPool(HOSTS), name, hostname) == indexed_outcome(list(HOSTS), name, hostname)
+
+
+def test_the_index_is_built_once_per_pool():
+    pool = HostPool(HOSTS)
+    match_host(pool, inventory_name="hv1")
+    first = pool.index("NAME", lambda host: host.name)
+    match_host(pool, inventory_name="hv3.a.test")
+    assert pool.index("NAME", lambda host: host.name) is first

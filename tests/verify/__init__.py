@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.scaphandre.spec import exporter_address
+from tasks.settings import Settings, SettingsError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 HYPERVISORS_GROUP = "hypervisors"
@@ -211,24 +214,17 @@ def load_verify_hosts(inventory_path: str, *, ssh_config_dir: Path, cwd: str | N
 # --------------------------------------------------------------------------- expectations
 
 
+def settings_of(host: VerifyHost | InventoryHost) -> Settings:
+    """The host's settings as the deploy checks them; the test fails naming a bad key."""
+    try:
+        return Settings.from_data(host.data)
+    except SettingsError as error:
+        raise AssertionError(f"{host.name}: {error}") from None
+
+
 def scrape_address(hypervisor: VerifyHost) -> str:
-    """host:port Prometheus scrapes for this hypervisor (as the deploy writes it)."""
-    scrape_host = hypervisor.data.get("scaphandre_scrape_host") or hypervisor.name
-    return f"{scrape_host}:{hypervisor.data.get('scaphandre_port') or 8080}"
-
-
-def expected_binds(data: dict[str, Any]) -> list[str]:
-    """The bind mounts the Scaphandre container must have, from the host data."""
-    binds = ["/proc:/proc", "/sys/class/powercap:/sys/class/powercap"]
-    if data.get("scaphandre_containers", True):
-        binds.append("/var/run/docker.sock:/var/run/docker.sock")
-    return binds
-
-
-def metrics_probe_host(data: dict[str, Any]) -> str:
-    """Where the hypervisor itself reaches the exporter: loopback for a wildcard listen address."""
-    listen = str(data.get("scaphandre_listen_address") or "0.0.0.0")
-    return "127.0.0.1" if listen in ("0.0.0.0", "::", "") else listen
+    """host:port Prometheus scrapes for this hypervisor, as the deploy writes it."""
+    return exporter_address(settings_of(hypervisor), hypervisor.name)
 
 
 def http_get_command(url: str, *, timeout_s: int = 10) -> str:
@@ -275,10 +271,10 @@ class Node:
     data: dict[str, Any] = field(repr=False)
     host: Any = field(repr=False)  # testinfra.host.Host
 
-    def setting(self, key: str, default: Any = None) -> Any:
-        """A host-data value, the default when unset or None (as the deploy reads its settings)."""
-        value = self.data.get(key)
-        return default if value is None else value
+    @property
+    def settings(self) -> Settings:
+        """Its settings, read and checked as the deploy reads them."""
+        return settings_of(self)
 
 
 def fetch_url(node: Node, url: str) -> tuple[bool, str]:

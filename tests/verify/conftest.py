@@ -21,7 +21,10 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from tasks.opennebula import HostMatchError, OneHost, OpenNebulaError, fetch_host_pool, match_host, resolve_endpoint
+from tasks.opennebula.client import fetch_host_pool, resolve_endpoint
+from tasks.opennebula.matching import HostQuery, resolve_hypervisors
+from tasks.opennebula.pool import OneHost, OpenNebulaError
+from tasks.prometheus.job import shard_of
 from tests.verify import (
     HYPERVISORS_GROUP,
     PROMETHEUS_GROUP,
@@ -31,12 +34,12 @@ from tests.verify import (
     fetch_url,
     load_verify_hosts,
     scrape_address,
+    settings_of,
 )
 
 # A fresh deploy may not have been scraped yet: Prometheus gets this long to report targets up.
 TARGETS_UP_WAIT_S = 30
 TARGETS_POLL_INTERVAL_S = 2
-DEFAULT_PROMETHEUS_API_URL = "http://localhost:9090"
 
 _HOSTS_KEY = pytest.StashKey[list]()
 _SSH_DIR_KEY = pytest.StashKey[str]()
@@ -138,29 +141,6 @@ def _node_hostname(target: VerifyHost) -> str | None:
     return result.stdout.strip() or None
 
 
-def _match(pool: list[OneHost], target: VerifyHost) -> OneHost:
-    """The OpenNebula host of this hypervisor, matched the way the deploy matches it.
-
-    Inventory settings and names first; the node's hostname against
-    TEMPLATE/HOSTNAME only when they do not match (as the deploy does).
-    """
-    explicit_id = target.data.get("one_host_id")
-    query = {
-        "inventory_name": target.name,
-        "one_host_id": int(explicit_id) if explicit_id is not None else None,
-        "one_host_name": target.data.get("one_host_name"),
-    }
-    try:
-        return match_host(pool, **query)
-    except HostMatchError:
-        if explicit_id is not None:
-            raise
-        node_hostname = _node_hostname(target)
-        if not node_hostname:
-            raise
-        return match_host(pool, **query, node_hostname=node_hostname)
-
-
 @pytest.fixture(scope="session")
 def opennebula_hosts(inventory_hypervisors) -> dict[str, OneHost | str]:
     """Inventory name -> its OpenNebula host, or the operator-facing reason it has none.
@@ -170,24 +150,21 @@ def opennebula_hosts(inventory_hypervisors) -> dict[str, OneHost | str]:
     """
     if not inventory_hypervisors:
         return {}
-    data = inventory_hypervisors[0].data
+    settings = {target.name: settings_of(target) for target in inventory_hypervisors}
+    first = next(iter(settings.values()))
     try:
         endpoint = resolve_endpoint(
-            one_xmlrpc=data.get("one_xmlrpc"),
-            one_auth_file=data.get("one_auth_file"),
-            timeout=data.get("one_xmlrpc_timeout"),
+            one_xmlrpc=first.one_xmlrpc, one_auth_file=first.one_auth_file, timeout=first.one_xmlrpc_timeout
         )
         pool = fetch_host_pool(endpoint)
     except OpenNebulaError as error:  # messages never hold the secret
         reason = f"cannot ask OpenNebula for the expected host IDs: {error}"
         return {target.name: reason for target in inventory_hypervisors}
-    found: dict[str, OneHost | str] = {}
-    for target in inventory_hypervisors:
-        try:
-            found[target.name] = _match(pool, target)
-        except HostMatchError as error:
-            found[target.name] = str(error)
-    return found
+    by_name = {target.name: target for target in inventory_hypervisors}
+    queries = [HostQuery(name, value.one_host_id, value.one_host_name) for name, value in settings.items()]
+    # The deploy's own matching: names first, the node's `uname -n` only when they do not match.
+    matches, errors = resolve_hypervisors(pool, queries, lambda name: _node_hostname(by_name[name]))
+    return {**{name: str(error) for name, error in errors.items()}, **matches}
 
 
 # --------------------------------------------------------------------------- Prometheus API
@@ -228,18 +205,33 @@ def _targets_reports() -> dict[str, TargetsReport]:
 
 
 @pytest.fixture
-def prometheus_targets(prometheus_server, inventory_hypervisors, _targets_reports) -> TargetsReport:
-    """The job's active targets as Prometheus reports them, polled until every
-    hypervisor is up or TARGETS_UP_WAIT_S passed (a fresh deploy may not be scraped yet)."""
+def prometheus_targets(prometheus_server, inventory_hypervisors, prometheus_server_names,
+                       _targets_reports) -> TargetsReport:
+    """The job's active targets as Prometheus reports them, polled until every hypervisor
+    it scrapes is up or TARGETS_UP_WAIT_S passed (a fresh deploy may not be scraped yet)."""
     if prometheus_server.name not in _targets_reports:
-        _targets_reports[prometheus_server.name] = _poll_targets(prometheus_server, inventory_hypervisors)
+        _targets_reports[prometheus_server.name] = _poll_targets(
+            prometheus_server, inventory_hypervisors, prometheus_server_names)
     return _targets_reports[prometheus_server.name]
 
 
-def _poll_targets(server: Node, hypervisors: list[VerifyHost]) -> TargetsReport:
-    api_url = server.setting("prometheus_api_url", DEFAULT_PROMETHEUS_API_URL)
-    job_name = server.setting("prometheus_job_name", "scaphandre")
-    wanted = {scrape_address(target) for target in hypervisors}
+def scraped_here(server: Node, address: str, servers: list[str]) -> bool:
+    """Whether this server scrapes the address: all of them, or in shard mode its hashmod share."""
+    if server.settings.prometheus_scrape_mode != "shard":
+        return True
+    return shard_of(address, len(servers)) == servers.index(server.name)
+
+
+@pytest.fixture(scope="session")
+def prometheus_server_names(request) -> list[str]:
+    """The inventory's Prometheus servers, in inventory order (the shard order)."""
+    return [host.name for host in _members(request.config, PROMETHEUS_GROUP)]
+
+
+def _poll_targets(server: Node, hypervisors: list[VerifyHost], servers: list[str]) -> TargetsReport:
+    api_url = server.settings.prometheus_api_url
+    job_name = server.settings.prometheus_job_name
+    wanted = {scrape_address(t) for t in hypervisors if scraped_here(server, scrape_address(t), servers)}
     started = time.monotonic()
     while True:
         by_address, error = _active_targets(server, api_url, job_name)

@@ -1,4 +1,4 @@
-"""What a deploy must have left on every hypervisor (DESIGN part 6).
+"""What a deploy must have left on every hypervisor.
 
 Each test runs once per host of group `hypervisors`; its id names the host and
 every failure message starts with it, in terms an operator can act on.
@@ -11,17 +11,22 @@ import re
 
 import pytest
 
-from tasks.hypervisor_plan import UnsupportedHostError, rapl_modules
-from tests.verify import Node, expected_binds, fetch_url, metrics_probe_host
+from tasks.host_failure import UnsupportedHostError
+from tasks.rapl.plan import MODULES_LOAD_FILE, RAPL_ZONE, rapl_modules
+from tasks.scaphandre.spec import ScaphandreSpec, scaphandre_spec
+from tests.verify import Node, fetch_url
 
-RAPL_ZONE = "/sys/class/powercap/intel-rapl:0"
-MODULES_LOAD_FILE = "/etc/modules-load.d/scaphandre-rapl.conf"
 POWER_METRIC = "scaph_host_power_microwatts"
 CONTAINER_PORT = "8080/tcp"
 
 
 def container_name(node: Node) -> str:
-    return node.setting("scaphandre_container_name", "scaphandre")
+    return node.settings.scaphandre_container_name
+
+
+def spec(node: Node) -> ScaphandreSpec:
+    """The container the deploy runs on this host, from its settings."""
+    return scaphandre_spec(node.settings)
 
 
 def inspect_container(node: Node) -> dict:
@@ -35,7 +40,7 @@ def inspect_container(node: Node) -> dict:
 
 def expected_modules(node: Node) -> list[str]:
     """The RAPL modules the deploy persists: rapl_modules, else chosen from CPU vendor and kernel."""
-    configured = node.setting("rapl_modules")
+    configured = node.settings.rapl_modules
     if configured:
         return list(configured)
     vendor = node.host.run("sed -n 's/^vendor_id[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1")
@@ -91,7 +96,7 @@ def test_container_running(hypervisor: Node):
 
 
 def test_container_image(hypervisor: Node):
-    wanted = hypervisor.setting("scaphandre_image")
+    wanted = hypervisor.settings.scaphandre_image
     image = (inspect_container(hypervisor).get("Config") or {}).get("Image")
     assert image == wanted, (
         f"{hypervisor.name}: container {container_name(hypervisor)} runs image {image}, not the configured {wanted}"
@@ -100,7 +105,7 @@ def test_container_image(hypervisor: Node):
 
 def test_container_restart_policy(hypervisor: Node):
     """The restart policy brings the exporter back after a reboot or a crash."""
-    wanted = hypervisor.setting("scaphandre_restart_policy", "unless-stopped")
+    wanted = hypervisor.settings.scaphandre_restart_policy
     policy = ((inspect_container(hypervisor).get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name")
     assert policy == wanted, (
         f"{hypervisor.name}: container {container_name(hypervisor)} has restart policy {policy!r}, "
@@ -112,7 +117,7 @@ def test_container_mounts(hypervisor: Node):
     """/proc and the powercap tree (and the Docker socket for --containers) are bind-mounted."""
     mounts = inspect_container(hypervisor).get("Mounts") or []
     present = {f"{m.get('Source')}:{m.get('Destination')}" for m in mounts}
-    missing = [bind for bind in expected_binds(hypervisor.data) if bind not in present]
+    missing = [bind for bind in spec(hypervisor).volumes if bind not in present]
     assert not missing, (
         f"{hypervisor.name}: container {container_name(hypervisor)} lacks the mounts {', '.join(missing)} "
         f"(has {', '.join(sorted(present)) or 'none'})"
@@ -121,8 +126,8 @@ def test_container_mounts(hypervisor: Node):
 
 def test_container_port_published(hypervisor: Node):
     """Scaphandre's port 8080 is published on the configured address and port."""
-    port = str(hypervisor.setting("scaphandre_port", 8080))
-    listen = hypervisor.setting("scaphandre_listen_address", "0.0.0.0")
+    port = str(hypervisor.settings.scaphandre_port)
+    listen = hypervisor.settings.scaphandre_listen_address
     bindings = ((inspect_container(hypervisor).get("HostConfig") or {}).get("PortBindings") or {}).get(CONTAINER_PORT)
     published = {(b.get("HostIp") or "0.0.0.0", str(b.get("HostPort"))) for b in bindings or []}
     assert (listen or "0.0.0.0", port) in published, (
@@ -133,7 +138,7 @@ def test_container_port_published(hypervisor: Node):
 
 def test_metrics_served(hypervisor: Node):
     """/metrics answers on the host with a host power value."""
-    url = f"http://{metrics_probe_host(hypervisor.data)}:{hypervisor.setting('scaphandre_port', 8080)}/metrics"
+    url = f"http://{spec(hypervisor).metrics_probe_address}:{hypervisor.settings.scaphandre_port}/metrics"
     ok, body = fetch_url(hypervisor, url)
     assert ok, f"{hypervisor.name}: {url} does not answer: {body}"
     value = re.search(rf"^{POWER_METRIC}(?:{{[^}}]*}})?\s+(\S+)", body, re.MULTILINE)

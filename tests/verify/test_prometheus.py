@@ -1,4 +1,4 @@
-"""What a deploy must have left on every Prometheus server (DESIGN part 6).
+"""What a deploy must have left on every Prometheus server.
 
 Per server: the live prometheus.yml passes promtool, holds the scrape job reading
 the targets file; per (server, hypervisor): the hypervisor is a target with the
@@ -13,27 +13,20 @@ import posixpath
 import pytest
 import yaml
 
-from tasks.opennebula import OneHost
+from tasks.opennebula.pool import OneHost
 from tests.verify import Node, VerifyHost, scrape_address
-from tests.verify.conftest import TargetsReport
-
-DEFAULT_CANDIDATES = [
-    ("/etc/one/prometheus/prometheus.yml", "opennebula-prometheus"),
-    ("/etc/prometheus/prometheus.yml", "prometheus"),
-]
-DEFAULT_PROMTOOLS = ["/usr/bin/promtool", "/usr/lib/one/prometheus/promtool", "/usr/local/bin/promtool"]
-
+from tests.verify.conftest import TargetsReport, scraped_here
 
 def job_name(server: Node) -> str:
-    return server.setting("prometheus_job_name", "scaphandre")
+    return server.settings.prometheus_job_name
 
 
 def config_path(server: Node) -> str:
     """The live prometheus.yml: prometheus_config_file, else the first existing candidate."""
-    configured = server.setting("prometheus_config_file")
+    configured = server.settings.prometheus_config_file
     if configured:
         return configured
-    candidates = [pair[0] for pair in server.setting("prometheus_candidates", DEFAULT_CANDIDATES)]
+    candidates = [pair[0] for pair in server.settings.prometheus_candidates]
     for path in candidates:
         if server.host.file(path).is_file:
             return path
@@ -46,7 +39,7 @@ def config_path(server: Node) -> str:
 
 def targets_path(server: Node) -> str:
     """The file_sd targets file: prometheus_targets_file, else scaphandre_targets.yml beside prometheus.yml."""
-    return server.setting("prometheus_targets_file") or posixpath.join(
+    return server.settings.prometheus_targets_file or posixpath.join(
         posixpath.dirname(config_path(server)), "scaphandre_targets.yml"
     )
 
@@ -93,7 +86,7 @@ def expected_one_host(hypervisor: VerifyHost, opennebula_hosts: dict) -> OneHost
 
 
 def promtool(server: Node) -> str:
-    for path in server.setting("promtool_binaries", DEFAULT_PROMTOOLS):
+    for path in server.settings.promtool_binaries:
         if server.host.file(path).is_file:
             return path
     pytest.fail(f"{server.name}: promtool not found; install it or list it in promtool_binaries", pytrace=False)
@@ -159,13 +152,20 @@ def test_hypervisor_is_target(prometheus_server: Node, hypervisor: Node, invento
 
 
 def test_prometheus_reports_target_up(
-    prometheus_server: Node, hypervisor: Node, inventory_hypervisors, opennebula_hosts, prometheus_targets: TargetsReport
+    prometheus_server: Node, hypervisor: Node, inventory_hypervisors, opennebula_hosts,
+    prometheus_server_names, prometheus_targets: TargetsReport,
 ):
-    """Prometheus' own API shows the hypervisor scraped successfully, with its OpenNebula ID."""
+    """Prometheus' own API shows the hypervisor scraped successfully, with its OpenNebula ID
+    (in shard mode: by the one server whose share it is, and by no other)."""
     assert prometheus_targets.error is None, f"{prometheus_server.name}: {prometheus_targets.error}"
     target = _inventory_entry(hypervisor, inventory_hypervisors)
     address = scrape_address(target)
     seen = prometheus_targets.by_address.get(address)
+    if not scraped_here(prometheus_server, address, prometheus_server_names):
+        assert seen is None, (
+            f"{prometheus_server.name}: scrapes {hypervisor.name} ({address}), whose shard is another server's"
+        )
+        return
     assert seen is not None, (
         f"{prometheus_server.name}: Prometheus has no active target {address} ({hypervisor.name}) "
         f"in job {job_name(prometheus_server)!r} after {prometheus_targets.waited_s:.0f} s"

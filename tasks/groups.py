@@ -1,0 +1,25 @@
+"""The inventory groups the deploy acts on, and their members."""
+
+from __future__ import annotations
+
+from pyinfra.api.exceptions import NoGroupError
+
+HYPERVISORS = "hypervisors"  # OpenNebula KVM hosts: RAPL, Docker engine, Scaphandre
+PROMETHEUS = "prometheus"  # servers that scrape them
+GRAFANA = "grafana"  # optional: the dashboard
+
+
+def members(inventory, group: str) -> list:
+    """Every host of `group` in the inventory, also those outside this run's --limit."""
+    try:
+        return list(inventory.get_group(group))
+    except NoGroupError:
+        return []
+
+
+def hypervisors(inventory) -> list:
+    return members(inventory, HYPERVISORS)
+
+
+def prometheus_servers(inventory) -> list:
+    return members(inventory, PROMETHEUS)

@@ -1,0 +1,108 @@
+"""The `hypervisors` group built from OpenNebula's host pool (optional).
+
+In inventory.py:
+
+    from tasks.opennebula.discovery import opennebula_hypervisors
+    hypervisors = opennebula_hypervisors()
+
+Every KVM host OpenNebula knows becomes an inventory host named after its NAME,
+with its ID set (no matching needed); hosts that are disabled, offline or in error,
+and non-KVM hosts, are skipped with a line saying so. Adding a hypervisor to
+OpenNebula is then enough for the next run to deploy it. The pool fetched here is
+the one deploy.py uses: still one API call per run.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from tasks.opennebula.pool import OneHost
+
+# OpenNebula host states whose hosts cannot take a deploy now.
+SKIPPED_STATES = {"ERROR", "DISABLED", "MONITORING_ERROR", "MONITORING_DISABLED", "OFFLINE"}
+
+DISCOVERY_KEYS = (
+    "discovery_ssh_address",
+    "discovery_ssh_port",
+    "discovery_ssh_user",
+    "discovery_scrape_host",
+    "discovery_host_data",
+)
+
+
+class DiscoveryError(ValueError):
+    """A connection pattern cannot be filled for a host; the message names both."""
+
+
+def _fill(pattern: str, host: OneHost, setting: str) -> str:
+    fields = {
+        "name": host.name,
+        "hostname": host.hostname or host.name,
+        "id": host.id,
+        "template": dict(host.template),
+    }
+    try:
+        return str(pattern).format(**fields)
+    except (KeyError, IndexError, AttributeError) as missing:
+        raise DiscoveryError(
+            f"{setting} {pattern!r} cannot be filled for OpenNebula host {host.name} (ID {host.id}): "
+            f"it has no {missing}; use {{name}}, {{hostname}}, {{id}} or {{template[ATTRIBUTE]}}"
+        ) from None
+
+
+def discovered_hypervisors(
+    pool: Sequence[OneHost], settings: Mapping
+) -> tuple[list[tuple[str, dict]], list[str]]:
+    """Inventory entries for the usable KVM hosts of the pool, and one line per skipped host."""
+    entries, skipped = [], []
+    for host in sorted(pool, key=lambda h: h.id):
+        if host.im_mad.lower() != "kvm":
+            skipped.append(f"{host.name} (ID {host.id}) skipped: {host.im_mad} host, not KVM")
+            continue
+        if host.state_name in SKIPPED_STATES:
+            skipped.append(f"{host.name} (ID {host.id}) skipped: {host.state_name.lower()} in OpenNebula")
+            continue
+        data = dict(settings.get("discovery_host_data") or {})
+        data["one_host_id"] = host.id
+        data["ssh_hostname"] = _fill(settings.get("discovery_ssh_address") or "{name}", host, "discovery_ssh_address")
+        data["scaphandre_scrape_host"] = _fill(
+            settings.get("discovery_scrape_host") or "{name}", host, "discovery_scrape_host"
+        )
+        if settings.get("discovery_ssh_port"):
+            port = _fill(settings["discovery_ssh_port"], host, "discovery_ssh_port")
+            if not port.isdigit():
+                raise DiscoveryError(f"discovery_ssh_port gives {port!r} for {host.name}, not a port number")
+            data["ssh_port"] = int(port)
+        if settings.get("discovery_ssh_user"):
+            data["ssh_user"] = settings["discovery_ssh_user"]
+        entries.append((host.name, data))
+    return entries, skipped
+
+
+def _group_data_settings() -> dict:
+    """Settings as pyinfra will see them for the group: group_data/all.py, then hypervisors.py."""
+    settings: dict = {}
+    for name in ("all.py", "hypervisors.py"):
+        path = Path.cwd() / "group_data" / name
+        if path.exists():
+            settings.update({k: v for k, v in runpy.run_path(str(path)).items() if not k.startswith("_")})
+    return settings
+
+
+def opennebula_hypervisors(**overrides) -> list[tuple[str, dict]]:
+    """The `hypervisors` group from OpenNebula, for inventory.py.
+
+    Settings come from group_data (all.py, hypervisors.py) with `overrides` on top:
+    the OpenNebula ones (one_xmlrpc, one_auth_file, ...) and the discovery patterns.
+    """
+    from tasks.opennebula import host_pool  # imports pyinfra; kept out of the pure part above
+
+    settings = _group_data_settings() | overrides
+    pool = host_pool(settings.get("one_xmlrpc"), settings.get("one_auth_file"), settings.get("one_xmlrpc_timeout"))
+    entries, skipped = discovered_hypervisors(pool, settings)
+    for line in skipped:
+        print(f"--> OpenNebula discovery: {line}", file=sys.stderr)
+    return entries

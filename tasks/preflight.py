@@ -1,0 +1,31 @@
+"""The first step on every host: its settings, typed and checked before anything runs."""
+
+from __future__ import annotations
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+
+from tasks.host_failure import fail_host
+from tasks.run_memo import once_per_run
+from tasks.settings import Settings, SettingsError, unknown_keys
+
+
+@once_per_run
+def settings_of(host_name: str, inventory) -> Settings:
+    """The checked settings of any inventory host (also one outside this run's --limit),
+    built once per run. Raises SettingsError naming each bad key."""
+    return Settings.from_data(inventory.get_host(host_name).data.dict())
+
+
+@deploy("Check the settings")
+def check_settings(inventory) -> Settings | None:
+    """Guarantees this host's settings are usable before any step reads them: on a bad
+    value the host fails here, naming the key and the fix, and nothing else is planned for
+    it. Keys that look like ours but are unknown (typos) are named as warnings."""
+    for line in unknown_keys(host.data.dict()):
+        logger.warning(f"{host.print_prefix}{line}")
+    try:
+        return settings_of(host.name, inventory)
+    except SettingsError as error:
+        fail_host(name="Check the settings", reason=str(error))
+        return None

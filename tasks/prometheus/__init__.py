@@ -1,0 +1,214 @@
+"""Prometheus: the scrape job on every server of the `prometheus` group, or a snippet to paste.
+
+targets.py renders the file_sd targets file, job.py the scrape job, config_file.py
+edits prometheus.yml, rules.py adapts the shipped rules; facts.py finds the
+server, operations.py writes each file only after promtool accepts it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import files, python
+
+from tasks import groups
+from tasks.host_failure import fail_host
+from tasks.prometheus.facts import PrometheusServer
+from tasks.prometheus.job import prometheus_version, scaphandre_job, scrape_job_snippet, shard_relabel_configs
+from tasks.prometheus.operations import prometheus_job, prometheus_job_absent, prometheus_rules
+from tasks.prometheus.rules import rules_for_job
+from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_targets_file
+from tasks.run_memo import once_per_run
+from tasks.settings import Settings
+
+if TYPE_CHECKING:  # tasks.cloud itself uses this package's targets
+    from tasks.cloud import CloudView
+
+RULES_FILE = Path(__file__).resolve().parents[2] / "files" / "prometheus" / "scaphandre_rules.yml"
+
+
+@dataclass(frozen=True)
+class PrometheusLayout:
+    """Where one server's Prometheus keeps what the deploy touches."""
+
+    config_file: str
+    service: str
+    promtool: str
+    version: tuple[int, int, int]
+    targets_file: str
+    rules_file: str
+
+
+def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
+    """This server's config file, service, promtool and version; None (and the host failed
+    with what to set) when one of them cannot be found."""
+    found = host.get_fact(
+        PrometheusServer,
+        candidates=[tuple(pair) for pair in settings.prometheus_candidates],
+        binaries=list(settings.prometheus_binaries),
+        promtools=list(settings.promtool_binaries),
+    )
+    config_file = settings.prometheus_config_file or found["config"]
+    service = settings.prometheus_service or found["service"]
+    if not config_file or not service:
+        fail_host(
+            name="Find Prometheus",
+            reason="no Prometheus config found (looked for "
+            + ", ".join(path for path, _ in settings.prometheus_candidates)
+            + "); set prometheus_config_file and prometheus_service for this host",
+        )
+        return None
+    if not found["promtool"]:
+        fail_host(name="Find promtool", reason="promtool not found: install it or list it in promtool_binaries")
+        return None
+    try:
+        version = prometheus_version(found["version"])
+    except ValueError as error:
+        fail_host(name="Find the Prometheus version", reason=f"{error}; list the binary in prometheus_binaries")
+        return None
+    config_dir = posixpath.dirname(config_file)
+    return PrometheusLayout(
+        config_file=config_file,
+        service=service,
+        promtool=found["promtool"],
+        version=version,
+        targets_file=settings.prometheus_targets_file or posixpath.join(config_dir, "scaphandre_targets.yml"),
+        rules_file=settings.prometheus_rules_file or posixpath.join(config_dir, "scaphandre_rules.yml"),
+    )
+
+
+def _shard(settings: Settings, inventory) -> tuple[int, int] | None:
+    """(this server's index, number of servers) when the hypervisors are sharded, else None."""
+    if settings.prometheus_scrape_mode == "replicate":
+        return None
+    servers = [server.name for server in groups.prometheus_servers(inventory)]
+    return servers.index(host.name), len(servers)
+
+
+def _write_targets(cloud: CloudView, targets_file: str) -> None:
+    """The targets file lists every hypervisor; Prometheus rereads it by itself (no reload)."""
+    previous_lines = host.get_fact(FileContents, path=targets_file)
+
+    def previous_targets() -> list[ScrapeTarget]:
+        try:
+            return parse_targets_file("\n".join(previous_lines or []))
+        except ValueError:
+            return []  # rewritten below from what is known now
+
+    targets, warnings = cloud.scrape_targets(previous_targets)
+    for warning in warnings:
+        logger.warning(f"{host.print_prefix}{warning}")
+    try:
+        targets_text = render_targets_file(targets)
+    except ValueError as clash:  # two old entries of the file claiming one address or ID
+        fail_host(name="Write the Scaphandre scrape targets", reason=str(clash))
+        return
+    if previous_lines is not None and "\n".join(previous_lines) + "\n" == targets_text:
+        host.noop(f"{targets_file} already lists every hypervisor")  # already read: no second look
+        return
+    files.put(name="Write the Scaphandre scrape targets", src=StringIO(targets_text), dest=targets_file, mode="644")
+
+
+@deploy("Prometheus scrape job")
+def configure_prometheus(settings: Settings, cloud: CloudView, inventory) -> None:
+    """Guarantees this Prometheus server scrapes every hypervisor of the inventory: the
+    file_sd targets file lists them with their OpenNebula IDs, and prometheus.yml holds
+    the job (checked with promtool, backed up, reloaded only when it changed)."""
+    server = _locate_prometheus(settings)
+    if server is None:
+        return
+    job = scaphandre_job(
+        targets_file=server.targets_file,
+        prometheus_version=server.version,
+        job_name=settings.prometheus_job_name,
+        scrape_interval=settings.prometheus_scrape_interval,
+    )
+    shard = _shard(settings, inventory)
+    if shard is not None:
+        job["relabel_configs"] = shard_relabel_configs(*shard)
+    _write_targets(cloud, server.targets_file)
+    rules_file = None
+    if settings.prometheus_rules:
+        rules_file = server.rules_file
+        # Before the config names it, so promtool checks the config with the rules in place.
+        prometheus_rules(
+            name=f"Write the Scaphandre recording and alerting rules to {rules_file}",
+            rules_path=rules_file,
+            rules_text=rules_for_job(RULES_FILE.read_text(), settings.prometheus_job_name),
+            config_path=server.config_file,
+            promtool=server.promtool,
+            service=server.service,
+        )
+    prometheus_job(
+        name=f"Add the {settings.prometheus_job_name} job to {server.config_file}",
+        config_path=server.config_file,
+        job=job,
+        promtool=server.promtool,
+        service=server.service,
+        rule_file=rules_file,
+    )
+
+
+@deploy("Remove the Prometheus scrape job")
+def remove_prometheus_job(settings: Settings) -> None:
+    """Guarantees this Prometheus server no longer has the job, its rules nor its targets
+    file; the config change is checked, backed up and reloaded like any other."""
+    server = _locate_prometheus(settings)
+    if server is None:
+        return
+    prometheus_job_absent(
+        name=f"Remove the {settings.prometheus_job_name} job from {server.config_file}",
+        config_path=server.config_file,
+        job_name=settings.prometheus_job_name,
+        promtool=server.promtool,
+        service=server.service,
+        rule_file=server.rules_file,
+    )
+    files.file(name="Remove the Scaphandre scrape targets", path=server.targets_file, present=False)
+    files.file(name="Remove the Scaphandre rules", path=server.rules_file, present=False)
+
+
+def _write_snippet(path: Path, text: str) -> None:
+    path.write_text(text)
+    logger.info(f"--> No `prometheus` host in the inventory: paste the job from {path} into prometheus.yml")
+
+
+@once_per_run
+def _snippet(cloud: CloudView, job_name: str, scrape_interval: str | None, major_version: int) -> str:
+    """The job with inline targets, worked out once per run."""
+    job = scaphandre_job(
+        targets_file="unused",  # the snippet lists its targets inline
+        prometheus_version=(major_version, 0, 0),
+        job_name=job_name,
+        scrape_interval=scrape_interval,
+    )
+    targets, warnings = cloud.scrape_targets(previous=list)
+    for warning in warnings:
+        logger.warning(f"--> {warning}")
+    return scrape_job_snippet(job, targets)
+
+
+@deploy("Prometheus job to paste")
+def write_job_snippet(settings: Settings, cloud: CloudView) -> None:
+    """With no Prometheus host, writes the job with static targets on the machine running
+    pyinfra, once per run and only when its content changed."""
+    text = _snippet(cloud, settings.prometheus_job_name, settings.prometheus_scrape_interval,
+                    settings.prometheus_snippet_major_version)
+    path = Path(settings.prometheus_snippet_file).resolve()
+    if path.exists() and path.read_text() == text:
+        host.noop(f"{path} already holds the job to paste")
+        return
+    python.call(
+        name=f"Write the Prometheus job to paste ({path})",
+        function=_write_snippet,
+        path=path,
+        text=text,
+        _run_once=True,
+    )

@@ -1,0 +1,81 @@
+"""The Scaphandre exporter container on a hypervisor.
+
+spec.py says what the container must be, facts.py and operations.py read the
+host and make it so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import docker
+
+from tasks.docker_engine.facts import DockerEngineInstalled
+from tasks.host_failure import fail_host
+from tasks.scaphandre.operations import image_from_archive, scaphandre_container
+from tasks.scaphandre.spec import image_registry, scaphandre_spec
+from tasks.settings import Settings
+
+
+def _log_in_to_registry(settings: Settings, image: str) -> bool:
+    """Plans `docker login` for a private registry; False (host failed) when it cannot."""
+    password_file = Path(settings.scaphandre_registry_password_file or "")
+    if not password_file.is_file():
+        fail_host(
+            name="Check the registry credentials",
+            reason="scaphandre_registry_username is set but scaphandre_registry_password_file "
+            f"{str(password_file)!r} is not a readable file on the machine running pyinfra",
+        )
+        return False
+    registry = image_registry(image)
+    if registry is None:
+        fail_host(
+            name="Check the registry credentials",
+            reason=f"scaphandre_image {image!r} names no registry host for the credentials to log in to",
+        )
+        return False
+    # pyinfra pipes the password to `docker login --password-stdin` and masks it in its output.
+    docker.login(
+        name=f"Log in to {registry}",
+        server=registry,
+        username=settings.scaphandre_registry_username,
+        password=password_file.read_text().strip(),
+    )
+    return True
+
+
+@deploy("Scaphandre exporter")
+def run_scaphandre(settings: Settings) -> None:
+    """Guarantees the Scaphandre container runs as the settings specify and serves /metrics."""
+    spec = scaphandre_spec(settings)
+    if settings.scaphandre_registry_username and not _log_in_to_registry(settings, spec.image):
+        return
+    archive = settings.scaphandre_image_archive
+    if archive:
+        if not Path(archive).is_file():
+            fail_host(
+                name="Check the image archive",
+                reason=f"scaphandre_image_archive {archive!r} is not a file on the machine running pyinfra "
+                "(make it with `docker save -o FILE IMAGE`)",
+            )
+            return
+        image_from_archive(name=f"Load {spec.image} from {Path(archive).name}", image=spec.image, archive=archive)
+    scaphandre_container(
+        name=f"Run Scaphandre container {spec.name} ({spec.image})",
+        spec=spec,
+        metrics_timeout_s=settings.scaphandre_metrics_timeout_s,
+    )
+
+
+@deploy("Remove Scaphandre")
+def remove_scaphandre(settings: Settings) -> None:
+    """Guarantees the Scaphandre container is gone."""
+    if host.get_fact(DockerEngineInstalled):
+        docker.container(
+            name="Remove the Scaphandre container",
+            container=settings.scaphandre_container_name,
+            present=False,
+            start=False,  # pyinfra 3.10 would otherwise try to start a container that is already gone
+        )

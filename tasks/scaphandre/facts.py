@@ -1,0 +1,17 @@
+"""What the Scaphandre step reads on a hypervisor (besides pyinfra's own Docker facts)."""
+
+from __future__ import annotations
+
+from pyinfra.api import FactBase
+
+
+class ListeningTcpSockets(FactBase):
+    """`ss -Hltnp` lines: every listening TCP socket with the process holding it (root sees all)."""
+
+    default = list
+
+    def command(self) -> str:
+        return "ss -Hltnp 2>/dev/null || true"
+
+    def process(self, output) -> list[str]:
+        return [line for line in output if line.strip()]

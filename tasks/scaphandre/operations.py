@@ -1,0 +1,100 @@
+"""Operations of the Scaphandre step, written the way pyinfra's own are: read facts,
+yield commands only when the state differs, say why when nothing changes."""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+
+from pyinfra import host, logger
+from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.facts.docker import DockerContainer, DockerImage
+from pyinfra.operations import docker
+
+from tasks.host_failure import failure_command
+from tasks.scaphandre.facts import ListeningTcpSockets
+from tasks.scaphandre.spec import ScaphandreSpec, container_drift, port_listeners, port_taken_message, publishes_port
+
+
+def _metrics_wait_command(spec: ScaphandreSpec, timeout_s: int) -> StringCommand:
+    address, port = spec.metrics_probe_address, spec.port
+    probe = (
+        f"exec 3<>/dev/tcp/{address}/{port} && "
+        "printf 'GET /metrics HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && grep -q '^scaph_' <&3"
+    )
+    script = (
+        f"for attempt in $(seq 1 {timeout_s}); do "
+        f"if ( {probe} ) 2>/dev/null; then exit 0; fi; sleep 1; done; "
+        f"echo 'Scaphandre /metrics on {address}:{port} did not answer within {timeout_s}s; "
+        f"last log lines of container {spec.name}:' >&2; "
+        f"docker logs --tail 20 {shlex.quote(spec.name)} >&2; exit 1"
+    )
+    return StringCommand("bash", "-c", shlex.quote(script))
+
+
+@operation()
+def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
+    """Guarantees the Scaphandre container runs exactly as `spec` says and serves /metrics.
+
+    It is recreated when image, command line, mounts, port, privileges, restart
+    policy or any other setting differ, and left alone otherwise. After any
+    change the operation waits (bounded) until /metrics answers, and shows the
+    container's last log lines when it does not.
+    """
+    existing = host.get_fact(DockerContainer, object_id=spec.name)
+    current = existing[0] if existing else None
+    drift = container_drift(current, spec)
+    if current and not drift and (current.get("State") or {}).get("Status") == "running":
+        host.noop(f"container {spec.name} runs {spec.image} as specified")
+        return
+
+    commands = list(
+        docker.container._inner(
+            container=spec.name,
+            image=spec.image,
+            command=" ".join(shlex.quote(arg) for arg in spec.command),
+            ports=[spec.port_binding],
+            volumes=spec.volumes,
+            labels=spec.labels,
+            restart_policy=spec.restart_policy,
+            privileged=spec.privileged,
+            extra_args=spec.security_args + spec.extra_args,
+            force=bool(drift),
+            present=True,
+            start=True,
+        )
+    )
+    if not commands:
+        host.noop(f"container {spec.name} runs {spec.image} as specified")
+        return
+    # Checked before anything is removed: a taken port must not cost a working container.
+    if not publishes_port(current, spec.port):
+        listeners = port_listeners(host.get_fact(ListeningTcpSockets), spec.port, spec.listen_address)
+        if listeners:
+            yield failure_command(port_taken_message(spec.port, listeners, spec.name))
+            return
+    if drift:
+        logger.info(f"{host.print_prefix}recreating container {spec.name}: {', '.join(drift)} changed")
+    yield from commands
+    yield _metrics_wait_command(spec, metrics_timeout_s)
+
+
+@operation()
+def image_from_archive(image: str, archive: str):
+    """Guarantees `image` is in this host's Docker engine, loaded from a local `docker save`
+    archive when it is missing (sites whose hypervisors reach no registry).
+
+    The archive is uploaded to /var/tmp, loaded and removed again; a host that already
+    has the image gets nothing, so the archive crosses the network once.
+    """
+    if host.get_fact(DockerImage, object_id=image):
+        host.noop(f"image {image} is already loaded")
+        return
+    remote = f"/var/tmp/scaphandre-image-{posixpath.basename(archive)}"
+    quoted = shlex.quote(remote)
+    yield FileUploadCommand(archive, remote)
+    yield StringCommand(
+        f"docker load -i {quoted} >/dev/null; loaded=$?; rm -f {quoted}; "
+        f"[ $loaded -eq 0 ] && docker image inspect {shlex.quote(image)} >/dev/null 2>&1 || "
+        f"{{ echo {shlex.quote(f'the archive {archive} does not hold {image} (or docker load failed): check scaphandre_image_archive and scaphandre_image')} >&2; exit 1; }}"
+    )

@@ -1,0 +1,71 @@
+"""The hypervisors group built from OpenNebula's host pool."""
+
+import pytest
+
+from tasks.opennebula.discovery import DiscoveryError, discovered_hypervisors
+from tasks.opennebula.pool import OneHost
+
+
+def one_host(id, name, im_mad="kvm", state_name="MONITORED", hostname=None, **template):
+    return OneHost(
+        id=id, name=name, hostname=hostname, im_mad=im_mad, state=2, state_name=state_name,
+        template=tuple(sorted((k, str(v)) for k, v in template.items())),
+    )
+
+
+POOL = [
+    one_host(12, "kvm-c", hostname="node-c", SSH_PORT=2203),
+    one_host(3, "kvm-a", hostname="node-a", SSH_PORT=2201),
+    one_host(5, "kvm-off", state_name="OFFLINE"),
+    one_host(6, "kvm-err", state_name="ERROR"),
+    one_host(7, "kvm-dis", state_name="DISABLED"),
+    one_host(9, "lxc-1", im_mad="lxc"),
+]
+
+
+def test_usable_kvm_hosts_become_inventory_hosts_with_their_ids():
+    entries, _ = discovered_hypervisors(POOL, {})
+    assert [(name, data["one_host_id"], data["ssh_hostname"]) for name, data in entries] == [
+        ("kvm-a", 3, "kvm-a"),
+        ("kvm-c", 12, "kvm-c"),
+    ]
+
+
+def test_each_skipped_host_gets_a_line_saying_why():
+    _, skipped = discovered_hypervisors(POOL, {})
+    assert len(skipped) == 4
+    assert any("kvm-off" in line and "offline" in line for line in skipped)
+    assert any("kvm-err" in line and "error" in line for line in skipped)
+    assert any("kvm-dis" in line and "disabled" in line for line in skipped)
+    assert any("lxc-1" in line and "not KVM" in line for line in skipped)
+
+
+def test_connection_data_comes_from_patterns_and_template_attributes():
+    settings = {
+        "discovery_ssh_address": "{hostname}.mgmt.example",
+        "discovery_ssh_port": "{template[SSH_PORT]}",
+        "discovery_ssh_user": "oneadmin",
+        "discovery_scrape_host": "{hostname}",
+        "discovery_host_data": {"ssh_key": "/keys/id"},
+    }
+    entries, _ = discovered_hypervisors(POOL, settings)
+    name, data = entries[0]
+    assert name == "kvm-a"
+    assert data == {
+        "ssh_key": "/keys/id",
+        "one_host_id": 3,
+        "ssh_hostname": "node-a.mgmt.example",
+        "scaphandre_scrape_host": "node-a",
+        "ssh_port": 2201,
+        "ssh_user": "oneadmin",
+    }
+
+
+def test_a_pattern_naming_a_missing_attribute_is_refused_naming_host_and_attribute():
+    with pytest.raises(DiscoveryError, match=r"kvm-a.*SSH_ADDR"):
+        discovered_hypervisors(POOL, {"discovery_ssh_address": "{template[SSH_ADDR]}"})
+
+
+def test_a_port_pattern_that_is_not_a_number_is_refused():
+    with pytest.raises(DiscoveryError, match="not a port"):
+        discovered_hypervisors(POOL, {"discovery_ssh_port": "{name}"})
