@@ -10,12 +10,19 @@ from pathlib import Path
 import pytest
 
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import PrometheusApi, bed_with_opennebula, render_discovery_inventory, render_inventory
+from tests.e2e.cloud import (
+    PrometheusApi,
+    bed_port,
+    bed_prefix,
+    bed_with_opennebula,
+    render_discovery_inventory,
+    render_inventory,
+)
 from tests.testbed.bed import TestBed
 
-PREFIX = "sotb-e2e"
-SSH_PORT_BASE = 2241
-PROMETHEUS_API_PORT = 9191
+PREFIX = bed_prefix("sotb-e2e")
+SSH_PORT_BASE = bed_port(2241)
+PROMETHEUS_API_PORT = bed_port(9191)
 
 # IDs deliberately not in inventory order, and three ways of matching:
 # hv1 registered by FQDN, hv2 by its short name, hv3 under another NAME (found by TEMPLATE/HOSTNAME).

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import PrometheusApi, PyinfraRun, bed_with_opennebula, run_pyinfra
+from tests.e2e.cloud import PrometheusApi, PyinfraRun, bed_port, bed_prefix, bed_with_opennebula, run_pyinfra
 from tests.testbed.bed import TestBed
 
-PREFIX = "sotb-faults"
-SSH_PORT_BASE = 2301
-PROMETHEUS_API_PORT = 9193
+PREFIX = bed_prefix("sotb-faults")
+SSH_PORT_BASE = bed_port(2301)
+PROMETHEUS_API_PORT = bed_port(9193)
 HYPERVISORS = ("hv1", "hv2", "hv3", "hv4")
 IMAGE = "scaphandre-test-double:1.0.2"
 MODULES_LOAD_FILE = "/etc/modules-load.d/scaphandre-rapl.conf"

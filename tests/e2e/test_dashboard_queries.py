@@ -23,15 +23,23 @@ from pathlib import Path
 import pytest
 
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import REPO, PrometheusApi, bed_with_opennebula, render_inventory, run_pyinfra
+from tests.e2e.cloud import (
+    PrometheusApi,
+    REPO,
+    bed_port,
+    bed_prefix,
+    bed_with_opennebula,
+    render_inventory,
+    run_pyinfra,
+)
 from tests.testbed.bed import TestBed
 from tests.unit.test_grafana_dashboard import TEST_VALUES, panel_queries
 
 pytestmark = pytest.mark.e2e
 
-PREFIX = "sotb-dash"
-SSH_PORT_BASE = 2501
-PROMETHEUS_API_PORT = 9195
+PREFIX = bed_prefix("sotb-dash")
+SSH_PORT_BASE = bed_port(2501)
+PROMETHEUS_API_PORT = bed_port(9195)
 HYPERVISORS = ("hv1", "hv2")
 POOL = [
     {"id": 4, "name": "hv1", "hostname": "hv1", "im_mad": "kvm", "state": 2},

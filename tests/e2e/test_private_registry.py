@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cloud import bed_with_opennebula, render_inventory, run_pyinfra
+from tests.e2e.cloud import bed_port, bed_prefix, bed_with_opennebula, render_inventory, run_pyinfra
 from tests.testbed.bed import BED_LABEL
 
 pytestmark = pytest.mark.e2e
 
-PREFIX = "sotb-reg"
-SSH_PORT_BASE = 2701
-PROMETHEUS_API_PORT = 9197
-REGISTRY_PORT = 5797  # published on 127.0.0.1 so this machine can push to it
+PREFIX = bed_prefix("sotb-reg")
+SSH_PORT_BASE = bed_port(2701)
+PROMETHEUS_API_PORT = bed_port(9197)
+REGISTRY_PORT = bed_port(5797)  # published on 127.0.0.1 so this machine can push to it
 REGISTRY_IMAGE = "sotb-registry:bookworm"
 CONTEXT = Path(__file__).resolve().parents[1] / "testbed" / "contexts" / "registry"
 PULL_USER = "puller"

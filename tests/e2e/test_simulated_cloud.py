@@ -14,12 +14,12 @@ import time
 
 import pytest
 
-from tests.e2e.cloud import REPO, PrometheusApi, run_pyinfra
+from tests.e2e.cloud import PrometheusApi, REPO, bed_port, run_pyinfra
 
 pytestmark = pytest.mark.e2e
 
 CONTAINER = "scaphandre"
-PROMETHEUS2_API_PORT = 9201
+PROMETHEUS2_API_PORT = bed_port(9201)
 
 
 def container_identity(cloud, host: str) -> str:
