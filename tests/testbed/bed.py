@@ -62,7 +62,7 @@ VM_NAMESPACES = ("vmA", "vmB")
 VM_ADDRESSES = ("169.254.99.1", "169.254.99.2")
 VM_BRIDGE = "br0"
 
-# What a systemd test host needs in this sandbox (see shared/TESTBED.md):
+# What a systemd test host needs in this sandbox (see tests/testbed/README.md):
 # --privileged fails here for lack of CAP_SYS_RESOURCE, /sys/class is a tmpfs
 # that the simulated RAPL tree lives in, systempaths=unconfined lets inner
 # containers mount the host's /proc.

@@ -15,6 +15,7 @@ EXPECTED_SERIES="3.5"  # the bed's Prometheus 3 host is described as 3.5 (README
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE="${PROMETHEUS3_CACHE:-$REPO/.testbed/prometheus3}"
 APT_TIMEOUT_S=600
+DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 say() { echo "fetch-prometheus3: $*"; }
 die() { echo "fetch-prometheus3: $*" >&2; exit 1; }
@@ -27,61 +28,17 @@ already_fetched() {
     "$root/promtool" --version 2>&1 | head -1 | grep -q "version ${EXPECTED_SERIES}\."
 }
 
-# Prints "URI KEYRING" of the first Debian source this machine uses for the bookworm
-# suite (one-line .list or deb822 .sources; KEYRING is "-" when none is named).
+# Prints the URI of the Debian archive this machine's apt uses for the bookworm suite,
+# as apt itself reads its sources (one-line or deb822 files alike).
 bookworm_mirror() {
-    python3 - /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources <<'EOF'
-import sys
-from pathlib import Path
-
-def one_line_sources(text):
-    for line in text.splitlines():
-        words = line.split("#", 1)[0].split()
-        if len(words) < 3 or words[0] != "deb":
-            continue
-        options = {}
-        if words[1].startswith("["):
-            end = next(i for i, w in enumerate(words) if w.endswith("]"))
-            for option in " ".join(words[1:end + 1]).strip("[]").split():
-                key, _, value = option.partition("=")
-                options[key] = value
-            words = [words[0]] + words[end + 1:]
-        yield words[1], [words[2]], options.get("signed-by", "-")
-
-def deb822_sources(text):
-    for stanza in text.split("\n\n"):
-        fields, key = {}, None
-        for line in stanza.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            if line[0].isspace() and key:
-                fields[key] += " " + line.strip()
-                continue
-            key, _, value = line.partition(":")
-            key = key.strip().lower()
-            fields[key] = value.strip()
-        if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes") == "no":
-            continue
-        for uri in fields.get("uris", "").split():
-            yield uri, fields.get("suites", "").split(), fields.get("signed-by", "-").split()[0] if fields.get("signed-by") else "-"
-
-for name in sys.argv[1:]:
-    path = Path(name)
-    if not path.is_file():
-        continue
-    text = path.read_text()
-    found = deb822_sources(text) if name.endswith(".sources") else one_line_sources(text)
-    for uri, suites, keyring in found:
-        if "bookworm" in suites:
-            print(uri.rstrip("/"), keyring)
-            sys.exit(0)
-sys.exit(1)
-EOF
+    apt-get indextargets --format '$(TARGET_OF) $(RELEASE) $(REPO_URI)' \
+        | awk '$1 == "deb" && $2 == "bookworm" { print $3; exit }'
 }
 
 fetch() {
-    local mirror keyring apt_dir download_dir unpacked
-    read -r mirror keyring < <(bookworm_mirror) \
+    local mirror apt_dir download_dir unpacked
+    mirror=$(bookworm_mirror)
+    [ -n "$mirror" ] \
         || die "no apt source for Debian's bookworm suite in /etc/apt/sources.list(.d); add the mirror this machine uses, then rerun"
     apt_dir="$CACHE/apt"
     download_dir="$CACHE/debs"
@@ -91,7 +48,8 @@ fetch() {
         echo "URIs: $mirror"
         echo "Suites: sid"
         echo "Components: main"
-        [ "$keyring" = "-" ] || echo "Signed-By: $keyring"
+        # Debian's archive keys sign sid as they sign bookworm.
+        [ ! -f "$DEBIAN_KEYRING" ] || echo "Signed-By: $DEBIAN_KEYRING"
     } > "$apt_dir/sid.sources"
     local private_apt=(
         -o "Dir::Etc::SourceList=$apt_dir/sid.sources" -o Dir::Etc::SourceParts=/dev/null
