@@ -27,8 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import shlex
 import shutil
 import socket
 import subprocess
