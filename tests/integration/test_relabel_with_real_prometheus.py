@@ -32,7 +32,7 @@ PROMETHEUS = "/usr/bin/prometheus"
 STARTUP_DEADLINE_S = 30
 SERIES_DEADLINE_S = 30
 
-# What the real Scaphandre 1.0 serves on an OpenNebula host:
+# What the real Scaphandre 1.0 serves on an OpenNebula host (as observed with 1.0.2):
 # pid 101 runs as qemu-system-* so --qemu sets vmname; pid 102 runs as
 # qemu-kvm-one so only cmdline (argv joined with no separator) names the guest.
 SCAPHANDRE_LINES = """\

@@ -7,6 +7,7 @@ apt in a hypervisor, the stand-in Scaphandre image loaded, run privileged with
 the upstream mounts, scraped across the bed network).
 
 Needs a Docker engine on this machine and Debian's mirror (apt in a host).
+SOTB_BED_PREFIX / SOTB_BED_SSH_PORT_BASE / SOTB_BED_PROMETHEUS_PORT move its bed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from tests.testbed.bed import QEMU_KVM_ONE, QEMU_SYSTEM, TestBed
+from tests.testbed.bed import QEMU_KVM_ONE, QEMU_SYSTEM, TestBed, bed_settings_from_env
 
 PREFIX = "sotb-smoke"
 STAND_IN = "scaphandre-test-double:1.0.2"
@@ -33,7 +34,8 @@ RUN_UPSTREAM_STYLE = (
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory):
     """A fresh two-hypervisor bed for this module, removed afterwards."""
-    test_bed = TestBed(PREFIX, tmp_path_factory.mktemp("smoke-bed"), hypervisors=("hv1", "hv2"))
+    test_bed = TestBed(state_dir=tmp_path_factory.mktemp("smoke-bed"), hypervisors=("hv1", "hv2"),
+                       **bed_settings_from_env(PREFIX))
     test_bed.build_images()
     try:
         test_bed.up()

@@ -9,7 +9,14 @@ tests/testbed/README.md for what is simulated and why.
     bed.build_images()   # cached
     bed.up()             # fresh containers, waits until they boot
     bed.exec("hv1", "modprobe", "intel_rapl_msr")
+    bed.network_state("hv1")["ipv4_forward"]   # 0: a bridged KVM node routes nothing
     bed.down()
+
+Variants: ``TestBed(..., preinstalled_docker=("hv3",))`` gives hv3 a Docker engine
+its operator installed at Docker's defaults; ``prometheus_kind="opennebula"`` or
+``"prometheus3"`` shapes prom1 like an OpenNebula frontend's Prometheus or a server
+upgraded to Prometheus 3; ``extra_prometheus={"prom3": ("prometheus3", PORT)}`` adds
+more Prometheus servers.
 
 Docker objects: containers ``<prefix>-<host>`` and network ``<prefix>-net``,
 all labelled ``sotb.bed=<prefix>``; ``down()`` removes exactly those.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -28,9 +36,9 @@ import urllib.request
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from tests.testbed import images
+from tests.testbed import host_network, images
 
 LOG = logging.getLogger("sotb.bed")
 
@@ -45,8 +53,14 @@ SSH_TIMEOUT_S = 60
 PROMETHEUS_READY_TIMEOUT_S = 90
 EXEC_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 20
+PING_TIMEOUT_S = 20
 
-# What a systemd test host needs in this sandbox (see shared/TESTBED.md):
+# The simulated guests' network on every hypervisor (testbed-vm-network.service).
+VM_NAMESPACES = ("vmA", "vmB")
+VM_ADDRESSES = ("169.254.99.1", "169.254.99.2")
+VM_BRIDGE = "br0"
+
+# What a systemd test host needs in this sandbox (see tests/testbed/README.md):
 # --privileged fails here for lack of CAP_SYS_RESOURCE, /sys/class is a tmpfs
 # that the simulated RAPL tree lives in, systempaths=unconfined lets inner
 # containers mount the host's /proc.
@@ -59,6 +73,35 @@ SYSTEMD_HOST_FLAGS = (
     # systemd halts on SIGRTMIN+3 and ignores docker's default SIGTERM.
     "--stop-signal", "SIGRTMIN+3",
 )
+
+
+@dataclass(frozen=True)
+class PrometheusKind:
+    """How one kind of Prometheus server host is laid out (what a deploy must find)."""
+
+    image_variant: str
+    service: str  # the systemd unit that runs Prometheus
+    config_file: str
+    binary: str  # the binary that unit runs
+    promtool: str  # the promtool of the same version
+    reloads_with_systemctl: bool  # False: the unit has no ExecReload (SIGHUP instead)
+
+
+PROMETHEUS_KINDS = {
+    # Debian's prometheus package (2.42), as installed.
+    "debian": PrometheusKind("prometheus", "prometheus", "/etc/prometheus/prometheus.yml",
+                             "/usr/bin/prometheus", "/usr/bin/promtool", True),
+    # OpenNebula's opennebula-prometheus: its unit, config and oneadmin-owned data;
+    # OpenNebula installs prometheus and promtool in /usr/bin.
+    "opennebula": PrometheusKind("prometheus-opennebula", "opennebula-prometheus",
+                                 "/etc/one/prometheus/prometheus.yml", "/usr/bin/prometheus",
+                                 "/usr/bin/promtool", False),
+    # Debian's 2.42 package installed, its service running 3.5 from /usr/local/bin.
+    "prometheus3": PrometheusKind("prometheus3", "prometheus", "/etc/prometheus/prometheus.yml",
+                                  "/usr/local/bin/prometheus", "/usr/local/bin/promtool", True),
+}
+HYPERVISOR_VARIANT = "hypervisor"
+PREINSTALLED_DOCKER_VARIANT = "hypervisor-docker"
 
 
 class TestBedError(RuntimeError):
@@ -106,6 +149,18 @@ class HostInfo:
     container: str
     vms: list[SimulatedVm] = field(default_factory=list)
     api_port: int | None = None  # a Prometheus host's API, published on 127.0.0.1
+    image_variant: str = ""  # "hypervisor", "hypervisor-docker", "prometheus", ...
+    prometheus_kind: str | None = None  # a key of PROMETHEUS_KINDS, on Prometheus hosts
+
+    @property
+    def preinstalled_docker(self) -> bool:
+        """True on a hypervisor whose operator installed Docker's engine before any deploy."""
+        return self.image_variant == PREINSTALLED_DOCKER_VARIANT
+
+    @property
+    def prometheus(self) -> PrometheusKind | None:
+        """Where Prometheus lives on this host (None on hypervisors)."""
+        return PROMETHEUS_KINDS[self.prometheus_kind] if self.prometheus_kind else None
 
     @property
     def vm_ids(self) -> list[int]:
@@ -116,6 +171,24 @@ class HostInfo:
 def default_port_base(prefix: str) -> int:
     """A port block (base..base+59) derived from the prefix, so beds rarely collide."""
     return 20000 + (zlib.crc32(prefix.encode()) % 600) * 60
+
+
+def bed_settings_from_env(prefix: str, ssh_port_base: int | None = None,
+                          prometheus_api_port: int | None = None) -> dict:
+    """TestBed keyword arguments (prefix, ssh_port_base, prometheus_api_port) for a test
+    module's bed, each overridable by SOTB_BED_PREFIX, SOTB_BED_SSH_PORT_BASE and
+    SOTB_BED_PROMETHEUS_PORT, so two checkouts can run the same module side by side."""
+    def port(variable: str, default: int | None) -> int | None:
+        value = os.environ.get(variable)
+        if value is None:
+            return default
+        if not value.isdigit():
+            raise ValueError(f"{variable}={value!r} is not a port number; unset it or give one")
+        return int(value)
+
+    return {"prefix": os.environ.get("SOTB_BED_PREFIX", prefix),
+            "ssh_port_base": port("SOTB_BED_SSH_PORT_BASE", ssh_port_base),
+            "prometheus_api_port": port("SOTB_BED_PROMETHEUS_PORT", prometheus_api_port)}
 
 
 def port_is_free(port: int) -> bool:
@@ -154,9 +227,22 @@ class TestBed:
     def __init__(self, prefix: str = "sotb-dev", state_dir: Path | None = None,
                  hypervisors: Sequence[str] = ("hv1", "hv2", "hv3"),
                  ssh_port_base: int | None = None, prometheus_api_port: int | None = None,
-                 build_dir: Path | None = None) -> None:
+                 build_dir: Path | None = None, preinstalled_docker: Sequence[str] = (),
+                 prometheus_kind: str = "debian",
+                 extra_prometheus: Mapping[str, tuple[str, int]] | None = None) -> None:
+        """Plan a bed (nothing starts before up()).
+
+        preinstalled_docker: hypervisors whose operator installed Docker's engine at its
+        defaults before any deploy; prometheus_kind: the kind of prom1 (a key of
+        PROMETHEUS_KINDS); extra_prometheus: more Prometheus servers started with the
+        bed, name -> (kind, API port on 127.0.0.1).
+        """
         if not prefix.startswith("sotb-"):
             raise ValueError("a bed prefix must start with 'sotb-' (Docker names are shared)")
+        unknown = sorted(set(preinstalled_docker) - set(hypervisors))
+        if unknown:
+            raise ValueError(f"preinstalled_docker names {', '.join(unknown)}, which are not "
+                             "among the bed's hypervisors; list them in hypervisors too")
         self.prefix = prefix
         self.state_dir = Path(state_dir or images.REPO_ROOT / ".testbed" / prefix).resolve()
         self.build_dir = Path(build_dir or images.DEFAULT_BUILD_DIR)
@@ -168,13 +254,14 @@ class TestBed:
         self.prometheus_name = PROMETHEUS_NAME
         self.hypervisor_image: str | None = None
         self.prometheus_image: str | None = None
+        self.images: dict[str, str] = {}  # image variant -> tag, filled by build_images()
         self.build_timings: dict[str, float] = {}
         self.hosts: dict[str, HostInfo] = {}
         for name in hypervisors:
-            self._plan_hypervisor(name)
-        self.hosts[PROMETHEUS_NAME] = HostInfo(
-            PROMETHEUS_NAME, "prometheus", self.ssh_port_base + MAX_HYPERVISORS,
-            self._container(PROMETHEUS_NAME), api_port=self.prometheus_api_port)
+            self._plan_hypervisor(name, preinstalled_docker=name in preinstalled_docker)
+        self._plan_prometheus(PROMETHEUS_NAME, self.prometheus_api_port, prometheus_kind)
+        for name, (kind, api_port) in (extra_prometheus or {}).items():
+            self._plan_prometheus(name, api_port, kind)
 
     # ---------------------------------------------------------------- paths
     @property
@@ -217,9 +304,24 @@ class TestBed:
 
     # ------------------------------------------------------------ lifecycle
     def build_images(self) -> None:
-        """Guarantee the images exist for the current sources (cached by content hash)."""
+        """Guarantee the images every planned host needs exist for the current sources
+        (cached by content hash); variants nobody plans are not built."""
         self.hypervisor_image, self.prometheus_image, timings = images.build_all(self.build_dir)
         self.build_timings = timings.seconds
+        self.images = {HYPERVISOR_VARIANT: self.hypervisor_image,
+                       PROMETHEUS_KINDS["debian"].image_variant: self.prometheus_image}
+        for host in self.hosts.values():
+            self._ensure_image(host.image_variant)
+
+    def _ensure_image(self, variant: str) -> str:
+        """The tag of an image variant, built (cached) when this bed has not got it yet."""
+        if self.hypervisor_image is None:
+            self.build_images()
+        if variant not in self.images:
+            parents = {"hypervisor": self.hypervisor_image, "prometheus": self.prometheus_image}
+            self.images[variant], seconds = images.build_variant(variant, parents, self.build_dir)
+            self.build_timings[variant] = seconds
+        return self.images[variant]
 
     def up(self, reuse: bool = False) -> None:
         """Guarantee the network and every planned host run, booted, with sshd answering.
@@ -237,31 +339,23 @@ class TestBed:
         self._wait_ready(started, allow_degraded=False)
         self._write_client_files()
 
-    def add_hypervisor(self, name: str) -> HostInfo:
+    def add_hypervisor(self, name: str, preinstalled_docker: bool = False) -> HostInfo:
         """Guarantee one more hypervisor runs (booted, sshd answering); return its info."""
         if name in self.hosts:
             raise TestBedError(f"{name} is already a host of bed {self.prefix}")
-        host = self._plan_hypervisor(name)
-        if self.hypervisor_image is None:
-            self.build_images()
+        host = self._plan_hypervisor(name, preinstalled_docker)
+        self._ensure_image(host.image_variant)
         self._ensure_container(host)
         self._wait_ready([host], allow_degraded=False)
         self._write_client_files()
         return host
 
-    def add_prometheus(self, name: str, api_port: int) -> HostInfo:
-        """Guarantee one more Prometheus server runs (booted, API ready) with its API on
-        127.0.0.1:api_port; SSH ports follow prom1's (ssh_port_base + 50 + n)."""
-        if name in self.hosts:
-            raise TestBedError(f"{name} is already a host of bed {self.prefix}")
-        index = len(self.prometheus_servers)
-        if index >= 10:
-            raise TestBedError("a bed holds at most 10 Prometheus servers")
-        host = HostInfo(name, "prometheus", self.ssh_port_base + MAX_HYPERVISORS + index,
-                        self._container(name), api_port=api_port)
-        self.hosts[name] = host
-        if self.prometheus_image is None:
-            self.build_images()
+    def add_prometheus(self, name: str, api_port: int, kind: str = "debian") -> HostInfo:
+        """Guarantee one more Prometheus server of `kind` (a key of PROMETHEUS_KINDS) runs
+        (booted, API ready) with its API on 127.0.0.1:api_port; SSH ports follow prom1's
+        (ssh_port_base + 50 + n)."""
+        host = self._plan_prometheus(name, api_port, kind)
+        self._ensure_image(host.image_variant)
         self._ensure_container(host)
         self._wait_ready([host], allow_degraded=False)
         self._write_client_files()
@@ -316,6 +410,42 @@ class TestBed:
             raise BedCommandError(proc.returncode, [command], proc.stdout, proc.stderr)
         return proc
 
+    def network_state(self, host: str) -> dict:
+        """A hypervisor's VM-networking state, what a deploy must leave unchanged:
+
+        ``ipv4_forward``, ``ipv6_forward_all`` (ints), ``iptables_forward_policy``,
+        ``ip6tables_forward_policy``, ``policies`` ({tool: {table: {chain: policy}}}),
+        ``rules`` ({tool: {table: [lines]}}: filter and nat rules in `iptables -S`
+        form that are not Docker's own; see tests/testbed/host_network.py for which
+        are), ``bridges`` (sorted names) and ``bridge_nf`` ({sysctl name: int}).
+        Raises TestBedError when the host cannot be read.
+        """
+        proc = self.exec(host, "sh", "-c", host_network.COLLECT_SCRIPT, check=False, timeout=60)
+        try:
+            return host_network.parse_network_state(proc.stdout)
+        except host_network.NetworkStateError as exc:
+            raise TestBedError(f"network state of {host}: {exc}; stderr: "
+                               f"{proc.stderr.strip()[-500:]}") from None
+
+    def vms_reach_each_other(self, host: str) -> bool:
+        """True when guest vmA pings guest vmB across br0 on `host` (at most ~3 s).
+
+        Raises TestBedError when the guests' network is missing, so a False always
+        means packets were sent and dropped, never that there was nothing to ping.
+        """
+        source, target = VM_NAMESPACES[0], VM_ADDRESSES[1]
+        script = (f"for vm in {' '.join(VM_NAMESPACES)}; do "
+                  "[ -e /run/netns/$vm ] || { echo \"no network namespace $vm\"; exit 3; }; done; "
+                  f"ip link show {VM_BRIDGE} >/dev/null || exit 3; "
+                  f"exec ip netns exec {source} ping -n -q -c 2 -i 0.3 -W 2 {target}")
+        proc = self.exec(host, "sh", "-c", script, check=False, timeout=PING_TIMEOUT_S)
+        if proc.returncode == 0:
+            return True
+        if proc.returncode == 1:
+            return False
+        raise TestBedError(f"the simulated VM network of {host} is not there "
+                           f"(testbed-vm-network.service): {(proc.stdout + proc.stderr).strip()[-500:]}")
+
     def pyinfra_host_data(self, name: str) -> dict:
         """pyinfra SSH host data for a host (keys of pyinfra's SSH connector)."""
         return {"ssh_hostname": "127.0.0.1", "ssh_port": self.hosts[name].ssh_port,
@@ -346,7 +476,7 @@ class TestBed:
     def _container(self, name: str) -> str:
         return f"{self.prefix}-{name}"
 
-    def _plan_hypervisor(self, name: str) -> HostInfo:
+    def _plan_hypervisor(self, name: str, preinstalled_docker: bool = False) -> HostInfo:
         """Add a hypervisor to the plan: its ssh port and two VMs with IDs unique in the bed."""
         index = len([h for h in self.hosts.values() if h.role == "hypervisor"])
         if index >= MAX_HYPERVISORS:
@@ -354,7 +484,29 @@ class TestBed:
         first_vm = 100 * (index + 1)
         host = HostInfo(name, "hypervisor", self.ssh_port_base + index, self._container(name),
                         [SimulatedVm(first_vm + 1, QEMU_SYSTEM),
-                         SimulatedVm(first_vm + 2, QEMU_KVM_ONE)])
+                         SimulatedVm(first_vm + 2, QEMU_KVM_ONE)],
+                        image_variant=(PREINSTALLED_DOCKER_VARIANT if preinstalled_docker
+                                       else HYPERVISOR_VARIANT))
+        self.hosts[name] = host
+        return host
+
+    def _plan_prometheus(self, name: str, api_port: int, kind: str) -> HostInfo:
+        """Add a Prometheus server of `kind` to the plan; SSH port ssh_port_base + 50 + n."""
+        if name in self.hosts:
+            raise TestBedError(f"{name} is already a host of bed {self.prefix}")
+        if kind not in PROMETHEUS_KINDS:
+            raise TestBedError(f"unknown Prometheus kind {kind!r} for {name}; "
+                               f"choose one of {', '.join(PROMETHEUS_KINDS)}")
+        index = len(self.prometheus_servers)
+        if index >= 10:
+            raise TestBedError("a bed holds at most 10 Prometheus servers")
+        taken = {h.api_port: h.name for h in self.hosts.values() if h.api_port is not None}
+        if api_port in taken:
+            raise TestBedError(f"API port {api_port} for {name} is already {taken[api_port]}'s; "
+                               "give each Prometheus server its own port")
+        host = HostInfo(name, "prometheus", self.ssh_port_base + MAX_HYPERVISORS + index,
+                        self._container(name), api_port=api_port,
+                        image_variant=PROMETHEUS_KINDS[kind].image_variant, prometheus_kind=kind)
         self.hosts[name] = host
         return host
 
@@ -414,10 +566,10 @@ class TestBed:
                 "-v", f"{self.state_dir / 'authorized_keys'}:/root/.ssh/authorized_keys:ro",
                 "-p", f"127.0.0.1:{host.ssh_port}:22"]
         if host.role == "hypervisor":
-            args += ["-v", f"{files / 'vms'}:/etc/testbed/vms:ro", self.hypervisor_image]
+            args += ["-v", f"{files / 'vms'}:/etc/testbed/vms:ro"]
         else:
-            args += ["-p", f"127.0.0.1:{host.api_port}:9090", self.prometheus_image]
-        return [*args, "/sbin/init"]
+            args += ["-p", f"127.0.0.1:{host.api_port}:9090"]
+        return [*args, self._ensure_image(host.image_variant), "/sbin/init"]
 
     def _wait_ready(self, hosts: list[HostInfo], allow_degraded: bool) -> None:
         """Wait (bounded) until each host's systemd has booted, sshd answers and, on the

@@ -10,6 +10,15 @@ Images (all cached: an existing, up-to-date image is never rebuilt):
 * ``sotb-hypervisor:<hash>`` -- a simulated bare-metal KVM hypervisor.
 * ``sotb-prometheus:<hash>`` -- a Prometheus server host (Debian's package).
 
+Variants, built only for a bed that asks for them (``build_variant``):
+
+* ``sotb-hypervisor-docker:<hash>`` -- the hypervisor with Docker's engine already
+  installed by its operator at Docker's defaults.
+* ``sotb-prometheus-opennebula:<hash>`` -- a Prometheus server shaped like an
+  OpenNebula frontend's (opennebula-prometheus.service, /etc/one/prometheus).
+* ``sotb-prometheus3:<hash>`` -- Debian's Prometheus 2 package with its service
+  running Prometheus 3.5 from /usr/local/bin (needs fetch-prometheus3.sh first).
+
 ``<hash>`` covers the build context and the images it is built from, so editing
 a context file yields a new tag and therefore a rebuild.
 """
@@ -41,6 +50,8 @@ SCAPHANDRE_DOUBLE_IMAGE = "scaphandre-test-double:1.0.2"
 HYPERVISOR_REPO = "sotb-hypervisor"
 PROMETHEUS_REPO = "sotb-prometheus"
 CONTEXT_HASH_LABEL = "sotb.context-hash"
+PROMETHEUS3_CACHE = REPO_ROOT / ".testbed" / "prometheus3"
+PROMETHEUS3_BINARIES = ("prometheus", "promtool")
 
 # Packages the base needs: systemd as PID 1, sshd for pyinfra, python3 for the
 # simulation scripts, kmod/procps/iproute2 like any real server, curl/gnupg/
@@ -242,6 +253,92 @@ def remove_stale_tags(repository: str, keep: str) -> None:
     for ref in listed.stdout.decode().split():
         if ref != keep:
             docker("rmi", ref, check=False)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An image built FROM one of the two main images, from its own context directory."""
+
+    name: str  # also the context directory under contexts/ and the image repository
+    parent: str  # "hypervisor" or "prometheus"
+    parent_arg: str  # the Dockerfile's ARG naming the parent image
+    staged_files: tuple[tuple[Path, str], ...] = ()  # (file outside the context, name in it)
+
+    @property
+    def repository(self) -> str:
+        return f"sotb-{self.name}"
+
+
+VARIANTS = {
+    "hypervisor-docker": Variant("hypervisor-docker", "hypervisor", "HYPERVISOR_IMAGE"),
+    "prometheus-opennebula": Variant("prometheus-opennebula", "prometheus", "PROMETHEUS_IMAGE"),
+    "prometheus3": Variant("prometheus3", "prometheus", "PROMETHEUS_IMAGE", tuple(
+        (PROMETHEUS3_CACHE / "root" / "usr" / "bin" / binary, binary)
+        for binary in PROMETHEUS3_BINARIES)),
+}
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, read in chunks (the Prometheus binaries are 100 MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def variant_tag(variant: Variant, parent_tag: str) -> str:
+    """The tag a variant has for its current context, parent image and staged files."""
+    missing = [str(source) for source, _ in variant.staged_files if not source.is_file()]
+    if missing:
+        raise ImageBuildError(f"{variant.repository} needs {', '.join(missing)}: run "
+                              "bash tests/testbed/fetch-prometheus3.sh (or scripts/setup.sh)")
+    extra = (image_id(parent_tag),
+             *(f"{name}={file_digest(source)}" for source, name in variant.staged_files))
+    return f"{variant.repository}:{hash_tree(CONTEXTS_DIR / variant.name, extra)}"
+
+
+def build_variant_image(variant: Variant, parent_tag: str, build_dir: Path) -> str:
+    """Guarantee the variant's image for the current sources exists; return its tag.
+
+    Call with the build lock held and parent_tag current (see build_variant)."""
+    tag = variant_tag(variant, parent_tag)
+    if image_exists(tag):
+        return tag
+    staged = build_dir / f"{variant.name}-context"
+    if staged.exists():
+        shutil.rmtree(staged)
+    shutil.copytree(CONTEXTS_DIR / variant.name, staged)
+    for source, name in variant.staged_files:
+        shutil.copy2(source, staged / name)
+    proc = subprocess.run(
+        ["docker", "build", "-q", "--force-rm",
+         "--label", f"{CONTEXT_HASH_LABEL}={tag.split(':', 1)[1]}",
+         "--build-arg", f"{variant.parent_arg}={parent_tag}", "-t", tag, str(staged)],
+        capture_output=True, timeout=DOCKER_BUILD_TIMEOUT_S)
+    shutil.rmtree(staged)
+    if proc.returncode != 0:
+        raise ImageBuildError(f"docker build of {tag} failed:\n"
+                              + proc.stdout.decode(errors="replace")[-3000:]
+                              + proc.stderr.decode(errors="replace")[-3000:])
+    remove_stale_tags(variant.repository, tag)
+    return tag
+
+
+def build_variant(name: str, parents: dict[str, str],
+                  build_dir: Path = DEFAULT_BUILD_DIR) -> tuple[str, float]:
+    """Guarantee variant `name` exists for the current sources; return (tag, seconds spent).
+
+    parents maps "hypervisor"/"prometheus" to the tags build_all() returned."""
+    if name not in VARIANTS:
+        raise ImageBuildError(f"unknown image variant {name!r}; known: {', '.join(VARIANTS)}")
+    variant = VARIANTS[name]
+    started = time.monotonic()
+    with build_lock(build_dir):
+        tag = build_variant_image(variant, parents[variant.parent], build_dir)
+    seconds = round(time.monotonic() - started, 1)
+    LOG.info("image %s ready in %.1f s", name, seconds)
+    return tag, seconds
 
 
 def build_all(build_dir: Path = DEFAULT_BUILD_DIR) -> tuple[str, str, BuildTimings]:

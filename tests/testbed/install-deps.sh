@@ -7,6 +7,8 @@
 #   gcc, libc6-dev - compiles the static QEMU stand-in baked into hypervisors
 #   openssh-client - ssh/ssh-keygen for the bed's key and SSH checks
 #   curl, ca-certificates, tar - downloads by apt inside hosts, image tars
+# and fetches Prometheus 3.5 from Debian's sid suite for the bed's Prometheus 3 host
+# (fetch-prometheus3.sh: unpacked under .testbed/prometheus3, never installed here).
 set -euo pipefail
 
 PACKAGES=(debootstrap docker.io gcc libc6-dev openssh-client curl ca-certificates tar)
@@ -72,3 +74,4 @@ raise_inotify_limits() {
 install_packages
 raise_inotify_limits
 start_docker
+bash "$(dirname "$0")/fetch-prometheus3.sh"
