@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import socketserver
+import sys
 import threading
 import time
 import urllib.parse
@@ -197,6 +198,11 @@ class _Server(socketserver.ThreadingMixIn, HTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        # A client that gave up on a "hang" answer closed its end: expected, not news.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
