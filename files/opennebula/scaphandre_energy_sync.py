@@ -460,8 +460,8 @@ class OneClient:
         try:
             reply = getattr(self._proxy, method)(self._session, *params)
         except xmlrpc.client.Fault as fault:
-            raise OneFault("%s: %s fault %s: %s"
-                           % (where, method, fault.faultCode, fault.faultString), None)
+            # The XML-RPC layer's own refusal (unknown method, wrong argument type).
+            raise OneFault("%s fault %s: %s" % (method, fault.faultCode, fault.faultString), None)
         except xmlrpc.client.ProtocolError as error:
             raise OneUnreachable("%s answered %s with HTTP %s %s; check one_xmlrpc"
                                  % (where, method, error.errcode, error.errmsg))

@@ -11,9 +11,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from xmlrpc.server import SimpleXMLRPCServer
 
 import pyone
 import pytest
@@ -342,6 +344,38 @@ def test_opennebula_unreachable_is_named(cloud):
     result = cloud.run()
     assert result.returncode == 1
     assert f"OpenNebula at {url} is unreachable (one.hostpool.info): connection refused" in result.stderr
+
+
+def test_hanging_oned_is_given_up_within_timeout_s(cloud):
+    cloud.measure_default()
+    cloud.simulator.hang_s = 10
+    cloud.simulator.set_mode("hang")
+    cloud.write_config(timeout_s=1)
+    started = time.monotonic()
+    result = cloud.run()
+    assert time.monotonic() - started < 8
+    assert result.returncode == 1
+    assert f"OpenNebula at {cloud.simulator.url} is unreachable (one.hostpool.info): no answer within 1 s" \
+        in result.stderr
+
+
+def test_oned_without_the_extended_vm_pool_is_named(cloud):
+    """OpenNebula before 5.8 has no one.vmpool.infoextended: its XML-RPC layer refuses the call."""
+    cloud.measure_default()
+    server = SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False)
+    server.register_function(lambda session: [True, "<HOST_POOL/>", 0], "one.hostpool.info")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/RPC2"
+        cloud.write_config(one_xmlrpc=url)
+        result = cloud.run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1
+    assert f"OpenNebula at {url}: one.vmpool.infoextended fault 1: " in result.stderr
+    assert "is not supported" in result.stderr
 
 
 def test_non_xmlrpc_answer_is_named(cloud):
