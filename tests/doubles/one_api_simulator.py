@@ -41,10 +41,12 @@ receives it: a test can delete a VM "between the client's query and its write".
 
 Process mode (for the end-to-end test bed and the demo):
   python -m tests.doubles.one_api_simulator --port 26330 --hosts FILE.yml \
-      --user oneadmin --password-file F
+      --user oneadmin --password-file F [--vms VMS.yml]
 FILE.yml is a list of hosts (or {"hosts": [...]}) like
   {"id": 3, "name": "hv1", "hostname": "hv1", "im_mad": "kvm", "state": 2}
-and is re-read whenever its mtime changes (write it atomically: temp file + rename).
+and is re-read whenever its mtime changes (write it atomically: temp file + rename); host
+templates written through one.host.update survive a re-read. VMS.yml (a list of VMs, or
+{"vms": [...]}) is read once at start.
 It prints one line "listening on URL" when ready and never prints the password.
 """
 
@@ -690,6 +692,13 @@ class OneApiSimulator:
                   f"is invalid: {error}", file=sys.stderr, flush=True)
             return
         with self._lock:
+            # The file gives the pool's hosts; templates written through the API stay, as
+            # they would in oned when a hypervisor is added beside them.
+            written = {int(host["id"]): host["template_attributes"] for host in self._hosts
+                       if "template_attributes" in host}
+            for host in hosts:
+                if int(host["id"]) in written:
+                    host["template_attributes"] = written[int(host["id"])]
             self._hosts = hosts
             self._hosts_file_stamp = stamp
 
@@ -755,6 +764,7 @@ class OneApiSimulator:
         if not self._authenticated(session):
             return self._failure(method, "User couldn't be authenticated, aborting call.", AUTHENTICATION)
         _require_types(method, (host_id, int), (template, str), (update_type, int))
+        self._reload_hosts_file()
         with self._lock:
             index = self._index(self._hosts, host_id)
             if index is None:
@@ -851,9 +861,18 @@ def _read_password(path: str) -> str:
         return handle.readline().strip()
 
 
+def _read_vms(path: str | None) -> list[dict]:
+    if path is None:
+        return []
+    import yaml
+    with open(path, encoding="utf-8") as handle:
+        vms = yaml.safe_load(handle)
+    return validate_vms(vms["vms"] if isinstance(vms, dict) and "vms" in vms else vms)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="TEST DOUBLE: OpenNebula XML-RPC API simulator (one.hostpool.info, one.host.info)")
+        description="TEST DOUBLE: OpenNebula XML-RPC API simulator (hosts, VMs, template updates)")
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=26330)
     parser.add_argument("--hosts", required=True, help="YAML list of hosts, re-read on change")
@@ -861,11 +880,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password-file", required=True)
     parser.add_argument("--mode", choices=MODES, default="ok")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--vms", help="YAML list of VMs, read once at start")
     args = parser.parse_args(argv)
 
     simulator = OneApiSimulator(user=args.user, password=_read_password(args.password_file),
                                 bind=args.bind, port=args.port, delay_s=args.delay,
-                                mode=args.mode, hosts_file=args.hosts)
+                                mode=args.mode, hosts_file=args.hosts, vms=_read_vms(args.vms))
     # SIGTERM (kill PID) ends the process cleanly, like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     simulator.start()

@@ -215,3 +215,43 @@ def test_hooks_run_between_the_answer_and_the_next_call(client, simulator):
 def test_error_codes_are_oneds():
     # include/Request.h
     assert (AUTHENTICATION, NO_EXISTS, ACTION, XML_RPC_API, INTERNAL) == (0x100, 0x400, 0x800, 0x1000, 0x2000)
+
+
+def test_process_mode_serves_vms_and_keeps_written_templates_across_host_file_changes(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from tests.integration.test_pyone_against_simulator import read_line_within
+
+    repo = Path(__file__).resolve().parents[2]
+    hosts_file, vms_file, password_file = tmp_path / "hosts.yml", tmp_path / "vms.yml", tmp_path / "password"
+    hosts_file.write_text(yaml.safe_dump(HOSTS))
+    vms_file.write_text(yaml.safe_dump({"vms": VMS[:1]}))
+    password_file.write_text(PASSWORD + "\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.doubles.one_api_simulator", "--port", "0", "--hosts", str(hosts_file),
+         "--vms", str(vms_file), "--password-file", str(password_file)],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = read_line_within(process.stdout, 15)
+        assert line.startswith("listening on "), line
+        client = pyone.OneServer(line.split()[-1], session=f"oneadmin:{PASSWORD}", protocol="xmlrpc")
+        assert client.vm.info(42).NAME == "web"
+        client.host.update(3, 'SCAPHANDRE_POWER_W = "150.0"', 1)
+        temporary = tmp_path / "hosts.tmp"
+        temporary.write_text(yaml.safe_dump(HOSTS + [{"id": 9, "name": "kvm9"}]))
+        os.replace(temporary, hosts_file)
+        assert [host.ID for host in client.hostpool.info().HOST] == [3, 9]
+        assert client.host.info(3).TEMPLATE["SCAPHANDRE_POWER_W"] == "150.0"
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate(timeout=5)
+    assert process.returncode == 0
