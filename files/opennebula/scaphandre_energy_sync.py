@@ -122,13 +122,14 @@ class OneFault(SyncError):
 class Log:
     """Writes errors to stderr and information to stdout, one line each.
 
-    Under systemd (JOURNAL_STREAM set) each line gets a syslog priority prefix, so the
-    journal files errors as errors; the secret is masked out of every line.
+    A stream connected to the journal (systemd names it in JOURNAL_STREAM) gets a syslog
+    priority prefix on each line, so the journal files errors as errors; the secret is
+    masked out of every line.
     """
 
     def __init__(self, secrets=()):
         self.secrets = [secret for secret in secrets if secret]
-        self.prefixes = bool(os.environ.get("JOURNAL_STREAM"))
+        self.journal = {stream: _is_journal(stream) for stream in ("stdout", "stderr")}
 
     def add_secret(self, secret):
         # Masking a very short password would garble every line for no protection.
@@ -140,19 +141,27 @@ class Log:
             text = text.replace(secret, "***")
         return text
 
-    def _emit(self, stream, priority, text):
+    def _emit(self, name, priority, text):
+        stream = getattr(sys, name)
         line = self.redact(" ".join(str(text).split()))
-        stream.write(("<%d>" % priority if self.prefixes else "") + line + "\n")
+        stream.write(("<%d>" % priority if self.journal[name] else "") + line + "\n")
         stream.flush()
 
     def error(self, text):
-        self._emit(sys.stderr, 3, text)
-
-    def warning(self, text):
-        self._emit(sys.stderr, 4, text)
+        self._emit("stderr", 3, text)
 
     def info(self, text):
-        self._emit(sys.stdout, 6, text)
+        self._emit("stdout", 6, text)
+
+
+def _is_journal(name):
+    """True when sys.<name> is the journal stream systemd gave the service (device:inode)."""
+    try:
+        device, inode = (int(part) for part in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        status = os.fstat(getattr(sys, name).fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (status.st_dev, status.st_ino) == (device, inode)
 
 
 # --------------------------------------------------------------------------- settings
@@ -344,7 +353,7 @@ def _series_key(labels):
 
 def _object_id(labels, name):
     value = labels.get(name, "")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isdecimal() else None
 
 
 def measured_series(power_rows, last_rows):
@@ -612,7 +621,7 @@ def needs_write(owned, desired, now, settings):
                                              settings.threshold_kwh, settings.threshold_percent):
         return True
     stored_time = owned.get(SAMPLE_TIME_ATTRIBUTE) or ""
-    if not stored_time.isdigit():
+    if not stored_time.isdecimal():
         return True
     return now - int(stored_time) > settings.refresh_s
 

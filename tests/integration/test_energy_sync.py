@@ -431,13 +431,21 @@ def test_config_errors_name_the_setting(cloud):
     assert cloud.calls() == {}
 
 
-def test_journal_gets_error_priorities_under_systemd(cloud):
+@pytest.mark.parametrize("named", [True, False])
+def test_journal_gets_line_priorities_only_when_the_output_is_the_journal(cloud, named):
+    """systemd names the journal stream it connected (JOURNAL_STREAM=device:inode); an
+    inherited variable naming another stream must not prefix a terminal's lines."""
     cloud.write_config(prometheus_url=f"http://127.0.0.1:{closed_port()}")
-    env = {**cloud.service_environment(), "JOURNAL_STREAM": "8:12345"}
-    result = subprocess.run([sys.executable, str(SCRIPT), "--config", str(cloud.config)],
-                            capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env)
-    assert result.stderr.startswith("<3>Prometheus at ")
-    assert result.stdout.startswith("<6>status: ")
+    output = cloud.tmp_path / "journal-stream"
+    with output.open("w+") as stream:
+        status = os.fstat(stream.fileno())
+        journal = f"{status.st_dev}:{status.st_ino}" if named else f"{status.st_dev}:1"
+        env = {**cloud.service_environment(), "JOURNAL_STREAM": journal}
+        subprocess.run([sys.executable, str(SCRIPT), "--config", str(cloud.config)],
+                       stdout=stream, stderr=stream, timeout=RUN_TIMEOUT_S, env=env)
+    lines = output.read_text().splitlines()
+    prefixes = ("<3>Prometheus at ", "<6>status: ") if named else ("Prometheus at ", "status: ")
+    assert [line.startswith(prefix) for line, prefix in zip(lines, prefixes)] == [True, True], lines
 
 
 # --------------------------------------------------------------------------- the secret

@@ -195,6 +195,7 @@ def owned(power="100.0", energy="2.000", stamp=str(NOW - 60)):
     (owned(), 100.0, None, False),           # energy gone from Prometheus: power alone decides
     (owned(stamp=str(NOW - 3601)), 100.0, 2.0, True),  # older than refresh_s
     (owned(stamp="yesterday"), 100.0, 2.0, True),
+    (owned(stamp="\u00b2"), 100.0, 2.0, True),  # a digit to isdigit(), not to int()
     ({}, 100.0, 2.0, True),
 ])
 def test_needs_write(tmp_path, stored, desired_power, desired_energy, expected):
