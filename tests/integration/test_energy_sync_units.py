@@ -94,6 +94,8 @@ def test_service_is_hardened_but_keeps_the_hosts_loopback(tmp_path):
                        "PrivateTmp": "yes", "PrivateDevices": "yes", "CapabilityBoundingSet": ""}.items():
         assert found[key] == [value], key
     assert "PrivateNetwork" not in found and "IPAddressDeny" not in found
+    # RemoveIPC acts on the user, not the unit: it would remove oned's IPC objects (oneadmin's)
+    assert "RemoveIPC" not in found and "DynamicUser" not in found
     assert found["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
 
 
