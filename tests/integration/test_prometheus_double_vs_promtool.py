@@ -1,0 +1,121 @@
+"""The Prometheus API double answers the energy sync's queries as real Prometheus does.
+
+Real Prometheus (Debian's promtool, `promtool test rules`) evaluates each query the script
+sends over the same series at the same time; its answer must equal the double's. This also
+proves that the script's PromQL parses and means what the script assumes: the newest sample
+time of a series, its mean over the interval, energy added up across a VM's hosts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.doubles.prometheus_api_double import PrometheusApiDouble
+
+PROMTOOL = "/usr/bin/promtool"
+SCRIPT = Path(__file__).resolve().parents[2] / "files" / "opennebula" / "scaphandre_energy_sync.py"
+STEP_S = 15
+EVAL_AT_S = 1207  # off the 15 s sample grid: Prometheus 2 and 3 disagree only on samples at a window's edge
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("scaphandre_energy_sync", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def series_values(values_by_index: dict[int, float], length: int) -> list:
+    return [values_by_index.get(index) for index in range(length)]
+
+
+# name, labels, {sample index (x 15 s): value}
+SERIES = [
+    # hosts: steady; changing; stopped at 12m45s (off the minute, see EVAL_AT_S); started at 19m30s
+    ("one_host:power_watts", {"job": "scaphandre", "one_host_id": "3"}, {i: 150.0 for i in range(81)}),
+    ("one_host:power_watts", {"job": "scaphandre", "one_host_id": "4"}, {i: 90.0 + i for i in range(81)}),
+    ("one_host:power_watts", {"job": "scaphandre", "one_host_id": "7"}, {i: 120.0 for i in range(52)}),
+    ("one_host:power_watts", {"job": "scaphandre", "one_host_id": "8"}, {i: 60.0 for i in range(78, 81)}),
+    ("one_host:energy_kwh:24h", {"job": "scaphandre", "one_host_id": "3"}, {i: 3.5 for i in range(0, 81, 4)}),
+    ("one_host:energy_kwh:24h", {"job": "other", "one_host_id": "3"}, {i: 3.25 for i in range(0, 81, 4)}),
+    # a VM that migrated from host 4 to host 3 at 14m30s; another that stayed on host 3
+    ("one_vm:power_watts", {"job": "scaphandre", "one_host_id": "4", "one_vm_id": "42"}, {i: 30.0 for i in range(59)}),
+    ("one_vm:power_watts", {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "42"}, {i: 25.5 for i in range(58, 81)}),
+    ("one_vm:power_watts", {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "43"}, {i: 7.25 for i in range(81)}),
+    ("one_vm:energy_kwh:24h", {"job": "scaphandre", "one_host_id": "4", "one_vm_id": "42"}, {i: 0.5 for i in range(0, 81, 4)}),
+    ("one_vm:energy_kwh:24h", {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "42"}, {i: 0.25 for i in range(60, 81, 4)}),
+]
+
+
+def promtool_series(name: str, labels: dict, values: dict[int, float]) -> dict:
+    length = max(values) + 1
+    text = " ".join("_" if value is None else repr(value) for value in series_values(values, length))
+    label_text = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    return {"series": f"{name}{{{label_text}}}", "values": text}
+
+
+def expected_samples(rows) -> list[dict]:
+    return [{"labels": "{" + ",".join(f'{key}="{value}"' for key, value in sorted(labels.items())) + "}",
+             "value": value} for labels, value in rows]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def promtool_present():
+    """Fail (not skip): this is the proof the double behaves like Prometheus."""
+    assert shutil.which(PROMTOOL), f"{PROMTOOL} missing: apt-get install prometheus"
+
+
+@pytest.mark.parametrize("interval_s", [300, 600])
+def test_double_answers_every_sync_query_as_prometheus_does(tmp_path, interval_s):
+    sync = load_script()
+    double = PrometheusApiDouble(evaluation_interval_s=60)
+    for name, labels, values in SERIES:
+        double.add_series(name, labels, [(index * STEP_S, value) for index, value in values.items()])
+    queries = list(sync.host_queries(interval_s)) + list(sync.vm_queries(interval_s))
+    tests = []
+    for query in queries:
+        rows = double.evaluate(query, EVAL_AT_S)
+        assert rows, f"the scenario gives {query} no result: it would prove nothing"
+        tests.append({"expr": query, "eval_time": f"{EVAL_AT_S}s", "exp_samples": expected_samples(rows)})
+    (tmp_path / "rules.yml").write_text("groups: []\n")
+    (tmp_path / "test.yml").write_text(yaml.safe_dump({
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": f"{STEP_S}s",
+                   "input_series": [promtool_series(*series) for series in SERIES],
+                   "promql_expr_test": tests}],
+    }, sort_keys=False))
+    result = subprocess.run([PROMTOOL, "test", "rules", "test.yml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_scenario_exercises_what_the_sync_relies_on():
+    """The answers the cross-check above confirms, spelled out."""
+    sync = load_script()
+    double = PrometheusApiDouble(evaluation_interval_s=60)
+    for name, labels, values in SERIES:
+        double.add_series(name, labels, [(index * STEP_S, value) for index, value in values.items()])
+    power, last, energy = sync.host_queries(300)
+    means = {labels["one_host_id"]: value for labels, value in double.evaluate(power, EVAL_AT_S)}
+    newest = {labels["one_host_id"]: value for labels, value in double.evaluate(last, EVAL_AT_S)}
+    assert means == {"3": 150.0, "4": 90.0 + (sum(range(61, 81)) / 20), "8": 60.0}  # 7 stopped, no mean
+    # the newest sample a minute step sees; host 7's is older than the window: not fresh
+    assert newest == {"3": 1200.0, "4": 1200.0, "7": 765.0, "8": 1200.0}
+    assert {labels["one_host_id"]: value for labels, value in double.evaluate(energy, EVAL_AT_S)} == {"3": 3.5}
+    vm_power, _, vm_energy = sync.vm_queries(300)
+    assert {(labels["one_vm_id"], labels["one_host_id"]): value
+            for labels, value in double.evaluate(vm_power, EVAL_AT_S)} == {("42", "3"): 25.5, ("43", "3"): 7.25}
+    assert {labels["one_vm_id"]: value for labels, value in double.evaluate(vm_energy, EVAL_AT_S)} == {"42": 0.75}
+
+
+def test_unknown_queries_are_refused_loudly():
+    double = PrometheusApiDouble()
+    status, body = double.answer({"query": ["rate(one_host:power_watts[5m])"], "time": ["100"]})
+    assert status == 400 and body["errorType"] == "bad_data"
