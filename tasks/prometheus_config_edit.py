@@ -310,7 +310,8 @@ def _yaml_problem(error: Exception, source: _Source) -> str:
         where = source.line_of(error.position) + 1 if isinstance(error.position, int) else "?"
         return f"a character YAML does not allow (#x{error.character:04x}) on line {where}"
     if isinstance(error, MarkedYAMLError):
-        what = error.problem or error.context or "unreadable YAML"
+        parts = [str(part) for part in (error.context, error.problem) if part]
+        what = ", ".join(parts) or "unreadable YAML"
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         return " ".join(str(what).split()) + where
@@ -338,10 +339,12 @@ def _compose(source: _Source) -> tuple[Node | None, dict]:
             warnings.simplefilter("ignore")
             root = yaml.compose(_for_scanner(source.text) if "\t" in source.text else source.text)
     except YAMLError as error:
-        raise _untouched(
-            f"prometheus.yml is not valid YAML ({_yaml_problem(error, source)}): "
-            "fix it by hand (promtool check config shows the details)"
-        ) from None
+        problem = _yaml_problem(error, source)
+        refused = _untouched(
+            f"prometheus.yml is not valid YAML ({problem}): fix it by hand (promtool check config shows the details)"
+        )
+        refused.reason = problem
+        raise refused from None
     except RecursionError:
         raise _unsafe("its values are nested too deeply") from None
     return root, yaml.composer.alias_spans
@@ -825,10 +828,12 @@ def _replace_lines(source: _Source, first: int, last: int, lines: list[str]) -> 
 def _remove_lines(source: _Source, lines: set[int]) -> list[_Edit]:
     """Edits removing those lines; each run of them takes the blank line just above it
     along (the one a new entry or key was separated by)."""
-    edits = []
-    for first, last in _runs(sorted(lines)):
+    taken = set(lines)
+    for first, _last in _runs(sorted(lines)):
         if first > 0 and source.is_blank(first - 1):
-            first -= 1
+            taken.add(first - 1)
+    edits = []
+    for first, last in _runs(sorted(taken)):  # runs that now touch are removed as one
         start, end = source.start(first), source.end(last)
         if end == len(source.text) and not source.ends_with_break and first > 0:
             start = source.content_end(first - 1)  # the last line keeps having no break
@@ -1073,9 +1078,11 @@ def _rule_file_edits(config: _Config, rule_file: str | None) -> list[_Edit]:
 def _rule_files_before_jobs(config: _Config, rule_file: str) -> _Edit:
     """A new rule_files key above scrape_configs and the comment lines that introduce it."""
     source = config.source
-    key_line = source.line_of(config.key_node(_SCRAPE_CONFIGS).start_mark.index)
+    key_node = config.key_node(_SCRAPE_CONFIGS)
+    key_line = source.line_of(key_node.start_mark.index)
+    introduction = re.compile(" " * key_node.start_mark.column + "#.*")
     at = key_line
-    while at > 0 and source.is_comment_or_blank(at - 1) and not source.is_blank(at - 1):
+    while at > 0 and introduction.fullmatch(source.content(at - 1)):
         at -= 1
     if at == 0:
         at = key_line  # those comments head the file: the key goes right above scrape_configs
@@ -1311,4 +1318,4 @@ def _parse_result(result: bytes) -> _Config:
     try:
         return _parse(result)
     except PrometheusConfigError as error:
-        raise _unsafe(f"the edited file would not read back: {getattr(error, 'reason', error)}") from None
+        raise _unsafe(f"the edited file would not read back: {error.reason}") from None
