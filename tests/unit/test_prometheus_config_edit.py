@@ -17,6 +17,7 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
+import tasks.prometheus_config_edit as edit
 from tasks.prometheus_config_edit import (
     ADDED_KEY_COMMENT,
     PrometheusConfigError,
@@ -54,6 +55,10 @@ PROMTOOL_REFUSES_INPUT = {
 }
 
 
+NO_JOB_FILES = [path for path in CORPUS_FILES if path.name not in CORPUS_WITH_JOB]
+JOB_FILES = [path for path in CORPUS_FILES if path.name in CORPUS_WITH_JOB]
+
+
 def corpus_ids(paths):
     return [path.name for path in paths]
 
@@ -67,7 +72,7 @@ def test_corpus_is_large_and_varied_enough():
     assert len(names) >= 15
     assert CORPUS_WITH_JOB <= names and set(PROMTOOL_REFUSES_INPUT) <= names
     raw = {path.name: path.read_bytes() for path in CORPUS_FILES}
-    assert raw["debian_shipped.yml"] == Path("/etc/prometheus/prometheus.yml").read_bytes()
+    assert raw["debian_shipped.yml"].startswith(b"# Sample config for Prometheus.")  # Debian's as shipped
     assert b"\r\n" in raw["crlf_line_endings.yml"] and b"\n" not in raw["crlf_line_endings.yml"].replace(b"\r\n", b"")
     assert raw["bom_no_final_newline.yml"].startswith(b"\xef\xbb\xbf") and not raw["bom_no_final_newline.yml"].endswith(b"\n")
     assert b"\t" in raw["tabs_in_comments.yml"]
@@ -103,7 +108,7 @@ def test_operator_values_read_back_unchanged(path, rule_file):
     assert split_jobs(new_text)[0]["metric_relabel_configs"][0]["regex"] == r"one-(\d+)"
 
 
-@pytest.mark.parametrize("path", [p for p in CORPUS_FILES if p.name not in CORPUS_WITH_JOB], ids=corpus_ids([p for p in CORPUS_FILES if p.name not in CORPUS_WITH_JOB]))
+@pytest.mark.parametrize("path", NO_JOB_FILES, ids=corpus_ids(NO_JOB_FILES))
 @pytest.mark.parametrize("rule_file", [None, RULES])
 def test_add_then_remove_gives_back_the_original_bytes(path, rule_file):
     before = path.read_bytes()
@@ -117,7 +122,7 @@ def test_add_then_remove_gives_back_the_original_bytes(path, rule_file):
         assert removed == before
 
 
-@pytest.mark.parametrize("path", [p for p in CORPUS_FILES if p.name in CORPUS_WITH_JOB], ids=sorted(CORPUS_WITH_JOB))
+@pytest.mark.parametrize("path", JOB_FILES, ids=corpus_ids(JOB_FILES))
 def test_removing_an_existing_job_keeps_everything_else(path):
     before = path.read_bytes()
     removed = without_job(before, "scaphandre", TARGETS, RULES)
@@ -151,8 +156,9 @@ def promtool_check(directory: Path, config: bytes) -> subprocess.CompletedProces
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=corpus_ids(CORPUS_FILES))
 def test_promtool_accepts_every_result_whose_input_it_accepts(path, tmp_path):
     # Rule files the corpus names by relative path exist (empty) beside the config, as on a server.
-    for relative in ("rules.yml", "rules", "alerts"):
-        (tmp_path / relative).mkdir() if "." not in relative else (tmp_path / relative).write_text("")
+    (tmp_path / "rules.yml").write_text("")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "alerts").mkdir()
     rule_file = str(tmp_path / "scaphandre_rules.yml")
     Path(rule_file).write_text("")
     before = path.read_bytes()
@@ -164,7 +170,7 @@ def test_promtool_accepts_every_result_whose_input_it_accepts(path, tmp_path):
     after = with_job(before, JOB, rule_file, TARGETS)
     checked = promtool_check(tmp_path, after)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "2 rule files found" in checked.stdout or "rule files found" in checked.stdout
+    assert f"Checking {rule_file}" in checked.stdout
     removed = without_job(after, "scaphandre", TARGETS, rule_file)
     assert promtool_check(tmp_path, removed).returncode == 0
 
@@ -325,10 +331,9 @@ def test_two_rule_file_entries_are_both_removed():
 
 
 def test_nothing_to_remove_gives_the_same_bytes():
-    for path in CORPUS_FILES:
-        if path.name not in CORPUS_WITH_JOB:
-            before = path.read_bytes()
-            assert without_job(before, "scaphandre", TARGETS, RULES) == before
+    for path in NO_JOB_FILES:
+        before = path.read_bytes()
+        assert without_job(before, "scaphandre", TARGETS, RULES) == before
     assert without_job(None, "scaphandre", TARGETS, RULES) is None
 
 
@@ -494,10 +499,12 @@ def test_two_megabyte_file_is_edited_and_restored(tmp_path, capsys):
     started = time.perf_counter()
     after = with_job(before, JOB, rule_file, TARGETS)
     edit_seconds = time.perf_counter() - started
-    # The rule file's line after the operator's one, the job after the last job: nothing else.
-    expected_start = before.replace(b"  - rules/*.yml\n", b"  - rules/*.yml\n  - " + rule_file.encode() + b"\n", 1)
-    assert after.startswith(expected_start)
-    assert YAML(typ="safe", pure=True).load(after[len(expected_start) :].decode()) == [JOB]
+    # The rule file's line after the operator's one, the job after the last job (before the
+    # blank line that ends the file): nothing else.
+    expected = before.replace(b"  - rules/*.yml\n", b"  - rules/*.yml\n  - " + rule_file.encode() + b"\n", 1)
+    assert expected.endswith(b"\n\n") and after.endswith(b"\n\n")
+    assert after.startswith(expected[:-1])
+    assert YAML(typ="safe", pure=True).load(after[len(expected) - 1 : -1].decode()) == [JOB]
     started = time.perf_counter()
     assert without_job(after, "scaphandre", TARGETS, rule_file) == before
     remove_seconds = time.perf_counter() - started
@@ -531,3 +538,34 @@ def test_indented_top_level_mapping_gets_keys_at_its_column():
 
 def test_file_ended_by_a_document_end_marker_is_refused():
     assert "cannot be edited safely" in refusal(b"global:\n  scrape_interval: 15s\n...\n")
+
+
+# --------------------------------------------------------------------------
+# The check of every result: a splice gone wrong is refused, never handed back
+
+
+@pytest.mark.parametrize(
+    "corruption, expected",
+    [
+        ((b"localhost:9100", b"localhost:9101"), "the operator's other jobs"),
+        ((b"monitor: 'example'", b"monitor: example2"), "change 'global'"),
+        ((b"monitor: 'example'", b"monitor: 01"), "change 'global'"),  # the same text, re-typed
+        ((b"target_label: one_vm_id\n", b"target_label: one_vm\n"), "does not read back as written"),
+        ((b"  # - \"second_rules.yml\"\n  - /etc", b"  # - \"second_rules.yml\"\n  - /tmp"), "rule_files does not read back"),
+    ],
+)
+def test_result_that_does_not_read_back_as_intended_is_refused(monkeypatch, corruption, expected):
+    real_apply = edit._apply
+    old, new = (part.decode() for part in corruption)
+    monkeypatch.setattr(edit, "_apply", lambda text, edits: real_apply(text, edits).replace(old, new, 1))
+    before = (CORPUS / "debian_shipped.yml").read_bytes()
+    with pytest.raises(PrometheusConfigError, match="cannot be edited safely") as error:
+        with_job(before, JOB, RULES, TARGETS)
+    assert expected in str(error.value)
+
+
+def test_removal_that_does_not_read_back_as_intended_is_refused(monkeypatch):
+    real_apply = edit._apply
+    monkeypatch.setattr(edit, "_apply", lambda text, edits: real_apply(text, edits).replace("'prometheus'", "prometheus2"))
+    with pytest.raises(PrometheusConfigError, match="the operator's other jobs"):
+        without_job((CORPUS / "hand_pasted_static.yml").read_bytes(), "scaphandre", TARGETS, None)
