@@ -33,7 +33,20 @@ written, as Prometheus' string fields read it.
 Keys and jobs the deploy adds carry a comment saying so; the key lines added
 for an empty file go away again with the last entry the deploy removes, so
 removing the job from a file the deploy added it to gives back the original
-bytes.
+bytes (an explicit ``rule_files: ~`` that made way for the entry comes back as
+an empty ``rule_files:``).
+
+What is refused rather than guessed at: a file that is not UTF-8 or not YAML,
+a top level that is not a block mapping, scrape_configs or rule_files of the
+wrong shape, two jobs the deploy could own, an anchor inside the deploy's job
+that the rest of the file uses, Unicode line separators (YAML 1.1 and 1.2
+readers split lines differently there), and any result that does not read back
+as intended. Tabs that only separate (before a comment, at the end of a line,
+after a key's colon) are accepted as Prometheus accepts them.
+
+Cost: ruamel.yaml parses in pure Python, about 20 s per megabyte; an edit parses
+the input once and the result once, and the last two parses are kept for the
+next question about the same bytes.
 """
 
 from __future__ import annotations

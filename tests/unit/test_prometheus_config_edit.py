@@ -280,6 +280,12 @@ def test_owned_job_is_found_by_name_or_by_the_targets_file_it_reads():
     assert owned_job(None, "scaphandre", TARGETS) is None
 
 
+def test_owned_job_hands_out_a_copy():
+    config = (CORPUS / "hand_pasted_static.yml").read_bytes()
+    owned_job(config, "scaphandre", TARGETS)["static_configs"].clear()
+    assert len(owned_job(config, "scaphandre", TARGETS)["static_configs"]) == 3
+
+
 def test_renamed_job_is_replaced_in_place_under_the_configured_name():
     before = (CORPUS / "renamed_owned_job.yml").read_bytes()
     after = with_job(before, JOB, None, TARGETS)
@@ -405,6 +411,7 @@ def test_latin1_comment_is_refused_naming_line_and_byte():
         (b"scrape_configs:\n- job_name: scaphandre\n- job_name: scaphandre\n", "2 scrape jobs named 'scaphandre'"),
         (b"{global: {scrape_interval: 15s}}\n", "flow style"),
         ("global:\n  a: 1\u2028\n".encode(), "line separator"),
+        (b"global:\n  scrape_interval: 15s\x07\n", "a character YAML does not allow (#x0007) on line 2"),
         (b"a: 1\n---\nb: 2\n", "not valid YAML"),
     ],
 )
