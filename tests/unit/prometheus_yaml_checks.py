@@ -15,7 +15,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from tasks.prometheus_config import scaphandre_job
+from tasks.prometheus.job import scaphandre_job
 from tasks.prometheus_config_edit import ADDED_KEY_COMMENT
 
 TARGETS = "/etc/prometheus/scaphandre_targets.yml"
