@@ -71,8 +71,11 @@ prometheus_candidates = [
 prometheus_config_file = None  # set both of these to skip detection
 prometheus_service = None
 prometheus_targets_file = None  # None: scaphandre_targets.yml beside prometheus.yml
-prometheus_binaries = ["/usr/bin/prometheus", "/usr/lib/one/prometheus/prometheus", "/usr/local/bin/prometheus"]
-promtool_binaries = ["/usr/bin/promtool", "/usr/lib/one/prometheus/promtool", "/usr/local/bin/promtool"]
+# The version and promtool come from the binary the service's unit runs (its ExecStart) and the
+# promtool beside it; these lists serve only when the unit names no Prometheus binary (no systemd,
+# a wrapper script) or no promtool stands beside it. First existing wins.
+prometheus_binaries = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+promtool_binaries = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
 # Where the verification suite asks Prometheus (from the Prometheus host itself).
 prometheus_api_url = "http://localhost:9090"
 # Without a `prometheus` host the job is written here (on the machine running pyinfra).

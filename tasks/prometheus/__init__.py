@@ -7,6 +7,7 @@ server, operations.py writes each file only after promtool accepts it.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from dataclasses import dataclass
 from io import StringIO
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import FileContents, Sha256File
 from pyinfra.operations import files, python
 
 from tasks import groups
@@ -36,10 +37,12 @@ RULES_FILE = Path(__file__).resolve().parents[2] / "files" / "prometheus" / "sca
 
 @dataclass(frozen=True)
 class PrometheusLayout:
-    """Where one server's Prometheus keeps what the deploy touches."""
+    """Where one server's Prometheus keeps what the deploy touches, and the Prometheus
+    (binary, version, promtool) that its service runs."""
 
     config_file: str
     service: str
+    binary: str
     promtool: str
     version: tuple[int, int, int]
     targets_file: str
@@ -47,16 +50,18 @@ class PrometheusLayout:
 
 
 def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
-    """This server's config file, service, promtool and version; None (and the host failed
-    with what to set) when one of them cannot be found."""
+    """This server's config file and service, and the binary that service runs with its
+    version and promtool; None (and the host failed with what to set) when one of them
+    cannot be found."""
     found = host.get_fact(
         PrometheusServer,
         candidates=[tuple(pair) for pair in settings.prometheus_candidates],
         binaries=list(settings.prometheus_binaries),
         promtools=list(settings.promtool_binaries),
+        config_file=settings.prometheus_config_file,
+        service=settings.prometheus_service,
     )
-    config_file = settings.prometheus_config_file or found["config"]
-    service = settings.prometheus_service or found["service"]
+    config_file, service, binary = found["config"], found["service"], found["binary"]
     if not config_file or not service:
         fail_host(
             name="Find Prometheus",
@@ -65,18 +70,29 @@ def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
             + "); set prometheus_config_file and prometheus_service for this host",
         )
         return None
+    if not binary:
+        fail_host(name="Find the Prometheus binary", reason=(
+            f"the unit of {service} names no Prometheus binary that answers --version"
+            + (f" ({found['unit_binary']})" if found["unit_binary"] else "")
+            + " and none of prometheus_binaries exists: list the binary the service runs in prometheus_binaries"))
+        return None
+    if found["binary_source"] == "list" and found["unit_binary"]:
+        logger.warning(f"{host.print_prefix}{service} runs {found['unit_binary']}, which does not answer --version "
+                       f"as Prometheus: using {binary} (from prometheus_binaries) for the version")
     if not found["promtool"]:
-        fail_host(name="Find promtool", reason="promtool not found: install it or list it in promtool_binaries")
+        fail_host(name="Find promtool", reason=(
+            f"promtool not found beside {binary} nor in promtool_binaries: install it or list it in promtool_binaries"))
         return None
     try:
         version = prometheus_version(found["version"])
     except ValueError as error:
-        fail_host(name="Find the Prometheus version", reason=f"{error}; list the binary in prometheus_binaries")
+        fail_host(name="Find the Prometheus version", reason=f"{error} ({binary}); list the binary in prometheus_binaries")
         return None
     config_dir = posixpath.dirname(config_file)
     return PrometheusLayout(
         config_file=config_file,
         service=service,
+        binary=binary,
         promtool=found["promtool"],
         version=version,
         targets_file=settings.prometheus_targets_file or posixpath.join(config_dir, "scaphandre_targets.yml"),
@@ -116,11 +132,28 @@ def _write_targets(cloud: CloudView, targets_file: str) -> None:
     files.put(name="Write the Scaphandre scrape targets", src=StringIO(targets_text), dest=targets_file, mode="644")
 
 
+def _write_rules(settings: Settings, server: PrometheusLayout) -> bool:
+    """Writes the rules file when it differs from the shipped rules; True when it does
+    (Prometheus must then reload, which the job's operation does, once)."""
+    rules_file = server.rules_file
+    rules_text = rules_for_job(RULES_FILE.read_text(), settings.prometheus_job_name)
+    if host.get_fact(Sha256File, path=rules_file) == hashlib.sha256(rules_text.encode()).hexdigest():
+        host.noop(f"{rules_file} already holds the rules")
+        return False
+    prometheus_rules(
+        name=f"Write the Scaphandre recording and alerting rules to {rules_file}",
+        rules_path=rules_file,
+        rules_text=rules_text,
+        promtool=server.promtool,
+    )
+    return True
+
+
 @deploy("Prometheus scrape job")
 def configure_prometheus(settings: Settings, cloud: CloudView, inventory) -> None:
     """Guarantees this Prometheus server scrapes every hypervisor of the inventory: the
     file_sd targets file lists them with their OpenNebula IDs, and prometheus.yml holds
-    the job (checked with promtool, backed up, reloaded only when it changed)."""
+    the job (checked with promtool, the original kept, reloaded only when it changed)."""
     server = _locate_prometheus(settings)
     if server is None:
         return
@@ -134,32 +167,25 @@ def configure_prometheus(settings: Settings, cloud: CloudView, inventory) -> Non
     if shard is not None:
         job["relabel_configs"] = shard_relabel_configs(*shard)
     _write_targets(cloud, server.targets_file)
-    rules_file = None
-    if settings.prometheus_rules:
-        rules_file = server.rules_file
-        # Before the config names it, so promtool checks the config with the rules in place.
-        prometheus_rules(
-            name=f"Write the Scaphandre recording and alerting rules to {rules_file}",
-            rules_path=rules_file,
-            rules_text=rules_for_job(RULES_FILE.read_text(), settings.prometheus_job_name),
-            config_path=server.config_file,
-            promtool=server.promtool,
-            service=server.service,
-        )
+    # Before the config names it, so promtool checks the config with the rules in place.
+    rules_changed = settings.prometheus_rules and _write_rules(settings, server)
     prometheus_job(
         name=f"Add the {settings.prometheus_job_name} job to {server.config_file}",
         config_path=server.config_file,
         job=job,
+        targets_file=server.targets_file,
         promtool=server.promtool,
         service=server.service,
-        rule_file=rules_file,
+        rule_file=server.rules_file if settings.prometheus_rules else None,
+        reload_for_rules=bool(rules_changed),
     )
 
 
 @deploy("Remove the Prometheus scrape job")
 def remove_prometheus_job(settings: Settings) -> None:
-    """Guarantees this Prometheus server no longer has the job, its rules nor its targets
-    file; the config change is checked, backed up and reloaded like any other."""
+    """Guarantees this Prometheus server no longer has the deploy's job (named
+    prometheus_job_name or reading the targets file), its rules nor its targets file; the
+    config change is checked, backed up and reloaded like any other, nothing restored."""
     server = _locate_prometheus(settings)
     if server is None:
         return
@@ -167,6 +193,7 @@ def remove_prometheus_job(settings: Settings) -> None:
         name=f"Remove the {settings.prometheus_job_name} job from {server.config_file}",
         config_path=server.config_file,
         job_name=settings.prometheus_job_name,
+        targets_file=server.targets_file,
         promtool=server.promtool,
         service=server.service,
         rule_file=server.rules_file,

@@ -1,150 +1,311 @@
 """Operations of the Prometheus step, written the way pyinfra's own are: read facts,
 yield commands only when the state differs, say why when nothing changes.
 
-Every file that Prometheus reads is written beside the live one, checked with
-promtool and only then moved in place; Prometheus is reloaded, never restarted.
+Every file Prometheus reads is replaced the same way: the new bytes go to a root-only
+spool of the deploy, are copied into a file made with mktemp beside the live one (so
+root-only from its first byte) that then takes the live file's owner and mode, are
+checked with promtool as root, and only then renamed over the live file, or over the
+file a symbolic link points to, which stays a link. Prometheus is reloaded, never
+restarted. Every path and name reaches the shell quoted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import posixpath
 import shlex
-from io import StringIO
+from collections.abc import Iterator
+from dataclasses import dataclass
+from io import BytesIO
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, StringCommand, operation
-from pyinfra.facts.files import FileContents, Sha256File
 
 from tasks.host_failure import failure_command
-from tasks.prometheus.config_file import (
-    PrometheusConfigError,
-    config_needs_update,
-    foreign_job_conflict,
-    merge_job,
-    remove_job,
-    rule_files_in_config,
-    without_rule_file,
-)
+from tasks.prometheus.config_file import PrometheusConfigError, edit_fingerprint, with_job, without_job
+from tasks.prometheus.facts import LiveFile, PrometheusConfigFile
+
+# Root-only: the uploads on their way in (prometheus.yml may hold passwords) and the
+# record of the prometheus.yml the deploy last wrote or checked.
+STATE_DIR = "/var/lib/scaphandre-opennebula"
+PROMETHEUS_STATE_DIR = f"{STATE_DIR}/prometheus"
+ORIGINAL_SUFFIX = ".scaphandre-original"
+BACKUP_SUFFIX = ".scaphandre-backup."
+BACKUPS_KEPT = 3
 
 
-def _staged_and_checked(live_path: str, text: str, promtool: str, kind: str):
-    """Commands that write `text` beside `live_path` (as `<path>.scaphandre-new`) and run
-    `promtool check <kind>` on it; on rejection the staged file is removed and the host
-    fails with promtool's message, the live file untouched."""
-    staged = shlex.quote(f"{live_path}.scaphandre-new")
-    yield FileUploadCommand(StringIO(text), f"{live_path}.scaphandre-new")
-    yield StringCommand(
-        f"chmod 0644 {staged} && "
-        f"{{ out=$({shlex.quote(promtool)} check {kind} {staged} 2>&1) || "
-        f"{{ rm -f {staged}; echo \"promtool rejected the new {live_path}; "
-        f"the live file is untouched: $out\" >&2; exit 1; }}; }}"
+@dataclass(frozen=True)
+class ConfigFiles:
+    """The files kept for one prometheus.yml: its original, its rotated backups (newest
+    first), and, in the deploy's state directory, its upload spool and its record."""
+
+    config: str
+    original: str
+    backups: tuple[str, ...]
+    spool: str
+    record: str
+
+
+def config_files(config_path: str) -> ConfigFiles:
+    key = hashlib.sha256(config_path.encode()).hexdigest()[:16]
+    return ConfigFiles(
+        config=config_path,
+        original=config_path + ORIGINAL_SUFFIX,
+        backups=tuple(f"{config_path}{BACKUP_SUFFIX}{number}" for number in range(1, BACKUPS_KEPT + 1)),
+        spool=f"{PROMETHEUS_STATE_DIR}/{key}.upload",
+        record=f"{PROMETHEUS_STATE_DIR}/{key}.record",
     )
 
 
-def _replace_config(config_path: str, current: str | None, new_text: str, promtool: str, service: str):
-    """Commands that put `new_text` in place of the live config only if promtool accepts it,
-    keep the previous file as `<config>.bak`, and reload Prometheus with SIGHUP."""
-    staged = f"{config_path}.scaphandre-new"
-    quoted_live, quoted_staged = shlex.quote(config_path), shlex.quote(staged)
-    yield from _staged_and_checked(config_path, new_text, promtool, "config")
-    if current is not None:
-        yield StringCommand(f"cp -p {quoted_live} {quoted_live}.bak")
-        # Keep the owner and mode the operator (or the package) gave the live file.
-        yield StringCommand(
-            f"chown --reference={quoted_live} {quoted_staged} && chmod --reference={quoted_live} {quoted_staged}"
-        )
-    yield StringCommand(f"mv {quoted_staged} {quoted_live}")
-    yield _reload_command(config_path, service)
+def _rules_spool(rules_path: str) -> str:
+    return f"{PROMETHEUS_STATE_DIR}/{hashlib.sha256(rules_path.encode()).hexdigest()[:16]}.rules.upload"
+
+
+# --------------------------------------------------------------------------
+# Shell
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def _upload(content: bytes, spool: str) -> Iterator:
+    """The bytes into the deploy's root-only state directory."""
+    yield StringCommand(f"umask 077 && mkdir -p {_q(PROMETHEUS_STATE_DIR)} && chmod 0700 {_q(STATE_DIR)} "
+                        f"{_q(PROMETHEUS_STATE_DIR)}")
+    yield FileUploadCommand(BytesIO(content), spool)
+
+
+def _backup_lines(files: ConfigFiles) -> list[str]:
+    """Shell keeping the file about to be replaced: as the original the first time (never
+    overwritten afterwards), else as the newest of the rotated backups."""
+    newest, *older = files.backups
+    rotate = [
+        f'if [ -e {_q(src)} ]; then mv -f -- {_q(src)} {_q(dst)} || fail "cannot rotate the backups of $live; the live file is untouched"; fi'
+        for src, dst in reversed(list(zip(files.backups, files.backups[1:])))
+    ]
+    return [
+        f"original={_q(files.original)}",
+        'if [ -e "$target" ]; then',
+        '  if [ ! -e "$original" ]; then cp -p -- "$target" "$original" || fail "cannot save the original as $original; the live file is untouched"',
+        "  else",
+        *("    " + line for line in rotate),
+        f'    cp -p -- "$target" {_q(newest)} || fail "cannot back up $live; the live file is untouched"',
+        "  fi",
+        "fi",
+    ]
+
+
+def _replace_script(live: str, spool: str, promtool: str, kind: str, after_check: list[str], after_move: list[str]) -> str:
+    """Shell that puts the spooled bytes in place of `live` only if `promtool check <kind>` passes.
+
+    The new file is made with mktemp in the directory of the file actually replaced (a link's
+    target), takes that file's owner and mode (0644 for a new one) before promtool reads it,
+    and is renamed over it; a link stays a link. A config is checked through a path in the
+    live path's directory, since Prometheus reads relative paths from there. On any failure
+    the live file is untouched and nothing is left behind.
+    """
+    return "\n".join([
+        f"live={_q(live)}; spool={_q(spool)}; promtool={_q(promtool)}; staged=''; check=''",
+        'fail() { rm -f -- "$spool"; if [ -n "$staged" ]; then rm -f -- "$staged"; fi; '
+        'if [ -n "$check" ] && [ "$check" != "$staged" ]; then rm -f -- "$check"; fi; '
+        "printf '%s\\n' \"$1\" >&2; exit 1; }",
+        'target=$(readlink -f -- "$live") || fail "cannot resolve $live; the live file is untouched"',
+        'dir=$(dirname -- "$target")',
+        'staged=$(mktemp -- "$dir/.scaphandre-staged.XXXXXX") || fail "cannot create a file in $dir; the live file is untouched"',
+        'cat -- "$spool" > "$staged" || fail "cannot write $staged; the live file is untouched"',
+        'if [ -e "$target" ]; then chown --reference="$target" -- "$staged" && chmod --reference="$target" -- "$staged"; '
+        'else chmod 0644 -- "$staged"; fi || fail "cannot give $staged the owner and mode of $target; the live file is untouched"',
+        'check=$staged',
+        'live_dir=$(cd -- "$(dirname -- "$live")" && pwd -P) || fail "cannot enter the directory of $live; the live file is untouched"',
+        f'if [ {_q(kind)} = config ] && [ "$live_dir" != "$dir" ]; then',
+        '  check="$live_dir/.scaphandre-check.$$"; rm -f -- "$check"',
+        '  ln -s -- "$staged" "$check" || fail "cannot link $check; the live file is untouched"',
+        "fi",
+        f'out=$("$promtool" check {kind} "$check" 2>&1) || fail "promtool rejected the new $live; the live file is untouched: $out"',
+        'if [ "$check" != "$staged" ]; then rm -f -- "$check"; fi; check=\'\'',
+        *after_check,
+        'mv -f -- "$staged" "$target" || fail "cannot move the new file over $target; the live file is untouched"',
+        "staged=''",
+        'rm -f -- "$spool"',
+        *after_move,
+    ])
+
+
+def _record_lines(files: ConfigFiles, sha256: str, fingerprint: str) -> list[str]:
+    record = _q(files.record)
+    return [f"{{ printf '%s\\n' {_q(f'{sha256} {fingerprint}')} > {record}.new && mv -f -- {record}.new {record}; }} "
+            "|| { printf '%s\\n' \"the new $live is in place, but the deploy's record of it could not be written\" >&2; "
+            "exit 1; }"]
+
+
+def _record_command(files: ConfigFiles, sha256: str, fingerprint: str) -> StringCommand:
+    return StringCommand(f"live={_q(files.config)}; umask 077 && mkdir -p {_q(PROMETHEUS_STATE_DIR)} && "
+                         + _record_lines(files, sha256, fingerprint)[0])
+
+
+def _forget_record_command(files: ConfigFiles) -> StringCommand:
+    return StringCommand(f"rm -f -- {_q(files.record)} {_q(files.spool)} && "
+                         f"rmdir -- {_q(PROMETHEUS_STATE_DIR)} {_q(STATE_DIR)} 2>/dev/null || true")
 
 
 def _reload_command(changed_path: str, service: str) -> StringCommand:
     """SIGHUP to Prometheus' main process (OpenNebula's unit has no ExecReload); fails when it is not running."""
-    unit = shlex.quote(service)
     return StringCommand(
-        f"if systemctl is-active --quiet {unit}; then systemctl kill --kill-whom=main --signal=HUP {unit}; "
-        f"else echo 'Prometheus service {service} is not running, so it was not reloaded; "
-        f"the new {changed_path} passed promtool and is used when it starts' >&2; exit 1; fi"
+        f"unit={_q(service)}; changed={_q(changed_path)}; "
+        'if systemctl is-active --quiet "$unit"; then systemctl kill --kill-whom=main --signal=HUP "$unit"; '
+        "else printf '%s\\n' \"Prometheus service $unit is not running, so it was not reloaded; "
+        'the new $changed passed promtool and is used when it starts" >&2; exit 1; fi'
     )
+
+
+# --------------------------------------------------------------------------
+# Reading the live file
+
+
+def _read_problem(path: str, live: LiveFile | dict | None) -> str | None:
+    """Why the file read from the server cannot be used, or None."""
+    if isinstance(live, dict):
+        return (f"{path} is a symbolic link to {live['dangling']}, which does not exist: point the link at "
+                "the configuration Prometheus reads, or set prometheus_config_file")
+    if live is not None and not live.regular:
+        return f"{path} is not a regular file: set prometheus_config_file to the file Prometheus reads"
+    if live is not None and not live.complete:
+        return f"{path} changed while it was being read; the live file is untouched: run the deploy again"
+    return None
+
+
+# The bytes of each prometheus.yml read in this run, by (host, path): pyinfra runs an
+# operation once to plan and again to execute, and a large file need not travel twice.
+_read_this_run: dict[tuple[str, str], tuple[str, bytes]] = {}
+
+
+def _config_file_fact(files: ConfigFiles, fingerprint: str) -> LiveFile | dict | None:
+    """The live file; its content read at most once per run while it does not change."""
+    key = (host.name, files.config)
+    known_sha256, known_content = _read_this_run.get(key, ("", b""))
+    live = host.get_fact(PrometheusConfigFile, path=files.config, record=files.record, fingerprint=fingerprint,
+                         original=files.original, known_sha256=known_sha256)
+    if not isinstance(live, LiveFile) or not live.regular or live.record_current:
+        return live
+    if live.content is None and live.sha256 == known_sha256:
+        return dataclasses.replace(live, content=known_content)
+    if live.content is not None and live.complete:
+        _read_this_run[key] = (live.sha256, live.content)
+    return live
+
+
+# --------------------------------------------------------------------------
+# Operations
 
 
 @operation()
 def prometheus_job(
     config_path: str,
     job: dict,
+    targets_file: str,
     promtool: str,
     service: str,
     rule_file: str | None = None,
+    reload_for_rules: bool = False,
 ):
-    """Guarantees prometheus.yml holds `job` (and lists `rule_file` under rule_files)
-    with every other job and setting kept.
+    """Guarantees prometheus.yml holds `job` (and lists `rule_file` under rule_files), every
+    other byte of the file as it was.
 
-    The merged file is written beside the live one, checked with promtool, and
-    only then moved in place, after the live file is copied to `<config>.bak`;
-    Prometheus is then reloaded (SIGHUP: OpenNebula's unit has no ExecReload), not
-    restarted. Nothing is written or reloaded when the job is already there.
+    The deploy's job is the one named like `job` or any job reading `targets_file` (so a
+    renamed job moves). A file the deploy already wrote or checked for this very job is
+    not read again (its SHA-256 is recorded in the deploy's state directory). A change is
+    spliced in, checked with promtool and put in place as the module docstring says; the
+    first change keeps the file as `<config>.scaphandre-original`, later ones rotate
+    `<config>.scaphandre-backup.1..3`. Prometheus is reloaded after a change, or when
+    `reload_for_rules` (the rules file changed under a config that lists it).
     """
-    lines = host.get_fact(FileContents, path=config_path)
-    current = "\n".join(lines) + "\n" if lines is not None else None
+    files = config_files(config_path)
+    fingerprint = edit_fingerprint(job, rule_file, targets_file)
+    live = _config_file_fact(files, fingerprint)
+    problem = _read_problem(config_path, live)
+    if problem:
+        yield failure_command(problem)
+        return
+    if live is not None and live.record_current:
+        host.noop(f"{config_path} already holds the {job['job_name']} job (unchanged since the deploy wrote it)")
+        if reload_for_rules:
+            yield _reload_command(rule_file or config_path, service)
+        return
+    content = None if live is None else live.content
     try:
-        if not config_needs_update(current, job, rule_file):
-            host.noop(f"{config_path} already holds the {job['job_name']} job")
-            return
-        conflict = foreign_job_conflict(current, job)
-        if conflict:
-            yield failure_command(f"{config_path}: {conflict}")
-            return
-        merged = merge_job(current, job, rule_file)
+        wanted = with_job(content, job, rule_file, targets_file)
     except PrometheusConfigError as unusable:
         # This server only: the others go on, and this file is not touched.
         yield failure_command(f"{config_path}: {unusable}")
         return
-
-    yield from _replace_config(config_path, current, merged, promtool, service)
+    if content is not None and wanted == content:
+        yield _record_command(files, live.sha256, fingerprint)  # checked once, not again until it changes
+        if reload_for_rules:
+            yield _reload_command(rule_file or config_path, service)
+        return
+    yield from _upload(wanted, files.spool)
+    yield StringCommand(_replace_script(
+        config_path, files.spool, promtool, "config",
+        after_check=_backup_lines(files),
+        after_move=_record_lines(files, hashlib.sha256(wanted).hexdigest(), fingerprint),
+    ))
+    yield _reload_command(config_path, service)
 
 
 @operation()
-def prometheus_job_absent(config_path: str, job_name: str, promtool: str, service: str, rule_file: str | None = None):
-    """Guarantees prometheus.yml has no job named `job_name` and does not list `rule_file`,
-    every other job and setting kept; checked, backed up and reloaded like a change made
-    by prometheus_job."""
-    lines = host.get_fact(FileContents, path=config_path)
-    current = "\n".join(lines) + "\n" if lines is not None else None
-    if current is None:
+def prometheus_job_absent(
+    config_path: str,
+    job_name: str,
+    targets_file: str,
+    promtool: str,
+    service: str,
+    rule_file: str | None = None,
+):
+    """Guarantees prometheus.yml has none of the deploy's job (named `job_name` or reading
+    `targets_file`) and does not list `rule_file`, every other byte kept; checked, backed
+    up and reloaded like a change made by prometheus_job. Nothing is restored: when the
+    original from before the first deploy is still there, a warning says where.
+
+    A file that cannot be edited safely (not YAML, not UTF-8, two jobs the deploy could
+    own, rule_files not a list ...) fails this server with what to fix, untouched.
+    """
+    files = config_files(config_path)
+    live = _config_file_fact(files, "")
+    problem = _read_problem(config_path, live)
+    if problem:
+        yield failure_command(problem)
+        return
+    if live is None:
         host.noop(f"{config_path} does not exist")
         return
-    wanted = remove_job(current, job_name)
-    if rule_file:
-        wanted = without_rule_file(wanted, rule_file)
-    if wanted == current:
-        host.noop(f"{config_path} has no {job_name} job")
-        return
-    yield from _replace_config(config_path, current, wanted, promtool, service)
-
-
-def _config_lists(config_path: str, rules_path: str) -> bool:
-    """True when the live prometheus.yml already lists rules_path under rule_files."""
-    lines = host.get_fact(FileContents, path=config_path)
-    if lines is None:
-        return False
+    if live.original_exists:
+        logger.warning(f"{host.print_prefix}{config_path} as it was before the deploy first changed it is kept "
+                       f"as {files.original}; nothing was restored from it")
     try:
-        return rules_path in rule_files_in_config("\n".join(lines) + "\n")
-    except PrometheusConfigError:
-        return False  # prometheus_job reports it
+        wanted = without_job(live.content, job_name, targets_file, rule_file)
+    except PrometheusConfigError as unusable:
+        yield failure_command(f"{config_path}: {unusable}")
+        return
+    if wanted == live.content:
+        if live.record_exists:
+            yield _forget_record_command(files)
+        else:
+            host.noop(f"{config_path} has no {job_name} job")
+        return
+    yield from _upload(wanted, files.spool)
+    yield StringCommand(_replace_script(config_path, files.spool, promtool, "config",
+                                        after_check=_backup_lines(files), after_move=[]))
+    yield _forget_record_command(files)
+    yield _reload_command(config_path, service)
 
 
 @operation()
-def prometheus_rules(rules_path: str, rules_text: str, config_path: str, promtool: str, service: str):
-    """Guarantees `rules_path` holds `rules_text`.
-
-    The new file is written beside the live one and checked with `promtool check
-    rules` before it replaces it. Prometheus is reloaded only when the file changed
-    and the live prometheus.yml already lists it; otherwise prometheus_job, which
-    adds it to rule_files, reloads. Nothing happens when the file is as wanted.
-    """
-    if host.get_fact(Sha256File, path=rules_path) == hashlib.sha256(rules_text.encode()).hexdigest():
-        host.noop(f"{rules_path} already holds the rules")
-        return
-    yield from _staged_and_checked(rules_path, rules_text, promtool, "rules")
-    yield StringCommand(f"mv {shlex.quote(rules_path + '.scaphandre-new')} {shlex.quote(rules_path)}")
-    if _config_lists(config_path, rules_path):
-        yield _reload_command(rules_path, service)
+def prometheus_rules(rules_path: str, rules_text: str, promtool: str):
+    """Writes `rules_path` with `rules_text`, checked with `promtool check rules` first, the
+    way prometheus.yml is replaced (a link stays a link, the owner and mode stay). The
+    caller decides when it is needed; prometheus_job reloads Prometheus for it."""
+    spool = _rules_spool(rules_path)
+    yield from _upload(rules_text.encode(), spool)
+    yield StringCommand(_replace_script(rules_path, spool, promtool, "rules", after_check=[], after_move=[]))

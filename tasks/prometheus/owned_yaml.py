@@ -1,6 +1,6 @@
 """YAML of the files the deploy owns (targets file, job snippet): written and read with PyYAML.
 
-config_file.py also re-serialises the operator's prometheus.yml through it when the job changes.
+The operator's prometheus.yml never goes through here: config_file.py splices it.
 """
 
 from __future__ import annotations
@@ -34,9 +34,3 @@ def dump(data: Any) -> str:
         default_flow_style=False,
         allow_unicode=True,
     )
-
-
-def normalised(data: Any) -> Any:
-    """The value as it would read back from YAML (tuples become lists, ...)."""
-    return load(dump(data))
-

@@ -118,7 +118,9 @@ class FaultCloud:
         return {
             "config_sha": self.file_sha(self.bed.prometheus_name, PROMETHEUS_YML),
             "targets_sha": self.file_sha(self.bed.prometheus_name, TARGETS_FILE),
-            "staged": self.sh(self.bed.prometheus_name, f"ls {PROMETHEUS_YML}.scaphandre-new 2>/dev/null; true").strip(),
+            # The deploy's staged copies beside the config and its uploads on their way in.
+            "staged": self.sh(self.bed.prometheus_name, "ls -d /etc/prometheus/.scaphandre-* "
+                              "/var/lib/scaphandre-opennebula/prometheus/*.upload 2>/dev/null; true").strip(),
         }
 
     def file_sha(self, host: str, path: str) -> str | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.prometheus.config_file import merge_job
+from tasks.prometheus.config_file import with_job
 from tasks.prometheus.job import scaphandre_job, scrape_job_snippet
 from tasks.prometheus.targets import ScrapeTarget, render_targets_file
 
@@ -63,6 +63,11 @@ def write_bed(tmp_path: Path, config_text: str) -> Path:
     config = tmp_path / "prometheus.yml"
     config.write_text(config_text)
     return config
+
+
+def merge_job(config_text: str | None, job: dict) -> str:
+    """The config with the job spliced in, as the deploy writes it."""
+    return with_job(None if config_text is None else config_text.encode(), job, None, TARGETS_NAME).decode()
 
 
 def job(version=PROMETHEUS_2, **kwargs) -> dict:

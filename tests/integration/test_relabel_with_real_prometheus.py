@@ -1,7 +1,7 @@
 """The scaphandre job, as rendered, labels per-VM series with one_vm_id inside a real Prometheus.
 
 A real /usr/bin/prometheus (Debian's 2.42) runs as a subprocess on a free
-127.0.0.1 port with a config from merge_job/scaphandre_job and a targets file
+127.0.0.1 port with a config from with_job/scaphandre_job and a targets file
 from render_targets_file. It scrapes two stand-in exporters (test doubles:
 http.server threads on 127.0.0.1) that serve Scaphandre 1.0's lines without a
 Content-Type header, like the real Scaphandre. The test then asks Prometheus'
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.prometheus.config_file import merge_job
+from tasks.prometheus.config_file import with_job
 from tasks.prometheus.job import scaphandre_job
 from tasks.prometheus.targets import ScrapeTarget, render_targets_file
 
@@ -138,7 +138,7 @@ def prometheus(exporters, tmp_path_factory):
         scrape_timeout="1s",
     )
     config = workdir / "prometheus.yml"
-    config.write_text(merge_job(None, job))
+    config.write_bytes(with_job(None, job, None, str(targets_file)))
     port = free_port()
     log = workdir / "prometheus.log"
     with log.open("w") as log_stream:

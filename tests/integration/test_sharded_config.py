@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from tasks.prometheus.config_file import merge_job
+from tasks.prometheus.config_file import with_job
 from tasks.prometheus.job import scaphandre_job, shard_relabel_configs
 from tasks.prometheus.targets import ScrapeTarget, render_targets_file
 
@@ -24,7 +24,7 @@ def test_promtool_accepts_every_shard(tmp_path, index):
     targets = [ScrapeTarget(address=f"hv{i}:8080", one_host_id=i, host_name=f"hv{i}") for i in range(1, 6)]
     (tmp_path / "targets.yml").write_text(render_targets_file(targets))
     config = tmp_path / "prometheus.yml"
-    config.write_text(merge_job(None, sharded_job(index, 3)))
+    config.write_bytes(with_job(None, sharded_job(index, 3), None, "targets.yml"))
     checked = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 

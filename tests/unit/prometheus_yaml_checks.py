@@ -1,5 +1,5 @@
 """Checks of an edited prometheus.yml, shared by the unit and property tests of
-tasks.prometheus_config_edit.
+tasks.prometheus.config_file.
 
 The readers here are independent of the module under test: ruamel's safe loader for
 YAML 1.2 values, libyaml's base loader for the text of every value, ruamel's
@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from tasks.prometheus.job import scaphandre_job
-from tasks.prometheus_config_edit import ADDED_KEY_COMMENT
+from tasks.prometheus.config_file import ADDED_KEY_COMMENT
 
 TARGETS = "/etc/prometheus/scaphandre_targets.yml"
 RULES = "/etc/prometheus/scaphandre_rules.yml"
@@ -189,3 +189,49 @@ def assert_values_kept(before: bytes, after: bytes, rule_file: str | None) -> No
         assert split_jobs(old)[1] == split_jobs(new)[1]
         old_rules, new_rules = (v.get("rule_files") if isinstance(v.get("rule_files"), list) else [] for v in (old, new))
         assert new_rules == old_rules + ([rule_file] if rule_file and rule_file not in old_rules else [])
+
+
+def located(config: bytes, *, accelerated: bool) -> tuple:
+    """What the module locates in a file, composed through libyaml (accelerated) or through
+    ruamel's own parser: for every node its kind, tag, value, style and start and end
+    positions, the alias spans, or the refusal. Implicit nulls write nothing, so their
+    positions are not read (ruamel puts them at the next token, libyaml after the ':');
+    end positions are read as indexes only (at the end of a file without a final line
+    break, libyaml counts one more line)."""
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    import tasks.prometheus.config_file as edit
+
+    try:
+        source = edit._Source.decode(config)
+        root, alias_spans = edit._compose(source, accelerated=accelerated)
+    except edit.PrometheusConfigError as refused:
+        return ("refused", str(refused))
+    if root is not None and not (isinstance(root, MappingNode) and not root.flow_style):
+        return ("not a block mapping, refused", type(root).__name__)
+    nodes: list[tuple] = []
+    seen: dict[int, int] = {}
+
+    def walk(node) -> None:
+        if id(node) in seen:
+            nodes.append(("the node again", seen[id(node)]))
+            return
+        seen[id(node)] = len(seen)
+        implicit_null = isinstance(node, ScalarNode) and node.style is None and node.value == ""
+        marks = () if implicit_null else (node.start_mark.index, node.start_mark.line, node.start_mark.column,
+                                          node.end_mark.index)
+        if isinstance(node, ScalarNode):
+            nodes.append(("scalar", str(node.tag), node.value, node.style, *marks))
+        elif isinstance(node, SequenceNode):
+            nodes.append(("sequence", str(node.tag), node.flow_style, *marks))
+            for item in node.value:
+                walk(item)
+        else:
+            nodes.append(("mapping", str(node.tag), node.flow_style, *marks))
+            for key, value in node.value:
+                walk(key)
+                walk(value)
+
+    if root is not None:
+        walk(root)
+    return tuple(nodes), tuple(sorted(alias_spans.values()))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.prometheus.config_file import merge_job
+from tasks.prometheus.config_file import with_job
 from tasks.prometheus.job import scaphandre_job
 from tasks.prometheus.rules import rules_for_job
 
@@ -173,9 +173,8 @@ def test_promtool_accepts_the_merged_config_with_the_rules_beside_it(tmp_path):
         targets_file=str(tmp_path / "scaphandre_targets.yml"), prometheus_version=(2, 42, 0)
     )
     config = tmp_path / "prometheus.yml"
-    config.write_text(
-        merge_job((FIXTURES / "opennebula.yml").read_text(), scrape, rule_file=str(tmp_path / "scaphandre_rules.yml"))
-    )
+    config.write_bytes(with_job((FIXTURES / "opennebula.yml").read_bytes(), scrape,
+                                str(tmp_path / "scaphandre_rules.yml"), str(tmp_path / "scaphandre_targets.yml")))
     checked = promtool("check", "config", str(config), cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 10 rules found" in checked.stdout

@@ -1,4 +1,4 @@
-"""Properties of tasks.prometheus_config_edit on generated prometheus.yml files: other
+"""Properties of tasks.prometheus.config_file on generated prometheus.yml files: other
 jobs with label values that YAML 1.1 would re-type, comments and blank lines anywhere,
 any list indentation, LF or CRLF, with or without a final newline."""
 
@@ -9,7 +9,7 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks.prometheus_config_edit import needs_update, owned_job, with_job, without_job
+from tasks.prometheus.config_file import needs_update, owned_job, with_job, without_job
 from tests.unit.prometheus_yaml_checks import (
     JOB,
     RULES,
@@ -17,6 +17,7 @@ from tests.unit.prometheus_yaml_checks import (
     assert_only_job_lines_changed,
     assert_only_rule_file_added,
     assert_values_kept,
+    located,
     split_jobs,
     text_view,
     typed_view,
@@ -152,3 +153,10 @@ def test_a_pasted_job_is_replaced_where_it_stands(config):
     assert_only_job_lines_changed(config, replaced)
     removed = without_job(replaced, "scaphandre", TARGETS, None)
     assert split_jobs(text_view(removed)) == (None, split_jobs(text_view(config))[1])
+
+
+@PROPERTY_SETTINGS
+@given(configs(with_owned_job=True), st.sampled_from([None, RULES]))
+def test_libyaml_locates_what_ruamel_locates(config, rule_file):
+    for text in (config, with_job(config, JOB, rule_file, TARGETS)):
+        assert located(text, accelerated=True) == located(text, accelerated=False)
