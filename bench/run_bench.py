@@ -285,12 +285,12 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
     from tasks.opennebula.client import fetch_host_pool, resolve_endpoint
     from tasks.opennebula.matching import HostQuery, _closest_names, match_host, resolve_hypervisors
     from tasks.opennebula.pool import HostPool
-    from tasks.prometheus.config_file import config_needs_update, merge_job
+    from tasks.prometheus.config_file import with_job
     from tasks.prometheus.job import scaphandre_job
     from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_targets_file
     from tests.doubles.one_api_simulator import OneApiSimulator, host_pool_xml
 
-    prometheus_yml = (REPO / "tests" / "data" / "prometheus" / "debian_default.yml").read_text()
+    prometheus_yml = (REPO / "tests" / "data" / "prometheus" / "debian_default.yml").read_bytes()
     password = "bench-" + secrets.token_hex(8)
     auth_file = STATE_DIR / "control_one_auth"
     auth_file.parent.mkdir(parents=True, exist_ok=True)
@@ -337,8 +337,7 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
             def job_and_merge():
                 job = scaphandre_job(targets_file="/etc/prometheus/scaphandre_targets.yml",
                                      prometheus_version=(2, 42, 0))
-                config_needs_update(prometheus_yml, job)
-                return merge_job(prometheus_yml, job)
+                return with_job(prometheus_yml, job, None, "/etc/prometheus/scaphandre_targets.yml")
 
             seconds["job_and_merge"], _ = timed(job_and_merge, repeats, CPU)
             seconds["render with libyaml CSafeDumper (fix)"], _ = timed(lambda: _render_with_libyaml(targets), repeats, CPU)
@@ -353,6 +352,69 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
         simulator.stop()
         auth_file.unlink(missing_ok=True)
     return results, notes
+
+
+@dataclass
+class PrometheusYmlResult:
+    size: int
+    seconds: dict[str, float]
+    parses: dict[str, int]
+
+
+def measure_prometheus_yml(size: int, repeats: int) -> PrometheusYmlResult:
+    """The cost of editing a large operator prometheus.yml on the machine running pyinfra:
+    adding the job (what a first deploy does), a rerun on a file the deploy recorded (what a
+    no-op rerun does: a fingerprint, no parse), a rerun on a file edited since (one parse),
+    and removing the job; through libyaml and through ruamel's own parser (ruamel.yaml.clib
+    missing). Parses are counted; every parse cache is emptied before each timed step."""
+    import tasks.prometheus.config_file as config_file
+    from tasks.prometheus.job import scaphandre_job
+    from tests.unit.prometheus_yaml_checks import generated_config
+
+    targets = "/etc/prometheus/scaphandre_targets.yml"
+    rules = "/etc/prometheus/scaphandre_rules.yml"
+    job = scaphandre_job(targets_file=targets, prometheus_version=(2, 42, 0))
+    before = generated_config(size)
+    parses: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    real_compose = config_file._compose
+
+    def counted(name: str, step: Callable[[], object], accelerated: bool = True) -> object:
+        calls: list[int] = []
+
+        def compose(source, **kwargs):
+            calls.append(1)
+            return real_compose(source, accelerated=accelerated)
+
+        def run():
+            config_file._parse.cache_clear()
+            calls.clear()
+            return step()
+
+        config_file._compose = compose
+        try:
+            seconds[name], result = timed(run, repeats, CPU)
+        finally:
+            config_file._compose = real_compose
+        parses[name] = len(calls)
+        return result
+
+    after = counted("add the job (libyaml)", lambda: config_file.with_job(before, job, rules, targets))
+    counted("add the job (ruamel's own parser)", lambda: config_file.with_job(before, job, rules, targets),
+            accelerated=False)
+    counted("rerun, file as recorded (fingerprint only)", lambda: config_file.edit_fingerprint(job, rules, targets))
+    edited = after + b"# the operator's note\n"
+    counted("rerun, file edited since (libyaml)", lambda: config_file.with_job(edited, job, rules, targets))
+    counted("rerun, file edited since (ruamel's own parser)",
+            lambda: config_file.with_job(edited, job, rules, targets), accelerated=False)
+    removed = counted("remove the job (libyaml)", lambda: config_file.without_job(after, "scaphandre", targets, rules))
+    assert removed == before, "removal must give back the original bytes"
+    return PrometheusYmlResult(len(before), seconds, parses)
+
+
+def prometheus_yml_table(result: PrometheusYmlResult) -> str:
+    rows = [[name, format_seconds(result.seconds[name]), result.parses[name]] for name in result.seconds]
+    return markdown_table([f"prometheus.yml of {result.size / 1e6:.1f} MB", "CPU s", "YAML parses"], rows)
 
 
 def _render_with_libyaml(targets) -> str:
@@ -679,11 +741,13 @@ def control_detail_table(results: Sequence[ControlResult]) -> str:
     return markdown_table(["OpenNebula hosts", *keys], rows)
 
 
-def report(machine: list[str], loads: dict[str, str], args, bed_results, control_results, notes) -> str:
+def report(machine: list[str], loads: dict[str, str], args, bed_results, control_results, notes,
+           prometheus_yml: PrometheusYmlResult | None = None) -> str:
     parts = [
         "# Benchmark results\n",
         f"Command: `.venv/bin/python bench/run_bench.py --sizes {args.sizes} --repeats {args.repeats} "
-        f"--control-sizes {args.control_sizes} --extra-noops {args.extra_noops} --rev {args.rev}`\n",
+        f"--control-sizes {args.control_sizes} --extra-noops {args.extra_noops} --rev {args.rev} "
+        f"--prometheus-yml-size {args.prometheus_yml_size}`\n",
         "Machine and product:\n",
         *(f"- {line}\n" for line in machine),
         "- Load averages (1/5/15 min): " + "; ".join(f"{k}: {v}" for k, v in loads.items()) + "\n",
@@ -713,6 +777,11 @@ def report(machine: list[str], loads: dict[str, str], args, bed_results, control
                   "FQDNs, so matching reaches its third level (short vs FQDN), as in many clouds.\n\n",
                   control_table(control_results),
                   "\nDetails and candidate fixes, seconds:\n\n", control_detail_table(control_results)]
+    if prometheus_yml is not None:
+        parts += ["\n## The operator's prometheus.yml, large (control side, no SSH)\n\nCPU seconds (median) of "
+                  "the splice editor on a generated file of one static job per host; a no-op rerun on the server "
+                  "finds the file's SHA-256 in the deploy's record and costs the fingerprint only.\n\n",
+                  prometheus_yml_table(prometheus_yml)]
     for title, text in notes.items():
         parts.append(f"\n{title}: {text}\n")
     return "".join(parts)
@@ -740,6 +809,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="product revision to measure (exported copy); 'worktree' for the files as they are; "
                         "'dir:PATH' for a copy of the product elsewhere (trying out a change)")
     parser.add_argument("--no-profile", action="store_true", help="skip the --debug profile runs")
+    parser.add_argument("--prometheus-yml-size", type=int, default=2_000_000,
+                        help="bytes of the generated prometheus.yml the editor is timed on (0 skips it)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -757,6 +828,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if control_sizes:
         print(f"control side: {control_sizes}", flush=True)
         control_results, notes = measure_control_side(control_sizes, args.repeats)
+    prometheus_yml = None
+    if args.prometheus_yml_size:
+        print(f"prometheus.yml of {args.prometheus_yml_size} bytes", flush=True)
+        prometheus_yml = measure_prometheus_yml(args.prometheus_yml_size, args.repeats)
     bed_results: list[SizeResult] = []
     if sizes:
         from tests.testbed.bed import TestBed
@@ -774,7 +849,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             cloud.stop()
     loads["after"] = load_average()
-    text = report(machine, loads, args, bed_results, control_results, notes)
+    text = report(machine, loads, args, bed_results, control_results, notes, prometheus_yml)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

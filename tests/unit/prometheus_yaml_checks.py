@@ -235,3 +235,23 @@ def located(config: bytes, *, accelerated: bool) -> tuple:
     if root is not None:
         walk(root)
     return tuple(nodes), tuple(sorted(alias_spans.values()))
+
+
+def generated_config(size: int) -> bytes:
+    """A prometheus.yml of about `size` bytes: one static job per host, as large sites
+    without service discovery have. Made at test time: megabytes of repeated text would add
+    nothing to the repository that these lines do not say (bench/run_bench.py edits 2 MB)."""
+    parts = [b"# generated\nglobal:\n  scrape_interval: 15s\n  external_labels:\n    country: NO\nrule_files:\n  - rules/*.yml\nscrape_configs:\n"]
+    total, host = len(parts[0]), 0
+    while total < size:
+        part = (
+            f"  # rack {host // 20}, host {host}\n  - job_name: node_{host}\n    scrape_interval: 30s\n"
+            f"    static_configs:\n      - targets: ['kvm{host}.example.org:9100', 'kvm{host}.example.org:9177']\n"
+            f"        labels:\n          replica: 0{host % 10}\n          release: 1.10\n          zone: NO\n"
+            f"    relabel_configs:\n      - source_labels: [__address__]\n        regex: '([^:]+):\\d+'\n"
+            f"        target_label: instance\n        replacement: '$1'\n\n"
+        ).encode()
+        parts.append(part)
+        total += len(part)
+        host += 1
+    return b"".join(parts)

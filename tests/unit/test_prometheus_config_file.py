@@ -37,6 +37,7 @@ from tests.unit.prometheus_yaml_checks import (
     assert_only_rule_file_added,
     assert_values_kept,
     changed_region,
+    generated_config,
     lines_of,
     located,
     owned_line_span,
@@ -513,26 +514,6 @@ def test_the_fingerprint_tells_requests_apart_as_with_job_does():
     assert len({fingerprint, *others}) == len(others) + 1
     with pytest.raises(ValueError):
         edit_fingerprint(JOB, "", TARGETS)
-
-
-def generated_config(size: int) -> bytes:
-    """A prometheus.yml of about `size` bytes: one static job per host, as large sites
-    without service discovery have. Made at test time: megabytes of repeated text would add
-    nothing to the repository that these lines do not say (bench/run_bench.py times 2 MB)."""
-    parts = [b"# generated\nglobal:\n  scrape_interval: 15s\n  external_labels:\n    country: NO\nrule_files:\n  - rules/*.yml\nscrape_configs:\n"]
-    total, host = len(parts[0]), 0
-    while total < size:
-        part = (
-            f"  # rack {host // 20}, host {host}\n  - job_name: node_{host}\n    scrape_interval: 30s\n"
-            f"    static_configs:\n      - targets: ['kvm{host}.example.org:9100', 'kvm{host}.example.org:9177']\n"
-            f"        labels:\n          replica: 0{host % 10}\n          release: 1.10\n          zone: NO\n"
-            f"    relabel_configs:\n      - source_labels: [__address__]\n        regex: '([^:]+):\\d+'\n"
-            f"        target_label: instance\n        replacement: '$1'\n\n"
-        ).encode()
-        parts.append(part)
-        total += len(part)
-        host += 1
-    return b"".join(parts)
 
 
 def test_a_large_file_is_edited_and_restored_through_libyaml(tmp_path, monkeypatch):
