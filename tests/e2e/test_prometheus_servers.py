@@ -16,9 +16,9 @@ run in file order on one bed.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-import secrets
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ import yaml
 from tasks.prometheus.config_file import with_job
 from tasks.prometheus.job import scaphandre_job
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import PrometheusApi, PyinfraRun, bed_port, bed_prefix, run_pyinfra
+from tests.e2e.cloud import PrometheusApi, PyinfraRun, bed_port, bed_prefix, bed_with_opennebula, run_pyinfra
 from tests.testbed.bed import TestBed
 
 pytestmark = pytest.mark.e2e
@@ -86,11 +86,9 @@ class Servers:
         return self.bed.exec(host, "sh", "-c", script, timeout=60).stdout
 
     def read_bytes(self, host: str, path: str) -> bytes:
-        import base64
         return base64.b64decode(self.sh(host, f"base64 -w0 {shlex.quote(path)}"))
 
     def write_bytes(self, host: str, path: str, content: bytes, mode: str = "0644", owner: str = "root:root") -> None:
-        import base64
         quoted = shlex.quote(path)
         self.bed.exec(host, "sh", "-c", f"mkdir -p \"$(dirname {quoted})\" && base64 -d > {quoted} && "
                       f"chown {owner} {quoted} && chmod {mode} {quoted}",
@@ -114,25 +112,14 @@ class Servers:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("servers")
-    bed = TestBed(prefix=PREFIX, state_dir=state_dir / "bed", hypervisors=("hv1",), ssh_port_base=SSH_PORT_BASE,
-                  prometheus_api_port=API_PORTS["prom1"], preinstalled_docker=("hv1",), prometheus_kind="opennebula",
-                  extra_prometheus={"prom2": ("debian", API_PORTS["prom2"]),
-                                    "prom3": ("prometheus3", API_PORTS["prom3"])})
-    password = f"{PREFIX}-" + secrets.token_hex(8)
-    simulator = OneApiSimulator([dict(POOL[0])], user="oneadmin", password=password)
-    bed.down()
-    bed.build_images()
-    simulator.start()
-    try:
-        bed.up()
-        (state_dir / "one_auth").write_text(f"oneadmin:{password}\n")
-        (state_dir / "one_auth").chmod(0o600)
+    bed_options = {"preinstalled_docker": ("hv1",), "prometheus_kind": "opennebula",
+                   "extra_prometheus": {"prom2": ("debian", API_PORTS["prom2"]),
+                                        "prom3": ("prometheus3", API_PORTS["prom3"])}}
+    with bed_with_opennebula(PREFIX, state_dir, ("hv1",), SSH_PORT_BASE, API_PORTS["prom1"], POOL[:1],
+                             bed_options) as (bed, simulator, _password):
         found = Servers(bed=bed, simulator=simulator, state_dir=state_dir)
         found.originals = {host: found.read_bytes(host, CONFIG[host]) for host in CONFIG}
         yield found
-    finally:
-        simulator.stop()
-        bed.down()
 
 
 def expected_config(servers: Servers, host: str, **job_settings) -> bytes:
