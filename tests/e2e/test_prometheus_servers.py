@@ -20,6 +20,8 @@ import base64
 import json
 import re
 import shlex
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,7 +100,22 @@ class Servers:
         return PrometheusApi(self.bed.prometheus_url_of(host))
 
     def last_reload(self, host: str) -> float:
-        return float(self.api(host).query("prometheus_config_last_reload_success_timestamp_seconds")[0]["value"][1])
+        """When the running configuration was last loaded, from Prometheus' own /metrics
+        (live, where a query would wait for its next self-scrape)."""
+        url = f"{self.bed.prometheus_url_of(host)}/metrics"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=10) as reply:
+                    text = reply.read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        found = re.search(r"^prometheus_config_last_reload_success_timestamp_seconds (\S+)$", text, re.MULTILINE)
+        assert found, f"{host}: no reload timestamp in /metrics"
+        return float(found.group(1))
 
     def loaded_config(self, host: str) -> dict:
         """The configuration Prometheus itself says it runs (/api/v1/status/config), every
