@@ -20,6 +20,8 @@ import base64
 import json
 import re
 import shlex
+import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ import yaml
 from tasks.prometheus.config_file import with_job
 from tasks.prometheus.job import scaphandre_job
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import PrometheusApi, PyinfraRun, bed_port, bed_prefix, bed_with_opennebula, run_pyinfra
+from tests.e2e.cloud import REPO, PrometheusApi, PyinfraRun, bed_port, bed_prefix, bed_with_opennebula, run_pyinfra
 from tests.testbed.bed import TestBed
 
 pytestmark = pytest.mark.e2e
@@ -222,6 +224,16 @@ def test_a_new_hypervisor_extends_the_targets_without_a_reload(servers):
 
     servers.api("prom1").wait_for("hv1 and hv2 scraped", both_up, 120)
     assert servers.last_reload("prom1") == reload_before, "a new target needs no reload"
+
+
+def test_the_verification_suite_passes_on_every_server(servers):
+    """The suite finds config and promtool as the deploy does: on prom3, promtool 3.5
+    beside the binary its service runs (2.42's would refuse the Prometheus 3 key)."""
+    verified = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/verify", "--inventory", str(servers.servers_inventory()), "-q",
+         "-rA", "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert verified.returncode == 0, verified.stdout[-6000:] + verified.stderr[-2000:]
+    assert "PASSED tests/verify/test_prometheus.py::test_config_valid[prom3]" in verified.stdout
 
 
 def test_a_symlinked_prometheus_yml_stays_a_link(servers):

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tasks.opennebula.pool import OneHost
+from tasks.prometheus.facts import PrometheusServer
 from tests.verify import Node, VerifyHost, scrape_address
 from tests.verify.conftest import TargetsReport, scraped_here
 
@@ -21,15 +22,23 @@ def job_name(server: Node) -> str:
     return server.settings.prometheus_job_name
 
 
+def located(server: Node) -> dict:
+    """Where the deploy finds this server's Prometheus (its own fact, run over this host's
+    connection): config, service, the binary the service runs, its promtool and version."""
+    fact = PrometheusServer()
+    settings = server.settings
+    command = fact.command(candidates=[tuple(pair) for pair in settings.prometheus_candidates],
+                           binaries=list(settings.prometheus_binaries), promtools=list(settings.promtool_binaries),
+                           config_file=settings.prometheus_config_file, service=settings.prometheus_service)
+    return fact.process(server.host.run(command).stdout.splitlines())
+
+
 def config_path(server: Node) -> str:
     """The live prometheus.yml: prometheus_config_file, else the first existing candidate."""
-    configured = server.settings.prometheus_config_file
-    if configured:
-        return configured
+    found = located(server)["config"]
+    if found:
+        return found
     candidates = [pair[0] for pair in server.settings.prometheus_candidates]
-    for path in candidates:
-        if server.host.file(path).is_file:
-            return path
     pytest.fail(
         f"{server.name}: no Prometheus config found (looked for {', '.join(candidates)}); "
         "set prometheus_config_file for this host",
@@ -86,9 +95,11 @@ def expected_one_host(hypervisor: VerifyHost, opennebula_hosts: dict) -> OneHost
 
 
 def promtool(server: Node) -> str:
-    for path in server.settings.promtool_binaries:
-        if server.host.file(path).is_file:
-            return path
+    """The promtool of the Prometheus the service runs (the one beside its binary, else
+    the first of promtool_binaries), as the deploy chooses it."""
+    found = located(server)["promtool"]
+    if found:
+        return found
     pytest.fail(f"{server.name}: promtool not found; install it or list it in promtool_binaries", pytrace=False)
 
 
