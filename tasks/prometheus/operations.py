@@ -80,7 +80,7 @@ def _upload(content: bytes, spool: str) -> Iterator:
 def _backup_lines(files: ConfigFiles) -> list[str]:
     """Shell keeping the file about to be replaced: as the original the first time (never
     overwritten afterwards), else as the newest of the rotated backups."""
-    newest, *older = files.backups
+    newest = files.backups[0]
     rotate = [
         f'if [ -e {_q(src)} ]; then mv -f -- {_q(src)} {_q(dst)} || fail "cannot rotate the backups of $live; the live file is untouched"; fi'
         for src, dst in reversed(list(zip(files.backups, files.backups[1:])))
