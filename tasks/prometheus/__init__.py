@@ -61,7 +61,10 @@ def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
         config_file=settings.prometheus_config_file,
         service=settings.prometheus_service,
     )
-    config_file, service, binary = found["config"], found["service"], found["binary"]
+    config_file = settings.prometheus_config_file or found["config"]
+    service = settings.prometheus_service or found["service"]
+    binary = found["binary"]
+    unit_binary = found.get("unit_binary", "")
     if not config_file or not service:
         fail_host(
             name="Find Prometheus",
@@ -73,11 +76,11 @@ def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
     if not binary:
         fail_host(name="Find the Prometheus binary", reason=(
             f"the unit of {service} names no Prometheus binary that answers --version"
-            + (f" ({found['unit_binary']})" if found["unit_binary"] else "")
+            + (f" ({unit_binary})" if unit_binary else "")
             + " and none of prometheus_binaries exists: list the binary the service runs in prometheus_binaries"))
         return None
-    if found["binary_source"] == "list" and found["unit_binary"]:
-        logger.warning(f"{host.print_prefix}{service} runs {found['unit_binary']}, which does not answer --version "
+    if found.get("binary_source") == "list" and unit_binary:
+        logger.warning(f"{host.print_prefix}{service} runs {unit_binary}, which does not answer --version "
                        f"as Prometheus: using {binary} (from prometheus_binaries) for the version")
     if not found["promtool"]:
         fail_host(name="Find promtool", reason=(
