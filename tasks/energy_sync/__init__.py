@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
+from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import files, python, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -54,10 +55,10 @@ def install_energy_sync(settings: Settings) -> None:
     enabled and running.
 
     Before anything is written the host fails, saying what to fix, when the service user
-    cannot read the credentials file or there is no Python 3.6+. After any change the
-    script runs once with --dry-run as the service user and its status line is shown; if
-    that trial fails (Prometheus or oned unusable) the host fails with the script's own
-    message and the timer is not started.
+    cannot read the credentials file or there is no Python 3.6+. After any change, and
+    whenever the timer is not running yet, the script runs once with --dry-run as the
+    service user and its status line is shown; if that trial fails (Prometheus or oned
+    unusable) the host fails with the script's own message and the timer is not started.
 
     With `energy_sync` off this reads nothing and plans nothing.
     """
@@ -88,9 +89,12 @@ def install_energy_sync(settings: Settings) -> None:
                            user="root", group="root", mode="644", create_remote_dir=False, **units)
     systemd.daemon_reload(name="Reload systemd for the energy sync's units", _if=any_changed(service, timer))
 
+    # Tried after any change, and before the timer is started: a running timer means a run
+    # that passed before (or a timer started by hand), a stopped one may be a failed trial.
+    timer_running = host.get_fact(SystemdStatus, services=[TIMER_UNIT]).get(TIMER_UNIT, False)
+    when = {"_if": any_changed(script, config, service, timer)} if timer_running else {}
     trial = server.shell(name=f"Try the energy sync once (--dry-run, as {account.user})",
-                         commands=[trial_run_command(settings, account, interpreter)],
-                         _if=any_changed(script, config, service, timer))
+                         commands=[trial_run_command(settings, account, interpreter)], **when)
     python.call(name="Show the trial run's status line", function=_show_status,
                 what="energy sync trial run", run=trial, _if=trial.did_change)
 

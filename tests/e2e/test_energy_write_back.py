@@ -91,6 +91,16 @@ class EnergyCloud:
         """Every simulated running VM -> the OpenNebula ID of the host it runs on."""
         return {vm: ONE_IDS[hv] for hv in HYPERVISORS for vm in self.bed.vm_ids(hv)}
 
+    def write_inventory(self, **energy_data) -> None:
+        """The operator's inventory: the sync on for prom1, every 60 s, oned at the simulator."""
+        render_inventory(self.inventory, self.bed, list(HYPERVISORS), prometheus_data={
+            "energy_sync": True,
+            "energy_sync_interval_s": INTERVAL_S,
+            "energy_sync_one_xmlrpc": self.simulator.url,
+            "energy_sync_timeout_s": 10,
+            **energy_data,
+        })
+
     def deploy(self, script: str = "deploy.py") -> PyinfraRun:
         run = run_pyinfra(self.inventory, script=script)
         self.runs.append(run)
@@ -169,13 +179,9 @@ def energy(tmp_path_factory):
                  f"install -d -o oneadmin -g oneadmin -m 0700 {Path(FRONTEND_AUTH).parent} && umask 077 && "
                  f"cat > {FRONTEND_AUTH} && chown oneadmin:oneadmin {FRONTEND_AUTH}",
                  input=f"oneadmin:{password}\n")
-        render_inventory(state_dir / "inventory.py", bed, list(HYPERVISORS), prometheus_data={
-            "energy_sync": True,
-            "energy_sync_interval_s": INTERVAL_S,
-            "energy_sync_one_xmlrpc": simulator.url,
-            "energy_sync_timeout_s": 10,
-        })
-        yield EnergyCloud(bed=bed, simulator=simulator, state_dir=state_dir, password=password)
+        cloud = EnergyCloud(bed=bed, simulator=simulator, state_dir=state_dir, password=password)
+        cloud.write_inventory()
+        yield cloud
     finally:
         if simulator is not None:
             simulator.stop()
@@ -424,6 +430,26 @@ def test_credentials_the_service_user_cannot_read_fail_the_frontend_alone(energy
             "runs as") in run.output
 
 
+def test_a_failing_trial_run_fails_the_frontend_and_leaves_the_timer_stopped(energy):
+    assert energy.on_prom(f"systemctl is-active {TIMER}", check=False).stdout.strip() == "inactive"
+    # oned as seen from the frontend is wrong (this machine still reaches it, so the run goes on)
+    energy.write_inventory(energy_sync_one_xmlrpc="http://127.0.0.1:9/RPC2")
+    failed = energy.deploy()
+    assert failed.failed_hosts() == ["prom1"], failed.output[-4000:]
+    assert "the trial run of the energy sync (--dry-run) failed:" in failed.output
+    assert ("OpenNebula at http://127.0.0.1:9/RPC2 is unreachable (one.hostpool.info): connection refused; "
+            "check one_xmlrpc and that oned runs") in failed.output
+    assert "the timer is not started until a trial run passes" in failed.output
+    assert energy.on_prom(f"systemctl is-active {TIMER}", check=False).stdout.strip() == "inactive"
+
+    energy.write_inventory()
+    fixed = energy.deploy()
+    assert fixed.returncode == 0 and fixed.failed_hosts() == [], fixed.output[-4000:]
+    assert "[prom1] energy sync trial run: status: would write" in fixed.output
+    assert "prom1" in fixed.changed_hosts()["Energy back into OpenNebula | Enable and start scaphandre-energy-sync.timer"]
+    assert energy.on_prom(f"systemctl is-active {TIMER}", check=False).stdout.strip() == "active"
+
+
 def test_remove_takes_the_attributes_away_first_and_a_rerun_finishes_after_oned_refused(energy):
     templates = {host_id: without_owned(energy.host_template(host_id)) for host_id in ONE_IDS.values()}
     vm_templates = {vm_id: without_owned(energy.vm_user_template(vm_id)) for vm_id in energy.vm_ids()}
@@ -446,8 +472,9 @@ def test_remove_takes_the_attributes_away_first_and_a_rerun_finishes_after_oned_
     assert "[prom1] energy sync attributes removed: status: removed from 6 (2 hosts, 4 VMs), failed 0" in run.output
     for path in (*UNITS, SCRIPT, CONFIG, "/usr/local/lib/scaphandre-energy-sync"):
         assert energy.on_prom(f"test -e {path}", check=False).returncode == 1, path
-    assert energy.on_prom(f"systemctl list-unit-files 'scaphandre-energy-sync*' --no-legend").stdout.strip() == ""
-    assert energy.on_prom(f"systemctl list-units --all 'scaphandre-energy-sync*' --no-legend").stdout.strip() == ""
+    for listing in ("list-unit-files", "list-units --all"):  # neither on disk nor known to systemd
+        listed = energy.on_prom(f"systemctl {listing} 'scaphandre-energy-sync*' --no-legend", check=False)
+        assert listed.stdout.strip() == "", listed.stdout
     for host_id, template in templates.items():
         assert energy.host_template(host_id) == template, "ours gone, every other attribute as it was"
     for vm_id, template in vm_templates.items():

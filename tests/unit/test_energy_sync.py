@@ -170,10 +170,12 @@ def test_a_new_interval_reloads_systemd_and_restarts_the_running_timer():
     assert "timeout --kill-after=5 600 " in step(planned, "Try the energy sync")[0]
 
 
-def test_a_stopped_timer_is_started_without_anything_else():
+def test_a_stopped_timer_is_started_only_after_a_trial_run():
     installed = rendered_files(settings_with(), plan.ServiceAccount("oneadmin", "oneadmin"))
     planned = install_plan(server_facts(installed=installed, timer_running=False))
-    assert changed_steps(planned) == ["Enable and start scaphandre-energy-sync.timer"]
+    assert changed_steps(planned) == [
+        "Try the energy sync once (--dry-run, as oneadmin)", "Show the trial run's status line",
+        "Enable and start scaphandre-energy-sync.timer"]
 
 
 @pytest.mark.parametrize("found, says", [
@@ -182,7 +184,7 @@ def test_a_stopped_timer_is_started_without_anything_else():
     ({"credentials": "missing"}, "energy_sync_one_auth_file /var/lib/one/.one/one_auth does not exist on this "
                                  "server"),
     ({"python": ""}, "the energy sync needs Python 3.6 or later on this server and found none"),
-])
+], ids=["credentials-unreadable", "credentials-missing", "no-python"])
 def test_what_stops_the_sync_fails_the_host_before_anything_is_written(found, says):
     facts = server_facts({**ONEADMIN_FRONTEND, **found})
     commands = all_commands(install_plan(facts))
