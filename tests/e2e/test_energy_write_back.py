@@ -25,7 +25,6 @@ import re
 import secrets
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -35,13 +34,13 @@ import pyone
 import pytest
 
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import PrometheusApi, PyinfraRun, bed_port, bed_prefix, render_inventory, run_pyinfra
+from tests.e2e.cloud import PrometheusApi, PyinfraRun, bed_port, bed_prefix, render_inventory, run_pyinfra, wait_until
 from tests.testbed.bed import TestBed, docker
 
 pytestmark = pytest.mark.e2e
 
 PREFIX = bed_prefix("sotb-energy")
-SSH_PORT_BASE = bed_port(2801)
+SSH_PORT_BASE = bed_port(2901)
 PROMETHEUS_API_PORT = bed_port(9199)
 HYPERVISORS = ("hv1", "hv2")
 ONE_IDS = {"hv1": 6, "hv2": 11}  # not in inventory order; hv2 registered under its FQDN
@@ -212,17 +211,6 @@ def newest_power_sample(cloud: EnergyCloud) -> float:
     return float(result[0]["value"][1]) if result else 0.0
 
 
-def wait_until(what: str, check, timeout_s: float = DATA_TIMEOUT_S, interval_s: float = 2.0):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"{what} not seen within {timeout_s:.0f} s; last: {last!r}")
-
-
 def prometheus_ready(cloud: EnergyCloud) -> bool:
     try:
         with urllib.request.urlopen(cloud.bed.prometheus_url + "/-/ready", timeout=3) as reply:
@@ -322,7 +310,7 @@ def test_every_hypervisor_and_vm_carries_the_power_prometheus_reports(energy):
         return (want_hosts <= hosts and want_hosts <= host_energy
                 and want_vms <= measured_vms and want_vms <= vm_energy)
 
-    wait_until("power and energy of every host and VM in Prometheus", every_object_measured)
+    wait_until("power and energy of every host and VM in Prometheus", every_object_measured, DATA_TIMEOUT_S)
 
     # Two runs back to back, right after a rule evaluation: both average the same samples
     # (unchanged power) unless a new evaluation slipped in between; then try again (bounded).
