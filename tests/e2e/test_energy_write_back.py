@@ -250,6 +250,8 @@ def assert_matches_prometheus(cloud: EnergyCloud, stored: dict, power_selector: 
     assert abs(float(stored["SCAPHANDRE_POWER_W"]) - mean) <= POWER_TOLERANCE_W + 1e-9, (power_selector, stored, mean)
     candidates = energy_candidates(cloud, energy_selector, sample_time)
     assert stored["SCAPHANDRE_ENERGY_KWH_24H"] in {f"{value:.3f}" for value in candidates}, (stored, candidates)
+    print(f"{power_selector}: stored {stored['SCAPHANDRE_POWER_W']} W, Prometheus {mean:.4f} W; "
+          f"stored {stored['SCAPHANDRE_ENERGY_KWH_24H']} kWh, Prometheus {candidates}")
 
 
 # --------------------------------------------------------------------------- scenarios
