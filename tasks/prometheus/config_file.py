@@ -631,10 +631,13 @@ def _top_keys(root: MappingNode) -> dict:
     return keys
 
 
+def _top_value(keys: dict, key: str, values: _Values) -> Any:
+    """The value of a top-level key; None when the key is absent or null."""
+    return values.of(keys[key][1]) if key in keys else None
+
+
 def _jobs(keys: dict, values: _Values) -> tuple[_Job, ...]:
-    if _SCRAPE_CONFIGS not in keys:
-        return ()
-    listed = values.of(keys[_SCRAPE_CONFIGS][1])
+    listed = _top_value(keys, _SCRAPE_CONFIGS, values)
     if listed is None:
         return ()
     if not isinstance(listed, list):
@@ -654,9 +657,7 @@ def _jobs(keys: dict, values: _Values) -> tuple[_Job, ...]:
 
 
 def _rule_files(keys: dict, values: _Values) -> tuple[str, ...]:
-    if _RULE_FILES not in keys:
-        return ()
-    listed = values.of(keys[_RULE_FILES][1])
+    listed = _top_value(keys, _RULE_FILES, values)
     if listed is None:
         return ()
     if isinstance(listed, str):
