@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from tests.e2e.cloud import PrometheusApi, REPO, bed_port, run_pyinfra
 
@@ -233,7 +234,8 @@ def test_removal_takes_it_all_away_and_keeps_docker_and_other_jobs(cloud):
         assert cloud.bed.exec(host, "systemctl", "is-active", "docker").stdout.strip() == "active"
     for server in cloud.bed.prometheus_servers:
         config = cloud.bed.exec(server, "cat", "/etc/prometheus/prometheus.yml").stdout
-        assert "job_name: scaphandre" not in config and "job_name: prometheus" in config
+        jobs = [job["job_name"] for job in yaml.safe_load(config)["scrape_configs"]]
+        assert "scaphandre" not in jobs and "prometheus" in jobs, f"{server}:\n{config}"
         assert "scaphandre_rules.yml" not in config
         for leftover in ("/etc/prometheus/scaphandre_targets.yml", "/etc/prometheus/scaphandre_rules.yml"):
             assert cloud.bed.exec(server, "test", "-e", leftover, check=False).returncode == 1, leftover
