@@ -2,8 +2,11 @@
 
     pyinfra inventory.py remove.py
 
-Hypervisors lose the Scaphandre container and the RAPL modules-load file (and the
-Docker engine only with `--data remove_docker_engine=true`); Prometheus servers lose
+Hypervisors lose the Scaphandre container, the exporter image when the deploy brought
+it, and the RAPL modules-load file; with `--data remove_docker_engine=true` also the
+Docker engine the deploy installed and its daemon.json settings (an engine that was
+there before stays). What the deploy brought is read from its record on each host
+(/var/lib/scaphandre-opennebula/installed.json). Prometheus servers lose
 the scaphandre job and rules (checked, backed up, reloaded) and the targets and
 rules files; Grafana hosts lose the dashboard and its provider. Needs no
 OpenNebula access. Safe to run again: what is already gone is left alone.
@@ -14,6 +17,7 @@ from pyinfra import host, inventory
 from tasks import groups
 from tasks.docker_engine import remove_docker_engine
 from tasks.grafana import remove_dashboard
+from tasks.install_record import install_ledger
 from tasks.preflight import check_settings
 from tasks.prometheus import remove_prometheus_job
 from tasks.rapl import forget_rapl_modules
@@ -22,10 +26,12 @@ from tasks.scaphandre import remove_scaphandre
 settings = check_settings(inventory)  # None: this host failed, naming the setting to fix
 
 if settings and groups.HYPERVISORS in host.groups:
-    remove_scaphandre(settings)
-    forget_rapl_modules()
-    if settings.remove_docker_engine:
-        remove_docker_engine(settings)
+    ledger = install_ledger()  # what the deploy brought here: only that is taken away
+    if ledger.readable:
+        remove_scaphandre(settings, ledger)
+        forget_rapl_modules()
+        if settings.remove_docker_engine:
+            remove_docker_engine(ledger)
 
 if settings and groups.PROMETHEUS in host.groups:
     remove_prometheus_job(settings)
