@@ -47,9 +47,13 @@ def bed_with_opennebula(
     ssh_port_base: int,
     prometheus_api_port: int,
     pool: list[dict],
+    preinstalled_docker: Sequence[str] = (),
     **simulator_options,
 ) -> Iterator[tuple[TestBed, OneApiSimulator, str]]:
     """A test bed plus an OpenNebula API simulator serving `pool`, both removed afterwards.
+
+    `preinstalled_docker` names hypervisors whose operator installed Docker's engine at its
+    defaults before any deploy (see tests/testbed/README.md).
 
     Writes `one_auth` (user:password) and `one_xmlrpc` (the simulator's URL) into
     state_dir for the inventories to point at; yields (bed, simulator, password).
@@ -60,6 +64,7 @@ def bed_with_opennebula(
         hypervisors=tuple(hypervisors),
         ssh_port_base=ssh_port_base,
         prometheus_api_port=prometheus_api_port,
+        preinstalled_docker=tuple(preinstalled_docker),
     )
     password = f"{prefix}-" + secrets.token_hex(8)
     simulator = OneApiSimulator([dict(h) for h in pool], user="oneadmin", password=password, **simulator_options)
