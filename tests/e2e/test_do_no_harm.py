@@ -134,6 +134,23 @@ def test_the_hypervisors_start_shaped_like_production(cloud):
     assert cloud.reach_before[OPERATORS_ENGINE] is False
 
 
+def test_an_unparseable_daemon_json_fails_that_host_untouched_and_the_others_are_deployed(cloud):
+    operators = cloud.sh("hv2", f"cat {DAEMON_JSON}")
+    broken = operators.replace('"iptables": true', '"iptables": true,')  # a trailing comma
+    cloud.bed.exec("hv2", "sh", "-c", f"cat > {DAEMON_JSON}", input=broken)
+    try:
+        run = run_pyinfra(cloud.inventory())
+        assert run.returncode != 0 and run.failed_hosts() == ["hv2"], run.output[-6000:]
+        assert re.search(rf"\[hv2\].*{DAEMON_JSON} is not valid JSON \(.* at line \d+ column \d+\): fix it or move it "
+                         "aside, then rerun; the deploy left it untouched and installed no Docker engine", run.output)
+        assert cloud.sh("hv2", f"cat {DAEMON_JSON}") == broken
+        assert cloud.bed.exec("hv2", "sh", "-c", "command -v dockerd", check=False).returncode != 0
+        assert not cloud.exists("hv2", RECORD_DIR)
+        assert cloud.bed.network_state("hv2") == cloud.before["hv2"]
+    finally:
+        cloud.bed.exec("hv2", "sh", "-c", f"cat > {DAEMON_JSON}", input=operators)
+
+
 def test_the_deploy_changes_no_vm_networking_and_leaves_the_operators_engine_alone(cloud):
     run = run_pyinfra(cloud.inventory())
     assert run.returncode == 0, run.output[-6000:]
