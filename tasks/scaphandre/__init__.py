@@ -16,7 +16,7 @@ from pyinfra.operations import docker
 from tasks.docker_engine.facts import DockerEngineInstalled
 from tasks.host_failure import fail_host
 from tasks.install_record import InstallLedger
-from tasks.scaphandre.operations import image_from_archive, scaphandre_container
+from tasks.scaphandre.operations import image_from_archive, image_pulled, scaphandre_container
 from tasks.scaphandre.spec import containers_using, image_registry, scaphandre_spec
 from tasks.settings import Settings
 
@@ -56,8 +56,8 @@ def _image_present(image: str) -> bool:
 @deploy("Scaphandre exporter")
 def run_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
     """Guarantees the Scaphandre container runs as the settings specify, on the host network,
-    and serves /metrics; an image the deploy pulled or loaded goes into the ledger once the
-    container runs."""
+    and serves /metrics; an image the deploy pulls or loads goes into the ledger as soon as
+    it is there."""
     spec = scaphandre_spec(settings)
     if settings.scaphandre_registry_username and not _log_in_to_registry(settings, spec.image):
         return
@@ -72,13 +72,15 @@ def run_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
             )
             return
         image_from_archive(name=f"Load {spec.image} from {Path(archive).name}", image=spec.image, archive=archive)
+    elif brought_image:
+        image_pulled(name=f"Pull {spec.image}", image=spec.image)
+    if brought_image:
+        ledger.write(f"Record the image {spec.image} the deploy brought", ledger.record.with_image(spec.image))
     scaphandre_container(
         name=f"Run Scaphandre container {spec.name} ({spec.image})",
         spec=spec,
         metrics_timeout_s=settings.scaphandre_metrics_timeout_s,
     )
-    if brought_image:
-        ledger.write(f"Record the image {spec.image} the deploy brought", ledger.record.with_image(spec.image))
 
 
 @deploy("Remove Scaphandre")

@@ -110,3 +110,16 @@ def image_from_archive(image: str, archive: str):
         f"[ $loaded -eq 0 ] && docker image inspect {shlex.quote(image)} >/dev/null 2>&1 || "
         f"{{ echo {shlex.quote(f'the archive {archive} does not hold {image} (or docker load failed): check scaphandre_image_archive and scaphandre_image')} >&2; exit 1; }}"
     )
+
+
+@operation()
+def image_pulled(image: str):
+    """Guarantees `image` is in this host's Docker engine, pulled when it is missing; its own
+    step, so an image the deploy brings is recorded as soon as it is there (even when the
+    container then fails to start)."""
+    if host.get_fact(DockerImage, object_id=image):
+        host.noop(f"image {image} is already there")
+        return
+    quoted = shlex.quote(image)
+    # Checked again when it runs: an engine installed in this run may have brought it already.
+    yield StringCommand(f"docker image inspect {quoted} >/dev/null 2>&1 || docker image pull {quoted}")

@@ -85,7 +85,7 @@ def test_a_container_of_an_earlier_version_with_a_published_port_is_recreated_on
     spec = scaphandre_spec(Settings.from_data(default_data()))
     assert container_drift(earlier, spec) == ["network default -> host", "published port"]
     # Its docker-proxy holds the port now; it goes with the old container, so it is no conflict.
-    facts = {"DockerContainer": [earlier], "ListeningTcpSockets": [PROXY_ON_8080]}
+    facts = {**ENGINE, "DockerContainer": [earlier], "ListeningTcpSockets": [PROXY_ON_8080]}
     commands = all_commands(planned_commands(deploy_exporter, facts))
     assert commands[0] == "docker container rm -f scaphandre"
     assert "--network host" in create_command(commands)
@@ -102,7 +102,7 @@ def test_a_container_of_an_earlier_version_with_a_published_port_is_recreated_on
     ],
 )
 def test_a_changed_spec_recreates_the_container(data):
-    facts = {"DockerContainer": [inspect_of(default_fingerprint())]}
+    facts = {**ENGINE, "DockerContainer": [inspect_of(default_fingerprint())]}
     commands = all_commands(planned_commands(deploy_exporter, facts, data=data))
     assert commands[0] == "docker container rm -f scaphandre"
     assert commands[1].startswith("docker container create")
@@ -220,7 +220,7 @@ def test_a_taken_new_port_keeps_the_working_container():
 
 
 def test_the_containers_own_port_does_not_block_its_recreation():
-    facts = {"DockerContainer": [inspect_of(default_fingerprint())], "ContainerProcessIds": {4321},
+    facts = {**ENGINE, "DockerContainer": [inspect_of(default_fingerprint())], "ContainerProcessIds": {4321},
              "ListeningTcpSockets": [SCAPHANDRE_ON_8080]}
     commands = all_commands(planned_commands(deploy_exporter, facts, data={"scaphandre_qemu": False}))
     assert commands[0] == "docker container rm -f scaphandre"
@@ -238,12 +238,20 @@ def test_a_stopped_container_does_not_own_the_port_someone_else_took():
 RECORD_UPLOAD = f"{RECORD_FILE}.scaphandre-new"
 
 
-def test_an_image_the_deploy_pulls_is_recorded_after_the_container_runs():
-    uploads = planned_uploads(deploy_exporter, {"DockerEngineInstalled": True, "DockerImage": [],
-                                                "DockerContainer": []})
-    assert json.loads(uploads[RECORD_UPLOAD]) == {"format": 1, "images": ["hubblo/scaphandre:1.0.2"]}
+def test_an_image_the_deploy_pulls_is_recorded_as_soon_as_it_is_there():
+    facts = {"DockerEngineInstalled": True, "DockerImage": [], "DockerContainer": []}
+    planned = {name.split(" | ")[-1]: c for name, c in planned_commands(deploy_exporter, facts).items()}
+    assert list(planned)[:2] == ["Pull hubblo/scaphandre:1.0.2", "Record the image hubblo/scaphandre:1.0.2 the deploy brought"]
+    assert planned["Pull hubblo/scaphandre:1.0.2"] == [
+        "docker image inspect hubblo/scaphandre:1.0.2 >/dev/null 2>&1 || docker image pull hubblo/scaphandre:1.0.2"]
+    assert json.loads(planned_uploads(deploy_exporter, facts)[RECORD_UPLOAD]) == {
+        "format": 1, "images": ["hubblo/scaphandre:1.0.2"]}
+
+
+def test_on_a_host_without_an_engine_yet_the_image_counts_as_brought():
     planned = list(planned_commands(deploy_exporter, {"DockerContainer": []}))
-    assert planned[-1].endswith("Record the image hubblo/scaphandre:1.0.2 the deploy brought")
+    assert [name.split(" | ")[-1] for name in planned][:2] == [
+        "Pull hubblo/scaphandre:1.0.2", "Record the image hubblo/scaphandre:1.0.2 the deploy brought"]
 
 
 def test_an_image_that_was_there_is_not_recorded():
