@@ -93,7 +93,7 @@ def _configure_before_first_start(ledger: InstallLedger) -> bool:
 def _install(settings: Settings, ledger: InstallLedger) -> bool:
     """Plans the engine's installation, each part recorded once it exists; False when the host
     cannot get an engine (failed, with the reason)."""
-    plan = _plan(settings, "Check the OS can get a Docker engine")
+    plan = _plan(settings)
     if plan is None:
         return False
     # Before the packages: Debian's and Ubuntu's (and docker-ce's .deb) installation starts the
@@ -113,13 +113,14 @@ def _install(settings: Settings, ledger: InstallLedger) -> bool:
     return True
 
 
-def _plan(settings: Settings, check_name: str) -> DockerInstallPlan | None:
+def _plan(settings: Settings) -> DockerInstallPlan | None:
+    """How this host gets an engine; None (host failed, naming the cause) when it cannot."""
     try:
         return docker_install_plan(
             host.get_fact(LinuxDistribution), settings.docker_install_source, settings.docker_ce_repo_url
         )
     except UnsupportedHostError as error:
-        fail_host(name=check_name, reason=str(error))
+        fail_host(name="Check the OS can get a Docker engine", reason=str(error))
         return None
 
 
