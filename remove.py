@@ -6,16 +6,19 @@ Hypervisors lose the Scaphandre container, the exporter image when the deploy br
 it, and the RAPL modules-load file; with `--data remove_docker_engine=true` also the
 Docker engine the deploy installed and its daemon.json settings (an engine that was
 there before stays). What the deploy brought is read from its record on each host
-(/var/lib/scaphandre-opennebula/installed.json). Prometheus servers lose
-the scaphandre job and rules (checked, backed up, reloaded) and the targets and
-rules files; Grafana hosts lose the dashboard and its provider. Needs no
-OpenNebula access. Safe to run again: what is already gone is left alone.
+(/var/lib/scaphandre-opennebula/installed.json). Prometheus servers lose the energy
+sync (first its SCAPHANDRE_* attributes in OpenNebula, deleted by the sync itself from
+that server), the scaphandre job and rules (checked, backed up, reloaded) and the
+targets and rules files; Grafana hosts lose the dashboard and its provider. The machine
+running pyinfra needs no OpenNebula access. Safe to run again: what is already gone is
+left alone.
 """
 
 from pyinfra import host, inventory
 
 from tasks import groups
 from tasks.docker_engine import remove_docker_engine
+from tasks.energy_sync import remove_energy_sync
 from tasks.grafana import remove_dashboard
 from tasks.install_record import install_ledger
 from tasks.preflight import check_settings
@@ -34,6 +37,7 @@ if settings and groups.HYPERVISORS in host.groups:
             remove_docker_engine(ledger)
 
 if settings and groups.PROMETHEUS in host.groups:
+    remove_energy_sync()  # whether or not energy_sync is on now: an earlier deploy may have installed it
     remove_prometheus_job(settings)
 
 if settings and groups.GRAFANA in host.groups:

@@ -28,12 +28,13 @@ from tests.e2e.cloud import (
     bed_with_opennebula,
     render_inventory,
     run_pyinfra,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
 
 PREFIX = bed_prefix("sotb-noharm")
-SSH_PORT_BASE = bed_port(2901)
+SSH_PORT_BASE = bed_port(3101)
 PROMETHEUS_API_PORT = bed_port(9205)
 HYPERVISORS = ("hv1", "hv2", "hv3")
 OPERATORS_ENGINE = "hv3"
@@ -226,12 +227,8 @@ def test_a_no_op_rerun_changes_nothing_and_warns_again(cloud):
 
 def test_a_reboot_keeps_vm_networking_as_it_was(cloud):
     cloud.bed.restart_host("hv1")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if cloud.sh("hv1", "docker inspect -f '{{.State.Status}}' scaphandre 2>/dev/null; true").strip() == "running":
-            break
-        time.sleep(2)
-    assert cloud.sh("hv1", "docker inspect -f '{{.State.Status}}' scaphandre").strip() == "running"
+    wait_until("hv1's container back after the reboot", lambda: cloud.sh(
+        "hv1", "docker inspect -f '{{.State.Status}}' scaphandre 2>/dev/null; true").strip() == "running", 120)
     cloud.assert_vm_networking_as_before("over a reboot")
 
 
