@@ -17,6 +17,7 @@ from tasks.docker_engine import ensure_docker_engine
 from tasks.energy_sync import install_energy_sync
 from tasks.grafana import provision_dashboard
 from tasks.host_failure import fail_host
+from tasks.install_record import install_ledger
 from tasks.preflight import check_settings
 from tasks.prometheus import configure_prometheus, write_job_snippet
 from tasks.rapl import enable_rapl
@@ -30,9 +31,11 @@ if settings and groups.HYPERVISORS in host.groups:
     if problem:
         fail_host(name="Find this host in OpenNebula", reason=problem)
     else:
-        enable_rapl(settings)
-        ensure_docker_engine(settings)
-        run_scaphandre(settings)
+        ledger = install_ledger()  # what earlier runs installed here; each step adds what it brings
+        if ledger.readable:
+            enable_rapl(settings)
+            ensure_docker_engine(settings, ledger)
+            run_scaphandre(settings, ledger)
 
 if settings and groups.PROMETHEUS in host.groups:
     configure_prometheus(settings, cloud, inventory)

@@ -2,13 +2,16 @@
 
     pyinfra inventory.py remove.py
 
-Hypervisors lose the Scaphandre container and the RAPL modules-load file (and the
-Docker engine only with `--data remove_docker_engine=true`); Prometheus servers lose
-the energy sync (first its SCAPHANDRE_* attributes in OpenNebula, deleted by the sync
-itself from that server), the scaphandre job and rules (checked, backed up, reloaded)
-and the targets and rules files; Grafana hosts lose the dashboard and its provider.
-The machine running pyinfra needs no OpenNebula access. Safe to run again: what is
-already gone is left alone.
+Hypervisors lose the Scaphandre container, the exporter image when the deploy brought
+it, and the RAPL modules-load file; with `--data remove_docker_engine=true` also the
+Docker engine the deploy installed and its daemon.json settings (an engine that was
+there before stays). What the deploy brought is read from its record on each host
+(/var/lib/scaphandre-opennebula/installed.json). Prometheus servers lose the energy
+sync (first its SCAPHANDRE_* attributes in OpenNebula, deleted by the sync itself from
+that server), the scaphandre job and rules (checked, backed up, reloaded) and the
+targets and rules files; Grafana hosts lose the dashboard and its provider. The machine
+running pyinfra needs no OpenNebula access. Safe to run again: what is already gone is
+left alone.
 """
 
 from pyinfra import host, inventory
@@ -17,6 +20,7 @@ from tasks import groups
 from tasks.docker_engine import remove_docker_engine
 from tasks.energy_sync import remove_energy_sync
 from tasks.grafana import remove_dashboard
+from tasks.install_record import install_ledger
 from tasks.preflight import check_settings
 from tasks.prometheus import remove_prometheus_job
 from tasks.rapl import forget_rapl_modules
@@ -25,10 +29,12 @@ from tasks.scaphandre import remove_scaphandre
 settings = check_settings(inventory)  # None: this host failed, naming the setting to fix
 
 if settings and groups.HYPERVISORS in host.groups:
-    remove_scaphandre(settings)
-    forget_rapl_modules()
-    if settings.remove_docker_engine:
-        remove_docker_engine(settings)
+    ledger = install_ledger()  # what the deploy brought here: only that is taken away
+    if ledger.readable:
+        remove_scaphandre(settings, ledger)
+        forget_rapl_modules()
+        if settings.remove_docker_engine:
+            remove_docker_engine(ledger)
 
 if settings and groups.PROMETHEUS in host.groups:
     remove_energy_sync()  # whether or not energy_sync is on now: an earlier deploy may have installed it

@@ -20,9 +20,15 @@ class DockerInstallPlan:
     packages: list[str]
     repository: str | None = None  # Docker's own repository, when it is used
     gpg_key_url: str | None = None
+    repository_files: tuple[str, ...] = ()  # the files that add Docker's repository to the host
 
 
 ENGINE_PACKAGES = ("docker-ce", "docker.io", "moby-engine")
+APT_KEYRING = "/etc/apt/keyrings/docker.asc"
+APT_SOURCE_FILE = "/etc/apt/sources.list.d/docker.list"  # apt.repo(filename="docker")
+DNF_REPO_FILE = "/etc/yum.repos.d/docker-ce.repo"  # dnf.repo(src="docker-ce")
+# Docker's install guide per repository directory, named so an operator can find it.
+INSTALL_GUIDES = {"rhel": "RHEL", "debian": "Debian", "ubuntu": "Ubuntu"}
 DEBIAN_FAMILY = {"debian", "ubuntu"}
 RHEL_FAMILY = {"rhel", "redhat", "almalinux", "rocky", "centos", "ol"}
 
@@ -60,27 +66,39 @@ def docker_install_plan(distro: dict, source: str, docker_ce_repo_url: str | Non
         raise UnsupportedHostError(f"docker_install_source must be 'distro' or 'docker-ce', not {source!r}")
     if family == "debian" and source == "distro":
         return DockerInstallPlan("apt", ["docker.io"])
+    distro_dir = "rhel" if family == "rhel" else ("ubuntu" if _distro_id(distro) == "ubuntu" else "debian")
     if not docker_ce_repo_url:
-        raise UnsupportedHostError(
-            f"{pretty} needs Docker's docker-ce repository: set docker_ce_repo_url to its base URL "
-            "(the one Docker's install guide gives, without the distribution part)"
-        )
+        raise UnsupportedHostError(missing_repository_message(pretty, family, distro_dir))
     base = docker_ce_repo_url.rstrip("/")
     packages = ["docker-ce", "docker-ce-cli", "containerd.io"]
     if family == "debian":
-        distro_dir = "ubuntu" if _distro_id(distro) == "ubuntu" else "debian"
         codename = (distro.get("release_meta") or {}).get("VERSION_CODENAME", "")
         if not codename:
             raise UnsupportedHostError(f"{pretty}: /etc/os-release has no VERSION_CODENAME for Docker's repository")
         return DockerInstallPlan(
             "apt",
             packages,
-            repository=f"deb [signed-by=/etc/apt/keyrings/docker.asc] {base}/{distro_dir} {codename} stable",
+            repository=f"deb [signed-by={APT_KEYRING}] {base}/{distro_dir} {codename} stable",
             gpg_key_url=f"{base}/{distro_dir}/gpg",
+            repository_files=(APT_SOURCE_FILE, APT_KEYRING),
         )
     return DockerInstallPlan(
         "dnf",
         packages,
         repository=f"{base}/rhel/$releasever/$basearch/stable",
         gpg_key_url=f"{base}/rhel/gpg",
+        repository_files=(DNF_REPO_FILE,),
+    )
+
+
+def missing_repository_message(pretty: str, family: str, distro_dir: str) -> str:
+    """One line for a host that needs Docker's repository when docker_ce_repo_url is unset:
+    which setting, what it holds and where Docker documents it (no address is assumed:
+    sites often use a mirror)."""
+    why = ("the RHEL family ships no Docker engine, so it comes from" if family == "rhel"
+           else "docker_install_source is 'docker-ce', so the engine comes from")
+    return (
+        f"{pretty}: {why} Docker's own package repository, and docker_ce_repo_url is not set: set it to that "
+        f"repository's base URL (or your mirror's), the part of the repository address before /{distro_dir}/ "
+        f"in Docker's guide 'Install Docker Engine on {INSTALL_GUIDES[distro_dir]}', section 'Set up the repository'"
     )

@@ -53,6 +53,11 @@ def _fill(pattern: str, host: OneHost, setting: str) -> str:
         ) from None
 
 
+def _unbracketed(address: str) -> str:
+    """`[2001:db8::10]` -> `2001:db8::10`; any other address or name as it is."""
+    return address[1:-1] if address.startswith("[") and address.endswith("]") else address
+
+
 def discovered_hypervisors(
     pool: Sequence[OneHost], settings: Mapping
 ) -> tuple[list[tuple[str, dict]], list[str]]:
@@ -67,10 +72,12 @@ def discovered_hypervisors(
             continue
         data = dict(settings.get("discovery_host_data") or {})
         data["one_host_id"] = host.id
-        data["ssh_hostname"] = _fill(settings.get("discovery_ssh_address") or "{name}", host, "discovery_ssh_address")
-        data["scaphandre_scrape_host"] = _fill(
-            settings.get("discovery_scrape_host") or "{name}", host, "discovery_scrape_host"
-        )
+        # An IPv6 address may come bracketed from a template; SSH wants it bare, and the scrape
+        # target is bracketed again where host and port are joined.
+        data["ssh_hostname"] = _unbracketed(
+            _fill(settings.get("discovery_ssh_address") or "{name}", host, "discovery_ssh_address"))
+        data["scaphandre_scrape_host"] = _unbracketed(
+            _fill(settings.get("discovery_scrape_host") or "{name}", host, "discovery_scrape_host"))
         if settings.get("discovery_ssh_port"):
             port = _fill(settings["discovery_ssh_port"], host, "discovery_ssh_port")
             if not port.isdigit():

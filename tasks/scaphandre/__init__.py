@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import deploy
+from pyinfra.facts.docker import DockerContainers, DockerImage
 from pyinfra.operations import docker
 
 from tasks.docker_engine.facts import DockerEngineInstalled
 from tasks.host_failure import fail_host
-from tasks.scaphandre.operations import image_from_archive, scaphandre_container
-from tasks.scaphandre.spec import image_registry, scaphandre_spec
+from tasks.install_record import InstallLedger
+from tasks.scaphandre.operations import image_from_archive, image_pulled, scaphandre_container
+from tasks.scaphandre.spec import containers_using, image_registry, scaphandre_spec
 from tasks.settings import Settings
 
 
@@ -46,12 +48,20 @@ def _log_in_to_registry(settings: Settings, image: str) -> bool:
     return True
 
 
+def _image_present(image: str) -> bool:
+    """Whether the host has `image` before this run touches it (no engine: it cannot)."""
+    return bool(host.get_fact(DockerEngineInstalled) and host.get_fact(DockerImage, object_id=image))
+
+
 @deploy("Scaphandre exporter")
-def run_scaphandre(settings: Settings) -> None:
-    """Guarantees the Scaphandre container runs as the settings specify and serves /metrics."""
+def run_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
+    """Guarantees the Scaphandre container runs as the settings specify, on the host network,
+    and serves /metrics; an image the deploy pulls or loads goes into the ledger as soon as
+    it is there."""
     spec = scaphandre_spec(settings)
     if settings.scaphandre_registry_username and not _log_in_to_registry(settings, spec.image):
         return
+    brought_image = not _image_present(spec.image)
     archive = settings.scaphandre_image_archive
     if archive:
         if not Path(archive).is_file():
@@ -62,6 +72,10 @@ def run_scaphandre(settings: Settings) -> None:
             )
             return
         image_from_archive(name=f"Load {spec.image} from {Path(archive).name}", image=spec.image, archive=archive)
+    elif brought_image:
+        image_pulled(name=f"Pull {spec.image}", image=spec.image)
+    if brought_image:
+        ledger.write(f"Record the image {spec.image} the deploy brought", ledger.record.with_image(spec.image))
     scaphandre_container(
         name=f"Run Scaphandre container {spec.name} ({spec.image})",
         spec=spec,
@@ -70,12 +84,27 @@ def run_scaphandre(settings: Settings) -> None:
 
 
 @deploy("Remove Scaphandre")
-def remove_scaphandre(settings: Settings) -> None:
-    """Guarantees the Scaphandre container is gone."""
-    if host.get_fact(DockerEngineInstalled):
-        docker.container(
-            name="Remove the Scaphandre container",
-            container=settings.scaphandre_container_name,
-            present=False,
-            start=False,  # pyinfra 3.10 would otherwise try to start a container that is already gone
-        )
+def remove_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
+    """Guarantees the Scaphandre container is gone, and with it every exporter image the deploy
+    brought (an image another container uses stays, and the host says so); images that were
+    there before the deploy stay."""
+    if not host.get_fact(DockerEngineInstalled):
+        ledger.write("Forget the exporter images in the record", ledger.record.without_images(list(ledger.record.images)))
+        return
+    docker.container(
+        name="Remove the Scaphandre container",
+        container=settings.scaphandre_container_name,
+        present=False,
+        start=False,  # pyinfra 3.10 would otherwise try to start a container that is already gone
+    )
+    forgotten = []
+    for image in ledger.record.images:
+        found = host.get_fact(DockerImage, object_id=image)
+        users = containers_using(image, found, host.get_fact(DockerContainers), settings.scaphandre_container_name)
+        if found and users:
+            logger.warning(f"{host.print_prefix}image {image} stays: container {', '.join(users)} uses it")
+            continue
+        if found:
+            docker.image(name=f"Remove the image {image} the deploy brought", image=image, present=False)
+        forgotten.append(image)
+    ledger.write("Forget the exporter images in the record", ledger.record.without_images(forgotten))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FactBase
 
 
@@ -15,3 +17,15 @@ class ListeningTcpSockets(FactBase):
 
     def process(self, output) -> list[str]:
         return [line for line in output if line.strip()]
+
+
+class ContainerProcessIds(FactBase):
+    """Host PIDs of a running container's processes (`docker top`); empty when it does not run."""
+
+    default = set
+
+    def command(self, container: str) -> str:
+        return f"docker top {shlex.quote(container)} -eo pid 2>/dev/null || true"
+
+    def process(self, output) -> set[int]:
+        return {int(line.strip()) for line in output if line.strip().isdigit()}

@@ -12,12 +12,20 @@ from pyinfra.facts.docker import DockerContainer, DockerImage
 from pyinfra.operations import docker
 
 from tasks.host_failure import failure_command
-from tasks.scaphandre.facts import ListeningTcpSockets
-from tasks.scaphandre.spec import ScaphandreSpec, container_drift, port_listeners, port_taken_message, publishes_port
+from tasks.scaphandre.facts import ContainerProcessIds, ListeningTcpSockets
+from tasks.scaphandre.spec import (
+    ScaphandreSpec,
+    container_drift,
+    host_port,
+    port_listeners,
+    port_taken_message,
+    publishes_port,
+)
 
 
 def _metrics_wait_command(spec: ScaphandreSpec, timeout_s: int) -> StringCommand:
     address, port = spec.metrics_probe_address, spec.port
+    # bash's /dev/tcp takes an IPv6 address as it is, without brackets.
     probe = (
         f"exec 3<>/dev/tcp/{address}/{port} && "
         "printf 'GET /metrics HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && grep -q '^scaph_' <&3"
@@ -25,7 +33,7 @@ def _metrics_wait_command(spec: ScaphandreSpec, timeout_s: int) -> StringCommand
     script = (
         f"for attempt in $(seq 1 {timeout_s}); do "
         f"if ( {probe} ) 2>/dev/null; then exit 0; fi; sleep 1; done; "
-        f"echo 'Scaphandre /metrics on {address}:{port} did not answer within {timeout_s}s; "
+        f"echo 'Scaphandre /metrics on {host_port(address, port)} did not answer within {timeout_s}s; "
         f"last log lines of container {spec.name}:' >&2; "
         f"docker logs --tail 20 {shlex.quote(spec.name)} >&2; exit 1"
     )
@@ -36,10 +44,11 @@ def _metrics_wait_command(spec: ScaphandreSpec, timeout_s: int) -> StringCommand
 def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
     """Guarantees the Scaphandre container runs exactly as `spec` says and serves /metrics.
 
-    It is recreated when image, command line, mounts, port, privileges, restart
-    policy or any other setting differ, and left alone otherwise. After any
-    change the operation waits (bounded) until /metrics answers, and shows the
-    container's last log lines when it does not.
+    It runs on the host network, Scaphandre listening on the spec's address and port
+    itself. It is recreated when image, command line (address, port, flags), mounts,
+    network, privileges, restart policy or any other setting differ, and left alone
+    otherwise. After any change the operation waits (bounded) until /metrics answers,
+    and shows the container's last log lines when it does not.
     """
     existing = host.get_fact(DockerContainer, object_id=spec.name)
     current = existing[0] if existing else None
@@ -53,7 +62,7 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
             container=spec.name,
             image=spec.image,
             command=" ".join(shlex.quote(arg) for arg in spec.command),
-            ports=[spec.port_binding],
+            networks=[spec.network],
             volumes=spec.volumes,
             labels=spec.labels,
             restart_policy=spec.restart_policy,
@@ -67,9 +76,12 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
     if not commands:
         host.noop(f"container {spec.name} runs {spec.image} as specified")
         return
-    # Checked before anything is removed: a taken port must not cost a working container.
+    # Checked before anything is removed: a taken port must not cost a working container. The
+    # container's own listener is no conflict: on the host network it shows as the host's; and a
+    # container of an earlier version frees the port it published when it is recreated.
     if not publishes_port(current, spec.port):
-        listeners = port_listeners(host.get_fact(ListeningTcpSockets), spec.port, spec.listen_address)
+        own = host.get_fact(ContainerProcessIds, container=spec.name) if current else set()
+        listeners = port_listeners(host.get_fact(ListeningTcpSockets), spec.port, spec.listen_address, own)
         if listeners:
             yield failure_command(port_taken_message(spec.port, listeners, spec.name))
             return
@@ -98,3 +110,16 @@ def image_from_archive(image: str, archive: str):
         f"[ $loaded -eq 0 ] && docker image inspect {shlex.quote(image)} >/dev/null 2>&1 || "
         f"{{ echo {shlex.quote(f'the archive {archive} does not hold {image} (or docker load failed): check scaphandre_image_archive and scaphandre_image')} >&2; exit 1; }}"
     )
+
+
+@operation()
+def image_pulled(image: str):
+    """Guarantees `image` is in this host's Docker engine, pulled when it is missing; its own
+    step, so an image the deploy brings is recorded as soon as it is there (even when the
+    container then fails to start)."""
+    if host.get_fact(DockerImage, object_id=image):
+        host.noop(f"image {image} is already there")
+        return
+    quoted = shlex.quote(image)
+    # Checked again when it runs: an engine installed in this run may have brought it already.
+    yield StringCommand(f"docker image inspect {quoted} >/dev/null 2>&1 || docker image pull {quoted}")

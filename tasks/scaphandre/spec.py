@@ -1,5 +1,9 @@
 """The Scaphandre exporter container, as plain data and functions of host facts.
 
+The container runs on the host network: Scaphandre itself listens on
+scaphandre_listen_address:scaphandre_port (its own -a/-p), so Docker publishes no
+port, starts no docker-proxy and writes no NAT rule on the hypervisor.
+
 Nothing here touches pyinfra: the Scaphandre step reads the facts (`docker
 inspect`, `ss`) and turns these answers into operations.
 """
@@ -29,13 +33,14 @@ class ScaphandreSpec:
     privileged: bool = True
     restart_policy: str = "unless-stopped"
     extra_args: list[str] = field(default_factory=list)
+    # Part of the fingerprint: containers of earlier versions (a published port) are recreated once.
+    network: str = "host"
 
-    CONTAINER_PORT = 8080
     DOCKER_SOCKET = "/var/run/docker.sock"
 
     @property
     def command(self) -> list[str]:
-        args = ["prometheus", "-a", "0.0.0.0", "-p", str(self.CONTAINER_PORT)]
+        args = ["prometheus", "-a", self.listen_address, "-p", str(self.port)]
         if self.qemu:
             args.append("--qemu")
         if self.containers:
@@ -49,10 +54,6 @@ class ScaphandreSpec:
         if self.containers:
             volumes.append(f"{self.DOCKER_SOCKET}:{self.DOCKER_SOCKET}")
         return volumes
-
-    @property
-    def port_binding(self) -> str:
-        return f"{self.listen_address}:{self.port}:{self.CONTAINER_PORT}"
 
     @property
     def security_args(self) -> list[str]:
@@ -78,8 +79,14 @@ class ScaphandreSpec:
 
     @property
     def metrics_probe_address(self) -> str:
-        """Where the host itself can reach /metrics (a wildcard listen address means loopback works)."""
+        """Where the host itself can reach /metrics. A wildcard listen address means loopback
+        works: Scaphandre binds :: for both IPv6 and IPv4 (the kernel's default)."""
         return "127.0.0.1" if self.listen_address in ("0.0.0.0", "::", "") else self.listen_address
+
+    @property
+    def metrics_url(self) -> str:
+        """/metrics as the host itself fetches it (an IPv6 address in brackets)."""
+        return f"http://{host_port(self.metrics_probe_address, self.port)}/metrics"
 
 
 def scaphandre_spec(settings: Settings) -> ScaphandreSpec:
@@ -97,25 +104,43 @@ def scaphandre_spec(settings: Settings) -> ScaphandreSpec:
     )
 
 
+def host_port(host: str, port: int) -> str:
+    """host:port, an IPv6 address in brackets (as URLs and Prometheus targets write it)."""
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def exporter_address(settings: Settings, inventory_name: str) -> str:
     """host:port where Prometheus scrapes this hypervisor's exporter (IPv6 in brackets)."""
-    host = (settings.scaphandre_scrape_host or inventory_name).strip("[]")
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{settings.scaphandre_port}"
+    return host_port(settings.scaphandre_scrape_host or inventory_name, settings.scaphandre_port)
 
 
-WILDCARD_ADDRESSES = {"", "0.0.0.0", "*", "::"}
+def _bind_conflicts(wanted: str, bound: str) -> bool:
+    """Whether a socket listening on `bound` (as ss prints it) stops a bind to `wanted`.
+
+    ss prints a dual-stack IPv6 wildcard as `*` (older versions `::`) and an IPv6-only
+    one as `[::]`. Scaphandre's `::` is dual-stack (the kernel's default), so it
+    conflicts with every listener on the port; `0.0.0.0` with every IPv4 one.
+    """
+    if bound in ("*", "", "::") or wanted == "::":
+        return True
+    bound_address = bound.strip("[]")
+    if (":" in bound_address) != (":" in wanted):
+        return False
+    return wanted == "0.0.0.0" or bound_address in ("0.0.0.0", "::") or bound_address == wanted
 
 
-def port_listeners(ss_lines: list[str], port: int, listen_address: str = "0.0.0.0") -> list[str]:
+def port_listeners(ss_lines: list[str], port: int, listen_address: str = "0.0.0.0",
+                   own_pids: frozenset[int] | set[int] = frozenset()) -> list[str]:
     """Who would stop Scaphandre binding `listen_address`:`port`, from `ss -Hltnp` output.
 
     One "process (pid N) on ADDR" per conflicting socket; empty when the port is
-    free. Sockets on another specific address do not conflict. A listener whose
-    process ss cannot name is still reported, by its address.
+    free. Sockets on another specific address, or of the other IP family, do not
+    conflict; nor does a socket held only by `own_pids` (the Scaphandre container's
+    own processes: on the host network its listener is the host's). A listener
+    whose process ss cannot name is still reported, by its address.
     """
-    wanted = listen_address.strip("[]")
+    wanted = listen_address.strip("[]") or "0.0.0.0"
     listeners = []
     for line in ss_lines:
         fields = line.split()
@@ -123,19 +148,19 @@ def port_listeners(ss_lines: list[str], port: int, listen_address: str = "0.0.0.
             continue
         address = fields[3]
         bound, _, bound_port = address.rpartition(":")
-        bound = bound.strip("[]").split("%", 1)[0]
-        if bound_port != str(port):
-            continue
-        if wanted not in WILDCARD_ADDRESSES and bound not in WILDCARD_ADDRESSES and bound != wanted:
+        if bound_port != str(port) or not _bind_conflicts(wanted, bound.split("%", 1)[0]):
             continue
         processes = re.findall(r'\("([^"]+)",pid=(\d+)', line)
+        if processes and {int(pid) for _, pid in processes} <= set(own_pids):
+            continue
         who = ", ".join(f"{name} (pid {pid})" for name, pid in processes) or "an unnamed process"
         listeners.append(f"{who} on {address}")
     return sorted(set(listeners))
 
 
 def publishes_port(inspect: dict | None, port: int) -> bool:
-    """True when this (running) container itself holds host port `port`."""
+    """True when this (running) container publishes host port `port` through Docker (as the
+    deploy's earlier versions did), so the port is freed when it is recreated."""
     if not inspect or (inspect.get("State") or {}).get("Status") != "running":
         return False
     bindings = (inspect.get("HostConfig") or {}).get("PortBindings") or {}
@@ -168,10 +193,10 @@ def container_drift(inspect: dict | None, spec: ScaphandreSpec) -> list[str]:
         drift.append("command line")
     if sorted(host_config.get("Binds") or []) != sorted(spec.volumes):
         drift.append("mounts")
-    bindings = (host_config.get("PortBindings") or {}).get(f"{spec.CONTAINER_PORT}/tcp") or []
-    published = {(b.get("HostIp") or "", str(b.get("HostPort") or "")) for b in bindings}
-    wanted_ip = "" if spec.listen_address in ("0.0.0.0", "") else spec.listen_address
-    if published != {(wanted_ip, str(spec.port))} and published != {(spec.listen_address, str(spec.port))}:
+    network = host_config.get("NetworkMode") or "default"
+    if network != spec.network:
+        drift.append(f"network {network} -> {spec.network}")
+    if any(host_config.get("PortBindings") or {}):
         drift.append("published port")
     if bool(host_config.get("Privileged")) != spec.privileged:
         drift.append("privileged mode")
@@ -192,3 +217,34 @@ def image_registry(image: str) -> str | None:
     if reference.registry_host is None:
         return None
     return reference.registry_host + (f":{reference.registry_port}" if reference.registry_port else "")
+
+
+def containers_using(image: str, image_inspect: list | None, containers: list[dict] | None,
+                     own_container: str) -> list[str]:
+    """Names of the containers other than `own_container` that use `image` (by name or ID), from
+    `docker inspect` of the image and of every container."""
+    image_ids = {entry.get("Id") for entry in image_inspect or [] if entry.get("Id")}
+    users = []
+    for container in containers or []:
+        name = (container.get("Name") or "").lstrip("/")
+        if name == own_container:
+            continue
+        if (container.get("Config") or {}).get("Image") == image or container.get("Image") in image_ids:
+            users.append(name)
+    return sorted(users)
+
+
+def listening_addresses(ss_lines: list[str], port: int, pids: set[int] | frozenset[int]) -> list[str]:
+    """The addresses (as `ip_address` strings; `::` for ss's dual-stack `*`) on which processes
+    `pids` listen on TCP `port`, from `ss -Hltnp` output."""
+    found = []
+    for line in ss_lines:
+        fields = line.split()
+        if len(fields) < 4 or fields[0] != "LISTEN":
+            continue
+        bound, _, bound_port = fields[3].rpartition(":")
+        holders = {int(pid) for pid in re.findall(r",pid=(\d+)", line)}
+        if bound_port == str(port) and holders and holders <= set(pids):
+            address = bound.split("%", 1)[0].strip("[]")
+            found.append("::" if address == "*" else address)
+    return sorted(set(found))

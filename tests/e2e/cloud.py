@@ -47,12 +47,16 @@ def bed_with_opennebula(
     ssh_port_base: int,
     prometheus_api_port: int,
     pool: list[dict],
+    preinstalled_docker: Sequence[str] = (),
     bed_options: dict | None = None,
     **simulator_options,
 ) -> Iterator[tuple[TestBed, OneApiSimulator, str]]:
     """A test bed plus an OpenNebula API simulator serving `pool`, both removed afterwards.
 
-    bed_options go to TestBed (preinstalled_docker, prometheus_kind, extra_prometheus).
+    `preinstalled_docker` names hypervisors whose operator installed Docker's engine at its
+    defaults before any deploy (see tests/testbed/README.md); bed_options go to TestBed as
+    they are (prometheus_kind, extra_prometheus).
+
     Writes `one_auth` (user:password) and `one_xmlrpc` (the simulator's URL) into
     state_dir for the inventories to point at; yields (bed, simulator, password).
     """
@@ -62,6 +66,7 @@ def bed_with_opennebula(
         hypervisors=tuple(hypervisors),
         ssh_port_base=ssh_port_base,
         prometheus_api_port=prometheus_api_port,
+        preinstalled_docker=tuple(preinstalled_docker),
         **(bed_options or {}),
     )
     password = f"{prefix}-" + secrets.token_hex(8)

@@ -214,12 +214,14 @@ def test_a_stopped_docker_engine_is_started(faults):
 
 def test_a_docker_engine_that_cannot_start_fails_the_host_with_its_journal(faults):
     container_before = faults.sh("hv2", "docker inspect -f '{{.Id}}' scaphandre").strip()
+    daemon_json = faults.read("hv2", "/etc/docker/daemon.json")  # the deploy's, since it installed the engine
     faults.sh("hv2", "systemctl stop docker.socket docker.service")
     faults.write("hv2", "/etc/docker/daemon.json", '{"not-a-docker-option": true}\n')
     try:
         run = faults.deploy(good_inventory(faults), "--limit", "hv2")
     finally:
-        faults.sh("hv2", "rm -f /etc/docker/daemon.json; systemctl reset-failed docker.service docker.socket; "
+        faults.write("hv2", "/etc/docker/daemon.json", daemon_json)
+        faults.sh("hv2", "systemctl reset-failed docker.service docker.socket; "
                          "systemctl start docker.socket docker.service")
 
     assert run.returncode != 0 and failed_hosts(run, ["hv2"]) == ["hv2"]

@@ -133,11 +133,11 @@ class Servers:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("servers")
-    bed_options = {"preinstalled_docker": ("hv1",), "prometheus_kind": "opennebula",
+    bed_options = {"prometheus_kind": "opennebula",
                    "extra_prometheus": {"prom2": ("debian", API_PORTS["prom2"]),
                                         "prom3": ("prometheus3", API_PORTS["prom3"])}}
     with bed_with_opennebula(PREFIX, state_dir, ("hv1",), SSH_PORT_BASE, API_PORTS["prom1"], POOL[:1],
-                             bed_options) as (bed, simulator, _password):
+                             preinstalled_docker=("hv1",), bed_options=bed_options) as (bed, simulator, _password):
         found = Servers(bed=bed, simulator=simulator, state_dir=state_dir)
         found.originals = {host: found.read_bytes(host, CONFIG[host]) for host in CONFIG}
         yield found

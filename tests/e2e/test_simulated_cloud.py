@@ -50,11 +50,16 @@ def wait_for_targets_up(cloud, names):
 
 
 def test_fresh_deploy_reports_every_hypervisor_with_its_opennebula_id(cloud):
+    networking_before = {host: cloud.bed.network_state(host) for host in cloud.hypervisors}
     run = run_pyinfra(cloud.inventory)
     assert run.returncode == 0, run.output[-6000:]
     assert run.failed_hosts() == []
     assert cloud.simulator.calls["one.hostpool.info"] == 1, "one OpenNebula API call per run"
     assert cloud.password not in run.output
+    # Bridged KVM nodes: the Docker engine the deploy installed left their VM networking alone.
+    for host in cloud.hypervisors:
+        assert cloud.bed.network_state(host) == networking_before[host], host
+        assert cloud.bed.vms_reach_each_other(host), f"{host}'s guests no longer reach each other"
 
     targets = wait_for_targets_up(cloud, cloud.hypervisors)
     for address, one_id in expected_targets(cloud, cloud.hypervisors).items():

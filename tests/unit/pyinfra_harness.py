@@ -62,6 +62,23 @@ def render(command) -> str:
     return repr(command)
 
 
+def uploaded_text(command) -> str | None:
+    """The text an upload of computed content (not a local file) puts on the host."""
+    if isinstance(command, FileUploadCommand) and hasattr(command.src, "getvalue"):
+        return command.src.getvalue()
+    return None
+
+
+def with_ledger(step: Callable) -> Callable[[Settings], None]:
+    """`step(settings, ledger)` as deploy.py calls it, the ledger read from the host's facts."""
+    from tasks.install_record import install_ledger
+
+    def run(settings: Settings) -> None:
+        step(settings, install_ledger())
+
+    return run
+
+
 def planned_commands(
     run: Callable[[Settings], None],
     facts: dict | FactTable,
@@ -79,6 +96,31 @@ def planned_commands(
     condition is evaluated (an operation whose condition fails gets no commands), and an
     operation counts as changed when it yielded commands, so `did_change` conditions see
     the operations before them as pyinfra would after running them successfully."""
+    return {op: [render(command) for command in commands]
+            for op, commands in planned_command_objects(run, facts, data, groups, name, as_executed).items()}
+
+
+def planned_uploads(run: Callable[[Settings], None], facts: dict, data: dict | None = None) -> dict[str, str]:
+    """Destination -> text of every upload of computed content the plan makes (the last one
+    wins when a file is written twice)."""
+    uploads = {}
+    for commands in planned_command_objects(run, facts, data).values():
+        for command in commands:
+            text = uploaded_text(command)
+            if text is not None:
+                uploads[command.dest] = text
+    return uploads
+
+
+def planned_command_objects(
+    run: Callable[[Settings], None],
+    facts: dict | FactTable,
+    data: dict | None = None,
+    groups: tuple[str, ...] = ("hypervisors",),
+    name: str = "hv1",
+    as_executed: bool = False,
+) -> dict[str, list]:
+    """Like planned_commands, with pyinfra's command objects instead of their text."""
     host_data = default_data() | (data or {})
     group_lists = {group: ([name], {}) for group in groups}
     inventory = Inventory(([name], host_data), **group_lists)
@@ -87,7 +129,7 @@ def planned_commands(
     host = inventory.get_host(name)
     state.activate_host(host)
     table = facts if isinstance(facts, FactTable) else FactTable(facts)
-    planned: dict[str, list[str]] = {}
+    planned: dict[str, list] = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(Host, "get_fact", lambda self, cls, *a, **kw: table(self, cls, *a, **kw)))
         stack.enter_context(ctx_state.use(state))
@@ -102,7 +144,7 @@ def planned_commands(
             commands = list(op_data.command_generator())
             if as_executed:
                 op_data.operation_meta.set_complete(True, commands, CommandOutput([]))
-            planned[names] = [render(command) for command in commands]
+            planned[names] = commands
     return planned
 
 

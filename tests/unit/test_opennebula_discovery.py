@@ -69,3 +69,18 @@ def test_a_pattern_naming_a_missing_attribute_is_refused_naming_host_and_attribu
 def test_a_port_pattern_that_is_not_a_number_is_refused():
     with pytest.raises(DiscoveryError, match="not a port"):
         discovered_hypervisors(POOL, {"discovery_ssh_port": "{name}"})
+
+
+@pytest.mark.parametrize("template_value", ["2001:db8::10", "[2001:db8::10]"])
+def test_an_ipv6_address_from_the_template_is_scraped_in_brackets(template_value):
+    from tasks.scaphandre.spec import exporter_address
+    from tasks.settings import Settings
+    from tests.unit.pyinfra_harness import default_data
+
+    pool = [one_host(4, "kvm-v6", IP6=template_value)]
+    entries, _ = discovered_hypervisors(pool, {"discovery_ssh_address": "{template[IP6]}",
+                                               "discovery_scrape_host": "{template[IP6]}"})
+    name, data = entries[0]
+    assert data["ssh_hostname"] == "2001:db8::10" and data["scaphandre_scrape_host"] == "2001:db8::10"
+    settings = Settings.from_data({**default_data(), **data})
+    assert exporter_address(settings, name) == "[2001:db8::10]:8080"

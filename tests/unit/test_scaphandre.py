@@ -1,22 +1,53 @@
-"""The Scaphandre step (tasks/scaphandre): the container created, kept or recreated from its
-spec, a taken port, an image from an archive, a private registry login — as pyinfra's API
-plans them from given facts."""
+"""The Scaphandre step (tasks/scaphandre): the container created on the host network, kept or
+recreated from its spec, a taken port, an image from an archive, a private registry login,
+the image recorded and removed again — as pyinfra's API plans them from given facts."""
 
 from __future__ import annotations
 
+import json
+import logging
+
 import pytest
 
-from tasks.scaphandre import run_scaphandre
-from tasks.scaphandre.spec import image_registry, port_listeners, port_taken_message, publishes_port
-from tests.unit.hypervisor_facts import default_fingerprint, inspect_of
-from tests.unit.pyinfra_harness import all_commands, planned_commands, render
+from tasks.install_record.record import RECORD_FILE
+from tasks.scaphandre import remove_scaphandre, run_scaphandre
+from tasks.scaphandre.spec import (
+    container_drift,
+    containers_using,
+    image_registry,
+    listening_addresses,
+    port_listeners,
+    port_taken_message,
+    publishes_port,
+    scaphandre_spec,
+)
+from tasks.settings import Settings
+from tests.unit.hypervisor_facts import default_fingerprint, earlier_version_inspect, inspect_of
+from tests.unit.pyinfra_harness import (
+    all_commands,
+    default_data,
+    planned_commands,
+    planned_uploads,
+    render,
+    with_ledger,
+)
 
-def test_a_missing_container_is_created_with_the_documented_spec():
-    commands = all_commands(planned_commands(run_scaphandre, {"DockerContainer": []}))
-    create = next(c for c in commands if c.startswith("docker container create"))
+deploy_exporter = with_ledger(run_scaphandre)
+remove_exporter = with_ledger(remove_scaphandre)
+# A host whose engine runs and has the image (an image the deploy pulls is recorded, see below).
+ENGINE = {"DockerEngineInstalled": True, "DockerImage": [{"Id": "sha256:1"}]}
+
+
+def create_command(commands: list[str]) -> str:
+    return next(c for c in commands if c.startswith("docker container create"))
+
+
+def test_a_missing_container_is_created_on_the_host_network_with_the_documented_spec():
+    commands = all_commands(planned_commands(deploy_exporter, {"DockerContainer": []}))
+    create = create_command(commands)
     for expected in (
         "--name scaphandre",
-        "-p 0.0.0.0:8080:8080",
+        "--network host",
         "-v /proc:/proc",
         "-v /sys/class/powercap:/sys/class/powercap",
         "-v /var/run/docker.sock:/var/run/docker.sock",
@@ -25,13 +56,39 @@ def test_a_missing_container_is_created_with_the_documented_spec():
         "hubblo/scaphandre:1.0.2 prometheus -a 0.0.0.0 -p 8080 --qemu --containers",
     ):
         assert expected in create
+    assert " -p " not in create.split(" hubblo/scaphandre:1.0.2 ")[0], "no port published through Docker"
     assert "docker container start scaphandre" in commands
     assert any("/dev/tcp/127.0.0.1/8080" in c and "docker logs --tail 20 scaphandre" in c for c in commands)
 
 
+@pytest.mark.parametrize("address, port, probe, shown", [
+    ("192.0.2.7", 9100, "/dev/tcp/192.0.2.7/9100", "192.0.2.7:9100"),
+    ("2001:db8::7", 9100, "/dev/tcp/2001:db8::7/9100", "[2001:db8::7]:9100"),
+    ("[2001:db8::7]", 9100, "/dev/tcp/2001:db8::7/9100", "[2001:db8::7]:9100"),
+    ("::", 8080, "/dev/tcp/127.0.0.1/8080", "127.0.0.1:8080"),
+])
+def test_listen_address_and_port_go_to_scaphandres_own_flags(address, port, probe, shown):
+    data = {"scaphandre_listen_address": address, "scaphandre_port": port}
+    commands = all_commands(planned_commands(deploy_exporter, {**ENGINE, "DockerContainer": []}, data=data))
+    assert create_command(commands).endswith(f"prometheus -a {address.strip('[]')} -p {port} --qemu --containers")
+    wait = commands[-1]
+    assert probe in wait and f"Scaphandre /metrics on {shown} did not answer" in wait
+
+
 def test_a_matching_container_is_left_alone():
-    facts = {"DockerContainer": [inspect_of(default_fingerprint())]}
-    assert all_commands(planned_commands(run_scaphandre, facts)) == []
+    facts = {**ENGINE, "DockerContainer": [inspect_of(default_fingerprint())]}
+    assert all_commands(planned_commands(deploy_exporter, facts)) == []
+
+
+def test_a_container_of_an_earlier_version_with_a_published_port_is_recreated_once_on_the_host_network():
+    earlier = earlier_version_inspect(default_fingerprint())
+    spec = scaphandre_spec(Settings.from_data(default_data()))
+    assert container_drift(earlier, spec) == ["network default -> host", "published port"]
+    # Its docker-proxy holds the port now; it goes with the old container, so it is no conflict.
+    facts = {**ENGINE, "DockerContainer": [earlier], "ListeningTcpSockets": [PROXY_ON_8080]}
+    commands = all_commands(planned_commands(deploy_exporter, facts))
+    assert commands[0] == "docker container rm -f scaphandre"
+    assert "--network host" in create_command(commands)
 
 
 @pytest.mark.parametrize(
@@ -45,14 +102,14 @@ def test_a_matching_container_is_left_alone():
     ],
 )
 def test_a_changed_spec_recreates_the_container(data):
-    facts = {"DockerContainer": [inspect_of(default_fingerprint())]}
-    commands = all_commands(planned_commands(run_scaphandre, facts, data=data))
+    facts = {**ENGINE, "DockerContainer": [inspect_of(default_fingerprint())]}
+    commands = all_commands(planned_commands(deploy_exporter, facts, data=data))
     assert commands[0] == "docker container rm -f scaphandre"
     assert commands[1].startswith("docker container create")
 
 
 def test_the_narrower_security_set_replaces_privileged():
-    commands = all_commands(planned_commands(run_scaphandre, {"DockerContainer": []}, data={"scaphandre_privileged": False}))
+    commands = all_commands(planned_commands(deploy_exporter, {"DockerContainer": []}, data={"scaphandre_privileged": False}))
     create = next(c for c in commands if c.startswith("docker container create"))
     assert "--privileged" not in create
     assert "--cap-add=SYS_PTRACE" in create and "--security-opt=apparmor=unconfined" in create
@@ -66,15 +123,20 @@ def test_the_narrower_security_set_replaces_privileged():
      ({"scaphandre_restart_policy": "no"}, "scaphandre_restart_policy")],
 )
 def test_bad_settings_fail_the_host_naming_the_key(data, key):
-    commands = all_commands(planned_commands(run_scaphandre, {"DockerContainer": []}, data=data))
+    commands = all_commands(planned_commands(deploy_exporter, {"DockerContainer": []}, data=data))
     assert len(commands) == 1 and key in commands[0]
 
 
 PYTHON_ON_8080 = 'LISTEN 0      5            0.0.0.0:8080      0.0.0.0:*    users:(("python3",pid=4242,fd=3))'
 PROXY_ON_8080 = 'LISTEN 0      4096         0.0.0.0:8080      0.0.0.0:*    users:(("docker-proxy",pid=77,fd=4))'
 SSHD = 'LISTEN 0      128          0.0.0.0:22        0.0.0.0:*    users:(("sshd",pid=1,fd=3))'
-V6_ON_8080 = 'LISTEN 0      5               [::]:8080         [::]:*    users:(("node",pid=9,fd=20))'
+# How ss prints an IPv6 wildcard: `[::]` for an IPv6-only socket, `*` for a dual-stack one.
+V6_ONLY_ON_8080 = 'LISTEN 0      5               [::]:8080         [::]:*    users:(("node",pid=9,fd=20))'
+DUAL_STACK_ON_8080 = 'LISTEN 0      5                  *:8080            *:*    users:(("java",pid=12,fd=7))'
+V6_LOOPBACK_ON_8080 = 'LISTEN 0      5              [::1]:8080         [::]:*    users:(("redis",pid=15,fd=6))'
 LOOPBACK_ON_8080 = 'LISTEN 0      5          127.0.0.1:8080      0.0.0.0:*    users:(("nginx",pid=31,fd=6),("nginx",pid=32,fd=6))'
+# The Scaphandre container itself, on the host network (its process is PID 4321 on the host).
+SCAPHANDRE_ON_8080 = 'LISTEN 0      128        0.0.0.0:8080      0.0.0.0:*    users:(("scaphandre",pid=4321,fd=9))'
 
 
 # --- a port already taken ---------------------------------------------------------
@@ -90,7 +152,8 @@ def test_port_listeners_is_empty_when_the_port_is_free():
 
 
 def test_port_listeners_reads_ipv6_and_several_processes():
-    assert port_listeners([V6_ON_8080], 8080) == ["node (pid 9) on [::]:8080"]
+    assert port_listeners([V6_ONLY_ON_8080], 8080, listen_address="::") == ["node (pid 9) on [::]:8080"]
+    assert port_listeners([DUAL_STACK_ON_8080], 8080) == ["java (pid 12) on *:8080"]
     assert port_listeners([LOOPBACK_ON_8080], 8080) == ["nginx (pid 31), nginx (pid 32) on 127.0.0.1:8080"]
 
 
@@ -100,8 +163,30 @@ def test_a_socket_on_another_specific_address_does_not_conflict():
     assert port_listeners([PYTHON_ON_8080], 8080, listen_address="192.0.2.5") != []
 
 
+@pytest.mark.parametrize("listener, listen_address, conflicts", [
+    (V6_ONLY_ON_8080, "0.0.0.0", False),  # an IPv6-only socket leaves IPv4 free
+    (V6_ONLY_ON_8080, "2001:db8::7", True),
+    (V6_LOOPBACK_ON_8080, "::1", True),
+    (V6_LOOPBACK_ON_8080, "2001:db8::7", False),
+    (V6_LOOPBACK_ON_8080, "127.0.0.1", False),
+    (LOOPBACK_ON_8080, "::1", False),
+    (LOOPBACK_ON_8080, "::", True),  # Scaphandre's :: is dual-stack: every IPv4 listener conflicts
+    (DUAL_STACK_ON_8080, "192.0.2.5", True),
+    (DUAL_STACK_ON_8080, "2001:db8::7", True),
+])
+def test_ipv4_and_ipv6_listeners_conflict_only_where_the_kernel_says_so(listener, listen_address, conflicts):
+    assert bool(port_listeners([listener], 8080, listen_address=listen_address)) is conflicts
+
+
 def test_a_listener_without_a_process_name_is_still_reported():
     assert port_listeners(["LISTEN 0 5 0.0.0.0:8080 0.0.0.0:*"], 8080) == ["an unnamed process on 0.0.0.0:8080"]
+
+
+def test_the_containers_own_processes_do_not_count_as_taking_the_port():
+    assert port_listeners([SCAPHANDRE_ON_8080, PYTHON_ON_8080], 8080, own_pids={4321}) == [
+        "python3 (pid 4242) on 0.0.0.0:8080"]
+    assert port_listeners([SCAPHANDRE_ON_8080], 8080, own_pids={4321}) == []
+    assert port_listeners([SCAPHANDRE_ON_8080], 8080) == ["scaphandre (pid 4321) on 0.0.0.0:8080"]
 
 
 def test_the_message_names_port_holder_setting_and_that_the_container_was_kept():
@@ -110,36 +195,106 @@ def test_the_message_names_port_holder_setting_and_that_the_container_was_kept()
     assert "scaphandre_port" in message and "left as it was" in message
 
 
-def test_a_running_container_holding_the_port_is_not_a_conflict():
-    running = inspect_of("x")
+def test_only_a_running_container_of_an_earlier_version_publishes_the_port():
+    running = earlier_version_inspect("x")
     assert publishes_port(running, 8080)
     assert not publishes_port({**running, "State": {"Status": "exited"}}, 8080)
     assert not publishes_port(running, 9100)
     assert not publishes_port(None, 8080)
+    assert not publishes_port(inspect_of("x"), 8080), "on the host network Docker publishes nothing"
 
 
 def test_a_taken_port_fails_the_host_instead_of_creating_the_container():
-    facts = {"DockerContainer": [], "ListeningTcpSockets": [SSHD, PYTHON_ON_8080]}
-    commands = all_commands(planned_commands(run_scaphandre, facts))
+    facts = {**ENGINE, "DockerContainer": [], "ListeningTcpSockets": [SSHD, PYTHON_ON_8080]}
+    commands = all_commands(planned_commands(deploy_exporter, facts))
     assert len(commands) == 1 and commands[0].startswith("call log_failure")
     assert "TCP port 8080" in commands[0] and "python3 (pid 4242)" in commands[0]
 
 
 def test_a_taken_new_port_keeps_the_working_container():
-    fingerprint = default_fingerprint()
-    facts = {"DockerContainer": [inspect_of(fingerprint)], "ListeningTcpSockets": [PROXY_ON_8080, SSHD,
-             PYTHON_ON_8080.replace("8080", "9100")]}
-    commands = all_commands(planned_commands(run_scaphandre, facts, data={"scaphandre_port": 9100}))
+    facts = {**ENGINE, "DockerContainer": [inspect_of(default_fingerprint())], "ContainerProcessIds": {4321},
+             "ListeningTcpSockets": [SCAPHANDRE_ON_8080, SSHD, PYTHON_ON_8080.replace("8080", "9100")]}
+    commands = all_commands(planned_commands(deploy_exporter, facts, data={"scaphandre_port": 9100}))
     assert not any("docker container rm" in c for c in commands)
     assert len(commands) == 1 and "TCP port 9100" in commands[0]
 
 
 def test_the_containers_own_port_does_not_block_its_recreation():
-    fingerprint = default_fingerprint()
-    facts = {"DockerContainer": [inspect_of(fingerprint)], "ListeningTcpSockets": [PROXY_ON_8080]}
-    commands = all_commands(planned_commands(run_scaphandre, facts, data={"scaphandre_qemu": False}))
+    facts = {**ENGINE, "DockerContainer": [inspect_of(default_fingerprint())], "ContainerProcessIds": {4321},
+             "ListeningTcpSockets": [SCAPHANDRE_ON_8080]}
+    commands = all_commands(planned_commands(deploy_exporter, facts, data={"scaphandre_qemu": False}))
     assert commands[0] == "docker container rm -f scaphandre"
 
+
+def test_a_stopped_container_does_not_own_the_port_someone_else_took():
+    exited = {**inspect_of(default_fingerprint()), "State": {"Status": "exited", "Pid": 0}}
+    facts = {**ENGINE, "DockerContainer": [exited], "ListeningTcpSockets": [PYTHON_ON_8080]}
+    commands = all_commands(planned_commands(deploy_exporter, facts))
+    assert len(commands) == 1 and "python3 (pid 4242)" in commands[0]
+
+
+# --- the image the deploy brought: recorded, and removed again -----------------------
+
+RECORD_UPLOAD = f"{RECORD_FILE}.scaphandre-new"
+
+
+def test_an_image_the_deploy_pulls_is_recorded_as_soon_as_it_is_there():
+    facts = {"DockerEngineInstalled": True, "DockerImage": [], "DockerContainer": []}
+    planned = {name.split(" | ")[-1]: c for name, c in planned_commands(deploy_exporter, facts).items()}
+    assert list(planned)[:2] == ["Pull hubblo/scaphandre:1.0.2", "Record the image hubblo/scaphandre:1.0.2 the deploy brought"]
+    assert planned["Pull hubblo/scaphandre:1.0.2"] == [
+        "docker image inspect hubblo/scaphandre:1.0.2 >/dev/null 2>&1 || docker image pull hubblo/scaphandre:1.0.2"]
+    assert json.loads(planned_uploads(deploy_exporter, facts)[RECORD_UPLOAD]) == {
+        "format": 1, "images": ["hubblo/scaphandre:1.0.2"]}
+
+
+def test_on_a_host_without_an_engine_yet_the_image_counts_as_brought():
+    planned = list(planned_commands(deploy_exporter, {"DockerContainer": []}))
+    assert [name.split(" | ")[-1] for name in planned][:2] == [
+        "Pull hubblo/scaphandre:1.0.2", "Record the image hubblo/scaphandre:1.0.2 the deploy brought"]
+
+
+def test_an_image_that_was_there_is_not_recorded():
+    facts = {"DockerEngineInstalled": True, "DockerImage": [{"Id": "sha256:1"}], "DockerContainer": []}
+    assert RECORD_UPLOAD not in planned_uploads(deploy_exporter, facts)
+
+
+def recorded(*images: str) -> dict:
+    return {f"FileContents:{RECORD_FILE}": [json.dumps({"format": 1, "images": list(images)})],
+            f"File:{RECORD_FILE}": {"mode": 600}}
+
+
+def test_removal_takes_the_image_the_deploy_brought_and_forgets_it():
+    facts = {"DockerEngineInstalled": True, "DockerContainer": [inspect_of("x")], "DockerImage": [{"Id": "sha256:1"}],
+             "DockerContainers": [inspect_of("x")], **recorded("hubblo/scaphandre:1.0.2")}
+    planned = {name.split(" | ")[-1]: c for name, c in planned_commands(remove_exporter, facts).items()}
+    assert planned["Remove the Scaphandre container"] == ["docker container rm -f scaphandre"]
+    assert planned["Remove the image hubblo/scaphandre:1.0.2 the deploy brought"] == [
+        "docker image rm hubblo/scaphandre:1.0.2"]
+    assert planned["Forget the exporter images in the record"] == [f"rm -f {RECORD_FILE}"]
+
+
+def test_removal_keeps_an_image_that_was_there_before_the_deploy():
+    facts = {"DockerEngineInstalled": True, "DockerContainer": [inspect_of("x")], "DockerImage": [{"Id": "sha256:1"}]}
+    commands = all_commands(planned_commands(remove_exporter, facts))
+    assert commands == ["docker container rm -f scaphandre"]
+
+
+def test_removal_keeps_a_brought_image_another_container_uses(caplog):
+    other = {**inspect_of("x"), "Name": "/energy-probe"}
+    facts = {"DockerEngineInstalled": True, "DockerContainer": [inspect_of("x")], "DockerImage": [{"Id": "sha256:1"}],
+             "DockerContainers": [inspect_of("x"), other], **recorded("hubblo/scaphandre:1.0.2")}
+    with caplog.at_level(logging.WARNING, logger="pyinfra"):
+        commands = all_commands(planned_commands(remove_exporter, facts))
+    assert commands == ["docker container rm -f scaphandre"]
+    assert any("image hubblo/scaphandre:1.0.2 stays: container energy-probe uses it" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_containers_using_an_image_match_by_name_or_id_and_skip_our_own():
+    ours, by_id = inspect_of("x"), {"Name": "/x", "Config": {"Image": "other"}, "Image": "sha256:1"}
+    assert containers_using("hubblo/scaphandre:1.0.2", [{"Id": "sha256:1"}], [ours, by_id], "scaphandre") == ["x"]
+    assert containers_using("hubblo/scaphandre:1.0.2", [], [ours], "scaphandre") == []
 
 
 # --- an image from an archive
@@ -149,7 +304,7 @@ def test_a_missing_image_is_uploaded_loaded_and_the_archive_removed(tmp_path):
     archive = tmp_path / "scaphandre.tar"
     archive.write_bytes(b"not really a tar")
     planned = planned_commands(
-        run_scaphandre, {"DockerImage": [], "DockerContainer": []}, data={"scaphandre_image_archive": str(archive)}
+        deploy_exporter, {"DockerImage": [], "DockerContainer": []}, data={"scaphandre_image_archive": str(archive)}
     )
     commands = all_commands(planned)
     assert commands[0] == "upload /var/tmp/scaphandre-image-scaphandre.tar"
@@ -163,7 +318,7 @@ def test_a_loaded_image_is_not_uploaded_again(tmp_path):
     archive = tmp_path / "scaphandre.tar"
     archive.write_bytes(b"x")
     planned = planned_commands(
-        run_scaphandre, {"DockerImage": [{"Id": "sha256:1"}], "DockerContainer": []},
+        deploy_exporter, {**ENGINE, "DockerContainer": []},
         data={"scaphandre_image_archive": str(archive)},
     )
     assert not any(c.startswith(("upload", "docker load")) for c in all_commands(planned))
@@ -171,7 +326,7 @@ def test_a_loaded_image_is_not_uploaded_again(tmp_path):
 
 def test_an_archive_that_is_not_there_fails_the_host_naming_the_setting(tmp_path):
     planned = planned_commands(
-        run_scaphandre, {"DockerImage": [], "DockerContainer": []},
+        deploy_exporter, {"DockerImage": [], "DockerContainer": []},
         data={"scaphandre_image_archive": str(tmp_path / "missing.tar")},
     )
     commands = all_commands(planned)
@@ -198,7 +353,7 @@ def login_plan(tmp_path, auths):
         "scaphandre_registry_username": "puller",
         "scaphandre_registry_password_file": str(secret_file),
     }
-    return planned_commands(run_scaphandre, {"DockerAuths": auths, "DockerContainer": []}, data=data)
+    return planned_commands(deploy_exporter, {"DockerAuths": auths, "DockerContainer": []}, data=data)
 
 
 def test_docker_login_gets_the_password_on_stdin_and_masks_it(tmp_path, monkeypatch):
@@ -225,5 +380,14 @@ def test_a_missing_password_file_fails_naming_the_setting(tmp_path):
         "scaphandre_registry_username": "puller",
         "scaphandre_registry_password_file": str(tmp_path / "nope"),
     }
-    commands = all_commands(planned_commands(run_scaphandre, {"DockerContainer": []}, data=data))
+    commands = all_commands(planned_commands(deploy_exporter, {"DockerContainer": []}, data=data))
     assert len(commands) == 1 and "scaphandre_registry_password_file" in commands[0]
+
+
+def test_listening_addresses_are_those_the_containers_processes_hold():
+    lines = [SCAPHANDRE_ON_8080, PYTHON_ON_8080.replace("0.0.0.0:8080", "127.0.0.1:8080"),
+             'LISTEN 0 128 *:9100 *:* users:(("scaphandre",pid=4321,fd=9))',
+             'LISTEN 0 128 [2001:db8::7]:9100 [::]:* users:(("scaphandre",pid=4321,fd=10))']
+    assert listening_addresses(lines, 8080, {4321}) == ["0.0.0.0"]
+    assert listening_addresses(lines, 9100, {4321}) == ["2001:db8::7", "::"]
+    assert listening_addresses(lines, 8080, set()) == []

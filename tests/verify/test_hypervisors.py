@@ -11,13 +11,13 @@ import re
 
 import pytest
 
+from tasks.docker_engine.vm_traffic import COLLECT_COMMAND, docker_blocks_vm_traffic, parse_vm_traffic_state
 from tasks.host_failure import UnsupportedHostError
 from tasks.rapl.plan import MODULES_LOAD_FILE, RAPL_ZONE, rapl_modules
-from tasks.scaphandre.spec import ScaphandreSpec, scaphandre_spec
+from tasks.scaphandre.spec import ScaphandreSpec, host_port, listening_addresses, scaphandre_spec
 from tests.verify import Node, fetch_url
 
 POWER_METRIC = "scaph_host_power_microwatts"
-CONTAINER_PORT = "8080/tcp"
 
 
 def container_name(node: Node) -> str:
@@ -124,21 +124,33 @@ def test_container_mounts(hypervisor: Node):
     )
 
 
-def test_container_port_published(hypervisor: Node):
-    """Scaphandre's port 8080 is published on the configured address and port."""
-    port = str(hypervisor.settings.scaphandre_port)
-    listen = hypervisor.settings.scaphandre_listen_address
-    bindings = ((inspect_container(hypervisor).get("HostConfig") or {}).get("PortBindings") or {}).get(CONTAINER_PORT)
-    published = {(b.get("HostIp") or "0.0.0.0", str(b.get("HostPort"))) for b in bindings or []}
-    assert (listen or "0.0.0.0", port) in published, (
-        f"{hypervisor.name}: container {container_name(hypervisor)} does not publish {CONTAINER_PORT} "
-        f"on {listen}:{port} (published: {sorted(published) or 'nothing'})"
+def test_container_on_host_network(hypervisor: Node):
+    """The container shares the host's network: Docker publishes no port (no docker-proxy, no NAT)."""
+    host_config = inspect_container(hypervisor).get("HostConfig") or {}
+    network, published = host_config.get("NetworkMode"), host_config.get("PortBindings") or {}
+    assert network == "host" and not any(published.values()), (
+        f"{hypervisor.name}: container {container_name(hypervisor)} runs on network {network!r} "
+        f"with published ports {published or 'none'}, not on the host network; rerun the deploy to recreate it"
+    )
+
+
+def test_exporter_listens_on_its_address(hypervisor: Node):
+    """Scaphandre itself listens on scaphandre_listen_address:scaphandre_port (its -a and -p)."""
+    settings = hypervisor.settings
+    wanted = settings.scaphandre_listen_address
+    pids = hypervisor.host.run("docker top %s -eo pid", container_name(hypervisor)).stdout.split()[1:]
+    sockets = hypervisor.host.run("ss -Hltnp").stdout.splitlines()
+    found = listening_addresses(sockets, settings.scaphandre_port, {int(pid) for pid in pids if pid.isdigit()})
+    shown = ", ".join(host_port(address, settings.scaphandre_port) for address in found) or "nowhere"
+    assert wanted in found, (
+        f"{hypervisor.name}: Scaphandre in container {container_name(hypervisor)} should listen on "
+        f"{host_port(wanted, settings.scaphandre_port)}; it listens on {shown}"
     )
 
 
 def test_metrics_served(hypervisor: Node):
     """/metrics answers on the host with a host power value."""
-    url = f"http://{spec(hypervisor).metrics_probe_address}:{hypervisor.settings.scaphandre_port}/metrics"
+    url = spec(hypervisor).metrics_url
     ok, body = fetch_url(hypervisor, url)
     assert ok, f"{hypervisor.name}: {url} does not answer: {body}"
     value = re.search(rf"^{POWER_METRIC}(?:{{[^}}]*}})?\s+(\S+)", body, re.MULTILINE)
@@ -147,3 +159,11 @@ def test_metrics_served(hypervisor: Node):
     assert re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|NaN|[-+]?Inf", value.group(1)), (
         f"{hypervisor.name}: {POWER_METRIC} has the value {value.group(1)!r}, not a number"
     )
+
+
+def test_vm_traffic_not_blocked_by_docker(hypervisor: Node):
+    """No Docker engine's firewall drops the traffic of VMs on the host's Linux bridges (a FORWARD
+    policy of DROP with bridge netfilter on, and no DOCKER-USER rule letting the bridge through)."""
+    collected = hypervisor.host.run(COLLECT_COMMAND)
+    problem = docker_blocks_vm_traffic(parse_vm_traffic_state(collected.stdout.splitlines()))
+    assert problem is None, f"{hypervisor.name}: {problem}"

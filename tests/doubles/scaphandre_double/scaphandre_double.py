@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import os
 import re
 import signal
@@ -353,14 +354,37 @@ def check_docker_socket(path: str = DOCKER_SOCKET) -> None:
                            "(mount -v /var/run/docker.sock:/var/run/docker.sock)")
 
 
+class IPv6HTTPServer(ThreadingHTTPServer):
+    """The HTTP server on an IPv6 address; like Scaphandre's (Rust's std listener) it leaves
+    IPV6_V6ONLY to the kernel's default, so `::` also takes IPv4 on a default host."""
+
+    address_family = socket.AF_INET6
+
+
 def bind_server(address: str, port: int, exporter: Exporter) -> ThreadingHTTPServer:
-    """The HTTP server bound to address:port, or a StartupError saying the port is taken."""
+    """The HTTP server bound to address:port (IPv4 or IPv6), or a StartupError saying the port is taken."""
+    server_class = IPv6HTTPServer if ipaddress.ip_address(address).version == 6 else ThreadingHTTPServer
     try:
-        return ThreadingHTTPServer((address, port), make_handler(exporter))
+        return server_class((address, port), make_handler(exporter))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise StartupError(f"port {port} on {address} is already in use") from exc
         raise StartupError(f"cannot listen on {address}:{port}: {exc.strerror}") from exc
+
+
+def ip_address_argument(text: str) -> str:
+    """-a/--address: an IP address literal, refused like clap refuses an unparseable IpAddr."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid IP address syntax: {text!r}") from None
+
+
+def port_argument(text: str) -> int:
+    """-p/--port: 0-65535, as Scaphandre's u16."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -372,8 +396,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-v", action="count", default=0, dest="verbosity")
     sub = parser.add_subparsers(dest="exporter", required=True, metavar="EXPORTER")
     prom = sub.add_parser("prometheus", help="Prometheus exporter")
-    prom.add_argument("-a", "--address", default="0.0.0.0")
-    prom.add_argument("-p", "--port", type=int, default=8080)
+    # As Scaphandre 1.0 parses them: an IPv4 or IPv6 address (no brackets, no host name), a u16 port.
+    prom.add_argument("-a", "--address", type=ip_address_argument, default="0.0.0.0")
+    prom.add_argument("-p", "--port", type=port_argument, default=8080)
     prom.add_argument("--qemu", action="store_true")
     prom.add_argument("--containers", action="store_true")
     return parser.parse_args(argv)
@@ -407,8 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
         return 1
     if not args.no_header:
+        shown = f"[{args.address}]" if ":" in args.address else args.address
         print(f"scaphandre {VERSION} TEST DOUBLE: prometheus exporter on "
-              f"{args.address}:{args.port}/metrics (qemu={args.qemu}, "
+              f"{shown}:{args.port}/metrics (qemu={args.qemu}, "
               f"containers={args.containers}, sockets={len(exporter.sockets)})", flush=True)
     # As PID 1 of its container the process would ignore SIGTERM: make `docker stop` quick.
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)

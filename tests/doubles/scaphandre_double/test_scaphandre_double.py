@@ -111,3 +111,49 @@ def test_cli_defaults_match_scaphandre():
     assert (args.address, args.port, args.qemu, args.containers) == ("0.0.0.0", 8080, True, True)
     args = double.parse_args(["prometheus", "-a", "127.0.0.1", "-p", "9155"])
     assert (args.address, args.port, args.qemu) == ("127.0.0.1", 9155, False)
+
+
+@pytest.mark.parametrize("argv", [["-a", "[::1]"], ["-a", "localhost"], ["-p", "70000"], ["-p", "http"]])
+def test_address_and_port_are_refused_as_scaphandre_refuses_them(argv):
+    """Scaphandre 1.0 parses -a as an IP address literal (IPv4 or IPv6, no brackets) and -p as a u16."""
+    with pytest.raises(SystemExit) as exit_info:
+        double.parse_args(["prometheus", *argv])
+    assert exit_info.value.code == 2
+
+
+def test_an_ipv6_address_is_taken_as_scaphandre_takes_it():
+    assert double.parse_args(["prometheus", "--address", "2001:db8::7", "--port", "9100"]).address == "2001:db8::7"
+
+
+def serve_once(address: str, connect_to: str, tmp_path) -> str:
+    """Start the double's server on address (a free port), GET /metrics from connect_to, stop it."""
+    import threading
+    import urllib.request
+
+    powercap, proc = tmp_path / "powercap", tmp_path / "proc"
+    make_zone(powercap, "intel-rapl:0", "package-0", 1_000_000)
+    proc.mkdir()
+    (proc / "stat").write_text("cpu  100 0 100 800 0 0 0 0 0 0\n")
+    exporter = double.Exporter(qemu=False, containers=False, powercap_root=str(powercap), proc_root=str(proc))
+    server = double.bind_server(address, 0, exporter)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host = f"[{connect_to}]" if ":" in connect_to else connect_to
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
+            return reply.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_the_double_serves_on_an_ipv6_address(tmp_path):
+    assert "scaph_host_power_microwatts" in serve_once("::1", "::1", tmp_path)
+
+
+def test_the_ipv6_wildcard_also_answers_ipv4_like_scaphandre_on_a_default_host(tmp_path):
+    with open("/proc/sys/net/ipv6/bindv6only") as flag:
+        assert flag.read().strip() == "0", "this test needs the kernel's default (bindv6only=0)"
+    assert "scaph_host_power_microwatts" in serve_once("::", "127.0.0.1", tmp_path)
