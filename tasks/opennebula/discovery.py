@@ -101,7 +101,8 @@ def opennebula_hypervisors(**overrides) -> list[tuple[str, dict]]:
     from tasks.opennebula import host_pool  # imports pyinfra; kept out of the pure part above
 
     settings = _group_data_settings() | overrides
-    pool = host_pool(settings.get("one_xmlrpc"), settings.get("one_auth_file"), settings.get("one_xmlrpc_timeout"))
+    pool = host_pool(settings.get("one_xmlrpc"), settings.get("one_auth_file"), settings.get("one_xmlrpc_timeout"),
+                     settings.get("one_xmlrpc_ca_file"))
     entries, skipped = discovered_hypervisors(pool, settings)
     for line in skipped:
         print(f"--> OpenNebula discovery: {line}", file=sys.stderr)
