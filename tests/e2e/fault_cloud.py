@@ -91,9 +91,9 @@ class FaultCloud:
         )
         return path
 
-    def deploy(self, inventory: Path, *args: str) -> PyinfraRun:
+    def deploy(self, inventory: Path, *args: str, script: str = "deploy.py") -> PyinfraRun:
         """Run the real pyinfra CLI; every run's output is kept for the password check."""
-        run = run_pyinfra(inventory, *args)
+        run = run_pyinfra(inventory, *args, script=script)
         self.runs.append(run)
         return run
 
