@@ -101,14 +101,15 @@ def test_a_one_host_id_that_is_not_a_number_fails_that_host_only(cloud):
 
 def test_two_hypervisors_on_one_opennebula_id_fail_alone(cloud):
     deploy_all(cloud)
-    before = states(cloud)
+    before, listed_before = states(cloud), targets_file_ids(cloud)
     run = cloud.deploy(inventory(cloud, "duplicate-id", hv2={"one_host_id": 11}))
 
     assert run.returncode != 0 and failed(run) == ["hv2", "hv3"], run.output[-4000:]
     assert ("inventory hosts hv2, hv3 all match OpenNebula host hv3 (ID 11): set one_host_id in the host data "
             "of the ones that are different machines, or remove the duplicate from the inventory") in run.output
     assert states(cloud) == before
-    assert targets_file_ids(cloud) == {"hv1:8080": "5"}, "the two are left out, the Prometheus server configured"
+    # Neither gets a new label; each keeps the entry it already had, as any host the run cannot label.
+    assert targets_file_ids(cloud) == listed_before == {f"{h}:8080": ONE_IDS[h] for h in HYPERVISORS}
 
 
 # ---------------------------------------------------------------- the monitor-database fallback, read on the hosts
