@@ -191,23 +191,28 @@ def run_killing(cloud, path: Path, victim: str, trigger: str, timeout_s: float =
     process = subprocess.Popen([str(PYINFRA), "-y", "--json", str(path), "deploy.py"], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
     killed = threading.Event()
+    stdout_parts: list[str] = []
     stderr_lines: list[str] = []
 
-    def watch() -> None:
+    def watch_stderr() -> None:
         for line in process.stderr:
             stderr_lines.append(line)
             if trigger in line and not killed.is_set():
                 subprocess.run(["docker", "kill", cloud.bed.hosts[victim].container], capture_output=True, timeout=60)
                 killed.set()
 
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    readers = [threading.Thread(target=watch_stderr, daemon=True),
+               threading.Thread(target=lambda: stdout_parts.append(process.stdout.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
     try:
-        stdout, _ = process.communicate(timeout=timeout_s)
+        process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()  # this test's own process only
-        stdout, _ = process.communicate(timeout=30)
-    watcher.join(timeout=30)
+        process.wait(timeout=30)
+    for reader in readers:
+        reader.join(timeout=30)
+    stdout = "".join(stdout_parts)
     assert killed.is_set(), f"pyinfra never printed {trigger!r}:\n{''.join(stderr_lines)[-3000:]}"
     results = json.loads(stdout[stdout.index("{"):]).get("results") if "{" in stdout else None
     run = PyinfraRun(process.returncode, stdout, "".join(stderr_lines), results)
