@@ -227,6 +227,8 @@ def test_a_hypervisor_that_goes_away_mid_run_fails_alone(cloud):
     try:
         run = run_killing(cloud, path, "hv3", trigger="--> Beginning operation run")
         assert run.returncode != 0 and failed(run) == ["hv3"], run.output[-4000:]
+        assert "SSH connection lost: the host closed it" in run.output
+        assert "An internal exception occurred" not in run.output
         for host in ("hv1", "hv2"):
             labels = cloud.sh(host, "docker inspect -f '{{json .Config.Labels}}' scaphandre")
             assert '"run":"lost"' in labels and cloud.hypervisor_state(host)["container"] == "running"
