@@ -38,25 +38,36 @@ def report_lost_connections_as_host_failures() -> None:
     """Guarantees that a host whose SSH connection drops in the middle of the run fails
     alone, the others going on.
 
-    pyinfra fails one host when its connection raises an OSError or paramiko's
-    SSHException. But when the other side vanishes (a hypervisor powered off mid-run),
-    paramiko's Transport.open_channel re-raises the error its reader thread saw, a bare
-    EOFError, which pyinfra does not catch while it reads a fact inside an operation:
-    the whole run then stops with "An internal exception occurred". Here that EOFError
-    becomes the SSHException pyinfra expects. Idempotent: wraps once per process.
+    pyinfra (3.10) fails one host when its connection raises an OSError or paramiko's
+    SSHException, but two other errors of a lost connection escape it and stop every
+    host with "An internal exception occurred": paramiko's Transport.open_channel
+    re-raises the bare EOFError its reader thread saw when the other side vanished (a
+    hypervisor powered off mid-run), met while pyinfra reads a fact inside an operation;
+    and pyinfra's own ConnectError when a file upload or download cannot open its SFTP
+    channel. Both are raised here as the SSHException pyinfra fails one host for, with
+    the same text. Idempotent: each method is wrapped once per process.
     """
     from paramiko import SSHException, Transport
+    from pyinfra.api.exceptions import ConnectError
+    from pyinfra.connectors.ssh import SSHConnector
 
-    original = Transport.open_channel
-    if getattr(original, "_reports_eof_as_ssh_error", False):
+    _raise_as_ssh_error(Transport, "open_channel", EOFError, SSHException,
+                        lambda error: "SSH connection lost: the host closed it")
+    for method in ("put_file", "get_file"):
+        _raise_as_ssh_error(SSHConnector, method, ConnectError, SSHException, str)
+
+
+def _raise_as_ssh_error(owner, name: str, caught: type[BaseException], raised: type[BaseException], message) -> None:
+    original = getattr(owner, name)
+    if getattr(original, "_raises_ssh_errors", False):
         return
 
     @functools.wraps(original)
-    def open_channel(self, *args, **kwargs):
+    def wrapper(*args, **kwargs):
         try:
-            return original(self, *args, **kwargs)
-        except EOFError:
-            raise SSHException("SSH connection lost: the host closed it") from None
+            return original(*args, **kwargs)
+        except caught as error:
+            raise raised(message(error)) from None
 
-    open_channel._reports_eof_as_ssh_error = True
-    Transport.open_channel = open_channel
+    wrapper._raises_ssh_errors = True
+    setattr(owner, name, wrapper)
