@@ -4,8 +4,9 @@
 
 Hypervisors (group `hypervisors`) get RAPL, a Docker engine and the Scaphandre
 exporter; Prometheus servers (group `prometheus`) get a scrape job listing every
-hypervisor with its OpenNebula host ID; Grafana hosts (group `grafana`) get the
-dashboard. Settings and their defaults: group_data/all.py.
+hypervisor with its OpenNebula host ID (and, with `energy_sync` on, a timer that
+writes power back into OpenNebula's templates); Grafana hosts (group `grafana`) get
+the dashboard. Settings and their defaults: group_data/all.py.
 """
 
 from pyinfra import host, inventory
@@ -13,6 +14,7 @@ from pyinfra import host, inventory
 from tasks import groups
 from tasks.cloud import cloud_view
 from tasks.docker_engine import ensure_docker_engine
+from tasks.energy_sync import install_energy_sync
 from tasks.grafana import provision_dashboard
 from tasks.host_failure import fail_host, report_lost_connections_as_host_failures
 from tasks.preflight import check_settings
@@ -35,6 +37,7 @@ if settings and groups.HYPERVISORS in host.groups:
 
 if settings and groups.PROMETHEUS in host.groups:
     configure_prometheus(settings, cloud, inventory)
+    install_energy_sync(settings)  # reads and does nothing unless energy_sync is on
 elif settings and not groups.prometheus_servers(inventory):
     write_job_snippet(settings, cloud)
 

@@ -4,15 +4,18 @@
 
 Hypervisors lose the Scaphandre container and the RAPL modules-load file (and the
 Docker engine only with `--data remove_docker_engine=true`); Prometheus servers lose
-the scaphandre job and rules (checked, backed up, reloaded) and the targets and
-rules files; Grafana hosts lose the dashboard and its provider. Needs no
-OpenNebula access. Safe to run again: what is already gone is left alone.
+the energy sync (first its SCAPHANDRE_* attributes in OpenNebula, deleted by the sync
+itself from that server), the scaphandre job and rules (checked, backed up, reloaded)
+and the targets and rules files; Grafana hosts lose the dashboard and its provider.
+The machine running pyinfra needs no OpenNebula access. Safe to run again: what is
+already gone is left alone.
 """
 
 from pyinfra import host, inventory
 
 from tasks import groups
 from tasks.docker_engine import remove_docker_engine
+from tasks.energy_sync import remove_energy_sync
 from tasks.grafana import remove_dashboard
 from tasks.host_failure import report_lost_connections_as_host_failures
 from tasks.preflight import check_settings
@@ -30,6 +33,7 @@ if settings and groups.HYPERVISORS in host.groups:
         remove_docker_engine(settings)
 
 if settings and groups.PROMETHEUS in host.groups:
+    remove_energy_sync()  # whether or not energy_sync is on now: an earlier deploy may have installed it
     remove_prometheus_job(settings)
 
 if settings and groups.GRAFANA in host.groups:

@@ -92,3 +92,21 @@ grafana_provisioning_dir = "/etc/grafana/provisioning/dashboards"  # the dashboa
 grafana_dashboards_dir = "/var/lib/grafana/dashboards/opennebula"  # the dashboard JSON goes here
 grafana_dashboard_folder = "OpenNebula"  # Grafana folder the dashboard appears in
 grafana_service = "grafana-server"  # restarted (if running) only when the provider file is new or changed
+
+# --- Energy back into OpenNebula, on the `prometheus` group (off by default) ----------
+# A timer on the Prometheus server writes each host's and VM's power and 24 h energy into
+# their OpenNebula templates (SCAPHANDRE_POWER_W, ...) for SCHED_RANK / SCHED_REQUIREMENTS.
+# Enable it on one Prometheus server (that host's data): each enabled server writes.
+energy_sync = False
+energy_sync_interval_s = 300  # the timer's period and the power averaging window (60-86400)
+energy_sync_prometheus_url = "http://127.0.0.1:9090"  # Prometheus' API, as seen from that server
+energy_sync_one_xmlrpc = "http://localhost:2633/RPC2"  # oned, as seen from that server (not one_xmlrpc)
+# A file already on that server (OpenNebula's own); the deploy never copies credentials there.
+energy_sync_one_auth_file = "/var/lib/one/.one/one_auth"
+# A value is rewritten only when it moved by more than the larger of the absolute threshold
+# and threshold_percent of the stored value, or when it is older than refresh_s.
+energy_sync_threshold_percent = 2
+energy_sync_threshold_watts = 1
+energy_sync_threshold_kwh = 0.01
+energy_sync_refresh_s = 3600
+energy_sync_timeout_s = 30  # give up on Prometheus or oned after this many seconds

@@ -15,6 +15,7 @@ import difflib
 import ipaddress
 import posixpath
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -24,6 +25,7 @@ from pyinfra.operations.util.docker import parse_image_reference
 # Prefixes of this deploy's keys: other host data (ssh_*, _sudo ...) belongs to pyinfra.
 SETTING_PREFIXES = (
     "scaphandre_", "rapl_", "docker_", "remove_", "one_", "discovery_", "prometheus_", "promtool_", "grafana_",
+    "energy_",
 )
 
 
@@ -213,6 +215,56 @@ def _http_url(value: Any) -> str:
     return url
 
 
+def _between(lowest: float, highest: float, whole: bool = False) -> Callable[[Any], float]:
+    """A number (a whole one when `whole`) from lowest to highest; booleans refused."""
+    kind = "a whole number" if whole else "a number"
+
+    def between(value: Any) -> float:
+        types = (int,) if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, types) or not lowest <= value <= highest:
+            raise ValueError(f"is {value!r}, not {kind} from {lowest:g} to {highest:g}")
+        return value
+
+    return between
+
+
+def _single_line(value: Any) -> str:
+    """Text that goes into a line of a file the deploy renders: no control characters and
+    no blanks at either end (an INI reader would drop them, or a newline add a key)."""
+    text = _text(value)
+    if text != text.strip() or any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise ValueError(f"is {value!r}: no control characters or surrounding blanks")
+    return text
+
+
+def _endpoint_url(value: Any) -> str:
+    """An http(s) URL with a host and no credentials in it (they belong in a credentials file)."""
+    url = _single_line(value)
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or " " in url:
+        raise ValueError(f"is {value!r}, not an http(s) URL")
+    if parsed.username is not None or parsed.password is not None:
+        raise ValueError("holds credentials: give the URL without user:password@ "
+                         "(OpenNebula's credentials go in energy_sync_one_auth_file)")
+    return url
+
+
+# Where the energy sync service cannot see a file: its unit has ProtectHome=yes (/home, /root,
+# /run/user) and PrivateTmp=yes (its own empty /tmp and /var/tmp).
+_HIDDEN_FROM_THE_SYNC = ("/home", "/root", "/run/user", "/tmp", "/var/tmp")
+
+
+def _file_the_sync_can_see(value: Any) -> str:
+    path = _absolute_path(_single_line(value))
+    normal = posixpath.normpath(path)
+    for hidden in _HIDDEN_FROM_THE_SYNC:
+        if normal == hidden or normal.startswith(hidden + "/"):
+            raise ValueError(f"is {value!r}, under {hidden}, which the energy sync service does not see "
+                             "(ProtectHome/PrivateTmp): keep the credentials file elsewhere, e.g. "
+                             "/var/lib/one/.one/one_auth")
+    return path
+
+
 def _anything(value: Any) -> Any:
     return value
 
@@ -290,6 +342,18 @@ class Settings:
     grafana_dashboards_dir: str = _setting(_absolute_path)
     grafana_dashboard_folder: str = _setting(_text)
     grafana_service: str = _setting(_text)
+    # Energy back into OpenNebula, on Prometheus servers
+    energy_sync: bool = _setting(_bool)
+    # Under a minute a window may hold no sample of a rule evaluated once a minute.
+    energy_sync_interval_s: int = _setting(_between(60, 86400, whole=True))
+    energy_sync_prometheus_url: str = _setting(_endpoint_url)
+    energy_sync_one_xmlrpc: str = _setting(_endpoint_url)
+    energy_sync_one_auth_file: str = _setting(_file_the_sync_can_see)
+    energy_sync_threshold_percent: float = _setting(_between(0, 100))
+    energy_sync_threshold_watts: float = _setting(_between(0, 1e6))
+    energy_sync_threshold_kwh: float = _setting(_between(0, 1e6))
+    energy_sync_refresh_s: int = _setting(_between(0, 10**7, whole=True))
+    energy_sync_timeout_s: float = _setting(_between(1, 3600))
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -327,6 +391,9 @@ def _inconsistencies(values: dict) -> list[str]:
     if bool(values["scaphandre_registry_username"]) != bool(values["scaphandre_registry_password_file"]):
         problems.append("settings scaphandre_registry_username and scaphandre_registry_password_file go together: "
                         "set both or neither")
+    if values["energy_sync"] and not values["prometheus_rules"]:
+        problems.append("setting energy_sync needs prometheus_rules: the sync reads the recording rules "
+                        "(one_host:power_watts, ...); set prometheus_rules to True or energy_sync to False")
     return problems
 
 

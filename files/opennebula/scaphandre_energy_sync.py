@@ -260,15 +260,24 @@ def read_session(path):
 # --------------------------------------------------------------------------- Prometheus
 
 
-def host_queries(interval_s):
-    """PromQL for hosts: (mean power, newest sample time, 24 h energy).
+def newest_sample_query(metric, interval_s):
+    """PromQL for the time of each series' newest sample in the window.
 
-    timestamp() of a selector is the time of the sample itself; over a subquery of the
-    same window its maximum is the newest sample the mean is made of.
+    timestamp() of a selector is the time of the sample itself: at the query time it is
+    the newest sample there is (within Prometheus' 5-minute lookback), the last one the
+    mean over the window is made of. A subquery sees samples only at its steps (every
+    evaluation interval), so it alone would miss a sample taken after its last step; it
+    stands in only for series whose newest sample is beyond the lookback, in windows
+    longer than it.
     """
+    return "timestamp(%s) or max_over_time(timestamp(%s)[%ds:])" % (metric, metric, interval_s)
+
+
+def host_queries(interval_s):
+    """PromQL for hosts: (mean power, newest sample time, 24 h energy)."""
     return (
         "avg_over_time(one_host:power_watts[%ds])" % interval_s,
-        "max_over_time(timestamp(one_host:power_watts)[%ds:])" % interval_s,
+        newest_sample_query("one_host:power_watts", interval_s),
         # One host is one target: max only guards against a second job scraping it.
         "max by (one_host_id) (one_host:energy_kwh:24h)",
     )
@@ -278,7 +287,7 @@ def vm_queries(interval_s):
     """PromQL for VMs: (mean power, newest sample time, 24 h energy)."""
     return (
         "avg_over_time(one_vm:power_watts[%ds])" % interval_s,
-        "max_over_time(timestamp(one_vm:power_watts)[%ds:])" % interval_s,
+        newest_sample_query("one_vm:power_watts", interval_s),
         # A VM that migrated today drew energy on each host it ran on: add them up.
         "sum by (one_vm_id) (one_vm:energy_kwh:24h)",
     )

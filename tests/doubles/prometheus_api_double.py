@@ -5,12 +5,15 @@ evaluates the few PromQL forms the energy sync sends, with Prometheus 3's semant
 query's `time` parameter:
 
   NAME                                       newest sample in (t - lookback, t]
+  timestamp(NAME)                            the time of that sample
   avg_over_time(NAME[Ns])                    mean of the samples in (t - N, t]
   max_over_time(timestamp(NAME)[Ns:])        subquery: at each step (multiples of the
                                              evaluation interval in (t - N, t]) the time of
                                              the newest sample in (step - lookback, step];
                                              the maximum of those
   max by (L, ...) (EXPR) / sum by (...) (EXPR)
+  EXPR or EXPR                               the left side's series, then those of the right
+                                             side whose labels the left side has not
 
 Functions drop the metric name, as Prometheus does. Anything else is answered like a query
 Prometheus cannot parse: HTTP 400 with {"status": "error", "errorType": "bad_data"}, so a
@@ -43,6 +46,7 @@ _AGGREGATION = re.compile(r"^(max|sum) by \(([a-z_, ]+)\) \((.+)\)$")
 _AVG_OVER_TIME = re.compile(rf"^avg_over_time\(({_METRIC})\[(\d+)s\]\)$")
 _NEWEST_TIMESTAMP = re.compile(rf"^max_over_time\(timestamp\(({_METRIC})\)\[(\d+)s:\]\)$")
 _SELECTOR = re.compile(rf"^({_METRIC})$")
+_TIMESTAMP = re.compile(rf"^timestamp\(({_METRIC})\)$")
 
 
 class UnsupportedQuery(ValueError):
@@ -133,6 +137,11 @@ class PrometheusApiDouble:
     def evaluate(self, query: str, at: float) -> list[tuple[dict[str, str], float]]:
         """Return [(labels, value)] of the instant vector `query` at time `at`."""
         query = query.strip()
+        alternatives = _split_top_level_or(query)
+        if len(alternatives) == 2:
+            left = self.evaluate(alternatives[0], at)
+            seen = {_label_set(labels) for labels, _ in left}
+            return left + [row for row in self.evaluate(alternatives[1], at) if _label_set(row[0]) not in seen]
         aggregation = _AGGREGATION.match(query)
         if aggregation:
             operator, by, inner = aggregation.groups()
@@ -147,6 +156,9 @@ class PrometheusApiDouble:
             name, window = match.group(1), float(match.group(2))
             return [(dict(item.labels), newest) for item in series if item.name == name
                     for newest in [self._newest_over_steps(item, at, window)] if newest is not None]
+        if match := _TIMESTAMP.match(query):
+            return [(dict(item.labels), sample[0]) for item in series
+                    if item.name == match.group(1) for sample in [self._newest(item, at)] if sample]
         if match := _SELECTOR.match(query):
             return [({"__name__": item.name, **item.labels}, sample[1]) for item in series
                     if item.name == match.group(1) for sample in [self._newest(item, at)] if sample]
@@ -178,6 +190,21 @@ class PrometheusApiDouble:
             return 400, {"status": "error", "errorType": "bad_data", "error": str(error)}
         result = [{"metric": labels, "value": [at, _format_value(value)]} for labels, value in rows]
         return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+def _split_top_level_or(query: str) -> list[str]:
+    """[left, right] when `query` is `left or right` outside any parentheses, else [query]."""
+    depth = 0
+    for index, char in enumerate(query):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and query.startswith(" or ", index):
+            return [query[:index].strip(), query[index + 4:].strip()]
+    return [query]
+
+
+def _label_set(labels: dict[str, str]) -> frozenset:
+    """How `or` matches series: every label but the metric name."""
+    return frozenset((name, value) for name, value in labels.items() if name != "__name__")
 
 
 def _aggregate(operator: str, by: list[str], rows: list[tuple[dict, float]]) -> list[tuple[dict, float]]:

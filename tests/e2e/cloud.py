@@ -205,15 +205,22 @@ class PrometheusApi:
 
     def wait_for(self, what: str, check, timeout_s: float = 90.0, interval_s: float = 2.0):
         """Polls `check()` until it returns something truthy; fails naming `what` and the last value."""
-        deadline = time.monotonic() + timeout_s
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                last = check()
-            except (OSError, AssertionError, ValueError) as error:
-                last = error
-            else:
-                if last:
-                    return last
-            time.sleep(interval_s)
-        raise AssertionError(f"Prometheus did not show {what} within {timeout_s:.0f}s; last answer: {last!r}")
+        return wait_until(f"Prometheus showing {what}", check, timeout_s, interval_s,
+                          tolerated=(OSError, AssertionError, ValueError))
+
+
+def wait_until(what: str, check, timeout_s: float, interval_s: float = 2.0, tolerated: tuple = ()):
+    """Polls `check()` until it returns something truthy and returns that; an exception of a
+    `tolerated` type counts as a falsy answer. Fails naming `what` and the last answer."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except tolerated as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(interval_s)
+    raise AssertionError(f"{what}: not reached within {timeout_s:.0f}s; last answer: {last!r}")

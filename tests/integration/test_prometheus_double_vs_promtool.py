@@ -21,7 +21,10 @@ from tests.doubles.prometheus_api_double import PrometheusApiDouble
 PROMTOOL = "/usr/bin/promtool"
 SCRIPT = Path(__file__).resolve().parents[2] / "files" / "opennebula" / "scaphandre_energy_sync.py"
 STEP_S = 15
-EVAL_AT_S = 1207  # off the 15 s sample grid: Prometheus 2 and 3 disagree only on samples at a window's edge
+# Off the 15 s sample grid (Prometheus 2 and 3 disagree only on samples at a window's edge);
+# at 1232 s two samples (1215 s, 1230 s) came after the last one-minute subquery step (1200 s).
+EVAL_TIMES_S = (1207, 1232)
+EVAL_AT_S = EVAL_TIMES_S[0]
 
 
 def load_script():
@@ -37,9 +40,9 @@ def series_values(values_by_index: dict[int, float], length: int) -> list:
 
 # name, labels, {sample index (x 15 s): value}
 SERIES = [
-    # hosts: steady; changing; stopped at 12m45s (off the minute, see EVAL_AT_S); started at 19m30s
-    ("one_host:power_watts", {"job": "scaphandre", "one_host_id": "3"}, {i: 150.0 for i in range(81)}),
-    ("one_host:power_watts", {"job": "scaphandre", "one_host_id": "4"}, {i: 90.0 + i for i in range(81)}),
+    # hosts: steady; changing; stopped at 12m45s (off the minute, see EVAL_AT_S); from 19m30s to 20m
+    ("one_host:power_watts", {"job": "scaphandre", "one_host_id": "3"}, {i: 150.0 for i in range(83)}),
+    ("one_host:power_watts", {"job": "scaphandre", "one_host_id": "4"}, {i: 90.0 + i for i in range(83)}),
     ("one_host:power_watts", {"job": "scaphandre", "one_host_id": "7"}, {i: 120.0 for i in range(52)}),
     ("one_host:power_watts", {"job": "scaphandre", "one_host_id": "8"}, {i: 60.0 for i in range(78, 81)}),
     ("one_host:energy_kwh:24h", {"job": "scaphandre", "one_host_id": "3"}, {i: 3.5 for i in range(0, 81, 4)}),
@@ -71,8 +74,9 @@ def promtool_present():
     assert shutil.which(PROMTOOL), f"{PROMTOOL} missing: apt-get install prometheus"
 
 
+@pytest.mark.parametrize("eval_at_s", EVAL_TIMES_S)
 @pytest.mark.parametrize("interval_s", [300, 600])
-def test_double_answers_every_sync_query_as_prometheus_does(tmp_path, interval_s):
+def test_double_answers_every_sync_query_as_prometheus_does(tmp_path, interval_s, eval_at_s):
     sync = load_script()
     double = PrometheusApiDouble(evaluation_interval_s=60)
     for name, labels, values in SERIES:
@@ -80,9 +84,12 @@ def test_double_answers_every_sync_query_as_prometheus_does(tmp_path, interval_s
     queries = list(sync.host_queries(interval_s)) + list(sync.vm_queries(interval_s))
     tests = []
     for query in queries:
-        rows = double.evaluate(query, EVAL_AT_S)
+        rows = double.evaluate(query, eval_at_s)
         assert rows, f"the scenario gives {query} no result: it would prove nothing"
-        tests.append({"expr": query, "eval_time": f"{EVAL_AT_S}s", "exp_samples": expected_samples(rows)})
+        tests.append({"expr": query, "eval_time": f"{eval_at_s}s", "exp_samples": expected_samples(rows)})
+    # promtool loads input samples only up to its last evaluation step (every evaluation_interval
+    # up to the latest eval_time): a check a minute later makes it load the samples after 1200 s.
+    tests.append({"expr": "vector(1)", "eval_time": f"{eval_at_s + 60}s", "exp_samples": [{"labels": "{}", "value": 1}]})
     (tmp_path / "rules.yml").write_text("groups: []\n")
     (tmp_path / "test.yml").write_text(yaml.safe_dump({
         "rule_files": ["rules.yml"],
@@ -106,13 +113,27 @@ def test_the_scenario_exercises_what_the_sync_relies_on():
     means = {labels["one_host_id"]: value for labels, value in double.evaluate(power, EVAL_AT_S)}
     newest = {labels["one_host_id"]: value for labels, value in double.evaluate(last, EVAL_AT_S)}
     assert means == {"3": 150.0, "4": 90.0 + (sum(range(61, 81)) / 20), "8": 60.0}  # 7 stopped, no mean
-    # the newest sample a minute step sees; host 7's is older than the window: not fresh
+    # the newest sample; host 7's is older than the window: not fresh
     assert newest == {"3": 1200.0, "4": 1200.0, "7": 765.0, "8": 1200.0}
     assert {labels["one_host_id"]: value for labels, value in double.evaluate(energy, EVAL_AT_S)} == {"3": 3.5}
     vm_power, _, vm_energy = sync.vm_queries(300)
     assert {(labels["one_vm_id"], labels["one_host_id"]): value
             for labels, value in double.evaluate(vm_power, EVAL_AT_S)} == {("42", "3"): 25.5, ("43", "3"): 7.25}
     assert {labels["one_vm_id"]: value for labels, value in double.evaluate(vm_energy, EVAL_AT_S)} == {"42": 0.75}
+
+
+def test_the_newest_sample_time_is_the_newest_sample_the_mean_is_made_of():
+    """Also a sample taken after the subquery's last step: 1230 s, not the 1200 s a
+    one-minute step sees, so SCAPHANDRE_SAMPLE_TIME is the newest sample averaged."""
+    sync = load_script()
+    double = PrometheusApiDouble(evaluation_interval_s=60)
+    for name, labels, values in SERIES:
+        double.add_series(name, labels, [(index * STEP_S, value) for index, value in values.items()])
+    _, last, _ = sync.host_queries(300)
+    newest = {labels["one_host_id"]: value for labels, value in double.evaluate(last, 1232)}
+    # 3 and 4 run on; 7 stopped long ago (only the subquery, looking back over the window,
+    # still sees it); 8 stopped at 1200 s
+    assert newest == {"3": 1230.0, "4": 1230.0, "7": 765.0, "8": 1200.0}
 
 
 def test_unknown_queries_are_refused_loudly():

@@ -17,6 +17,7 @@ from pyinfra.api import Config, Inventory, State
 from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
+from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_state
 
 from tasks.preflight import check_settings
@@ -63,14 +64,21 @@ def render(command) -> str:
 
 def planned_commands(
     run: Callable[[Settings], None],
-    facts: dict,
+    facts: dict | FactTable,
     data: dict | None = None,
     groups: tuple[str, ...] = ("hypervisors",),
     name: str = "hv1",
+    as_executed: bool = False,
 ) -> dict[str, list[str]]:
     """Operation name -> commands, for the operations `run(settings)` adds on one host with
     `facts`, after the settings check as deploy.py makes it (a host whose settings fail it
-    gets only that check's failure)."""
+    gets only that check's failure).
+
+    `facts` may be a FactTable, whose `asked` then lists every fact the step read.
+    With `as_executed`, operations are taken in order as a run executes them: each `_if`
+    condition is evaluated (an operation whose condition fails gets no commands), and an
+    operation counts as changed when it yielded commands, so `did_change` conditions see
+    the operations before them as pyinfra would after running them successfully."""
     host_data = default_data() | (data or {})
     group_lists = {group: ([name], {}) for group in groups}
     inventory = Inventory(([name], host_data), **group_lists)
@@ -78,7 +86,7 @@ def planned_commands(
     state.set_stage(StateStage.Prepare)
     host = inventory.get_host(name)
     state.activate_host(host)
-    table = FactTable(facts)
+    table = facts if isinstance(facts, FactTable) else FactTable(facts)
     planned: dict[str, list[str]] = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(Host, "get_fact", lambda self, cls, *a, **kw: table(self, cls, *a, **kw)))
@@ -87,10 +95,14 @@ def planned_commands(
         settings = check_settings(inventory)
         if settings is not None:
             run(settings)
+        state.is_executing = as_executed  # pyinfra evaluates `_if` only while executing
         for op_hash in host.op_hash_order:
             op_data = state.get_op_data_for_host(host, op_hash)
             names = ", ".join(sorted(state.get_op_meta(op_hash).names))
-            planned[names] = [render(command) for command in op_data.command_generator()]
+            commands = list(op_data.command_generator())
+            if as_executed:
+                op_data.operation_meta.set_complete(True, commands, CommandOutput([]))
+            planned[names] = [render(command) for command in commands]
     return planned
 
 

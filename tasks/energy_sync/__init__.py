@@ -1,0 +1,150 @@
+"""Energy back into OpenNebula (opt-in): a timer on a Prometheus server that writes each
+host's and VM's power and 24 h energy into their OpenNebula templates.
+
+The job itself is files/opennebula/scaphandre_energy_sync.py with its systemd units and
+config (files/opennebula/*.j2). plan.py says where they go and who runs them, facts.py
+reads the server; the steps below install and remove them.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host, logger
+from pyinfra.api import deploy
+from pyinfra.facts.systemd import SystemdStatus
+from pyinfra.operations import files, python, server, systemd
+from pyinfra.operations.util import any_changed
+
+from tasks.energy_sync.facts import EnergySyncFrontend, EnergySyncInstalled
+from tasks.energy_sync.plan import (
+    CONFIG_DIR,
+    CONFIG_PATH,
+    CONFIG_TEMPLATE,
+    SCRIPT_DIR,
+    SCRIPT_PATH,
+    SCRIPT_SOURCE,
+    SERVICE_PATH,
+    SERVICE_TEMPLATE,
+    SERVICE_UNIT,
+    TIMER_PATH,
+    TIMER_TEMPLATE,
+    TIMER_UNIT,
+    config_variables,
+    frontend_problems,
+    removal_command,
+    service_account,
+    status_line,
+    trial_run_command,
+    unit_variables,
+)
+from tasks.host_failure import fail_host
+from tasks.settings import Settings
+
+
+def _show_status(what: str, run) -> None:
+    """Prints the status line a finished run of the script printed, for this host."""
+    line = status_line(run.stdout_lines) or "no status line (see the operation's output)"
+    logger.info(f"{host.print_prefix}{what}: {line}")
+
+
+@deploy("Energy back into OpenNebula")
+def install_energy_sync(settings: Settings) -> None:
+    """Guarantees, when `energy_sync` is on, that this Prometheus server runs the energy
+    sync every `energy_sync_interval_s` as oneadmin (root where there is none): the script,
+    its config (root:oneadmin 0640, which names the credentials file, never its content),
+    the service and timer units, systemd reloaded only when a unit changed, and the timer
+    enabled and running.
+
+    Before anything is written the host fails, saying what to fix, when the service user
+    cannot read the credentials file or there is no Python 3.6+. After any change, and
+    whenever the timer is not running yet, the script runs once with --dry-run as the
+    service user and its status line is shown; if that trial fails (Prometheus or oned
+    unusable) the host fails with the script's own message and the timer is not started.
+
+    With `energy_sync` off this reads nothing and plans nothing.
+    """
+    if not settings.energy_sync:
+        return
+    found = host.get_fact(EnergySyncFrontend, credentials_file=settings.energy_sync_one_auth_file)
+    problems = frontend_problems(found, settings)
+    if problems:
+        fail_host(name="Check what the energy sync needs", reason="; ".join(problems))
+        return
+    account = service_account(found)
+    interpreter = found["python"]
+
+    files.directory(name="Directory for the energy sync script", path=SCRIPT_DIR,
+                    user="root", group="root", mode="755")
+    script = files.put(name="Install the energy sync script", src=str(SCRIPT_SOURCE), dest=SCRIPT_PATH,
+                       user="root", group="root", mode="755", create_remote_dir=False)
+    if found.get("config_dir") != "yes":
+        files.directory(name=f"Create {CONFIG_DIR}", path=CONFIG_DIR,
+                        user="root", group=account.group, mode=account.config_dir_mode)
+    config = files.template(name=f"Write the energy sync's config {CONFIG_PATH}", src=str(CONFIG_TEMPLATE),
+                            dest=CONFIG_PATH, user="root", group=account.group, mode=account.config_mode,
+                            create_remote_dir=False, **config_variables(settings))
+    units = unit_variables(settings, account, interpreter)
+    service = files.template(name=f"Install {SERVICE_UNIT}", src=str(SERVICE_TEMPLATE), dest=SERVICE_PATH,
+                             user="root", group="root", mode="644", create_remote_dir=False, **units)
+    timer = files.template(name=f"Install {TIMER_UNIT}", src=str(TIMER_TEMPLATE), dest=TIMER_PATH,
+                           user="root", group="root", mode="644", create_remote_dir=False, **units)
+    systemd.daemon_reload(name="Reload systemd for the energy sync's units", _if=any_changed(service, timer))
+
+    # Tried after any change, and before the timer is started: a running timer means a run
+    # that passed before (or a timer started by hand), a stopped one may be a failed trial.
+    timer_running = host.get_fact(SystemdStatus, services=[TIMER_UNIT]).get(TIMER_UNIT, False)
+    when = {"_if": any_changed(script, config, service, timer)} if timer_running else {}
+    trial = server.shell(name=f"Try the energy sync once (--dry-run, as {account.user})",
+                         commands=[trial_run_command(settings, account, interpreter)], **when)
+    python.call(name="Show the trial run's status line", function=_show_status,
+                what="energy sync trial run", run=trial, _if=trial.did_change)
+
+    # A running timer keeps the period it started with: restarted when its unit changes.
+    systemd.service(name=f"Enable and start {TIMER_UNIT}", service=TIMER_UNIT, running=True, enabled=True,
+                    restarted=timer.will_change)
+
+
+@deploy("Remove the energy sync")
+def remove_energy_sync() -> None:
+    """Guarantees the energy sync is gone from this server, and its attributes from OpenNebula.
+
+    In this order: the timer stopped and disabled (and a run in progress stopped), the
+    attributes deleted from every host and VM by the script itself (--remove-attributes, as
+    the service user, while script and config are still there), then the units (systemd
+    reloaded), the script and the config removed. If OpenNebula refuses or cannot be
+    reached, the host fails with the script's message and the files stay, so a rerun of
+    remove.py can finish. Nothing is planned where nothing of the sync is installed.
+    """
+    found = host.get_fact(EnergySyncInstalled)
+    installed = found["installed"]
+    if not installed:
+        host.noop("the energy sync is not installed")
+        return
+    if installed & {SERVICE_PATH, TIMER_PATH}:
+        systemd.service(name=f"Stop and disable {TIMER_UNIT}", service=TIMER_UNIT, running=False, enabled=False)
+        # Unconditionally, after the timer stopped: a run the timer started meanwhile must not
+        # write behind the removal (systemd reports a oneshot in progress as not running).
+        server.shell(name=f"Stop a run of {SERVICE_UNIT} that may be in progress",
+                     commands=[f"systemctl stop {SERVICE_UNIT}"])
+    if {SCRIPT_PATH, CONFIG_PATH} <= installed:
+        if not found.get("python"):
+            fail_host(name="Remove the energy sync's attributes from OpenNebula",
+                      reason="cannot remove the SCAPHANDRE_* attributes from OpenNebula: no Python 3.6 or later "
+                      "on this server to run the energy sync; install python3 and rerun remove.py")
+            return
+        account = service_account(found)
+        removal = server.shell(name=f"Remove the SCAPHANDRE_* attributes from OpenNebula (as {account.user})",
+                               commands=[removal_command(account, found["python"])])
+        python.call(name="Show the removal's status line", function=_show_status,
+                    what="energy sync attributes removed", run=removal, _if=removal.did_change)
+    else:
+        logger.warning(f"{host.print_prefix}the energy sync's script or config is missing, so its SCAPHANDRE_* "
+                       "attributes were not removed from OpenNebula (onehost update / onevm update can)")
+    service = files.file(name=f"Remove {SERVICE_UNIT}", path=SERVICE_PATH, present=False)
+    timer = files.file(name=f"Remove {TIMER_UNIT}", path=TIMER_PATH, present=False)
+    systemd.daemon_reload(name="Reload systemd without the energy sync's units", _if=any_changed(service, timer))
+    server.shell(name="Forget the energy sync's last result",
+                 commands=[f"systemctl reset-failed {SERVICE_UNIT} {TIMER_UNIT} 2>/dev/null || true"],
+                 _if=any_changed(service, timer))
+    files.file(name="Remove the energy sync script", path=SCRIPT_PATH, present=False)
+    files.directory(name="Remove the energy sync script's directory", path=SCRIPT_DIR, present=False)
+    files.file(name=f"Remove {CONFIG_PATH}", path=CONFIG_PATH, present=False)
