@@ -43,7 +43,10 @@ remove_docker_engine = False
 # --- OpenNebula (read from the machine running pyinfra, never sent to a host) -----
 one_xmlrpc = None  # None: $ONE_XMLRPC, else http://localhost:2633/RPC2
 one_auth_file = None  # None: $ONE_AUTH, ~/.one/one_auth, /var/lib/one/.one/one_auth
-one_xmlrpc_timeout = None  # seconds; None: $ONE_XMLRPC_TIMEOUT, else 30
+one_xmlrpc_timeout = None  # seconds for the whole call; None: $ONE_XMLRPC_TIMEOUT, else 30
+# https endpoints: PEM file of the CA that signed oned's certificate; None: $REQUESTS_CA_BUNDLE,
+# else the CA bundle Python's requests ships.
+one_xmlrpc_ca_file = None
 one_host_id = None  # per host: skip matching and use this OpenNebula host ID
 one_host_name = None  # per host: the OpenNebula host NAME when it differs from the inventory name
 # When the API cannot be reached, read the ID from /var/tmp/one/im/status_kvm_<ID>.db.

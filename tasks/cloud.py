@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pyinfra import logger
 from pyinfra.facts.server import Hostname
 
 from tasks import groups
@@ -122,11 +123,18 @@ def _asked_on(active: set, name: str, inventory, fact, **kwargs):
 
 
 @once_per_run
+def _warn_fallback(error: OpenNebulaLookupError) -> None:
+    logger.warning(f"--> {error}; one_monitor_db_fallback is on: each hypervisor's ID is read from "
+                   "/var/tmp/one/im/status_kvm_<ID>.db on the node instead")
+
+
+@once_per_run
 def cloud_view(inventory) -> CloudView:
     """The run's view of every hypervisor, from one `one.hostpool.info` call.
 
     Raises OpenNebulaLookupError (stopping the run before any host changes) when the
-    API cannot be used, unless one_monitor_db_fallback allows reading the IDs on the nodes.
+    API cannot be used, unless it cannot be reached at all and one_monitor_db_fallback
+    allows reading the IDs on the nodes.
     """
     names = [hypervisor.name for hypervisor in groups.hypervisors(inventory)]
     settings: dict[str, Settings | SettingsError] = {}
@@ -140,10 +148,13 @@ def cloud_view(inventory) -> CloudView:
     if usable:
         first = usable[0]
         try:
-            pool = host_pool(first.one_xmlrpc, first.one_auth_file, first.one_xmlrpc_timeout)
-        except OpenNebulaLookupError:
-            if not first.one_monitor_db_fallback:
+            pool = host_pool(first.one_xmlrpc, first.one_auth_file, first.one_xmlrpc_timeout, first.one_xmlrpc_ca_file)
+        except OpenNebulaLookupError as error:
+            # Only an API that cannot be reached is worked around: wrong credentials or an
+            # endpoint that is not oned's would otherwise go unnoticed run after run.
+            if not (first.one_monitor_db_fallback and error.api_unreachable):
                 raise
+            _warn_fallback(error)
     active = {host.name for host in inventory.get_active_hosts()}
     return build_view(
         names, settings, pool,

@@ -100,6 +100,18 @@ def _string_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _module_names(value: Any) -> tuple[str, ...]:
+    # Written one per line into /etc/modules-load.d: a newline or a path would be another entry.
+    modules = _string_list(value)
+    for module in modules:
+        if not _MODULE_NAME.match(module):
+            raise ValueError(f"has {module!r}, not a kernel module name (letters, digits, '_', '-')")
+    return modules
+
+
 def _absolute_path(value: Any) -> str:
     path = _text(value)
     if not posixpath.isabs(path):
@@ -290,7 +302,7 @@ class Settings:
     scaphandre_metrics_timeout_s: int = _setting(_positive_int)
     scaphandre_scrape_host: str | None = _setting(_optional(_scrape_host))
     # RAPL
-    rapl_modules: tuple[str, ...] | None = _setting(_optional(_string_list))
+    rapl_modules: tuple[str, ...] | None = _setting(_optional(_module_names))
     # Docker engine
     docker_install_source: str = _setting(_one_of("distro", "docker-ce"))
     docker_ce_repo_url: str | None = _setting(_optional(_http_url))
@@ -300,6 +312,7 @@ class Settings:
     one_xmlrpc: str | None = _setting(_optional(_text))
     one_auth_file: str | None = _setting(_optional(_text))
     one_xmlrpc_timeout: Any = _setting(_anything)
+    one_xmlrpc_ca_file: str | None = _setting(_optional(_text))
     one_host_id: int | None = _setting(_unless_none(_one_host_id))
     one_host_name: str | None = _setting(_optional(_text))
     one_monitor_db_fallback: bool = _setting(_bool)

@@ -4,9 +4,16 @@ credentials, and the one `one.hostpool.info` call a run makes (through pyone).
 Guarantees:
 - Endpoint and credentials follow OpenNebula's own (Ruby client) conventions, with explicit
   values from group data taking precedence.
-- The session secret ("user:password") never appears in a repr, a message, or a chained
-  exception: every error raised here is built from our own text plus redacted server text.
-- `fetch_host_pool` makes exactly one XML-RPC call, whatever the number of inventory hosts.
+- The session secret ("user:password") and any credentials written into the endpoint URL
+  (`http://user:pass@proxy/RPC2`) never appear in a repr, a message, or a chained
+  exception: every error raised here is built from our own text plus redacted server text,
+  and URLs are shown with their user part replaced by `***`.
+- The credentials go to the endpoint named and nowhere else: a redirect is refused, never
+  followed (an XML-RPC POST carries the session in its body).
+- `fetch_host_pool` makes exactly one XML-RPC call, whatever the number of inventory hosts,
+  and the whole call (connecting, sending, reading the whole reply) ends within the timeout.
+- The error classes say what happened: OneUnreachableError only when the API could not be
+  talked to at all (the one case the monitor-database fallback may cover).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
+import urllib.parse
 import xml.parsers.expat
 import xmlrpc.client
 from collections.abc import Mapping
@@ -32,21 +41,63 @@ _FIX_NOT_XMLRPC = (
     "check that ONE_XMLRPC / one_xmlrpc points to oned's XML-RPC endpoint "
     "(e.g. http://FRONTEND:2633/RPC2), not to Sunstone or a proxy page"
 )
+_FIX_TLS = (
+    "set one_xmlrpc_ca_file (or REQUESTS_CA_BUNDLE) to the PEM file of the CA that signed "
+    "oned's certificate, or fix the certificate"
+)
+# A gateway in front of oned answers these when oned itself is down or not answering.
+_GATEWAY_DOWN = {502, 503, 504}
 
 
-@dataclass(frozen=True)
+def redact_url(url: str) -> str:
+    """The URL with any user part (`user:password@`) replaced by `***@`.
+
+    Works on text that is not a valid URL too: everything between the scheme and the
+    last `@` is hidden, so a password holding `/` or `@` does not leak either.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
+        return url
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The pieces of a URL's user part worth hiding wherever they turn up, longest first."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
+        return []
+    userinfo = rest.rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    pieces = {userinfo, password, urllib.parse.unquote(password), urllib.parse.unquote(userinfo)}
+    return sorted((piece for piece in pieces if piece), key=len, reverse=True)
+
+
+@dataclass(frozen=True, repr=False)
 class OneEndpoint:
-    """Where and how to reach OpenNebula. repr/str never show the session secret."""
+    """Where and how to reach OpenNebula. repr/str never show the session secret nor the
+    user part of the URL."""
 
     url: str
-    session: str = field(repr=False)
+    session: str
     timeout: float
     auth_source: str
+    ca_file: str | None = field(default=None)
 
     @property
     def user(self) -> str:
         """The OpenNebula user name (the part of the session before the first colon)."""
         return self.session.split(":", 1)[0]
+
+    @property
+    def display_url(self) -> str:
+        """The URL as every message shows it: without credentials."""
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return (f"OneEndpoint(url={self.display_url!r}, user={self.user!r}, timeout={self.timeout!r}, "
+                f"auth_source={self.auth_source!r}, ca_file={self.ca_file!r})")
+
+    __str__ = __repr__
 
 
 class OneAuthError(OpenNebulaError):
@@ -54,27 +105,39 @@ class OneAuthError(OpenNebulaError):
 
 
 class OneUnreachableError(OpenNebulaError):
-    """The API could not be talked to: refused, timed out, DNS, or not XML-RPC."""
+    """The API could not be talked to at all: connection refused, no answer within the
+    timeout, a name that does not resolve, no route, or a gateway saying oned is down."""
+
+
+class OneProtocolError(OpenNebulaError):
+    """Something answered, but not as OpenNebula's XML-RPC API: garbage, a web page, an
+    HTTP error or a redirect."""
+
+
+class OneTlsError(OpenNebulaError):
+    """The HTTPS endpoint's certificate could not be verified."""
 
 
 # --------------------------------------------------------------------------- endpoint
 
 
 def resolve_endpoint(*, one_xmlrpc: str | None = None, one_auth_file: str | None = None,
-                     timeout: float | str | None = None,
+                     timeout: float | str | None = None, ca_file: str | None = None,
                      environ: Mapping[str, str] = os.environ, home: str | None = None,
                      system_auth_file: str | None = None) -> OneEndpoint:
     """Return the endpoint to use, following OpenNebula's conventions.
 
     Explicit arguments (group data) win; otherwise $ONE_XMLRPC / $ONE_AUTH /
-    $ONE_XMLRPC_TIMEOUT, then OpenNebula's defaults. Raises OneAuthError or
-    OpenNebulaError with the fix when something is missing or malformed.
+    $ONE_XMLRPC_TIMEOUT, then OpenNebula's defaults. `ca_file` (one_xmlrpc_ca_file)
+    names the CA to verify an https endpoint with; without it requests' own CA bundle
+    is used, or $REQUESTS_CA_BUNDLE. Raises OneAuthError or OpenNebulaError with the
+    fix when something is missing or malformed.
     """
     url = _resolve_url(one_xmlrpc, environ)
     auth_path, auth_source = _resolve_auth_file(one_auth_file, environ, home, system_auth_file)
     session = _read_session(auth_path, auth_source)
-    return OneEndpoint(url=url, session=session,
-                       timeout=_resolve_timeout(timeout, environ), auth_source=auth_source)
+    return OneEndpoint(url=url, session=session, timeout=_resolve_timeout(timeout, environ),
+                       auth_source=auth_source, ca_file=_resolve_ca_file(ca_file))
 
 
 def _resolve_url(one_xmlrpc: str | None, environ: Mapping[str, str]) -> str:
@@ -85,11 +148,35 @@ def _resolve_url(one_xmlrpc: str | None, environ: Mapping[str, str]) -> str:
         url, origin = environ["ONE_XMLRPC"].strip(), "$ONE_XMLRPC"
     else:
         return DEFAULT_XMLRPC_URL
-    if not re.match(r"^https?://[^/\s]+", url):
+    if not _is_http_url(url):
         raise OpenNebulaError(
-            f"{origin} is {url!r}, not an http(s) URL: set it to oned's XML-RPC endpoint, "
+            f"{origin} is {redact_url(url)!r}, not an http(s) URL: set it to oned's XML-RPC endpoint, "
             f"e.g. {DEFAULT_XMLRPC_URL}")
     return url
+
+
+def _is_http_url(url: str) -> bool:
+    """True for an http(s) URL with a host (and a valid port, IPv6 address in brackets)."""
+    if not re.match(r"^https?://[^/\s]+", url) or re.search(r"\s", url):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+    except ValueError:  # e.g. "Invalid IPv6 URL" for http://[::1/RPC2
+        return False
+    return bool(parts.hostname)
+
+
+def _resolve_ca_file(ca_file: str | None) -> str | None:
+    """The CA file to verify an https endpoint with, which must exist when it is named."""
+    if not ca_file:
+        return None
+    path = os.path.expanduser(ca_file)
+    if not os.path.isfile(path):
+        raise OpenNebulaError(
+            f"one_xmlrpc_ca_file {path} does not exist or is not a file: set it to the PEM file "
+            "of the CA that signed oned's certificate")
+    return path
 
 
 def _resolve_auth_file(one_auth_file: str | None, environ: Mapping[str, str],
@@ -129,7 +216,8 @@ def _resolve_auth_file(one_auth_file: str | None, environ: Mapping[str, str],
 def _read_session(path: str, source: str) -> str:
     """Return "user:password" from the first line of the file; never echo its content."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        # utf-8-sig: a file saved by a Windows editor starts with a byte order mark.
+        with open(path, encoding="utf-8-sig") as handle:
             first_line = handle.readline().strip()
     except OSError as error:
         raise OneAuthError(
@@ -171,26 +259,28 @@ def _resolve_timeout(timeout: float | str | None, environ: Mapping[str, str]) ->
 def fetch_host_pool(endpoint: OneEndpoint) -> list[OneHost]:
     """Return every host OpenNebula knows, from exactly one `one.hostpool.info` call.
 
-    Raises OneAuthError, OneUnreachableError or OpenNebulaError (never with the secret).
+    Raises OneAuthError, OneUnreachableError, OneProtocolError, OneTlsError or
+    OpenNebulaError (never with a secret).
     """
     import pyone  # imported here so pure matching works without the client installed
 
+    url = endpoint.display_url
     server = _make_client(endpoint)
     try:
         reply = server.hostpool.info()
     except pyone.OneAuthenticationException:
         raise OneAuthError(
-            f"OpenNebula API at {endpoint.url} refused the credentials of user "
+            f"OpenNebula API at {url} refused the credentials of user "
             f"'{endpoint.user}' (from {endpoint.auth_source}): check the password in that file"
         ) from None
     except pyone.OneAuthorizationException as error:
         raise OneAuthError(
-            f"OpenNebula API at {endpoint.url} did not allow user '{endpoint.user}' "
+            f"OpenNebula API at {url} did not allow user '{endpoint.user}' "
             f"(from {endpoint.auth_source}) to list hosts ({_redact(error, endpoint)}): "
             "use an account allowed to list hosts, e.g. oneadmin") from None
     except pyone.OneException as error:
         raise OpenNebulaError(
-            f"OpenNebula API at {endpoint.url} answered one.hostpool.info with an error: "
+            f"OpenNebula API at {url} answered one.hostpool.info with an error: "
             f"{_redact(error, endpoint)}") from None
     except Exception as error:  # transport and parsing failures, mapped one by one
         raise _transport_error(error, endpoint) from None
@@ -198,48 +288,161 @@ def fetch_host_pool(endpoint: OneEndpoint) -> list[OneHost]:
 
 
 def _make_client(endpoint: OneEndpoint):
-    """Return a pyone XML-RPC client whose HTTP requests honour endpoint.timeout.
+    """Return a pyone XML-RPC client whose one request is bounded and never redirected.
 
     pyone's own `timeout` argument only calls socket.setdefaulttimeout() (process-wide, so
     it would also change pyinfra's SSH sockets), and its requests-based transport passes
-    no timeout to requests, which then blocks forever. So no timeout is given to pyone and
-    its transport is replaced by one that passes the timeout to each request.
+    no timeout to requests, which then blocks forever, and follows redirects with the
+    credentials. So no timeout is given to pyone and its transport is replaced by ours.
     """
     import pyone
 
     server = pyone.OneServer(endpoint.url, session=endpoint.session, protocol="xmlrpc")
-    transport = _timeout_transport_class()(endpoint.timeout)
-    transport.set_https(endpoint.url.startswith("https"))
-    transport.set_https_verify(True)
     # xmlrpc.client.ServerProxy keeps its transport in this name-mangled attribute.
     if not hasattr(server, "_ServerProxy__transport"):
         raise OpenNebulaError("unsupported pyone version: cannot apply the API timeout")
-    server._ServerProxy__transport = transport
+    server._ServerProxy__transport = _bounded_transport_class()(endpoint)
     return server
 
 
-def _timeout_transport_class():
-    """Build (lazily, pyone being optional for pure logic) pyone's transport with a timeout."""
+class _DeadlinePassed(Exception):
+    """The whole call took longer than the endpoint's timeout."""
+
+
+class _Redirected(Exception):
+    """The endpoint answered with a redirect, which is not followed."""
+
+    def __init__(self, status: int, location: str):
+        super().__init__(status)
+        self.status = status
+        self.location = location
+
+
+class _Watchdog:
+    """Shuts down every socket of one call when its deadline passes, so that no slow
+    server (one byte at a time) can keep the call going: a blocked read then ends at once.
+
+    A timer thread (a greenlet under the pyinfra CLI, which patches threading) does it.
+    """
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+    def __enter__(self) -> "_Watchdog":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed: nothing left to stop
+        pass
+
+
+def _session_watched_by(watchdog: _Watchdog):
+    """A requests session whose every new socket is handed to the watchdog."""
+    import requests
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class WatchedHTTPConnection(HTTPConnection):
+        def _new_conn(self):
+            sock = super()._new_conn()
+            watchdog.watch(sock)
+            return sock
+
+    class WatchedHTTPSConnection(HTTPSConnection):
+        def _new_conn(self):
+            sock = super()._new_conn()
+            watchdog.watch(sock)  # the TLS layer reads from this socket: shutting it down ends it too
+            return sock
+
+    class WatchedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = WatchedHTTPConnection
+
+    class WatchedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = WatchedHTTPSConnection
+
+    watched = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
+
+    class WatchedAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = watched
+
+        def proxy_manager_for(self, proxy, **proxy_kwargs):
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+            if not proxy.lower().startswith("socks"):  # SOCKS pools are their own classes
+                manager.pool_classes_by_scheme = watched
+            return manager
+
+    session = requests.Session()
+    session.mount("http://", WatchedAdapter())
+    session.mount("https://", WatchedAdapter())
+    return session
+
+
+def _bounded_transport_class():
+    """Build (lazily, pyone being optional for pure logic) pyone's transport, bounded in time
+    and refusing redirects."""
     import requests
     from pyone.server_xrpc import RequestsTransport
 
-    class TimeoutRequestsTransport(RequestsTransport):
-        """pyone's requests-based XML-RPC transport, with a per-request timeout."""
+    class BoundedRequestsTransport(RequestsTransport):
+        """pyone's requests-based XML-RPC transport: the whole request within the
+        endpoint's timeout, the CA file it names, and no redirect followed."""
 
-        def __init__(self, timeout: float):
+        def __init__(self, endpoint: OneEndpoint):
             super().__init__()
-            self.timeout = timeout
+            self.timeout = endpoint.timeout
+            self.set_https(endpoint.url.startswith("https"))
+            # None: requests' own bundle, or $REQUESTS_CA_BUNDLE, which requests reads itself.
+            self.set_https_verify(endpoint.ca_file or True)
 
         def request(self, host, handler, request_body, verbose=False):
             url = self._build_url(host, handler)
-            response = requests.post(url, data=request_body, headers=self.headers,
-                                     verify=self.https_verify, timeout=self.timeout)
+            with _Watchdog(self.timeout) as watchdog:
+                session = _session_watched_by(watchdog)
+                try:
+                    response = session.post(url, data=request_body, headers=self.headers,
+                                            verify=self.https_verify, timeout=self.timeout,
+                                            allow_redirects=False)
+                except requests.RequestException:
+                    if watchdog.expired:
+                        raise _DeadlinePassed() from None
+                    raise
+                finally:
+                    session.close()
+            if 300 <= response.status_code < 400:
+                raise _Redirected(response.status_code, response.headers.get("Location", ""))
             if response.status_code != 200:
-                raise xmlrpc.client.ProtocolError(url, response.status_code,
-                                                  response.reason or "", response.headers)
+                raise xmlrpc.client.ProtocolError(redact_url(url), response.status_code,
+                                                  response.reason or "", {})
             return self.parse_response(response)
 
-    return TimeoutRequestsTransport
+    return BoundedRequestsTransport
 
 
 def _transport_error(error: BaseException, endpoint: OneEndpoint) -> OpenNebulaError:
@@ -248,36 +451,72 @@ def _transport_error(error: BaseException, endpoint: OneEndpoint) -> OpenNebulaE
     from lxml import etree
     from pyone.bindings import supbind
 
-    url = endpoint.url
-    if isinstance(error, (requests.Timeout, socket.timeout, TimeoutError)):
+    url = endpoint.display_url
+    if isinstance(error, (_DeadlinePassed, requests.Timeout, socket.timeout, TimeoutError)):
         return OneUnreachableError(
             f"OpenNebula API at {url} did not answer within {endpoint.timeout:g} s: "
             f"{_FIX_ENDPOINT}")
+    if isinstance(error, _Redirected):
+        return OneProtocolError(
+            f"OpenNebula API at {url} answered with a redirect (HTTP {error.status}) to "
+            f"{_redirect_target(error.location, endpoint)}, which is not followed: the credentials "
+            "would go with it; set ONE_XMLRPC / one_xmlrpc to the endpoint that answers itself")
+    if isinstance(error, requests.exceptions.SSLError):
+        return OneTlsError(
+            f"OpenNebula API at {url}: TLS verification failed ({_tls_reason(error)}): {_FIX_TLS}")
     if isinstance(error, requests.ConnectionError):
         return OneUnreachableError(
             f"OpenNebula API at {url} could not be reached ({_connection_reason(error)}): "
             f"{_FIX_ENDPOINT}")
     if isinstance(error, requests.RequestException):
-        return OneUnreachableError(
+        return OpenNebulaError(
             f"OpenNebula API at {url} could not be queried ({type(error).__name__}): "
             f"{_FIX_ENDPOINT}")
     if isinstance(error, xmlrpc.client.ProtocolError):
+        if error.errcode in _GATEWAY_DOWN:
+            return OneUnreachableError(
+                f"OpenNebula API at {url} answered HTTP {error.errcode} from a gateway: oned behind it "
+                f"is down or not answering; {_FIX_ENDPOINT}")
         fix = (f"{_FIX_ENDPOINT} and healthy (see oned.log)" if error.errcode >= 500
                else _FIX_NOT_XMLRPC)
-        return OneUnreachableError(
+        return OneProtocolError(
             f"OpenNebula API at {url} answered HTTP {error.errcode} instead of XML-RPC: {fix}")
     if isinstance(error, (xml.parsers.expat.ExpatError, xmlrpc.client.ResponseError,
                           TypeError, IndexError, KeyError, ValueError)):
-        return OneUnreachableError(
+        return OneProtocolError(
             f"OpenNebula API at {url} sent a reply that is not OpenNebula XML-RPC: "
             f"{_FIX_NOT_XMLRPC}")
     if isinstance(error, (etree.XMLSyntaxError, supbind.GDSParseError)):
-        return OpenNebulaError(
+        return OneProtocolError(
             f"OpenNebula API at {url} returned a host pool that is not valid HOST_POOL XML: "
             "check that the endpoint is a supported OpenNebula version (6.x/7.x)")
     return OpenNebulaError(
         f"OpenNebula API at {url} failed unexpectedly ({type(error).__name__}: "
         f"{_redact(error, endpoint)}): {_FIX_ENDPOINT}")
+
+
+def _redirect_target(location: str, endpoint: OneEndpoint) -> str:
+    """The host a redirect points to, never its path or credentials."""
+    target = urllib.parse.urljoin(endpoint.url, location or "")
+    try:
+        parts = urllib.parse.urlsplit(target)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "an unreadable location"
+    if not host:
+        return "an unreadable location"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}" if port else shown
+
+
+def _tls_reason(error: BaseException) -> str:
+    """What the TLS layer said, e.g. "self-signed certificate" (never the URL)."""
+    text = str(error)
+    found = re.search(r"certificate verify failed: ([^()'\"\]]+)", text)
+    if found:
+        return "certificate verify failed: " + found.group(1).strip()
+    found = re.search(r"\[SSL: ([A-Z_]+)\]", text)
+    return found.group(1).lower().replace("_", " ") if found else "TLS handshake failed"
 
 
 def _connection_reason(error: BaseException) -> str:
@@ -293,10 +532,10 @@ def _connection_reason(error: BaseException) -> str:
 
 
 def _redact(error: BaseException | str, endpoint: OneEndpoint) -> str:
-    """Return the text of a server/library message with the secret removed, on one line."""
+    """Return the text of a server/library message with every secret removed, on one line."""
     text = str(error)
     password = endpoint.session.partition(":")[2]
-    for secret in (endpoint.session, password):
+    for secret in (endpoint.session, password, *_url_secrets(endpoint.url)):
         if secret:
             text = text.replace(secret, "***")
     return " ".join(text.split())
@@ -307,14 +546,14 @@ def _hosts_from_reply(reply, endpoint: OneEndpoint) -> list[OneHost]:
     from pyone.bindings import supbind
 
     if not isinstance(reply, supbind.HOST_POOL):
-        raise OneUnreachableError(
-            f"OpenNebula API at {endpoint.url} answered one.hostpool.info with "
+        raise OneProtocolError(
+            f"OpenNebula API at {endpoint.display_url} answered one.hostpool.info with "
             f"{type(reply).__name__}, not a HOST_POOL: {_FIX_NOT_XMLRPC}")
     try:
         return HostPool(_one_host(entry) for entry in reply.HOST)
     except (TypeError, ValueError):
         raise OpenNebulaError(
-            f"OpenNebula API at {endpoint.url} returned a HOST_POOL entry without a numeric ID: "
+            f"OpenNebula API at {endpoint.display_url} returned a HOST_POOL entry without a numeric ID: "
             "check that the endpoint is a supported OpenNebula version (6.x/7.x)") from None
 
 

@@ -61,8 +61,14 @@ def _unbracketed(address: str) -> str:
 def discovered_hypervisors(
     pool: Sequence[OneHost], settings: Mapping
 ) -> tuple[list[tuple[str, dict]], list[str]]:
-    """Inventory entries for the usable KVM hosts of the pool, and one line per skipped host."""
-    entries, skipped = [], []
+    """Inventory entries for the usable KVM hosts of the pool, and one line per skipped host.
+
+    One host's data never stops the others: a host without NAME, a NAME already taken,
+    or a host a pattern cannot be filled for is skipped with a line saying why. Only when
+    a pattern fails for every host it is a setting to fix, and DiscoveryError is raised.
+    """
+    entries, skipped, pattern_errors = [], [], []
+    taken: dict[str, int] = {}
     for host in sorted(pool, key=lambda h: h.id):
         if host.im_mad.lower() != "kvm":
             skipped.append(f"{host.name} (ID {host.id}) skipped: {host.im_mad} host, not KVM")
@@ -70,23 +76,43 @@ def discovered_hypervisors(
         if host.state_name in SKIPPED_STATES:
             skipped.append(f"{host.name} (ID {host.id}) skipped: {host.state_name.lower()} in OpenNebula")
             continue
-        data = dict(settings.get("discovery_host_data") or {})
-        data["one_host_id"] = host.id
-        # An IPv6 address may come bracketed from a template; SSH wants it bare, and the scrape
-        # target is bracketed again where host and port are joined.
-        data["ssh_hostname"] = _unbracketed(
-            _fill(settings.get("discovery_ssh_address") or "{name}", host, "discovery_ssh_address"))
-        data["scaphandre_scrape_host"] = _unbracketed(
-            _fill(settings.get("discovery_scrape_host") or "{name}", host, "discovery_scrape_host"))
-        if settings.get("discovery_ssh_port"):
-            port = _fill(settings["discovery_ssh_port"], host, "discovery_ssh_port")
-            if not port.isdigit():
-                raise DiscoveryError(f"discovery_ssh_port gives {port!r} for {host.name}, not a port number")
-            data["ssh_port"] = int(port)
-        if settings.get("discovery_ssh_user"):
-            data["ssh_user"] = settings["discovery_ssh_user"]
+        if not host.name.strip():
+            skipped.append(f"host ID {host.id} skipped: it has no NAME in OpenNebula (give it one with `onehost rename`)")
+            continue
+        if host.name in taken:
+            skipped.append(f"{host.name} (ID {host.id}) skipped: host ID {taken[host.name]} has the same NAME")
+            continue
+        try:
+            data = _host_data(host, settings)
+        except DiscoveryError as error:
+            pattern_errors.append(error)
+            skipped.append(f"{host.name} (ID {host.id}) skipped: {error}")
+            continue
+        taken[host.name] = host.id
         entries.append((host.name, data))
+    if pattern_errors and not entries:
+        raise pattern_errors[0]
     return entries, skipped
+
+
+def _host_data(host: OneHost, settings: Mapping) -> dict:
+    """One discovered host's data; DiscoveryError when a pattern cannot be filled for it."""
+    data = dict(settings.get("discovery_host_data") or {})
+    data["one_host_id"] = host.id
+    # An IPv6 address may come bracketed from a template; SSH wants it bare, and the scrape
+    # target is bracketed again where host and port are joined.
+    data["ssh_hostname"] = _unbracketed(
+        _fill(settings.get("discovery_ssh_address") or "{name}", host, "discovery_ssh_address"))
+    data["scaphandre_scrape_host"] = _unbracketed(
+        _fill(settings.get("discovery_scrape_host") or "{name}", host, "discovery_scrape_host"))
+    if settings.get("discovery_ssh_port"):
+        port = _fill(settings["discovery_ssh_port"], host, "discovery_ssh_port")
+        if not port.isdigit():
+            raise DiscoveryError(f"discovery_ssh_port gives {port!r} for {host.name}, not a port number")
+        data["ssh_port"] = int(port)
+    if settings.get("discovery_ssh_user"):
+        data["ssh_user"] = settings["discovery_ssh_user"]
+    return data
 
 
 def _group_data_settings() -> dict:
@@ -108,7 +134,8 @@ def opennebula_hypervisors(**overrides) -> list[tuple[str, dict]]:
     from tasks.opennebula import host_pool  # imports pyinfra; kept out of the pure part above
 
     settings = _group_data_settings() | overrides
-    pool = host_pool(settings.get("one_xmlrpc"), settings.get("one_auth_file"), settings.get("one_xmlrpc_timeout"))
+    pool = host_pool(settings.get("one_xmlrpc"), settings.get("one_auth_file"), settings.get("one_xmlrpc_timeout"),
+                     settings.get("one_xmlrpc_ca_file"))
     entries, skipped = discovered_hypervisors(pool, settings)
     for line in skipped:
         print(f"--> OpenNebula discovery: {line}", file=sys.stderr)

@@ -7,11 +7,12 @@ database names) is asked for through a callback.
 
 from __future__ import annotations
 
-import difflib
+import heapq
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 from tasks.opennebula.pool import HostPool, OneHost, OpenNebulaError, is_ip
 
@@ -30,7 +31,8 @@ class HostMatchError(OpenNebulaError):
 
     def __init__(self, message: str, *, inventory_name: str | None = None,
                  candidates: Sequence[OneHost] = (), closest_names: Sequence[str] = ()):
-        super().__init__(message)
+        # One line whatever the names hold: a newline in a NAME would split the operator's message.
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
         self.inventory_name = inventory_name
         self.candidates = tuple(candidates)
         self.closest_names = tuple(closest_names)
@@ -241,11 +243,55 @@ def _no_match(pool: Sequence[OneHost], inventory_name: str,
 
 def _closest_names(pool: Sequence[OneHost], wanted: str, limit: int = 3) -> list[str]:
     """Return up to `limit` pool NAMEs most similar to `wanted` (case-insensitive)."""
+    by_lower = pool.lowered_names() if isinstance(pool, HostPool) else _lowered_names(pool)
+    return [by_lower[name] for name in close_matches(wanted.lower(), by_lower, limit, 0.4)]
+
+
+def _lowered_names(pool: Sequence[OneHost]) -> dict[str, str]:
     by_lower: dict[str, str] = {}
     for host in pool:
         by_lower.setdefault(host.name.lower(), host.name)
-    close = difflib.get_close_matches(wanted.lower(), list(by_lower), n=limit, cutoff=0.4)
-    return [by_lower[name] for name in close]
+    return by_lower
+
+
+def close_matches(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """Exactly difflib.get_close_matches(word, candidates, n, cutoff), for distinct candidates,
+    without its full similarity ratio for every candidate.
+
+    difflib keeps the n best (ratio, candidate) pairs among those whose ratio reaches the
+    cutoff. Its quick_ratio (shared characters) is an upper bound of ratio, computed
+    for every candidate; the candidates are then taken by decreasing bound, and the costly
+    ratio only while a candidate could still enter the best n ((bound, candidate) not
+    below the n-th best (ratio, candidate) found so far, as difflib breaks ties by name). In a pool whose names follow one pattern, where nearly
+    every name passes difflib's own quick checks, this computes a handful of ratios
+    instead of one per host.
+    """
+    if n <= 0:
+        raise ValueError(f"n must be > 0: {n!r}")
+    matcher = SequenceMatcher()
+    matcher.set_seq2(word)
+    bounded = []
+    for candidate in candidates:
+        matcher.set_seq1(candidate)
+        if matcher.real_quick_ratio() >= cutoff:
+            bound = matcher.quick_ratio()
+            if bound >= cutoff:
+                bounded.append((bound, candidate))
+    bounded.sort(reverse=True)
+    best: list[tuple[float, str]] = []  # a min-heap of the n largest (ratio, candidate)
+    for bound, candidate in bounded:
+        # (ratio, candidate) <= (bound, candidate), and later pairs are smaller still: once
+        # this pair is below the n-th best, nothing left can enter (ties go to the larger name).
+        if len(best) == n and (bound, candidate) < best[0]:
+            break
+        matcher.set_seq1(candidate)
+        score = matcher.ratio()
+        if score >= cutoff:
+            if len(best) < n:
+                heapq.heappush(best, (score, candidate))
+            elif (score, candidate) > best[0]:
+                heapq.heapreplace(best, (score, candidate))
+    return [candidate for _, candidate in sorted(best, reverse=True)]
 
 
 def _closest_hint(closest: Sequence[str], pool: Sequence[OneHost]) -> str:

@@ -53,6 +53,16 @@ class HostPool(list):
     dictionary hit. The indexes answer exactly what the _same_* predicates do.
     """
 
+    def lowered_names(self) -> dict[str, str]:
+        """Lower-cased NAME -> NAME (the first host's, for names differing in case only), built once."""
+        cache = self.__dict__.setdefault("_indexes", {})
+        if "lowered_names" not in cache:
+            by_lower: dict[str, str] = {}
+            for host in self:
+                by_lower.setdefault(host.name.lower(), host.name)
+            cache["lowered_names"] = by_lower
+        return cache["lowered_names"]
+
     def index(self, label: str, key) -> dict:
         cache = self.__dict__.setdefault("_indexes", {})
         if label not in cache:

@@ -58,7 +58,6 @@ from __future__ import annotations
 import bisect
 import codecs
 import copy
-import contextlib
 import functools
 import gc
 import hashlib

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import posixpath
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass

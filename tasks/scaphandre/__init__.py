@@ -10,25 +10,27 @@ from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
+from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.docker import DockerContainers, DockerImage
 from pyinfra.operations import docker
 
 from tasks.docker_engine.facts import DockerEngineInstalled
 from tasks.host_failure import fail_host
 from tasks.install_record import InstallLedger
-from tasks.scaphandre.operations import image_from_archive, image_pulled, scaphandre_container
+from tasks.scaphandre.operations import image_from_archive, image_pulled, registry_login, scaphandre_container
 from tasks.scaphandre.spec import containers_using, image_registry, scaphandre_spec
 from tasks.settings import Settings
 
 
 def _log_in_to_registry(settings: Settings, image: str) -> bool:
-    """Plans `docker login` for a private registry; False (host failed) when it cannot."""
+    """Plans the registry login; False (host failed) when it cannot."""
     password_file = Path(settings.scaphandre_registry_password_file or "")
-    if not password_file.is_file():
+    password = password_file.read_text().strip() if password_file.is_file() else ""
+    if not password:
         fail_host(
             name="Check the registry credentials",
             reason="scaphandre_registry_username is set but scaphandre_registry_password_file "
-            f"{str(password_file)!r} is not a readable file on the machine running pyinfra",
+            f"{str(password_file)!r} is not a readable, non-empty file on the machine running pyinfra",
         )
         return False
     registry = image_registry(image)
@@ -38,12 +40,11 @@ def _log_in_to_registry(settings: Settings, image: str) -> bool:
             reason=f"scaphandre_image {image!r} names no registry host for the credentials to log in to",
         )
         return False
-    # pyinfra pipes the password to `docker login --password-stdin` and masks it in its output.
-    docker.login(
+    registry_login(
         name=f"Log in to {registry}",
-        server=registry,
+        registry=registry,
         username=settings.scaphandre_registry_username,
-        password=password_file.read_text().strip(),
+        password=HiddenValue(password),
     )
     return True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 
 from pyinfra.api import FactBase
@@ -29,3 +30,29 @@ class ContainerProcessIds(FactBase):
 
     def process(self, output) -> set[int]:
         return {int(line.strip()) for line in output if line.strip().isdigit()}
+class RegistryLoginState(FactBase):
+    """Whether root's Docker client holds a login for `registry`, and the credentials digest
+    the deploy's marker keeps for it.
+
+    Prints only `logged_in=yes|no` and the marker's digest: never Docker's config file,
+    whose `auth` entry is the password in base64.
+    """
+
+    def command(self, registry: str, marker: str) -> str:
+        quoted_marker = shlex.quote(marker)
+        return (
+            'config="${DOCKER_CONFIG:-$HOME/.docker}/config.json"; '
+            f"if grep -qF {shlex.quote(json.dumps(registry))} \"$config\" 2>/dev/null; "
+            "then echo logged_in=yes; else echo logged_in=no; fi; "
+            f"[ -r {quoted_marker} ] && echo \"digest=$(head -n 1 {quoted_marker})\"; true"
+        )
+
+    def process(self, output) -> dict:
+        found = {"logged_in": False, "digest": None}
+        for line in output:
+            key, _, value = line.strip().partition("=")
+            if key == "logged_in":
+                found["logged_in"] = value == "yes"
+            elif key == "digest":
+                found["digest"] = value or None
+        return found

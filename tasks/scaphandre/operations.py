@@ -3,16 +3,18 @@ yield commands only when the state differs, say why when nothing changes."""
 
 from __future__ import annotations
 
-import posixpath
+import secrets
 import shlex
 
 from pyinfra import host, logger
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.docker import DockerContainer, DockerImage
 from pyinfra.operations import docker
 
 from tasks.host_failure import failure_command
-from tasks.scaphandre.facts import ContainerProcessIds, ListeningTcpSockets
+from tasks.scaphandre.facts import ContainerProcessIds, ListeningTcpSockets, RegistryLoginState
+from tasks.scaphandre.registry import LOGIN_MARKER_DIR, credentials_digest, digest_matches, login_marker_path
 from tasks.scaphandre.spec import (
     ScaphandreSpec,
     container_drift,
@@ -96,19 +98,50 @@ def image_from_archive(image: str, archive: str):
     """Guarantees `image` is in this host's Docker engine, loaded from a local `docker save`
     archive when it is missing (sites whose hypervisors reach no registry).
 
-    The archive is uploaded to /var/tmp, loaded and removed again; a host that already
-    has the image gets nothing, so the archive crosses the network once.
+    The archive goes into a directory only root can enter, under an unpredictable name
+    made on this machine and created on the host by `mkdir -m 0700` (which refuses a path
+    that already exists, so nobody can prepare it, swap the archive before `docker load`
+    or point it elsewhere); the directory is removed once loaded, whatever the outcome. A
+    host that already has the image gets nothing, so the archive crosses the network once.
     """
     if host.get_fact(DockerImage, object_id=image):
         host.noop(f"image {image} is already loaded")
         return
-    remote = f"/var/tmp/scaphandre-image-{posixpath.basename(archive)}"
-    quoted = shlex.quote(remote)
+    directory = f"/var/tmp/scaphandre-image.{secrets.token_hex(16)}"
+    remote = f"{directory}/image.tar"
+    failed = f"the archive {archive} does not hold {image} (or docker load failed): check scaphandre_image_archive and scaphandre_image"
+    yield StringCommand("mkdir", "-m", "0700", QuoteString(directory))
     yield FileUploadCommand(archive, remote)
     yield StringCommand(
-        f"docker load -i {quoted} >/dev/null; loaded=$?; rm -f {quoted}; "
+        f"docker load -i {shlex.quote(remote)} >/dev/null; loaded=$?; rm -rf {shlex.quote(directory)}; "
         f"[ $loaded -eq 0 ] && docker image inspect {shlex.quote(image)} >/dev/null 2>&1 || "
-        f"{{ echo {shlex.quote(f'the archive {archive} does not hold {image} (or docker load failed): check scaphandre_image_archive and scaphandre_image')} >&2; exit 1; }}"
+        f"{{ echo {shlex.quote(failed)} >&2; exit 1; }}"
+    )
+
+
+@operation()
+def registry_login(registry: str, username: str, password: HiddenValue):
+    """Guarantees root's Docker client on this host is logged in to `registry` as `username`
+    with this very password, so a rotated password is applied and an unchanged one is not
+    sent again.
+
+    What is on the host is judged by a digest (see tasks/scaphandre/registry.py), never by
+    reading Docker's config file back. The password reaches `docker login
+    --password-stdin` on the command's standard input: it is in no command line (so in no
+    process list) and in nothing pyinfra prints.
+    """
+    marker = login_marker_path(registry)
+    found = host.get_fact(RegistryLoginState, registry=registry, marker=marker)
+    if found["logged_in"] and digest_matches(found["digest"], registry, username, password.unmask()):
+        host.noop(f"logged in to {registry} as {username} with the current password")
+        return
+    digest = credentials_digest(registry, username, password.unmask())
+    quoted_marker = shlex.quote(marker)
+    yield StringCommand(
+        f"umask 077 && docker login --username {shlex.quote(username)} --password-stdin {shlex.quote(registry)} "
+        f">/dev/null && mkdir -p -m 0700 {shlex.quote(LOGIN_MARKER_DIR)} && "
+        f"printf '%s\\n' {shlex.quote(digest)} > {quoted_marker}.new && mv {quoted_marker}.new {quoted_marker}",
+        _stdin=password.unmask(),
     )
 
 

@@ -39,6 +39,8 @@ are strings, lists of strings (a repeated attribute) or dicts (a vector attribut
 Python-side hooks (`add_hook`) run after a method computed its answer and before the client
 receives it: a test can delete a VM "between the client's query and its write".
 
+TLS: `tls_context=` (a server-side ssl.SSLContext) serves https on the same port.
+
 Process mode (for the end-to-end test bed and the demo):
   python -m tests.doubles.one_api_simulator --port 26330 --hosts FILE.yml \
       --user oneadmin --password-file F [--vms VMS.yml]
@@ -58,6 +60,7 @@ import os
 import re
 import signal
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -562,7 +565,8 @@ class OneApiSimulator:
     def __init__(self, hosts: list[dict] | None = None, *, user: str = "oneadmin",
                  password: str = "sim-password", bind: str = "127.0.0.1", port: int = 0,
                  delay_s: float = 0.0, mode: str = "ok", hang_s: float = 5.0,
-                 hosts_file: str | os.PathLike | None = None, vms: list[dict] | None = None):
+                 hosts_file: str | os.PathLike | None = None, vms: list[dict] | None = None,
+                 tls_context: "ssl.SSLContext | None" = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self._hosts = validate_hosts(hosts or [])
@@ -572,6 +576,7 @@ class OneApiSimulator:
         self._bind, self._port = bind, port
         self.delay_s, self.mode, self.hang_s = delay_s, mode, hang_s
         self._hosts_file = Path(hosts_file) if hosts_file else None
+        self._tls_context = tls_context  # a server-side context: serve https instead of http
         self._hosts_file_stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self.calls: collections.Counter[str] = collections.Counter()
@@ -588,9 +593,11 @@ class OneApiSimulator:
                          logRequests=False, allow_none=True)
         server.simulator = self  # type: ignore[attr-defined]
         self._register(server)
+        if self._tls_context is not None:
+            server.socket = self._tls_context.wrap_socket(server.socket, server_side=True)
         self._server = server
         host, port = server.server_address[:2]
-        self.url = f"http://{host}:{port}/RPC2"
+        self.url = f"{'https' if self._tls_context else 'http'}://{host}:{port}/RPC2"
         self._thread = threading.Thread(target=server.serve_forever, name="one-api-sim",
                                         kwargs={"poll_interval": 0.1}, daemon=True)
         self._thread.start()

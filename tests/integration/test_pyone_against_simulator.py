@@ -16,7 +16,7 @@ import pyone
 import pytest
 import yaml
 
-from tasks.opennebula.client import OneAuthError, OneEndpoint, OneUnreachableError, fetch_host_pool
+from tasks.opennebula.client import OneAuthError, OneEndpoint, OneProtocolError, OneUnreachableError, fetch_host_pool
 from tasks.opennebula.pool import OneHost, OpenNebulaError
 from tests.doubles.one_api_simulator import OneApiSimulator
 
@@ -146,7 +146,7 @@ def test_non_xmlrpc_reply_is_reported_as_such(mode):
     with OneApiSimulator(HOSTS, password=PASSWORD, mode=mode) as sim:
         with pytest.raises(OpenNebulaError) as caught:
             fetch_host_pool(endpoint_for(sim.url))
-    assert isinstance(caught.value, OneUnreachableError)
+    assert isinstance(caught.value, OneProtocolError)
     message = str(caught.value)
     assert "not OpenNebula XML-RPC" in message and sim.url in message
     assert_secret_absent(caught.value)
@@ -154,7 +154,7 @@ def test_non_xmlrpc_reply_is_reported_as_such(mode):
 
 def test_http_500_is_reported_with_status():
     with OneApiSimulator(HOSTS, password=PASSWORD, mode="http500") as sim:
-        with pytest.raises(OneUnreachableError) as caught:
+        with pytest.raises(OneProtocolError) as caught:
             fetch_host_pool(endpoint_for(sim.url))
     assert "HTTP 500" in str(caught.value)
     assert_secret_absent(caught.value)

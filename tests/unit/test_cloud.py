@@ -168,3 +168,74 @@ def test_the_pool_is_fetched_once_per_run(monkeypatch):
             for _ in range(5):
                 assert host_pool(None, None, None) == POOL
     assert calls == ["endpoint", "endpoint"]
+
+
+# --------------------------------------------------------------------------- the monitor-database fallback: only when unreachable
+
+
+def fallback_view(monkeypatch, error: OpenNebulaLookupError, fallback: bool = True):
+    """cloud_view over a two-hypervisor inventory whose API call fails with `error`."""
+    from pyinfra.api import Config, Inventory
+
+    import tasks.cloud as cloud_module
+
+    def failing(*args):
+        raise error
+
+    monkeypatch.setattr(cloud_module, "host_pool", failing)
+    data = default_data() | {"one_monitor_db_fallback": fallback}
+    inventory = Inventory((["hv5", "hv6"], data), hypervisors=(["hv5", "hv6"], {}))
+    state = State(inventory=inventory, config=Config())
+    monkeypatch.setattr(cloud_module, "_asked_on", lambda active, name, inventory, fact, **kwargs: (
+        ["status_kvm_31.db"] if name == "hv5" else ["status_kvm_31.db", "status_kvm_32.db"]))
+    with ctx_state.use(state):
+        return cloud_module.cloud_view(inventory)
+
+
+def test_the_fallback_reads_the_nodes_when_the_api_cannot_be_reached(monkeypatch):
+    view = fallback_view(monkeypatch, OpenNebulaLookupError("API down", api_unreachable=True))
+    assert view.get("hv5").one_host.id == 31
+    assert "several OpenNebula host IDs (31, 32)" in view.get("hv6").problem and "one_host_id" in view.get("hv6").problem
+
+
+@pytest.mark.parametrize("message", [
+    "OpenNebula API at URL refused the credentials of user 'oneadmin'",
+    "OpenNebula API at URL sent a reply that is not OpenNebula XML-RPC",
+    "OpenNebula API at URL: TLS verification failed",
+])
+def test_the_fallback_never_hides_an_api_that_answered_wrongly(monkeypatch, message):
+    with pytest.raises(OpenNebulaLookupError, match=message):
+        fallback_view(monkeypatch, OpenNebulaLookupError(message, api_unreachable=False))
+
+
+def test_without_the_fallback_an_unreachable_api_stops_the_run(monkeypatch):
+    with pytest.raises(OpenNebulaLookupError, match="API down"):
+        fallback_view(monkeypatch, OpenNebulaLookupError("API down", api_unreachable=True), fallback=False)
+
+
+# --------------------------------------------------------------------------- one host's bad data fails that host only
+
+
+def checked(**overrides) -> Settings | SettingsError:
+    try:
+        return settings(**overrides)
+    except SettingsError as error:
+        return error
+
+
+@pytest.mark.parametrize("bad, key", [
+    ({"one_host_id": "kvm1"}, "one_host_id"),
+    ({"one_host_id": ""}, "one_host_id"),
+    ({"scaphandre_scrape_host": "kvm 1"}, "scaphandre_scrape_host"),
+    ({"scaphandre_scrape_host": "kvm1/metrics"}, "scaphandre_scrape_host"),
+    ({"rapl_modules": "intel_rapl_msr"}, "rapl_modules"),
+    ({"rapl_modules": ["intel_rapl_msr\nblacklist x"]}, "rapl_modules"),
+    ({"scaphandre_extra_docker_args": "--memory=256m"}, "scaphandre_extra_docker_args"),
+])
+def test_one_hypervisors_bad_setting_leaves_the_others_resolved_and_listed(bad, key):
+    cloud, _ = view({"hv1": checked(), "bad": checked(**bad), "c": checked(one_host_id=12)})
+    assert f"setting {key} " in cloud.get("bad").problem and cloud.get("bad").address is None
+    assert cloud.get("hv1").one_host.id == 7 and cloud.get("c").one_host.id == 12
+    targets, warnings = cloud.scrape_targets(previous=list)
+    assert sorted(t.one_host_id for t in targets) == [7, 12]
+    assert any(line.startswith("bad left out of the scrape targets") and key in line for line in warnings)

@@ -20,7 +20,7 @@ def named_ids() -> set[str]:
 
 def fault_test_files() -> list[str]:
     """Files whose every test is a fault case, so each must have its row."""
-    return ["tests/e2e/test_faults.py"]
+    return ["tests/e2e/test_faults.py", "tests/e2e/test_robustness.py"]
 
 
 @pytest.fixture(scope="module")

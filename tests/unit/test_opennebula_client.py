@@ -230,3 +230,62 @@ def test_endpoint_built_directly_hides_session_too():
     endpoint = OneEndpoint(url="http://h:2633/RPC2", session=f"u:{SECRET}", timeout=3,
                            auth_source="test")
     assert SECRET not in repr(endpoint) and endpoint.user == "u"
+
+
+# --------------------------------------------------------------------------- endpoint URLs, BOM, CA file
+
+
+@pytest.mark.parametrize("bad", ["http://[::1/RPC2", "http://[::1]:99999/RPC2", "http://h:port/RPC2",
+                                 "http://h:2633/RP C2"])
+def test_a_malformed_url_is_the_one_line_endpoint_error(places, bad):
+    write(places["system"], "oneadmin:pw\n")
+    with pytest.raises(OpenNebulaError) as caught:
+        resolve(places, one_xmlrpc=bad)
+    message = str(caught.value)
+    assert message.startswith("one_xmlrpc is ") and "not an http(s) URL" in message and "\n" not in message
+    assert "Invalid IPv6 URL" not in message
+
+
+def test_a_malformed_url_with_credentials_does_not_show_them(places):
+    write(places["system"], "oneadmin:pw\n")
+    with pytest.raises(OpenNebulaError) as caught:
+        resolve(places, {"ONE_XMLRPC": f"http://proxy:{SECRET}@[::1/RPC2"})
+    assert SECRET not in str(caught.value) and "$ONE_XMLRPC is 'http://***@[::1/RPC2'" in str(caught.value)
+
+
+def test_ipv6_endpoints_are_accepted(places):
+    write(places["system"], "oneadmin:pw\n")
+    assert resolve(places, one_xmlrpc="http://[::1]:2633/RPC2").url == "http://[::1]:2633/RPC2"
+
+
+def test_a_file_with_a_utf8_byte_order_mark_works(places):
+    (places["home"] / ".one").mkdir()
+    (places["home"] / ".one" / "one_auth").write_bytes(b"\xef\xbb\xbfoneadmin:" + SECRET.encode() + b"\r\n")
+    endpoint = resolve(places)
+    assert endpoint.user == "oneadmin" and endpoint.session == f"oneadmin:{SECRET}"
+
+
+def test_a_ca_file_that_is_not_there_names_the_setting(places):
+    write(places["system"], "oneadmin:pw\n")
+    with pytest.raises(OpenNebulaError, match="one_xmlrpc_ca_file .*/nope.pem does not exist or is not a file"):
+        resolve(places, ca_file=str(places["spare"] / "nope.pem"))
+    ca = write(places["spare"] / "ca.pem", "-----BEGIN CERTIFICATE-----\n")
+    assert resolve(places, ca_file=str(ca)).ca_file == str(ca)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://u:p@h:1/RPC2", "http://***@h:1/RPC2"),
+    ("https://user:pa/ss@word@h/RPC2", "https://***@h/RPC2"),
+    ("http://h:2633/RPC2", "http://h:2633/RPC2"),
+    ("not a url @ all", "not a url @ all"),
+])
+def test_redact_url_hides_the_whole_user_part(url, shown):
+    assert client.redact_url(url) == shown
+
+
+def test_an_endpoint_with_credentials_in_its_url_never_shows_them():
+    endpoint = OneEndpoint(url=f"http://proxyuser:{SECRET}@proxy/RPC2", session="u:other-secret", timeout=3,
+                           auth_source="test")
+    for text in (repr(endpoint), str(endpoint), endpoint.display_url):
+        assert SECRET not in text and "proxyuser" not in text and "other-secret" not in text
+    assert endpoint.display_url == "http://***@proxy/RPC2"

@@ -84,3 +84,16 @@ def test_an_ipv6_address_from_the_template_is_scraped_in_brackets(template_value
     assert data["ssh_hostname"] == "2001:db8::10" and data["scaphandre_scrape_host"] == "2001:db8::10"
     settings = Settings.from_data({**default_data(), **data})
     assert exporter_address(settings, name) == "[2001:db8::10]:8080"
+def test_a_host_without_a_name_or_with_a_taken_name_is_skipped_and_the_others_discovered():
+    pool = POOL + [one_host(20, ""), one_host(21, "kvm-a")]
+    entries, skipped = discovered_hypervisors(pool, {})
+    assert [name for name, _ in entries] == ["kvm-a", "kvm-c"]
+    assert any("host ID 20 skipped: it has no NAME" in line for line in skipped)
+    assert any("kvm-a (ID 21) skipped: host ID 3 has the same NAME" in line for line in skipped)
+
+
+def test_a_pattern_one_host_cannot_fill_skips_that_host_only():
+    entries, skipped = discovered_hypervisors(POOL + [one_host(14, "kvm-d")],
+                                              {"discovery_ssh_port": "{template[SSH_PORT]}"})
+    assert [name for name, _ in entries] == ["kvm-a", "kvm-c"]
+    assert any(line.startswith("kvm-d (ID 14) skipped: discovery_ssh_port") and "SSH_PORT" in line for line in skipped)

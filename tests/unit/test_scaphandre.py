@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 
 from tasks.install_record.record import RECORD_FILE
 from tasks.scaphandre import remove_scaphandre, run_scaphandre
+from tasks.scaphandre.facts import RegistryLoginState
+from tasks.scaphandre.registry import credentials_digest, digest_matches, login_marker_path
 from tasks.scaphandre.spec import (
     container_drift,
     containers_using,
@@ -307,11 +310,25 @@ def test_a_missing_image_is_uploaded_loaded_and_the_archive_removed(tmp_path):
         deploy_exporter, {"DockerImage": [], "DockerContainer": []}, data={"scaphandre_image_archive": str(archive)}
     )
     commands = all_commands(planned)
-    assert commands[0] == "upload /var/tmp/scaphandre-image-scaphandre.tar"
-    assert commands[1].startswith("docker load -i /var/tmp/scaphandre-image-scaphandre.tar")
-    assert "rm -f /var/tmp/scaphandre-image-scaphandre.tar" in commands[1]
-    assert "does not hold hubblo/scaphandre:1.0.2" in commands[1]
-    assert any(c.startswith("docker container create") for c in commands[2:])
+    mkdir = re.fullmatch(r"mkdir -m 0700 (/var/tmp/scaphandre-image\.[0-9a-f]{32})", commands[0])
+    assert mkdir, commands[0]
+    directory = mkdir.group(1)
+    assert commands[1] == f"upload {directory}/image.tar"
+    assert commands[2].startswith(f"docker load -i {directory}/image.tar")
+    assert f"rm -rf {directory};" in commands[2]
+    assert "does not hold hubblo/scaphandre:1.0.2" in commands[2]
+    assert any(c.startswith("docker container create") for c in commands[3:])
+
+
+def test_the_archive_directory_is_unpredictable(tmp_path):
+    archive = tmp_path / "scaphandre.tar"
+    archive.write_bytes(b"x")
+    directories = {
+        all_commands(planned_commands(deploy_exporter, {"DockerImage": [], "DockerContainer": []},
+                                      data={"scaphandre_image_archive": str(archive)}))[0]
+        for _ in range(5)
+    }
+    assert len(directories) == 5
 
 
 def test_a_loaded_image_is_not_uploaded_again(tmp_path):
@@ -345,33 +362,84 @@ def test_the_registry_is_read_from_the_image_reference():
     assert image_registry("scaphandre:1.0.2") is None
 
 
-def login_plan(tmp_path, auths):
+REGISTRY = "registry.example.org:5000"
+
+
+def login_plan(tmp_path, found, password=SECRET, monkeypatch=None):
+    """The plan with a private registry, the host reporting `found` (RegistryLoginState);
+    with monkeypatch, also returns each command's standard input and what pyinfra prints."""
     secret_file = tmp_path / "pull-secret"
-    secret_file.write_text(SECRET + "\n")
+    secret_file.write_text(password + "\n")
     data = {
-        "scaphandre_image": "registry.example.org:5000/hubblo/scaphandre:1.0.2",
+        "scaphandre_image": f"{REGISTRY}/hubblo/scaphandre:1.0.2",
         "scaphandre_registry_username": "puller",
         "scaphandre_registry_password_file": str(secret_file),
     }
-    return planned_commands(deploy_exporter, {"DockerAuths": auths, "DockerContainer": []}, data=data)
+    seen = []
+    if monkeypatch is not None:
+        import tests.unit.pyinfra_harness as harness
+
+        def recording(command):
+            seen.append((str(command), getattr(command, "connector_arguments", {}).get("_stdin")))
+            return render(command)
+
+        monkeypatch.setattr(harness, "render", recording)
+    planned = planned_commands(deploy_exporter, {"RegistryLoginState": found, "DockerContainer": []}, data=data)
+    return all_commands(planned), seen
 
 
-def test_docker_login_gets_the_password_on_stdin_and_masks_it(tmp_path, monkeypatch):
-    shown = []
-    import tests.unit.pyinfra_harness as harness
-
-    monkeypatch.setattr(harness, "render", lambda command: shown.append(str(command)) or render(command))
-    commands = all_commands(login_plan(tmp_path, {}))
+def test_the_password_goes_on_stdin_and_is_in_no_command_line(tmp_path, monkeypatch):
+    commands, seen = login_plan(tmp_path, {"logged_in": False, "digest": None}, monkeypatch=monkeypatch)
     login = next(c for c in commands if "docker login" in c)
-    assert "--password-stdin" in login and "puller" in login and "registry.example.org:5000" in login
-    assert SECRET in login  # the raw command does carry it, on stdin...
-    assert any("docker login" in text for text in shown)
-    assert not any(SECRET in text for text in shown)  # ...but what pyinfra prints masks it
+    assert "--password-stdin" in login and "--username puller" in login and REGISTRY in login
+    assert not any(SECRET in command for command in commands), "the raw command line holds no password"
+    assert not any(SECRET in printed for printed, _ in seen), "nor does what pyinfra prints"
+    assert [stdin for printed, stdin in seen if "docker login" in printed] == [SECRET]
+    assert login_marker_path(REGISTRY) in login and "umask 077" in login
 
 
-def test_an_existing_login_is_not_repeated(tmp_path):
-    commands = all_commands(login_plan(tmp_path, {"registry.example.org:5000": {}}))
+def test_the_login_state_is_read_without_docker_s_config_ever_being_printed():
+    command = RegistryLoginState().command(registry=REGISTRY, marker=login_marker_path(REGISTRY))
+    assert "cat " not in command and "config.json" in command
+    assert "grep -qF" in command and "echo logged_in=yes" in command
+    assert RegistryLoginState().process(["logged_in=yes", "digest=pbkdf2-sha256$1$00$ab"]) == {
+        "logged_in": True, "digest": "pbkdf2-sha256$1$00$ab"}
+    assert RegistryLoginState().process(["logged_in=no"]) == {"logged_in": False, "digest": None}
+
+
+def test_the_same_credentials_are_not_sent_again(tmp_path):
+    digest = credentials_digest(REGISTRY, "puller", SECRET)
+    commands, _ = login_plan(tmp_path, {"logged_in": True, "digest": digest})
     assert not any("docker login" in c for c in commands)
+
+
+def test_a_rotated_password_is_applied(tmp_path):
+    old = credentials_digest(REGISTRY, "puller", "the-old-password")
+    commands, _ = login_plan(tmp_path, {"logged_in": True, "digest": old})
+    assert any("docker login" in c for c in commands)
+
+
+def test_a_login_removed_by_hand_is_made_again(tmp_path):
+    digest = credentials_digest(REGISTRY, "puller", SECRET)
+    commands, _ = login_plan(tmp_path, {"logged_in": False, "digest": digest})
+    assert any("docker login" in c for c in commands)
+
+
+def test_a_login_made_by_someone_else_is_replaced_by_ours(tmp_path):
+    commands, _ = login_plan(tmp_path, {"logged_in": True, "digest": None})
+    assert any("docker login" in c for c in commands)
+
+
+def test_the_digest_matches_only_the_same_registry_user_and_password():
+    digest = credentials_digest(REGISTRY, "puller", SECRET)
+    assert digest_matches(digest, REGISTRY, "puller", SECRET)
+    assert SECRET not in digest
+    assert credentials_digest(REGISTRY, "puller", SECRET) != digest, "a fresh salt each time"
+    for other in ((REGISTRY, "puller", SECRET + "x"), (REGISTRY, "pusher", SECRET), ("other:5000", "puller", SECRET)):
+        assert not digest_matches(digest, *other)
+    for broken in (None, "", "garbage", "pbkdf2-sha256$x$00$ab", "pbkdf2-sha256$99999999$00$ab",
+                   "pbkdf2-sha256$1$zz$ab"):
+        assert not digest_matches(broken, REGISTRY, "puller", SECRET)
 
 
 def test_a_missing_password_file_fails_naming_the_setting(tmp_path):

@@ -146,7 +146,7 @@ def opennebula_hosts(inventory_hypervisors) -> dict[str, OneHost | str]:
     """Inventory name -> its OpenNebula host, or the operator-facing reason it has none.
 
     One `one.hostpool.info` call for the whole session, with the endpoint and
-    credentials settings (one_xmlrpc, one_auth_file, one_xmlrpc_timeout) the deploy used.
+    credentials settings (one_xmlrpc, one_auth_file, one_xmlrpc_timeout, one_xmlrpc_ca_file) the deploy used.
     """
     if not inventory_hypervisors:
         return {}
@@ -154,7 +154,8 @@ def opennebula_hosts(inventory_hypervisors) -> dict[str, OneHost | str]:
     first = next(iter(settings.values()))
     try:
         endpoint = resolve_endpoint(
-            one_xmlrpc=first.one_xmlrpc, one_auth_file=first.one_auth_file, timeout=first.one_xmlrpc_timeout
+            one_xmlrpc=first.one_xmlrpc, one_auth_file=first.one_auth_file, timeout=first.one_xmlrpc_timeout,
+            ca_file=first.one_xmlrpc_ca_file,
         )
         pool = fetch_host_pool(endpoint)
     except OpenNebulaError as error:  # messages never hold the secret
