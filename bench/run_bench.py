@@ -260,10 +260,9 @@ def machine_description() -> list[str]:
 class ControlResult:
     size: int
     seconds: dict[str, float]
-    estimated: set[str] = field(default_factory=set)  # keys extrapolated from a sample
 
     def cell(self, key: str) -> str:
-        return ("~" if key in self.estimated else "") + format_seconds(self.seconds[key])
+        return format_seconds(self.seconds[key])
 
     @property
     def total(self) -> float:
@@ -272,9 +271,6 @@ class ControlResult:
 
 # The steps one run performs on the control machine (what deploy.py and tasks/ call).
 CONTROL_PATH = ("fetch_host_pool", "match_hosts", "parse_previous_targets", "render_targets_file", "job_and_merge")
-# Matching costs O(pool) per inventory name today; above this many names a sample is
-# timed and scaled (every query scans the same pool, so the cost per query is the same).
-MATCH_SAMPLE = 300
 # Control-side steps are CPU-bound: their CPU time (this process, simulator thread included)
 # is what they would take on an idle machine, whatever else loads it meanwhile.
 CPU = time.process_time
@@ -284,7 +280,6 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
     """Control-side cost without SSH for each pool size, plus notes on the slow parts."""
     from tasks.opennebula.client import fetch_host_pool, resolve_endpoint
     from tasks.opennebula.matching import HostQuery, _closest_names, match_host, resolve_hypervisors
-    from tasks.opennebula.pool import HostPool
     from tasks.prometheus.config_file import with_job
     from tasks.prometheus.job import scaphandre_job
     from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_targets_file
@@ -312,21 +307,10 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
             # Inventory names are short, OpenNebula NAMEs FQDNs: the third matching level, as in many clouds.
             queries = [HostQuery(inventory_name=f"node{i:05d}") for i in range(size)]
             exact = [f"node{i:05d}.cloud.test" for i in range(size)]
-            estimated = set()
-            # An indexed pool (HostPool) matches in constant time per name: time every name, since
-            # the index is built on the first lookup and a sample would extrapolate that cost.
-            indexed = isinstance(pool, HostPool)
-            sample = size if indexed or size <= 2 * MATCH_SAMPLE else MATCH_SAMPLE
-            if sample < size:
-                estimated |= {"match_hosts", "match_host, exact NAMEs"}
-            # Spread the sample over the pool so early and late entries both count.
-            step = max(1, size // sample)
-            seconds["match_hosts"], (matched, errors) = timed(lambda: resolve_hypervisors(pool, queries[::step]), 1, CPU)
-            assert len(matched) == len(queries[::step]) and not errors
-            seconds["match_hosts"] *= size / len(queries[::step])
-            seconds["match_host, exact NAMEs"], _ = timed(
-                lambda: [match_host(pool, inventory_name=name) for name in exact[::step]], 1, CPU)
-            seconds["match_host, exact NAMEs"] *= size / len(exact[::step])
+            # The pool is indexed by name on the first lookup: every name is timed, index included.
+            seconds["match_hosts"], (matched, errors) = timed(lambda: resolve_hypervisors(pool, queries), 1, CPU)
+            assert len(matched) == size and not errors
+            seconds["match_host, exact NAMEs"], _ = timed(lambda: [match_host(pool, inventory_name=name) for name in exact], 1, CPU)
             seconds["one miss: closest names (difflib)"], _ = timed(lambda: _closest_names(pool, "nodeX"), 1, CPU)
             targets = [ScrapeTarget(address=f"node{i:05d}:{SCRAPE_PORT}", one_host_id=i,
                                     host_name=f"node{i:05d}.cloud.test") for i in range(size)]
@@ -340,14 +324,8 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
                 return with_job(prometheus_yml, job, None, "/etc/prometheus/scaphandre_targets.yml")
 
             seconds["job_and_merge"], _ = timed(job_and_merge, repeats, CPU)
-            seconds["render with libyaml CSafeDumper (fix)"], _ = timed(lambda: _render_with_libyaml(targets), repeats, CPU)
-            seconds["parse with libyaml CSafeLoader (fix)"], _ = timed(lambda: _parse_with_libyaml(rendered), repeats, CPU)
-            seconds["match_hosts with a name index (fix)"], _ = timed(lambda: _indexed_match(pool, queries), 1, CPU)
             seconds["wall, whole measurement"] = time.perf_counter() - wall_started
-            results.append(ControlResult(size, seconds, estimated))
-            if estimated:
-                notes["~"] = (f"extrapolated from {MATCH_SAMPLE} inventory names spread over the pool "
-                              "(matching scans the whole pool for every name, so each name costs the same)")
+            results.append(ControlResult(size, seconds))
     finally:
         simulator.stop()
         auth_file.unlink(missing_ok=True)
@@ -415,42 +393,6 @@ def measure_prometheus_yml(size: int, repeats: int) -> PrometheusYmlResult:
 def prometheus_yml_table(result: PrometheusYmlResult) -> str:
     rows = [[name, format_seconds(result.seconds[name]), result.parses[name]] for name in result.seconds]
     return markdown_table([f"prometheus.yml of {result.size / 1e6:.1f} MB", "CPU s", "YAML parses"], rows)
-
-
-def _render_with_libyaml(targets) -> str:
-    """What render_targets_file would cost with libyaml's emitter (same YAML text)."""
-    import yaml
-
-    from tasks.prometheus.targets import TARGETS_FILE_HEADER, targets_file_entries
-
-    class _PlainCDumper(yaml.CSafeDumper):
-        def ignore_aliases(self, data):
-            return True
-
-    return TARGETS_FILE_HEADER + yaml.dump(targets_file_entries(targets), Dumper=_PlainCDumper,
-                                           sort_keys=False, default_flow_style=False, allow_unicode=True)
-
-
-def _parse_with_libyaml(text: str) -> list:
-    import yaml
-
-    return yaml.load(text, Loader=yaml.CSafeLoader)
-
-
-def _indexed_match(pool, queries) -> dict:
-    """Sketch of the O(N) fix: index the pool by lower-case NAME and by short name once,
-    then look each inventory name up (same answer as the three name levels when unique)."""
-    by_name, by_short = {}, {}
-    for host in pool:
-        by_name.setdefault(host.name.lower(), []).append(host)
-        by_short.setdefault(host.name.lower().split(".", 1)[0], []).append(host)
-    found = {}
-    for query in queries:
-        wanted = query.inventory_name.lower()
-        candidates = by_name.get(wanted) or by_short.get(wanted.split(".", 1)[0]) or []
-        if len(candidates) == 1:
-            found[query.inventory_name] = candidates[0]
-    return found
 
 
 # --------------------------------------------------------------------------- pyinfra runs
@@ -730,7 +672,7 @@ def operation_table(results: Sequence[SizeResult], attribute: str, top: int = 6)
 
 def control_table(results: Sequence[ControlResult]) -> str:
     keys = list(CONTROL_PATH)
-    rows = [[r.size, *(r.cell(k) for k in keys), ("~" if r.estimated else "") + format_seconds(r.total),
+    rows = [[r.size, *(r.cell(k) for k in keys), format_seconds(r.total),
              "yes" if r.total < 2.0 else "NO"] for r in results]
     return markdown_table(["OpenNebula hosts", *keys, "total", "under 2 s"], rows)
 
@@ -776,7 +718,7 @@ def report(machine: list[str], loads: dict[str, str], args, bed_results, control
                   "idle machine, whatever else loads it. Inventory names are short (nodeNNNNN), OpenNebula NAMEs "
                   "FQDNs, so matching reaches its third level (short vs FQDN), as in many clouds.\n\n",
                   control_table(control_results),
-                  "\nDetails and candidate fixes, seconds:\n\n", control_detail_table(control_results)]
+                  "\nDetails, seconds:\n\n", control_detail_table(control_results)]
     if prometheus_yml is not None:
         parts += ["\n## The operator's prometheus.yml, large (control side, no SSH)\n\nCPU seconds (median) of "
                   "the splice editor on a generated file of one static job per host; a no-op rerun on the server "

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.server import KernelVersion, LinuxDistribution
+from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import files, server
 
 from tasks.host_failure import UnsupportedHostError, fail_host
-from tasks.rapl.facts import CpuVendor, RaplExposed
+from tasks.rapl.facts import RaplProbe
 from tasks.rapl.operations import rapl_exposed
 from tasks.rapl.plan import MODULES_LOAD_FILE, rapl_missing_message, rapl_modules
 from tasks.settings import Settings
@@ -26,16 +26,17 @@ def enable_rapl(settings: Settings) -> None:
     """Guarantees the RAPL modules are loaded now unless RAPL is already exposed, RAPL visible
     under /sys/class/powercap, and only then the modules listed in /etc/modules-load.d (so they
     load at boot). A host where RAPL stays hidden fails with the likely cause, and nothing persisted."""
+    found = host.get_fact(RaplProbe)
     modules = settings.rapl_modules
     if not modules:
         try:
-            modules = rapl_modules(host.get_fact(CpuVendor), host.get_fact(KernelVersion))
+            modules = rapl_modules(found.vendor, found.kernel)
         except UnsupportedHostError as error:
             fail_host(name="Check RAPL support", reason=str(error))
             return
 
     # Judged by what Scaphandre reads, not by /proc/modules: built-in drivers list no module.
-    if not host.get_fact(RaplExposed):
+    if not found.exposed:
         server.modprobe(name="Load RAPL modules", module=list(modules))
         rapl_exposed(
             name="Check RAPL is exposed",

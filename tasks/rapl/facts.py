@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyinfra.api import FactBase
 
+# What Scaphandre reads: present once RAPL is exposed, whether by modules or built-in drivers.
+RAPL_ZONE = "/sys/class/powercap/intel-rapl:0"
 
-class CpuVendor(FactBase):
-    """The CPU vendor string from /proc/cpuinfo, e.g. ``GenuineIntel`` or ``AuthenticAMD``."""
+
+@dataclass(frozen=True)
+class RaplHost:
+    vendor: str  # /proc/cpuinfo's vendor_id, e.g. GenuineIntel or AuthenticAMD; "" when absent
+    kernel: str  # `uname -r`
+    exposed: bool  # RAPL_ZONE exists
+
+
+class RaplProbe(FactBase):
+    """CPU vendor, kernel release and whether RAPL is exposed: everything the RAPL step decides
+    on, read in one round trip (every run reads it, so it is one fact, not three)."""
 
     def command(self) -> str:
-        return "grep -m1 '^vendor_id' /proc/cpuinfo || true"
+        return (
+            "grep -m1 '^vendor_id' /proc/cpuinfo || true; echo \"kernel=$(uname -r)\"; "
+            f"test -e {RAPL_ZONE} && echo exposed=yes || echo exposed=no"
+        )
 
-    def process(self, output) -> str:
-        line = "".join(output)
-        return line.split(":", 1)[1].strip() if ":" in line else ""
-
-
-class RaplExposed(FactBase):
-    """Whether RAPL is exposed under /sys/class/powercap (what Scaphandre reads), loaded modules or not."""
-
-    def command(self) -> str:
-        return "test -e /sys/class/powercap/intel-rapl:0 && echo yes || echo no"
-
-    def process(self, output) -> bool:
-        return "".join(output).strip() == "yes"
+    def process(self, output) -> RaplHost:
+        vendor, kernel, exposed = "", "", False
+        for line in output:
+            key, separator, value = line.partition(":" if line.startswith("vendor_id") else "=")
+            if not separator:
+                continue
+            if key.strip() == "vendor_id":
+                vendor = value.strip()
+            elif key == "kernel":
+                kernel = value.strip()
+            elif key == "exposed":
+                exposed = value.strip() == "yes"
+        return RaplHost(vendor, kernel, exposed)

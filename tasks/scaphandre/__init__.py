@@ -62,7 +62,8 @@ def run_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
     spec = scaphandre_spec(settings)
     if settings.scaphandre_registry_username and not _log_in_to_registry(settings, spec.image):
         return
-    brought_image = not _image_present(spec.image)
+    # An image the record already holds is the deploy's: no need to look whether it was there.
+    brought_image = spec.image in ledger.record.images or not _image_present(spec.image)
     archive = settings.scaphandre_image_archive
     if archive:
         if not Path(archive).is_file():

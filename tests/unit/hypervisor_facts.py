@@ -3,6 +3,7 @@ Debian, Ubuntu and the RHEL family, and what `docker inspect` says of a containe
 
 from __future__ import annotations
 
+from tasks.rapl.facts import RaplHost
 from tasks.scaphandre.spec import scaphandre_spec
 from tasks.settings import Settings
 from tests.unit.pyinfra_harness import default_data
@@ -31,9 +32,7 @@ ALPINE = distro("Alpine", 3, "alpine")
 def host_facts(linux=DEBIAN_12, vendor="GenuineIntel", kernel="6.1.0-18-amd64", rapl=False, docker=False):
     return {
         "LinuxDistribution": linux,
-        "CpuVendor": vendor,
-        "KernelVersion": kernel,
-        "RaplExposed": rapl,
+        "RaplProbe": RaplHost(vendor, kernel, rapl),
         "DockerEngineInstalled": docker,
         "KernelModules": {},
         "File": None,

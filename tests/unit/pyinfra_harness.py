@@ -38,6 +38,7 @@ class FactTable:
     def __init__(self, facts: dict):
         self.facts = facts
         self.asked: list[str] = []
+        self.asked_while_planning: list[str] = []
 
     def __call__(self, host: Host, cls, *args, **kwargs):
         name = cls.__name__
@@ -137,6 +138,7 @@ def planned_command_objects(
         settings = check_settings(inventory)
         if settings is not None:
             run(settings)
+        table.asked_while_planning = list(table.asked)  # what pyinfra's prepare pass reads
         state.is_executing = as_executed  # pyinfra evaluates `_if` only while executing
         for op_hash in host.op_hash_order:
             op_data = state.get_op_data_for_host(host, op_hash)

@@ -3,9 +3,13 @@ persisted, as pyinfra's API plans them from given facts."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
 from tasks.rapl import enable_rapl
+from tasks.rapl.facts import RaplHost, RaplProbe
 from tests.unit.hypervisor_facts import UBUNTU_2404, host_facts
 from tests.unit.pyinfra_harness import all_commands, planned_commands
 
@@ -68,3 +72,19 @@ def test_hidden_rapl_fails_with_the_likely_cause(distro_name, hint):
     check = by_operation(planned_commands(enable_rapl, host_facts(linux=linux)))["Check RAPL is exposed"]
     assert "test -e /sys/class/powercap/intel-rapl:0" in check[0]
     assert "RAPL is not exposed" in check[0] and hint in check[0]
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    (["vendor_id\t: GenuineIntel", "kernel=6.1.0-18-amd64", "exposed=yes"], RaplHost("GenuineIntel", "6.1.0-18-amd64", True)),
+    (["vendor_id\t: AuthenticAMD", "kernel=5.4.0-150-generic", "exposed=no"], RaplHost("AuthenticAMD", "5.4.0-150-generic", False)),
+    (["kernel=6.8.0-arm64", "exposed=no"], RaplHost("", "6.8.0-arm64", False)),  # no vendor_id line (ARM)
+])
+def test_the_rapl_probe_reads_vendor_kernel_and_exposure_from_one_command(output, expected):
+    assert RaplProbe().process(output) == expected
+
+
+def test_the_rapl_probe_command_runs_in_a_plain_shell():
+    output = subprocess.run(["sh", "-c", RaplProbe().command()], capture_output=True, text=True, check=True).stdout
+    found = RaplProbe().process(output.splitlines())
+    assert found.kernel == os.uname().release
+    assert found.exposed == os.path.exists("/sys/class/powercap/intel-rapl:0")
