@@ -311,7 +311,7 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
             seconds["match_hosts"], (matched, errors) = timed(lambda: resolve_hypervisors(pool, queries), 1, CPU)
             assert len(matched) == size and not errors
             seconds["match_host, exact NAMEs"], _ = timed(lambda: [match_host(pool, inventory_name=name) for name in exact], 1, CPU)
-            seconds["one miss: closest names (difflib)"], _ = timed(lambda: _closest_names(pool, "nodeX"), 1, CPU)
+            seconds["one unknown name: closest names"], _ = timed(lambda: _closest_names(pool, "nodeX"), 1, CPU)
             targets = [ScrapeTarget(address=f"node{i:05d}:{SCRAPE_PORT}", one_host_id=i,
                                     host_name=f"node{i:05d}.cloud.test") for i in range(size)]
             seconds["render_targets_file"], rendered = timed(lambda: render_targets_file(targets), repeats, CPU)
