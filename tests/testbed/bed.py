@@ -219,6 +219,19 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
     return proc
 
 
+def _remove_network(network_id: str, timeout_s: float = 30) -> None:
+    """`docker network rm`, retried while the engine still detaches the endpoints of containers
+    just removed ("has active endpoints" for a moment after `docker rm -f`)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        proc = docker("network", "rm", network_id, check=False)
+        if proc.returncode == 0:
+            return
+        if "active endpoints" not in proc.stderr or time.monotonic() > deadline:
+            raise BedCommandError(proc.returncode, ["docker", "network", "rm", network_id], proc.stdout, proc.stderr)
+        time.sleep(0.5)
+
+
 class TestBed:
     """A set of simulated hosts; methods guarantee the state their docstring names."""
 
@@ -385,7 +398,7 @@ class TestBed:
             docker("rm", "-f", "-v", *ids, timeout=180)
         networks = docker("network", "ls", "-q", "--filter", f"label={BED_LABEL}={self.prefix}")
         for network_id in networks.stdout.split():
-            docker("network", "rm", network_id)
+            _remove_network(network_id)
 
     # ------------------------------------------------------------- commands
     def exec(self, host: str, *cmd: str, check: bool = True, input: str | None = None,
