@@ -62,8 +62,10 @@ def run_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
     spec = scaphandre_spec(settings)
     if settings.scaphandre_registry_username and not _log_in_to_registry(settings, spec.image):
         return
-    # An image the record already holds is the deploy's: no need to look whether it was there.
-    brought_image = spec.image in ledger.record.images or not _image_present(spec.image)
+    # An image the record already holds is the deploy's: no need to look whether it is there
+    # (were it deleted since, `docker container create` pulls it again when the container needs it).
+    recorded = spec.image in ledger.record.images
+    brought_image = recorded or not _image_present(spec.image)
     archive = settings.scaphandre_image_archive
     if archive:
         if not Path(archive).is_file():
@@ -74,7 +76,7 @@ def run_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
             )
             return
         image_from_archive(name=f"Load {spec.image} from {Path(archive).name}", image=spec.image, archive=archive)
-    elif brought_image:
+    elif brought_image and not recorded:
         image_pulled(name=f"Pull {spec.image}", image=spec.image)
     if brought_image:
         ledger.write(f"Record the image {spec.image} the deploy brought", ledger.record.with_image(spec.image))

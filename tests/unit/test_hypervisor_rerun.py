@@ -56,7 +56,6 @@ def test_a_rerun_reads_each_fact_once():
         "DockerEngineInstalled": 1,
         "SystemdEnabled": 1,
         "SystemdStatus": 2,  # pyinfra's systemd.service, then the engine check (planned before it is known whether it runs)
-        "DockerImage": 1,  # the image the record says the deploy brought is still there
         "DockerContainer": 1,
     }
 
