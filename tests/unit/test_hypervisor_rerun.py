@@ -15,7 +15,7 @@ from tasks.install_record.record import RECORD_FILE
 from tasks.rapl import enable_rapl
 from tasks.scaphandre import run_scaphandre
 from tests.unit.hypervisor_facts import default_fingerprint, host_facts, inspect_of
-from tests.unit.pyinfra_harness import FactTable, all_commands, planned_command_objects
+from tests.unit.pyinfra_harness import FactTable, planned_command_objects
 
 RECORDED = {"format": 1, "engine": {"package_manager": "apt", "packages": ["docker.io"]},
             "daemon_json": {"settings": {"iptables": False}, "previous": {}}, "images": ["hubblo/scaphandre:1.0.2"]}
@@ -29,7 +29,7 @@ def hypervisor_steps(settings) -> None:
     run_scaphandre(settings, ledger)
 
 
-def deployed_hypervisor(**changes) -> FactTable:
+def deployed_hypervisor() -> FactTable:
     return FactTable({
         **host_facts(rapl=True, docker=True),
         "SystemdStatus": {"docker.service": True},
@@ -37,7 +37,6 @@ def deployed_hypervisor(**changes) -> FactTable:
         f"FileContents:{RECORD_FILE}": [json.dumps(RECORDED)],
         "DockerImage": [{"Id": "sha256:1"}],
         "DockerContainer": [inspect_of(default_fingerprint())],
-        **changes,
     })
 
 
