@@ -267,9 +267,15 @@ def test_the_narrower_security_set_is_deployed_and_serves_metrics(cloud):
     inspect = json.loads(cloud.sh("hv2", "docker inspect scaphandre"))[0]
     assert inspect["HostConfig"]["Privileged"] is False and inspect["State"]["Status"] == "running"
     assert "SYS_PTRACE" in {cap.upper().removeprefix("CAP_") for cap in inspect["HostConfig"]["CapAdd"]}
-    metrics = cloud.wait_until("metrics from the unprivileged exporter", lambda: cloud.sh(
-        "hv2", "curl -sf http://127.0.0.1:8080/metrics | grep '^scaph_host_power_microwatts'; true").strip(), 60)
-    assert float(metrics.split()[-1]) > 0
+    # Power is a difference of two energy readings: the exporter's first answer after a start
+    # can be 0 before it holds two, so wait for a positive reading rather than any reading.
+    def host_power_microwatts():
+        line = cloud.sh("hv2", "curl -sf http://127.0.0.1:8080/metrics | grep '^scaph_host_power_microwatts'; true")
+        return float(line.split()[-1]) if line.strip() else None
+
+    # 0.0 and None (no line yet) are both falsy, so this waits for a positive reading.
+    power = cloud.wait_until("a positive power reading from the unprivileged exporter", host_power_microwatts, 60)
+    assert power > 0
 
 
 # ---------------------------------------------------------------- remove.py on a prometheus.yml it cannot edit
