@@ -1,8 +1,9 @@
 """Prometheus: the scrape job on every server of the `prometheus` group, or a snippet to paste.
 
 targets.py renders the file_sd targets file, job.py the scrape job, config_file.py
-edits prometheus.yml, rules.py adapts the shipped rules; facts.py finds the
-server, operations.py writes each file only after promtool accepts it.
+edits prometheus.yml (edit_request.py: what is asked of it, enough for a rerun),
+rules.py adapts the shipped rules; facts.py finds the server, operations.py writes
+each file only after promtool accepts it.
 """
 
 from __future__ import annotations

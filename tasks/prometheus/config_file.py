@@ -60,8 +60,6 @@ import codecs
 import copy
 import functools
 import gc
-import hashlib
-import json
 import math
 import re
 import warnings
@@ -76,6 +74,13 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import Resolver, VersionedResolver
 
+from tasks.prometheus.edit_request import (
+    PrometheusConfigError,
+    check_file as _check_file,
+    check_job_name as _check_job_name,
+    edit_fingerprint,
+    wanted_job as _wanted_job,
+)
 from tasks.prometheus.job import SHIPPED_JOB_NAME
 
 try:  # libyaml's scanner and parser, compiled: locating nodes in a large file takes a fraction of the time
@@ -107,10 +112,6 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _LINE_BREAK_BYTES = re.compile(rb"\r\n|\r|\n")
 # Line breaks in YAML 1.1 readers (libyaml, the Go reader Prometheus uses) but not in YAML 1.2 ones.
 _DISPUTED_BREAK = re.compile("[\x85\u2028\u2029]")
-
-
-class PrometheusConfigError(ValueError):
-    """prometheus.yml cannot be edited safely; the live file was left untouched."""
 
 
 def _untouched(reason: str) -> PrometheusConfigError:
@@ -769,41 +770,6 @@ def _conflict(config: _Config, job: dict) -> str | None:
 # The job and values as written
 
 
-def _plain(value: Any, where: str) -> Any:
-    """A deep copy of value as plain YAML data (tuples become lists); anything else is refused."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(item, f"{where}[{position}]") for position, item in enumerate(value)]
-    if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str) or not key:
-                raise ValueError(f"{where} has a key {key!r} that is not a non-empty string")
-        return {key: _plain(item, f"{where}.{key}") for key, item in value.items()}
-    raise ValueError(f"{where} holds a {type(value).__name__}, which YAML cannot carry plainly")
-
-
-def _wanted_job(job: Any) -> dict:
-    if not isinstance(job, dict):
-        raise ValueError("the job must be a mapping")
-    wanted = _plain(job, "the job")
-    if not isinstance(wanted.get("job_name"), str) or not wanted["job_name"]:
-        raise ValueError("the job has no job_name")
-    return wanted
-
-
-def _check_file(value: Any, setting: str, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{setting} {value!r} must name a file")
-
-
-def _check_job_name(job_name: Any) -> None:
-    if not isinstance(job_name, str) or not job_name:
-        raise ValueError(f"job name {job_name!r} must be a non-empty string")
-
-
 def _same(left: Any, right: Any) -> bool:
     """Equality that tells true from 1 and 1 from 1.0, as a typed reader does."""
     if type(left) is not type(right):
@@ -1354,27 +1320,6 @@ def _verify_removed(before: _Config, after: _Config, owned: _Job | None, job_nam
 
 # --------------------------------------------------------------------------
 # The API
-
-
-# Raised whenever this module changes what a file must hold for a given request (which job
-# is the deploy's, how jobs compare): a fingerprint taken under other rules no longer matches.
-EDIT_RULES_VERSION = 1
-
-
-def edit_fingerprint(job: dict, rule_file: str | None, targets_file: str) -> str:
-    """A digest of what with_job is asked for: the same fingerprint, the same request.
-
-    A file with_job handed back for a request (or left as it was) needs nothing for the same
-    request again, so "<the file's SHA-256> <fingerprint>", kept by the caller, answers a
-    rerun without parsing the file. Values are told apart as with_job tells them (true
-    from 1, 1 from 1.0); the order of the job's keys does not count.
-    """
-    wanted = _wanted_job(job)
-    _check_file(rule_file, "rule_file", optional=True)
-    _check_file(targets_file, "targets_file")
-    request = [EDIT_RULES_VERSION, wanted, rule_file, targets_file]
-    encoded = json.dumps(request, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
-    return hashlib.sha256(encoded).hexdigest()
 
 
 def owned_job(config: bytes | None, job_name: str, targets_file: str) -> dict | None:

@@ -22,7 +22,7 @@ from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from tasks.host_failure import failure_command
-from tasks.prometheus.config_file import PrometheusConfigError, edit_fingerprint, with_job, without_job
+from tasks.prometheus.edit_request import PrometheusConfigError, edit_fingerprint
 from tasks.prometheus.facts import LiveFile, PrometheusConfigFile
 
 # Root-only: the uploads on their way in (prometheus.yml may hold passwords) and the
@@ -232,6 +232,10 @@ def prometheus_job(
         if reload_for_rules:
             yield _reload_command(rule_file or config_path, service)
         return
+    # The editor and its YAML library load only here, when the file may need a change: a
+    # rerun answered by the record above skips the cost.
+    from tasks.prometheus.config_file import with_job
+
     content = None if live is None else live.content
     try:
         wanted = with_job(content, job, rule_file, targets_file)
@@ -282,6 +286,8 @@ def prometheus_job_absent(
     if live.original_exists:
         logger.warning(f"{host.print_prefix}{config_path} as it was before the deploy first changed it is kept "
                        f"as {files.original}; nothing was restored from it")
+    from tasks.prometheus.config_file import without_job  # loaded when there is a file to edit
+
     try:
         wanted = without_job(live.content, job_name, targets_file, rule_file)
     except PrometheusConfigError as unusable:

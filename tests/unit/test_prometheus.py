@@ -6,11 +6,13 @@ tests/e2e/test_faults.py and tests/e2e/test_prometheus_servers.py."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import logging
 import os
 import stat
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +168,21 @@ def test_a_rerun_on_the_file_it_wrote_reads_no_yaml_and_changes_nothing(server, 
     assert rerun.failure is None and rerun.commands == [] and parses == []
     assert set(rerun.facts) == {"PrometheusConfigFile"}
     assert server.config.read_bytes() == written and server.reloads() == 1
+
+
+def test_loading_the_deploy_leaves_the_editor_and_its_yaml_library_unloaded():
+    # A rerun answered by the record never edits: loading the editor (ruamel.yaml and the
+    # splice code) is work only a change needs. Run apart so other tests' imports don't count.
+    repo = Path(__file__).resolve().parents[2]
+    deploy_imports = [ast.unparse(node) for node in ast.parse((repo / "deploy.py").read_text()).body
+                      if isinstance(node, (ast.Import, ast.ImportFrom)) and node.module != "__future__"]
+    assert any("tasks.prometheus" in line for line in deploy_imports)
+    probe = "\n".join([*deploy_imports, "import sys",
+                        "print(sorted(m for m in sys.modules if m.startswith(('ruamel', 'tasks.prometheus'))))"])
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True,
+                            timeout=120, check=True).stdout
+    assert "tasks.prometheus.edit_request" in loaded, loaded
+    assert "ruamel" not in loaded and "tasks.prometheus.config_file" not in loaded, loaded
 
 
 def test_an_operator_edit_is_parsed_once_recorded_and_not_reloaded(server, monkeypatch):
