@@ -211,34 +211,40 @@ def byte_compile(product: Path) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", *paths], timeout=120, check=True)
 
 
-def use_product(rev: str) -> str:
-    """Point the benchmark at the product at `rev` ("worktree": the files as they are now)
-    and byte-compile it; return a description of what is measured. Must run before `tasks`
-    is imported."""
-    global PRODUCT
-    head = _git("rev-parse", "--short", "HEAD")
+def export_product(rev: str, target: Path) -> tuple[Path, str]:
+    """The product at `rev`, byte-compiled, and a description of it: a commit is exported to
+    `target` (so edits made in the working tree meanwhile cannot change the numbers half-way),
+    "worktree" is the files as they are now, "dir:PATH" a trial copy measured as it is."""
     if rev.startswith("dir:"):
-        # A copy of the product with trial changes (e.g. candidate cuts), measured as it is.
-        PRODUCT = Path(rev[4:]).resolve()
-        sys.path.insert(0, str(PRODUCT))
-        byte_compile(PRODUCT)
-        return f"the product files in {PRODUCT} (trial copy, not a commit)"
-    if rev == "worktree":
+        product = Path(rev[4:]).resolve()
+        described = f"the product files in {product} (trial copy, not a commit)"
+    elif rev == "worktree":
         dirty = _git("status", "--porcelain", "--", *PRODUCT_PATHS)
-        PRODUCT = REPO
-        byte_compile(PRODUCT)
-        return f"working tree at {head}" + (" with uncommitted product changes" if dirty else "")
-    commit = _git("rev-parse", "--verify", f"{rev}^{{commit}}")
-    target = STATE_DIR / "product"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    archive = subprocess.run(["git", "archive", commit, "--", *PRODUCT_PATHS], cwd=REPO, capture_output=True,
-                             timeout=60, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, timeout=60, check=True)
-    PRODUCT = target
-    sys.path.insert(0, str(target))
-    byte_compile(PRODUCT)
-    return f"commit {commit[:12]} ({rev}), exported to {target.relative_to(REPO)}"
+        product = REPO
+        described = f"working tree at {_git('rev-parse', '--short', 'HEAD')}" + (
+            " with uncommitted product changes" if dirty else "")
+    else:
+        commit = _git("rev-parse", "--verify", f"{rev}^{{commit}}")
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", commit, "--", *PRODUCT_PATHS], cwd=REPO, capture_output=True,
+                                 timeout=60, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, timeout=60, check=True)
+        product = target
+        shown = target.relative_to(REPO) if target.is_relative_to(REPO) else target
+        described = f"commit {commit[:12]} ({rev}), exported to {shown}"
+    byte_compile(product)
+    return product, described
+
+
+def use_product(rev: str) -> str:
+    """Point the benchmark at the product at `rev` (see export_product); return a description
+    of what is measured. Must run before `tasks` is imported."""
+    global PRODUCT
+    PRODUCT, described = export_product(rev, STATE_DIR / "product")
+    if PRODUCT != REPO:
+        sys.path.insert(0, str(PRODUCT))
+    return described
 
 
 # --------------------------------------------------------------------------- machine
@@ -426,8 +432,9 @@ class TimedRun:
     operations: dict[str, float] = field(default_factory=dict)
 
 
-def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str) -> TimedRun:
-    """`pyinfra -y INVENTORY deploy.py` from the repository, timestamping each output line.
+def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str, product: Path | None = None) -> TimedRun:
+    """`pyinfra -y INVENTORY deploy.py` from the product (PRODUCT unless `product` is given),
+    timestamping each output line.
 
     Without --json so the phase lines are printed; changed operations are read from
     pyinfra's results ("Changed" column), and API calls from the simulator's counter.
@@ -437,7 +444,7 @@ def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str) -> TimedRun:
     lines: list[tuple[float, str]] = []
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    process = subprocess.Popen(command, cwd=PRODUCT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    process = subprocess.Popen(command, cwd=product or PRODUCT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"})
 
     def read_lines():
@@ -558,7 +565,7 @@ class BenchCloud:
         (STATE_DIR / "one_auth").unlink(missing_ok=True)
 
 
-def _check_run(run: TimedRun, what: str, password: str) -> None:
+def check_run(run: TimedRun, what: str, password: str) -> None:
     if password in run.output:
         raise RuntimeError(f"{what}: the OpenNebula password appeared in pyinfra's output")
     if run.returncode != 0:
@@ -573,12 +580,12 @@ def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool, extr
     for repeat in range(1, repeats + 1):
         result.bed_up_s.append(cloud.fresh_bed(size))
         fresh = run_pyinfra_timed(cloud.inventory, cloud.simulator)
-        _check_run(fresh, f"fresh deploy, {size} hypervisors, run {repeat}", cloud.password)
+        check_run(fresh, f"fresh deploy, {size} hypervisors, run {repeat}", cloud.password)
         result.fresh.append(fresh)
         result.targets_up_s.append(cloud.seconds_until_targets_up(size))
         reload_before = cloud.last_reload()
         noop = run_pyinfra_timed(cloud.inventory, cloud.simulator)
-        _check_run(noop, f"no-op rerun, {size} hypervisors, run {repeat}", cloud.password)
+        check_run(noop, f"no-op rerun, {size} hypervisors, run {repeat}", cloud.password)
         result.noop.append(noop)
         result.noop_reloaded.append(cloud.last_reload() != reload_before)
         # The last run of each kind is kept for reading by hand (the secret was checked absent).
@@ -591,7 +598,7 @@ def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool, extr
     for extra in range(1, extra_noops + 1):
         reload_before = cloud.last_reload()
         noop = run_pyinfra_timed(cloud.inventory, cloud.simulator)
-        _check_run(noop, f"extra no-op rerun {extra}, {size} hypervisors", cloud.password)
+        check_run(noop, f"extra no-op rerun {extra}, {size} hypervisors", cloud.password)
         result.noop.append(noop)
         result.noop_reloaded.append(cloud.last_reload() != reload_before)
     if extra_noops:
@@ -599,7 +606,7 @@ def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool, extr
               + f", load {load_average()}", flush=True)
     if profile:
         debug = run_pyinfra_timed(cloud.inventory, cloud.simulator, "--debug")
-        _check_run(debug, f"--debug no-op rerun, {size} hypervisors", cloud.password)
+        check_run(debug, f"--debug no-op rerun, {size} hypervisors", cloud.password)
         result.profile = parse_debug_profile(debug.output)
         # Kept for reading by hand (which operation read which fact); the secret was checked absent above.
         (STATE_DIR / f"noop_debug_{size}hv.log").write_text(debug.output)
@@ -746,7 +753,7 @@ def report(machine: list[str], loads: dict[str, str], args, bed_results, control
 # --------------------------------------------------------------------------- main
 
 
-def _sizes(text: str) -> list[int]:
+def parse_sizes(text: str) -> list[int]:
     sizes = [int(part) for part in text.split(",") if part.strip()]
     if any(size < 0 for size in sizes):
         raise argparse.ArgumentTypeError("sizes must be non-negative")
@@ -775,7 +782,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    sizes, control_sizes = _sizes(args.sizes), _sizes(args.control_sizes)
+    sizes, control_sizes = parse_sizes(args.sizes), parse_sizes(args.control_sizes)
     loads = {"before": load_average()}
     machine = machine_description()
     machine.append("Product measured: " + use_product(args.rev))

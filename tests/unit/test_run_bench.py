@@ -103,3 +103,20 @@ def test_operation_durations_run_from_one_start_to_the_next_and_the_last_to_the_
     assert operation_durations(lines, end=9.5) == pytest.approx(
         {"Enable RAPL | Persist RAPL modules": 2.0, "Scaphandre exporter | Run container": 6.0}
     )
+
+
+def test_pairs_give_one_ratio_each_and_must_match():
+    from bench.paired_rerun import pair_ratios
+
+    assert pair_ratios([2.0, 3.3], [2.0, 3.0]) == pytest.approx([1.0, 1.1])
+    with pytest.raises(ValueError, match="pairs must match"):
+        pair_ratios([2.0], [2.0, 3.0])
+    with pytest.raises(ValueError):
+        pair_ratios([], [])
+
+
+def test_the_revision_that_runs_first_alternates():
+    from bench.paired_rerun import pair_order
+
+    orders = [pair_order(pair) for pair in range(4)]
+    assert orders == [("base", "rev"), ("rev", "base"), ("base", "rev"), ("rev", "base")]
