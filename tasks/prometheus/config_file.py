@@ -76,10 +76,10 @@ from ruamel.yaml.resolver import Resolver, VersionedResolver
 
 from tasks.prometheus.edit_request import (
     PrometheusConfigError,
-    check_file as _check_file,
-    check_job_name as _check_job_name,
+    check_file,
+    check_job_name,
     edit_fingerprint,
-    wanted_job as _wanted_job,
+    wanted_job,
 )
 from tasks.prometheus.job import SHIPPED_JOB_NAME
 
@@ -1330,8 +1330,8 @@ def owned_job(config: bytes | None, job_name: str, targets_file: str) -> dict | 
     such jobs, or two named job_name, raise PrometheusConfigError naming them.
     Values read as described in the module docstring (strings stay strings).
     """
-    _check_job_name(job_name)
-    _check_file(targets_file, "targets_file")
+    check_job_name(job_name)
+    check_file(targets_file, "targets_file")
     found = _owned(_parsed(config), job_name, targets_file)
     return None if found is None else copy.deepcopy(found.data)
 
@@ -1339,9 +1339,9 @@ def owned_job(config: bytes | None, job_name: str, targets_file: str) -> dict | 
 def needs_update(config: bytes | None, job: dict, rule_file: str | None, targets_file: str) -> bool:
     """True when the deploy's job in the file differs from `job` (compared as read, so
     formatting and comments never count), or rule_file is not under rule_files."""
-    wanted = _wanted_job(job)
-    _check_file(rule_file, "rule_file", optional=True)
-    _check_file(targets_file, "targets_file")
+    wanted = wanted_job(job)
+    check_file(rule_file, "rule_file", optional=True)
+    check_file(targets_file, "targets_file")
     return _needs_update(_parsed(config), wanted, rule_file, targets_file)
 
 
@@ -1360,7 +1360,7 @@ def foreign_job_conflict(config: bytes | None, job: dict) -> str | None:
     name of the job pasted from the original scripts). Any other job of that
     name is the operator's and is never overwritten.
     """
-    return _conflict(_parsed(config), _wanted_job(job))
+    return _conflict(_parsed(config), wanted_job(job))
 
 
 def with_job(config: bytes | None, job: dict, rule_file: str | None, targets_file: str) -> bytes:
@@ -1374,9 +1374,9 @@ def with_job(config: bytes | None, job: dict, rule_file: str | None, targets_fil
     (see foreign_job_conflict), or when the result would not read back exactly
     as intended.
     """
-    wanted = _wanted_job(job)
-    _check_file(rule_file, "rule_file", optional=True)
-    _check_file(targets_file, "targets_file")
+    wanted = wanted_job(job)
+    check_file(rule_file, "rule_file", optional=True)
+    check_file(targets_file, "targets_file")
     before = _parsed(config)
     owned = _owned(before, wanted["job_name"], targets_file)
     conflict = _conflict(before, wanted)
@@ -1404,9 +1404,9 @@ def without_job(config: bytes | None, job_name: str, targets_file: str, rule_fil
     deploy's comment) goes when its last entry goes. Input with nothing to
     remove comes back byte-identical; None (no file) gives None.
     """
-    _check_job_name(job_name)
-    _check_file(targets_file, "targets_file")
-    _check_file(rule_file, "rule_file", optional=True)
+    check_job_name(job_name)
+    check_file(targets_file, "targets_file")
+    check_file(rule_file, "rule_file", optional=True)
     if config is None:
         return None
     before = _parsed(config)

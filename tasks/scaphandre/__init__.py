@@ -64,8 +64,7 @@ def run_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
         return
     # An image the record already holds is the deploy's: no need to look whether it is there
     # (were it deleted since, `docker container create` pulls it again when the container needs it).
-    recorded = spec.image in ledger.record.images
-    brought_image = recorded or not _image_present(spec.image)
+    brings_image = spec.image not in ledger.record.images and not _image_present(spec.image)
     archive = settings.scaphandre_image_archive
     if archive:
         if not Path(archive).is_file():
@@ -76,9 +75,9 @@ def run_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
             )
             return
         image_from_archive(name=f"Load {spec.image} from {Path(archive).name}", image=spec.image, archive=archive)
-    elif brought_image and not recorded:
+    elif brings_image:
         image_pulled(name=f"Pull {spec.image}", image=spec.image)
-    if brought_image:
+    if brings_image:
         ledger.write(f"Record the image {spec.image} the deploy brought", ledger.record.with_image(spec.image))
     scaphandre_container(
         name=f"Run Scaphandre container {spec.name} ({spec.image})",
