@@ -8,6 +8,7 @@ No SSH and no host: pyinfra's `Host.get_fact` is replaced for the duration of a
 from __future__ import annotations
 
 import contextlib
+import json
 import runpy
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,33 @@ def uploaded_text(command) -> str | None:
     if isinstance(command, FileUploadCommand) and hasattr(command.src, "getvalue"):
         return command.src.getvalue()
     return None
+
+
+def record_facts(record: dict | str | bytes | None, lock: str = "held", holder=None, stale=None) -> dict:
+    """The install record fact as a host answers it: the record file holding `record` (a
+    dict written as JSON, or the file's text or bytes as they are; None: no file), read with
+    the host's lock in the state `lock`."""
+    from tasks.install_record.facts import RecordRead
+    from tasks.install_record.record import record_digest
+
+    if isinstance(record, dict):
+        record = json.dumps(record, indent=2) + "\n"
+    content = record.encode() if isinstance(record, str) else record
+    return {"InstallRecordFile": RecordRead(content=content, digest=record_digest(content), lock=lock,
+                                            holder=holder, stale=stale)}
+
+
+def uploads_by_operation(run: Callable[[Settings], None], facts: dict, data: dict | None = None,
+                         **options) -> dict[str, dict[str, str | bytes]]:
+    """Operation name (without its @deploy prefix) -> destination -> content, for every
+    upload of computed content the plan makes, in plan order."""
+    uploads: dict[str, dict] = {}
+    for name, commands in planned_command_objects(run, facts, data, **options).items():
+        for command in commands:
+            content = uploaded_text(command)
+            if content is not None:
+                uploads.setdefault(name.split(" | ")[-1], {})[command.dest] = content
+    return uploads
 
 
 def with_ledger(step: Callable) -> Callable[[Settings], None]:

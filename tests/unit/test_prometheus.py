@@ -22,7 +22,8 @@ import pytest
 import tasks.prometheus.config_file as config_file
 from tasks.cloud import CloudView, Hypervisor
 from tasks.opennebula.pool import OneHost
-from tasks.prometheus import configure_prometheus, remove_prometheus_job
+from tasks.install_record import install_ledger
+from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
 from tasks.prometheus import operations
 from tasks.prometheus.config_file import edit_fingerprint, with_job
 from tasks.prometheus.facts import PrometheusServer
@@ -525,9 +526,20 @@ FOUND_2_42 = {"config": "/etc/prometheus/prometheus.yml", "service": "prometheus
               "version": "prometheus, version 2.42.0+ds (branch: debian/sid)"}
 
 
+def configure_steps(cloud: CloudView):
+    """The Prometheus part of deploy.py."""
+    def run(settings) -> None:
+        ledger = install_ledger()
+        server = prometheus_server(settings, ledger)
+        if server:
+            configure_prometheus(settings, cloud, pyinfra.inventory, server, ledger)
+
+    return run
+
+
 def configure_plan(found: dict, cloud: CloudView = CloudView(()), **facts) -> list[str]:
-    return all_commands(planned_commands(lambda settings: configure_prometheus(settings, cloud, pyinfra.inventory),
-                                         {"PrometheusServer": found, **facts}, groups=("prometheus",), name="prom1"))
+    return all_commands(planned_commands(configure_steps(cloud), {"PrometheusServer": found, **facts},
+                                         groups=("prometheus",), name="prom1"))
 
 
 def test_no_prometheus_yml_anywhere_fails_naming_the_settings():
@@ -582,6 +594,7 @@ def test_the_version_the_service_runs_decides_the_prometheus_3_key(monkeypatch):
 
 
 def test_remove_plans_nothing_but_a_failure_when_prometheus_cannot_be_found():
-    commands = all_commands(planned_commands(remove_prometheus_job, {"PrometheusServer": dict(FOUND_2_42, config="")},
+    commands = all_commands(planned_commands(lambda settings: remove_prometheus_job(settings, install_ledger()),
+                                             {"PrometheusServer": dict(FOUND_2_42, config="")},
                                              groups=("prometheus",), name="prom1"))
     assert len(commands) == 1 and "no Prometheus config found" in commands[0]
