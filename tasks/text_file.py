@@ -128,7 +128,7 @@ def parse_live_file(output) -> LiveFile | dict | None:
     if "absent" in fields:
         return None
     if "dangling" in fields:
-        return {"dangling": base64.b64decode(fields["dangling"]).decode("utf-8", "replace")}
+        return {"dangling": base64.b64decode(fields["dangling"]).decode("utf-8", "replace").rstrip("\n")}
     target = base64.b64decode(fields.get("target", "")).decode("utf-8", "surrogateescape")
     return LiveFile(
         link=fields.get("link") == "1",
@@ -171,16 +171,16 @@ def unusable_file_problem(path: str, live: LiveFile | dict | None, setting_hint:
 # --------------------------------------------------------------------------- replacing a file in place
 
 
-def spool_path(path: str, kind: str = "upload", directory: str = STATE_DIR) -> str:
+def spool_path(path: str, kind: str = "upload", directory: str | None = None) -> str:
     """Where the new bytes of `path` wait, in a root-only directory of the deploy."""
-    return f"{directory}/{hashlib.sha256(path.encode()).hexdigest()[:16]}.{kind}"
+    return f"{directory or STATE_DIR}/{hashlib.sha256(path.encode()).hexdigest()[:16]}.{kind}"
 
 
-def upload_commands(content: bytes, spool: str, private_dirs: tuple[str, ...] = (STATE_DIR,)) -> Iterator:
+def upload_commands(content: bytes, spool: str, private_dirs: tuple[str, ...] | None = None) -> Iterator:
     """The bytes into the deploy's root-only directory holding `spool`; it and
-    `private_dirs` are made 0700."""
+    `private_dirs` (the deploy's state directory by default) are made 0700."""
     directory = posixpath.dirname(spool)
-    private = " ".join(shlex.quote(path) for path in dict.fromkeys([*private_dirs, directory]))
+    private = " ".join(shlex.quote(path) for path in dict.fromkeys([*(private_dirs or (STATE_DIR,)), directory]))
     yield StringCommand(f"umask 077 && mkdir -p {shlex.quote(directory)} && chmod 0700 {private}")
     yield FileUploadCommand(BytesIO(content), spool)
 

@@ -115,7 +115,7 @@ anchor=${anchor:-$fallback}
 # Keeps the lock (fd 9) in a background process until the anchor is gone, then empties the
 # file (a clean release) and exits, which frees it. Its description goes into the file.
 hold() {
-  ( trap '' HUP INT; tail --pid="$anchor" -s %(poll)s -f /dev/null; : > "$lock" ) </dev/null >/dev/null 2>&1 &
+  ( trap '' HUP INT; tail --pid="$anchor" -s %(poll)s -f /dev/null 9>&-; : > "$lock" ) </dev/null >/dev/null 2>&1 &
   { printf '%%s' %(me)s
     printf 'user=%%s\nfrom=%%s\npid=%%s\nanchor=%%s\nsince=%%s\n' "${SUDO_USER:-$(id -un)}" "$client" "$!" "$anchor" \
       "$(date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ)"; } > "$lock"

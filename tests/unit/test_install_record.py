@@ -208,3 +208,18 @@ def test_removal_takes_out_the_engine_with_its_files_and_settings_and_only_what_
 def test_previous_bytes_travel_as_base64():
     entry = PreviousFile.of(b"\x00\xff{}")
     assert entry.base64 == base64.b64encode(b"\x00\xff{}").decode() and entry.content == b"\x00\xff{}"
+
+
+# --------------------------------------------------------------------------- remove.py on a record it cannot read
+
+
+@pytest.mark.parametrize("groups", [("hypervisors",), ("prometheus",), ("hypervisors", "prometheus")],
+                         ids=["hypervisor", "prometheus-server", "both"])
+def test_remove_py_removes_nothing_on_a_host_whose_record_is_of_the_wrong_shape(groups):
+    from tests.unit.pyinfra_harness import all_commands, planned_script, record_facts
+
+    bad = record_facts({"format": 2, "engine": {"package_manager": "apt", "packages": "docker.io"}})
+    commands = all_commands(planned_script("remove.py", {**bad, "DockerEngineInstalled": True}, groups=groups,
+                                           data={"remove_docker_engine": True}))
+    assert len(commands) == 1 and commands[0].startswith("call log_failure"), commands
+    assert RECORD_FILE in commands[0] and "cannot be read (engine.packages: input should be a valid array" in commands[0]
