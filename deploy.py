@@ -33,7 +33,9 @@ if problem:
     fail_host(name="Find this host in OpenNebula", reason=problem)
 # What earlier runs brought here, read with this host's lock taken (one run at a time); each
 # step records what it is about to bring before it brings it.
-ledger = install_ledger(settings.host_lock_timeout_s) if settings and not problem and groups.keeps_a_record(host) else None
+ledger = None
+if settings and not problem and groups.keeps_a_record(host):
+    ledger = install_ledger(settings.host_lock_timeout_s)
 
 if ledger and ledger.readable and hypervisor:
     enable_rapl(settings)

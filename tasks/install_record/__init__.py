@@ -10,6 +10,7 @@ they record: an intent before, a confirmation after.
 from __future__ import annotations
 
 import shlex
+import sys
 
 from pyinfra import host, logger
 from pyinfra.api import StringCommand, deploy, operation
@@ -73,12 +74,11 @@ def _report_reclaimed(wait) -> None:
 
 
 def run_is_dry() -> bool:
-    """Whether this is `pyinfra --dry`, which changes nothing and so takes no lock (the CLI's
-    own parsed flag; a run through pyinfra's API is not dry)."""
-    import click
-
-    context = click.get_current_context(silent=True)
-    return bool(context and context.params.get("dry"))
+    """Whether this is `pyinfra --dry`, which changes nothing and so takes no lock. pyinfra
+    keeps that flag to its command line (its state and config do not hold it, and the CLI's
+    own context is not visible from the greenlets that load the deploy), so it is read there;
+    a run through pyinfra's API is not dry."""
+    return "--dry" in sys.argv[1:]
 
 
 def _lock_problem(read: RecordRead, timeout_s: int) -> str | None:

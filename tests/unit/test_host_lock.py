@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import click
 import pytest
 
 import tasks.install_record.lock as lock
@@ -232,18 +231,16 @@ def test_a_reclaimed_lock_and_one_that_cannot_be_held_are_said(caplog):
     assert any("no SSH connection process to tie the lock" in message for message in messages)
 
 
-def test_a_dry_run_asks_for_no_lock():
+def test_a_dry_run_asks_for_no_lock(monkeypatch):
     asked = []
 
     def record_fact(lock=None):
         asked.append(lock)
         return RecordRead()
 
-    context = click.Context(click.Command("pyinfra"))
-    for dry in (True, False):
-        context.params["dry"] = dry
-        with context:
-            planned_commands(lambda settings: install_ledger(), {"InstallRecordFile": record_fact})
+    for argv in (["pyinfra", "--dry", "inventory.py", "deploy.py"], ["pyinfra", "-y", "inventory.py", "deploy.py"]):
+        monkeypatch.setattr(sys, "argv", argv)
+        planned_commands(lambda settings: install_ledger(), {"InstallRecordFile": record_fact})
     assert asked[0] is None and isinstance(asked[1], LockRequest) and asked[1].run_token == RUN_TOKEN
 
 

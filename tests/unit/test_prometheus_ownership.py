@@ -10,9 +10,10 @@ import json
 import logging
 import os
 import stat
+import sys
 from pathlib import Path
+from unittest import mock
 
-import click
 import pyinfra
 import pytest
 
@@ -75,8 +76,7 @@ class PrometheusHost:
         settings = self.settings(**data)
 
         def steps():
-            with click.Context(click.Command("pyinfra")) as context:
-                context.params["dry"] = True  # no lock: the lock is tests/unit/test_host_lock.py's
+            with mock.patch.object(sys, "argv", ["pyinfra", "--dry"]):  # no lock: tests/unit/test_host_lock.py's
                 ledger = install_ledger()
             if script == "deploy.py":
                 found = prometheus_server(settings, ledger)
