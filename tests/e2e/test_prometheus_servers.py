@@ -542,8 +542,10 @@ def test_one_run_at_a_time_on_a_server(servers):
 
         third = threading.Thread(target=lambda: setattr(third, "run", servers.deploy(inventory, "--limit", "prom2")))
         third.start()
+        # Its first operation waits in `flock -w` (the only flock process that stays: the lock's
+        # holder is a shell keeping the descriptor).
         wait_until("the third run waiting for the lock", lambda: servers.sh(
-            "prom2", "pgrep -f 'flock -w' >/dev/null && echo waiting; true").strip() == "waiting", 300, 0.5)
+            "prom2", "pgrep -x flock >/dev/null && echo waiting; true").strip() == "waiting", 300, 0.5)
         assert first.answer("y") == 0, first.output[-4000:]
         third.join(timeout=600)
     finally:
