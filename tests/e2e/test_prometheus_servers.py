@@ -493,8 +493,8 @@ class WaitingRun:
                                         env={**os.environ, "NO_COLOR": "1"})
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        wait_until("the first run waiting for its confirmation",
-                   lambda: "skip this step with -y" in self.output or self.process.poll() is not None, 300, 0.5)
+        wait_until("the run waiting for its operator",
+                   lambda: "Press enter to execute" in self.output or self.process.poll() is not None, 300, 0.5)
         assert self.process.poll() is None, self.output[-4000:]
 
     def _read(self) -> None:
@@ -505,7 +505,15 @@ class WaitingRun:
     def output(self) -> str:
         return "".join(self.lines)
 
-    def answer(self, text: str) -> int:
+    def go_on(self) -> int:
+        """Enter at pyinfra's prompt: the run executes its plan."""
+        return self._answer("")
+
+    def decline(self) -> int:
+        """Anything else at the prompt: pyinfra stops, changing nothing."""
+        return self._answer("n")
+
+    def _answer(self, text: str) -> int:
         self.process.stdin.write(text + "\n")
         self.process.stdin.flush()
         return self.process.wait(timeout=600)
@@ -546,7 +554,8 @@ def test_one_run_at_a_time_on_a_server(servers):
         # holder is a shell keeping the descriptor).
         wait_until("the third run waiting for the lock", lambda: servers.sh(
             "prom2", "pgrep -x flock >/dev/null && echo waiting; true").strip() == "waiting", 300, 0.5)
-        assert first.answer("y") == 0, first.output[-4000:]
+        assert first.go_on() == 0, first.output[-4000:]
+        assert "Add the scaphandre job" in first.output and "Unexpected user input" not in first.output
         third.join(timeout=600)
     finally:
         if first.process.poll() is None:
@@ -573,7 +582,7 @@ def test_one_run_at_a_time_on_a_server(servers):
     waiting = WaitingRun(inventory, "--limit", "prom2")
     try:
         servers.sh("prom2", f"kill -9 {lock_holder(servers)['pid']}")
-        waiting.answer("n")  # the operator declines: nothing is changed
+        waiting.decline()
     finally:
         if waiting.process.poll() is None:
             waiting.process.kill()
