@@ -17,6 +17,7 @@ run in file order on one bed.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -591,3 +592,35 @@ def test_one_run_at_a_time_on_a_server(servers):
     assert reclaimed.returncode == 0, reclaimed.output[-4000:]
     assert "reclaimed the lock /run/scaphandre-opennebula/lock from a run that ended without releasing it" in \
         reclaimed.output
+
+
+def test_a_run_killed_between_its_intent_and_its_write_leaves_a_file_the_next_run_owns(servers):
+    """The deploy records a file as its own before writing it: a run killed right after that
+    leaves the record saying so, and the next run writes the file (no refusal as the
+    operator's) and remove.py takes it away."""
+    cut_rules = "/etc/prometheus/scaphandre.cut.yml"
+    inventory = prom2_inventory(servers, "cut", prometheus_rules_file=cut_rules)
+    process = subprocess.Popen([str(PYINFRA), "-y", "--json", "--limit", "prom2", str(inventory), "deploy.py"],
+                               cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "NO_COLOR": "1"})
+    try:
+        for line in process.stderr:  # killed as the rules file is about to be written
+            if "Starting operation: Prometheus scrape job | Write the Scaphandre recording" in line:
+                process.kill()
+                break
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+    record = json.loads(servers.sh("prom2", "cat /var/lib/scaphandre-opennebula/installed.json"))
+    assert set(record["files"][cut_rules]) == {"writing"}, record
+    assert servers.sh("prom2", f"ls {cut_rules} 2>/dev/null; true").strip() == ""
+
+    run = servers.deploy(inventory, "--limit", "prom2")
+    assert run.returncode == 0 and "did not write" not in run.output, run.output[-4000:]
+    record = json.loads(servers.sh("prom2", "cat /var/lib/scaphandre-opennebula/installed.json"))
+    written = servers.read_bytes("prom2", cut_rules)
+    assert record["files"][cut_rules] == {"sha256": hashlib.sha256(written).hexdigest()}
+
+    removed = servers.deploy(inventory, "--limit", "prom2", script="remove.py")
+    assert removed.returncode == 0, removed.output[-4000:]
+    assert servers.sh("prom2", f"ls {cut_rules} 2>/dev/null; true").strip() == ""
