@@ -494,8 +494,9 @@ class WaitingRun:
                                         env={**os.environ, "NO_COLOR": "1"})
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
+        # pyinfra's prompt itself ends no line: the line before it says the run waits.
         wait_until("the run waiting for its operator",
-                   lambda: "Press enter to execute" in self.output or self.process.poll() is not None, 300, 0.5)
+                   lambda: "skip this step with -y" in self.output or self.process.poll() is not None, 300, 0.5)
         assert self.process.poll() is None, self.output[-4000:]
 
     def _read(self) -> None:
