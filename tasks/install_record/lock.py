@@ -113,7 +113,9 @@ while [ -n "$pid" ] && [ "$pid" -gt 1 ] 2>/dev/null; do
 done
 anchor=${anchor:-$fallback}
 # Keeps the lock (fd 9) in a background process until the anchor is gone, then empties the
-# file (a clean release) and exits, which frees it. Its description goes into the file.
+# file (a clean release) and exits, which frees it; that process alone holds it (its watcher,
+# tail, does not), so killing the pid it describes frees the lock too. Its description goes
+# into the file.
 hold() {
   ( trap '' HUP INT; tail --pid="$anchor" -s %(poll)s -f /dev/null 9>&-; : > "$lock" ) </dev/null >/dev/null 2>&1 &
   { printf '%%s' %(me)s
