@@ -217,11 +217,18 @@ def replace_script(live: str, spool: str, before_move: list[str] = (), after_mov
     ])
 
 
+def in_place_script(path: str, spool: str, new: bool) -> str:
+    """replace_script for file_in_place: a new file's directory is made (0755) when missing."""
+    directory = shlex.quote(posixpath.dirname(path))
+    make_directory = f"[ -d {directory} ] || install -d -m 755 -- {directory}\n" if new else ""
+    return make_directory + replace_script(path, spool, relabel=True)
+
+
 @operation()
 def file_in_place(path: str, content: bytes, setting_hint: str = "fix it or move it aside"):
     """Guarantees `path` holds exactly `content`, replaced in place: a symbolic link stays a
     link (the file it points to is written), the file keeps its owner and mode (a new one
-    is root's, 0644), its SELinux label is reset. A link to nothing or a path that is not a
+    is root's, 0644, its directory made 0755 when missing), its SELinux label is reset. A link to nothing or a path that is not a
     regular file fails the host naming it, untouched."""
     live = host.get_fact(FileBytes, path=path)
     problem = unusable_file_problem(path, live, setting_hint)
@@ -233,7 +240,7 @@ def file_in_place(path: str, content: bytes, setting_hint: str = "fix it or move
         return
     spool = spool_path(path)
     yield from upload_commands(content, spool)
-    yield StringCommand(replace_script(path, spool, relabel=True))
+    yield StringCommand(in_place_script(path, spool, new=live is None))
 
 
 @operation()

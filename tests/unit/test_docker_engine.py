@@ -19,7 +19,7 @@ from tasks.docker_engine.daemon_config import render_daemon_json
 from tasks.docker_engine.vm_traffic import parse_vm_traffic_state
 from tasks.install_record import install_ledger
 from tasks.install_record.record import RECORD_DIR, RECORD_FILE
-from tasks.text_file import LiveFile, replace_script, spool_path
+from tasks.text_file import LiveFile, in_place_script, spool_path
 from tests.unit.hypervisor_facts import (
     ALMA_8,
     ALMA_9,
@@ -69,11 +69,11 @@ def record_put(first: bool) -> list[str]:
     ]
 
 
-def in_place(path: str) -> list[str]:
+def in_place(path: str, new: bool = False) -> list[str]:
     """The commands that replace a file in place (tests/unit/test_text_file.py runs that script for real)."""
     spool = spool_path(path)
     return [f"umask 077 && mkdir -p {RECORD_DIR} && chmod 0700 {RECORD_DIR}", f"upload {spool}",
-            replace_script(path, spool, relabel=True)]
+            in_place_script(path, spool, new=new)]
 
 
 def daemon_json_facts(content: bytes | None, link: bool = False) -> dict:
@@ -97,14 +97,14 @@ START = ["systemctl start docker.service", "systemctl enable docker.service"]
 
 DEBIAN_FAMILY_PLAN = [
     (INTENT, record_put(first=True)),
-    (CONFIGURE, in_place(DAEMON_JSON)),
+    (CONFIGURE, in_place(DAEMON_JSON, new=True)),
     ("Install the Docker engine", APT_INSTALL),
     (CONFIRM, record_put(first=False)),
     ("Enable and start Docker", START),
 ]
 RHEL_FAMILY_PLAN = [
     (INTENT, record_put(first=True)),
-    (CONFIGURE, in_place(DAEMON_JSON)),
+    (CONFIGURE, in_place(DAEMON_JSON, new=True)),
     ("Add Docker's dnf repository", DNF_REPO),
     ("Install the Docker engine", DNF_INSTALL),
     (CONFIRM, record_put(first=False)),

@@ -59,10 +59,12 @@ def test_a_symlinked_file_stays_a_link_and_its_target_keeps_owner_and_mode(tmp_p
     assert stat.S_IMODE(state.stat().st_mode) == 0o700, "the bytes travelled through a root-only directory"
 
 
-def test_a_new_file_is_roots_0644(tmp_path, state):
-    path = tmp_path / "daemon.json"
-    assert write(path, b"{}\n").failure is None
+def test_a_new_file_is_roots_0644_in_a_directory_made_when_missing(tmp_path, state):
+    path = tmp_path / "docker" / "daemon.json"
+    run = write(path, b"{}\n")
+    assert run.failure is None, run.failure
     assert path.read_bytes() == b"{}\n" and owner_and_mode(path) == (0, 0, 0o644) and not path.is_symlink()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755 and leftovers(tmp_path) == []
 
 
 def test_a_file_already_holding_the_bytes_is_not_written(tmp_path, state):
