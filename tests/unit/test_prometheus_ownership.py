@@ -183,6 +183,12 @@ def test_a_no_op_rerun_writes_nothing_not_even_the_record(prometheus):
     again = prometheus.run("deploy.py")
     assert again.failure is None and again.commands == [], again.commands
     assert prometheus.record.read_bytes() == record
+    # As many round trips as before the record listed files: the record (with the lock, when
+    # not --dry) instead of the targets file's content, one look at every file instead of the
+    # rules file's digest; prometheus.yml's own fact is read by its operation (when pyinfra
+    # plans it, and again when it runs it).
+    assert again.facts[:3] == ["InstallRecordFile", "PrometheusServer", "FilesAt"], again.facts
+    assert set(again.facts[3:]) == {"PrometheusConfigFile"}, again.facts
 
 
 # --------------------------------------------------------------------------- plans: intents, energy sync
