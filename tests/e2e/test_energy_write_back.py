@@ -339,7 +339,7 @@ def test_every_hypervisor_and_vm_carries_the_power_prometheus_reports(energy):
         assert set(stored) == set(OWNED), (hypervisor, stored)
         assert_matches_prometheus(energy, stored, f'one_host:power_watts{{one_host_id="{host_id}"}}',
                                   f'one_host:energy_kwh:24h{{one_host_id="{host_id}"}}')
-        assert 20 <= float(stored["SCAPHANDRE_POWER_W"]) <= 60, stored  # the bed's hosts draw 20-50 W
+        assert 14 <= float(stored["SCAPHANDRE_POWER_W"]) <= 56, stored  # bed hosts: 20-50 W base, +-4 W swing, +-1.5 W noise
     for vm_id, host_id in vms.items():
         stored = owned(energy.vm_user_template(vm_id))
         assert set(stored) == set(OWNED), (vm_id, stored)
