@@ -41,7 +41,7 @@ pytestmark = pytest.mark.e2e
 
 PREFIX = bed_prefix("sotb-energy")
 SSH_PORT_BASE = bed_port(2901)
-PROMETHEUS_API_PORT = bed_port(9199)
+PROMETHEUS_API_PORT = bed_port(9209)
 HYPERVISORS = ("hv1", "hv2")
 ONE_IDS = {"hv1": 6, "hv2": 11}  # not in inventory order; hv2 registered under its FQDN
 POOL = [

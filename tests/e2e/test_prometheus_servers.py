@@ -39,7 +39,7 @@ from tests.testbed.bed import TestBed
 pytestmark = pytest.mark.e2e
 
 PREFIX = bed_prefix("sotb-promsrv")
-SSH_PORT_BASE = bed_port(2601)
+SSH_PORT_BASE = bed_port(3401)
 API_PORTS = {"prom1": bed_port(9211), "prom2": bed_port(9212), "prom3": bed_port(9213)}
 IMAGE = "scaphandre-test-double:1.0.2"
 POOL = [
