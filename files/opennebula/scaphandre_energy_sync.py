@@ -725,8 +725,9 @@ def moved(stored, new_text, floor, percent):
 def needs_write(owned, desired, now, settings, ceiling):
     """True when the stored values must be rewritten: one is missing, moved beyond the
     thresholds, not what the sync would have written with it (an implausible power, a score
-    that is not the stored power's, a sample time after the figure's), older than refresh_s,
-    or there is an attribute with no current value beside them (deleted in the same write)."""
+    that is not the stored power's, a sample time that is not a time or lies ahead of this
+    clock), older than refresh_s, or there is an attribute with no current value beside
+    them (deleted in the same write)."""
     if set(owned) - set(desired) or set(desired) - set(owned):
         return True
     stored_power = owned.get(POWER_ATTRIBUTE)
@@ -741,10 +742,8 @@ def needs_write(owned, desired, now, settings, ceiling):
                                              desired[ENERGY_ATTRIBUTE],
                                              settings.threshold_kwh, settings.threshold_percent):
         return True
-    stored_time = canonical_id(owned.get(SAMPLE_TIME_ATTRIBUTE))
-    if stored_time is None or stored_time > int(desired[SAMPLE_TIME_ATTRIBUTE]):
-        return True
-    return now - stored_time > settings.refresh_s
+    age = stored_age(owned, now)
+    return age is None or age > settings.refresh_s
 
 
 def stored_age(owned, now):

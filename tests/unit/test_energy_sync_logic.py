@@ -272,7 +272,8 @@ def owned(power="100.0", energy="2.000", stamp=str(NOW - 60)):
     (owned(stamp="\u00b2"), 100.0, 2.0, True),  # a digit to isdigit(), not to int()
     (owned(stamp="\u0665"), 100.0, 2.0, True),  # a decimal to isdecimal() and int(), not a time
     (owned(stamp="0" + str(NOW - 60)), 100.0, 2.0, True),
-    (owned(stamp=str(NOW + 3600)), 100.0, 2.0, True),  # after the figure's own sample: not its time
+    (owned(stamp=str(NOW + 3600)), 100.0, 2.0, True),  # ahead of the clock: not a sample's time
+    (owned(stamp=str(NOW + 30)), 100.0, 2.0, False),   # a clock a little ahead
     (owned(power="-0.5"), 0.0, 2.0, True),   # within 1 W of the figure, but never plausible
     ({}, 100.0, 2.0, True),
 ])
