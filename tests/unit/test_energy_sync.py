@@ -323,8 +323,10 @@ def test_removal_without_python_fails_the_host_and_keeps_the_files():
 
 
 def test_status_line_is_the_last_status_among_the_lines():
-    lines = ["not fresh (no power sample in the last 300 s), left as they are: host 3 (kvm1)",
-             "status: would write 2 (1 host, 1 VM), unchanged 0, not fresh 1, not in OpenNebula 0, failed 0"]
+    lines = ["not fresh (no current power sample on its host in the last 300 s), values kept until there is none "
+             "for 900 s: host 3 (kvm1)",
+             "status: would write 2 (1 host, 1 VM), unchanged 0, not fresh 1, expired 0, refused 0, conflicts 0, "
+             "not in OpenNebula 0, failed 0"]
     assert plan.status_line(lines) == lines[1] and plan.status_line(["nothing"]) is None
 
 
