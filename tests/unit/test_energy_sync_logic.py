@@ -559,11 +559,12 @@ def test_a_password_holding_blanks_is_masked_before_lines_are_flattened(capsys, 
 
 @hypothesis_settings(max_examples=300, deadline=None)
 @given(password=st.text(st.characters(blacklist_categories=("Cs",)), min_size=4, max_size=16)
-       .filter(lambda text: len(" ".join(text.split())) >= 4),
+       # (a password made of the mask's own "*" would be found in the mask itself)
+       .filter(lambda text: len(" ".join(text.split())) >= 4 and "*" not in text),
        before=st.text(max_size=10), after=st.text(max_size=10))
 def test_no_password_survives_in_any_line(password, before, after):
-    """Whatever the password holds (blanks, newlines, any character): not in the line, nor
-    in its flattened form, nor any piece of it broken at blanks that carries a whole word."""
+    """Whatever the password holds (blanks, newlines, any character) and whatever surrounds
+    it: neither it nor its flattened form is in the line the log writes."""
     log = sync.Log()
     log.add_secret("u:" + password)
     log.add_secret(password)
