@@ -102,6 +102,15 @@ grafana_service = "grafana-server"  # restarted (if running) only when the provi
 # Enable it on one Prometheus server (that host's data): each enabled server writes.
 energy_sync = False
 energy_sync_interval_s = 300  # the timer's period and the power averaging window (60-86400)
+# Values with no power sample for this long are removed (at least twice the interval): the
+# scheduler cannot tell an old value from a current one.
+energy_sync_max_age_s = 900
+# Figures above these are refused (not written, the object's values removed), as are
+# negative ones: RAPL counts CPU packages and their memory, 4000 W for 8 sockets of today's
+# largest (500 W) CPUs; a VM spread over 4 of them, 2000 W. A RAPL counter overflow gives
+# Scaphandre figures like 1e20 W.
+energy_sync_host_max_power_w = 5000
+energy_sync_vm_max_power_w = 2000
 energy_sync_prometheus_url = "http://127.0.0.1:9090"  # Prometheus' API, as seen from that server
 energy_sync_one_xmlrpc = "http://localhost:2633/RPC2"  # oned, as seen from that server (not one_xmlrpc)
 # A file already on that server (OpenNebula's own); the deploy never copies credentials there.

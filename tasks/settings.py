@@ -346,6 +346,11 @@ class Settings:
     energy_sync: bool = _setting(_bool)
     # Under a minute a window may hold no sample of a rule evaluated once a minute.
     energy_sync_interval_s: int = _setting(_between(60, 86400, whole=True))
+    # At least twice the interval (checked with it below); at most two days.
+    energy_sync_max_age_s: int = _setting(_between(120, 172800, whole=True))
+    # 9999 W at most: SCAPHANDRE_SCORE (100000 - 10 x power) stays above 0 up to there.
+    energy_sync_host_max_power_w: float = _setting(_between(1, 9999))
+    energy_sync_vm_max_power_w: float = _setting(_between(1, 9999))
     energy_sync_prometheus_url: str = _setting(_endpoint_url)
     energy_sync_one_xmlrpc: str = _setting(_endpoint_url)
     energy_sync_one_auth_file: str = _setting(_file_the_sync_can_see)
@@ -391,6 +396,15 @@ def _inconsistencies(values: dict) -> list[str]:
     if bool(values["scaphandre_registry_username"]) != bool(values["scaphandre_registry_password_file"]):
         problems.append("settings scaphandre_registry_username and scaphandre_registry_password_file go together: "
                         "set both or neither")
+    interval_s, max_age_s = values["energy_sync_interval_s"], values["energy_sync_max_age_s"]
+    if max_age_s < 2 * interval_s:
+        problems.append(f"setting energy_sync_max_age_s is {max_age_s}, less than twice energy_sync_interval_s "
+                        f"({interval_s}): one run finding no sample would already remove the values; set it to "
+                        f"{2 * interval_s} or more")
+    if values["energy_sync_vm_max_power_w"] > values["energy_sync_host_max_power_w"]:
+        problems.append(f"setting energy_sync_vm_max_power_w ({values['energy_sync_vm_max_power_w']:g}) is above "
+                        f"energy_sync_host_max_power_w ({values['energy_sync_host_max_power_w']:g}): a VM's power is "
+                        "a share of its host's; lower it or raise the host's")
     if values["energy_sync"] and not values["prometheus_rules"]:
         problems.append("setting energy_sync needs prometheus_rules: the sync reads the recording rules "
                         "(one_host:power_watts, ...); set prometheus_rules to True or energy_sync to False")

@@ -108,7 +108,7 @@ def test_operator_values_read_back_unchanged(path, rule_file):
     after = with_job(before, JOB, rule_file, TARGETS)
     assert_values_kept(before, after, rule_file)
     new_text = text_view(after)
-    assert split_jobs(new_text)[0]["metric_relabel_configs"][0]["regex"] == r"one-(\d+)"
+    assert split_jobs(new_text)[0]["metric_relabel_configs"][0]["regex"] == "one-(0|[1-9][0-9]*)"
 
 
 @pytest.mark.parametrize("path", NO_JOB_FILES, ids=corpus_ids(NO_JOB_FILES))
@@ -311,7 +311,9 @@ def test_comments_after_the_job_stay_and_comments_inside_it_go():
 
 def test_formatting_alone_never_asks_for_a_rewrite():
     once = with_job((CORPUS / "debian_shipped.yml").read_bytes(), JOB, RULES, TARGETS)
-    reformatted = once.replace(b"regex: 'one-(\\d+)'", b'regex: "one-(\\\\d+)"  # quoted otherwise').replace(
+    reformatted = once.replace(b"regex: 'one-(0|[1-9][0-9]*)'", b'regex: "one-(0|[1-9][0-9]*)"  # quoted otherwise')
+    assert reformatted != once, "the regex is found to be requoted"
+    reformatted = reformatted.replace(
         b"    file_sd_configs:\n", b"    # a comment of the operator's\n    file_sd_configs:\n"
     )
     assert reformatted != once
