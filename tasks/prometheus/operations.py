@@ -6,7 +6,9 @@ spool of the deploy, are copied into a file made with mktemp beside the live one
 root-only from its first byte) that then takes the live file's owner and mode, are
 checked with promtool as root, and only then renamed over the live file, or over the
 file a symbolic link points to, which stays a link. Prometheus is reloaded, never
-restarted. Every path and name reaches the shell quoted.
+restarted, and the operation succeeds only once Prometheus itself reports the reload
+(reload.py judges what it reports); a reload it never confirmed is redone by the next
+run. Every path and name reaches the shell quoted.
 """
 
 from __future__ import annotations
@@ -206,7 +208,8 @@ def _reload_script(request: ReloadRequest, signalled_at: str = "", previous: tup
     endpoint = request.endpoint
     journal = 'journalctl -u "$unit" --since "@${signalled%.*}" --no-pager -o cat'
     return "\n".join([
-        f"unit={_q(request.service)}; marker={_q(request.marker)}; wait_s={int(request.timeout_s if wait_s is None else wait_s)}",
+        f"unit={_q(request.service)}; marker={_q(request.marker)}; "
+        f"wait_s={int(request.timeout_s if wait_s is None else wait_s)}",
         f"address={_q(endpoint.address)}; port={endpoint.port}; path={_q(endpoint.path)}",
         f"signalled={_q(signalled_at)}; before={_q(chr(10).join(previous))}",
         _PROBE,

@@ -165,12 +165,14 @@ def judge(before: Probe, after: Probe, signalled_at: float) -> Outcome:
 # --------------------------------------------------------------------------- what the operator reads
 
 _LOG_LEVEL = re.compile(r"\blevel=(error|warn|warning)\b", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^/\s:@\"']+:)[^@\s/\"']+@")
 
 
 def relevant_journal_lines(lines: Sequence[str], limit: int = JOURNAL_LINES_SHOWN) -> list[str]:
     """The lines worth showing: Prometheus' errors and warnings (`level=error` in its logfmt,
-    `level=ERROR` in Prometheus 3's), else the last lines."""
-    lines = [line for line in lines if line.strip()]
+    `level=ERROR` in Prometheus 3's), else the last lines; a password written into a URL
+    (user:password@) shown as <secret>."""
+    lines = [_URL_PASSWORD.sub(r"\1<secret>@", line) for line in lines if line.strip()]
     flagged = [line for line in lines if _LOG_LEVEL.search(line)]
     return (flagged or lines)[-limit:]
 

@@ -161,6 +161,13 @@ def test_the_journal_shows_prometheus_errors_first_else_its_last_lines():
     assert relevant_journal_lines(["", "  "]) == []
 
 
+def test_a_password_in_a_url_of_the_journal_is_not_shown():
+    line = ('ts=x level=error msg="Error sending alert" err="Post \\"https://alerts:S3cr3t!@am.example.org:9093/api\\"'
+            ': dial tcp: i/o timeout"')
+    (shown,) = relevant_journal_lines([line])
+    assert "S3cr3t" not in shown and "https://alerts:<secret>@am.example.org:9093/api" in shown
+
+
 def message(outcome: Outcome, after: Probe, journal=(), main_process: str = "45 S") -> str:
     return not_confirmed_message(outcome, service="opennebula-prometheus",
                                  changed_path="/etc/one/prometheus/prometheus.yml", url="http://127.0.0.1:9090/metrics",
