@@ -84,6 +84,9 @@ prometheus_api_url = "http://localhost:9090"
 # Without a `prometheus` host the job is written here (on the machine running pyinfra).
 prometheus_snippet_file = "scaphandre-prometheus-job.yml"
 prometheus_snippet_major_version = 2  # 3 adds the fallback_scrape_protocol Prometheus 3 needs
+# After a reload, how long to wait for Prometheus itself to report the new configuration loaded
+# (its own reload metrics, read on the server); 0 reloads without waiting (nothing confirmed).
+prometheus_reload_timeout_s = 60
 
 # --- Prometheus rules, on the `prometheus` group -------------------------------------
 # Recording and alerting rules (files/prometheus/scaphandre_rules.yml), listed under rule_files.

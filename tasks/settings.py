@@ -335,6 +335,7 @@ class Settings:
     prometheus_api_url: str = _setting(_http_url)
     prometheus_snippet_file: str = _setting(_text)
     prometheus_snippet_major_version: int = _setting(_major_version)
+    prometheus_reload_timeout_s: int = _setting(_between(0, 3600, whole=True))
     prometheus_rules: bool = _setting(_bool)
     prometheus_rules_file: str | None = _setting(_optional(_absolute_path))
     # Grafana

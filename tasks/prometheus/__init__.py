@@ -3,7 +3,8 @@
 targets.py renders the file_sd targets file, job.py the scrape job, config_file.py
 edits prometheus.yml (edit_request.py: what is asked of it, enough for a rerun),
 rules.py adapts the shipped rules; facts.py finds the server, operations.py writes
-each file only after promtool accepts it.
+each file only after promtool accepts it and reloads Prometheus until the server
+itself confirms the new configuration (reload.py judges what it reports).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tasks.host_failure import fail_host
 from tasks.prometheus.facts import PrometheusServer
 from tasks.prometheus.job import prometheus_version, scaphandre_job, scrape_job_snippet, shard_relabel_configs
 from tasks.prometheus.operations import prometheus_job, prometheus_job_absent, prometheus_rules
+from tasks.prometheus.reload import TIMEOUT_SETTING, MetricsEndpoint, metrics_endpoint
 from tasks.prometheus.rules import rules_for_job
 from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_targets_file
 from tasks.run_memo import once_per_run
@@ -38,8 +40,8 @@ RULES_FILE = Path(__file__).resolve().parents[2] / "files" / "prometheus" / "sca
 
 @dataclass(frozen=True)
 class PrometheusLayout:
-    """Where one server's Prometheus keeps what the deploy touches, and the Prometheus
-    (binary, version, promtool) that its service runs."""
+    """Where one server's Prometheus keeps what the deploy touches, the Prometheus (binary,
+    version, promtool) that its service runs, and where it serves its own /metrics."""
 
     config_file: str
     service: str
@@ -48,6 +50,7 @@ class PrometheusLayout:
     version: tuple[int, int, int]
     targets_file: str
     rules_file: str
+    metrics: MetricsEndpoint
 
 
 def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
@@ -92,6 +95,15 @@ def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
     except ValueError as error:
         fail_host(name="Find the Prometheus version", reason=f"{error} ({binary}); list the binary in prometheus_binaries")
         return None
+    try:
+        metrics = metrics_endpoint(found.get("main_args", ()), found.get("unit_args", ()))
+    except ValueError as error:
+        if settings.prometheus_reload_timeout_s:
+            fail_host(name="Find where Prometheus serves its metrics", reason=(
+                f"{error} (the command line of {service}), so a reload cannot be confirmed: "
+                f"set {TIMEOUT_SETTING} to 0 to reload it without confirmation"))
+            return None
+        metrics = metrics_endpoint((), ())  # not read: nothing is confirmed
     config_dir = posixpath.dirname(config_file)
     return PrometheusLayout(
         config_file=config_file,
@@ -101,6 +113,7 @@ def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
         version=version,
         targets_file=settings.prometheus_targets_file or posixpath.join(config_dir, "scaphandre_targets.yml"),
         rules_file=settings.prometheus_rules_file or posixpath.join(config_dir, "scaphandre_rules.yml"),
+        metrics=metrics,
     )
 
 
@@ -157,7 +170,8 @@ def _write_rules(settings: Settings, server: PrometheusLayout) -> bool:
 def configure_prometheus(settings: Settings, cloud: CloudView, inventory) -> None:
     """Guarantees this Prometheus server scrapes every hypervisor of the inventory: the
     file_sd targets file lists them with their OpenNebula IDs, and prometheus.yml holds
-    the job (checked with promtool, the original kept, reloaded only when it changed)."""
+    the job (checked with promtool, the original kept, reloaded only when it changed, and
+    Prometheus itself reporting the new configuration loaded)."""
     server = _locate_prometheus(settings)
     if server is None:
         return
@@ -180,6 +194,8 @@ def configure_prometheus(settings: Settings, cloud: CloudView, inventory) -> Non
         targets_file=server.targets_file,
         promtool=server.promtool,
         service=server.service,
+        endpoint=server.metrics,
+        reload_timeout_s=settings.prometheus_reload_timeout_s,
         rule_file=server.rules_file if settings.prometheus_rules else None,
         reload_for_rules=bool(rules_changed),
     )
@@ -200,6 +216,8 @@ def remove_prometheus_job(settings: Settings) -> None:
         targets_file=server.targets_file,
         promtool=server.promtool,
         service=server.service,
+        endpoint=server.metrics,
+        reload_timeout_s=settings.prometheus_reload_timeout_s,
         rule_file=server.rules_file,
     )
     files.file(name="Remove the Scaphandre scrape targets", path=server.targets_file, present=False)

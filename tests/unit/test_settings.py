@@ -64,6 +64,9 @@ def test_a_missing_key_says_group_data_was_not_read():
     ("prometheus_targets_file", "targets.yml", "not an absolute path"),
     ("prometheus_candidates", [("prometheus.yml", "prometheus")], "absolute path"),
     ("prometheus_snippet_major_version", 4, "not 2 or 3"),
+    ("prometheus_reload_timeout_s", -1, "not a whole number from 0 to 3600"),
+    ("prometheus_reload_timeout_s", 1.5, "not a whole number from 0 to 3600"),
+    ("prometheus_reload_timeout_s", "60", "not a whole number from 0 to 3600"),
     ("grafana_dashboards_dir", "dash", "not an absolute path"),
 ])
 def test_a_bad_value_is_refused_naming_its_key_and_where_to_fix_it(key, value, says):
