@@ -277,10 +277,12 @@ def test_a_vms_attributed_power_is_above_its_measured_and_the_parts_add_up_to_th
     vms = {(ONE_IDS[h], str(vm)) for h in HYPERVISORS for vm in dash.vm_ids(h)}
 
     def a_minute_with_every_vm_sized():
-        newest = dash.prometheus.query("one_host:measured_power_watts")
-        if len(newest) != len(HYPERVISORS):
+        # The time of the newest evaluation of the attribution group: every series of that
+        # evaluation has a sample at exactly that time.
+        newest = dash.prometheus.query("timestamp(one_host:measured_power_watts)")
+        if len(newest) != len(HYPERVISORS) or len({s["value"][1] for s in newest}) != 1:
             return None
-        moment = newest[0]["value"][0]  # one evaluation of the attribution group: every series has it
+        moment = newest[0]["value"][1]
         constant = at(dash, "one_vm:constant_power_watts", moment)
         return moment if set(constant) == vms and all(v > 0 for v in constant.values()) else None
 
