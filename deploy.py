@@ -45,4 +45,4 @@ elif settings and not groups.prometheus_servers(inventory):
     write_job_snippet(settings, cloud)
 
 if settings and groups.GRAFANA in host.groups:
-    provision_dashboard(settings)
+    provision_dashboard(settings, carbon_shown=bool(cloud.carbon_intensities()))

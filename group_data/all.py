@@ -93,6 +93,20 @@ prometheus_reload_timeout_s = 60
 prometheus_rules = True
 prometheus_rules_file = None  # None: scaphandre_rules.yml beside prometheus.yml
 
+# --- Energy accounting (the attribution and emissions rules, the report) -----------------
+# On `prometheus` hosts: what a VM's share of its host's constant power is proportional to,
+# as OpenNebula's exporter reports it: "vcpu" (VCPU), "cpu" (CPU) or "memory" (MEMORY).
+accounting_size_basis = "vcpu"
+# On hypervisors (host or group data): gCO2e per kWh where the host draws its power: a number,
+# or the name of a Prometheus series you already have (e.g. 'grid_intensity{zone="FR"}', an
+# hourly feed). None: no emissions for that host (nothing about carbon is recorded or shown).
+carbon_intensity = None
+# The same per OpenNebula cluster (its NAME, or its ID as a number), for hypervisors whose
+# carbon_intensity is None, e.g. {"paris": 56, 104: 'grid_intensity{zone="DE"}'}.
+carbon_intensity_clusters = {}
+# On `prometheus` hosts: how long a value of an intensity series counts after its sample.
+carbon_intensity_max_age = "90m"
+
 # --- Grafana, on the `grafana` group (optional) ------------------------------------
 grafana_provisioning_dir = "/etc/grafana/provisioning/dashboards"  # the dashboard provider goes here
 grafana_dashboards_dir = "/var/lib/grafana/dashboards/opennebula"  # the dashboard JSON goes here

@@ -25,7 +25,7 @@ from pyinfra.operations.util.docker import parse_image_reference
 # Prefixes of this deploy's keys: other host data (ssh_*, _sudo ...) belongs to pyinfra.
 SETTING_PREFIXES = (
     "scaphandre_", "rapl_", "docker_", "remove_", "one_", "discovery_", "prometheus_", "promtool_", "grafana_",
-    "energy_",
+    "energy_", "accounting_", "carbon_",
 )
 
 
@@ -265,6 +265,43 @@ def _file_the_sync_can_see(value: Any) -> str:
     return path
 
 
+# A Prometheus instant-vector selector: a metric name and optional label matchers.
+_SERIES_SELECTOR = re.compile(
+    r'^[A-Za-z_:][A-Za-z0-9_:]*'
+    r'(\{\s*([A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*"([^"\\\n]|\\.)*"\s*(,\s*|(?=\})))*\})?$')
+# Above the dirtiest grids' figures (coal, about 1000 gCO2e/kWh), with room to spare.
+MAX_CARBON_INTENSITY = 5000
+
+
+def _carbon_intensity(value: Any) -> float | str:
+    """gCO2e/kWh: a number, or the selector of a Prometheus series holding it."""
+    if isinstance(value, bool):
+        raise ValueError(f"is {value!r}, not a number of gCO2e/kWh or a Prometheus series name")
+    if isinstance(value, (int, float)):
+        if not 0 <= value <= MAX_CARBON_INTENSITY:
+            raise ValueError(f"is {value!r}, not a number of gCO2e/kWh from 0 to {MAX_CARBON_INTENSITY}")
+        return float(value)
+    if isinstance(value, str) and _SERIES_SELECTOR.match(value.strip()):
+        return value.strip()
+    raise ValueError(f"is {value!r}, neither a number of gCO2e/kWh nor a Prometheus series such as "
+                     "'grid_intensity' or 'grid_intensity{zone=\"FR\"}'")
+
+
+def _intensity_per_cluster(value: Any) -> dict[int | str, float | str]:
+    """{cluster NAME or ID: intensity}."""
+    clusters = _mapping(value)
+    checked: dict[int | str, float | str] = {}
+    for cluster, intensity in clusters.items():
+        if isinstance(cluster, bool) or not (
+                (isinstance(cluster, int) and cluster >= 0) or (isinstance(cluster, str) and cluster.strip())):
+            raise ValueError(f"has the key {cluster!r}, not an OpenNebula cluster NAME or ID")
+        try:
+            checked[cluster] = _carbon_intensity(intensity)
+        except ValueError as error:
+            raise ValueError(f"for cluster {cluster!r} {error}") from None
+    return checked
+
+
 def _anything(value: Any) -> Any:
     return value
 
@@ -338,6 +375,11 @@ class Settings:
     prometheus_reload_timeout_s: int = _setting(_between(0, 3600, whole=True))
     prometheus_rules: bool = _setting(_bool)
     prometheus_rules_file: str | None = _setting(_optional(_absolute_path))
+    # Energy accounting
+    accounting_size_basis: str = _setting(_one_of("vcpu", "cpu", "memory"))
+    carbon_intensity: float | str | None = _setting(_unless_none(_carbon_intensity))
+    carbon_intensity_clusters: dict = _setting(_intensity_per_cluster)
+    carbon_intensity_max_age: str = _setting(_duration)
     # Grafana
     grafana_provisioning_dir: str = _setting(_absolute_path)
     grafana_dashboards_dir: str = _setting(_absolute_path)

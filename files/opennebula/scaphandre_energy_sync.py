@@ -4,7 +4,8 @@
 Run on the Prometheus server (usually the OpenNebula frontend) by a systemd timer.
 Each run reads from Prometheus' HTTP API the power of every hypervisor and VM averaged
 over the sync interval and their energy over the last 24 h (the recording rules
-one_host:power_watts, one_vm:power_watts, one_host:energy_kwh:24h, one_vm:energy_kwh:24h),
+one_host:power_watts, one_vm:power_watts, one_host:energy_kwh:24h, one_vm:energy_kwh:24h, and
+where a carbon intensity is set one_host:emissions_gco2e:24h, one_vm:emissions_gco2e:24h),
 then writes them through oned's XML-RPC API as attributes of the host's TEMPLATE and of the
 VM's USER_TEMPLATE, so that SCHED_RANK / SCHED_REQUIREMENTS can use them:
 
@@ -14,6 +15,10 @@ VM's USER_TEMPLATE, so that SCHED_RANK / SCHED_REQUIREMENTS can use them:
                               SCHED_RANK = "SCAPHANDRE_SCORE" a host without one (0) comes
                               last, and 0.1 W apart is 1 apart after oned's integer cast
   SCAPHANDRE_ENERGY_KWH_24H   energy over the last 24 hours, kWh, rounded to 0.001 kWh
+  SCAPHANDRE_CO2E_G_24H       emissions over the last 24 hours, grams of CO2e, rounded to
+                              0.1 g (a VM's from its attributed power); only where a carbon
+                              intensity is set, written with the other values (it moves
+                              with the energy), deleted with them
   SCAPHANDRE_SAMPLE_TIME      unix time (whole seconds, UTC) of the newest power sample
                               behind the values written
 
@@ -77,10 +82,12 @@ POWER_ATTRIBUTE = "SCAPHANDRE_POWER_W"
 SCORE_ATTRIBUTE = "SCAPHANDRE_SCORE"
 ENERGY_ATTRIBUTE = "SCAPHANDRE_ENERGY_KWH_24H"
 SAMPLE_TIME_ATTRIBUTE = "SCAPHANDRE_SAMPLE_TIME"
-OWNED_ATTRIBUTES = (POWER_ATTRIBUTE, SCORE_ATTRIBUTE, ENERGY_ATTRIBUTE, SAMPLE_TIME_ATTRIBUTE)
+CO2E_ATTRIBUTE = "SCAPHANDRE_CO2E_G_24H"
+OWNED_ATTRIBUTES = (POWER_ATTRIBUTE, SCORE_ATTRIBUTE, ENERGY_ATTRIBUTE, SAMPLE_TIME_ATTRIBUTE, CO2E_ATTRIBUTE)
 
 POWER_DECIMALS = 1
 ENERGY_DECIMALS = 3
+CO2E_DECIMALS = 1
 # SCAPHANDRE_SCORE = SCORE_BASE - 10 x power: positive up to SCORE_POWER_LIMIT_W, the
 # highest host_max_power_w allowed, and exact in the scheduler's float arithmetic.
 SCORE_BASE = 100000
@@ -329,6 +336,11 @@ MEASURES = {
            # A VM that migrated today drew energy on each host it ran on: add them up.
            "sum by (one_vm_id) (one_vm:energy_kwh:24h)"),
 }
+# Emissions over 24 h by object, the same way; recorded only where a carbon intensity is set.
+EMISSIONS = {
+    "host": "max by (one_host_id) (one_host:emissions_gco2e:24h)",
+    "VM": "sum by (one_vm_id) (one_vm:emissions_gco2e:24h)",
+}
 
 
 def power_queries(metric, interval_s, max_age_s):
@@ -427,9 +439,10 @@ def canonical_id(value):
     return None
 
 
-# What one kind of object measured: {id: [Series]}, {id: kWh}, and the label values that
-# name no object because they are not canonical IDs (shown, never used).
-Measurements = collections.namedtuple("Measurements", "series energy ignored")
+# What one kind of object measured: {id: [Series]}, {id: kWh}, the label values that
+# name no object because they are not canonical IDs (shown, never used), and {id: g CO2e}.
+Measurements = collections.namedtuple("Measurements", "series energy ignored co2e")
+Measurements.__new__.__defaults__ = (None,)  # no emissions measured (the namedtuple way of 3.6)
 
 
 def join_series(mean_rows, live_rows, recent_rows):
@@ -451,7 +464,7 @@ def join_series(mean_rows, live_rows, recent_rows):
 
 
 def measure(prometheus, kind, settings):
-    """Measurements of hosts or VMs from four instant queries.
+    """Measurements of hosts or VMs from five instant queries.
 
     A VM keeps one series per host it was measured on (two while it migrates); a host one
     per target. Series are kept apart here: choosing between them is the plan's job.
@@ -467,12 +480,13 @@ def measure(prometheus, kind, settings):
         if object_id is None or host_id is None:
             continue
         series.setdefault(object_id, []).append(found._replace(host_id=host_id))
-    energy = {}
-    for labels, value in prometheus.query(energy_query):
-        object_id = _labelled_id(labels, id_label, ignored)
-        if object_id is not None:
-            energy[object_id] = value
-    return Measurements(series, energy, sorted(ignored))
+    energy, co2e = {}, {}
+    for query, figures in ((energy_query, energy), (EMISSIONS[kind], co2e)):
+        for labels, value in prometheus.query(query):
+            object_id = _labelled_id(labels, id_label, ignored)
+            if object_id is not None:
+                figures[object_id] = value
+    return Measurements(series, energy, sorted(ignored), co2e)
 
 
 def _labelled_id(labels, name, ignored):
@@ -672,9 +686,10 @@ def score(power_text):
     return SCORE_BASE - int(round(float(power_text) * SCORE_STEPS_PER_WATT))
 
 
-def desired_attributes(kind, sample, energy_kwh):
+def desired_attributes(kind, sample, energy_kwh, co2e_g=None):
     """The attribute values to write for a current, plausible figure, rounded as documented
-    (the score for hosts only: the scheduler ranks hosts)."""
+    (the score for hosts only: the scheduler ranks hosts; emissions only when there are some
+    that are a number of grams)."""
     attributes = collections.OrderedDict()
     attributes[POWER_ATTRIBUTE] = "%.*f" % (POWER_DECIMALS, sample.power_w)
     if kind == "host":
@@ -682,6 +697,8 @@ def desired_attributes(kind, sample, energy_kwh):
     if energy_kwh is not None:
         attributes[ENERGY_ATTRIBUTE] = "%.*f" % (ENERGY_DECIMALS, energy_kwh)
     attributes[SAMPLE_TIME_ATTRIBUTE] = "%d" % int(sample.last_sample_s)
+    if co2e_g is not None and math.isfinite(co2e_g) and co2e_g >= 0:
+        attributes[CO2E_ATTRIBUTE] = "%.*f" % (CO2E_DECIMALS, co2e_g)
     return attributes
 
 
@@ -804,7 +821,7 @@ def plan_sync(hosts, vms, host_measured, vm_measured, now, settings):
     for pool, measured in ((hosts, host_measured), (vms, vm_measured)):
         for object_id in sorted(pool):
             _plan_object(plan, pool[object_id], measured.series.get(object_id, []),
-                         measured.energy.get(object_id), now, settings)
+                         measured.energy.get(object_id), now, settings, (measured.co2e or {}).get(object_id))
     for kind, pool, measured in (("host", hosts, host_measured), ("VM", vms, vm_measured)):
         for object_id in sorted(set(measured.series) - set(pool)):
             if any(item.power_w is not None for item in measured.series[object_id]):
@@ -813,7 +830,7 @@ def plan_sync(hosts, vms, host_measured, vm_measured, now, settings):
     return plan
 
 
-def _plan_object(plan, obj, series, energy_kwh, now, settings):
+def _plan_object(plan, obj, series, energy_kwh, now, settings, co2e_g=None):
     choice = choose_series(obj, series)
     if choice.outcome == "conflict":
         plan.conflicts.append((obj, choice.series))
@@ -838,7 +855,7 @@ def _plan_object(plan, obj, series, energy_kwh, now, settings):
             plan.writes.append(PlannedWrite(obj, collections.OrderedDict(), sorted(obj.owned), "refuse"))
         return
     desired = desired_attributes(obj.kind, Sample(chosen.power_w, chosen.newest_s),
-                                 None if energy_refused else energy_kwh)
+                                 None if energy_refused else energy_kwh, co2e_g)
     if needs_write(obj.owned, desired, now, settings, power_ceiling(obj.kind, settings)):
         removed = [name for name in OWNED_ATTRIBUTES if name in obj.owned and name not in desired]
         plan.writes.append(PlannedWrite(obj, desired, removed, "write"))

@@ -568,6 +568,8 @@ def _one_host(entry) -> OneHost:
         state=state,
         state_name=HOST_STATE_NAMES.get(state, f"UNKNOWN({state})"),
         template=_template_scalars(entry.TEMPLATE),
+        cluster_id=int(entry.CLUSTER_ID) if str(entry.CLUSTER_ID).strip().isdigit() else None,
+        cluster=(entry.CLUSTER or "").strip() or None,
     )
 
 

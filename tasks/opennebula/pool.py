@@ -39,6 +39,9 @@ class OneHost:
     state_name: str
     # Single-valued TEMPLATE attributes, e.g. (("HOSTNAME", "kvm1"), ("SSH_PORT", "22")).
     template: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    # The OpenNebula cluster the host belongs to (carbon intensity per cluster).
+    cluster_id: int | None = field(default=None, compare=False)
+    cluster: str | None = field(default=None, compare=False)
 
     def template_value(self, key: str) -> str | None:
         return dict(self.template).get(key)

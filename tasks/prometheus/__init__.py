@@ -22,12 +22,13 @@ from pyinfra.facts.files import FileContents, Sha256File
 from pyinfra.operations import files, python
 
 from tasks import groups
+from tasks.accounting.carbon import intensity_rules
 from tasks.host_failure import fail_host
 from tasks.prometheus.facts import PrometheusServer
 from tasks.prometheus.job import prometheus_version, scaphandre_job, scrape_job_snippet, shard_relabel_configs
 from tasks.prometheus.operations import prometheus_job, prometheus_job_absent, prometheus_rules
 from tasks.prometheus.reload import TIMEOUT_SETTING, MetricsEndpoint, metrics_endpoint
-from tasks.prometheus.rules import rules_for_job
+from tasks.prometheus.rules import render_rules
 from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_targets_file
 from tasks.run_memo import once_per_run
 from tasks.settings import Settings
@@ -149,11 +150,14 @@ def _write_targets(cloud: CloudView, targets_file: str) -> None:
     files.put(name="Write the Scaphandre scrape targets", src=StringIO(targets_text), dest=targets_file, mode="644")
 
 
-def _write_rules(settings: Settings, server: PrometheusLayout) -> bool:
-    """Writes the rules file when it differs from the shipped rules; True when it does
-    (Prometheus must then reload, which the job's operation does, once)."""
+def _write_rules(settings: Settings, server: PrometheusLayout, cloud: CloudView) -> bool:
+    """Writes the rules file when it differs from the shipped rules (for this job name and
+    size basis, with every hypervisor's carbon intensity); True when it does (Prometheus
+    must then reload, which the job's operation does, once)."""
     rules_file = server.rules_file
-    rules_text = rules_for_job(RULES_FILE.read_text(), settings.prometheus_job_name)
+    carbon_rules = intensity_rules(cloud.carbon_intensities(), settings.carbon_intensity_max_age)
+    rules_text = render_rules(RULES_FILE.read_text(), settings.prometheus_job_name,
+                              settings.accounting_size_basis, carbon_rules)
     if host.get_fact(Sha256File, path=rules_file) == hashlib.sha256(rules_text.encode()).hexdigest():
         host.noop(f"{rules_file} already holds the rules")
         return False
@@ -186,7 +190,7 @@ def configure_prometheus(settings: Settings, cloud: CloudView, inventory) -> Non
         job["relabel_configs"] = shard_relabel_configs(*shard)
     _write_targets(cloud, server.targets_file)
     # Before the config names it, so promtool checks the config with the rules in place.
-    rules_changed = settings.prometheus_rules and _write_rules(settings, server)
+    rules_changed = settings.prometheus_rules and _write_rules(settings, server, cloud)
     prometheus_job(
         name=f"Add the {settings.prometheus_job_name} job to {server.config_file}",
         config_path=server.config_file,

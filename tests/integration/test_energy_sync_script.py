@@ -27,7 +27,8 @@ from tests.doubles.prometheus_api_double import PrometheusApiDouble, steady_samp
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "files" / "opennebula" / "scaphandre_energy_sync.py"
 PASSWORD = "Sync-Pa55-never-shown"
-OWNED = ("SCAPHANDRE_POWER_W", "SCAPHANDRE_SCORE", "SCAPHANDRE_ENERGY_KWH_24H", "SCAPHANDRE_SAMPLE_TIME")
+OWNED = ("SCAPHANDRE_POWER_W", "SCAPHANDRE_SCORE", "SCAPHANDRE_ENERGY_KWH_24H", "SCAPHANDRE_SAMPLE_TIME",
+         "SCAPHANDRE_CO2E_G_24H")
 POOL_READS = {"one.hostpool.info": 1, "one.vmpool.infoextended": 1}
 RUN_TIMEOUT_S = 60
 
@@ -184,6 +185,31 @@ def test_first_run_writes_every_measured_object_with_prometheus_values(cloud):
     assert cloud.vm_values(44)["SCAPHANDRE_POWER_W"] == "7.2"
     # not measured: left alone
     assert cloud.host_values(7) == {} and cloud.vm_values(45) == {}
+
+
+def test_emissions_are_written_beside_the_energy_only_while_an_intensity_is_set(cloud):
+    cloud.measure_default()
+    end = cloud.last_sample
+    cloud.prometheus.add_series("one_host:emissions_gco2e:24h", {"job": "scaphandre", "one_host_id": "3"},
+                                steady_samples(900.04, end - 900, end, 60))
+    # VM 42 ran on two hosts today: its grams are added up
+    for host_id, grams in (("3", 100.0), ("4", 20.26)):
+        cloud.prometheus.add_series("one_vm:emissions_gco2e:24h",
+                                    {"job": "scaphandre", "one_host_id": host_id, "one_vm_id": "42"},
+                                    steady_samples(grams, end - 900, end, 60))
+    cloud.prometheus.queries.clear()
+    result = cloud.run()
+    assert result.returncode == 0, result.stderr
+    assert len(cloud.prometheus.queries) == 10, "the ten instant queries docs/energy-sync.md names"
+    assert cloud.host_values(3)["SCAPHANDRE_CO2E_G_24H"] == "900.0"
+    assert cloud.vm_values(42)["SCAPHANDRE_CO2E_G_24H"] == "120.3"
+    assert "SCAPHANDRE_CO2E_G_24H" not in cloud.host_values(4) | cloud.vm_values(43)
+
+    cloud.prometheus.clear()  # the intensity unset: no emissions recorded any more
+    cloud.measure_default()
+    assert cloud.run().returncode == 0
+    assert "SCAPHANDRE_CO2E_G_24H" not in cloud.host_values(3) | cloud.vm_values(42)
+    assert cloud.host_values(3)["SCAPHANDRE_ENERGY_KWH_24H"] == "3.600"
 
 
 def test_written_values_sit_beside_the_other_attributes(cloud):

@@ -62,6 +62,10 @@ SERIES = [
     ("one_vm:power_watts", {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "43"}, {i: 7.25 for i in range(81)}),
     ("one_vm:energy_kwh:24h", {"job": "scaphandre", "one_host_id": "4", "one_vm_id": "42"}, {i: 0.5 for i in range(0, 81, 4)}),
     ("one_vm:energy_kwh:24h", {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "42"}, {i: 0.25 for i in range(60, 81, 4)}),
+    # emissions, where hosts have a carbon intensity: host 3 only
+    ("one_host:emissions_gco2e:24h", {"job": "scaphandre", "one_host_id": "3"}, {i: 875.0 for i in range(0, 81, 4)}),
+    ("one_vm:emissions_gco2e:24h", {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "42"},
+     {i: 62.5 for i in range(60, 81, 4)}),
 ]
 
 
@@ -95,9 +99,9 @@ def scenario_double():
 
 
 def sync_queries(sync, interval_s: int, max_age_s: int) -> list[str]:
-    """Every query a run sends: four per kind of object."""
-    return [query for metric, _, energy in sync.MEASURES.values()
-            for query in (*sync.power_queries(metric, interval_s, max_age_s), energy)]
+    """Every query a run sends: five per kind of object."""
+    return [query for kind, (metric, _, energy) in sync.MEASURES.items()
+            for query in (*sync.power_queries(metric, interval_s, max_age_s), energy, sync.EMISSIONS[kind])]
 
 
 @pytest.mark.parametrize("eval_at_s", EVAL_TIMES_S)

@@ -169,6 +169,14 @@ def test_energy_is_left_out_when_prometheus_has_none():
     assert list(sync.desired_attributes("host", sync.Sample(10.0, 5.0), None)) == [POWER, SCORE, STAMP]
 
 
+@pytest.mark.parametrize("co2e, expected", [(1234.56, "1234.6"), (0.04, "0.0"), (None, None), (float("nan"), None),
+                                            (-1.0, None), (float("inf"), None)])
+def test_emissions_are_written_only_as_a_number_of_grams(co2e, expected):
+    attributes = sync.desired_attributes("VM", sync.Sample(10.0, 5.0), 0.5, co2e)
+    assert attributes.get(sync.CO2E_ATTRIBUTE) == expected
+    assert sync.CO2E_ATTRIBUTE in sync.OWNED_ATTRIBUTES, "removed with the others"
+
+
 # --------------------------------------------------------------------------- the score
 
 

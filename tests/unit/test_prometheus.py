@@ -815,6 +815,50 @@ def test_an_address_prometheus_cannot_be_read_at_fails_the_server_unless_no_conf
     assert "timeout_s=0" in unconfirmed[-1]
 
 
+def rules_written(monkeypatch, cloud: CloudView, data: dict | None = None) -> list[str]:
+    """The rules text each plan of the Prometheus step would write."""
+    import tasks.prometheus as step
+
+    written: list[str] = []
+    monkeypatch.setattr(step, "prometheus_rules", lambda **kwargs: written.append(kwargs["rules_text"]))
+    planned_commands(lambda settings: configure_prometheus(settings, cloud, pyinfra.inventory),
+                     {"PrometheusServer": FOUND_2_42, "FileContents": None, "Sha256File": None,
+                      "PrometheusConfigFile": None}, data=data, groups=("prometheus",), name="prom1")
+    return written
+
+
+def test_the_rules_carry_every_hypervisors_carbon_intensity_and_the_size_basis(monkeypatch):
+    import yaml
+
+    shipped = step_rules_file().read_text()
+    hosts = [OneHost(id=n, name=f"hv{n}", hostname=f"hv{n}", im_mad="kvm", state=2, state_name="MONITORED")
+             for n in (7, 9, 12)]
+    cloud = CloudView((
+        Hypervisor("hv7", "hv7:8080", hosts[0], None, 120.0),
+        Hypervisor("hv9", "hv9:8080", hosts[1], None, 'grid_intensity{zone="b"}'),
+        Hypervisor("hv12", "hv12:8080", hosts[2], None, None),
+    ))
+    [rules] = rules_written(monkeypatch, cloud, {"carbon_intensity_max_age": "2h", "accounting_size_basis": "memory"})
+    groups = yaml.safe_load(rules)["groups"]
+    assert groups[-1]["name"] == "scaphandre-opennebula-carbon-intensity"
+    assert [(r["labels"]["one_host_id"], r["expr"]) for r in groups[-1]["rules"]] == [
+        ("7", "vector(120.0)"), ("9", 'max(last_over_time(grid_intensity{zone="b"}[2h]))')]
+    assert "opennebula_vm_mem_total_bytes" in rules and rules.startswith(shipped.split("groups:")[0])
+
+
+def test_without_any_intensity_the_rules_are_the_shipped_ones(monkeypatch):
+    hv1 = OneHost(id=7, name="hv1", hostname="hv1", im_mad="kvm", state=2, state_name="MONITORED")
+    [rules] = rules_written(monkeypatch, CloudView((Hypervisor("hv1", "hv1:8080", hv1, None),)))
+    assert rules == step_rules_file().read_text()
+    assert "carbon_intensity_gco2e_per_kwh\n" not in rules and "scaphandre-opennebula-carbon-intensity" not in rules
+
+
+def step_rules_file() -> Path:
+    import tasks.prometheus as step
+
+    return step.RULES_FILE
+
+
 def test_remove_plans_nothing_but_a_failure_when_prometheus_cannot_be_found():
     commands = all_commands(planned_commands(remove_prometheus_job, {"PrometheusServer": dict(FOUND_2_42, config="")},
                                              groups=("prometheus",), name="prom1"))
