@@ -19,9 +19,13 @@ expr_bool.y, expr_arith.y) and as measured with OpenNebula 6.10.5's scheduler:
     not have counts as 0; the result is cast to an integer (towards zero), so 60.2 and
     60.9 rank the same; an empty rank is 0;
   - among the hosts that have room and meet the requirements, the highest rank wins; with
-    none the VM stays pending.
+    none the VM stays pending. Of tied hosts the model gives every one: mm_sched 6.10.5 took
+    the one with the highest ID, but it sorts with std::sort, which promises no order.
 
 A host is a dict of its template attributes (name -> text), as the API simulator holds them.
+(oned looks a name up in the host's TEMPLATE first, then in HOST_SHARE, its last monitoring,
+the HOST element and its cluster's TEMPLATE; the energy sync's attributes are in TEMPLATE.)
+tests/real_opennebula/check_against_oned.py compares the model with a real mm_sched.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ def closed_port() -> int:
 
 def test_fetch_maps_every_state_and_driver(simulator, capsys):
     hosts = fetch_host_pool(endpoint_for(simulator.url))
-    assert hosts == EXPECTED
+    assert hosts == EXPECTED[::-1]  # newest first: oned's default API_LIST_ORDER is DESC
     # pyone's bindings print warnings to stderr when the XML does not fit them
     assert capsys.readouterr().err == ""
 
@@ -85,7 +85,7 @@ def test_one_call_per_fetch(simulator):
 def test_set_hosts_changes_the_pool(simulator):
     endpoint = endpoint_for(simulator.url)
     simulator.set_hosts(HOSTS + [{"id": 20, "name": "hv5", "hostname": "hv5"}])
-    assert fetch_host_pool(endpoint)[-1] == OneHost(20, "hv5", "hv5", "kvm", 2, "MONITORED")
+    assert fetch_host_pool(endpoint)[0] == OneHost(20, "hv5", "hv5", "kvm", 2, "MONITORED")
 
 
 def test_each_host_carries_its_cluster_for_the_carbon_intensity_per_cluster(simulator):
@@ -227,12 +227,12 @@ def test_simulator_as_a_process(tmp_path):
         endpoint = endpoint_for(url)
         control = xmlrpc.client.ServerProxy(url)
 
-        assert [host.name for host in fetch_host_pool(endpoint)] == ["hv1", "hv2.example.org"]
+        assert [host.name for host in fetch_host_pool(endpoint)] == ["hv2.example.org", "hv1"]
         assert control.sim.calls() == {"one.hostpool.info": 1}
 
         # the test bed adds a hypervisor by rewriting the file
         write_atomically(hosts_file, yaml.safe_dump(HOSTS[:2] + [{"id": 30, "name": "hv9"}]))
-        assert [host.id for host in fetch_host_pool(endpoint)] == [0, 4, 30]
+        assert [host.id for host in fetch_host_pool(endpoint)] == [30, 4, 0]
         assert control.sim.calls() == {"one.hostpool.info": 2}
 
         with pytest.raises(OneAuthError):
