@@ -45,9 +45,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script from anywhere: import tasks/ and tests/
 
-BED_PREFIX = "sotb-bench"
-SSH_PORT_BASE = 2401
-PROMETHEUS_API_PORT = 9194
+from tests.e2e.cloud import bed_port, bed_prefix  # noqa: E402 (the repository goes on sys.path first)
+
+# SOTB_BED_SUFFIX and SOTB_PORT_OFFSET move the bed as they move the end-to-end tests' beds,
+# so a benchmark and tests of another checkout can run on one machine at the same time.
+BED_PREFIX = bed_prefix("sotb-bench")
+SSH_PORT_BASE = bed_port(2401)
+PROMETHEUS_API_PORT = bed_port(9194)
 STATE_DIR = REPO / ".testbed" / BED_PREFIX
 PYINFRA_TIMEOUT_S = 900
 TARGETS_UP_TIMEOUT_S = 180.0
@@ -291,9 +295,11 @@ class ControlResult:
 
 # The steps one run performs on the control machine (what deploy.py and tasks/ call).
 CONTROL_PATH = ("fetch_host_pool", "match_hosts", "parse_previous_targets", "render_targets_file", "job_and_merge")
-# Control-side steps are CPU-bound: their CPU time (this process, simulator thread included)
-# is what they would take on an idle machine, whatever else loads it meanwhile.
-CPU = time.process_time
+# Control-side steps are CPU-bound: their CPU time is what they would take on an idle machine,
+# whatever else loads it meanwhile. The thread's own, not the process's: the simulator answers
+# from threads of its own, and building and sending the pool is oned's work on the frontend,
+# not the work of the machine running pyinfra.
+CPU = time.thread_time
 
 
 def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[ControlResult], dict[str, str]]:
@@ -302,7 +308,13 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
     from tasks.opennebula.matching import HostQuery, _closest_names, match_host, resolve_hypervisors
     from tasks.prometheus.config_file import with_job
     from tasks.prometheus.job import scaphandre_job
-    from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_targets_file
+    from tasks.prometheus.owned_yaml import dump
+    from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_targets_file, targets_file_entries
+
+    try:
+        from tasks.prometheus.targets import TARGETS_FILE_HEADER
+    except ImportError:  # a product measured with --rev may predate it
+        TARGETS_FILE_HEADER = ""
     from tests.doubles.one_api_simulator import OneApiSimulator, host_pool_xml
 
     prometheus_yml = (REPO / "tests" / "data" / "prometheus" / "debian_default.yml").read_bytes()
@@ -321,7 +333,7 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
             simulator.set_hosts(pool_spec)
             seconds: dict[str, float] = {}
             wall_started = time.perf_counter()
-            seconds["simulator_xml (inside fetch)"], _ = timed(lambda: host_pool_xml(pool_spec), repeats, CPU)
+            seconds["simulator builds the pool's XML (not counted)"], _ = timed(lambda: host_pool_xml(pool_spec), repeats, CPU)
             seconds["fetch_host_pool"], pool = timed(lambda: fetch_host_pool(endpoint), repeats, CPU)
             assert len(pool) == size
             # Inventory names are short, OpenNebula NAMEs FQDNs: the third matching level, as in many clouds.
@@ -337,6 +349,11 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
             seconds["render_targets_file"], rendered = timed(lambda: render_targets_file(targets), repeats, CPU)
             seconds["parse_previous_targets"], parsed = timed(lambda: parse_targets_file(rendered), repeats, CPU)
             assert len(parsed) == size
+            # A file in the YAML layout versions before the JSON one wrote: read once after upgrading.
+            earlier = TARGETS_FILE_HEADER + dump(targets_file_entries(targets))
+            seconds["previous targets file in the earlier YAML layout"], parsed = timed(
+                lambda: parse_targets_file(earlier), repeats, CPU)
+            assert parsed == sorted(targets, key=lambda t: t.one_host_id)
 
             def job_and_merge():
                 job = scaphandre_job(targets_file="/etc/prometheus/scaphandre_targets.yml",
@@ -698,6 +715,20 @@ def control_table(results: Sequence[ControlResult]) -> str:
     return markdown_table(["OpenNebula hosts", *keys, "total", "under 2 s"], rows)
 
 
+def control_growth_table(results: Sequence[ControlResult]) -> str:
+    """CPU at each size against the size before it, step by step: a step that grows
+    linearly with the pool shows the ratio of the sizes (10x from 1,000 to 10,000 hosts)."""
+    keys = list(CONTROL_PATH)
+    rows = []
+    for before, after in zip(results, results[1:]):
+        if not before.size:
+            continue
+        ratios = [after.seconds[k] / before.seconds[k] if before.seconds[k] > 0 else float("nan") for k in keys]
+        rows.append([f"{after.size:,} vs {before.size:,}", f"{after.size / before.size:g}x",
+                     *(f"{ratio:.1f}x" for ratio in ratios), f"{after.total / before.total:.1f}x"])
+    return markdown_table(["OpenNebula hosts", "hosts", *keys, "total"], rows)
+
+
 def control_detail_table(results: Sequence[ControlResult]) -> str:
     keys = [k for k in (results[0].seconds if results else {}) if k not in CONTROL_PATH]
     rows = [[r.size, *(r.cell(k) for k in keys)] for r in results]
@@ -734,11 +765,15 @@ def report(machine: list[str], loads: dict[str, str], args, bed_results, control
             parts += ["\nNo-op rerun profile (one extra `pyinfra --debug` run, not timed): facts and commands per host\n\n",
                       profile_table(bed_results)]
     if control_results:
-        parts += ["\n## Control side alone (no SSH), CPU seconds (median)\n\nCPU time of the benchmark process "
-                  "(the in-process OpenNebula API simulator included in fetch_host_pool): what each step takes on an "
-                  "idle machine, whatever else loads it. Inventory names are short (nodeNNNNN), OpenNebula NAMEs "
-                  "FQDNs, so matching reaches its third level (short vs FQDN), as in many clouds.\n\n",
+        parts += ["\n## Control side alone (no SSH), CPU seconds (median)\n\nCPU time of the thread running "
+                  "each step (the OpenNebula API simulator answers from threads of its own: building and sending the "
+                  "pool is oned's work, not counted; fetch_host_pool is the client's whole call: HTTP, XML-RPC and "
+                  "reading the pool): what each step takes on an idle machine, whatever else loads it. Inventory "
+                  "names are short (nodeNNNNN), OpenNebula NAMEs FQDNs, so matching reaches its third level (short "
+                  "vs FQDN), as in many clouds.\n\n",
                   control_table(control_results),
+                  "\nGrowth (linearity check): CPU at each size against the size before it:\n\n",
+                  control_growth_table(control_results),
                   "\nDetails, seconds:\n\n", control_detail_table(control_results)]
     if prometheus_yml is not None:
         parts += ["\n## The operator's prometheus.yml, large (control side, no SSH)\n\nCPU seconds (median) of "
