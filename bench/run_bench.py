@@ -335,6 +335,8 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
             wall_started = time.perf_counter()
             seconds["simulator builds the pool's XML (not counted)"], _ = timed(lambda: host_pool_xml(pool_spec), repeats, CPU)
             seconds["fetch_host_pool"], pool = timed(lambda: fetch_host_pool(endpoint), repeats, CPU)
+            seconds["fetch_host_pool, process CPU (the simulator's threads included)"], _ = timed(
+                lambda: fetch_host_pool(endpoint), repeats, time.process_time)
             assert len(pool) == size
             # Inventory names are short, OpenNebula NAMEs FQDNs: the third matching level, as in many clouds.
             queries = [HostQuery(inventory_name=f"node{i:05d}") for i in range(size)]
@@ -511,6 +513,110 @@ class SizeResult:
     noop_reloaded: list[bool] = field(default_factory=list)
     profile: dict[str, HostProfile] | None = None
     bed_up_s: list[float] = field(default_factory=list)
+    hypervisor_pss_mib: list[float] = field(default_factory=list)  # one per hypervisor, last fresh deploy
+    hypervisor_cgroup_mib: list[float] = field(default_factory=list)
+    idle_cores: list[float] = field(default_factory=list)  # the whole bed, after each fresh deploy
+
+
+# --------------------------------------------------------------------------- bed resources
+
+
+def _process_table() -> dict[int, int]:
+    """pid -> parent pid of every process on this machine."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def process_tree(root: int, parents: dict[int, int] | None = None) -> list[int]:
+    """`root` and every process descending from it (a host's init: its engine's containers too)."""
+    parents = _process_table() if parents is None else parents
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    return tree
+
+
+def pss_mib(pids: Iterable[int]) -> float:
+    """Proportional set size of the processes, MiB: shared pages (the image's libraries, in
+    the page cache once for every host) counted once in all."""
+    total_kib = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kib += int(line.split()[1])
+                    break
+        except (OSError, ValueError):  # ended meanwhile, or a kernel thread
+            continue
+    return total_kib / 1024
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system seconds the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def container_init_pid(container: str) -> int:
+    return int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", container], capture_output=True,
+                              text=True, timeout=60, check=True).stdout.strip())
+
+
+def _cgroup_working_set_bytes(container_id: str) -> int:
+    """Memory a container's cgroup is charged, less inactive file pages (what `docker stats`
+    and the kubelet call the working set), cgroup v1 or v2; 0 when the cgroup is not found."""
+    for directory, usage_file, inactive_key in (
+            (Path("/sys/fs/cgroup/memory/docker") / container_id, "memory.usage_in_bytes", "total_inactive_file"),
+            (Path("/sys/fs/cgroup/system.slice") / f"docker-{container_id}.scope", "memory.current", "inactive_file"),
+            (Path("/sys/fs/cgroup/docker") / container_id, "memory.current", "inactive_file")):
+        if (directory / usage_file).is_file():
+            usage = int((directory / usage_file).read_text())
+            stat = dict(line.split() for line in (directory / "memory.stat").read_text().splitlines())
+            return usage - int(stat.get(inactive_key, 0))
+    return 0
+
+
+def hypervisor_cgroup_mib(container: str) -> float:
+    """The working set of a hypervisor's container and of every container its own Docker
+    engine runs (their cgroups are not inside the host's), MiB."""
+    ids = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", container], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    ids += subprocess.run(["docker", "exec", container, "docker", "ps", "-q", "--no-trunc"], capture_output=True,
+                          text=True, timeout=60).stdout.split()
+    return sum(_cgroup_working_set_bytes(container_id) for container_id in ids) / 2**20
+
+
+def idle_cores(containers: Sequence[str], seconds: float = 10.0) -> float:
+    """Processor cores the bed's hosts keep busy while no run goes on (their systemd, engine,
+    exporter and simulated counters), measured over `seconds`."""
+    roots = [container_init_pid(name) for name in containers]
+    parents = _process_table()
+    before = cpu_seconds(pid for root in roots for pid in process_tree(root, parents))
+    started = time.monotonic()
+    time.sleep(seconds)
+    parents = _process_table()
+    after = cpu_seconds(pid for root in roots for pid in process_tree(root, parents))
+    return (after - before) / (time.monotonic() - started)
 
 
 class BenchCloud:
@@ -575,11 +681,18 @@ class BenchCloud:
             time.sleep(0.25)
         raise RuntimeError(f"targets not all up within {TARGETS_UP_TIMEOUT_S:.0f} s: {last}")
 
-    def stop(self) -> None:
+    def stop(self, keep_bed: bool = False) -> None:
+        """Stop the simulator; remove the bed unless `keep_bed` (then its hosts stay up, for
+        measuring by hand, and the pool the simulator served is left in STATE_DIR/pool.yml)."""
         self.simulator.stop()
-        if self.bed is not None:
+        if self.bed is not None and not keep_bed:
             self.bed.down()
-        (STATE_DIR / "one_auth").unlink(missing_ok=True)
+        if keep_bed:
+            import yaml
+
+            (STATE_DIR / "pool.yml").write_text(yaml.safe_dump(self.simulator.hosts()))
+        else:
+            (STATE_DIR / "one_auth").unlink(missing_ok=True)
 
 
 def check_run(run: TimedRun, what: str, password: str) -> None:
@@ -600,6 +713,11 @@ def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool, extr
         check_run(fresh, f"fresh deploy, {size} hypervisors, run {repeat}", cloud.password)
         result.fresh.append(fresh)
         result.targets_up_s.append(cloud.seconds_until_targets_up(size))
+        hypervisors = [cloud.bed.hosts[name].container for name in host_names(size)]
+        parents = _process_table()
+        result.hypervisor_pss_mib = [pss_mib(process_tree(container_init_pid(name), parents)) for name in hypervisors]
+        result.hypervisor_cgroup_mib = [hypervisor_cgroup_mib(name) for name in hypervisors]
+        result.idle_cores.append(idle_cores([host.container for host in cloud.bed.hosts.values()]))
         reload_before = cloud.last_reload()
         noop = run_pyinfra_timed(cloud.inventory, cloud.simulator)
         check_run(noop, f"no-op rerun, {size} hypervisors, run {repeat}", cloud.password)
@@ -654,11 +772,16 @@ def bed_table(results: Sequence[SizeResult]) -> str:
             format_seconds(median(result.targets_up_s)),
             "yes" if any(result.noop_reloaded) else "no",
             "; ".join(sorted({c for r in result.noop for c in r.changed_operations})) or "none",
+            f"{median(result.hypervisor_pss_mib):.0f} / {median(result.hypervisor_cgroup_mib):.0f}"
+            if result.hypervisor_pss_mib else "-",
+            f"{median(result.idle_cores):.2f}" if result.idle_cores else "-",
         ])
     return markdown_table(
         ["hypervisors", "runs fresh / no-op", "fresh deploy s", "no-op rerun s", "no-op vs 1 hv",
          "no-op pyinfra CPU s (vs 1 hv)", "one.hostpool.info calls per run",
-         "targets up after deploy s", "Prometheus reloaded on no-op", "changed on no-op"],
+         "targets up after deploy s", "Prometheus reloaded on no-op", "changed on no-op",
+         "memory of one hypervisor MiB: PSS of its processes / working set of its cgroups (inner engine's containers included)",
+         "bed's idle CPU, cores busy"],
         rows,
     )
 
@@ -807,6 +930,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="product revision to measure (exported copy); 'worktree' for the files as they are; "
                         "'dir:PATH' for a copy of the product elsewhere (trying out a change)")
     parser.add_argument("--no-profile", action="store_true", help="skip the --debug profile runs")
+    parser.add_argument("--keep-bed", action="store_true",
+                        help="leave the bed of the last size up (its pool in STATE_DIR/pool.yml), for measuring by hand")
     parser.add_argument("--prometheus-yml-size", type=int, default=2_000_000,
                         help="bytes of the generated prometheus.yml the editor is timed on (0 skips it)")
     args = parser.parse_args(argv)
@@ -845,7 +970,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bed_results.append(measure_size(cloud, size, args.repeats, profile, args.extra_noops))
                 loads[f"after {size} hv"] = load_average()
         finally:
-            cloud.stop()
+            cloud.stop(keep_bed=args.keep_bed)
     loads["after"] = load_average()
     text = report(machine, loads, args, bed_results, control_results, notes, prometheus_yml)
     args.out.parent.mkdir(parents=True, exist_ok=True)
