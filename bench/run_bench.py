@@ -449,9 +449,19 @@ class TimedRun:
     output: str
     changed_operations: list[str] = field(default_factory=list)
     operations: dict[str, float] = field(default_factory=dict)
+    # CPU the bed's hosts used meanwhile (sshd, shells, the commands): on real hypervisors each
+    # host's own, here on the same cores as pyinfra. None when not measured.
+    bed_cpu_seconds: float | None = None
 
 
-def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str, product: Path | None = None) -> TimedRun:
+def bed_cpu_seconds(containers: Sequence[str]) -> float:
+    """CPU seconds used so far by every process of the containers (their engines' too)."""
+    parents = _process_table()
+    return cpu_seconds(pid for name in containers for pid in process_tree(container_init_pid(name), parents))
+
+
+def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str, product: Path | None = None,
+                      bed_containers: Sequence[str] = ()) -> TimedRun:
     """`pyinfra -y INVENTORY deploy.py` from the product (PRODUCT unless `product` is given),
     timestamping each output line.
 
@@ -461,6 +471,7 @@ def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str, product: Pat
     command = [str(Path(sys.executable).parent / "pyinfra"), "-y", *extra_args, str(inventory), "deploy.py"]
     simulator.calls.clear()
     lines: list[tuple[float, str]] = []
+    bed_before = bed_cpu_seconds(bed_containers) if bed_containers else None
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=product or PRODUCT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -482,9 +493,11 @@ def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str, product: Pat
     usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
     reader.join(timeout=30)
+    bed_cpu = bed_cpu_seconds(bed_containers) - bed_before if bed_containers else None
     output = "\n".join(text for _, text in lines)
     return TimedRun(ended - started, returncode, cpu, phase_durations(lines, started, ended),
-                    Counter(simulator.calls), output, changed_operations(output), operation_durations(lines, ended))
+                    Counter(simulator.calls), output, changed_operations(output), operation_durations(lines, ended),
+                    bed_cpu)
 
 
 _RESULT_ROW = re.compile(r"^\s*(?P<host>\S+)\s+(?P<success>\d+)\s+(?P<changed>\d+)\s+(?P<error>\d+)\s*$")
@@ -719,7 +732,8 @@ def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool, extr
         result.hypervisor_cgroup_mib = [hypervisor_cgroup_mib(name) for name in hypervisors]
         result.idle_cores.append(idle_cores([host.container for host in cloud.bed.hosts.values()]))
         reload_before = cloud.last_reload()
-        noop = run_pyinfra_timed(cloud.inventory, cloud.simulator)
+        containers = [host.container for host in cloud.bed.hosts.values()]
+        noop = run_pyinfra_timed(cloud.inventory, cloud.simulator, bed_containers=containers)
         check_run(noop, f"no-op rerun, {size} hypervisors, run {repeat}", cloud.password)
         result.noop.append(noop)
         result.noop_reloaded.append(cloud.last_reload() != reload_before)
@@ -732,7 +746,8 @@ def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool, extr
               f"load {load_average()}", flush=True)
     for extra in range(1, extra_noops + 1):
         reload_before = cloud.last_reload()
-        noop = run_pyinfra_timed(cloud.inventory, cloud.simulator)
+        noop = run_pyinfra_timed(cloud.inventory, cloud.simulator,
+                                 bed_containers=[host.container for host in cloud.bed.hosts.values()])
         check_run(noop, f"extra no-op rerun {extra}, {size} hypervisors", cloud.password)
         result.noop.append(noop)
         result.noop_reloaded.append(cloud.last_reload() != reload_before)
@@ -775,13 +790,15 @@ def bed_table(results: Sequence[SizeResult]) -> str:
             f"{median(result.hypervisor_pss_mib):.0f} / {median(result.hypervisor_cgroup_mib):.0f}"
             if result.hypervisor_pss_mib else "-",
             f"{median(result.idle_cores):.2f}" if result.idle_cores else "-",
+            format_seconds(median(r.bed_cpu_seconds for r in result.noop))
+            if all(r.bed_cpu_seconds is not None for r in result.noop) else "-",
         ])
     return markdown_table(
         ["hypervisors", "runs fresh / no-op", "fresh deploy s", "no-op rerun s", "no-op vs 1 hv",
          "no-op pyinfra CPU s (vs 1 hv)", "one.hostpool.info calls per run",
          "targets up after deploy s", "Prometheus reloaded on no-op", "changed on no-op",
          "memory of one hypervisor MiB: PSS of its processes / working set of its cgroups (inner engine's containers included)",
-         "bed's idle CPU, cores busy"],
+         "bed's idle CPU, cores busy", "no-op: CPU s of the bed's hosts (sshd, shells, commands)"],
         rows,
     )
 
