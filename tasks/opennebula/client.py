@@ -596,7 +596,7 @@ def _hosts_from_document(document, endpoint: OneEndpoint) -> list[OneHost]:
     except PoolDocumentError as error:
         if error.kind == "not-a-pool":
             raise OneProtocolError(
-                f"OpenNebula API at {url} answered one.hostpool.info with {error}, "
+                f"OpenNebula API at {url} answered one.hostpool.info with {_redact(error, endpoint)}, "
                 f"not a HOST_POOL: {_FIX_NOT_XMLRPC}") from None
         if error.kind == "no-id":
             raise OpenNebulaError(

@@ -92,3 +92,10 @@ def test_a_host_without_an_id_is_named(monkeypatch):
     answered_with(monkeypatch, [True, "<HOST_POOL><HOST><NAME>hv1</NAME></HOST></HOST_POOL>", 0])
     with pytest.raises(OpenNebulaError, match="returned a HOST_POOL entry without a numeric ID"):
         fetch()
+
+
+def test_a_root_element_named_like_the_password_is_not_shown(monkeypatch):
+    answered_with(monkeypatch, [True, f"<{PASSWORD}/>", 0])
+    with pytest.raises(OneProtocolError) as caught:
+        fetch()
+    assert PASSWORD not in str(caught.value) and "answered one.hostpool.info with ***, not a HOST_POOL" in str(caught.value)
