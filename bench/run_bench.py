@@ -30,6 +30,7 @@ import platform
 import re
 import resource
 import secrets
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -885,9 +886,9 @@ def report(machine: list[str], loads: dict[str, str], args, bed_results, control
            prometheus_yml: PrometheusYmlResult | None = None) -> str:
     parts = [
         "# Benchmark results\n",
-        f"Command: `.venv/bin/python bench/run_bench.py --sizes {args.sizes} --repeats {args.repeats} "
-        f"--control-sizes {args.control_sizes} --extra-noops {args.extra_noops} --rev {args.rev} "
-        f"--prometheus-yml-size {args.prometheus_yml_size}`\n",
+        f"Command: `.venv/bin/python bench/run_bench.py --sizes {shlex.quote(args.sizes)} --repeats {args.repeats} "
+        f"--control-sizes {shlex.quote(args.control_sizes)} --extra-noops {args.extra_noops} --rev {args.rev} "
+        f"--prometheus-yml-size {args.prometheus_yml_size}{' --keep-bed' if args.keep_bed else ''}`\n",
         "Machine and product:\n",
         *(f"- {line}\n" for line in machine),
         "- Load averages (1/5/15 min): " + "; ".join(f"{k}: {v}" for k, v in loads.items()) + "\n",
