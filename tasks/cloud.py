@@ -9,6 +9,7 @@ it too: they are matched by settings and names, never asked over SSH.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -50,7 +51,16 @@ class CloudView:
     hypervisors: tuple[Hypervisor, ...]
 
     def get(self, name: str) -> Hypervisor:
-        return next(hypervisor for hypervisor in self.hypervisors if hypervisor.name == name)
+        """The hypervisor named `name` (KeyError for another): a dictionary hit, since every
+        host of the run asks for itself (a scan each would grow with the square of the cloud)."""
+        return self._by_name[name]
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Hypervisor]:
+        by_name: dict[str, Hypervisor] = {}
+        for hypervisor in self.hypervisors:
+            by_name.setdefault(hypervisor.name, hypervisor)  # the first, as a scan would find
+        return by_name
 
     def scrape_targets(self, previous: Callable[[], list[ScrapeTarget]]) -> tuple[list[ScrapeTarget], list[str]]:
         """Every hypervisor as a scrape target, and one warning per hypervisor left out.

@@ -94,6 +94,8 @@ def _build_index(pool: Sequence[OneHost], key) -> dict:
 
 def is_ip(text: str) -> bool:
     """True for an IPv4 or IPv6 address (which have no short form)."""
+    if ":" not in text and not text[:1].isdigit():
+        return False  # neither an IPv6 address (it has a colon) nor IPv4 (it starts with a digit): no exception to pay
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -140,7 +140,7 @@ def _write_targets(cloud: CloudView, targets_file: str) -> None:
     for warning in warnings:
         logger.warning(f"{host.print_prefix}{warning}")
     try:
-        targets_text = render_targets_file(targets)
+        targets_text = render_targets_file(targets, json_only=targets_file.endswith(".json"))
     except ValueError as clash:  # two old entries of the file claiming one address or ID
         fail_host(name="Write the Scaphandre scrape targets", reason=str(clash))
         return

@@ -19,6 +19,7 @@ import yaml
 from tasks.opennebula.client import OneAuthError, OneEndpoint, OneProtocolError, OneUnreachableError, fetch_host_pool
 from tasks.opennebula.pool import OneHost, OpenNebulaError
 from tests.doubles.one_api_simulator import OneApiSimulator
+from tests.unit.pyone_reference import as_fields, hosts_from_binding
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Sim-Pa55-never-shown"
@@ -71,6 +72,27 @@ def test_fetch_maps_every_state_and_driver(simulator, capsys):
     hosts = fetch_host_pool(endpoint_for(simulator.url))
     assert hosts == EXPECTED[::-1]  # newest first: oned's default API_LIST_ORDER is DESC
     # pyone's bindings print warnings to stderr when the XML does not fit them
+    assert capsys.readouterr().err == ""
+
+
+def test_the_pool_read_from_the_raw_reply_is_the_one_pyones_bindings_give(capsys):
+    """Over HTTP, through pyone both ways: fetch_host_pool (one call, the document read for
+    what the deploy uses) gives every field, template included, that pyone's own
+    `hostpool.info()` binding gave the earlier client, on a pool with odd hosts."""
+    odd = HOSTS + [
+        {"id": 21, "name": "a&b <odd> é", "hostname": ["first", "second"], "state": 2,
+         "template": {"SSH_PORT": " 2222 ", "PCI": {"ADDRESS": "0000:00:02:0"}, "NOTE": "x]]>y", "EMPTY": ""}},
+        {"id": 22, "name": "no-hostname", "state": 6, "template_attributes": []},
+    ]
+    with OneApiSimulator(odd, user="oneadmin", password=PASSWORD) as sim:
+        ours = fetch_host_pool(endpoint_for(sim.url))
+        bound = pyone.OneServer(sim.url, session=f"oneadmin:{PASSWORD}", protocol="xmlrpc").hostpool.info()
+        assert sim.calls == {"one.hostpool.info": 2}
+    reference = as_fields(hosts_from_binding(bound))
+    assert as_fields(ours) == reference
+    by_id = {host.id: host for host in ours}
+    assert dict(by_id[21].template)["SSH_PORT"] == "2222" and by_id[21].hostname == "first"
+    assert by_id[22].template == () and by_id[22].hostname is None
     assert capsys.readouterr().err == ""
 
 

@@ -136,7 +136,9 @@ def prometheus(exporters, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("prometheus")
     targets = [
         ScrapeTarget(address=exporters[0], one_host_id=3, host_name="kvm-node-a"),
-        ScrapeTarget(address=exporters[1], one_host_id=7, host_name="kvm-node-b"),
+        # A NAME with what YAML reads otherwise than JSON (NEL, LINE SEPARATOR), quotes, a
+        # backslash and non-ASCII: Prometheus must label with it exactly as OpenNebula has it.
+        ScrapeTarget(address=exporters[1], one_host_id=7, host_name='kvm-node-b "é" \\ \x85\u2028'),
     ]
     targets_file = workdir / "scaphandre_targets.yml"
     targets_file.write_text(render_targets_file(targets))

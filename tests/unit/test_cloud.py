@@ -273,3 +273,13 @@ def test_no_intensity_anywhere_gives_none_and_an_unknown_host_none():
     cloud, _ = view({"hv1": settings(), "ghost": settings(carbon_intensity=56)}, pool=CLUSTERED)
     assert cloud.carbon_intensities() == {}
     assert cloud.get("ghost").one_host is None and cloud.get("ghost").carbon_intensity is None
+
+
+def test_each_hypervisor_is_found_by_its_name_and_an_unknown_name_is_not():
+    hosts = {f"hv{n}": settings(one_host_id=n) for n in range(1, 40)}
+    pool = [OneHost(id=n, name=f"hv{n}.cloud.test", hostname=f"hv{n}", im_mad="kvm", state=2, state_name="MONITORED")
+            for n in range(1, 40)]
+    cloud, _ = view(hosts, pool)
+    assert [cloud.get(name).one_host.id for name in reversed(list(hosts))] == list(range(39, 0, -1))
+    with pytest.raises(KeyError):
+        cloud.get("not-a-hypervisor")
