@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyinfra import host, logger
-from pyinfra.api import deploy
-from pyinfra.api.hiddenvalue import HiddenValue
+from pyinfra.api import HiddenValue, deploy
 from pyinfra.facts.docker import DockerContainers, DockerImage
 from pyinfra.operations import docker
 
