@@ -268,8 +268,8 @@ def parse_image_reference(image: str):
 
 # The arguments of pyinfra's docker.container that remove a container.
 # Works around: docker.container, told present=False, still starts the container when
-# `start` is left at its default (True): after the removal, or for a container that is not
-# there, it yields `docker container start`, which fails the host.
+# `start` is left at its default (True): after removing a stopped container, or for one that
+# is not there, it yields `docker container start`, which fails the host.
 # Versions: pyinfra 3.10.0. Upstream: none filed that we found.
 DOCKER_CONTAINER_ABSENT = types.MappingProxyType({"present": False, "start": False})
 
