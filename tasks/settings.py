@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from pyinfra.operations.util.docker import parse_image_reference
+from tasks import compat
+
 
 # Prefixes of this deploy's keys: other host data (ssh_*, _sudo ...) belongs to pyinfra.
 SETTING_PREFIXES = (
@@ -132,7 +133,7 @@ def _duration(value: Any) -> str:
 def _pinned_image(value: Any) -> str:
     image = _text(value)
     try:
-        reference = parse_image_reference(image)
+        reference = compat.parse_image_reference(image)
     except ValueError as error:
         raise ValueError(f"is {image!r}, not an image reference ({error})") from None
     if reference.digest is None and reference.tag == "latest":  # no tag means 'latest' to Docker

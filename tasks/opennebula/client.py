@@ -28,6 +28,7 @@ import xmlrpc.client
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from tasks import compat
 from tasks.opennebula.pool import OneHost, OpenNebulaError
 
 DEFAULT_XMLRPC_URL = "http://localhost:2633/RPC2"
@@ -265,9 +266,10 @@ def fetch_host_pool(endpoint: OneEndpoint) -> list[OneHost]:
     import pyone  # imported here so pure matching works without the client installed
 
     url = endpoint.display_url
-    server = _make_client(endpoint)
     try:
-        document = _host_pool_document(server)
+        document = _host_pool_document(_make_client(endpoint))
+    except compat.UnsupportedLibraryVersion as error:
+        raise OpenNebulaError(str(error)) from None
     except pyone.OneAuthenticationException:
         raise OneAuthError(
             f"OpenNebula API at {url} refused the credentials of user "
@@ -291,21 +293,23 @@ def _host_pool_document(server) -> str:
     """The HOST_POOL document of one `one.hostpool.info` call, as the text oned sent.
 
     The call goes through pyone (its session, its request, its XML-RPC fault handling, our
-    bounded transport); only pyone's last step is left out: binding the document to its
-    generated classes, an object for every field of every host, which for a cloud of
-    10,000 hosts costs seconds of CPU for five fields per host. `_do_request` is the step
-    pyone's own test fixtures replace (pyone.tester), so it is where the raw reply is had.
-    oned's failures become pyone's exceptions by oned's error codes, as pyone maps them.
+    bounded transport); only pyone's last step is left out (see compat.raw_reply): binding
+    the document to its generated classes, which for a cloud of 10,000 hosts costs seconds
+    of CPU for five fields per host. oned's failures become pyone's exceptions by oned's
+    error codes, as pyone maps them.
     """
-    if not (hasattr(server, "_do_request") and hasattr(server, "_cast_parms")):
-        raise OpenNebulaError("unsupported pyone version: cannot read the host pool's XML")
-    reply = server._do_request("one.hostpool.info", server._cast_parms(()))
+    reply = compat.raw_reply(server, "one.hostpool.info")
     # oned answers [success, document or message, error code, ...]; anything else raises
     # TypeError/IndexError/KeyError here, which is reported as a reply that is not oned's.
     success, body, code = reply[0], reply[1], reply[2]
     if not success:
         raise _oned_error(code)(body)
     return body
+
+
+def _make_client(endpoint: OneEndpoint):
+    """A pyone XML-RPC client whose one request is bounded in time and never redirected."""
+    return compat.one_server(endpoint.url, endpoint.session, _bounded_transport_class()(endpoint))
 
 
 def _oned_error(code):
@@ -315,24 +319,6 @@ def _oned_error(code):
     return {0x0100: pyone.OneAuthenticationException, 0x0200: pyone.OneAuthorizationException,
             0x0400: pyone.OneNoExistsException, 0x0800: pyone.OneActionException,
             0x1000: pyone.OneApiException, 0x2000: pyone.OneInternalException}.get(code, pyone.OneException)
-
-
-def _make_client(endpoint: OneEndpoint):
-    """Return a pyone XML-RPC client whose one request is bounded and never redirected.
-
-    pyone's own `timeout` argument only calls socket.setdefaulttimeout() (process-wide, so
-    it would also change pyinfra's SSH sockets), and its requests-based transport passes
-    no timeout to requests, which then blocks forever, and follows redirects with the
-    credentials. So no timeout is given to pyone and its transport is replaced by ours.
-    """
-    import pyone
-
-    server = pyone.OneServer(endpoint.url, session=endpoint.session, protocol="xmlrpc")
-    # xmlrpc.client.ServerProxy keeps its transport in this name-mangled attribute.
-    if not hasattr(server, "_ServerProxy__transport"):
-        raise OpenNebulaError("unsupported pyone version: cannot apply the API timeout")
-    server._ServerProxy__transport = _bounded_transport_class()(endpoint)
-    return server
 
 
 class _DeadlinePassed(Exception):
@@ -391,56 +377,18 @@ def _shut(sock: socket.socket) -> None:
         pass
 
 
-def _session_watched_by(watchdog: _Watchdog):
-    """A requests session whose every new socket is handed to the watchdog."""
-    import requests
-    from urllib3.connection import HTTPConnection, HTTPSConnection
-    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
-    class WatchedHTTPConnection(HTTPConnection):
-        def _new_conn(self):
-            sock = super()._new_conn()
-            watchdog.watch(sock)
-            return sock
-
-    class WatchedHTTPSConnection(HTTPSConnection):
-        def _new_conn(self):
-            sock = super()._new_conn()
-            watchdog.watch(sock)  # the TLS layer reads from this socket: shutting it down ends it too
-            return sock
-
-    class WatchedHTTPPool(HTTPConnectionPool):
-        ConnectionCls = WatchedHTTPConnection
-
-    class WatchedHTTPSPool(HTTPSConnectionPool):
-        ConnectionCls = WatchedHTTPSConnection
-
-    watched = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
-
-    class WatchedAdapter(requests.adapters.HTTPAdapter):
-        def init_poolmanager(self, *args, **kwargs):
-            super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = watched
-
-        def proxy_manager_for(self, proxy, **proxy_kwargs):
-            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-            if not proxy.lower().startswith("socks"):  # SOCKS pools are their own classes
-                manager.pool_classes_by_scheme = watched
-            return manager
-
-    session = requests.Session()
-    session.mount("http://", WatchedAdapter())
-    session.mount("https://", WatchedAdapter())
-    return session
-
-
 def _bounded_transport_class():
     """Build (lazily, pyone being optional for pure logic) pyone's transport, bounded in time
-    and refusing redirects."""
-    import requests
-    from pyone.server_xrpc import RequestsTransport
+    and refusing redirects.
 
-    class BoundedRequestsTransport(RequestsTransport):
+    pyone's own transport gives requests no timeout (which then blocks forever) and follows
+    redirects with the credentials; its `timeout` argument only calls socket.setdefaulttimeout()
+    (process-wide, so it would also change pyinfra's SSH sockets). So no timeout is given to
+    pyone and this transport takes the place of its own (see compat.one_server).
+    """
+    import requests
+
+    class BoundedRequestsTransport(compat.pyone_requests_transport()):
         """pyone's requests-based XML-RPC transport: the whole request within the
         endpoint's timeout, the CA file it names, and no redirect followed."""
 
@@ -452,9 +400,10 @@ def _bounded_transport_class():
             self.set_https_verify(endpoint.ca_file or True)
 
         def request(self, host, handler, request_body, verbose=False):
-            url = self._build_url(host, handler)
+            # The URL as pyone's transport builds it (with a method of its own that is private).
+            url = f"{'https' if self.use_https else 'http'}://{host}/{handler.lstrip('/')}"
             with _Watchdog(self.timeout) as watchdog:
-                session = _session_watched_by(watchdog)
+                session = compat.session_handing_new_sockets_to(watchdog.watch)
                 try:
                     response = session.post(url, data=request_body, headers=self.headers,
                                             verify=self.https_verify, timeout=self.timeout,
@@ -473,21 +422,9 @@ def _bounded_transport_class():
             return self.parse_response(response)
 
         def parse_response(self, response):
-            """The XML-RPC reply decoded by xmlrpc.client's own Unmarshaller, fed by an expat
-            parser that hands it each run of text at once: the host pool arrives as one string
-            escaped for XML, and expat's default of one call per piece between two escapes
-            would make millions of Python calls for a large cloud (about a second for 10,000
-            hosts, where this takes a tenth)."""
-            unmarshaller = xmlrpc.client.Unmarshaller(use_datetime=self._use_datetime,
-                                                      use_builtin_types=self._use_builtin_types)
-            parser = xml.parsers.expat.ParserCreate(None, None)
-            parser.buffer_text = True
-            parser.StartElementHandler = unmarshaller.start
-            parser.EndElementHandler = unmarshaller.end
-            parser.CharacterDataHandler = unmarshaller.data
-            unmarshaller.xml(None, None)  # what xmlrpc.client's ExpatParser tells it: no declared encoding
-            parser.Parse(response.content, True)
-            return unmarshaller.close()
+            """The XML-RPC reply, decoded in a tenth of the time xmlrpc.client's own parser
+            takes for a large host pool (see compat.decode_xmlrpc_reply)."""
+            return compat.decode_xmlrpc_reply(response.content)
 
     return BoundedRequestsTransport
 

@@ -23,8 +23,8 @@ from io import BytesIO
 
 from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
-from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
+from tasks import compat
 from tasks.host_failure import failure_command
 from tasks.prometheus.edit_request import PrometheusConfigError, edit_fingerprint
 from tasks.prometheus.facts import LiveFile, PrometheusConfigFile
@@ -251,10 +251,7 @@ def _clear_marker_command(request: ReloadRequest) -> StringCommand:
 def _run_on(state, host):
     """Runs a command on `host` the way pyinfra runs the operation's own commands (with its
     _sudo, _env ... arguments); returns (succeeded, output)."""
-    arguments = {}
-    if host.executing_op_hash:
-        given = state.get_op_data_for_host(host, host.executing_op_hash).global_arguments
-        arguments = {key: given[key] for key in CONNECTOR_ARGUMENT_KEYS if key in given}
+    arguments = compat.connector_arguments_of_running_operation(state, host)
 
     def run(command: StringCommand):
         return host.run_shell_command(command, print_output=state.print_output, print_input=state.print_input,

@@ -18,6 +18,7 @@ import yaml
 from ruamel.yaml import YAML
 
 import tasks.prometheus.config_file as edit
+from tasks import compat
 from tasks.prometheus.config_file import (
     ADDED_KEY_COMMENT,
     PrometheusConfigError,
@@ -522,8 +523,8 @@ def test_a_large_file_is_edited_and_restored_through_libyaml(tmp_path, monkeypat
     before = generated_config(200_000)
     assert len(before) >= 200_000
     composed_by_ruamel = []
-    real = edit._compose_with_ruamel
-    monkeypatch.setattr(edit, "_compose_with_ruamel", lambda text: composed_by_ruamel.append(1) or real(text))
+    real = compat.compose_with_ruamel
+    monkeypatch.setattr(compat, "compose_with_ruamel", lambda text: composed_by_ruamel.append(1) or real(text))
     rule_file = str(tmp_path / "scaphandre_rules.yml")
     Path(rule_file).write_text("")
     after = with_job(before, JOB, rule_file, TARGETS)
@@ -608,7 +609,7 @@ def test_a_folded_value_reads_as_yaml_folds_it_through_either_parser():
 
 
 def test_libyaml_is_installed():
-    assert edit.CParser is not None, "ruamel.yaml.clib is pinned in requirements.txt: install it"
+    assert compat.libyaml_parser() is not None, "ruamel.yaml.clib is pinned in requirements.txt: install it"
 
 
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=corpus_ids(CORPUS_FILES))
@@ -628,8 +629,8 @@ def test_libyaml_locates_what_ruamel_locates_in_the_corpus_and_the_edits(path):
 ])
 def test_ruamel_answers_where_libyaml_may_not(config, why, monkeypatch):
     composed_by_ruamel = []
-    real = edit._compose_with_ruamel
-    monkeypatch.setattr(edit, "_compose_with_ruamel", lambda text: composed_by_ruamel.append(1) or real(text))
+    real = compat.compose_with_ruamel
+    monkeypatch.setattr(compat, "compose_with_ruamel", lambda text: composed_by_ruamel.append(1) or real(text))
     located(config, accelerated=True)
     assert composed_by_ruamel == [1], why
 
