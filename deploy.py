@@ -11,19 +11,19 @@ the dashboard. Settings and their defaults: group_data/all.py.
 
 from pyinfra import host, inventory
 
-from tasks import groups
+from tasks import compat, groups
 from tasks.cloud import cloud_view
 from tasks.docker_engine import ensure_docker_engine
 from tasks.energy_sync import install_energy_sync
 from tasks.grafana import provision_dashboard
-from tasks.host_failure import fail_host, report_lost_connections_as_host_failures
+from tasks.host_failure import fail_host
 from tasks.install_record import install_ledger
 from tasks.preflight import check_settings
 from tasks.prometheus import configure_prometheus, prometheus_server, write_job_snippet
 from tasks.rapl import enable_rapl
 from tasks.scaphandre import run_scaphandre
 
-report_lost_connections_as_host_failures()  # a host lost mid-run fails alone
+compat.report_lost_connections_as_host_failures()  # a host lost mid-run fails alone
 settings = check_settings(inventory)  # None: this host failed, naming the setting to fix
 cloud = cloud_view(inventory)  # one one.hostpool.info call for the whole run, shared by every host
 
@@ -43,12 +43,12 @@ if ledger and ledger.readable and hypervisor:
     run_scaphandre(settings, ledger)
 
 if ledger and ledger.readable and groups.PROMETHEUS in host.groups:
-    server = prometheus_server(settings, ledger)  # None: failed (no Prometheus, or a file of the operator's in the way)
+    server = prometheus_server(settings, cloud, ledger)  # None: failed (no Prometheus, or an operator's file in the way)
     if server:
-        configure_prometheus(settings, cloud, inventory, server, ledger)
+        configure_prometheus(settings, inventory, server, ledger)
         install_energy_sync(settings, ledger, server.found)  # reads and does nothing unless energy_sync is on
 elif settings and not groups.prometheus_servers(inventory):
     write_job_snippet(settings, cloud)
 
 if settings and groups.GRAFANA in host.groups:
-    provision_dashboard(settings)
+    provision_dashboard(settings, carbon_shown=bool(cloud.carbon_intensities()))

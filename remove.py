@@ -16,18 +16,17 @@ left alone.
 
 from pyinfra import host, inventory
 
-from tasks import groups
+from tasks import compat, groups
 from tasks.docker_engine import remove_docker_engine
 from tasks.energy_sync import remove_energy_sync
 from tasks.grafana import remove_dashboard
 from tasks.install_record import install_ledger
-from tasks.host_failure import report_lost_connections_as_host_failures
 from tasks.preflight import check_settings
 from tasks.prometheus import remove_prometheus_job
 from tasks.rapl import forget_rapl_modules
 from tasks.scaphandre import remove_scaphandre
 
-report_lost_connections_as_host_failures()  # a host lost mid-run fails alone
+compat.report_lost_connections_as_host_failures()  # a host lost mid-run fails alone
 settings = check_settings(inventory)  # None: this host failed, naming the setting to fix
 # What the deploy brought here (only that is taken away), read with this host's lock taken.
 ledger = install_ledger(settings.host_lock_timeout_s) if settings and groups.keeps_a_record(host) else None

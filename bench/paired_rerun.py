@@ -43,9 +43,13 @@ from bench.run_bench import (  # noqa: E402 (the repository goes on sys.path fir
     simulated_pool,
 )
 
-STATE_DIR = REPO / ".testbed" / "sotb-pair"
-# Two beds side by side, apart from the other benchmark's and the tests' ports.
-BEDS = {"base": ("sotb-pair-base", 3201, 9221), "rev": ("sotb-pair-rev", 3301, 9222)}
+from tests.e2e.cloud import bed_port, bed_prefix  # noqa: E402
+
+STATE_DIR = REPO / ".testbed" / bed_prefix("sotb-pair")
+# Two beds side by side, apart from the other benchmark's and the tests' ports (both moved by
+# SOTB_BED_SUFFIX and SOTB_PORT_OFFSET, as the tests' beds are).
+BEDS = {"base": (bed_prefix("sotb-pair-base"), bed_port(3201), bed_port(9221)),
+        "rev": (bed_prefix("sotb-pair-rev"), bed_port(3301), bed_port(9222))}
 
 
 def pair_ratios(revision: Sequence[float], base: Sequence[float]) -> list[float]:

@@ -30,6 +30,7 @@ import platform
 import re
 import resource
 import secrets
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -45,9 +46,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script from anywhere: import tasks/ and tests/
 
-BED_PREFIX = "sotb-bench"
-SSH_PORT_BASE = 2401
-PROMETHEUS_API_PORT = 9194
+from tests.e2e.cloud import bed_port, bed_prefix  # noqa: E402 (the repository goes on sys.path first)
+
+# SOTB_BED_SUFFIX and SOTB_PORT_OFFSET move the bed as they move the end-to-end tests' beds,
+# so a benchmark and tests of another checkout can run on one machine at the same time.
+BED_PREFIX = bed_prefix("sotb-bench")
+SSH_PORT_BASE = bed_port(2401)
+PROMETHEUS_API_PORT = bed_port(9194)
 STATE_DIR = REPO / ".testbed" / BED_PREFIX
 PYINFRA_TIMEOUT_S = 900
 TARGETS_UP_TIMEOUT_S = 180.0
@@ -291,9 +296,11 @@ class ControlResult:
 
 # The steps one run performs on the control machine (what deploy.py and tasks/ call).
 CONTROL_PATH = ("fetch_host_pool", "match_hosts", "parse_previous_targets", "render_targets_file", "job_and_merge")
-# Control-side steps are CPU-bound: their CPU time (this process, simulator thread included)
-# is what they would take on an idle machine, whatever else loads it meanwhile.
-CPU = time.process_time
+# Control-side steps are CPU-bound: their CPU time is what they would take on an idle machine,
+# whatever else loads it meanwhile. The thread's own, not the process's: the simulator answers
+# from threads of its own, and building and sending the pool is oned's work on the frontend,
+# not the work of the machine running pyinfra.
+CPU = time.thread_time
 
 
 def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[ControlResult], dict[str, str]]:
@@ -302,7 +309,13 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
     from tasks.opennebula.matching import HostQuery, _closest_names, match_host, resolve_hypervisors
     from tasks.prometheus.config_file import with_job
     from tasks.prometheus.job import scaphandre_job
-    from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_targets_file
+    from tasks.prometheus.owned_yaml import dump
+    from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_targets_file, targets_file_entries
+
+    try:
+        from tasks.prometheus.targets import TARGETS_FILE_HEADER
+    except ImportError:  # a product measured with --rev may predate it
+        TARGETS_FILE_HEADER = ""
     from tests.doubles.one_api_simulator import OneApiSimulator, host_pool_xml
 
     prometheus_yml = (REPO / "tests" / "data" / "prometheus" / "debian_default.yml").read_bytes()
@@ -315,14 +328,22 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
     simulator = OneApiSimulator([], user=ONE_USER, password=password).start()
     try:
         endpoint = resolve_endpoint(one_xmlrpc=simulator.url, one_auth_file=str(auth_file), timeout=120)
+        # Warm-up, not timed: the first call of each step imports its modules (pyone, lxml, yaml),
+        # a cost paid once per run whatever the pool's size, which would blur the growth table.
+        simulator.set_hosts([{"id": 0, "name": "warm-up", "hostname": "warm-up"}])
+        warm = fetch_host_pool(endpoint)
+        resolve_hypervisors(warm, [HostQuery(inventory_name="warm-up")])
+        parse_targets_file(render_targets_file([ScrapeTarget(address="warm-up:1", one_host_id=0, host_name="w")]))
         for size in sizes:
             pool_spec = [{"id": i, "name": f"node{i:05d}.cloud.test", "hostname": f"node{i:05d}",
                           "im_mad": "kvm", "state": 2} for i in range(size)]
             simulator.set_hosts(pool_spec)
             seconds: dict[str, float] = {}
             wall_started = time.perf_counter()
-            seconds["simulator_xml (inside fetch)"], _ = timed(lambda: host_pool_xml(pool_spec), repeats, CPU)
+            seconds["simulator builds the pool's XML (not counted)"], _ = timed(lambda: host_pool_xml(pool_spec), repeats, CPU)
             seconds["fetch_host_pool"], pool = timed(lambda: fetch_host_pool(endpoint), repeats, CPU)
+            seconds["fetch_host_pool, process CPU (the simulator's threads included)"], _ = timed(
+                lambda: fetch_host_pool(endpoint), repeats, time.process_time)
             assert len(pool) == size
             # Inventory names are short, OpenNebula NAMEs FQDNs: the third matching level, as in many clouds.
             queries = [HostQuery(inventory_name=f"node{i:05d}") for i in range(size)]
@@ -337,6 +358,11 @@ def measure_control_side(sizes: Sequence[int], repeats: int) -> tuple[list[Contr
             seconds["render_targets_file"], rendered = timed(lambda: render_targets_file(targets), repeats, CPU)
             seconds["parse_previous_targets"], parsed = timed(lambda: parse_targets_file(rendered), repeats, CPU)
             assert len(parsed) == size
+            # A file in the YAML layout versions before the JSON one wrote: read once after upgrading.
+            earlier = TARGETS_FILE_HEADER + dump(targets_file_entries(targets))
+            seconds["previous targets file in the earlier YAML layout"], parsed = timed(
+                lambda: parse_targets_file(earlier), repeats, CPU)
+            assert parsed == sorted(targets, key=lambda t: t.one_host_id)
 
             def job_and_merge():
                 job = scaphandre_job(targets_file="/etc/prometheus/scaphandre_targets.yml",
@@ -430,9 +456,19 @@ class TimedRun:
     output: str
     changed_operations: list[str] = field(default_factory=list)
     operations: dict[str, float] = field(default_factory=dict)
+    # CPU the bed's hosts used meanwhile (sshd, shells, the commands): on real hypervisors each
+    # host's own, here on the same cores as pyinfra. None when not measured.
+    bed_cpu_seconds: float | None = None
 
 
-def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str, product: Path | None = None) -> TimedRun:
+def bed_cpu_seconds(containers: Sequence[str]) -> float:
+    """CPU seconds used so far by every process of the containers (their engines' too)."""
+    parents = _process_table()
+    return cpu_seconds(pid for name in containers for pid in process_tree(container_init_pid(name), parents))
+
+
+def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str, product: Path | None = None,
+                      bed_containers: Sequence[str] = ()) -> TimedRun:
     """`pyinfra -y INVENTORY deploy.py` from the product (PRODUCT unless `product` is given),
     timestamping each output line.
 
@@ -442,6 +478,7 @@ def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str, product: Pat
     command = [str(Path(sys.executable).parent / "pyinfra"), "-y", *extra_args, str(inventory), "deploy.py"]
     simulator.calls.clear()
     lines: list[tuple[float, str]] = []
+    bed_before = bed_cpu_seconds(bed_containers) if bed_containers else None
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=product or PRODUCT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -463,9 +500,11 @@ def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str, product: Pat
     usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (usage_after.ru_utime - usage_before.ru_utime) + (usage_after.ru_stime - usage_before.ru_stime)
     reader.join(timeout=30)
+    bed_cpu = bed_cpu_seconds(bed_containers) - bed_before if bed_containers else None
     output = "\n".join(text for _, text in lines)
     return TimedRun(ended - started, returncode, cpu, phase_durations(lines, started, ended),
-                    Counter(simulator.calls), output, changed_operations(output), operation_durations(lines, ended))
+                    Counter(simulator.calls), output, changed_operations(output), operation_durations(lines, ended),
+                    bed_cpu)
 
 
 _RESULT_ROW = re.compile(r"^\s*(?P<host>\S+)\s+(?P<success>\d+)\s+(?P<changed>\d+)\s+(?P<error>\d+)\s*$")
@@ -494,6 +533,110 @@ class SizeResult:
     noop_reloaded: list[bool] = field(default_factory=list)
     profile: dict[str, HostProfile] | None = None
     bed_up_s: list[float] = field(default_factory=list)
+    hypervisor_pss_mib: list[float] = field(default_factory=list)  # one per hypervisor, last fresh deploy
+    hypervisor_cgroup_mib: list[float] = field(default_factory=list)
+    idle_cores: list[float] = field(default_factory=list)  # the whole bed, after each fresh deploy
+
+
+# --------------------------------------------------------------------------- bed resources
+
+
+def _process_table() -> dict[int, int]:
+    """pid -> parent pid of every process on this machine."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def process_tree(root: int, parents: dict[int, int] | None = None) -> list[int]:
+    """`root` and every process descending from it (a host's init: its engine's containers too)."""
+    parents = _process_table() if parents is None else parents
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    return tree
+
+
+def pss_mib(pids: Iterable[int]) -> float:
+    """Proportional set size of the processes, MiB: shared pages (the image's libraries, in
+    the page cache once for every host) counted once in all."""
+    total_kib = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kib += int(line.split()[1])
+                    break
+        except (OSError, ValueError):  # ended meanwhile, or a kernel thread
+            continue
+    return total_kib / 1024
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system seconds the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def container_init_pid(container: str) -> int:
+    return int(subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", container], capture_output=True,
+                              text=True, timeout=60, check=True).stdout.strip())
+
+
+def _cgroup_working_set_bytes(container_id: str) -> int:
+    """Memory a container's cgroup is charged, less inactive file pages (what `docker stats`
+    and the kubelet call the working set), cgroup v1 or v2; 0 when the cgroup is not found."""
+    for directory, usage_file, inactive_key in (
+            (Path("/sys/fs/cgroup/memory/docker") / container_id, "memory.usage_in_bytes", "total_inactive_file"),
+            (Path("/sys/fs/cgroup/system.slice") / f"docker-{container_id}.scope", "memory.current", "inactive_file"),
+            (Path("/sys/fs/cgroup/docker") / container_id, "memory.current", "inactive_file")):
+        if (directory / usage_file).is_file():
+            usage = int((directory / usage_file).read_text())
+            stat = dict(line.split() for line in (directory / "memory.stat").read_text().splitlines())
+            return usage - int(stat.get(inactive_key, 0))
+    return 0
+
+
+def hypervisor_cgroup_mib(container: str) -> float:
+    """The working set of a hypervisor's container and of every container its own Docker
+    engine runs (their cgroups are not inside the host's), MiB."""
+    ids = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", container], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    ids += subprocess.run(["docker", "exec", container, "docker", "ps", "-q", "--no-trunc"], capture_output=True,
+                          text=True, timeout=60).stdout.split()
+    return sum(_cgroup_working_set_bytes(container_id) for container_id in ids) / 2**20
+
+
+def idle_cores(containers: Sequence[str], seconds: float = 10.0) -> float:
+    """Processor cores the bed's hosts keep busy while no run goes on (their systemd, engine,
+    exporter and simulated counters), measured over `seconds`."""
+    roots = [container_init_pid(name) for name in containers]
+    parents = _process_table()
+    before = cpu_seconds(pid for root in roots for pid in process_tree(root, parents))
+    started = time.monotonic()
+    time.sleep(seconds)
+    parents = _process_table()
+    after = cpu_seconds(pid for root in roots for pid in process_tree(root, parents))
+    return (after - before) / (time.monotonic() - started)
 
 
 class BenchCloud:
@@ -558,11 +701,18 @@ class BenchCloud:
             time.sleep(0.25)
         raise RuntimeError(f"targets not all up within {TARGETS_UP_TIMEOUT_S:.0f} s: {last}")
 
-    def stop(self) -> None:
+    def stop(self, keep_bed: bool = False) -> None:
+        """Stop the simulator; remove the bed unless `keep_bed` (then its hosts stay up, for
+        measuring by hand, and the pool the simulator served is left in STATE_DIR/pool.yml)."""
         self.simulator.stop()
-        if self.bed is not None:
+        if self.bed is not None and not keep_bed:
             self.bed.down()
-        (STATE_DIR / "one_auth").unlink(missing_ok=True)
+        if keep_bed:
+            import yaml
+
+            (STATE_DIR / "pool.yml").write_text(yaml.safe_dump(self.simulator.hosts()))
+        else:
+            (STATE_DIR / "one_auth").unlink(missing_ok=True)
 
 
 def check_run(run: TimedRun, what: str, password: str) -> None:
@@ -583,8 +733,14 @@ def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool, extr
         check_run(fresh, f"fresh deploy, {size} hypervisors, run {repeat}", cloud.password)
         result.fresh.append(fresh)
         result.targets_up_s.append(cloud.seconds_until_targets_up(size))
+        hypervisors = [cloud.bed.hosts[name].container for name in host_names(size)]
+        parents = _process_table()
+        result.hypervisor_pss_mib = [pss_mib(process_tree(container_init_pid(name), parents)) for name in hypervisors]
+        result.hypervisor_cgroup_mib = [hypervisor_cgroup_mib(name) for name in hypervisors]
+        result.idle_cores.append(idle_cores([host.container for host in cloud.bed.hosts.values()]))
         reload_before = cloud.last_reload()
-        noop = run_pyinfra_timed(cloud.inventory, cloud.simulator)
+        containers = [host.container for host in cloud.bed.hosts.values()]
+        noop = run_pyinfra_timed(cloud.inventory, cloud.simulator, bed_containers=containers)
         check_run(noop, f"no-op rerun, {size} hypervisors, run {repeat}", cloud.password)
         result.noop.append(noop)
         result.noop_reloaded.append(cloud.last_reload() != reload_before)
@@ -597,7 +753,8 @@ def measure_size(cloud: BenchCloud, size: int, repeats: int, profile: bool, extr
               f"load {load_average()}", flush=True)
     for extra in range(1, extra_noops + 1):
         reload_before = cloud.last_reload()
-        noop = run_pyinfra_timed(cloud.inventory, cloud.simulator)
+        noop = run_pyinfra_timed(cloud.inventory, cloud.simulator,
+                                 bed_containers=[host.container for host in cloud.bed.hosts.values()])
         check_run(noop, f"extra no-op rerun {extra}, {size} hypervisors", cloud.password)
         result.noop.append(noop)
         result.noop_reloaded.append(cloud.last_reload() != reload_before)
@@ -637,11 +794,18 @@ def bed_table(results: Sequence[SizeResult]) -> str:
             format_seconds(median(result.targets_up_s)),
             "yes" if any(result.noop_reloaded) else "no",
             "; ".join(sorted({c for r in result.noop for c in r.changed_operations})) or "none",
+            f"{median(result.hypervisor_pss_mib):.0f} / {median(result.hypervisor_cgroup_mib):.0f}"
+            if result.hypervisor_pss_mib else "-",
+            f"{median(result.idle_cores):.2f}" if result.idle_cores else "-",
+            format_seconds(median(r.bed_cpu_seconds for r in result.noop))
+            if all(r.bed_cpu_seconds is not None for r in result.noop) else "-",
         ])
     return markdown_table(
         ["hypervisors", "runs fresh / no-op", "fresh deploy s", "no-op rerun s", "no-op vs 1 hv",
          "no-op pyinfra CPU s (vs 1 hv)", "one.hostpool.info calls per run",
-         "targets up after deploy s", "Prometheus reloaded on no-op", "changed on no-op"],
+         "targets up after deploy s", "Prometheus reloaded on no-op", "changed on no-op",
+         "memory of one hypervisor MiB: PSS of its processes / working set of its cgroups (inner engine's containers included)",
+         "bed's idle CPU, cores busy", "no-op: CPU s of the bed's hosts (sshd, shells, commands)"],
         rows,
     )
 
@@ -698,6 +862,20 @@ def control_table(results: Sequence[ControlResult]) -> str:
     return markdown_table(["OpenNebula hosts", *keys, "total", "under 2 s"], rows)
 
 
+def control_growth_table(results: Sequence[ControlResult]) -> str:
+    """CPU at each size against the size before it, step by step: a step that grows
+    linearly with the pool shows the ratio of the sizes (10x from 1,000 to 10,000 hosts)."""
+    keys = list(CONTROL_PATH)
+    rows = []
+    for before, after in zip(results, results[1:]):
+        if not before.size:
+            continue
+        ratios = [after.seconds[k] / before.seconds[k] if before.seconds[k] > 0 else float("nan") for k in keys]
+        rows.append([f"{after.size:,} vs {before.size:,}", f"{after.size / before.size:g}x",
+                     *(f"{ratio:.1f}x" for ratio in ratios), f"{after.total / before.total:.1f}x"])
+    return markdown_table(["OpenNebula hosts", "hosts", *keys, "total"], rows)
+
+
 def control_detail_table(results: Sequence[ControlResult]) -> str:
     keys = [k for k in (results[0].seconds if results else {}) if k not in CONTROL_PATH]
     rows = [[r.size, *(r.cell(k) for k in keys)] for r in results]
@@ -708,9 +886,9 @@ def report(machine: list[str], loads: dict[str, str], args, bed_results, control
            prometheus_yml: PrometheusYmlResult | None = None) -> str:
     parts = [
         "# Benchmark results\n",
-        f"Command: `.venv/bin/python bench/run_bench.py --sizes {args.sizes} --repeats {args.repeats} "
-        f"--control-sizes {args.control_sizes} --extra-noops {args.extra_noops} --rev {args.rev} "
-        f"--prometheus-yml-size {args.prometheus_yml_size}`\n",
+        f"Command: `.venv/bin/python bench/run_bench.py --sizes {shlex.quote(args.sizes)} --repeats {args.repeats} "
+        f"--control-sizes {shlex.quote(args.control_sizes)} --extra-noops {args.extra_noops} --rev {args.rev} "
+        f"--prometheus-yml-size {args.prometheus_yml_size}{' --keep-bed' if args.keep_bed else ''}`\n",
         "Machine and product:\n",
         *(f"- {line}\n" for line in machine),
         "- Load averages (1/5/15 min): " + "; ".join(f"{k}: {v}" for k, v in loads.items()) + "\n",
@@ -734,11 +912,16 @@ def report(machine: list[str], loads: dict[str, str], args, bed_results, control
             parts += ["\nNo-op rerun profile (one extra `pyinfra --debug` run, not timed): facts and commands per host\n\n",
                       profile_table(bed_results)]
     if control_results:
-        parts += ["\n## Control side alone (no SSH), CPU seconds (median)\n\nCPU time of the benchmark process "
-                  "(the in-process OpenNebula API simulator included in fetch_host_pool): what each step takes on an "
-                  "idle machine, whatever else loads it. Inventory names are short (nodeNNNNN), OpenNebula NAMEs "
-                  "FQDNs, so matching reaches its third level (short vs FQDN), as in many clouds.\n\n",
+        parts += ["\n## Control side alone (no SSH), CPU seconds (median)\n\nCPU time of the thread running "
+                  "each step (the OpenNebula API simulator answers from threads of its own: building and sending the "
+                  "pool is oned's work, not counted; fetch_host_pool is the client's whole call: HTTP, XML-RPC and "
+                  "reading the pool; modules are imported by a warm-up call before, once per run whatever the size): "
+                  "what each step takes on an idle machine, whatever else loads it. Inventory "
+                  "names are short (nodeNNNNN), OpenNebula NAMEs FQDNs, so matching reaches its third level (short "
+                  "vs FQDN), as in many clouds.\n\n",
                   control_table(control_results),
+                  "\nGrowth (linearity check): CPU at each size against the size before it:\n\n",
+                  control_growth_table(control_results),
                   "\nDetails, seconds:\n\n", control_detail_table(control_results)]
     if prometheus_yml is not None:
         parts += ["\n## The operator's prometheus.yml, large (control side, no SSH)\n\nCPU seconds (median) of "
@@ -772,6 +955,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="product revision to measure (exported copy); 'worktree' for the files as they are; "
                         "'dir:PATH' for a copy of the product elsewhere (trying out a change)")
     parser.add_argument("--no-profile", action="store_true", help="skip the --debug profile runs")
+    parser.add_argument("--keep-bed", action="store_true",
+                        help="leave the bed of the last size up (its pool in STATE_DIR/pool.yml), for measuring by hand")
     parser.add_argument("--prometheus-yml-size", type=int, default=2_000_000,
                         help="bytes of the generated prometheus.yml the editor is timed on (0 skips it)")
     args = parser.parse_args(argv)
@@ -810,7 +995,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bed_results.append(measure_size(cloud, size, args.repeats, profile, args.extra_noops))
                 loads[f"after {size} hv"] = load_average()
         finally:
-            cloud.stop()
+            cloud.stop(keep_bed=args.keep_bed)
     loads["after"] = load_average()
     text = report(machine, loads, args, bed_results, control_results, notes, prometheus_yml)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -92,11 +92,28 @@ prometheus_api_url = "http://localhost:9090"
 # Without a `prometheus` host the job is written here (on the machine running pyinfra).
 prometheus_snippet_file = "scaphandre-prometheus-job.yml"
 prometheus_snippet_major_version = 2  # 3 adds the fallback_scrape_protocol Prometheus 3 needs
+# After a reload, how long to wait for Prometheus itself to report the new configuration loaded
+# (its own reload metrics, read on the server); 0 reloads without waiting (nothing confirmed).
+prometheus_reload_timeout_s = 60
 
 # --- Prometheus rules, on the `prometheus` group -------------------------------------
 # Recording and alerting rules (files/prometheus/scaphandre_rules.yml), listed under rule_files.
 prometheus_rules = True
 prometheus_rules_file = None  # None: scaphandre_rules.yml beside prometheus.yml
+
+# --- Energy accounting (the attribution and emissions rules, the report) -----------------
+# On `prometheus` hosts: what a VM's share of its host's constant power is proportional to,
+# as OpenNebula's exporter reports it: "vcpu" (VCPU), "cpu" (CPU) or "memory" (MEMORY).
+accounting_size_basis = "vcpu"
+# On hypervisors (host or group data): gCO2e per kWh where the host draws its power: a number,
+# or the name of a Prometheus series you already have (e.g. 'grid_intensity{zone="FR"}', an
+# hourly feed). None: no emissions for that host (nothing about carbon is recorded or shown).
+carbon_intensity = None
+# The same per OpenNebula cluster (its NAME, or its ID as a number), for hypervisors whose
+# carbon_intensity is None, e.g. {"paris": 56, 104: 'grid_intensity{zone="DE"}'}.
+carbon_intensity_clusters = {}
+# On `prometheus` hosts: how long a value of an intensity series counts after its sample.
+carbon_intensity_max_age = "90m"
 
 # --- Grafana, on the `grafana` group (optional) ------------------------------------
 grafana_provisioning_dir = "/etc/grafana/provisioning/dashboards"  # the dashboard provider goes here
@@ -110,6 +127,15 @@ grafana_service = "grafana-server"  # restarted (if running) only when the provi
 # Enable it on one Prometheus server (that host's data): each enabled server writes.
 energy_sync = False
 energy_sync_interval_s = 300  # the timer's period and the power averaging window (60-86400)
+# Values with no power sample for this long are removed (at least twice the interval): the
+# scheduler cannot tell an old value from a current one.
+energy_sync_max_age_s = 900
+# Figures above these are refused (not written, the object's values removed), as are
+# negative ones: RAPL counts CPU packages and their memory, 4000 W for 8 sockets of today's
+# largest (500 W) CPUs; a VM spread over 4 of them, 2000 W. A RAPL counter overflow gives
+# Scaphandre figures like 1e20 W.
+energy_sync_host_max_power_w = 5000
+energy_sync_vm_max_power_w = 2000
 energy_sync_prometheus_url = "http://127.0.0.1:9090"  # Prometheus' API, as seen from that server
 energy_sync_one_xmlrpc = "http://localhost:2633/RPC2"  # oned, as seen from that server (not one_xmlrpc)
 # A file already on that server (OpenNebula's own); the deploy never copies credentials there.

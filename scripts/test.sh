@@ -5,4 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/pytest "$@"
+# Three workers, each taking whole test files: a module's scenarios share its bed and run in
+# order, and the beds (each on its own names and ports) mostly wait on their hosts, so three
+# side by side fit two cores.
+exec .venv/bin/pytest -n 3 --dist loadfile "$@"

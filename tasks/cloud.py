@@ -9,6 +9,7 @@ it too: they are matched by settings and names, never asked over SSH.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from pyinfra import logger
 from pyinfra.facts.server import Hostname
 
 from tasks import groups
+from tasks.accounting.carbon import Intensity, host_intensity
 from tasks.opennebula import OpenNebulaLookupError, host_pool
 from tasks.opennebula.facts import OpenNebulaMonitorIds
 from tasks.opennebula.matching import HostQuery, resolve_from_monitor_dbs, resolve_hypervisors
@@ -35,6 +37,7 @@ class Hypervisor:
     address: str | None  # host:port Prometheus scrapes; None when its settings are unusable
     one_host: OneHost | None
     problem: str | None  # why it cannot be deployed or labelled, for the operator
+    carbon_intensity: Intensity | None = None  # gCO2e/kWh or a series' selector (tasks.accounting.carbon)
 
     @property
     def target(self) -> ScrapeTarget | None:
@@ -48,7 +51,16 @@ class CloudView:
     hypervisors: tuple[Hypervisor, ...]
 
     def get(self, name: str) -> Hypervisor:
-        return next(hypervisor for hypervisor in self.hypervisors if hypervisor.name == name)
+        """The hypervisor named `name` (KeyError for another): a dictionary hit, since every
+        host of the run asks for itself (a scan each would grow with the square of the cloud)."""
+        return self._by_name[name]
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Hypervisor]:
+        by_name: dict[str, Hypervisor] = {}
+        for hypervisor in self.hypervisors:
+            by_name.setdefault(hypervisor.name, hypervisor)  # the first, as a scan would find
+        return by_name
 
     def scrape_targets(self, previous: Callable[[], list[ScrapeTarget]]) -> tuple[list[ScrapeTarget], list[str]]:
         """Every hypervisor as a scrape target, and one warning per hypervisor left out.
@@ -62,6 +74,11 @@ class CloudView:
         unusable = [f"{h.name} left out of the scrape targets: {h.problem}" for h in self.hypervisors
                     if h.address is None]
         return targets, warnings + unusable
+
+    def carbon_intensities(self) -> dict[int, Intensity]:
+        """{OpenNebula host ID: carbon intensity} of every hypervisor known this run that has one."""
+        return {h.one_host.id: h.carbon_intensity for h in self.hypervisors
+                if h.one_host is not None and h.carbon_intensity is not None}
 
 
 def build_view(names: Sequence[str], settings: dict[str, Settings | SettingsError], pool: list[OneHost] | None,
@@ -85,7 +102,9 @@ def build_view(names: Sequence[str], settings: dict[str, Settings | SettingsErro
         address = exporter_address(value, name)
         one_host = matches.get(name)
         problem = str(errors[name]) if name in errors else None
-        hypervisor = Hypervisor(name, address, one_host, problem)
+        intensity = None if one_host is None else host_intensity(
+            value.carbon_intensity, value.carbon_intensity_clusters, one_host.cluster, one_host.cluster_id)
+        hypervisor = Hypervisor(name, address, one_host, problem, intensity)
         try:
             hypervisor.target  # noqa: B018 - an OpenNebula host without NAME cannot be labelled
         except ValueError as unlabelled:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import posixpath
 import shlex
+from io import StringIO
 from pathlib import Path
 
 from pyinfra.api import deploy
@@ -15,6 +18,38 @@ GRAFANA_FILES = Path(__file__).resolve().parents[1] / "files" / "grafana"
 DASHBOARD = GRAFANA_FILES / "scaphandre-opennebula.json"
 PROVIDER_TEMPLATE = GRAFANA_FILES / "provisioning-dashboards.yml"
 PROVIDER_FILE_NAME = "scaphandre-opennebula.yml"
+
+# What the dashboard's carbon queries read: recorded only for hosts with a carbon intensity.
+CARBON_SERIES = ("one_vm:emissions_gco2e", "one_host:emissions_gco2e")
+
+
+def dashboard_without_carbon(dashboard: dict) -> dict:
+    """The dashboard with nothing about carbon: every query of emissions taken out, with
+    the table columns it fed, and every panel left without a query."""
+    dashboard = copy.deepcopy(dashboard)
+    kept_panels = []
+    for panel in dashboard["panels"]:
+        carbon = [t for t in panel.get("targets", []) if any(s in t["expr"] for s in CARBON_SERIES)]
+        if not carbon:
+            kept_panels.append(panel)
+            continue
+        panel["targets"] = [t for t in panel["targets"] if t not in carbon]
+        if not panel["targets"]:
+            continue
+        fields = {f"Value #{t['refId']}" for t in carbon}
+        columns = set(fields)
+        for transformation in panel.get("transformations", []):
+            options = transformation.get("options", {})
+            columns |= {options.get("renameByName", {}).get(name) for name in fields} - {None}
+            for key in ("renameByName", "indexByName"):
+                for name in fields:
+                    options.get(key, {}).pop(name, None)
+        overrides = panel.get("fieldConfig", {}).get("overrides", [])
+        overrides[:] = [o for o in overrides if o.get("matcher", {}).get("options") not in columns]
+        kept_panels.append(panel)
+    dashboard["panels"] = kept_panels
+    return dashboard
+
 
 def _restart_command(service: str) -> str:
     """Restart Grafana only where it runs as this systemd unit; say so otherwise.
@@ -32,8 +67,9 @@ def _restart_command(service: str) -> str:
 
 
 @deploy("Grafana dashboard")
-def provision_dashboard(settings: Settings) -> None:
-    """Guarantees Grafana on this host shows the OpenNebula power dashboard.
+def provision_dashboard(settings: Settings, carbon_shown: bool = False) -> None:
+    """Guarantees Grafana on this host shows the OpenNebula power dashboard, with its
+    emissions queries only when `carbon_shown` (some hypervisor has a carbon intensity).
 
     The dashboard JSON goes to `grafana_dashboards_dir` and a dashboard provider
     pointing at it (folder `grafana_dashboard_folder`) to `grafana_provisioning_dir`.
@@ -54,9 +90,11 @@ def provision_dashboard(settings: Settings) -> None:
 
     # Grafana (its own user) only reads these: root-owned, world-readable.
     files.directory(name="Directory for the OpenNebula dashboards", path=dashboards_dir, mode="755")
+    dashboard = str(DASHBOARD) if carbon_shown else StringIO(
+        json.dumps(dashboard_without_carbon(json.loads(DASHBOARD.read_text())), indent=2) + "\n")
     files.put(
         name="Install the OpenNebula power dashboard",
-        src=str(DASHBOARD),
+        src=dashboard,
         dest=posixpath.join(dashboards_dir, DASHBOARD.name),
         mode="644",
     )

@@ -20,12 +20,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from pyinfra.operations.util.docker import parse_image_reference
+from tasks import compat
+
 
 # Prefixes of this deploy's keys: other host data (ssh_*, _sudo ...) belongs to pyinfra.
 SETTING_PREFIXES = (
     "scaphandre_", "rapl_", "docker_", "remove_", "one_", "discovery_", "prometheus_", "promtool_", "grafana_",
-    "energy_", "host_lock_",
+    "energy_", "accounting_", "carbon_", "host_lock_",
 )
 
 
@@ -132,7 +133,7 @@ def _duration(value: Any) -> str:
 def _pinned_image(value: Any) -> str:
     image = _text(value)
     try:
-        reference = parse_image_reference(image)
+        reference = compat.parse_image_reference(image)
     except ValueError as error:
         raise ValueError(f"is {image!r}, not an image reference ({error})") from None
     if reference.digest is None and reference.tag == "latest":  # no tag means 'latest' to Docker
@@ -283,6 +284,43 @@ def _file_the_sync_can_see(value: Any) -> str:
     return path
 
 
+# A Prometheus instant-vector selector: a metric name and optional label matchers.
+_SERIES_SELECTOR = re.compile(
+    r'^[A-Za-z_:][A-Za-z0-9_:]*'
+    r'(\{\s*([A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*"([^"\\\n]|\\.)*"\s*(,\s*|(?=\})))*\})?$')
+# Above the dirtiest grids' figures (coal, about 1000 gCO2e/kWh), with room to spare.
+MAX_CARBON_INTENSITY = 5000
+
+
+def _carbon_intensity(value: Any) -> float | str:
+    """gCO2e/kWh: a number, or the selector of a Prometheus series holding it."""
+    if isinstance(value, bool):
+        raise ValueError(f"is {value!r}, not a number of gCO2e/kWh or a Prometheus series name")
+    if isinstance(value, (int, float)):
+        if not 0 <= value <= MAX_CARBON_INTENSITY:
+            raise ValueError(f"is {value!r}, not a number of gCO2e/kWh from 0 to {MAX_CARBON_INTENSITY}")
+        return float(value)
+    if isinstance(value, str) and _SERIES_SELECTOR.match(value.strip()):
+        return value.strip()
+    raise ValueError(f"is {value!r}, neither a number of gCO2e/kWh nor a Prometheus series such as "
+                     "'grid_intensity' or 'grid_intensity{zone=\"FR\"}'")
+
+
+def _intensity_per_cluster(value: Any) -> dict[int | str, float | str]:
+    """{cluster NAME or ID: intensity}."""
+    clusters = _mapping(value)
+    checked: dict[int | str, float | str] = {}
+    for cluster, intensity in clusters.items():
+        if isinstance(cluster, bool) or not (
+                (isinstance(cluster, int) and cluster >= 0) or (isinstance(cluster, str) and cluster.strip())):
+            raise ValueError(f"has the key {cluster!r}, not an OpenNebula cluster NAME or ID")
+        try:
+            checked[cluster] = _carbon_intensity(intensity)
+        except ValueError as error:
+            raise ValueError(f"for cluster {cluster!r} {error}") from None
+    return checked
+
+
 def _anything(value: Any) -> Any:
     return value
 
@@ -355,8 +393,14 @@ class Settings:
     prometheus_api_url: str = _setting(_http_url)
     prometheus_snippet_file: str = _setting(_text)
     prometheus_snippet_major_version: int = _setting(_major_version)
+    prometheus_reload_timeout_s: int = _setting(_between(0, 3600, whole=True))
     prometheus_rules: bool = _setting(_bool)
     prometheus_rules_file: str | None = _setting(_optional(_absolute_path))
+    # Energy accounting
+    accounting_size_basis: str = _setting(_one_of("vcpu", "cpu", "memory"))
+    carbon_intensity: float | str | None = _setting(_unless_none(_carbon_intensity))
+    carbon_intensity_clusters: dict = _setting(_intensity_per_cluster)
+    carbon_intensity_max_age: str = _setting(_duration)
     # Grafana
     grafana_provisioning_dir: str = _setting(_absolute_path)
     grafana_dashboards_dir: str = _setting(_absolute_path)
@@ -366,6 +410,11 @@ class Settings:
     energy_sync: bool = _setting(_bool)
     # Under a minute a window may hold no sample of a rule evaluated once a minute.
     energy_sync_interval_s: int = _setting(_between(60, 86400, whole=True))
+    # At least twice the interval (checked with it below); at most two days.
+    energy_sync_max_age_s: int = _setting(_between(120, 172800, whole=True))
+    # 9999 W at most: SCAPHANDRE_SCORE (100000 - 10 x power) stays above 0 up to there.
+    energy_sync_host_max_power_w: float = _setting(_between(1, 9999))
+    energy_sync_vm_max_power_w: float = _setting(_between(1, 9999))
     energy_sync_prometheus_url: str = _setting(_endpoint_url)
     energy_sync_one_xmlrpc: str = _setting(_endpoint_url)
     energy_sync_one_auth_file: str = _setting(_file_the_sync_can_see)
@@ -411,6 +460,15 @@ def _inconsistencies(values: dict) -> list[str]:
     if bool(values["scaphandre_registry_username"]) != bool(values["scaphandre_registry_password_file"]):
         problems.append("settings scaphandre_registry_username and scaphandre_registry_password_file go together: "
                         "set both or neither")
+    interval_s, max_age_s = values["energy_sync_interval_s"], values["energy_sync_max_age_s"]
+    if max_age_s < 2 * interval_s:
+        problems.append(f"setting energy_sync_max_age_s is {max_age_s}, less than twice energy_sync_interval_s "
+                        f"({interval_s}): one run finding no sample would already remove the values; set it to "
+                        f"{2 * interval_s} or more")
+    if values["energy_sync_vm_max_power_w"] > values["energy_sync_host_max_power_w"]:
+        problems.append(f"setting energy_sync_vm_max_power_w ({values['energy_sync_vm_max_power_w']:g}) is above "
+                        f"energy_sync_host_max_power_w ({values['energy_sync_host_max_power_w']:g}): a VM's power is "
+                        "a share of its host's; lower it or raise the host's")
     if values["energy_sync"] and not values["prometheus_rules"]:
         problems.append("setting energy_sync needs prometheus_rules: the sync reads the recording rules "
                         "(one_host:power_watts, ...); set prometheus_rules to True or energy_sync to False")

@@ -92,6 +92,7 @@ class LiveFile:
     record_current: bool = False
     record_exists: bool = False
     original_exists: bool = False
+    reload_pending: bool = False  # an earlier reload for this file was never confirmed by Prometheus
 
     @property
     def complete(self) -> bool:
@@ -142,6 +143,7 @@ def parse_live_file(output) -> LiveFile | dict | None:
         record_current=fields.get("record") == "current",
         record_exists=fields.get("record_exists") == "1",
         original_exists=fields.get("original") == "1",
+        reload_pending=fields.get("reload_pending") == "1",
     )
 
 

@@ -4,19 +4,36 @@
 Run on the Prometheus server (usually the OpenNebula frontend) by a systemd timer.
 Each run reads from Prometheus' HTTP API the power of every hypervisor and VM averaged
 over the sync interval and their energy over the last 24 h (the recording rules
-one_host:power_watts, one_vm:power_watts, one_host:energy_kwh:24h, one_vm:energy_kwh:24h),
+one_host:power_watts, one_vm:power_watts, one_host:energy_kwh:24h, one_vm:energy_kwh:24h, and
+where a carbon intensity is set one_host:emissions_gco2e:24h, one_vm:emissions_gco2e:24h),
 then writes them through oned's XML-RPC API as attributes of the host's TEMPLATE and of the
 VM's USER_TEMPLATE, so that SCHED_RANK / SCHED_REQUIREMENTS can use them:
 
   SCAPHANDRE_POWER_W          mean power over the last interval_s, watts, rounded to 0.1 W
+  SCAPHANDRE_SCORE            hosts only: 100000 - 10 x SCAPHANDRE_POWER_W, a whole number
+                              from 10 (9999 W) to 100000 (0 W); higher is better, so with
+                              SCHED_RANK = "SCAPHANDRE_SCORE" a host without one (0) comes
+                              last, and 0.1 W apart is 1 apart after oned's integer cast
   SCAPHANDRE_ENERGY_KWH_24H   energy over the last 24 hours, kWh, rounded to 0.001 kWh
+  SCAPHANDRE_CO2E_G_24H       emissions over the last 24 hours, grams of CO2e, rounded to
+                              0.1 g (a VM's from its attributed power); only where a carbon
+                              intensity is set, written with the other values (it moves
+                              with the energy), deleted with them
   SCAPHANDRE_SAMPLE_TIME      unix time (whole seconds, UTC) of the newest power sample
                               behind the values written
 
 Rules (all thresholds from the config file):
-  - fresh: an object is written only when Prometheus holds power samples for it from the
-    last interval_s (the mean is of those), a VM only from the host OpenNebula says it
-    runs on now; older values are left as they are (SAMPLE_TIME tells their age);
+  - current or absent: an object is written only from one unambiguous series with power
+    samples from the last interval_s (the mean is of those), a VM only from the host
+    OpenNebula says it runs on now. Once Prometheus has had no such sample for max_age_s,
+    the object's values are deleted: OpenNebula's expressions cannot tell a value's age;
+  - plausible: a power below 0 or above host_max_power_w / vm_max_power_w (an energy below
+    0 or above that power for 24 h) is refused; a refused power deletes the object's values;
+  - consistent: the attributes of one object are written in one update; one without a
+    current value (the energy when Prometheus has none) is deleted in that same update;
+  - canonical IDs: a series names an object only through a decimal one_host_id/one_vm_id
+    without leading zeros; two current series for one object are a conflict, and that
+    object is not written (its values are deleted once they are older than max_age_s);
   - few writes: an object is rewritten only when its power moved by more than the larger
     of threshold_watts and threshold_percent of the stored value, its energy by more than
     the larger of threshold_kwh and threshold_percent, or its stored sample time is older
@@ -33,9 +50,10 @@ Usage:
   scaphandre_energy_sync.py [--config PATH] [--dry-run]
   scaphandre_energy_sync.py [--config PATH] --remove-attributes
 
---remove-attributes deletes the three attributes from every host and VM carrying them
-(merge-mode update with the empty vector form ATTR = [], which oned treats as a deletion:
-no other attribute is rewritten). Only Python 3's standard library is needed (3.6+).
+--remove-attributes deletes the attributes this program writes from every host and VM
+carrying them (merge-mode update with the empty vector form ATTR = [], which oned treats
+as a deletion: no other attribute is rewritten). Only Python 3's standard library is
+needed (3.6+).
 """
 
 import argparse
@@ -45,6 +63,7 @@ import http.client
 import json
 import math
 import os
+import re
 import socket
 import sys
 import time
@@ -60,18 +79,36 @@ DEFAULT_CONFIG = "/etc/one/scaphandre-energy-sync.conf"
 CONFIG_SECTION = "scaphandre-energy-sync"
 
 POWER_ATTRIBUTE = "SCAPHANDRE_POWER_W"
+SCORE_ATTRIBUTE = "SCAPHANDRE_SCORE"
 ENERGY_ATTRIBUTE = "SCAPHANDRE_ENERGY_KWH_24H"
 SAMPLE_TIME_ATTRIBUTE = "SCAPHANDRE_SAMPLE_TIME"
-OWNED_ATTRIBUTES = (POWER_ATTRIBUTE, ENERGY_ATTRIBUTE, SAMPLE_TIME_ATTRIBUTE)
+CO2E_ATTRIBUTE = "SCAPHANDRE_CO2E_G_24H"
+OWNED_ATTRIBUTES = (POWER_ATTRIBUTE, SCORE_ATTRIBUTE, ENERGY_ATTRIBUTE, SAMPLE_TIME_ATTRIBUTE, CO2E_ATTRIBUTE)
 
 POWER_DECIMALS = 1
 ENERGY_DECIMALS = 3
+CO2E_DECIMALS = 1
+# SCAPHANDRE_SCORE = SCORE_BASE - 10 x power: positive up to SCORE_POWER_LIMIT_W, the
+# highest host_max_power_w allowed, and exact in the scheduler's float arithmetic.
+SCORE_BASE = 100000
+SCORE_STEPS_PER_WATT = 10
+SCORE_POWER_LIMIT_W = 9999
+HOURS_PER_DAY = 24
+# A stored sample time further ahead than this is not a clock's drift but a wrong value.
+CLOCK_SKEW_S = 60
+# Values are kept at most two days without a sample (twice the longest interval).
+MAX_AGE_LIMIT_S = 172800
+# OpenNebula's IDs as oned prints them: "0", or digits without a leading zero.
+CANONICAL_ID = re.compile(r"0|[1-9][0-9]*")
 
 DEFAULT_SETTINGS = collections.OrderedDict([
     ("prometheus_url", "http://127.0.0.1:9090"),
     ("one_xmlrpc", "http://localhost:2633/RPC2"),
     ("one_auth_file", "/var/lib/one/.one/one_auth"),
     ("interval_s", "300"),
+    ("max_age_s", "900"),
+    ("host_max_power_w", "5000"),
+    ("vm_max_power_w", "2000"),
     ("threshold_percent", "2"),
     ("threshold_watts", "1"),
     ("threshold_kwh", "0.01"),
@@ -89,12 +126,19 @@ VM_STATE_NOT_DONE = -1      # every state but DONE
 UPDATE_MERGE = 1            # 0 would replace the whole template
 
 Settings = collections.namedtuple("Settings", list(DEFAULT_SETTINGS) + ["source"])
-# One measured series: mean power over the interval and the time of its newest sample.
+# The figure chosen for an object: mean power over the interval, time of its newest sample.
 Sample = collections.namedtuple("Sample", "power_w last_sample_s")
+# One series of an object in Prometheus: the host it was measured on, its mean power over
+# the interval (None: no sample in it), the time of its newest sample within max_age_s
+# (None: none) and whether Prometheus has it now (not ended by a staleness marker).
+Series = collections.namedtuple("Series", "host_id power_w newest_s live")
 # A host or VM as oned lists it, reduced to what the sync needs.
 OneObject = collections.namedtuple(
     "OneObject", "kind id name owned current_host_id")
-PlannedWrite = collections.namedtuple("PlannedWrite", "obj attributes")
+# One update of one object: the attributes to set and those to delete, in one merge.
+# reason: "write" (current values), "expire" (stale values deleted) or "refuse"
+# (implausible figures: the object's values deleted).
+PlannedWrite = collections.namedtuple("PlannedWrite", "obj attributes removed reason")
 
 
 class SyncError(Exception):
@@ -132,9 +176,12 @@ class Log:
         self.journal = {stream: _is_journal(stream) for stream in ("stdout", "stderr")}
 
     def add_secret(self, secret):
-        # Masking a very short password would garble every line for no protection.
-        if secret and len(secret) >= 4:
-            self.secrets.append(secret)
+        """Mask secret, and its form with each run of blanks made one space (how a message
+        that already went through such a flattening would carry it)."""
+        for form in (secret, " ".join((secret or "").split())):
+            # Masking a very short password would garble every line for no protection.
+            if form and len(form) >= 4 and form not in self.secrets:
+                self.secrets.append(form)
 
     def redact(self, text):
         for secret in sorted(self.secrets, key=len, reverse=True):
@@ -143,7 +190,9 @@ class Log:
 
     def _emit(self, name, priority, text):
         stream = getattr(sys, name)
-        line = self.redact(" ".join(str(text).split()))
+        # Masked before anything else changes the text: a password holding blanks or a
+        # newline would no longer match once they are flattened.
+        line = " ".join(self.redact(str(text)).split())
         stream.write(("<%d>" % priority if self.journal[name] else "") + line + "\n")
         stream.flush()
 
@@ -190,12 +239,23 @@ def load_settings(path):
             raise SyncError("configuration %s: unknown setting %r; known settings: %s"
                             % (path, key, ", ".join(DEFAULT_SETTINGS)))
         raw[key] = value.strip()
+    # Under a minute a window may hold no sample of a rule evaluated once a minute.
+    interval_s = int(_number(path, "interval_s", raw["interval_s"], 60, 86400, whole=True))
+    # Two intervals at least: one run that finds no sample must not yet delete the values.
+    max_age_s = int(_number(path, "max_age_s", raw["max_age_s"], 2 * interval_s,
+                            MAX_AGE_LIMIT_S, whole=True, why="at least twice interval_s"))
+    host_max_power_w = _number(path, "host_max_power_w", raw["host_max_power_w"], 1,
+                               SCORE_POWER_LIMIT_W)
     return Settings(
         prometheus_url=_url(path, "prometheus_url", raw["prometheus_url"]).rstrip("/"),
         one_xmlrpc=_url(path, "one_xmlrpc", raw["one_xmlrpc"]),
         one_auth_file=_non_empty(path, "one_auth_file", raw["one_auth_file"]),
-        # Under a minute a window may hold no sample of a rule evaluated once a minute.
-        interval_s=int(_number(path, "interval_s", raw["interval_s"], 60, 86400, whole=True)),
+        interval_s=interval_s,
+        max_age_s=max_age_s,
+        host_max_power_w=host_max_power_w,
+        # A VM's power is a share of its host's.
+        vm_max_power_w=_number(path, "vm_max_power_w", raw["vm_max_power_w"], 1, host_max_power_w,
+                               why="at most host_max_power_w"),
         threshold_percent=_number(path, "threshold_percent", raw["threshold_percent"], 0, 100),
         threshold_watts=_number(path, "threshold_watts", raw["threshold_watts"], 0, 1e6),
         threshold_kwh=_number(path, "threshold_kwh", raw["threshold_kwh"], 0, 1e6),
@@ -221,16 +281,22 @@ def _non_empty(path, key, value):
     return value
 
 
-def _number(path, key, value, lowest, highest, whole=False):
+def _number(path, key, value, lowest, highest, whole=False, why=None):
+    """value as a number from lowest to highest; why names the setting a bound comes from."""
     try:
         number = int(value) if whole else float(value)
     except ValueError:
         number = float("nan")
     if not (lowest <= number <= highest):
         kind = "a whole number" if whole else "a number"
-        raise SyncError("configuration %s: %s is %r: it must be %s from %s to %s"
-                        % (path, key, value, kind, lowest, highest))
+        raise SyncError("configuration %s: %s is %r: it must be %s from %s to %s%s"
+                        % (path, key, value, kind, _plain(lowest), _plain(highest),
+                           " (%s)" % why if why else ""))
     return number
+
+
+def _plain(number):
+    return "%d" % number if number == int(number) else "%g" % number
 
 
 def read_session(path):
@@ -260,36 +326,37 @@ def read_session(path):
 # --------------------------------------------------------------------------- Prometheus
 
 
-def newest_sample_query(metric, interval_s):
-    """PromQL for the time of each series' newest sample in the window.
+# What each kind of object is measured by: the power rule, the label naming the object, and
+# the energy over 24 h by object.
+MEASURES = {
+    "host": ("one_host:power_watts", "one_host_id",
+             # One host is one target: max only guards against a second job scraping it.
+             "max by (one_host_id) (one_host:energy_kwh:24h)"),
+    "VM": ("one_vm:power_watts", "one_vm_id",
+           # A VM that migrated today drew energy on each host it ran on: add them up.
+           "sum by (one_vm_id) (one_vm:energy_kwh:24h)"),
+}
+# Emissions over 24 h by object, the same way; recorded only where a carbon intensity is set.
+EMISSIONS = {
+    "host": "max by (one_host_id) (one_host:emissions_gco2e:24h)",
+    "VM": "sum by (one_vm_id) (one_vm:emissions_gco2e:24h)",
+}
 
-    timestamp() of a selector is the time of the sample itself: at the query time it is
-    the newest sample there is (within Prometheus' 5-minute lookback), the last one the
-    mean over the window is made of. A subquery sees samples only at its steps (every
-    evaluation interval), so it alone would miss a sample taken after its last step; it
-    stands in only for series whose newest sample is beyond the lookback, in windows
-    longer than it.
+
+def power_queries(metric, interval_s, max_age_s):
+    """PromQL for one power rule: (mean power, live series' newest sample, newest sample
+    within max_age_s).
+
+    timestamp() of a selector is the time of the sample itself, and answers only for a
+    series Prometheus has now: one that ended (its VM stopped or moved, its exporter went
+    away) got a staleness marker and is not in it. The subquery sees samples only at its
+    steps (every evaluation interval), so it stands in for the ended ones: it tells how
+    long ago such a series was last measured.
     """
-    return "timestamp(%s) or max_over_time(timestamp(%s)[%ds:])" % (metric, metric, interval_s)
-
-
-def host_queries(interval_s):
-    """PromQL for hosts: (mean power, newest sample time, 24 h energy)."""
     return (
-        "avg_over_time(one_host:power_watts[%ds])" % interval_s,
-        newest_sample_query("one_host:power_watts", interval_s),
-        # One host is one target: max only guards against a second job scraping it.
-        "max by (one_host_id) (one_host:energy_kwh:24h)",
-    )
-
-
-def vm_queries(interval_s):
-    """PromQL for VMs: (mean power, newest sample time, 24 h energy)."""
-    return (
-        "avg_over_time(one_vm:power_watts[%ds])" % interval_s,
-        newest_sample_query("one_vm:power_watts", interval_s),
-        # A VM that migrated today drew energy on each host it ran on: add them up.
-        "sum by (one_vm_id) (one_vm:energy_kwh:24h)",
+        "avg_over_time(%s[%ds])" % (metric, interval_s),
+        "timestamp(%s)" % metric,
+        "max_over_time(timestamp(%s)[%ds:])" % (metric, max_age_s),
     )
 
 
@@ -304,7 +371,8 @@ class Prometheus:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def query(self, promql):
-        """Return [(labels, value)] of an instant vector; finite values only.
+        """Return [(labels, value)] of an instant vector (NaN and infinities included: a
+        power that is not a number is implausible, not absent).
 
         Raises SyncError naming Prometheus' URL and the query when it cannot answer.
         """
@@ -336,7 +404,7 @@ class Prometheus:
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
             raise SyncError("%s gave no usable answer to %s: %s"
                             % (where, promql, " ".join(str(error).split())[:200]))
-        return [(labels, value) for labels, value in rows if math.isfinite(value)]
+        return rows
 
 
 def _prometheus_error(error):
@@ -360,70 +428,76 @@ def _series_key(labels):
     return tuple(sorted((name, value) for name, value in labels.items() if name != "__name__"))
 
 
-def _object_id(labels, name):
-    value = labels.get(name, "")
-    return int(value) if value.isdecimal() else None
+def canonical_id(value):
+    """The ID a label value names, or None: only "0" or ASCII digits without a leading zero.
 
-
-def measured_series(power_rows, last_rows):
-    """Join mean power and newest-sample time by series: [(labels, Sample)].
-
-    A series with a sample time but no mean (nothing in the window) gets power_w None:
-    it is known to Prometheus but not fresh.
+    "05" is not VM 5, nor is an Arabic-Indic digit five, nor "5" and a newline: each could
+    make one guest's power another VM's.
     """
-    power_by_series = {_series_key(labels): value for labels, value in power_rows}
-    joined = []
-    for labels, last in last_rows:
-        joined.append((labels, Sample(power_by_series.get(_series_key(labels)), last)))
+    if isinstance(value, str) and CANONICAL_ID.fullmatch(value):
+        return int(value)
+    return None
+
+
+# What one kind of object measured: {id: [Series]}, {id: kWh}, the label values that
+# name no object because they are not canonical IDs (shown, never used), and {id: g CO2e}.
+Measurements = collections.namedtuple("Measurements", "series energy ignored co2e")
+Measurements.__new__.__defaults__ = (None,)  # no emissions measured (the namedtuple way of 3.6)
+
+
+def join_series(mean_rows, live_rows, recent_rows):
+    """[(labels, Series)] of every series with a sample within max_age_s; host_id unset.
+
+    The newest sample time is the live one when Prometheus has the series now (exact), the
+    subquery's otherwise.
+    """
+    mean = {_series_key(labels): value for labels, value in mean_rows}
+    live = {_series_key(labels): value for labels, value in live_rows if math.isfinite(value)}
+    joined, seen = [], set()
+    for labels, recent in list(live_rows) + list(recent_rows):
+        key = _series_key(labels)
+        if key in seen or not math.isfinite(recent):
+            continue
+        seen.add(key)
+        joined.append((labels, Series(None, mean.get(key), live.get(key, recent), key in live)))
     return joined
 
 
-def host_measurements(prometheus, interval_s):
-    """Return ({host_id: Sample}, {host_id: kWh}); a host seen twice keeps its newest series."""
-    power_query, last_query, energy_query = host_queries(interval_s)
-    samples = {}
-    for labels, sample in measured_series(prometheus.query(power_query),
-                                          prometheus.query(last_query)):
-        host_id = _object_id(labels, "one_host_id")
-        if host_id is not None and _better(sample, samples.get(host_id)):
-            samples[host_id] = sample
-    return samples, _energy_by_id(prometheus.query(energy_query), "one_host_id")
+def measure(prometheus, kind, settings):
+    """Measurements of hosts or VMs from five instant queries.
 
-
-def vm_measurements(prometheus, interval_s):
-    """Return ({vm_id: {host_id: Sample}}, {vm_id: kWh}).
-
-    A VM keeps one series per host it was measured on (two while it migrates); the sync
-    uses the one on the host OpenNebula says it runs on.
+    A VM keeps one series per host it was measured on (two while it migrates); a host one
+    per target. Series are kept apart here: choosing between them is the plan's job.
     """
-    power_query, last_query, energy_query = vm_queries(interval_s)
-    samples = {}
-    for labels, sample in measured_series(prometheus.query(power_query),
-                                          prometheus.query(last_query)):
-        vm_id = _object_id(labels, "one_vm_id")
-        host_id = _object_id(labels, "one_host_id")
-        if vm_id is None or host_id is None:
+    metric, id_label, energy_query = MEASURES[kind]
+    mean_query, live_query, recent_query = power_queries(metric, settings.interval_s, settings.max_age_s)
+    joined = join_series(prometheus.query(mean_query), prometheus.query(live_query),
+                         prometheus.query(recent_query))
+    series, ignored = {}, set()
+    for labels, found in joined:
+        object_id = _labelled_id(labels, id_label, ignored)
+        host_id = _labelled_id(labels, "one_host_id", ignored)
+        if object_id is None or host_id is None:
             continue
-        if _better(sample, samples.setdefault(vm_id, {}).get(host_id)):
-            samples[vm_id][host_id] = sample
-    return samples, _energy_by_id(prometheus.query(energy_query), "one_vm_id")
+        series.setdefault(object_id, []).append(found._replace(host_id=host_id))
+    energy, co2e = {}, {}
+    for query, figures in ((energy_query, energy), (EMISSIONS[kind], co2e)):
+        for labels, value in prometheus.query(query):
+            object_id = _labelled_id(labels, id_label, ignored)
+            if object_id is not None:
+                figures[object_id] = value
+    return Measurements(series, energy, sorted(ignored), co2e)
 
 
-def _better(sample, known):
-    """True when sample should replace known: fresh beats not fresh, then newer wins."""
-    if known is None:
-        return True
-    return ((sample.power_w is not None, sample.last_sample_s)
-            > (known.power_w is not None, known.last_sample_s))
-
-
-def _energy_by_id(rows, label):
-    energy = {}
-    for labels, value in rows:
-        object_id = _object_id(labels, label)
-        if object_id is not None:
-            energy[object_id] = value
-    return energy
+def _labelled_id(labels, name, ignored):
+    """The canonical ID in label name; a value that is not one is noted in ignored."""
+    value = labels.get(name)
+    if value is None:
+        return None
+    object_id = canonical_id(value)
+    if object_id is None:
+        ignored.add("%s=%s" % (name, json.dumps(value)))
+    return object_id
 
 
 # --------------------------------------------------------------------------- OpenNebula
@@ -581,9 +655,11 @@ def label(obj):
     return "%s %d (%s)" % (obj.kind, obj.id, obj.name) if obj.name else "%s %d" % (obj.kind, obj.id)
 
 
-def render_template(attributes):
-    """OpenNebula template text for plain values (digits and dots only, quoted)."""
-    return "".join('%s = "%s"\n' % (name, value) for name, value in attributes.items())
+def render_template(attributes, removed=()):
+    """OpenNebula template text for plain values (digits and dots only, quoted), then the
+    deletion of each name in removed: one merge-mode update does both."""
+    return ("".join('%s = "%s"\n' % (name, value) for name, value in attributes.items())
+            + removal_template(removed))
 
 
 def removal_template(names):
@@ -599,14 +675,57 @@ def update_method(obj):
 # --------------------------------------------------------------------------- planning
 
 
-def desired_attributes(sample, energy_kwh):
-    """The attribute values to write for a fresh sample, rounded as documented."""
+def score(power_text):
+    """SCAPHANDRE_SCORE of a host whose SCAPHANDRE_POWER_W is power_text (0.1 W steps).
+
+    SCORE_BASE - 10 x power: higher is better, from 10 at SCORE_POWER_LIMIT_W to 100000
+    at 0 W. It stays above 0, the value a rank gives a host without it, so an unmeasured
+    host comes last; each 0.1 W is one step, which oned's integer cast of a rank keeps; and
+    every value is a whole number well under 2^24, exact in the scheduler's float.
+    """
+    return SCORE_BASE - int(round(float(power_text) * SCORE_STEPS_PER_WATT))
+
+
+def desired_attributes(kind, sample, energy_kwh, co2e_g=None):
+    """The attribute values to write for a current, plausible figure, rounded as documented
+    (the score for hosts only: the scheduler ranks hosts; emissions only when there are some
+    that are a number of grams)."""
     attributes = collections.OrderedDict()
     attributes[POWER_ATTRIBUTE] = "%.*f" % (POWER_DECIMALS, sample.power_w)
+    if kind == "host":
+        attributes[SCORE_ATTRIBUTE] = "%d" % score(attributes[POWER_ATTRIBUTE])
     if energy_kwh is not None:
         attributes[ENERGY_ATTRIBUTE] = "%.*f" % (ENERGY_DECIMALS, energy_kwh)
     attributes[SAMPLE_TIME_ATTRIBUTE] = "%d" % int(sample.last_sample_s)
+    if co2e_g is not None and math.isfinite(co2e_g) and co2e_g >= 0:
+        attributes[CO2E_ATTRIBUTE] = "%.*f" % (CO2E_DECIMALS, co2e_g)
     return attributes
+
+
+def power_ceiling(kind, settings):
+    return settings.host_max_power_w if kind == "host" else settings.vm_max_power_w
+
+
+def implausible(kind, power_w, energy_kwh, settings):
+    """(power refused, energy refused, what was refused) for a measured figure.
+
+    Refused: below 0 or above the kind's power ceiling; energy below 0 or above that power
+    drawn for 24 h. NaN and infinities are refused too (no comparison holds for them).
+    """
+    ceiling = power_ceiling(kind, settings)
+    refused = []
+    power_refused = not 0 <= power_w <= ceiling
+    if power_refused:
+        refused.append("power %s W (0 to %s W)" % (_shown(power_w), _plain(ceiling)))
+    energy_ceiling = ceiling * HOURS_PER_DAY / 1000.0
+    energy_refused = energy_kwh is not None and not 0 <= energy_kwh <= energy_ceiling
+    if energy_refused:
+        refused.append("24 h energy %s kWh (0 to %s kWh)" % (_shown(energy_kwh), _plain(energy_ceiling)))
+    return power_refused, energy_refused, ", ".join(refused)
+
+
+def _shown(value):
+    return "%.6g" % value
 
 
 def moved(stored, new_text, floor, percent):
@@ -620,73 +739,146 @@ def moved(stored, new_text, floor, percent):
     return abs(float(new_text) - old) > max(floor, abs(old) * percent / 100.0)
 
 
-def needs_write(owned, desired, now, settings):
-    """True when the stored values are missing, moved beyond the thresholds, or too old."""
-    if moved(owned.get(POWER_ATTRIBUTE), desired[POWER_ATTRIBUTE],
-             settings.threshold_watts, settings.threshold_percent):
+def needs_write(owned, desired, now, settings, ceiling):
+    """True when the stored values must be rewritten: one is missing, moved beyond the
+    thresholds, not what the sync would have written with it (an implausible power, a score
+    that is not the stored power's, a sample time that is not a time or lies ahead of this
+    clock), older than refresh_s, or there is an attribute with no current value beside
+    them (deleted in the same write)."""
+    if set(owned) - set(desired) or set(desired) - set(owned):
+        return True
+    stored_power = owned.get(POWER_ATTRIBUTE)
+    if moved(stored_power, desired[POWER_ATTRIBUTE], settings.threshold_watts,
+             settings.threshold_percent):
+        return True
+    if not 0 <= float(stored_power) <= ceiling:
+        return True
+    if SCORE_ATTRIBUTE in desired and owned.get(SCORE_ATTRIBUTE) != "%d" % score(stored_power):
         return True
     if ENERGY_ATTRIBUTE in desired and moved(owned.get(ENERGY_ATTRIBUTE),
                                              desired[ENERGY_ATTRIBUTE],
                                              settings.threshold_kwh, settings.threshold_percent):
         return True
-    stored_time = owned.get(SAMPLE_TIME_ATTRIBUTE) or ""
-    if not stored_time.isdecimal():
-        return True
-    return now - int(stored_time) > settings.refresh_s
+    age = stored_age(owned, now)
+    return age is None or age > settings.refresh_s
+
+
+def stored_age(owned, now):
+    """Seconds since the stored SAMPLE_TIME; None when it is missing, not a time, or ahead
+    of this clock by more than CLOCK_SKEW_S (such a value vouches for nothing)."""
+    stored_time = canonical_id(owned.get(SAMPLE_TIME_ATTRIBUTE))
+    if stored_time is None or stored_time > now + CLOCK_SKEW_S:
+        return None
+    return max(0, now - stored_time)
+
+
+# How the series of one object resolve: one current figure, a conflict, or none.
+Choice = collections.namedtuple("Choice", "outcome series newest_s measured_elsewhere")
+
+
+def choose_series(obj, series):
+    """The series that gives obj its figure, if exactly one can.
+
+    Candidates are the series with samples in the interval; if Prometheus has some of them
+    now, only those (one that ended is a VM that moved on, or an exporter gone). Two or more
+    candidates are a conflict: one VM measured on two hosts at once, or one object under
+    two label sets; neither is chosen. One candidate gives the figure, a VM's only when it
+    was measured on the host OpenNebula runs it on. With none, newest_s is the time of the
+    object's newest sample within max_age_s there (None: no such sample).
+    """
+    here = [item for item in series if obj.kind == "host" or item.host_id == obj.current_host_id]
+    fresh = [item for item in series if item.power_w is not None]
+    candidates = [item for item in fresh if item.live] or fresh
+    if len(candidates) > 1:
+        return Choice("conflict", candidates, None, False)
+    if candidates and candidates[0] in here:
+        return Choice("current", candidates, candidates[0].newest_s, False)
+    newest = max((item.newest_s for item in here), default=None)
+    return Choice("none", [], newest, bool(candidates))
 
 
 class Plan:
     """What one run will do, decided before any write."""
 
     def __init__(self):
-        self.writes = []        # [PlannedWrite]
+        self.writes = []        # [PlannedWrite]: every update, whatever its reason
         self.unchanged = []     # [OneObject]
-        self.not_fresh = []     # [OneObject]: known to Prometheus or carrying values, no mean
-        self.unknown = []       # ["host 7"]: fresh in Prometheus, absent from OpenNebula
+        self.not_fresh = []     # [OneObject]: no current figure, values kept (not max_age_s yet)
+        self.expired = []       # [OneObject]: no sample for max_age_s: values deleted
+        self.refused = []       # [(OneObject, "power 1e+20 W (0 to 5000 W)")]
+        self.conflicts = []     # [(OneObject, [Series])]
+        self.unknown = []       # ["host 7"]: current in Prometheus, absent from OpenNebula
+        self.ignored = []       # ['one_vm_id="05"']: label values that are no canonical ID
+
+    def expire(self, obj):
+        self.expired.append(obj)
+        self.writes.append(PlannedWrite(obj, collections.OrderedDict(), sorted(obj.owned), "expire"))
 
 
-def plan_sync(hosts, vms, host_samples, host_energy, vm_samples, vm_energy, now, settings):
+def plan_sync(hosts, vms, host_measured, vm_measured, now, settings):
     """Return the Plan for the pools and the measurements; pure, no I/O."""
     plan = Plan()
-    for pool, samples, energy in ((hosts, host_samples, host_energy),
-                                  (vms, vm_samples, vm_energy)):
+    for pool, measured in ((hosts, host_measured), (vms, vm_measured)):
         for object_id in sorted(pool):
-            obj = pool[object_id]
-            sample = _sample_on_current_host(obj, samples.get(object_id))
-            if sample is None or sample.power_w is None:
-                if object_id in samples or obj.owned:
-                    plan.not_fresh.append(obj)
-                continue
-            desired = desired_attributes(sample, energy.get(object_id))
-            if needs_write(obj.owned, desired, now, settings):
-                plan.writes.append(PlannedWrite(obj, desired))
-            else:
-                plan.unchanged.append(obj)
-    for kind, pool, samples in (("host", hosts, host_samples), ("VM", vms, vm_samples)):
-        for object_id in sorted(set(samples) - set(pool)):
-            if _is_fresh_anywhere(samples[object_id]):
+            _plan_object(plan, pool[object_id], measured.series.get(object_id, []),
+                         measured.energy.get(object_id), now, settings, (measured.co2e or {}).get(object_id))
+    for kind, pool, measured in (("host", hosts, host_measured), ("VM", vms, vm_measured)):
+        for object_id in sorted(set(measured.series) - set(pool)):
+            if any(item.power_w is not None for item in measured.series[object_id]):
                 plan.unknown.append("%s %d" % (kind, object_id))
+        plan.ignored.extend(item for item in measured.ignored if item not in plan.ignored)
     return plan
 
 
-def _sample_on_current_host(obj, measured):
-    if measured is None or obj.kind == "host":
-        return measured
-    return measured.get(obj.current_host_id)
-
-
-def _is_fresh_anywhere(measured):
-    samples = measured.values() if isinstance(measured, dict) else [measured]
-    return any(sample.power_w is not None for sample in samples)
+def _plan_object(plan, obj, series, energy_kwh, now, settings, co2e_g=None):
+    choice = choose_series(obj, series)
+    if choice.outcome == "conflict":
+        plan.conflicts.append((obj, choice.series))
+        age = stored_age(obj.owned, now)
+        if obj.owned and (age is None or age > settings.max_age_s):
+            plan.expire(obj)
+        return
+    if choice.outcome == "none":
+        if choice.newest_s is not None and now - choice.newest_s <= settings.max_age_s:
+            plan.not_fresh.append(obj)
+        elif obj.owned:
+            plan.expire(obj)
+        elif choice.measured_elsewhere:
+            plan.not_fresh.append(obj)
+        return
+    [chosen] = choice.series
+    power_refused, energy_refused, why = implausible(obj.kind, chosen.power_w, energy_kwh, settings)
+    if why:
+        plan.refused.append((obj, why))
+    if power_refused:
+        if obj.owned:
+            plan.writes.append(PlannedWrite(obj, collections.OrderedDict(), sorted(obj.owned), "refuse"))
+        return
+    desired = desired_attributes(obj.kind, Sample(chosen.power_w, chosen.newest_s),
+                                 None if energy_refused else energy_kwh, co2e_g)
+    if needs_write(obj.owned, desired, now, settings, power_ceiling(obj.kind, settings)):
+        removed = [name for name in OWNED_ATTRIBUTES if name in obj.owned and name not in desired]
+        plan.writes.append(PlannedWrite(obj, desired, removed, "write"))
+    else:
+        plan.unchanged.append(obj)
 
 
 # --------------------------------------------------------------------------- runs
 
 
 class Tally:
+    """What the updates of one run did: objects written (by kind), expired, failed."""
+
     def __init__(self):
         self.written = collections.Counter()
+        self.expired = 0
         self.failed = []
+
+    def count(self, write):
+        if write.reason == "expire":
+            self.expired += 1
+        elif write.reason in ("write", "remove"):
+            self.written[write.obj.kind] += 1
 
     def written_text(self):
         hosts, vms = self.written["host"], self.written["VM"]
@@ -694,7 +886,11 @@ class Tally:
                                            vms, "" if vms == 1 else "s")
 
 
-def apply_writes(client, writes, render, log, verb):
+def render_write(write):
+    return render_template(write.attributes, write.removed)
+
+
+def apply_writes(client, writes, log, verb):
     """Send one merge-mode update per planned write; return a Tally.
 
     A refused object is named and the others are still written; once oned stops answering,
@@ -703,7 +899,7 @@ def apply_writes(client, writes, render, log, verb):
     tally = Tally()
     for index, write in enumerate(writes):
         try:
-            client.call(update_method(write.obj), write.obj.id, render(write), UPDATE_MERGE)
+            client.call(update_method(write.obj), write.obj.id, render_write(write), UPDATE_MERGE)
         except OneFault as fault:
             tally.failed.append(write.obj)
             log.error("%s: not %s: %s" % (label(write.obj), verb, fault))
@@ -715,45 +911,83 @@ def apply_writes(client, writes, render, log, verb):
                 + (", ..." if len(rest) > 10 else "")))
             break
         else:
-            tally.written[write.obj.kind] += 1
+            tally.count(write)
     return tally
 
 
+STATUS = ("status: %s %s, unchanged %d, not fresh %d, expired %d, refused %d, conflicts %d, "
+          "not in OpenNebula %d, failed %d")
+
+
 def run_sync(settings, log, dry_run=False):
-    """One sync run; returns the exit status (0: nothing failed)."""
+    """One sync run; returns the exit status (0: nothing failed).
+
+    Refused figures and conflicts are reported as errors but do not fail the run: the sync
+    did what it is for, keeping them out of OpenNebula; the data needs looking at.
+    """
     now = time.time()
     prometheus = Prometheus(settings.prometheus_url, settings.timeout_s, now)
     try:
-        host_samples, host_energy = host_measurements(prometheus, settings.interval_s)
-        vm_samples, vm_energy = vm_measurements(prometheus, settings.interval_s)
+        host_measured = measure(prometheus, "host", settings)
+        vm_measured = measure(prometheus, "VM", settings)
         client = connect(settings, log)
         hosts, vms = read_pools(client, settings)
     except SyncError as error:
         log.error(error)
-        log.info("status: written 0, unchanged 0, not fresh 0, not in OpenNebula 0, failed 0;"
-                 " run aborted, nothing written")
+        log.info(STATUS % ("written", "0", 0, 0, 0, 0, 0, 0, 0) + "; run aborted, nothing written")
         return 1
-    plan = plan_sync(hosts, vms, host_samples, host_energy, vm_samples, vm_energy, now, settings)
-    if plan.not_fresh:
-        log.info("not fresh (no power sample in the last %d s), left as they are: %s" % (
-            settings.interval_s, _names(plan.not_fresh)))
-    if plan.unknown:
-        log.info("measured but not in OpenNebula, skipped: %s" % ", ".join(plan.unknown[:20]))
+    plan = plan_sync(hosts, vms, host_measured, vm_measured, now, settings)
+    report_plan(plan, settings, log)
     if dry_run:
         for write in plan.writes:
-            log.info("would write %s: %s" % (label(write.obj), " ".join(
-                "%s=%s" % item for item in write.attributes.items())))
+            log.info(describe_write(write))
         tally = Tally()
-        tally.written.update(write.obj.kind for write in plan.writes)
+        for write in plan.writes:
+            tally.count(write)
         verb = "would write"
     else:
-        tally = apply_writes(client, plan.writes,
-                             lambda write: render_template(write.attributes), log, "written")
+        tally = apply_writes(client, plan.writes, log, "written")
         verb = "written"
-    log.info("status: %s %s, unchanged %d, not fresh %d, not in OpenNebula %d, failed %d" % (
-        verb, tally.written_text(), len(plan.unchanged), len(plan.not_fresh),
-        len(plan.unknown), len(tally.failed)))
+    log.info(STATUS % (verb, tally.written_text(), len(plan.unchanged), len(plan.not_fresh),
+                       tally.expired, len(plan.refused), len(plan.conflicts), len(plan.unknown),
+                       len(tally.failed)))
     return 1 if tally.failed else 0
+
+
+def report_plan(plan, settings, log):
+    """One line per kind of object the run does not simply write or leave unchanged."""
+    if plan.not_fresh:
+        log.info("not fresh (no current power sample on its host in the last %d s), values kept "
+                 "until there is none for %d s: %s" % (settings.interval_s, settings.max_age_s,
+                                                       _names(plan.not_fresh)))
+    if plan.expired:
+        log.info("expired (no power sample for more than %d s, or none it can be told from), "
+                 "values removed: %s" % (settings.max_age_s, _names(plan.expired)))
+    if plan.refused:
+        log.error("implausible figures refused, not written and the object's values removed "
+                  "(a refused energy alone is only left out): %s" % "; ".join(
+                      "%s: %s" % (label(obj), why) for obj, why in plan.refused[:20]))
+    if plan.conflicts:
+        log.error("conflicting series, not written (values removed once older than %d s): %s" % (
+            settings.max_age_s, "; ".join(
+                "%s: %d series at once (on host %s)" % (
+                    label(obj), len(series), ", ".join(str(item.host_id) for item in series))
+                for obj, series in plan.conflicts[:20])))
+    if plan.ignored:
+        log.error("series whose ID label is not a canonical decimal ID, ignored: %s"
+                  % ", ".join(plan.ignored[:20]))
+    if plan.unknown:
+        log.info("measured but not in OpenNebula, skipped: %s" % ", ".join(plan.unknown[:20]))
+
+
+def describe_write(write):
+    """The dry run's line for one planned update."""
+    if write.reason == "write":
+        text = "would write %s: %s" % (label(write.obj), " ".join(
+            "%s=%s" % item for item in write.attributes.items()))
+        return text + ("; remove %s" % " ".join(write.removed) if write.removed else "")
+    why = {"expire": "expired", "refuse": "refused"}[write.reason]
+    return "would remove from %s (%s): %s" % (label(write.obj), why, " ".join(write.removed))
 
 
 def run_removal(settings, log):
@@ -766,10 +1000,9 @@ def run_removal(settings, log):
         log.info("status: removed from 0, failed 0; run aborted, nothing changed")
         return 1
     carrying = [obj for pool in (hosts, vms) for _, obj in sorted(pool.items()) if obj.owned]
-    writes = [PlannedWrite(obj, None) for obj in carrying]
-    tally = apply_writes(client, writes,
-                         lambda write: removal_template(sorted(write.obj.owned)),
-                         log, "cleaned")
+    writes = [PlannedWrite(obj, collections.OrderedDict(), sorted(obj.owned), "remove")
+              for obj in carrying]
+    tally = apply_writes(client, writes, log, "cleaned")
     log.info("status: removed from %s, failed %d" % (tally.written_text(), len(tally.failed)))
     return 1 if tally.failed else 0
 

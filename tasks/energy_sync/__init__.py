@@ -8,13 +8,13 @@ reads the server; the steps below install and remove them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from io import StringIO
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import files, python, server, systemd
-from pyinfra.operations.util import any_changed
 
 from tasks.energy_sync.facts import EnergySyncFrontend, EnergySyncInstalled
 from tasks.energy_sync.plan import (
@@ -39,6 +39,12 @@ from tasks.install_record import InstallLedger, remove_recorded_files
 from tasks.install_record.facts import FoundFile
 from tasks.install_record.record import sha256_of
 from tasks.settings import Settings
+
+
+def any_changed(*operations) -> Callable[[], bool]:
+    """An `_if` condition: true when any of `operations` changed its host as it ran (pyinfra's
+    helper of that name is undocumented; OperationMeta.did_change is its public API)."""
+    return lambda: any(operation.did_change() for operation in operations)
 
 
 def _show_status(what: str, run) -> None:

@@ -149,19 +149,21 @@ def files_at(paths: list[str], with_content: list[str] = ()) -> dict[str, FoundF
 
 
 @deploy("Check the files the deploy writes here are its own")
-def claim_files(ledger: InstallLedger, paths: list[ManagedPath], found: dict[str, FoundFile]) -> bool:
+def claim_files(ledger: InstallLedger, paths: list[ManagedPath], found: dict[str, FoundFile],
+                expected: dict[str, str] | None = None) -> bool:
     """Guarantees every file at `paths` is the deploy's before any is written: listed in the
-    record, absent, or written by an earlier version (then adopted into the record, which
-    the host says). Anything else is the operator's: the host fails naming each such file
-    and the setting that chooses another path, with nothing changed. False then."""
-    outcome: Claim = claim(paths, found, ledger.record)
+    record, absent, or written by an earlier version (its header, or exactly what this run
+    would write there: `expected` SHA-256 by path; then adopted into the record, which the
+    host says). Anything else is the operator's: the host fails naming each such file and
+    the setting that chooses another path, with nothing changed. False then."""
+    outcome: Claim = claim(paths, found, ledger.record, expected)
     if outcome.refused:
         fail_host(name="Check the files the deploy writes here are its own", reason="; ".join(outcome.refused))
         return False
     if outcome.adopted:
         for path in outcome.adopted:
-            logger.warning(f"{host.print_prefix}{path} carries the deploy's header (an earlier version wrote it): "
-                           f"adopted into the record {RECORD_FILE}")
+            logger.warning(f"{host.print_prefix}{path} was written by an earlier version of the deploy (its header, "
+                           f"or exactly what this run writes there): adopted into the record {RECORD_FILE}")
         ledger.write("Record the files an earlier version of the deploy wrote", ledger.record.adopting_files(
             outcome.adopted))
     return True

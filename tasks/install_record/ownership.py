@@ -45,16 +45,19 @@ def written_by_the_deploy(found: FoundFile) -> bool:
     return any(marker in found.head for marker in MARKERS)
 
 
-def claim(paths: list[ManagedPath], found: dict[str, FoundFile], record: InstallRecord) -> Claim:
+def claim(paths: list[ManagedPath], found: dict[str, FoundFile], record: InstallRecord,
+          expected: dict[str, str] | None = None) -> Claim:
     """Which of the files at `paths` the deploy may write: listed in the record, absent, or
-    adopted (written by an earlier version); every other one is refused with a message
-    naming it and the setting that chooses another path."""
+    adopted (written by an earlier version: its header, or exactly the bytes whose SHA-256
+    `expected` gives for that path, what this run would write there); every other one is
+    refused with a message naming it and the setting that chooses another path."""
     outcome = Claim()
     for managed in paths:
         here = found.get(managed.path, FoundFile("absent"))
         if here.state == "absent" or managed.path in record.files:
             continue
-        if here.state == "file" and here.sha256 and written_by_the_deploy(here):
+        exact = bool(here.sha256) and here.sha256 == (expected or {}).get(managed.path)
+        if here.state == "file" and here.sha256 and (written_by_the_deploy(here) or exact):
             outcome.adopted[managed.path] = here.sha256
             continue
         what = "a file" if here.state == "file" else "something that is not a regular file"

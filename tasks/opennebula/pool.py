@@ -39,6 +39,9 @@ class OneHost:
     state_name: str
     # Single-valued TEMPLATE attributes, e.g. (("HOSTNAME", "kvm1"), ("SSH_PORT", "22")).
     template: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    # The OpenNebula cluster the host belongs to (carbon intensity per cluster).
+    cluster_id: int | None = field(default=None, compare=False)
+    cluster: str | None = field(default=None, compare=False)
 
     def template_value(self, key: str) -> str | None:
         return dict(self.template).get(key)
@@ -91,6 +94,8 @@ def _build_index(pool: Sequence[OneHost], key) -> dict:
 
 def is_ip(text: str) -> bool:
     """True for an IPv4 or IPv6 address (which have no short form)."""
+    if ":" not in text and not text[:1].isdigit():
+        return False  # neither an IPv6 address (it has a colon) nor IPv4 (it starts with a digit): no exception to pay
     try:
         ipaddress.ip_address(text)
     except ValueError:

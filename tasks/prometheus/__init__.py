@@ -3,7 +3,10 @@
 targets.py renders the file_sd targets file, job.py the scrape job, config_file.py
 edits prometheus.yml (edit_request.py: what is asked of it, enough for a rerun),
 rules.py adapts the shipped rules; facts.py finds the server, operations.py writes
-each file only after promtool accepts it.
+each file only after promtool accepts it and reloads Prometheus until the server
+itself confirms the new configuration (reload.py judges what it reports). The targets
+and rules files are the deploy's only if its install record lists them
+(tasks/install_record).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, python
 
 from tasks import groups
+from tasks.accounting.carbon import intensity_rules
 from tasks.energy_sync.plan import energy_sync_paths
 from tasks.host_failure import fail_host
 from tasks.install_record import InstallLedger, claim_files, files_at, remove_recorded_files
@@ -28,7 +32,8 @@ from tasks.install_record.record import sha256_of
 from tasks.prometheus.facts import PrometheusServer
 from tasks.prometheus.job import prometheus_version, scaphandre_job, scrape_job_snippet, shard_relabel_configs
 from tasks.prometheus.operations import prometheus_job, prometheus_job_absent, prometheus_rules
-from tasks.prometheus.rules import rules_for_job
+from tasks.prometheus.reload import TIMEOUT_SETTING, MetricsEndpoint, metrics_endpoint
+from tasks.prometheus.rules import render_rules
 from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_targets_file
 from tasks.run_memo import once_per_run
 from tasks.settings import Settings
@@ -41,8 +46,8 @@ RULES_FILE = Path(__file__).resolve().parents[2] / "files" / "prometheus" / "sca
 
 @dataclass(frozen=True)
 class PrometheusLayout:
-    """Where one server's Prometheus keeps what the deploy touches, and the Prometheus
-    (binary, version, promtool) that its service runs."""
+    """Where one server's Prometheus keeps what the deploy touches, the Prometheus (binary,
+    version, promtool) that its service runs, and where it serves its own /metrics."""
 
     config_file: str
     service: str
@@ -51,6 +56,7 @@ class PrometheusLayout:
     version: tuple[int, int, int]
     targets_file: str
     rules_file: str
+    metrics: MetricsEndpoint
 
 
 def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
@@ -95,6 +101,15 @@ def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
     except ValueError as error:
         fail_host(name="Find the Prometheus version", reason=f"{error} ({binary}); list the binary in prometheus_binaries")
         return None
+    try:
+        metrics = metrics_endpoint(found.get("main_args", ()), found.get("unit_args", ()))
+    except ValueError as error:
+        if settings.prometheus_reload_timeout_s:
+            fail_host(name="Find where Prometheus serves its metrics", reason=(
+                f"{error} (the command line of {service}), so a reload cannot be confirmed: "
+                f"set {TIMEOUT_SETTING} to 0 to reload it without confirmation"))
+            return None
+        metrics = metrics_endpoint((), ())  # not read: nothing is confirmed
     config_dir = posixpath.dirname(config_file)
     return PrometheusLayout(
         config_file=config_file,
@@ -104,15 +119,44 @@ def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
         version=version,
         targets_file=settings.prometheus_targets_file or posixpath.join(config_dir, "scaphandre_targets.yml"),
         rules_file=settings.prometheus_rules_file or posixpath.join(config_dir, "scaphandre_rules.yml"),
+        metrics=metrics,
     )
+
+
+def _shard(settings: Settings, inventory) -> tuple[int, int] | None:
+    """(this server's index, number of servers) when the hypervisors are sharded, else None."""
+    if settings.prometheus_scrape_mode == "replicate":
+        return None
+    servers = [server.name for server in groups.prometheus_servers(inventory)]
+    return servers.index(host.name), len(servers)
+
+
+def _targets_text(cloud: CloudView, targets_file: str, found: FoundFile) -> str | None:
+    """The targets file listing every hypervisor (None: the host failed, two old entries clash)."""
+    def previous_targets() -> list[ScrapeTarget]:
+        try:
+            return parse_targets_file((found.content or b"").decode("utf-8", "replace"))
+        except ValueError:
+            return []  # rewritten from what is known now
+
+    targets, warnings = cloud.scrape_targets(previous_targets)
+    for warning in warnings:
+        logger.warning(f"{host.print_prefix}{warning}")
+    try:
+        return render_targets_file(targets, json_only=targets_file.endswith(".json"))
+    except ValueError as clash:  # two old entries of the file claiming one address or ID
+        fail_host(name="Write the Scaphandre scrape targets", reason=str(clash))
+        return None
 
 
 @dataclass(frozen=True)
 class ClaimedServer:
-    """This server's Prometheus, and what is at each path the deploy writes here."""
+    """This server's Prometheus, what is at each path the deploy writes here (all checked to
+    be the deploy's), and what the deploy wants in its targets and rules files."""
 
     layout: PrometheusLayout
     found: dict[str, FoundFile]
+    wanted: dict[str, bytes]
 
 
 def _managed_paths(settings: Settings, server: PrometheusLayout) -> list[ManagedPath]:
@@ -125,7 +169,7 @@ def _managed_paths(settings: Settings, server: PrometheusLayout) -> list[Managed
 
 
 @deploy("Prometheus server")
-def prometheus_server(settings: Settings, ledger: InstallLedger) -> ClaimedServer | None:
+def prometheus_server(settings: Settings, cloud: CloudView, ledger: InstallLedger) -> ClaimedServer | None:
     """This server's Prometheus, every file the deploy writes here checked to be its own
     before anything is written; None when the server failed (no Prometheus found, or a file
     at one of the deploy's paths that is the operator's: named, with the setting to change)."""
@@ -134,46 +178,29 @@ def prometheus_server(settings: Settings, ledger: InstallLedger) -> ClaimedServe
         return None
     paths = _managed_paths(settings, layout)
     found = files_at([managed.path for managed in paths], with_content=[layout.targets_file])
-    if not claim_files(ledger, paths, found):
+    targets_text = _targets_text(cloud, layout.targets_file, found[layout.targets_file])
+    if targets_text is None:
         return None
-    return ClaimedServer(layout, found)
-
-
-def _shard(settings: Settings, inventory) -> tuple[int, int] | None:
-    """(this server's index, number of servers) when the hypervisors are sharded, else None."""
-    if settings.prometheus_scrape_mode == "replicate":
+    wanted = {layout.targets_file: targets_text.encode()}
+    if settings.prometheus_rules:
+        carbon_rules = intensity_rules(cloud.carbon_intensities(), settings.carbon_intensity_max_age)
+        wanted[layout.rules_file] = render_rules(RULES_FILE.read_text(), settings.prometheus_job_name,
+                                                 settings.accounting_size_basis, carbon_rules).encode()
+    expected = {path: sha256_of(content) for path, content in wanted.items()}
+    if not claim_files(ledger, paths, found, expected):
         return None
-    servers = [server.name for server in groups.prometheus_servers(inventory)]
-    return servers.index(host.name), len(servers)
-
-
-def _targets_text(cloud: CloudView, found: FoundFile) -> str | None:
-    """The targets file listing every hypervisor (None: the host failed, two old entries clash)."""
-    def previous_targets() -> list[ScrapeTarget]:
-        try:
-            return parse_targets_file((found.content or b"").decode("utf-8", "replace"))
-        except ValueError:
-            return []  # rewritten from what is known now
-
-    targets, warnings = cloud.scrape_targets(previous_targets)
-    for warning in warnings:
-        logger.warning(f"{host.print_prefix}{warning}")
-    try:
-        return render_targets_file(targets)
-    except ValueError as clash:  # two old entries of the file claiming one address or ID
-        fail_host(name="Write the Scaphandre scrape targets", reason=str(clash))
-        return None
+    return ClaimedServer(layout, found, wanted)
 
 
 @deploy("Prometheus scrape job")
-def configure_prometheus(settings: Settings, cloud: CloudView, inventory, server: ClaimedServer,
-                         ledger: InstallLedger) -> None:
+def configure_prometheus(settings: Settings, inventory, server: ClaimedServer, ledger: InstallLedger) -> None:
     """Guarantees this Prometheus server scrapes every hypervisor of the inventory: the
     file_sd targets file lists them with their OpenNebula IDs (Prometheus rereads it by
     itself), the rules file holds the shipped rules, and prometheus.yml holds the job
-    (checked with promtool, the original kept, reloaded only when it or the rules changed).
-    The targets and rules files are recorded as the deploy's before they are written."""
-    layout, found = server.layout, server.found
+    (checked with promtool, the original kept, reloaded only when it or the rules changed,
+    and Prometheus itself reporting the new configuration loaded). The targets and rules
+    files are recorded as the deploy's before they are written, and confirmed after."""
+    layout, found, wanted = server.layout, server.found, server.wanted
     job = scaphandre_job(
         targets_file=layout.targets_file,
         prometheus_version=layout.version,
@@ -183,18 +210,12 @@ def configure_prometheus(settings: Settings, cloud: CloudView, inventory, server
     shard = _shard(settings, inventory)
     if shard is not None:
         job["relabel_configs"] = shard_relabel_configs(*shard)
-    targets_text = _targets_text(cloud, found[layout.targets_file])
-    if targets_text is None:
-        return
-    wanted = {layout.targets_file: targets_text.encode()}
-    if settings.prometheus_rules:
-        wanted[layout.rules_file] = rules_for_job(RULES_FILE.read_text(), settings.prometheus_job_name).encode()
     changing = {path: sha256_of(content) for path, content in wanted.items()
                 if found[path].sha256 != sha256_of(content)}
     ledger.write("Record the files the deploy is about to write", ledger.record.intending_files(changing))
     if layout.targets_file in changing:
-        files.put(name="Write the Scaphandre scrape targets", src=StringIO(targets_text), dest=layout.targets_file,
-                  mode="644")
+        files.put(name="Write the Scaphandre scrape targets", src=StringIO(wanted[layout.targets_file].decode()),
+                  dest=layout.targets_file, mode="644")
     else:
         host.noop(f"{layout.targets_file} already lists every hypervisor")
     # Before the config names it, so promtool checks the config with the rules in place.
@@ -216,6 +237,8 @@ def configure_prometheus(settings: Settings, cloud: CloudView, inventory, server
         targets_file=layout.targets_file,
         promtool=layout.promtool,
         service=layout.service,
+        endpoint=layout.metrics,
+        reload_timeout_s=settings.prometheus_reload_timeout_s,
         rule_file=layout.rules_file if settings.prometheus_rules else None,
         reload_for_rules=layout.rules_file in changing,
     )
@@ -238,6 +261,8 @@ def remove_prometheus_job(settings: Settings, ledger: InstallLedger) -> None:
         targets_file=layout.targets_file,
         promtool=layout.promtool,
         service=layout.service,
+        endpoint=layout.metrics,
+        reload_timeout_s=settings.prometheus_reload_timeout_s,
         rule_file=layout.rules_file,
     )
     energy_sync_files = {managed.path for managed in energy_sync_paths(settings, always=True)}

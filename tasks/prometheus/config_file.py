@@ -46,7 +46,7 @@ after a key's colon) are accepted as Prometheus accepts them.
 
 Cost: locating is a YAML parse. With ruamel.yaml.clib (pinned), libyaml's compiled
 scanner and parser feed ruamel's composer, about 3 s per megabyte; a file libyaml
-cannot answer for with certainty (see _LibyamlComposer) takes ruamel's own parser,
+cannot answer for with certainty (see tasks/compat.py) takes ruamel's own parser,
 about 20-40 s per megabyte, with the same result. An edit parses the input once and
 the result once, and the last two parses are kept for the next question about the
 same bytes. edit_fingerprint lets a caller skip the parse of a file it already had
@@ -66,14 +66,12 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ruamel.yaml import YAML
-from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
-from ruamel.yaml.resolver import Resolver, VersionedResolver
+from ruamel.yaml.resolver import VersionedResolver
 
+from tasks import compat
 from tasks.prometheus.edit_request import (
     PrometheusConfigError,
     check_file,
@@ -82,11 +80,6 @@ from tasks.prometheus.edit_request import (
     wanted_job,
 )
 from tasks.prometheus.job import SHIPPED_JOB_NAME
-
-try:  # libyaml's scanner and parser, compiled: locating nodes in a large file takes a fraction of the time
-    from _ruamel_yaml import CParser
-except ImportError:  # ruamel.yaml.clib missing: ruamel's own parser, same answers, slower
-    CParser = None
 
 __all__ = [
     "PrometheusConfigError",
@@ -234,51 +227,6 @@ def _without_cyclic_gc(function):
     return paused
 
 
-class _InterningResolver(Resolver):
-    """YAML 1.2's implicit types, each tag one shared object: ruamel makes a Tag per node
-    and works its text out again for each."""
-
-    _tags: dict = {}
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        tag = super().resolve(kind, value, implicit)
-        shared = self._tags.get(tag.suffix)
-        if shared is None:
-            str(tag)  # works its text out once
-            shared = self._tags.setdefault(tag.suffix, tag)
-        return shared
-
-
-class _AliasRecordingComposer(Composer):
-    """Composer that also notes where each alias (``*name``) is written.
-
-    The composed graph reuses the anchored node for an alias, and that node's
-    marks point at the anchor, not at the alias: positions of aliased entries
-    are taken from here, keyed by (id(parent), position in a sequence or
-    id(key node) in a mapping).
-
-    Folded scalars (``>``) get their value as written means: ruamel's round-trip
-    scanner marks each fold with a BEL character, which YAML text cannot hold.
-    """
-
-    def __init__(self, loader: Any = None) -> None:
-        super().__init__(loader=loader)
-        self.alias_spans: dict[tuple[int, int], tuple[int, int]] = {}
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if index is not None and self.parser.check_event(AliasEvent):
-            event = self.parser.peek_event()
-            slot = index if isinstance(index, int) else id(index)
-            self.alias_spans[(id(parent), slot)] = (event.start_mark.index, event.end_mark.index)
-        return super().compose_node(parent, index)
-
-    def compose_scalar_node(self, anchor: Any) -> Any:
-        node = super().compose_scalar_node(anchor)
-        if node.style == ">" and "\a" in node.value:
-            node.value = node.value.replace("\a", "")
-        return node
-
-
 @dataclass(frozen=True)
 class _Job:
     position: int  # in scrape_configs, from 0
@@ -386,101 +334,14 @@ def _yaml_problem(error: Exception, source: _Source) -> str:
     return type(error).__name__
 
 
-# Tabs between a token and the end of its line (before a comment, or trailing) and
-# right after a key's ':' are plain separation that Prometheus' reader accepts and
-# ruamel.yaml's scanner refuses.
-_SEPARATING_TABS = re.compile(r"(?<=\S)[ \t]*\t[ \t]*(?=(?:#[^\r\n]*)?(?:\r\n|\r|\n|$))|(?<=\S:)[ \t]*\t[ \t]*")
-
-
-def _for_scanner(text: str) -> str:
-    """The text with separating tabs turned into spaces, one for one, so every
-    position stays that of the file."""
-    return _SEPARATING_TABS.sub(lambda match: " " * len(match.group()), text)
-
-
-class _LibyamlComposer(_AliasRecordingComposer):
-    """The same composer over libyaml's compiled scanner and parser (ruamel.yaml.clib):
-    the same nodes at the same positions, several times faster on large files.
-
-    libyaml reads YAML 1.1 and ruamel YAML 1.2; where they could part, this composer
-    gives up (raises _LibyamlGaveUp) and ruamel's own parser answers: any error (libyaml
-    refuses, say, ``[localhost:9090]``, which YAML 1.2 and Prometheus read), and a
-    ``%YAML``/``%TAG`` directive (which would change how values resolve), a byte-order mark
-    inside the text (not counted in libyaml's positions), a tab that is not plain
-    separation (libyaml takes some for spaces where YAML 1.2 refuses them), a document
-    end marker (``...``) and a node with both a tag and an anchor (ruamel starts it at
-    the anchor, libyaml at the tag).
-    """
-
-    # Plain attributes in place of Composer's properties, which look through the loader at
-    # every event (millions of times in a large file).
-    parser: Any = None
-    resolver: Any = None
-
-    def __init__(self, text: str) -> None:
-        super().__init__(loader=self)
-        self.max_depth = 0
-        self.parser = CParser(text)
-        # YAML 1.2's implicit types, as ruamel's round-trip loader reads a file without directives.
-        self.resolver = _InterningResolver(loadumper=self)
-
-    def compose_document(self) -> Any:
-        start = self.parser.peek_event()
-        if start.version is not None or start.tags:
-            raise _LibyamlGaveUp()
-        return super().compose_document()
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.parser.peek_event()
-        if getattr(event, "anchor", None) is not None and getattr(event, "tag", None) is not None:
-            raise _LibyamlGaveUp()  # ruamel starts such a node at its anchor, libyaml at its tag
-        return super().compose_node(parent, index)
-
-    def compose_scalar_node(self, anchor: Any) -> Any:
-        node = super().compose_scalar_node(anchor)
-        if node.style == "":  # libyaml's word for plain; ruamel's is None
-            node.style = None
-        return node
-
-
-# A document end marker: YAML 1.1 and 1.2 readers disagree on what may follow one.
-_DOCUMENT_END = re.compile(r"^\.\.\.(?:[ \t\r\n]|$)", re.MULTILINE)
-
-
-class _LibyamlGaveUp(Exception):
-    """The file holds something libyaml and YAML 1.2 may read differently."""
-
-
-def _compose_with_libyaml(text: str) -> tuple[Node | None, dict] | None:
-    """The composed file through libyaml, or None when ruamel's own parser must answer."""
-    if CParser is None or "\ufeff" in text or "\t" in text or _DOCUMENT_END.search(text):
-        return None
-    composer = _LibyamlComposer(text)
-    try:
-        return composer.get_single_node(), composer.alias_spans
-    except (YAMLError, _LibyamlGaveUp):
-        return None
-    finally:
-        composer.parser.dispose()
-
-
-def _compose_with_ruamel(text: str) -> tuple[Node | None, dict]:
-    yaml = YAML(typ="rt")
-    yaml.Composer = _AliasRecordingComposer
-    return yaml.compose(text), yaml.composer.alias_spans
-
-
 def _compose(source: _Source, *, accelerated: bool = True) -> tuple[Node | None, dict]:
-    """The root node and where aliases are written. libyaml first when it is installed;
-    ruamel's own parser whenever libyaml does not answer for certain (the result is the
-    same, only slower), and for every error message."""
-    text = _for_scanner(source.text) if "\t" in source.text else source.text
+    """The root node and where aliases are written (see compat.compose_yaml: libyaml when it
+    can answer for certain, ruamel's own parser otherwise and for every error message)."""
     try:
         with warnings.catch_warnings():
             # A reused anchor name is valid YAML (the later one wins); the warning would print the file.
             warnings.simplefilter("ignore")
-            composed = _compose_with_libyaml(text) if accelerated else None
-            return composed if composed is not None else _compose_with_ruamel(text)
+            return compat.compose_yaml(source.text, accelerated=accelerated)
     except YAMLError as error:
         problem = _yaml_problem(error, source)
         refused = _untouched(

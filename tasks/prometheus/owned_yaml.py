@@ -1,4 +1,5 @@
-"""YAML of the files the deploy owns (targets file, job snippet): written and read with PyYAML.
+"""YAML of the files the deploy owns, written and read with PyYAML: the job snippet, and the
+targets file as earlier versions wrote it (targets.py now writes that file as JSON).
 
 The operator's prometheus.yml never goes through here: config_file.py splices it.
 """

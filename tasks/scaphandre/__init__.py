@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyinfra import host, logger
-from pyinfra.api import deploy
-from pyinfra.api.hiddenvalue import HiddenValue
+from pyinfra.api import HiddenValue, deploy
 from pyinfra.facts.docker import DockerContainers, DockerImage
 from pyinfra.operations import docker
 
+from tasks import compat
 from tasks.docker_engine.facts import DockerEngineInstalled
 from tasks.host_failure import fail_host
 from tasks.install_record import InstallLedger
@@ -97,8 +97,7 @@ def remove_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
     docker.container(
         name="Remove the Scaphandre container",
         container=settings.scaphandre_container_name,
-        present=False,
-        start=False,  # pyinfra 3.10 would otherwise try to start a container that is already gone
+        **compat.DOCKER_CONTAINER_ABSENT,
     )
     forgotten = []
     for image in ledger.record.images:

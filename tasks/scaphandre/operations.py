@@ -7,8 +7,7 @@ import secrets
 import shlex
 
 from pyinfra import host, logger
-from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
-from pyinfra.api.hiddenvalue import HiddenValue
+from pyinfra.api import FileUploadCommand, HiddenValue, QuoteString, StringCommand, operation
 from pyinfra.facts.docker import DockerContainer, DockerImage
 from pyinfra.operations import docker
 

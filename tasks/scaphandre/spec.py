@@ -15,8 +15,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from pyinfra.operations.util.docker import parse_image_reference
-
+from tasks import compat
 from tasks.settings import Settings
 
 
@@ -213,7 +212,7 @@ def container_drift(inspect: dict | None, spec: ScaphandreSpec) -> list[str]:
 
 def image_registry(image: str) -> str | None:
     """The registry host (and port) an image reference names, or None for Docker Hub images."""
-    reference = parse_image_reference(image)
+    reference = compat.parse_image_reference(image)
     if reference.registry_host is None:
         return None
     return reference.registry_host + (f":{reference.registry_port}" if reference.registry_port else "")

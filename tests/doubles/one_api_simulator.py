@@ -18,7 +18,13 @@ Templates follow oned's rules (src/parsers/template_syntax.y, Template::merge): 
 (`NAME = "value"`, `NAME = [ KEY = value, ... ]`) or XML; names are upper-cased and values
 trimmed; a merge first erases every attribute named in the new template, then adds the new
 ones except empty vectors (`NAME = []`), which is how oned deletes an attribute in merge
-mode. An update with no type is a replace, as in oned.
+mode. An update with no type is a replace, as in oned. After a host update, as oned does, a
+non-empty IM_MAD / VM_MAD in the template becomes the host's driver and both stay in the
+template (a replace keeps them).
+Pools list objects by ID in oned's default API_LIST_ORDER, descending (`list_order="ASC"` for
+an oned.conf that says ASC). Success replies are `[true, body, 0]`; failures
+`[false, "[method] message", code, object ID or -1, -1]`.
+tests/real_opennebula/check_against_oned.py compares all this with a real oned.
 It is never used by the product code.
 
 Fault modes (constructor `mode=` or `sim.set_mode`):
@@ -46,7 +52,9 @@ Process mode (for the end-to-end test bed and the demo):
       --user oneadmin --password-file F [--vms VMS.yml]
 FILE.yml is a list of hosts (or {"hosts": [...]}) like
   {"id": 3, "name": "hv1", "hostname": "hv1", "im_mad": "kvm", "state": 2}
-and is re-read whenever its mtime changes (write it atomically: temp file + rename); host
+(a host without a hostname is one oned never monitored: its TEMPLATE holds only the drivers
+and RESERVED_CPU/RESERVED_MEM, as a new host's does; `"monitored": true` overrides) and is
+re-read whenever its mtime changes (write it atomically: temp file + rename); host
 templates written through one.host.update survive a re-read. VMS.yml (a list of VMs, or
 {"vms": [...]}) is read once at start.
 It prints one line "listening on URL" when ready and never prints the password.
@@ -231,8 +239,8 @@ class _TemplateTextParser:
 
     def _fail(self, what: str) -> None:
         line = self.text.count("\n", 0, self.pos) + 1
-        if what == "CCDATA":  # oned refuses "]]>" in a value: it would break its XML
-            raise TemplateSyntaxError(f"Parse error: syntax error, unexpected CCDATA at line {line}")
+        if what == "CCDATA":  # oned refuses "]]>" in a value (it would break its XML), saying no more
+            raise TemplateSyntaxError("Parse error.")
         found = self.text[self.pos:self.pos + 1] or "end of file"
         raise TemplateSyntaxError(
             f"Parse error: syntax error, unexpected {found!r}, expecting {what} at line {line}")
@@ -282,37 +290,60 @@ def _host_share_xml(host: dict) -> str:
         "</HOST_SHARE>")
 
 
+def host_monitored(host: dict) -> bool:
+    """Whether oned has had a probe of the host. HOSTNAME comes from the probes, so a host given
+    without a hostname is one oned never monitored (just created, or never reached), unless
+    `monitored` says otherwise."""
+    return bool(host.get("monitored", bool(host.get("hostname"))))
+
+
 def host_template(host: dict) -> Template:
-    """The host's TEMPLATE: its stored one once updated, else what the monitor probes report."""
+    """The host's TEMPLATE: its stored one once updated, else what oned holds: the drivers and
+    empty reservations from `onehost create`, and what the probes report once monitored."""
     if "template_attributes" in host:
         return list(host["template_attributes"])
     im_mad = host.get("im_mad", "kvm")
     attrs: dict[str, Any] = {
-        "ARCH": "x86_64",
-        "CPUSPEED": "2400",
-        "HYPERVISOR": im_mad,
         "IM_MAD": im_mad,
-        "MODELNAME": "Intel(R) Xeon(R) CPU (simulated)",
         "RESERVED_CPU": "",
         "RESERVED_MEM": "",
-        "VERSION": "6.10.0",
         "VM_MAD": host.get("vm_mad", im_mad),
     }
-    if host.get("hostname"):
-        attrs["HOSTNAME"] = host["hostname"]
+    if host_monitored(host):
+        attrs.update({"ARCH": "x86_64", "CPUSPEED": "2400", "HYPERVISOR": im_mad,
+                      "MODELNAME": "Intel(R) Xeon(R) CPU (simulated)", "VERSION": "6.10.0"})
+        if host.get("hostname"):
+            attrs["HOSTNAME"] = host["hostname"]
     attrs.update(host.get("template", {}))
     # a list stands for a repeated attribute (e.g. two HOSTNAME lines in the template)
     return template_from_mapping(attrs)
 
 
+def updated_host(host: dict, new: Template, update_type: int) -> dict:
+    """The host after one.host.update: the template replaced or merged, then, as oned's
+    Host::post_update_template does, a non-empty IM_MAD / VM_MAD in it becomes the host's
+    driver, and both are written back into the template (so a replace keeps them)."""
+    host = dict(host)
+    template = new if update_type == 0 else merge_template(host_template(host), new)
+    drivers = {"IM_MAD": host.get("im_mad", "kvm")}
+    drivers["VM_MAD"] = host.get("vm_mad", drivers["IM_MAD"])
+    for name in drivers:
+        value = template_value(template, name)
+        if isinstance(value, str) and value:
+            drivers[name] = value
+    host["im_mad"], host["vm_mad"] = drivers["IM_MAD"], drivers["VM_MAD"]
+    host["template_attributes"] = [(name, value) for name, value in template if name not in drivers] + [
+        (name, value) for name, value in drivers.items()]
+    return host
+
+
 def _template_xml(host: dict) -> str:
-    """TEMPLATE: what the monitor probes report; HOSTNAME only once the host was monitored."""
     return template_xml("TEMPLATE", host_template(host))
 
 
 def _monitoring_xml(host: dict) -> str:
     """The last monitoring record, included in pool replies since OpenNebula 5.12."""
-    if int(host.get("state", 2)) == 0:  # INIT: never monitored yet
+    if not host_monitored(host):
         return "<MONITORING/>"
     return (
         f"<MONITORING><TIMESTAMP>{int(time.time())}</TIMESTAMP><ID>{int(host['id'])}</ID>"
@@ -338,9 +369,11 @@ def host_xml(host: dict) -> str:
         + "</HOST>")
 
 
-def host_pool_xml(hosts: list[dict]) -> str:
-    """Return the HOST_POOL document one.hostpool.info answers (no namespace, like oned)."""
-    return "<HOST_POOL>" + "".join(host_xml(host) for host in hosts) + "</HOST_POOL>"
+def host_pool_xml(hosts: list[dict], list_order: str = "DESC") -> str:
+    """Return the HOST_POOL document one.hostpool.info answers (no namespace, like oned), hosts
+    by ID in oned's API_LIST_ORDER (descending unless oned.conf says ASC)."""
+    ordered = sorted(hosts, key=lambda host: int(host["id"]), reverse=list_order == "DESC")
+    return "<HOST_POOL>" + "".join(host_xml(host) for host in ordered) + "</HOST_POOL>"
 
 
 # --------------------------------------------------------------------------- VMs
@@ -566,9 +599,12 @@ class OneApiSimulator:
                  password: str = "sim-password", bind: str = "127.0.0.1", port: int = 0,
                  delay_s: float = 0.0, mode: str = "ok", hang_s: float = 5.0,
                  hosts_file: str | os.PathLike | None = None, vms: list[dict] | None = None,
-                 tls_context: "ssl.SSLContext | None" = None):
+                 tls_context: "ssl.SSLContext | None" = None, list_order: str = "DESC"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        if list_order not in ("ASC", "DESC"):
+            raise ValueError("list_order must be ASC or DESC (oned.conf's API_LIST_ORDER)")
+        self.list_order = list_order
         self._hosts = validate_hosts(hosts or [])
         self._vms = validate_vms(vms)
         self._hooks: dict[str, list[tuple[Callable, bool]]] = collections.defaultdict(list)
@@ -748,14 +784,15 @@ class OneApiSimulator:
 
     @staticmethod
     def _failure(method: str, message: str, code: int, resource_id: int = -1) -> list:
-        # oned's failure envelope: [false, "[method] message", code, resource id, replication index]
-        return [False, f"[{method}] {message}", code, resource_id, 0]
+        # oned's failure envelope: [false, "[method] message", code, resource id, replication
+        # index]; a single oned 6.10.5 answered -1 for the index
+        return [False, f"[{method}] {message}", code, resource_id, -1]
 
     def _hostpool_info(self, session=None, *_ignored) -> list:
         if not self._authenticated(session):
             return self._failure("one.hostpool.info",
                                  "User couldn't be authenticated, aborting call.", AUTHENTICATION)
-        return [True, host_pool_xml(self.hosts()), 0, -1, 0]
+        return [True, host_pool_xml(self.hosts(), self.list_order), 0]
 
     def _host_info(self, session=None, host_id=None, *_ignored) -> list:
         if not self._authenticated(session):
@@ -763,8 +800,9 @@ class OneApiSimulator:
                                  "User couldn't be authenticated, aborting call.", AUTHENTICATION)
         for host in self.hosts():
             if isinstance(host_id, int) and int(host["id"]) == host_id:
-                return [True, host_xml(host), 0, host_id, 0]
-        return self._failure("one.host.info", f"Error getting host [{host_id}].", NO_EXISTS)
+                return [True, host_xml(host), 0]
+        return self._failure("one.host.info", f"Error getting host [{host_id}].", NO_EXISTS,
+                             host_id if isinstance(host_id, int) else -1)
 
     def _host_update(self, session=None, host_id=None, template=None, update_type=0, *_ignored) -> list:
         method = "one.host.update"
@@ -782,8 +820,7 @@ class OneApiSimulator:
                 new = parse_template(template)
             except TemplateSyntaxError as error:
                 return self._failure(method, f"Cannot update template. {error}", INTERNAL, -1)
-            host = dict(self._hosts[index])
-            host["template_attributes"] = new if update_type == 0 else merge_template(host_template(host), new)
+            host = updated_host(self._hosts[index], new, update_type)
             self._hosts = self._hosts[:index] + [host] + self._hosts[index + 1:]
         return [True, host_id, 0]
 
@@ -834,7 +871,7 @@ class OneApiSimulator:
             return self._failure(method, f"Incorrect state filter {state}", XML_RPC_API, -1)
         if filter_flag < -4:
             return self._failure(method, "Incorrect filter_flag", XML_RPC_API, -1)
-        vms = sorted(self.vms(), key=lambda vm: int(vm["id"]))
+        vms = sorted(self.vms(), key=lambda vm: int(vm["id"]), reverse=self.list_order == "DESC")
         vms = [vm for vm in vms if _owned_by(vm, filter_flag) and _in_state(vm, state)]
         if end < -1:  # pagination: start is an offset, -end the page size
             vms = vms[max(start, 0):max(start, 0) - end]

@@ -15,6 +15,12 @@ query's `time` parameter:
   EXPR or EXPR                               the left side's series, then those of the right
                                              side whose labels the left side has not
 
+A series may end with a staleness marker (`stale_at`), as Prometheus writes one when a
+series leaves a scrape or a rule's output (its VM stopped or moved, its exporter went away):
+from that time on, selectors and timestamp() no longer see the samples before it (range
+functions still average them, as Prometheus' do). Without one, a sample stays visible for
+the lookback (5 minutes), as one whose target was simply not scraped again.
+
 Functions drop the metric name, as Prometheus does. Anything else is answered like a query
 Prometheus cannot parse: HTTP 400 with {"status": "error", "errorType": "bad_data"}, so a
 query the double does not know fails loudly instead of returning an empty result.
@@ -27,6 +33,7 @@ Fault modes (`mode=` or `set_mode`): ok, http500, garbage (HTTP 200, not JSON), 
 from __future__ import annotations
 
 import json
+import math
 import re
 import socketserver
 import sys
@@ -58,6 +65,7 @@ class Series:
     name: str
     labels: dict[str, str]
     samples: list[tuple[float, float]] = field(default_factory=list)  # (unix time, value), sorted
+    stale_at: float | None = None  # time of the staleness marker that ended it, if any
 
 
 def steady_samples(value: float, start: float, end: float, step: float = 15.0) -> list[tuple[float, float]]:
@@ -112,9 +120,13 @@ class PrometheusApiDouble:
 
     # -- state
 
-    def add_series(self, name: str, labels: dict[str, str], samples: Iterable[tuple[float, float]]) -> None:
-        """Add (or replace, same name and labels) one series."""
-        series = Series(name, {key: str(value) for key, value in labels.items()}, sorted(samples))
+    def add_series(self, name: str, labels: dict[str, str], samples: Iterable[tuple[float, float]],
+                   stale_at: float | None = None) -> None:
+        """Add (or replace, same name and labels) one series; stale_at ends it with a
+        staleness marker at that time (after its last sample)."""
+        series = Series(name, {key: str(value) for key, value in labels.items()}, sorted(samples), stale_at)
+        if stale_at is not None and series.samples and stale_at <= series.samples[-1][0]:
+            raise ValueError("a staleness marker comes after the series' last sample")
         with self._lock:
             self._series = [known for known in self._series
                             if (known.name, known.labels) != (series.name, series.labels)] + [series]
@@ -165,6 +177,8 @@ class PrometheusApiDouble:
         raise UnsupportedQuery(f"the test double does not evaluate {query!r}")
 
     def _newest(self, series: Series, at: float) -> tuple[float, float] | None:
+        if series.stale_at is not None and series.stale_at <= at:
+            return None  # the marker follows every sample: the newest point at `at` is the marker
         visible = [sample for sample in series.samples if at - self.lookback_s < sample[0] <= at]
         return visible[-1] if visible else None
 
@@ -217,7 +231,11 @@ def _aggregate(operator: str, by: list[str], rows: list[tuple[dict, float]]) -> 
 
 
 def _format_value(value: float) -> str:
-    """Prometheus prints sample values with Go's shortest form: 100, not 100.0."""
+    """Prometheus prints sample values with Go's shortest form: 100, not 100.0; NaN, +Inf, -Inf."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
     return str(int(value)) if value == int(value) else repr(value)
 
 

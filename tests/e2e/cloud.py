@@ -85,6 +85,15 @@ def bed_with_opennebula(
         bed.down()
 
 
+def bed_gateway(bed: TestBed) -> str:
+    """This machine's address on the bed's own network (where a double on this machine is
+    reached from the bed's hosts)."""
+    completed = subprocess.run(["docker", "network", "inspect", bed.network, "-f",
+                                "{{(index .IPAM.Config 0).Gateway}}"], capture_output=True, text=True, timeout=30,
+                               check=True)
+    return completed.stdout.strip()
+
+
 def render_inventory(
     path: Path, bed, hypervisors: list[str], extra_host_data: dict | None = None, prometheus_data: dict | None = None
 ) -> Path:

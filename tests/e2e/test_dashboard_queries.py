@@ -6,6 +6,11 @@ Own bed (sotb-dash): two simulated hypervisors and prom1, which is also the
 `grafana` host of the inventory (no Grafana runs there; the test checks the files
 Grafana would read). Scenarios run in file order on one bed.
 
+prom1 also scrapes a stand-in for OpenNebula's exporter (test double, on this machine's
+address on the bed's network), listed in its prometheus.yml as OpenNebula lists the real
+one: it gives the VMs' sizes and the hosts' capacities the attribution reads. hv1 has a
+carbon intensity of its own, hv2 its OpenNebula cluster's.
+
 Which asserts need the deploy to ship the rules and the dashboard (the wiring in
 tasks/prometheus.py and deploy.py): test_deploy_ships_rules_and_dashboard,
 test_recording_rules_produce_power_and_energy_series, the two alert scenarios and
@@ -21,11 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tasks.accounting.carbon import intensity_rules
+from tasks.prometheus.rules import render_rules
 from tests.doubles.one_api_simulator import OneApiSimulator
+from tests.doubles.opennebula_exporter_double import OpenNebulaExporterDouble
 from tests.e2e.cloud import (
     PrometheusApi,
     REPO,
+    bed_gateway,
     bed_port,
     bed_prefix,
     bed_with_opennebula,
@@ -43,13 +53,18 @@ PROMETHEUS_API_PORT = bed_port(9195)
 HYPERVISORS = ("hv1", "hv2")
 POOL = [
     {"id": 4, "name": "hv1", "hostname": "hv1", "im_mad": "kvm", "state": 2},
-    {"id": 9, "name": "hv2.cloud.test", "hostname": "hv2", "im_mad": "kvm", "state": 2},
+    {"id": 9, "name": "hv2.cloud.test", "hostname": "hv2", "im_mad": "kvm", "state": 2,
+     "cluster_id": 100, "cluster": "lyon"},
 ]
 ONE_IDS = {"hv1": "4", "hv2": "9"}
+# gCO2e/kWh: hv1's own, hv2's from its cluster
+CARBON_DATA = {"hv1": {"carbon_intensity": 250}, "hv2": {"carbon_intensity_clusters": {"lyon": 50}}}
+INTENSITIES = {4: 250.0, 9: 50.0}
 
 # Where the deploy puts things on prom1 (Debian's prometheus package; grafana defaults
 # except the dashboards directory, which the inventory overrides to prove the setting works).
 RULES_ON_SERVER = "/etc/prometheus/scaphandre_rules.yml"
+PROMETHEUS_YML = "/etc/prometheus/prometheus.yml"
 PROVIDER_ON_SERVER = "/etc/grafana/provisioning/dashboards/scaphandre-opennebula.yml"
 DASHBOARDS_DIR = "/srv/grafana/dashboards/opennebula"
 DASHBOARD_FILE = REPO / "files" / "grafana" / "scaphandre-opennebula.json"
@@ -78,10 +93,24 @@ class DashCloud:
 
 def write_inventory(path: Path, bed: TestBed) -> Path:
     """The operator's inventory, plus prom1 in a `grafana` group (a host may be in several groups)."""
-    render_inventory(path, bed, list(HYPERVISORS))
+    render_inventory(path, bed, list(HYPERVISORS), CARBON_DATA)
     with path.open("a") as inventory:
         inventory.write(f"grafana = (prometheus[0], {{'grafana_dashboards_dir': {DASHBOARDS_DIR!r}}})\n")
     return path
+
+
+def opennebula_vms(bed: TestBed) -> list[dict]:
+    """The bed's simulated VMs as OpenNebula knows them: 2 vCPUs for the first of each host, 4 for the others."""
+    return [{"id": vm, "name": f"guest-{vm}", "host_id": int(ONE_IDS[hv]), "hostname": hv,
+             "template": {"VCPU": "2" if n == 0 else "4"}}
+            for hv in HYPERVISORS for n, vm in enumerate(bed.vm_ids(hv))]
+
+
+def add_opennebula_exporter_job(bed: TestBed, address: str) -> None:
+    """The operator's own job for OpenNebula's exporter in prom1's prometheus.yml, as on a frontend."""
+    config = yaml.safe_load(bed.exec(bed.prometheus_name, "cat", PROMETHEUS_YML).stdout)
+    config["scrape_configs"].append({"job_name": "opennebula_exporter", "static_configs": [{"targets": [address]}]})
+    bed.exec(bed.prometheus_name, "sh", "-c", f"cat > {PROMETHEUS_YML}", input=yaml.safe_dump(config, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +119,11 @@ def dash(tmp_path_factory):
     with bed_with_opennebula(
         PREFIX, state_dir, HYPERVISORS, SSH_PORT_BASE, PROMETHEUS_API_PORT, POOL
     ) as (bed, simulator, password):
-        inventory = write_inventory(state_dir / "inventory.py", bed)
-        yield DashCloud(bed=bed, simulator=simulator, inventory=inventory, password=password)
+        gateway = bed_gateway(bed)
+        with OpenNebulaExporterDouble(POOL, opennebula_vms(bed), bind=gateway) as exporter:
+            add_opennebula_exporter_job(bed, exporter.address)
+            inventory = write_inventory(state_dir / "inventory.py", bed)
+            yield DashCloud(bed=bed, simulator=simulator, inventory=inventory, password=password)
 
 
 def alerts(cloud: DashCloud, name: str) -> list[dict]:
@@ -113,10 +145,12 @@ def test_deploy_ships_rules_and_dashboard(dash):
     assert dash.password not in run.output
 
     prom = dash.bed.prometheus_name
-    assert dash.file_on_prometheus_host(RULES_ON_SERVER) == RULES_FILE.read_text()
-    config = dash.file_on_prometheus_host("/etc/prometheus/prometheus.yml")
-    assert RULES_ON_SERVER in config
-    dash.bed.exec(prom, "promtool", "check", "config", "/etc/prometheus/prometheus.yml")
+    # The shipped rules, and the carbon intensity of each hypervisor (hv2's from its cluster)
+    assert dash.file_on_prometheus_host(RULES_ON_SERVER) == render_rules(
+        RULES_FILE.read_text(), "scaphandre", "vcpu", intensity_rules(INTENSITIES, "90m"))
+    config = dash.file_on_prometheus_host(PROMETHEUS_YML)
+    assert RULES_ON_SERVER in config and "opennebula_exporter" in config
+    dash.bed.exec(prom, "promtool", "check", "config", PROMETHEUS_YML)
 
     shipped = dash.file_on_prometheus_host(f"{DASHBOARDS_DIR}/{DASHBOARD_FILE.name}")
     assert json.loads(shipped) == json.loads(DASHBOARD_FILE.read_text())
@@ -185,7 +219,8 @@ def test_recording_rules_produce_power_and_energy_series(dash):
     groups = dash.prometheus.get("/api/v1/rules")["groups"]
     ours = [g for g in groups if g["file"] == RULES_ON_SERVER]
     assert {g["name"] for g in ours} == {
-        "scaphandre-opennebula-power", "scaphandre-opennebula-energy", "scaphandre-opennebula-alerts"
+        "scaphandre-opennebula-power", "scaphandre-opennebula-energy", "scaphandre-opennebula-alerts",
+        "scaphandre-opennebula-attribution", "scaphandre-opennebula-carbon-intensity",
     }, groups
 
     def series_of(record: str, keys: tuple[str, ...]) -> set[tuple[str, ...]]:
@@ -202,6 +237,12 @@ def test_recording_rules_produce_power_and_energy_series(dash):
         "one_host:energy_kwh:24h": (("one_host_id",), hosts),
         "one_vm:energy_kwh:1h": (("one_host_id", "one_vm_id"), vms),
         "one_vm:energy_kwh:24h": (("one_host_id", "one_vm_id"), vms),
+        # The attribution and emissions groups are evaluated once a minute.
+        "one_vm:attributed_power_watts": (("one_host_id", "one_vm_id"), vms),
+        "one_host:power_part_watts": (("one_host_id",), hosts),
+        "one_host:carbon_intensity_gco2e_per_kwh": (("one_host_id",), hosts),
+        "one_vm:emissions_gco2e_per_hour": (("one_host_id", "one_vm_id"), vms),
+        "one_host:emissions_gco2e:24h": (("one_host_id",), hosts),
     }
     for record, (keys, wanted) in expected.items():
         dash.prometheus.wait_for(
@@ -220,6 +261,53 @@ def test_recording_rules_produce_power_and_energy_series(dash):
     assert 2 < total < 1000, total
     for series in dash.prometheus.query("one_host:energy_kwh:1h"):
         assert 0 < float(series["value"][1]) < 1, series  # under an hour at 20-50 W
+
+
+def at(dash: DashCloud, promql: str, moment: str) -> dict[tuple[str, ...], float]:
+    """{label values (one_host_id, then one_vm_id or part when present): value} at that instant."""
+    result = dash.prometheus.get("/api/v1/query", query=promql, time=moment)["result"]
+    return {tuple(s["metric"][k] for k in ("one_host_id", "one_vm_id", "part") if k in s["metric"]):
+            float(s["value"][1]) for s in result}
+
+
+def test_a_vms_attributed_power_is_above_its_measured_and_the_parts_add_up_to_the_hosts(dash):
+    """On the bed's hosts (20-50 W of RAPL, VMs that sleep), the constant power is most of it:
+    each VM is attributed its share by vCPUs out of the host's 8 CPUs, above its measured power,
+    and the four parts of each host add up to its measured power, evaluation by evaluation."""
+    vms = {(ONE_IDS[h], str(vm)) for h in HYPERVISORS for vm in dash.vm_ids(h)}
+
+    def a_minute_with_every_vm_sized():
+        # The time of the newest evaluation of the attribution group: every series of that
+        # evaluation has a sample at exactly that time.
+        newest = dash.prometheus.query("timestamp(one_host:measured_power_watts)")
+        if len(newest) != len(HYPERVISORS) or len({s["value"][1] for s in newest}) != 1:
+            return None
+        moment = newest[0]["value"][1]
+        constant = at(dash, "one_vm:constant_power_watts", moment)
+        return moment if set(constant) == vms and all(v > 0 for v in constant.values()) else None
+
+    moment = dash.prometheus.wait_for("a constant power share for every VM", a_minute_with_every_vm_sized,
+                                      timeout_s=DATA_TIMEOUT_S)
+    measured = at(dash, "one_host:measured_power_watts", moment)
+    parts = at(dash, "one_host:power_part_watts", moment)
+    attributed = at(dash, "one_vm:attributed_power_watts", moment)
+    measured_vm = at(dash, "one_vm:measured_power_watts", moment)
+    emissions = at(dash, "one_vm:emissions_gco2e_per_hour", moment)
+    for (host, vm), watts in attributed.items():
+        assert watts > measured_vm[(host, vm)], (host, vm, watts, measured_vm[(host, vm)])
+        assert emissions[(host, vm)] == pytest.approx(watts * INTENSITIES[int(host)] / 1000, rel=1e-9)
+    for (host,), watts in measured.items():
+        assert 1 < watts < 500, (host, watts)
+        assert sum(v for (h, _), v in parts.items() if h == host) == pytest.approx(watts, abs=1e-9)
+        by_vms = sum(v for (h, _), v in attributed.items() if h == host)
+        rest = parts[(host, "unallocated")] + parts[(host, "host_processes")]
+        assert by_vms + rest == pytest.approx(watts, abs=1e-9)
+        # 8 CPUs: the VMs' vCPUs (2 + 4 + ...) hold that share of the constant power (all of it
+        # when they are more than 8), the rest is unallocated
+        hypervisor = next(h for h in HYPERVISORS if ONE_IDS[h] == host)
+        vcpus = sum(2 if n == 0 else 4 for n, _ in enumerate(dash.vm_ids(hypervisor)))
+        constant = parts[(host, "vms_constant")] + parts[(host, "unallocated")]
+        assert parts[(host, "vms_constant")] == pytest.approx(constant * min(vcpus / 8, 1), rel=1e-9)
 
 
 def alert_while(dash: DashCloud, alert: str, host: str, break_it: tuple, repair_it: tuple) -> list[dict]:

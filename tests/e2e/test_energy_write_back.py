@@ -34,6 +34,7 @@ import pyone
 import pytest
 
 from tests.doubles.one_api_simulator import OneApiSimulator
+from tests.doubles.one_scheduler_model import best_hosts
 from tests.e2e.cloud import PrometheusApi, PyinfraRun, bed_port, bed_prefix, render_inventory, run_pyinfra, wait_until
 from tests.testbed.bed import TestBed, docker
 
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.e2e
 
 PREFIX = bed_prefix("sotb-energy")
 SSH_PORT_BASE = bed_port(2901)
-PROMETHEUS_API_PORT = bed_port(9199)
+PROMETHEUS_API_PORT = bed_port(9209)
 HYPERVISORS = ("hv1", "hv2")
 ONE_IDS = {"hv1": 6, "hv2": 11}  # not in inventory order; hv2 registered under its FQDN
 POOL = [
@@ -51,7 +52,9 @@ POOL = [
 ]
 POWERED_OFF_VM = {"id": 150, "name": "archive", "host_id": 6, "hostname": "hv1", "state": 8, "lcm_state": 0,
                   "user_template": {"LABELS": "cold"}}
-OWNED = ("SCAPHANDRE_POWER_W", "SCAPHANDRE_ENERGY_KWH_24H", "SCAPHANDRE_SAMPLE_TIME")
+VM_OWNED = ("SCAPHANDRE_POWER_W", "SCAPHANDRE_ENERGY_KWH_24H", "SCAPHANDRE_SAMPLE_TIME")
+HOST_OWNED = (*VM_OWNED, "SCAPHANDRE_SCORE")  # the score only on hosts: the scheduler ranks hosts
+OWNED = HOST_OWNED
 FRONTEND_AUTH = "/var/lib/one/.one/one_auth"
 SERVICE = "scaphandre-energy-sync.service"
 TIMER = "scaphandre-energy-sync.timer"
@@ -150,7 +153,7 @@ def simulated_vms(bed: TestBed) -> list[dict]:
     """The QEMU stand-ins of each hypervisor as OpenNebula VMs on that host, plus one VM
     powered off (never measured) that the sync must leave alone."""
     vms = [{"id": vm, "name": f"guest-{vm}", "host_id": ONE_IDS[hv], "hostname": hv,
-            "user_template": {"LABELS": "prod", "SCHED_RANK": "-SCAPHANDRE_POWER_W"}}
+            "user_template": {"LABELS": "prod", "SCHED_RANK": "SCAPHANDRE_SCORE"}}
            for hv in HYPERVISORS for vm in bed.vm_ids(hv)]
     return vms + [dict(POWERED_OFF_VM)]
 
@@ -262,7 +265,8 @@ def test_deploy_installs_the_sync_on_the_frontend_and_tries_it(energy):
     assert run.returncode == 0, run.output[-6000:]
     assert run.failed_hosts() == []
     assert re.search(r"\[prom1\] energy sync trial run: status: would write \d+ \(\d+ hosts?, \d+ VMs?\), "
-                     r"unchanged \d+, not fresh \d+, not in OpenNebula 0, failed 0", run.output), run.output[-4000:]
+                     r"unchanged \d+, not fresh \d+, expired 0, refused 0, conflicts 0, not in OpenNebula 0, failed 0",
+                     run.output), run.output[-4000:]
 
     assert stat(energy, SCRIPT) == "root:root 755"
     assert stat(energy, CONFIG) == "root:oneadmin 640"
@@ -331,21 +335,28 @@ def test_every_hypervisor_and_vm_carries_the_power_prometheus_reports(energy):
     else:
         pytest.fail("no two runs of the sync fell between two evaluations of the power rules in 3 attempts")
     assert second_calls == POOL_READS, "a second run with unchanged power writes nothing"
-    assert energy.status_lines()[-1] == ("status: written 0 (0 hosts, 0 VMs), unchanged 6, not fresh 0, "
-                                         "not in OpenNebula 0, failed 0")
+    assert energy.status_lines()[-1] == ("status: written 0 (0 hosts, 0 VMs), unchanged 6, not fresh 0, expired 0, "
+                                         "refused 0, conflicts 0, not in OpenNebula 0, failed 0")
 
     for hypervisor, host_id in ONE_IDS.items():
         stored = owned(energy.host_template(host_id))
-        assert set(stored) == set(OWNED), (hypervisor, stored)
+        assert set(stored) == set(HOST_OWNED), (hypervisor, stored)
+        # 100000 - 10 x the power written: the score SCHED_RANK = "SCAPHANDRE_SCORE" ranks by
+        assert int(stored["SCAPHANDRE_SCORE"]) == 100000 - round(float(stored["SCAPHANDRE_POWER_W"]) * 10), stored
         assert_matches_prometheus(energy, stored, f'one_host:power_watts{{one_host_id="{host_id}"}}',
                                   f'one_host:energy_kwh:24h{{one_host_id="{host_id}"}}')
-        assert 20 <= float(stored["SCAPHANDRE_POWER_W"]) <= 60, stored  # the bed's hosts draw 20-50 W
+        assert 14 <= float(stored["SCAPHANDRE_POWER_W"]) <= 56, stored  # bed hosts: 20-50 W base, +-4 W swing, +-1.5 W noise
     for vm_id, host_id in vms.items():
         stored = owned(energy.vm_user_template(vm_id))
-        assert set(stored) == set(OWNED), (vm_id, stored)
+        assert set(stored) == set(VM_OWNED), (vm_id, stored)
         assert_matches_prometheus(energy, stored,
                                   f'one_vm:power_watts{{one_host_id="{host_id}", one_vm_id="{vm_id}"}}',
                                   f'one_vm:energy_kwh:24h{{one_vm_id="{vm_id}"}}')
+    # the scheduler's rules on what was written: the recommended rank picks the host drawing least
+    hosts = {host_id: owned(energy.host_template(host_id)) for host_id in ONE_IDS.values()}
+    powers = {host_id: float(values["SCAPHANDRE_POWER_W"]) for host_id, values in hosts.items()}
+    assert best_hosts(hosts, rank="SCAPHANDRE_SCORE") == {
+        host_id for host_id, power in powers.items() if power == min(powers.values())}, powers
     assert owned(energy.vm_user_template(POWERED_OFF_VM["id"])) == {}, "a VM that is not measured is left alone"
     assert energy.host_template(6)["NOTES"] == "rack 4" and energy.vm_user_template(101)["LABELS"] == "prod"
 

@@ -293,7 +293,7 @@ def test_a_rerun_repairs_what_was_changed_by_hand(faults):
     modules_before = faults.read("hv2", MODULES_LOAD_FILE)
     faults.sh("hv1", "docker rm -f scaphandre")
     faults.sh("hv2", f"rm {MODULES_LOAD_FILE}")
-    faults.sh("prom1", f"sed -i \"s/one_host_id: '11'/one_host_id: '99'/\" {TARGETS_FILE}")
+    faults.sh("prom1", f"sed -i 's/\"one_host_id\": \"11\"/\"one_host_id\": \"99\"/' {TARGETS_FILE}")
     assert faults.read("prom1", TARGETS_FILE) != targets_before
 
     run = faults.deploy(good_inventory(faults))

@@ -52,7 +52,7 @@ from tests.testbed.bed import TestBed
 pytestmark = pytest.mark.e2e
 
 PREFIX = bed_prefix("sotb-promsrv")
-SSH_PORT_BASE = bed_port(2601)
+SSH_PORT_BASE = bed_port(3401)
 API_PORTS = {"prom1": bed_port(9211), "prom2": bed_port(9212), "prom3": bed_port(9213)}
 IMAGE = "scaphandre-test-double:1.0.2"
 POOL = [
@@ -265,6 +265,116 @@ def test_the_verification_suite_passes_on_every_server(servers):
          "-rA", "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert verified.returncode == 0, verified.stdout[-6000:] + verified.stderr[-2000:]
     assert "PASSED tests/verify/test_prometheus.py::test_config_valid[prom3]" in verified.stdout
+
+
+# ----------------------------------------------------------------------------- a reload Prometheus does not confirm
+
+STATE_DIR = "/var/lib/scaphandre-opennebula/prometheus"
+
+
+def main_pid(servers: Servers, host: str, service: str) -> int:
+    return int(servers.sh(host, f"systemctl show -p MainPID --value {service}").strip())
+
+
+def scaphandre_job_loaded(servers: Servers, host: str) -> dict:
+    """The scaphandre job as the server itself says it runs it."""
+    return next(job for job in servers.loaded_config(host)["scrape_configs"] if job["job_name"] == "scaphandre")
+
+
+def reload_gauge(servers: Servers, host: str) -> str:
+    with urllib.request.urlopen(f"{servers.bed.prometheus_url_of(host)}/metrics", timeout=10) as reply:
+        metrics = reply.read().decode()
+    return re.search(r"^prometheus_config_last_reload_successful (\S+)$", metrics, re.MULTILINE).group(1)
+
+
+def pending_markers(servers: Servers, host: str) -> list[str]:
+    return servers.sh(host, f"ls {STATE_DIR} 2>/dev/null | grep reload-pending; true").split()
+
+
+def test_a_stuck_reload_fails_its_server_naming_the_timeout_and_a_rerun_confirms(servers):
+    """OpenNebula's Prometheus (SIGHUP, no ExecReload) frozen before a run that changes every
+    server's job: prom1 fails once its short timeout runs out, prom2 and prom3 run the new job."""
+    pid = main_pid(servers, "prom1", "opennebula-prometheus")
+    inventory = servers.servers_inventory(prom1={"prometheus_scrape_interval": "25s", "prometheus_reload_timeout_s": 5},
+                                          prom2={"prometheus_scrape_interval": "25s"},
+                                          prom3={"prometheus_scrape_interval": "25s"})
+    servers.sh("prom1", f"kill -STOP {pid}")
+    try:
+        started = time.monotonic()
+        run = servers.deploy(inventory, "--limit", "prometheus")
+        took = time.monotonic() - started
+        assert servers.sh("prom1", f"sed 's/.*) //' /proc/{pid}/stat | cut -d' ' -f1").strip() == "T"
+    finally:
+        servers.sh("prom1", f"kill -CONT {pid}")
+    assert run.returncode != 0 and run.failed_hosts() == ["prom1"], run.output[-6000:]
+    assert ("Prometheus (opennebula-prometheus) did not confirm loading the new /etc/one/prometheus/prometheus.yml "
+            "within 5 s (prometheus_reload_timeout_s): its /metrics gave no reload gauges (no answer within 2 s); "
+            f"its main process (PID {pid}) is stopped at http://127.0.0.1:9090/metrics.") in run.output, run.output[-6000:]
+    assert "journalctl -u opennebula-prometheus since the reload signal:" in run.output
+    assert f"Sent signal SIGHUP to main process {pid}" in run.output, "the journal's own line"
+    assert took < 60, took
+    for host in ("prom2", "prom3"):  # the others were reloaded, confirmed, and run the new job
+        assert scaphandre_job_loaded(servers, host)["scrape_interval"] == "25s", host
+        assert pending_markers(servers, host) == [], host
+    assert servers.read_bytes("prom1", CONFIG["prom1"]) == expected_config(servers, "prom1", scrape_interval="25s")
+    assert len(pending_markers(servers, "prom1")) == 1, "the unconfirmed reload is remembered"
+
+    # Thawed: the rerun has nothing to write on prom1, but reloads it again and confirms.
+    rerun = servers.deploy(inventory, "--limit", "prometheus")
+    assert rerun.returncode == 0 and rerun.failed_hosts() == [], rerun.output[-6000:]
+    assert scaphandre_job_loaded(servers, "prom1")["scrape_interval"] == "25s"
+    assert pending_markers(servers, "prom1") == []
+    reloads = {host: servers.last_reload(host) for host in CONFIG}
+    quiet = servers.deploy(inventory, "--limit", "prometheus")
+    assert quiet.returncode == 0 and quiet.changed_hosts() == {}, quiet.changed_hosts()
+    assert {host: servers.last_reload(host) for host in CONFIG} == reloads
+
+
+HAND_EDITED_RULES = ("groups:\n- name: hand-edited\n  rules:\n  - record: hand:up\n    expr: up\n")
+RULES_FILE = "/etc/prometheus/scaphandre_rules.yml"
+
+
+SHIPPED_RULE_GROUPS = sorted(
+    group["name"] for group in yaml.safe_load((REPO / "files/prometheus/scaphandre_rules.yml").read_text())["groups"])
+
+
+def rule_groups(servers: Servers, host: str) -> list[str]:
+    return sorted(group["name"] for group in servers.api(host).get("/api/v1/rules")["groups"])
+
+
+def test_a_reload_prometheus_rejects_fails_its_server_with_prometheus_own_error(servers):
+    """promtool, run as root, accepts a rules file that Prometheus' own user cannot read (a file
+    tightened to 0600 by hand): the reload fails in Prometheus, which keeps its previous rules."""
+    inventory = servers.servers_inventory()
+    assert servers.deploy(inventory, "--limit", "prometheus").returncode == 0  # every server as deployed
+    servers.write_bytes("prom2", RULES_FILE, HAND_EDITED_RULES.encode(), mode="0644")
+    reload_before = servers.last_reload("prom2")
+    servers.sh("prom2", "systemctl reload prometheus")
+    servers.api("prom2").wait_for("the hand-edited rules loaded", lambda: servers.last_reload("prom2") > reload_before, 60)
+    assert rule_groups(servers, "prom2") == ["hand-edited"]
+    servers.sh("prom2", f"chmod 0600 {RULES_FILE}")
+
+    run = servers.deploy(inventory, "--limit", "prometheus")
+    assert run.returncode != 0 and run.failed_hosts() == ["prom2"], run.output[-6000:]
+    assert ("Prometheus (prometheus) failed to load the new /etc/prometheus/scaphandre_rules.yml: "
+            "prometheus_config_last_reload_successful went to 0 at http://127.0.0.1:9090/metrics after the reload "
+            "signal, so the new configuration is not (or not wholly) in effect.") in run.output, run.output[-6000:]
+    assert "journalctl -u prometheus since the reload signal:" in run.output
+    assert re.search(r"level=error .*loading groups failed.*open /etc/prometheus/scaphandre_rules.yml: "
+                     r"permission denied", run.output), run.output[-6000:]
+    # The deploy's rules are on disk (promtool accepted them); Prometheus runs its previous ones.
+    assert b"scaphandre-opennebula-power" in servers.read_bytes("prom2", RULES_FILE)
+    assert servers.sh("prom2", f"stat -c '%U:%G %a' {RULES_FILE}").strip() == "root:root 600"
+    assert reload_gauge(servers, "prom2") == "0"
+    assert rule_groups(servers, "prom2") == ["hand-edited"]
+    assert len(pending_markers(servers, "prom2")) == 1
+
+    servers.sh("prom2", f"chmod 0644 {RULES_FILE}")  # the operator's fix
+    rerun = servers.deploy(inventory, "--limit", "prometheus")
+    assert rerun.returncode == 0 and rerun.failed_hosts() == [], rerun.output[-6000:]
+    assert reload_gauge(servers, "prom2") == "1" and pending_markers(servers, "prom2") == []
+    assert rule_groups(servers, "prom2") == SHIPPED_RULE_GROUPS
+    assert "scaphandre_rules.yml" in " ".join(servers.loaded_config("prom2")["rule_files"])
 
 
 def test_a_symlinked_prometheus_yml_stays_a_link(servers):

@@ -21,12 +21,14 @@ import pyone
 import pytest
 
 from tests.doubles.one_api_simulator import OneApiSimulator
+from tests.doubles.one_scheduler_model import best_hosts
 from tests.doubles.prometheus_api_double import PrometheusApiDouble, steady_samples
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "files" / "opennebula" / "scaphandre_energy_sync.py"
 PASSWORD = "Sync-Pa55-never-shown"
-OWNED = ("SCAPHANDRE_POWER_W", "SCAPHANDRE_ENERGY_KWH_24H", "SCAPHANDRE_SAMPLE_TIME")
+OWNED = ("SCAPHANDRE_POWER_W", "SCAPHANDRE_SCORE", "SCAPHANDRE_ENERGY_KWH_24H", "SCAPHANDRE_SAMPLE_TIME",
+         "SCAPHANDRE_CO2E_G_24H")
 POOL_READS = {"one.hostpool.info": 1, "one.vmpool.infoextended": 1}
 RUN_TIMEOUT_S = 60
 
@@ -36,7 +38,7 @@ HOSTS = [
     {"id": 7, "name": "kvm3", "hostname": "kvm3"},
 ]
 VMS = [
-    {"id": 42, "name": "web", "host_id": 3, "user_template": {"LABELS": "prod", "SCHED_RANK": "-SCAPHANDRE_POWER_W"}},
+    {"id": 42, "name": "web", "host_id": 3, "user_template": {"LABELS": "prod", "SCHED_RANK": "SCAPHANDRE_SCORE"}},
     {"id": 43, "name": "db", "host_id": 4},
     {"id": 44, "name": "cache", "host_id": 3},
     {"id": 45, "name": "stopped", "host_id": 7, "state": 8, "lcm_state": 0},
@@ -69,17 +71,18 @@ class Cloud:
     config: Path
     last_sample: int
 
-    def measure(self, host_power=None, vm_power=None, host_energy=None, vm_energy=None, *, ended_s_ago=0):
+    def measure(self, host_power=None, vm_power=None, host_energy=None, vm_energy=None, *, ended_s_ago=0,
+                ended=False):
         """(Re)set Prometheus' series: 15 minutes of constant values ending at last_sample
-        (or ended_s_ago seconds before it)."""
+        (or ended_s_ago seconds before it); `ended`: closed by a staleness marker, as when
+        the VM left that host or the exporter went away."""
         end = self.last_sample - ended_s_ago
         for host_id, watts in (host_power or {}).items():
-            self.prometheus.add_series("one_host:power_watts", {"job": "scaphandre", "one_host_id": host_id},
-                                       steady_samples(watts, end - 900, end))
+            self.power_series("one_host:power_watts", {"job": "scaphandre", "one_host_id": host_id}, watts,
+                              ended_s_ago=ended_s_ago, ended=ended)
         for vm_id, (host_id, watts) in (vm_power or {}).items():
-            self.prometheus.add_series("one_vm:power_watts",
-                                       {"job": "scaphandre", "one_host_id": host_id, "one_vm_id": vm_id},
-                                       steady_samples(watts, end - 900, end))
+            self.power_series("one_vm:power_watts", {"job": "scaphandre", "one_host_id": host_id, "one_vm_id": vm_id},
+                              watts, ended_s_ago=ended_s_ago, ended=ended)
         for host_id, kwh in (host_energy or {}).items():
             self.prometheus.add_series("one_host:energy_kwh:24h", {"job": "scaphandre", "one_host_id": host_id},
                                        steady_samples(kwh, end - 900, end, 60))
@@ -88,6 +91,13 @@ class Cloud:
             self.prometheus.add_series("one_vm:energy_kwh:24h",
                                        {"job": "scaphandre", "one_host_id": host_id, "one_vm_id": vm_id},
                                        steady_samples(kwh, end - 900, end, 60))
+
+    def power_series(self, metric: str, labels: dict, watts: float, *, ended_s_ago: int = 0, ended: bool = False):
+        """One power series with any labels: 15 minutes of samples every 15 s (the value
+        `watts` throughout, NaN and infinities included)."""
+        end = self.last_sample - ended_s_ago
+        self.prometheus.add_series(metric, labels, steady_samples(watts, end - 900, end),
+                                   stale_at=end + 15 if ended else None)
 
     def measure_default(self):
         self.measure(HOST_POWER, VM_POWER, HOST_ENERGY, VM_ENERGY)
@@ -146,6 +156,13 @@ def status_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+def status(written: str = "0 (0 hosts, 0 VMs)", unchanged: int = 0, not_fresh: int = 0, expired: int = 0,
+           refused: int = 0, conflicts: int = 0, unknown: int = 0, failed: int = 0, verb: str = "written") -> str:
+    """The status line a run prints, every count named."""
+    return (f"status: {verb} {written}, unchanged {unchanged}, not fresh {not_fresh}, expired {expired}, "
+            f"refused {refused}, conflicts {conflicts}, not in OpenNebula {unknown}, failed {failed}")
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -154,21 +171,45 @@ def test_first_run_writes_every_measured_object_with_prometheus_values(cloud):
     result = cloud.run()
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert status_line(result) == ("status: written 5 (2 hosts, 3 VMs), unchanged 0, not fresh 0, "
-                                   "not in OpenNebula 0, failed 0")
+    assert status_line(result) == status("5 (2 hosts, 3 VMs)")
     assert cloud.calls() == {**POOL_READS, "one.host.update": 2, "one.vm.update": 3}
 
     stamp = str(cloud.last_sample)
-    assert cloud.host_values(3) == {"SCAPHANDRE_POWER_W": "151.3", "SCAPHANDRE_ENERGY_KWH_24H": "3.600",
-                                    "SCAPHANDRE_SAMPLE_TIME": stamp}
-    assert cloud.host_values(4) == {"SCAPHANDRE_POWER_W": "98.0", "SCAPHANDRE_ENERGY_KWH_24H": "2.350",
-                                    "SCAPHANDRE_SAMPLE_TIME": stamp}
+    assert cloud.host_values(3) == {"SCAPHANDRE_POWER_W": "151.3", "SCAPHANDRE_SCORE": "98487",
+                                    "SCAPHANDRE_ENERGY_KWH_24H": "3.600", "SCAPHANDRE_SAMPLE_TIME": stamp}
+    assert cloud.host_values(4) == {"SCAPHANDRE_POWER_W": "98.0", "SCAPHANDRE_SCORE": "99020",
+                                    "SCAPHANDRE_ENERGY_KWH_24H": "2.350", "SCAPHANDRE_SAMPLE_TIME": stamp}
     assert cloud.vm_values(42) == {"SCAPHANDRE_POWER_W": "20.0", "SCAPHANDRE_ENERGY_KWH_24H": "0.481",
-                                   "SCAPHANDRE_SAMPLE_TIME": stamp}
+                                   "SCAPHANDRE_SAMPLE_TIME": stamp}  # no score: the scheduler ranks hosts
     assert cloud.vm_values(43)["SCAPHANDRE_POWER_W"] == "35.6"
     assert cloud.vm_values(44)["SCAPHANDRE_POWER_W"] == "7.2"
     # not measured: left alone
     assert cloud.host_values(7) == {} and cloud.vm_values(45) == {}
+
+
+def test_emissions_are_written_beside_the_energy_only_while_an_intensity_is_set(cloud):
+    cloud.measure_default()
+    end = cloud.last_sample
+    cloud.prometheus.add_series("one_host:emissions_gco2e:24h", {"job": "scaphandre", "one_host_id": "3"},
+                                steady_samples(900.04, end - 900, end, 60))
+    # VM 42 ran on two hosts today: its grams are added up
+    for host_id, grams in (("3", 100.0), ("4", 20.26)):
+        cloud.prometheus.add_series("one_vm:emissions_gco2e:24h",
+                                    {"job": "scaphandre", "one_host_id": host_id, "one_vm_id": "42"},
+                                    steady_samples(grams, end - 900, end, 60))
+    cloud.prometheus.queries.clear()
+    result = cloud.run()
+    assert result.returncode == 0, result.stderr
+    assert len(cloud.prometheus.queries) == 10, "the ten instant queries docs/energy-sync.md names"
+    assert cloud.host_values(3)["SCAPHANDRE_CO2E_G_24H"] == "900.0"
+    assert cloud.vm_values(42)["SCAPHANDRE_CO2E_G_24H"] == "120.3"
+    assert "SCAPHANDRE_CO2E_G_24H" not in cloud.host_values(4) | cloud.vm_values(43)
+
+    cloud.prometheus.clear()  # the intensity unset: no emissions recorded any more
+    cloud.measure_default()
+    assert cloud.run().returncode == 0
+    assert "SCAPHANDRE_CO2E_G_24H" not in cloud.host_values(3) | cloud.vm_values(42)
+    assert cloud.host_values(3)["SCAPHANDRE_ENERGY_KWH_24H"] == "3.600"
 
 
 def test_written_values_sit_beside_the_other_attributes(cloud):
@@ -178,7 +219,7 @@ def test_written_values_sit_beside_the_other_attributes(cloud):
     assert host.TEMPLATE["NOTES"] == "rack 4" and host.TEMPLATE["HOSTNAME"] == "kvm1"
     vm = cloud.pyone().vm.info(42)
     assert vm.USER_TEMPLATE["LABELS"] == "prod"
-    assert vm.USER_TEMPLATE["SCHED_RANK"] == "-SCAPHANDRE_POWER_W"
+    assert vm.USER_TEMPLATE["SCHED_RANK"] == "SCAPHANDRE_SCORE"
     assert "SCAPHANDRE_POWER_W" not in vm.TEMPLATE  # the VM's own TEMPLATE is not touched
 
 
@@ -189,8 +230,7 @@ def test_second_run_with_unchanged_power_writes_nothing(cloud):
     result = cloud.run()
     assert result.returncode == 0, result.stderr
     assert cloud.calls() == POOL_READS
-    assert status_line(result) == ("status: written 0 (0 hosts, 0 VMs), unchanged 5, not fresh 0, "
-                                   "not in OpenNebula 0, failed 0")
+    assert status_line(result) == status(unchanged=5)
 
 
 def test_change_beyond_the_threshold_rewrites_only_that_object(cloud):
@@ -238,30 +278,79 @@ def test_stale_sample_is_not_written(cloud):
     assert cloud.host_values(7) == {} and cloud.vm_values(45) == {}
 
 
-def test_values_going_stale_are_left_as_they_are_and_reported(cloud):
+def test_values_going_stale_are_kept_within_max_age_s_then_removed(cloud):
     cloud.measure_default()
     assert cloud.run().returncode == 0
     written = cloud.host_values(4)
     cloud.calls()
     cloud.prometheus.clear()
     cloud.measure({3: HOST_POWER[3]}, {42: VM_POWER[42], 44: VM_POWER[44]}, HOST_ENERGY, VM_ENERGY)
-    cloud.measure({4: 500.0}, {43: (4, 90.0)}, ended_s_ago=20 * 60)  # host 4's exporter stopped
+    # host 4's exporter went away 10 minutes ago: Prometheus ended its series
+    cloud.measure({4: 500.0}, {43: (4, 90.0)}, ended_s_ago=10 * 60, ended=True)
     result = cloud.run()
     assert result.returncode == 0, result.stderr
     assert cloud.calls() == POOL_READS
     assert cloud.host_values(4) == written
-    assert "not fresh 2" in status_line(result)
-    assert "host 4 (kvm2), VM 43 (db)" in result.stdout
+    assert status_line(result) == status(unchanged=3, not_fresh=2)
+    assert ("not fresh (no current power sample on its host in the last 300 s), values kept until there is "
+            "none for 900 s: host 4 (kvm2), VM 43 (db)") in result.stdout
+
+    # 20 minutes without a sample: more than max_age_s (900 s), the values go, the rest stays
+    cloud.measure({4: 500.0}, {43: (4, 90.0)}, ended_s_ago=20 * 60, ended=True)
+    cloud.calls()
+    result = cloud.run()
+    assert result.returncode == 0, result.stderr
+    assert cloud.calls() == {**POOL_READS, "one.host.update": 1, "one.vm.update": 1}
+    assert status_line(result) == status(unchanged=3, expired=2)
+    assert ("expired (no power sample for more than 900 s, or none it can be told from), values removed: "
+            "host 4 (kvm2), VM 43 (db)") in result.stdout
+    assert cloud.host_values(4) == {} and cloud.vm_values(43) == {}
+    assert cloud.pyone().host.info(4).TEMPLATE["HOSTNAME"] == "kvm2"
+
+    cloud.calls()
+    again = cloud.run()
+    assert status_line(again) == status(unchanged=3) and cloud.calls() == POOL_READS
+
+
+def test_values_prometheus_never_backs_are_removed_at_once(cloud):
+    """Values on an object Prometheus has no sample of (left by an earlier sync, or written
+    by hand, with a sample time that looks recent): nothing says they are current."""
+    cloud.simulator.set_hosts([dict(HOSTS[0]), dict(HOSTS[1]), dict(HOSTS[2], template={
+        "SCAPHANDRE_POWER_W": "20.0", "SCAPHANDRE_SCORE": "99800", "SCAPHANDRE_SAMPLE_TIME": str(cloud.last_sample),
+        "NOTES": "spare"})])
+    cloud.measure_default()
+    result = cloud.run()
+    assert result.returncode == 0, result.stderr
+    assert cloud.host_values(7) == {} and cloud.pyone().host.info(7).TEMPLATE["NOTES"] == "spare"
+    assert status_line(result) == status("5 (2 hosts, 3 VMs)", expired=1)
+
+
+def test_the_energy_without_a_current_value_goes_in_the_same_update_as_the_fresh_power(cloud):
+    cloud.measure_default()
+    assert cloud.run().returncode == 0
+    cloud.calls()
+    cloud.prometheus.clear()  # the energy rules stopped (say, a rules file gone): power alone goes on
+    cloud.measure({3: 160.0, 4: HOST_POWER[4]}, VM_POWER)
+    result = cloud.run()
+    assert result.returncode == 0, result.stderr
+    # one update per object: host 3 (power moved), and every object whose energy must go
+    assert cloud.calls() == {**POOL_READS, "one.host.update": 2, "one.vm.update": 3}
+    assert cloud.host_values(3) == {"SCAPHANDRE_POWER_W": "160.0", "SCAPHANDRE_SCORE": "98400",
+                                    "SCAPHANDRE_SAMPLE_TIME": str(cloud.last_sample)}
+    assert "SCAPHANDRE_ENERGY_KWH_24H" not in cloud.host_values(4) and cloud.host_values(4)["SCAPHANDRE_POWER_W"]
+    assert set(cloud.vm_values(42)) == {"SCAPHANDRE_POWER_W", "SCAPHANDRE_SAMPLE_TIME"}
 
 
 def test_vm_is_taken_from_the_host_opennebula_runs_it_on(cloud):
     cloud.measure_default()
-    # VM 42 migrated from host 4 to host 3 (its current host in OpenNebula): both hosts
-    # measured it within the interval; only host 3's series is its power now.
-    cloud.measure(vm_power={42: (4, 60.0)})
+    # VM 42 migrated from host 4 to host 3 (its current host in OpenNebula): host 4 measured
+    # it within the interval until it left, and Prometheus ended that series then.
+    cloud.measure(vm_power={42: (4, 60.0)}, ended_s_ago=120, ended=True)
     cloud.measure(vm_power={42: (3, 20.04)})
-    assert cloud.run().returncode == 0
+    result = cloud.run()
+    assert result.returncode == 0
     assert cloud.vm_values(42)["SCAPHANDRE_POWER_W"] == "20.0"
+    assert "conflicts 0" in status_line(result)
 
 
 def test_vm_measured_only_on_another_host_is_not_written(cloud):
@@ -286,10 +375,133 @@ def test_dry_run_prints_the_writes_and_makes_none(cloud):
     result = cloud.run("--dry-run")
     assert result.returncode == 0, result.stderr
     assert cloud.calls() == POOL_READS
-    assert (f"would write host 3 (kvm1): SCAPHANDRE_POWER_W=151.3 SCAPHANDRE_ENERGY_KWH_24H=3.600 "
-            f"SCAPHANDRE_SAMPLE_TIME={cloud.last_sample}") in result.stdout
-    assert status_line(result).startswith("status: would write 5 (2 hosts, 3 VMs)")
+    assert (f"would write host 3 (kvm1): SCAPHANDRE_POWER_W=151.3 SCAPHANDRE_SCORE=98487 "
+            f"SCAPHANDRE_ENERGY_KWH_24H=3.600 SCAPHANDRE_SAMPLE_TIME={cloud.last_sample}") in result.stdout
+    assert status_line(result) == status("5 (2 hosts, 3 VMs)", verb="would write")
     assert cloud.host_values(3) == {}
+
+
+# --------------------------------------------------------------------------- figures the scheduler must not trust
+
+
+def test_implausible_figures_are_refused_and_the_old_values_removed(cloud):
+    cloud.measure_default()
+    assert cloud.run().returncode == 0
+    cloud.calls()
+    # host 3: Scaphandre's RAPL counter overflow; VM 43: a negative power; VM 44: more than a
+    # VM may draw (2000 W); host 4: its power is fine, its 24 h energy is not
+    cloud.measure({3: 1e20}, {43: (4, -3.5), 44: (3, 2500.0)}, host_energy={4: 1e18})
+    result = cloud.run()
+    assert result.returncode == 0, result.stderr
+    assert ("implausible figures refused, not written and the object's values removed (a refused energy alone "
+            "is only left out): host 3 (kvm1): power 1e+20 W (0 to 5000 W); host 4 (kvm2): 24 h energy 1e+18 kWh "
+            "(0 to 120 kWh); VM 43 (db): power -3.5 W (0 to 2000 W); VM 44 (cache): power 2500 W (0 to 2000 W)"
+            ) in result.stderr
+    assert status_line(result) == status("1 (1 host, 0 VMs)", unchanged=1, refused=4)
+    assert cloud.calls() == {**POOL_READS, "one.host.update": 2, "one.vm.update": 2}
+    assert cloud.host_values(3) == {} and cloud.vm_values(43) == {} and cloud.vm_values(44) == {}
+    assert set(cloud.host_values(4)) == {"SCAPHANDRE_POWER_W", "SCAPHANDRE_SCORE", "SCAPHANDRE_SAMPLE_TIME"}
+    assert cloud.vm_values(42)["SCAPHANDRE_POWER_W"] == "20.0"
+    assert cloud.pyone().host.info(3).TEMPLATE["NOTES"] == "rack 4"
+
+    cloud.measure({3: HOST_POWER[3]}, {43: VM_POWER[43], 44: VM_POWER[44]})  # plausible again: written again
+    assert cloud.run().returncode == 0
+    assert cloud.host_values(3)["SCAPHANDRE_POWER_W"] == "151.3" and cloud.vm_values(44)["SCAPHANDRE_POWER_W"] == "7.2"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_power_that_is_not_a_number_is_refused(cloud, value):
+    cloud.measure_default()
+    assert cloud.run().returncode == 0
+    cloud.measure({3: value})
+    result = cloud.run()
+    assert result.returncode == 0, result.stderr
+    assert "host 3 (kvm1): power" in result.stderr and "refused 1" in status_line(result)
+    assert cloud.host_values(3) == {}
+
+
+def test_series_without_a_canonical_id_are_ignored_and_named(cloud):
+    cloud.measure_default()
+    # "042" is not VM 42, "04" not host 4, an Arabic-Indic digit three not host 3
+    cloud.power_series("one_vm:power_watts", {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "042"}, 900.0)
+    cloud.power_series("one_host:power_watts", {"job": "scaphandre", "one_host_id": "04"}, 900.0)
+    cloud.power_series("one_host:power_watts", {"job": "scaphandre", "one_host_id": "\u0663"}, 900.0)
+    result = cloud.run()
+    assert result.returncode == 0, result.stderr
+    assert status_line(result) == status("5 (2 hosts, 3 VMs)")  # nothing mistaken for a conflict either
+    assert cloud.vm_values(42)["SCAPHANDRE_POWER_W"] == "20.0" and cloud.host_values(4)["SCAPHANDRE_POWER_W"] == "98.0"
+    assert cloud.host_values(3)["SCAPHANDRE_POWER_W"] == "151.3"
+    assert ('series whose ID label is not a canonical decimal ID, ignored: one_host_id="04", '
+            'one_host_id="\\u0663", one_vm_id="042"') in result.stderr
+
+
+def test_a_vm_measured_on_two_hosts_at_once_is_a_conflict_not_a_replacement(cloud):
+    cloud.measure_default()
+    assert cloud.run().returncode == 0
+    written = cloud.vm_values(42)
+    cloud.calls()
+    cloud.measure({3: HOST_POWER[3]}, {42: (4, 60.0)})  # VM 42 now measured on host 3 and host 4
+    result = cloud.run()
+    assert result.returncode == 0, result.stderr
+    assert ("conflicting series, not written (values removed once older than 900 s): VM 42 (web): 2 series at "
+            "once (on host 3, 4)") in result.stderr
+    assert status_line(result) == status(unchanged=4, conflicts=1)
+    assert cloud.calls() == POOL_READS
+    assert cloud.vm_values(42) == written  # neither figure: the values it had are not yet 900 s old
+
+
+def test_one_host_under_two_label_sets_is_a_conflict(cloud):
+    cloud.measure_default()
+    cloud.power_series("one_host:power_watts", {"job": "scaphandre-copy", "one_host_id": 3}, 40.0)
+    result = cloud.run()
+    assert result.returncode == 0, result.stderr
+    assert "host 3 (kvm1): 2 series at once (on host 3, 3)" in result.stderr
+    assert status_line(result) == status("4 (1 host, 3 VMs)", conflicts=1)
+    assert cloud.host_values(3) == {}
+
+
+def test_a_lasting_conflict_removes_the_values_once_they_are_older_than_max_age_s(cloud):
+    old = str(cloud.last_sample - 1000)
+    cloud.simulator.set_vms([dict(VMS[0], user_template={**VMS[0]["user_template"], "SCAPHANDRE_POWER_W": "20.0",
+                                                         "SCAPHANDRE_SAMPLE_TIME": old})] + [dict(vm) for vm in VMS[1:]])
+    cloud.measure_default()
+    cloud.measure(vm_power={42: (4, 60.0)})
+    result = cloud.run()
+    assert result.returncode == 0, result.stderr
+    assert cloud.vm_values(42) == {}  # neither host's figure, and the old one gone
+    assert status_line(result) == status("4 (2 hosts, 2 VMs)", expired=1, conflicts=1)
+    assert cloud.pyone().vm.info(42).USER_TEMPLATE["LABELS"] == "prod"
+
+
+# --------------------------------------------------------------------------- what the scheduler makes of it
+
+
+def test_the_recommended_rank_prefers_the_host_drawing_least_and_puts_the_unmeasured_last(cloud):
+    """The real script's output, judged by the scheduler's rules (tests/doubles/one_scheduler_model.py):
+    host 3 draws 150 W, host 4 60 W, host 7 is not measured."""
+    cloud.measure({3: 150.0, 4: 60.0})
+    assert cloud.run().returncode == 0
+    hosts = {host_id: dict(cloud.simulator.host_template(host_id)) for host_id in (3, 4, 7)}
+    assert best_hosts(hosts, rank="SCAPHANDRE_SCORE") == {4}
+    assert best_hosts(hosts, rank="SCAPHANDRE_SCORE", with_room={3, 7}) == {3}
+    assert best_hosts(hosts, rank="SCAPHANDRE_SCORE", with_room={7}) == {7}
+    assert best_hosts(hosts, rank="-SCAPHANDRE_POWER_W") == {7}  # why the score exists
+    assert best_hosts(hosts, rank="SCAPHANDRE_SCORE", requirements="SCAPHANDRE_SCORE > 0", with_room={7}) == set()
+
+    cloud.measure({3: 60.9, 4: 60.2})  # 0.7 W apart: rewritten, as the thresholds allow
+    cloud.write_config(threshold_watts=0, threshold_percent=0)
+    assert cloud.run().returncode == 0
+    hosts = {host_id: dict(cloud.simulator.host_template(host_id)) for host_id in (3, 4, 7)}
+    assert best_hosts(hosts, rank="SCAPHANDRE_SCORE") == {4}
+    assert best_hosts(hosts, rank="-SCAPHANDRE_POWER_W", with_room={3, 4}) == {3, 4}  # the integer cast ties them
+
+    cloud.prometheus.clear()  # no sample for longer than max_age_s: removed, so last again
+    cloud.write_config(threshold_watts=0, threshold_percent=0, max_age_s=600)
+    cloud.measure({3: 60.9}, ended_s_ago=700)
+    cloud.measure({4: 60.2})
+    assert cloud.run().returncode == 0
+    hosts = {host_id: dict(cloud.simulator.host_template(host_id)) for host_id in (3, 4, 7)}
+    assert best_hosts(hosts, rank="SCAPHANDRE_SCORE", with_room={3, 7}) == {3, 7}
 
 
 # --------------------------------------------------------------------------- failures
@@ -475,6 +687,32 @@ def test_password_is_in_no_argv_environment_or_output(cloud):
     assert seen["cmdline"].split(b"\0")[-3:-1] == [b"--config", str(cloud.config).encode()]
     for text in (seen["cmdline"], seen["environ"], out.encode(), err.encode(), cloud.config.read_bytes()):
         assert PASSWORD.encode() not in text
+
+
+@pytest.mark.parametrize("password", ["pa ss word", "tab\tin\tit", "two  spaces  here", "mixed\t \tblanks"])
+def test_a_password_with_blanks_is_masked_even_when_oned_echoes_it(cloud, password):
+    """A stand-in oned that repeats the session in its failure message: the password, blanks
+    and all, must not reach the output, flattened or not (the line is flattened after masking)."""
+    server = SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False)
+    server.register_function(lambda session: [False, f"[one.hostpool.info] bad session {session}\n"
+                                                     f"(password {session.split(':', 1)[1]})", 0x0800, -1, 0],
+                             "one.hostpool.info")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cloud.measure_default()
+        cloud.auth_file.write_text(f"oneadmin:{password}\n")
+        cloud.write_config(one_xmlrpc=f"http://127.0.0.1:{server.server_address[1]}/RPC2")
+        result = cloud.run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1
+    shown = result.stdout + result.stderr
+    assert "bad session *** (password ***)" in shown, shown
+    stored = password.strip()  # the credentials file's line, as oned gets it
+    for form in (stored, " ".join(stored.split())):
+        assert form not in shown
 
 
 def test_password_is_in_no_error_text(cloud):

@@ -1,8 +1,9 @@
 """Every config the Prometheus logic renders passes the real `promtool check config`.
 
-promtool is Debian's 2.42 (/usr/bin/promtool). It resolves file_sd and
-rule_files paths relative to the config file, so each case writes the config
-and everything it references into its own tmp_path.
+promtool is Debian's 2.42 (/usr/bin/promtool), and for the targets file also 3.5
+(fetched by tests/testbed/fetch-prometheus3.sh). It resolves file_sd and rule_files
+paths relative to the config file, so each case writes the config and everything it
+references into its own tmp_path.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tasks.prometheus.job import scaphandre_job, scrape_job_snippet
 from tasks.prometheus.targets import ScrapeTarget, render_targets_file
 
 PROMTOOL = "/usr/bin/promtool"
+PROMTOOL_3 = Path(__file__).resolve().parents[2] / ".testbed" / "prometheus3" / "root" / "usr" / "bin" / "promtool"
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "prometheus"
 TARGETS_NAME = "scaphandre_targets.yml"
 PROMETHEUS_2 = (2, 42, 0)
@@ -46,9 +48,9 @@ def promtool_present():
     assert shutil.which(PROMTOOL), f"{PROMTOOL} missing: apt-get install prometheus"
 
 
-def promtool_check(config: Path) -> subprocess.CompletedProcess:
+def promtool_check(config: Path, promtool: str | Path = PROMTOOL) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PROMTOOL, "check", "config", str(config)],
+        [str(promtool), "check", "config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -137,3 +139,28 @@ def test_prometheus_3_job_is_rejected_by_prometheus_2(tmp_path):
     result = promtool_check(write_bed(tmp_path, merged))
     assert result.returncode != 0
     assert "fallback_scrape_protocol" in result.stdout + result.stderr
+
+
+ODD_NAMES = [
+    ScrapeTarget(address="hv1:8080", one_host_id=0, host_name='quoted "name" with \\ and é'),
+    ScrapeTarget(address="[2001:db8::7]:8080", one_host_id=7, host_name="line\u2028separator, next\x85line"),
+    ScrapeTarget(address="hv3:8080", one_host_id=12, host_name="- [looks: like] {yaml} #not-a-comment"),
+]
+
+
+@pytest.mark.parametrize("promtool", ["2.42", "3.5"])
+@pytest.mark.parametrize("name", ["scaphandre_targets.yml", "scaphandre_targets.yaml", "scaphandre_targets.json"])
+def test_the_json_targets_file_passes_promtool_under_every_name_file_sd_reads(tmp_path, promtool, name):
+    """The targets file is JSON under a comment header (YAML too) and, named .json, JSON
+    alone: Prometheus' file_sd reads it either way, host names with YAML's special
+    characters included; a header left in a .json file is refused, proving promtool read it."""
+    binary = PROMTOOL if promtool == "2.42" else PROMTOOL_3
+    assert Path(binary).is_file(), f"{binary} missing: run tests/testbed/fetch-prometheus3.sh"
+    (tmp_path / name).write_text(render_targets_file(ODD_NAMES, json_only=name.endswith(".json")))
+    config = tmp_path / "prometheus.yml"
+    config.write_text(merge_job(None, scaphandre_job(targets_file=name, prometheus_version=PROMETHEUS_2)))
+    result = promtool_check(config, binary)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if name.endswith(".json"):
+        (tmp_path / name).write_text(render_targets_file(ODD_NAMES))
+        assert promtool_check(config, binary).returncode != 0

@@ -19,6 +19,7 @@ import yaml
 from tasks.opennebula.client import OneAuthError, OneEndpoint, OneProtocolError, OneUnreachableError, fetch_host_pool
 from tasks.opennebula.pool import OneHost, OpenNebulaError
 from tests.doubles.one_api_simulator import OneApiSimulator
+from tests.unit.pyone_reference import as_fields, hosts_from_binding
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Sim-Pa55-never-shown"
@@ -69,8 +70,29 @@ def closed_port() -> int:
 
 def test_fetch_maps_every_state_and_driver(simulator, capsys):
     hosts = fetch_host_pool(endpoint_for(simulator.url))
-    assert hosts == EXPECTED
+    assert hosts == EXPECTED[::-1]  # newest first: oned's default API_LIST_ORDER is DESC
     # pyone's bindings print warnings to stderr when the XML does not fit them
+    assert capsys.readouterr().err == ""
+
+
+def test_the_pool_read_from_the_raw_reply_is_the_one_pyones_bindings_give(capsys):
+    """Over HTTP, through pyone both ways: fetch_host_pool (one call, the document read for
+    what the deploy uses) gives every field, template included, that pyone's own
+    `hostpool.info()` binding gave the earlier client, on a pool with odd hosts."""
+    odd = HOSTS + [
+        {"id": 21, "name": "a&b <odd> é", "hostname": ["first", "second"], "state": 2,
+         "template": {"SSH_PORT": " 2222 ", "PCI": {"ADDRESS": "0000:00:02:0"}, "NOTE": "x]]>y", "EMPTY": ""}},
+        {"id": 22, "name": "no-hostname", "state": 6, "template_attributes": []},
+    ]
+    with OneApiSimulator(odd, user="oneadmin", password=PASSWORD) as sim:
+        ours = fetch_host_pool(endpoint_for(sim.url))
+        bound = pyone.OneServer(sim.url, session=f"oneadmin:{PASSWORD}", protocol="xmlrpc").hostpool.info()
+        assert sim.calls == {"one.hostpool.info": 2}
+    reference = as_fields(hosts_from_binding(bound))
+    assert as_fields(ours) == reference
+    by_id = {host.id: host for host in ours}
+    assert dict(by_id[21].template)["SSH_PORT"] == "2222" and by_id[21].hostname == "first"
+    assert by_id[22].template == () and by_id[22].hostname is None
     assert capsys.readouterr().err == ""
 
 
@@ -85,7 +107,13 @@ def test_one_call_per_fetch(simulator):
 def test_set_hosts_changes_the_pool(simulator):
     endpoint = endpoint_for(simulator.url)
     simulator.set_hosts(HOSTS + [{"id": 20, "name": "hv5", "hostname": "hv5"}])
-    assert fetch_host_pool(endpoint)[-1] == OneHost(20, "hv5", "hv5", "kvm", 2, "MONITORED")
+    assert fetch_host_pool(endpoint)[0] == OneHost(20, "hv5", "hv5", "kvm", 2, "MONITORED")
+
+
+def test_each_host_carries_its_cluster_for_the_carbon_intensity_per_cluster(simulator):
+    simulator.set_hosts([dict(HOSTS[0], cluster_id=104, cluster="berlin"), HOSTS[1]])
+    hosts = fetch_host_pool(endpoint_for(simulator.url))
+    assert sorted((h.id, h.cluster_id, h.cluster) for h in hosts) == [(0, 104, "berlin"), (4, 0, "default")]
 
 
 def test_simulator_xml_passes_pyone_bindings_for_host_info(simulator, capsys):
@@ -221,12 +249,12 @@ def test_simulator_as_a_process(tmp_path):
         endpoint = endpoint_for(url)
         control = xmlrpc.client.ServerProxy(url)
 
-        assert [host.name for host in fetch_host_pool(endpoint)] == ["hv1", "hv2.example.org"]
+        assert [host.name for host in fetch_host_pool(endpoint)] == ["hv2.example.org", "hv1"]
         assert control.sim.calls() == {"one.hostpool.info": 1}
 
         # the test bed adds a hypervisor by rewriting the file
         write_atomically(hosts_file, yaml.safe_dump(HOSTS[:2] + [{"id": 30, "name": "hv9"}]))
-        assert [host.id for host in fetch_host_pool(endpoint)] == [0, 4, 30]
+        assert [host.id for host in fetch_host_pool(endpoint)] == [30, 4, 0]
         assert control.sim.calls() == {"one.hostpool.info": 2}
 
         with pytest.raises(OneAuthError):

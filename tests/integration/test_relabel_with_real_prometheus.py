@@ -46,11 +46,20 @@ scaph_process_power_consumption_microwatts{pid="102",exe="qemu-kvm-one",cmdline=
 scaph_process_power_consumption_microwatts{pid="103",exe="sshd",cmdline="/usr/sbin/sshd-D"} 10
 scaph_process_power_consumption_microwatts{pid="104",exe="qemu-system-x86_64",cmdline="/usr/bin/qemu-system-x86_64-nameguest=lab-vm,debug-threads=on",vmname="lab-vm"} 500000
 scaph_process_power_consumption_microwatts{pid="105",exe="qemu-system-x86_64",cmdline="/usr/bin/qemu-system-x86_64-nameguest=one-99,debug-threads=on",vmname="one-44"} 400000
+scaph_process_power_consumption_microwatts{pid="106",exe="qemu-kvm-one",cmdline="/usr/bin/qemu-kvm-one-nameguest=one-05,debug-threads=on-machinepc"} 300000
+scaph_process_power_consumption_microwatts{pid="107",exe="qemu-system-x86_64",cmdline="/usr/bin/qemu-system-x86_64-nameguest=one-007,debug-threads=on",vmname="one-007"} 200000
+scaph_process_power_consumption_microwatts{pid="108",exe="qemu-kvm-one",cmdline="/usr/bin/qemu-kvm-one-nameguest=one-0,debug-threads=on"} 100000
+scaph_process_power_consumption_microwatts{pid="109",exe="qemu-system-x86_64",cmdline="/usr/bin/qemu-system-x86_64-nameguest=one-12a,debug-threads=on",vmname="one-12a"} 90000
+scaph_process_power_consumption_microwatts{pid="110",exe="qemu-kvm-one",cmdline="/usr/bin/qemu-kvm-one-nameguest=one-\u0663,debug-threads=on"} 80000
+scaph_process_power_consumption_microwatts{pid="111",exe="qemu-kvm-one",cmdline="/usr/bin/qemu-kvm-one-nameguest=one-+5,debug-threads=on"} 70000
 """
 # pid 104: a guest not started by OpenNebula -> no one_vm_id.
 # pid 105: contrived disagreement between vmname and cmdline -> vmname wins,
 #          proving the cmdline rule never overwrites a value already set.
-EXPECTED_VM_IDS = {"101": "42", "102": "43", "103": None, "104": None, "105": "44"}
+# pids 106-111: only a canonical decimal ID names a VM: "05", "007", "12a", an Arabic-Indic
+#          digit three and "+5" name none (VM 5's power must not be another guest's); "0" is VM 0.
+EXPECTED_VM_IDS = {"101": "42", "102": "43", "103": None, "104": None, "105": "44",
+                   "106": None, "107": None, "108": "0", "109": None, "110": None, "111": None}
 
 
 class ScaphandreTestDoubleHandler(BaseHTTPRequestHandler):
@@ -127,7 +136,9 @@ def prometheus(exporters, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("prometheus")
     targets = [
         ScrapeTarget(address=exporters[0], one_host_id=3, host_name="kvm-node-a"),
-        ScrapeTarget(address=exporters[1], one_host_id=7, host_name="kvm-node-b"),
+        # A NAME with what YAML reads otherwise than JSON (NEL, LINE SEPARATOR), quotes, a
+        # backslash and non-ASCII: Prometheus must label with it exactly as OpenNebula has it.
+        ScrapeTarget(address=exporters[1], one_host_id=7, host_name='kvm-node-b "é" \\ \x85\u2028'),
     ]
     targets_file = workdir / "scaphandre_targets.yml"
     targets_file.write_text(render_targets_file(targets))

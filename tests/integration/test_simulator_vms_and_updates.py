@@ -77,17 +77,28 @@ def test_extended_pool_has_full_user_templates_and_the_short_pool_does_not(clien
 
 
 @pytest.mark.parametrize("arguments, expected_ids", [
-    ((-2, -1, -1, -1), [42, 43, 44, 46]),      # all owners, every state but DONE
-    ((-2, -1, -1, -2), [42, 43, 44, 45, 46]),  # DONE too
+    # newest first: oned's default API_LIST_ORDER is DESC
+    ((-2, -1, -1, -1), [46, 44, 43, 42]),      # all owners, every state but DONE
+    ((-2, -1, -1, -2), [46, 45, 44, 43, 42]),  # DONE too
     ((-2, -1, -1, 8), [43]),                   # POWEROFF only
-    ((-3, -1, -1, -1), [42, 44, 46]),          # mine (oneadmin, uid 0)
+    ((-3, -1, -1, -1), [46, 44, 42]),          # mine (oneadmin, uid 0)
     ((5, -1, -1, -1), [43]),                   # user 5's
-    ((-2, 43, 44, -1), [43, 44]),              # ID range
-    ((-2, 1, -2, -1), [43, 44]),               # page: offset 1, size 2
+    ((-2, 43, 44, -1), [44, 43]),              # ID range
+    ((-2, 1, -2, -1), [44, 43]),               # page: offset 1, size 2, counted in that order
 ])
 def test_vm_pool_filters_like_oned(client, arguments, expected_ids):
     assert [vm.ID for vm in client.vmpool.infoextended(*arguments).VM] == expected_ids
     assert [vm.ID for vm in client.vmpool.info(*arguments).VM] == expected_ids
+
+
+def test_pools_follow_the_list_order_oned_is_configured_with():
+    with OneApiSimulator([dict(h, id=i) for i, h in enumerate(HOSTS * 3)], vms=[dict(vm) for vm in VMS],
+                         password=PASSWORD, list_order="ASC") as ascending:
+        client = pyone.OneServer(ascending.url, session=f"oneadmin:{PASSWORD}", protocol="xmlrpc")
+        assert [host.ID for host in client.hostpool.info().HOST] == [0, 1, 2]
+        assert [vm.ID for vm in client.vmpool.infoextended(-2, 1, -2, -1).VM] == [43, 44]
+    with pytest.raises(ValueError, match="ASC or DESC"):
+        OneApiSimulator(list_order="desc")
 
 
 def test_vm_pool_refuses_bad_filters(client):
@@ -120,11 +131,35 @@ def test_merge_of_an_empty_single_value_keeps_the_attribute_empty(client, simula
     assert ("NOTE", "") in simulator.vm_user_template(42)
 
 
-def test_replace_drops_everything_not_in_the_new_template(client, simulator):
+def test_replace_drops_everything_not_in_the_new_template_but_a_hosts_drivers(client, simulator):
     client.host.update(3, 'ONLY = "this"', 0)
-    assert simulator.host_template(3) == [("ONLY", "this")]
+    assert sorted(simulator.host_template(3)) == [("IM_MAD", "kvm"), ("ONLY", "this"), ("VM_MAD", "kvm")]
     client.vm.update(42, 'ONLY = "this"', 0)
     assert dict(client.vm.info(42).USER_TEMPLATE) == {"ONLY": "this"}
+
+
+def test_a_driver_written_into_a_host_template_becomes_the_hosts_driver(client, simulator):
+    client.host.update(3, 'IM_MAD = "lxc"\nVM_MAD = ""', 1)  # an empty one keeps the driver
+    host = client.host.info(3)
+    assert (host.IM_MAD, host.VM_MAD) == ("lxc", "kvm")
+    assert (host.TEMPLATE["IM_MAD"], host.TEMPLATE["VM_MAD"]) == ("lxc", "kvm")
+
+
+def test_a_host_never_monitored_has_only_what_onehost_create_gives_it(client, simulator):
+    simulator.set_hosts(HOSTS + [{"id": 8, "name": "new", "im_mad": "kvm", "state": 0},
+                                 {"id": 9, "name": "seen", "im_mad": "kvm", "state": 0, "monitored": True}])
+    assert sorted(simulator.host_template(8)) == [("IM_MAD", "kvm"), ("RESERVED_CPU", ""), ("RESERVED_MEM", ""),
+                                                  ("VM_MAD", "kvm")]
+    assert "<MONITORING/>" in raw(simulator, "one.host.info", 8)[1]
+    assert client.host.info(8).TEMPLATE.get("HOSTNAME") is None
+    # re-enabled, a host is INIT again but keeps what its probes reported
+    assert ("ARCH", "x86_64") in simulator.host_template(9) and "<MONITORING/>" not in raw(simulator, "one.host.info", 9)[1]
+
+
+def test_success_replies_are_three_items_like_oneds(simulator):
+    assert raw(simulator, "one.host.info", 3)[::2] == [True, 0]
+    assert len(raw(simulator, "one.host.info", 3)) == len(raw(simulator, "one.hostpool.info")) == 3
+    assert raw(simulator, "one.host.update", 3, "A = 1", 1) == [True, 3, 0]
 
 
 def test_update_without_a_type_is_a_replace_as_in_oned(client, simulator):
@@ -146,7 +181,7 @@ def test_xml_templates_are_accepted_like_oned(client, simulator):
 def test_template_parse_errors(client):
     with pytest.raises(pyone.OneInternalException, match=r"\[one.host.update\] Cannot update template. Parse error"):
         client.host.update(3, "A = ", 1)
-    with pytest.raises(pyone.OneActionException, match=r"\[one.vm.update\] Parse error: .*CCDATA"):
+    with pytest.raises(pyone.OneActionException, match=r"^\[one.vm.update\] Parse error\.$"):
         client.vm.update(42, 'A = "x]]>y"', 1)
 
 
@@ -159,7 +194,8 @@ def test_unknown_objects_answer_oneds_no_exists(client, simulator):
         client.vm.info(99)
     # the envelope carries the object's ID, like oned's
     assert raw(simulator, "one.vm.update", 99, "A = 1", 1) == [
-        False, "[one.vm.update] Error getting virtual machine [99].", NO_EXISTS, 99, 0]
+        False, "[one.vm.update] Error getting virtual machine [99].", NO_EXISTS, 99, -1]
+    assert raw(simulator, "one.host.info", 99) == [False, "[one.host.info] Error getting host [99].", NO_EXISTS, 99, -1]
 
 
 def test_removed_vm_is_gone(client, simulator):
@@ -181,7 +217,7 @@ def test_wrong_update_type(client):
 def test_bad_session_is_refused_and_changes_nothing(simulator, method, params):
     before = (simulator.host_template(3), simulator.vm_user_template(42))
     reply = raw(simulator, method, *params, session="oneadmin:wrong")
-    assert reply == [False, f"[{method}] User couldn't be authenticated, aborting call.", AUTHENTICATION, -1, 0]
+    assert reply == [False, f"[{method}] User couldn't be authenticated, aborting call.", AUTHENTICATION, -1, -1]
     assert (simulator.host_template(3), simulator.vm_user_template(42)) == before
 
 
@@ -245,7 +281,7 @@ def test_process_mode_serves_vms_and_keeps_written_templates_across_host_file_ch
         temporary = tmp_path / "hosts.tmp"
         temporary.write_text(yaml.safe_dump(HOSTS + [{"id": 9, "name": "kvm9"}]))
         os.replace(temporary, hosts_file)
-        assert [host.ID for host in client.hostpool.info().HOST] == [3, 9]
+        assert [host.ID for host in client.hostpool.info().HOST] == [9, 3]
         assert client.host.info(3).TEMPLATE["SCAPHANDRE_POWER_W"] == "150.0"
     finally:
         process.terminate()

@@ -32,7 +32,7 @@ from tests.testbed.bed import PROMETHEUS_KINDS, TestBed, bed_settings_from_env
 
 PREFIX = "sotb-shape"
 SSH_PORT_BASE = 2801
-PROMETHEUS_API_PORT = 9198
+PROMETHEUS_API_PORT = 9231  # and 9232 for the Prometheus 3 host
 PLAIN, WITH_DOCKER = "hv1", "hv3"
 OPENNEBULA_PROMETHEUS, PROMETHEUS3 = "prom1", "prom3"
 STAND_IN = "scaphandre-test-double:1.0.2"

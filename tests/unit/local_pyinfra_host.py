@@ -24,6 +24,7 @@ from pyinfra.api import Config, Inventory, State
 from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
+from pyinfra.connectors.util import CommandOutput, OutputLine
 from pyinfra.context import ctx_host, ctx_state
 
 from tests.unit.pyinfra_harness import default_data
@@ -33,14 +34,16 @@ COMMAND_TIMEOUT_S = 60
 
 @dataclass
 class LocalRun:
-    """What happened: every command run (shell text or 'upload PATH' or 'call NAME'),
-    the facts asked for, the failure that stopped the host (None when all succeeded)."""
+    """What happened: every command run (shell text or 'upload PATH' or 'call NAME', then
+    the commands that callback ran), the facts asked for, the failure that stopped the host
+    (None when all succeeded): a failed command's stderr, or what a callback logged in red."""
 
     commands: list[str] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)
     fact_output_sizes: list[int] = field(default_factory=list)  # bytes each fact printed
     failure: str | None = None
     stderr: str = ""
+    logged_failures: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -70,6 +73,29 @@ def _local_fact(fake_bin: Path | None, result: LocalRun):
     return get_fact
 
 
+def _local_shell_command(fake_bin: Path | None, result: LocalRun):
+    def run_shell_command(host: Host, command, print_output: bool = False, print_input: bool = False, **arguments):
+        text = command.get_raw_value() if isinstance(command, StringCommand) else str(command)
+        result.commands.append(text)
+        done = _shell(text, fake_bin)
+        lines = [OutputLine("stdout", line) for line in done.stdout.decode(errors="replace").splitlines()]
+        lines += [OutputLine("stderr", line) for line in done.stderr.decode(errors="replace").splitlines()]
+        return done.returncode == 0, CommandOutput(lines)
+
+    return run_shell_command
+
+
+def _logged_in_red(result: LocalRun):
+    original = Host.log_styled
+
+    def log_styled(host: Host, message, log_func=None, **styles):
+        if styles.get("fg") == "red":
+            result.logged_failures.append(message)
+        return original(host, message, **({"log_func": log_func} if log_func else {}), **styles)
+
+    return log_styled
+
+
 def run_here(run: Callable[[], None], data: dict | None = None, groups: tuple[str, ...] = ("prometheus",),
              fake_bin: Path | None = None) -> LocalRun:
     """Plans `run()` (which adds operations) for one host named prom1, then runs its commands here."""
@@ -81,6 +107,8 @@ def run_here(run: Callable[[], None], data: dict | None = None, groups: tuple[st
     result = LocalRun()
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(Host, "get_fact", _local_fact(fake_bin, result)))
+        stack.enter_context(mock.patch.object(Host, "run_shell_command", _local_shell_command(fake_bin, result)))
+        stack.enter_context(mock.patch.object(Host, "log_styled", _logged_in_red(result)))
         stack.enter_context(ctx_state.use(state))
         stack.enter_context(ctx_host.use(host))
         run()
@@ -95,8 +123,10 @@ def _execute(command, state, host, result: LocalRun, fake_bin: Path | None) -> b
     if isinstance(command, FunctionCommand):
         result.commands.append(f"call {command.function.__name__}")
         reasons = [arg for arg in command.args if isinstance(arg, str)]
+        logged_before = len(result.logged_failures)
         if command.function(state, host, *command.args, **command.kwargs) is False:
-            result.failure = reasons[0] if reasons else command.function.__name__
+            logged = result.logged_failures[logged_before:]
+            result.failure = logged[-1] if logged else reasons[0] if reasons else command.function.__name__
             return False
         return True
     if isinstance(command, FileUploadCommand):

@@ -239,3 +239,47 @@ def test_one_hypervisors_bad_setting_leaves_the_others_resolved_and_listed(bad, 
     targets, warnings = cloud.scrape_targets(previous=list)
     assert sorted(t.one_host_id for t in targets) == [7, 12]
     assert any(line.startswith("bad left out of the scrape targets") and key in line for line in warnings)
+
+
+# --------------------------------------------------------------------------- carbon intensity
+
+
+CLUSTERED = [
+    OneHost(id=7, name="hv1", hostname="hv1", im_mad="kvm", state=2, state_name="MONITORED",
+            cluster_id=100, cluster="paris"),
+    OneHost(id=8, name="hv2", hostname="hv2", im_mad="kvm", state=2, state_name="MONITORED",
+            cluster_id=104, cluster="berlin"),
+    OneHost(id=9, name="hv3", hostname="hv3", im_mad="kvm", state=2, state_name="MONITORED",
+            cluster_id=0, cluster="default"),
+]
+
+
+def test_each_hypervisor_gets_its_own_intensity_else_its_clusters_by_name_then_id():
+    clusters = {"paris": 56, 104: 'grid_intensity{zone="DE"}', "default": 900}
+    cloud, _ = view({
+        "hv1": settings(carbon_intensity_clusters=clusters),
+        "hv2": settings(carbon_intensity_clusters=clusters),
+        "hv3": settings(carbon_intensity=300, carbon_intensity_clusters=clusters),
+    }, pool=CLUSTERED)
+    assert cloud.get("hv1").carbon_intensity == 56.0
+    assert cloud.get("hv2").carbon_intensity == 'grid_intensity{zone="DE"}'
+    assert cloud.get("hv3").carbon_intensity == 300.0, "the host's own setting wins over its cluster's"
+    assert cloud.carbon_intensities() == {7: 56.0, 8: 'grid_intensity{zone="DE"}', 9: 300.0}
+    partial, _ = view({"hv1": settings(carbon_intensity_clusters={"berlin": 1}), "hv2": settings()}, pool=CLUSTERED)
+    assert partial.carbon_intensities() == {}, "a cluster nobody set: no emissions"
+
+
+def test_no_intensity_anywhere_gives_none_and_an_unknown_host_none():
+    cloud, _ = view({"hv1": settings(), "ghost": settings(carbon_intensity=56)}, pool=CLUSTERED)
+    assert cloud.carbon_intensities() == {}
+    assert cloud.get("ghost").one_host is None and cloud.get("ghost").carbon_intensity is None
+
+
+def test_each_hypervisor_is_found_by_its_name_and_an_unknown_name_is_not():
+    hosts = {f"hv{n}": settings(one_host_id=n) for n in range(1, 40)}
+    pool = [OneHost(id=n, name=f"hv{n}.cloud.test", hostname=f"hv{n}", im_mad="kvm", state=2, state_name="MONITORED")
+            for n in range(1, 40)]
+    cloud, _ = view(hosts, pool)
+    assert [cloud.get(name).one_host.id for name in reversed(list(hosts))] == list(range(39, 0, -1))
+    with pytest.raises(KeyError):
+        cloud.get("not-a-hypervisor")

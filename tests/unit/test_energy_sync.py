@@ -203,7 +203,8 @@ def test_a_new_threshold_rewrites_the_config_and_tries_it_without_touching_syste
 
 def test_a_new_interval_reloads_systemd_and_restarts_the_running_timer():
     installed = rendered_files(settings_with(), plan.ServiceAccount("oneadmin", "oneadmin"))
-    planned = install_plan(server_facts(installed=installed, timer_running=True), energy_sync_interval_s=600)
+    planned = install_plan(server_facts(installed=installed, timer_running=True), energy_sync_interval_s=600,
+                           energy_sync_max_age_s=1800)
     assert changed_steps(planned) == [
         "Record the energy sync's files the deploy is about to write",
         "Write the energy sync's config /etc/one/scaphandre-energy-sync.conf",
@@ -260,11 +261,39 @@ def test_the_credentials_check_runs_as_the_service_user_not_as_root():
     ("energy_sync_one_auth_file", "/root/.one/one_auth", "under /root, which the energy sync service does not see"),
     ("energy_sync_one_auth_file", "/tmp/one_auth", "under /tmp"),
     ("energy_sync", "yes", "not True or False"),
+    ("energy_sync_max_age_s", 60, "not a whole number from 120 to 172800"),
+    ("energy_sync_max_age_s", 900.0, "not a whole number"),
+    ("energy_sync_host_max_power_w", 10000, "not a number from 1 to 9999"),
+    ("energy_sync_host_max_power_w", 0, "not a number from 1 to 9999"),
+    ("energy_sync_vm_max_power_w", "2000", "not a number from 1 to 9999"),
 ])
 def test_bad_energy_sync_settings_are_refused_naming_the_key(key, value, says):
     with pytest.raises(SettingsError) as refused:
         settings_with(**{key: value})
     assert f"setting {key} " in str(refused.value) and says in str(refused.value)
+
+
+@pytest.mark.parametrize("data, says", [
+    ({"energy_sync_interval_s": 600}, "setting energy_sync_max_age_s is 900, less than twice energy_sync_interval_s "
+                                      "(600): one run finding no sample would already remove the values; set it to "
+                                      "1200 or more"),
+    ({"energy_sync_max_age_s": 599}, "set it to 600 or more"),
+    ({"energy_sync_vm_max_power_w": 3000, "energy_sync_host_max_power_w": 2500},
+     "setting energy_sync_vm_max_power_w (3000) is above energy_sync_host_max_power_w (2500): a VM's power is a "
+     "share of its host's"),
+])
+def test_the_max_age_and_the_ceilings_are_checked_against_each_other(data, says):
+    with pytest.raises(SettingsError) as refused:
+        settings_with(**data)
+    assert says in str(refused.value)
+    assert settings_with(energy_sync_interval_s=600, energy_sync_max_age_s=1200).energy_sync_max_age_s == 1200
+
+
+def test_the_config_carries_the_max_age_and_the_ceilings():
+    settings = settings_with(energy_sync_max_age_s=1200, energy_sync_host_max_power_w=7500.5,
+                             energy_sync_vm_max_power_w=3000)
+    config = rendered_files(settings, plan.ServiceAccount("oneadmin", "oneadmin"))[plan.CONFIG_PATH]
+    assert "max_age_s = 1200\nhost_max_power_w = 7500.5\nvm_max_power_w = 3000\n" in config
 
 
 def test_the_sync_needs_the_recording_rules():
@@ -373,8 +402,10 @@ def test_removal_without_python_fails_the_host_and_keeps_the_files():
 
 
 def test_status_line_is_the_last_status_among_the_lines():
-    lines = ["not fresh (no power sample in the last 300 s), left as they are: host 3 (kvm1)",
-             "status: would write 2 (1 host, 1 VM), unchanged 0, not fresh 1, not in OpenNebula 0, failed 0"]
+    lines = ["not fresh (no current power sample on its host in the last 300 s), values kept until there is none "
+             "for 900 s: host 3 (kvm1)",
+             "status: would write 2 (1 host, 1 VM), unchanged 0, not fresh 1, expired 0, refused 0, conflicts 0, "
+             "not in OpenNebula 0, failed 0"]
     assert plan.status_line(lines) == lines[1] and plan.status_line(["nothing"]) is None
 
 
@@ -382,3 +413,19 @@ def test_the_bounded_run_reports_overrun_and_failure_distinctly():
     command = plan.trial_run_command(settings_with(), plan.ServiceAccount("root", "root"), "/usr/bin/python3")
     assert "[ $status -eq 124 ] || [ $status -eq 137 ]" in command
     assert "did not finish within 300 s" in command and "(--dry-run) failed:" in command
+
+
+@pytest.mark.parametrize("data", [{}, {"energy_sync_interval_s": 120, "energy_sync_max_age_s": 240,
+                                       "energy_sync_host_max_power_w": 800.5, "energy_sync_vm_max_power_w": 400}])
+def test_the_script_reads_the_rendered_config_as_the_settings_say(tmp_path, data):
+    """The deploy's settings and the script's own checks agree: what one accepts, the other reads alike."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("scaphandre_energy_sync", plan.SCRIPT_SOURCE)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    settings = settings_with(**data)
+    config = tmp_path / "sync.conf"
+    config.write_text(rendered_files(settings, plan.ServiceAccount("oneadmin", "oneadmin"))[plan.CONFIG_PATH])
+    read = script.load_settings(str(config))
+    assert {key: getattr(read, key) for key in script.DEFAULT_SETTINGS} == {
+        key: getattr(settings, f"energy_sync_{key}") for key in script.DEFAULT_SETTINGS}

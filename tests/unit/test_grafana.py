@@ -3,7 +3,7 @@ Grafana restarted only when the provider changed, as pyinfra's API plans it."""
 
 from tasks import grafana
 from tasks.grafana import provision_dashboard, remove_dashboard
-from tests.unit.pyinfra_harness import all_commands, planned_commands
+from tests.unit.pyinfra_harness import all_commands, planned_command_objects, planned_commands, uploaded_text
 
 
 def test_the_dashboard_and_provider_go_where_the_settings_say():
@@ -43,3 +43,17 @@ def test_provider_and_dashboard_are_removed_and_grafana_restarted_conditionally(
 def test_nothing_is_removed_when_nothing_is_there():
     planned = planned_commands(remove_dashboard, {"File": None}, groups=("grafana",), name="graf1")
     assert not [c for name, cs in planned.items() if "Restart" not in name for c in cs]
+
+
+def dashboard_uploaded(carbon_shown: bool) -> str | None:
+    """What the plan uploads as the dashboard: computed text, or None for the shipped file itself."""
+    planned = planned_command_objects(lambda settings: provision_dashboard(settings, carbon_shown=carbon_shown),
+                                      {"File": None, "Directory": None}, None, ("grafana",), "graf1")
+    [upload] = [c for cs in planned.values() for c in cs if getattr(c, "dest", "").endswith(".json")]
+    return uploaded_text(upload)
+
+
+def test_the_dashboard_shows_emissions_only_where_some_hypervisor_has_a_carbon_intensity():
+    assert dashboard_uploaded(carbon_shown=True) is None, "the shipped file as it is"
+    stripped = dashboard_uploaded(carbon_shown=False)
+    assert stripped is not None and "emissions_gco2e" not in stripped and "attributed_power_watts" in stripped

@@ -19,6 +19,8 @@ import pytest
 import yaml
 from pyinfra.api.util import get_template
 
+from tasks.grafana import dashboard_without_carbon
+
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "files" / "grafana" / "scaphandre-opennebula.json"
@@ -153,12 +155,50 @@ def test_the_panels_cover_cloud_total_hosts_top_vms_and_vm_energy():
 
 
 def test_energy_queries_integrate_power_the_same_way():
-    """microwatts summed over 1-minute steps: / 60 gives microwatt-hours, / 1e9 kWh."""
+    """Scaphandre's microwatts summed over 1-minute steps: / 60 gives microwatt-hours, / 1e9 kWh.
+    The attribution's watts, recorded once a minute: their samples summed / 60 / 1000 (no step
+    that could repeat a sample across a gap)."""
+    checked = 0
     for panel in all_panels(load_dashboard()):
         for target in panel["targets"]:
             expr = target["expr"]
-            if panel["fieldConfig"]["defaults"]["unit"] == "kwatth" and target["refId"] == "A":
+            if panel["fieldConfig"]["defaults"]["unit"] != "kwatth" or target["refId"] not in ("A", "C"):
+                continue
+            if "scaph_" in expr:
                 assert "sum_over_time(" in expr and "[$__range:1m]) / 60 / 1e9" in expr, (panel["title"], expr)
+            else:
+                assert re.search(r"sum_over_time\(one_vm:\w+_power_watts\{[^}]*\}\[\$__range\]\)\) / 60 / 1000$", expr), expr
+            checked += 1
+    assert checked >= 4
+
+
+def test_attributed_power_and_emissions_per_vm_are_shown_beside_the_measured():
+    queries = {(title, ref): " ".join(expr.split()) for title, ref, expr in panel_queries(values=TEST_VALUES)}
+    energy = [expr for (title, _), expr in queries.items() if title == "Energy per VM over the range"]
+    assert any("scaph_process_power_consumption_microwatts" in e for e in energy)
+    assert any("one_vm:attributed_power_watts" in e for e in energy)
+    assert any("one_vm:emissions_gco2e_per_hour" in e for e in energy)
+    assert any(t.startswith("Top 5 VMs by attributed power") or "attributed power" in t for t, _ in queries)
+    assert any("one_host:power_part_watts" in e for e in queries.values())
+    emissions = [title for (title, _), expr in queries.items() if "emissions_gco2e" in expr]
+    assert len(emissions) >= 3
+
+
+def test_without_carbon_nothing_about_emissions_is_left():
+    stripped = dashboard_without_carbon(load_dashboard())
+    text = json.dumps(stripped)
+    assert "emissions" not in " ".join(t["expr"] for p in all_panels(stripped) for t in p["targets"])
+    assert "Emissions" not in json.dumps([p.get("transformations") for p in stripped["panels"]])
+    assert '"Emissions"' not in text
+    titles = {p["title"] for p in all_panels(stripped)}
+    assert "Top $topn VMs by emissions" not in titles and "Energy per VM over the range" in titles
+    table = next(p for p in stripped["panels"] if p["title"] == "Energy per VM over the range")
+    assert [t["refId"] for t in table["targets"]] == ["A", "B", "C"]
+    # only panels all of whose queries read emissions go, the others keep their place
+    kept = [p["id"] for p in load_dashboard()["panels"]
+            if not all("emissions" in target["expr"] for target in p["targets"])]
+    assert [p["id"] for p in stripped["panels"]] == kept and len(kept) == len(load_dashboard()["panels"]) - 2
+    assert dashboard_without_carbon(stripped) == stripped
 
 
 def test_every_query_parses_as_promql(tmp_path):

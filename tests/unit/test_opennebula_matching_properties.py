@@ -113,3 +113,24 @@ def test_resolve_hypervisors_answers_every_query_and_never_raises(names, hostnam
     assert all(isinstance(error, HostMatchError) for error in errors.values())
     ids = [host.id for host in matches.values()]
     assert len(ids) == len(set(ids)), "two inventory hosts never share one OpenNebula host"
+
+
+def _parses_as_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.one_of(st.text(max_size=20), st.ip_addresses().map(str),
+                      st.ip_addresses(v=6).map(lambda address: f"{address}%eth0"),
+                      st.from_regex(r"\A[0-9a-f:.]{1,20}\Z")))
+def test_is_ip_answers_as_the_standard_library_does(text):
+    """is_ip skips the parse for text that cannot be an address: same answer as parsing it."""
+    from tasks.opennebula.pool import is_ip
+
+    assert is_ip(text) == _parses_as_ip(text)

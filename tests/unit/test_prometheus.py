@@ -1,7 +1,8 @@
 """The Prometheus step (tasks/prometheus): its facts and operations run for real on this
 machine against files under tmp_path (tests/unit/local_pyinfra_host.py), with the real
-promtool and a systemctl test double that logs what it is asked; and plans computed by
-pyinfra's API from given facts. The same cases run on real servers in
+promtool, a systemctl test double that logs what it is asked and a Prometheus reload
+double (tests/doubles/prometheus_reload_double.py) that a SIGHUP through it reaches; and
+plans computed by pyinfra's API from given facts. The same cases run on real servers in
 tests/e2e/test_faults.py and tests/e2e/test_prometheus_servers.py."""
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ import ast
 import hashlib
 import logging
 import os
+import shlex
+import signal
 import stat
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +33,12 @@ from tasks.prometheus.config_file import edit_fingerprint, with_job
 from tasks.prometheus.facts import PrometheusServer
 from tasks.prometheus.job import scaphandre_job
 from tasks.prometheus.operations import prometheus_job, prometheus_job_absent, prometheus_rules
+from tasks.prometheus.reload import MetricsEndpoint, metrics_endpoint
+from tests.doubles.prometheus_reload_double import PrometheusReloadDouble
 from tests.unit.local_pyinfra_host import run_here
-from tests.unit.pyinfra_harness import all_commands, planned_commands
+from tasks.install_record.facts import FoundFile
+from tasks.install_record.record import sha256_of
+from tests.unit.pyinfra_harness import all_commands, planned_commands, record_facts
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prometheus"
 CORPUS = DATA / "corpus"
@@ -40,13 +48,23 @@ OWNER = (4242, 4243)  # a service account's uid and gid, as a packaged prometheu
 
 SYSTEMCTL_DOUBLE = """#!/bin/sh
 # systemctl test double: logs its arguments; `is-active` answers $SYSTEMCTL_DIR/active (0 when
-# absent); `show -p ExecStart UNIT` prints $SYSTEMCTL_DIR/UNIT.execstart.
+# absent); `show -p ExecStart UNIT` prints $SYSTEMCTL_DIR/UNIT.execstart, `show -p MainPID
+# --value UNIT` $SYSTEMCTL_DIR/mainpid (0 when absent); `kill ... --signal=HUP` adds a line to
+# $SYSTEMCTL_DIR/hup, which the Prometheus reload double reads.
 printf '%s\\n' "$*" >> "$SYSTEMCTL_DIR/log"
 case "$1" in
   is-active) exit "$(cat "$SYSTEMCTL_DIR/active" 2>/dev/null || echo 0)" ;;
-  show) for unit; do :; done; if [ -f "$SYSTEMCTL_DIR/$unit.execstart" ]; then
+  show) for unit; do :; done
+        if [ "$3" = MainPID ]; then cat "$SYSTEMCTL_DIR/mainpid" 2>/dev/null || echo 0
+        elif [ -f "$SYSTEMCTL_DIR/$unit.execstart" ]; then
           printf 'ExecStart=%s\\n' "$(cat "$SYSTEMCTL_DIR/$unit.execstart")"; else echo 'ExecStart='; fi ;;
+  kill) echo HUP >> "$SYSTEMCTL_DIR/hup" ;;
 esac
+exit 0
+"""
+# journalctl test double: prints what the reload double logged.
+JOURNALCTL_DOUBLE = """#!/bin/sh
+cat "$SYSTEMCTL_DIR/journal" 2>/dev/null
 exit 0
 """
 
@@ -59,6 +77,12 @@ class Server:
     etc: Path
     fake_bin: Path
     systemctl_dir: Path
+    prometheus: PrometheusReloadDouble
+    reload_timeout_s: int = 5
+
+    @property
+    def endpoint(self) -> MetricsEndpoint:
+        return MetricsEndpoint("127.0.0.1", self.prometheus.port, "/metrics")
 
     @property
     def config(self) -> Path:
@@ -79,14 +103,15 @@ class Server:
                service: str = SERVICE, promtool: str = PROMTOOL, reload_for_rules: bool = False):
         return run_here(lambda: prometheus_job(
             name="Add the job", config_path=str(config or self.config), job=job or self.job(),
-            targets_file=self.targets, promtool=promtool, service=service, rule_file=rule_file,
-            reload_for_rules=reload_for_rules), fake_bin=self.fake_bin)
+            targets_file=self.targets, promtool=promtool, service=service, endpoint=self.endpoint,
+            reload_timeout_s=self.reload_timeout_s, rule_file=rule_file, reload_for_rules=reload_for_rules),
+            fake_bin=self.fake_bin)
 
     def remove(self, config: Path | None = None, service: str = SERVICE, rule_file: str | None = None):
         return run_here(lambda: prometheus_job_absent(
             name="Remove the job", config_path=str(config or self.config), job_name="scaphandre",
-            targets_file=self.targets, promtool=PROMTOOL, service=service, rule_file=rule_file),
-            fake_bin=self.fake_bin)
+            targets_file=self.targets, promtool=PROMTOOL, service=service, endpoint=self.endpoint,
+            reload_timeout_s=self.reload_timeout_s, rule_file=rule_file), fake_bin=self.fake_bin)
 
     def systemctl_calls(self) -> list[str]:
         log = self.systemctl_dir / "log"
@@ -110,14 +135,16 @@ def server(tmp_path, monkeypatch) -> Server:
     fake_bin.mkdir()
     systemctl_dir = tmp_path / "systemctl"
     systemctl_dir.mkdir()
-    (fake_bin / "systemctl").write_text(SYSTEMCTL_DOUBLE)
-    (fake_bin / "systemctl").chmod(0o755)
+    for name, text in (("systemctl", SYSTEMCTL_DOUBLE), ("journalctl", JOURNALCTL_DOUBLE)):
+        (fake_bin / name).write_text(text)
+        (fake_bin / name).chmod(0o755)
     monkeypatch.setenv("SYSTEMCTL_DIR", str(systemctl_dir))
     etc = tmp_path / "etc"
     etc.mkdir()
     (etc / "scaphandre_targets.yml").write_text("[]\n")
     (etc / "rules.yml").write_text("groups: []\n")  # OpenNebula's own rule file, which its config lists
-    return Server(tmp_path, etc, fake_bin, systemctl_dir)
+    with PrometheusReloadDouble(systemctl_dir / "hup", systemctl_dir / "journal") as prometheus:
+        yield Server(tmp_path, etc, fake_bin, systemctl_dir, prometheus)
 
 
 def install(path: Path, content: bytes, mode: int = 0o640, owner: tuple[int, int] = OWNER) -> bytes:
@@ -313,13 +340,150 @@ def test_a_stopped_prometheus_is_reported_not_started(server):
     assert b"job_name: scaphandre" in server.config.read_bytes()
 
 
+# --------------------------------------------------------------------------- the reload, confirmed by Prometheus
+
+
+def pending_markers(server: Server) -> list[Path]:
+    return list((server.root / "state").rglob("*.reload-pending"))
+
+
+def test_the_deploy_succeeds_only_once_prometheus_reports_the_reload(server):
+    install(server.config, b"scrape_configs: []\n")
+    server.prometheus.delay_s = 1.0  # a reload that takes a while
+    started = time.monotonic()
+    run = server.deploy()
+    assert run.failure is None, run.failure
+    assert time.monotonic() - started >= 1.0, "succeeded before Prometheus reported the reload"
+    assert server.prometheus.successful == 1 and server.prometheus.success_at >= started - 1
+    assert pending_markers(server) == []
+    assert server.deploy().commands == [], "confirmed: nothing to do on a rerun"
+    assert server.reloads() == 1
+
+
+def test_the_reload_signals_and_waits_in_one_command_from_the_exact_script(server):
+    install(server.config, b"scrape_configs: []\n")
+    run = server.deploy()
+    assert run.failure is None
+    request = operations.ReloadRequest(service=SERVICE, changed_path=str(server.config), endpoint=server.endpoint,
+                                       timeout_s=5, marker=operations.config_files(str(server.config)).reload_pending)
+    call = run.commands.index("call reload_and_confirm")
+    assert run.commands[call + 1:] == [
+        "bash -c " + shlex.quote(operations._reload_script(request)),
+        f"rm -f -- {request.marker} && rmdir -- {server.root}/state/prometheus {server.root}/state 2>/dev/null || true",
+    ]
+    script = operations._reload_script(request)
+    assert script.splitlines()[:3] == [
+        f"unit=prometheus; marker={request.marker}; wait_s=5",
+        f"address=127.0.0.1; port={server.prometheus.port}; path=/metrics",
+        "signalled=''; before=''",
+    ]
+    assert 'systemctl kill --kill-whom=main --signal=HUP "$unit"' in script
+    assert subprocess.run(["bash", "-n", "-c", script], capture_output=True, timeout=30).returncode == 0
+
+
+def test_a_reload_prometheus_rejects_fails_the_server_with_its_journal_and_a_rerun_reloads_again(server):
+    install(server.config, b"scrape_configs: []\n")
+    server.prometheus.mode = "reject"
+    run = server.deploy()
+    assert run.failure is not None and server.reloads() == 1
+    first, *rest = run.failure.splitlines()
+    assert first == (f"Prometheus (prometheus) failed to load the new {server.config}: "
+                     "prometheus_config_last_reload_successful went to 0 at "
+                     f"{server.endpoint.url} after the reload signal, so the new configuration is not (or not wholly) "
+                     "in effect.")
+    assert "journalctl -u prometheus since the reload signal:" in rest[0]
+    assert any("loading groups failed" in line and "permission denied" in line for line in rest), rest
+    assert b"job_name: scaphandre" in server.config.read_bytes(), "the checked file is in place"
+    assert len(pending_markers(server)) == 1
+    # Fixed (Prometheus can read its files again): the rerun has nothing to write, but reloads.
+    server.prometheus.mode = "reload"
+    rerun = server.deploy()
+    assert rerun.failure is None and server.reloads() == 2 and pending_markers(server) == []
+    assert server.deploy().commands == [] and server.reloads() == 2
+
+
+def test_a_stuck_reload_fails_the_server_within_the_timeout_naming_the_setting(server):
+    install(server.config, b"scrape_configs: []\n")
+    server.prometheus.mode = "stuck"
+    server.reload_timeout_s = 2
+    started = time.monotonic()
+    run = server.deploy()
+    elapsed = time.monotonic() - started
+    assert run.failure is not None and 2 <= elapsed < 8, elapsed
+    assert run.failure.startswith(f"Prometheus (prometheus) did not confirm loading the new {server.config} within "
+                                  "2 s (prometheus_reload_timeout_s): it reports no successful reload since the "
+                                  "signal at ")
+    assert "journalctl -u prometheus shows nothing since the reload signal" in run.failure
+    assert server.prometheus.reads >= 3, "polled, not read once"
+    assert len(pending_markers(server)) == 1
+
+
+def test_a_frozen_prometheus_is_told_as_such(server):
+    install(server.config, b"scrape_configs: []\n")
+    server.prometheus.mode = "frozen"
+    server.reload_timeout_s = 3
+    stopped = subprocess.Popen(["sleep", "60"])  # stands for Prometheus' main process, stopped by SIGSTOP
+    try:
+        os.kill(stopped.pid, signal.SIGSTOP)
+        (server.systemctl_dir / "mainpid").write_text(f"{stopped.pid}\n")
+        run = server.deploy()
+    finally:
+        stopped.kill()
+        stopped.wait(timeout=10)
+    assert (f"its /metrics gave no reload gauges (no answer within 2 s); its main process (PID {stopped.pid}) is "
+            "stopped at http://127.0.0.1:") in run.failure, run.failure
+
+
+def test_a_prometheus_not_listening_where_the_deploy_reads_is_named(server):
+    install(server.config, b"scrape_configs: []\n")
+    server.prometheus.__exit__()  # nothing listens on that port any more
+    server.reload_timeout_s = 1
+    run = server.deploy()
+    assert "its /metrics gave no reload gauges (Connection refused) at http://127.0.0.1:" in run.failure, run.failure
+
+
+def test_another_reload_ending_just_before_the_signal_does_not_confirm_ours(server):
+    install(server.config, b"scrape_configs: []\n")
+    server.prometheus.earlier_reload_on_read = 2  # the first read after the signal
+    server.prometheus.delay_s = 0.5
+    run = server.deploy()
+    assert run.failure is None, run.failure
+    waits = [command for command in run.commands if command.startswith("bash -c ")]
+    assert len(waits) == 2 and "signalled=1" in waits[1], "waited on, without a second signal"
+    assert server.reloads() == 1
+
+
+def test_a_zero_timeout_signals_without_waiting_and_leaves_no_marker(server):
+    install(server.config, b"scrape_configs: []\n")
+    server.prometheus.mode = "stuck"
+    server.reload_timeout_s = 0
+    run = server.deploy()
+    assert run.failure is None and server.reloads() == 1 and pending_markers(server) == []
+    assert server.prometheus.reads <= 1
+
+
+def test_remove_reloads_until_confirmed_and_then_leaves_no_state(server):
+    install(server.config, (CORPUS / "debian_shipped.yml").read_bytes())
+    assert server.deploy().failure is None
+    server.prometheus.mode = "reject"
+    assert server.remove().failure.startswith("Prometheus (prometheus) failed to load the new ")
+    assert b"scaphandre" not in server.config.read_bytes() and len(pending_markers(server)) == 1
+    server.prometheus.mode = "reload"
+    again = server.remove()
+    assert again.failure is None and server.reloads() == 3
+    assert not (server.root / "state").exists()
+    assert server.remove().commands == []
+
+
 def test_changed_rules_under_an_unchanged_config_reload_once(server):
     install(server.config, b"scrape_configs: []\n")
     assert server.deploy(rule_file=server.rules).failure is not None, "promtool needs the rules file"
     Path(server.rules).write_text("groups: []\n")
     assert server.deploy(rule_file=server.rules).failure is None and server.reloads() == 1
     run = server.deploy(rule_file=server.rules, reload_for_rules=True)
-    assert run.failure is None and len(run.commands) == 1 and server.reloads() == 2
+    assert run.failure is None and server.reloads() == 2
+    # Only the reload: one command signals and waits, one clears the marker once confirmed.
+    assert run.commands[0] == "call reload_and_confirm" and len(run.commands) == 3, run.commands
 
 
 def test_the_rules_file_keeps_its_link_owner_and_mode(server):
@@ -484,7 +648,28 @@ def test_version_and_promtool_come_from_the_binary_the_service_runs(machine):
                           promtools=[str(machine.root / "usr/bin/promtool")])
     assert found == {"config": config, "service": "prometheus", "unit_binary": local, "binary": local,
                      "binary_source": "unit", "promtool": str(machine.root / "usr/local/bin/promtool"),
-                     "version": "prometheus, version 3.5.3 (branch: test double)"}
+                     "version": "prometheus, version 3.5.3 (branch: test double)",
+                     "unit_args": (local, "--config.file=x"), "main_args": ()}
+
+
+def test_where_prometheus_listens_is_read_from_its_running_process_and_its_unit(machine):
+    """The unit's ExecStart may hold $ARGS, unexpanded; the main process' own command line has
+    every argument as given, spaces included."""
+    binary = machine.prometheus("/usr/bin", "2.42.0+ds")
+    config = machine.config("/etc/prometheus/prometheus.yml")
+    (machine.systemctl_dir / "prometheus.execstart").write_text(
+        f"{{ path={binary} ; argv[]={binary} $ARGS ; ignore_errors=no ; start_time=[n/a] }}")
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                                "--web.listen-address=127.0.0.1:9099", "--web.external-url=http://a b/prom/"])
+    try:
+        (machine.systemctl_dir / "mainpid").write_text(f"{process.pid}\n")
+        found = machine.found([(config, "prometheus")])
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    assert found["unit_args"] == (binary, "$ARGS")
+    assert found["main_args"][-2:] == ("--web.listen-address=127.0.0.1:9099", "--web.external-url=http://a b/prom/")
+    assert metrics_endpoint(found["main_args"], found["unit_args"]) == MetricsEndpoint("127.0.0.1", 9099, "/prom/metrics")
 
 
 def test_opennebula_and_debian_side_by_side_everything_comes_from_the_chosen_server(machine):
@@ -530,9 +715,9 @@ def configure_steps(cloud: CloudView):
     """The Prometheus part of deploy.py."""
     def run(settings) -> None:
         ledger = install_ledger()
-        server = prometheus_server(settings, ledger)
+        server = prometheus_server(settings, cloud, ledger)
         if server:
-            configure_prometheus(settings, cloud, pyinfra.inventory, server, ledger)
+            configure_prometheus(settings, pyinfra.inventory, server, ledger)
 
     return run
 
@@ -591,6 +776,105 @@ def test_the_version_the_service_runs_decides_the_prometheus_3_key(monkeypatch):
         job = asked.pop()
         assert ("fallback_scrape_protocol" in job["job"]) is key_expected
         assert job["promtool"] == found["promtool"]
+
+
+def deployed_facts(reload_pending: bool) -> dict:
+    """A server the deploy already configured: targets and rules as wanted, prometheus.yml recorded."""
+    import tasks.prometheus as step
+    from tasks.prometheus.facts import LiveFile
+    from tasks.prometheus.rules import rules_for_job
+    from tasks.prometheus.targets import render_targets_file
+
+    rules = rules_for_job(step.RULES_FILE.read_text(), "scaphandre").encode()
+    live = LiveFile(link=False, target="/etc/prometheus/prometheus.yml", regular=True, uid=0, gid=0, mode="644",
+                    sha256="0" * 64, content=None, record_current=True, record_exists=True, original_exists=True,
+                    reload_pending=reload_pending)
+    targets = render_targets_file([]).encode()
+    present = {"/etc/prometheus/scaphandre_targets.yml": FoundFile("file", sha256=sha256_of(targets), content=targets),
+               "/etc/prometheus/scaphandre_rules.yml": FoundFile("file", sha256=sha256_of(rules))}
+    record = {"format": 2, "files": {path: {"sha256": found.sha256} for path, found in present.items()}}
+    return {"PrometheusConfigFile": live, **record_facts(record),
+            "FilesAt": lambda paths, with_content=(): {i: present[p] for i, p in enumerate(paths) if p in present}}
+
+
+LISTENING_ON_9099 = dict(FOUND_2_42, unit_args=("/usr/bin/prometheus", "$ARGS"),
+                         main_args=("/usr/bin/prometheus", "--web.listen-address=0.0.0.0:9099"))
+MARKER = (f"/var/lib/scaphandre-opennebula/prometheus/"
+          f"{hashlib.sha256(b'/etc/prometheus/prometheus.yml').hexdigest()[:16]}.reload-pending")
+
+
+def test_a_change_plans_the_confirmed_reload_with_where_prometheus_listens():
+    commands = configure_plan(LISTENING_ON_9099, FileContents=None, Sha256File=None, PrometheusConfigFile=None)
+    assert commands[-1] == (
+        "call reload_and_confirm(ReloadRequest(service='prometheus', changed_path='/etc/prometheus/prometheus.yml', "
+        "endpoint=MetricsEndpoint(address='127.0.0.1', port=9099, path='/metrics'), timeout_s=60, "
+        f"marker='{MARKER}'),)")
+    assert sum(command.startswith("call reload_and_confirm") for command in commands) == 1
+
+
+def test_a_noop_rerun_plans_nothing_and_an_unconfirmed_reload_plans_only_the_reload():
+    assert configure_plan(LISTENING_ON_9099, **deployed_facts(reload_pending=False)) == []
+    assert configure_plan(LISTENING_ON_9099, **deployed_facts(reload_pending=True)) == [
+        "call reload_and_confirm(ReloadRequest(service='prometheus', changed_path='/etc/prometheus/prometheus.yml', "
+        "endpoint=MetricsEndpoint(address='127.0.0.1', port=9099, path='/metrics'), timeout_s=60, "
+        f"marker='{MARKER}'),)"]
+
+
+def test_an_address_prometheus_cannot_be_read_at_fails_the_server_unless_no_confirmation_is_asked():
+    odd = dict(FOUND_2_42, main_args=("/usr/bin/prometheus", "--web.listen-address=prometheus-host"))
+    commands = configure_plan(odd, FileContents=None, Sha256File=None, PrometheusConfigFile=None)
+    assert len(commands) == 1 and commands[0].startswith("call log_failure")
+    assert ("cannot tell where Prometheus listens from --web.listen-address=prometheus-host (the command line of "
+            "prometheus), so a reload cannot be confirmed: set prometheus_reload_timeout_s to 0") in commands[0]
+    unconfirmed = all_commands(planned_commands(
+        configure_steps(CloudView(())),
+        {"PrometheusServer": odd, "FileContents": None, "Sha256File": None, "PrometheusConfigFile": None},
+        data={"prometheus_reload_timeout_s": 0}, groups=("prometheus",), name="prom1"))
+    assert "timeout_s=0" in unconfirmed[-1]
+
+
+def rules_written(monkeypatch, cloud: CloudView, data: dict | None = None) -> list[str]:
+    """The rules text each plan of the Prometheus step would write."""
+    import tasks.prometheus as step
+
+    written: list[str] = []
+    monkeypatch.setattr(step, "prometheus_rules", lambda **kwargs: written.append(kwargs["rules_text"]))
+    planned_commands(configure_steps(cloud),
+                     {"PrometheusServer": FOUND_2_42, "FileContents": None, "Sha256File": None,
+                      "PrometheusConfigFile": None}, data=data, groups=("prometheus",), name="prom1")
+    return written
+
+
+def test_the_rules_carry_every_hypervisors_carbon_intensity_and_the_size_basis(monkeypatch):
+    import yaml
+
+    shipped = step_rules_file().read_text()
+    hosts = [OneHost(id=n, name=f"hv{n}", hostname=f"hv{n}", im_mad="kvm", state=2, state_name="MONITORED")
+             for n in (7, 9, 12)]
+    cloud = CloudView((
+        Hypervisor("hv7", "hv7:8080", hosts[0], None, 120.0),
+        Hypervisor("hv9", "hv9:8080", hosts[1], None, 'grid_intensity{zone="b"}'),
+        Hypervisor("hv12", "hv12:8080", hosts[2], None, None),
+    ))
+    [rules] = rules_written(monkeypatch, cloud, {"carbon_intensity_max_age": "2h", "accounting_size_basis": "memory"})
+    groups = yaml.safe_load(rules)["groups"]
+    assert groups[-1]["name"] == "scaphandre-opennebula-carbon-intensity"
+    assert [(r["labels"]["one_host_id"], r["expr"]) for r in groups[-1]["rules"]] == [
+        ("7", "vector(120.0)"), ("9", 'max(last_over_time(grid_intensity{zone="b"}[2h]))')]
+    assert "opennebula_vm_mem_total_bytes" in rules and rules.startswith(shipped.split("groups:")[0])
+
+
+def test_without_any_intensity_the_rules_are_the_shipped_ones(monkeypatch):
+    hv1 = OneHost(id=7, name="hv1", hostname="hv1", im_mad="kvm", state=2, state_name="MONITORED")
+    [rules] = rules_written(monkeypatch, CloudView((Hypervisor("hv1", "hv1:8080", hv1, None),)))
+    assert rules == step_rules_file().read_text()
+    assert "carbon_intensity_gco2e_per_kwh\n" not in rules and "scaphandre-opennebula-carbon-intensity" not in rules
+
+
+def step_rules_file() -> Path:
+    import tasks.prometheus as step
+
+    return step.RULES_FILE
 
 
 def test_remove_plans_nothing_but_a_failure_when_prometheus_cannot_be_found():

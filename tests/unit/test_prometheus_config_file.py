@@ -18,6 +18,7 @@ import yaml
 from ruamel.yaml import YAML
 
 import tasks.prometheus.config_file as edit
+from tasks import compat
 from tasks.prometheus.config_file import (
     ADDED_KEY_COMMENT,
     PrometheusConfigError,
@@ -108,7 +109,7 @@ def test_operator_values_read_back_unchanged(path, rule_file):
     after = with_job(before, JOB, rule_file, TARGETS)
     assert_values_kept(before, after, rule_file)
     new_text = text_view(after)
-    assert split_jobs(new_text)[0]["metric_relabel_configs"][0]["regex"] == r"one-(\d+)"
+    assert split_jobs(new_text)[0]["metric_relabel_configs"][0]["regex"] == "one-(0|[1-9][0-9]*)"
 
 
 @pytest.mark.parametrize("path", NO_JOB_FILES, ids=corpus_ids(NO_JOB_FILES))
@@ -311,7 +312,9 @@ def test_comments_after_the_job_stay_and_comments_inside_it_go():
 
 def test_formatting_alone_never_asks_for_a_rewrite():
     once = with_job((CORPUS / "debian_shipped.yml").read_bytes(), JOB, RULES, TARGETS)
-    reformatted = once.replace(b"regex: 'one-(\\d+)'", b'regex: "one-(\\\\d+)"  # quoted otherwise').replace(
+    reformatted = once.replace(b"regex: 'one-(0|[1-9][0-9]*)'", b'regex: "one-(0|[1-9][0-9]*)"  # quoted otherwise')
+    assert reformatted != once, "the regex is found to be requoted"
+    reformatted = reformatted.replace(
         b"    file_sd_configs:\n", b"    # a comment of the operator's\n    file_sd_configs:\n"
     )
     assert reformatted != once
@@ -520,8 +523,8 @@ def test_a_large_file_is_edited_and_restored_through_libyaml(tmp_path, monkeypat
     before = generated_config(200_000)
     assert len(before) >= 200_000
     composed_by_ruamel = []
-    real = edit._compose_with_ruamel
-    monkeypatch.setattr(edit, "_compose_with_ruamel", lambda text: composed_by_ruamel.append(1) or real(text))
+    real = compat.compose_with_ruamel
+    monkeypatch.setattr(compat, "compose_with_ruamel", lambda text: composed_by_ruamel.append(1) or real(text))
     rule_file = str(tmp_path / "scaphandre_rules.yml")
     Path(rule_file).write_text("")
     after = with_job(before, JOB, rule_file, TARGETS)
@@ -606,7 +609,7 @@ def test_a_folded_value_reads_as_yaml_folds_it_through_either_parser():
 
 
 def test_libyaml_is_installed():
-    assert edit.CParser is not None, "ruamel.yaml.clib is pinned in requirements.txt: install it"
+    assert compat.libyaml_parser() is not None, "ruamel.yaml.clib is pinned in requirements.txt: install it"
 
 
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=corpus_ids(CORPUS_FILES))
@@ -626,8 +629,8 @@ def test_libyaml_locates_what_ruamel_locates_in_the_corpus_and_the_edits(path):
 ])
 def test_ruamel_answers_where_libyaml_may_not(config, why, monkeypatch):
     composed_by_ruamel = []
-    real = edit._compose_with_ruamel
-    monkeypatch.setattr(edit, "_compose_with_ruamel", lambda text: composed_by_ruamel.append(1) or real(text))
+    real = compat.compose_with_ruamel
+    monkeypatch.setattr(compat, "compose_with_ruamel", lambda text: composed_by_ruamel.append(1) or real(text))
     located(config, accelerated=True)
     assert composed_by_ruamel == [1], why
 

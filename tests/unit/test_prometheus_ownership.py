@@ -70,7 +70,8 @@ class PrometheusHost:
     def settings(self, **data) -> Settings:
         return Settings.from_data(default_data() | {
             "prometheus_config_file": str(self.config), "prometheus_service": "prometheus",
-            "prometheus_binaries": [str(self.binary)], "promtool_binaries": ["/usr/bin/promtool"]} | data)
+            "prometheus_binaries": [str(self.binary)], "promtool_binaries": ["/usr/bin/promtool"],
+            "prometheus_reload_timeout_s": 0} | data)  # no Prometheus here to confirm a reload
 
     def run(self, script: str, **data):
         settings = self.settings(**data)
@@ -79,9 +80,9 @@ class PrometheusHost:
             with mock.patch.object(sys, "argv", ["pyinfra", "--dry"]):  # no lock: tests/unit/test_host_lock.py's
                 ledger = install_ledger()
             if script == "deploy.py":
-                found = prometheus_server(settings, ledger)
+                found = prometheus_server(settings, CLOUD, ledger)
                 if found:
-                    configure_prometheus(settings, CLOUD, pyinfra.inventory, found, ledger)
+                    configure_prometheus(settings, pyinfra.inventory, found, ledger)
             else:
                 remove_prometheus_job(settings, ledger)
 
@@ -172,9 +173,27 @@ def test_files_an_earlier_version_wrote_are_adopted_and_said_so(prometheus, capl
     with caplog.at_level(logging.WARNING, logger="pyinfra"):
         run = prometheus.run("deploy.py")
     assert run.failure is None, run.failure
-    assert f"{prometheus.rules} carries the deploy's header (an earlier version wrote it): adopted" in caplog.text
+    assert (f"{prometheus.rules} was written by an earlier version of the deploy (its header, or exactly what this "
+            "run writes there): adopted into the record") in caplog.text
     assert prometheus.rules.read_bytes() == RULES_TEXT, "then updated like any file of the deploy's"
     assert prometheus.recorded().files[str(prometheus.rules)] == FileEntry(sha256=sha256_of(RULES_TEXT))
+
+
+def test_a_json_targets_file_holding_exactly_what_the_run_writes_is_adopted_and_any_other_refused(prometheus):
+    """A .json targets file carries no header: only its exact bytes tell it is the deploy's."""
+    targets = prometheus.etc / "scaphandre_targets.json"
+    assert prometheus.run("deploy.py", prometheus_targets_file=str(targets)).failure is None
+    written = targets.read_bytes()
+    prometheus.record.unlink()  # as on a server deployed before the record listed files
+    again = prometheus.run("deploy.py", prometheus_targets_file=str(targets))
+    assert again.failure is None, again.failure
+    assert prometheus.recorded().files[str(targets)] == FileEntry(sha256=sha256_of(written))
+
+    prometheus.record.unlink()
+    targets.write_bytes(b'[{"targets": ["mine:9100"], "labels": {}}]\n')
+    refused = prometheus.run("deploy.py", prometheus_targets_file=str(targets))
+    assert refused.failure and f"{targets} is a file the deploy did not write" in refused.failure
+    assert targets.read_bytes() == b'[{"targets": ["mine:9100"], "labels": {}}]\n'
 
 
 def test_a_no_op_rerun_writes_nothing_not_even_the_record(prometheus):
@@ -201,9 +220,9 @@ TARGETS, RULES = "/etc/prometheus/scaphandre_targets.yml", "/etc/prometheus/scap
 
 def deploy_steps(settings) -> None:
     ledger = install_ledger()
-    found = prometheus_server(settings, ledger)
+    found = prometheus_server(settings, CLOUD, ledger)
     if found:
-        configure_prometheus(settings, CLOUD, pyinfra.inventory, found, ledger)
+        configure_prometheus(settings, pyinfra.inventory, found, ledger)
 
 
 def files_at(present: dict[str, FoundFile]):

@@ -3,10 +3,19 @@ hypervisors it lists when some cannot be looked up in this run."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
-from tasks.prometheus.targets import ScrapeTarget, assemble_targets, parse_targets_file, render_targets_file, targets_file_entries
+from tasks.prometheus.targets import (
+    TARGETS_FILE_HEADER,
+    ScrapeTarget,
+    assemble_targets,
+    parse_targets_file,
+    render_targets_file,
+    targets_file_entries,
+)
 
 HV1 = ScrapeTarget(address="hv1.example.com:8080", one_host_id=3, host_name="hv1")
 HV2 = ScrapeTarget(address="hv2.example.com:8080", one_host_id=7, host_name="hv2")
@@ -34,7 +43,43 @@ def test_rendered_targets_file_is_stable_and_marked_as_managed():
     parsed = yaml.safe_load(first)
     assert parsed == targets_file_entries([HV1, HV2, HV3])
     # Label values must stay strings once written (Prometheus rejects numbers).
-    assert "'3'" in first
+    assert '"one_host_id": "3"' in first
+
+
+def test_the_targets_file_is_json_under_its_header_one_entry_a_line():
+    text = render_targets_file([HV2, HV1, HV3])
+    header, body = text[:len(TARGETS_FILE_HEADER)], text[len(TARGETS_FILE_HEADER):]
+    assert header == TARGETS_FILE_HEADER
+    assert json.loads(body) == yaml.safe_load(text) == targets_file_entries([HV1, HV2, HV3])
+    assert body.splitlines()[0] == "[" and body.splitlines()[-1] == "]"
+    assert [json.loads(line.rstrip(","))["labels"]["host_name"] for line in body.splitlines()[1:-1]] == [
+        "hv1", "hv2", "hv3"]
+
+
+def test_a_targets_file_named_json_has_no_header():
+    text = render_targets_file([HV1], json_only=True)
+    assert json.loads(text) == targets_file_entries([HV1]) and "#" not in text
+    assert render_targets_file([], json_only=True) == "[]\n"
+    assert parse_targets_file(text) == [HV1]
+
+
+def test_a_yaml_targets_file_of_an_earlier_version_is_read():
+    """What the previous version wrote (PyYAML block style under the same header), verbatim."""
+    earlier = TARGETS_FILE_HEADER + (
+        "- targets:\n"
+        "  - hv1.example.com:8080\n"
+        "  labels:\n"
+        "    host_id: '3'\n"
+        "    one_host_id: '3'\n"
+        "    host_name: hv1\n"
+        "- targets:\n"
+        "  - hv2.example.com:8080\n"
+        "  labels:\n"
+        "    host_id: '7'\n"
+        "    one_host_id: '7'\n"
+        "    host_name: hv2\n")
+    assert parse_targets_file(earlier) == [HV1, HV2]
+    assert render_targets_file(parse_targets_file(earlier)) != earlier, "rewritten once, as JSON"
 
 
 def test_same_host_twice_is_listed_once():
@@ -122,3 +167,14 @@ def test_previous_entries_of_hosts_removed_from_the_inventory_are_dropped():
     previous = [target("old:8080", 1, "old")]
     targets, _ = assemble_targets({"hv1": target("hv1:8080", 7, "hv1")}, {}, previous)
     assert [t.address for t in targets] == ["hv1:8080"]
+
+
+def test_characters_yaml_reads_otherwise_than_json_are_escaped():
+    """NEL is a line break to YAML 1.1 (folded into a space in a quoted string); DEL and C1
+    controls are refused unescaped; LINE SEPARATOR and the byte order mark are breaks or
+    markers to some YAML readers. Escaped, YAML and JSON read the same name."""
+    odd = ScrapeTarget(address="hv9:8080", one_host_id=9, host_name='a\x85b\u2028c\x9f\x7f\ufeffd"\\é')
+    text = render_targets_file([odd])
+    assert not set("\x85\u2028\x9f\x7f\ufeff") & set(text)
+    assert yaml.safe_load(text)[0]["labels"]["host_name"] == odd.host_name
+    assert parse_targets_file(text) == [odd]

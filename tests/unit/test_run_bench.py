@@ -120,3 +120,20 @@ def test_the_revision_that_runs_first_alternates():
 
     orders = [pair_order(pair) for pair in range(4)]
     assert orders == [("base", "rev"), ("rev", "base"), ("base", "rev"), ("rev", "base")]
+
+
+def test_process_tree_follows_children_down_from_the_root():
+    from bench.run_bench import process_tree
+
+    parents = {1: 0, 10: 1, 11: 10, 12: 11, 20: 1, 30: 99}
+    assert sorted(process_tree(10, parents)) == [10, 11, 12]
+    assert sorted(process_tree(1, parents)) == [1, 10, 11, 12, 20]
+
+
+def test_growth_table_divides_each_step_by_the_size_before():
+    from bench.run_bench import CONTROL_PATH, ControlResult, control_growth_table
+
+    small = ControlResult(1000, {key: 0.1 for key in CONTROL_PATH})
+    large = ControlResult(10000, {key: 1.1 for key in CONTROL_PATH})
+    row = control_growth_table([small, large]).splitlines()[2]
+    assert row == "| 10,000 vs 1,000 | 10x | " + " | ".join(["11.0x"] * len(CONTROL_PATH)) + " | 11.0x |"

@@ -64,7 +64,22 @@ def test_a_missing_key_says_group_data_was_not_read():
     ("prometheus_targets_file", "targets.yml", "not an absolute path"),
     ("prometheus_candidates", [("prometheus.yml", "prometheus")], "absolute path"),
     ("prometheus_snippet_major_version", 4, "not 2 or 3"),
+    ("prometheus_reload_timeout_s", -1, "not a whole number from 0 to 3600"),
+    ("prometheus_reload_timeout_s", 1.5, "not a whole number from 0 to 3600"),
+    ("prometheus_reload_timeout_s", "60", "not a whole number from 0 to 3600"),
     ("grafana_dashboards_dir", "dash", "not an absolute path"),
+    ("accounting_size_basis", "disk", "not one of 'vcpu', 'cpu', 'memory'"),
+    ("carbon_intensity", "grid) or vector(1", "neither a number of gCO2e/kWh nor a Prometheus series"),
+    ("carbon_intensity", 'grid{zone="FR"}[1h]', "neither a number of gCO2e/kWh nor a Prometheus series"),
+    ("carbon_intensity", -5, "not a number of gCO2e/kWh from 0 to 5000"),
+    ("carbon_intensity", float("nan"), "not a number of gCO2e/kWh from 0 to 5000"),
+    ("carbon_intensity", True, "not a number of gCO2e/kWh"),
+    ("carbon_intensity", "", "neither a number"),
+    ("carbon_intensity_clusters", {"": 50}, "not an OpenNebula cluster NAME or ID"),
+    ("carbon_intensity_clusters", {"paris": "two words"}, "for cluster 'paris' is 'two words'"),
+    ("carbon_intensity_clusters", {"paris": None}, "for cluster 'paris' is None"),
+    ("carbon_intensity_clusters", [("paris", 50)], "not a dict"),
+    ("carbon_intensity_max_age", "1 hour", "not a Prometheus duration"),
 ])
 def test_a_bad_value_is_refused_naming_its_key_and_where_to_fix_it(key, value, says):
     message = problems(**{key: value})
@@ -89,6 +104,15 @@ def test_accepted_values_are_typed():
         scaphandre_scrape_host="2001:db8::10", scaphandre_image="registry.example.org:5000/hubblo/scaphandre@sha256:ab"))
     assert checked.one_host_id == 12 and checked.rapl_modules == ("intel_rapl",)
     assert checked.scaphandre_listen_address == "::" and checked.scaphandre_scrape_host == "2001:db8::10"
+
+
+def test_carbon_intensities_are_numbers_or_series_selectors():
+    checked = Settings.from_data(with_defaults(
+        carbon_intensity=' grid_intensity{zone="FR", source=~"ember|em"} ',
+        carbon_intensity_clusters={"paris": 56, 104: "grid:carbon_intensity"}))
+    assert checked.carbon_intensity == 'grid_intensity{zone="FR", source=~"ember|em"}'
+    assert checked.carbon_intensity_clusters == {"paris": 56.0, 104: "grid:carbon_intensity"}
+    assert Settings.from_data(with_defaults(carbon_intensity=0)).carbon_intensity == 0.0
 
 
 def test_an_unknown_key_of_ours_is_named_with_the_likely_one():

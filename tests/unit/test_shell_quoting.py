@@ -162,8 +162,8 @@ def test_prometheus_settings_run_nothing(sandbox):
 
     def deploy(settings):
         ledger = install_ledger()
-        server = prometheus_server(settings, ledger)
-        configure_prometheus(settings, CloudView(()), pyinfra.inventory, server, ledger)
+        server = prometheus_server(settings, CloudView(()), ledger)
+        configure_prometheus(settings, pyinfra.inventory, server, ledger)
 
     commands = all_commands(planned_commands(deploy, facts, data=data, groups=("prometheus",), name="prom1"))
     # The record lists both files, still as the deploy wrote them: both are removed.
