@@ -19,7 +19,7 @@ from tasks.grafana import provision_dashboard
 from tasks.host_failure import fail_host
 from tasks.install_record import install_ledger
 from tasks.preflight import check_settings
-from tasks.prometheus import configure_prometheus, write_job_snippet
+from tasks.prometheus import configure_prometheus, prometheus_server, write_job_snippet
 from tasks.rapl import enable_rapl
 from tasks.scaphandre import run_scaphandre
 
@@ -27,20 +27,26 @@ compat.report_lost_connections_as_host_failures()  # a host lost mid-run fails a
 settings = check_settings(inventory)  # None: this host failed, naming the setting to fix
 cloud = cloud_view(inventory)  # one one.hostpool.info call for the whole run, shared by every host
 
-if settings and groups.HYPERVISORS in host.groups:
-    problem = cloud.get(host.name).problem
-    if problem:
-        fail_host(name="Find this host in OpenNebula", reason=problem)
-    else:
-        ledger = install_ledger()  # what earlier runs installed here; each step adds what it brings
-        if ledger.readable:
-            enable_rapl(settings)
-            ensure_docker_engine(settings, ledger)
-            run_scaphandre(settings, ledger)
+hypervisor = settings and groups.HYPERVISORS in host.groups
+problem = hypervisor and cloud.get(host.name).problem
+if problem:
+    fail_host(name="Find this host in OpenNebula", reason=problem)
+# What earlier runs brought here, read with this host's lock taken (one run at a time); each
+# step records what it is about to bring before it brings it.
+ledger = None
+if settings and not problem and groups.keeps_a_record(host):
+    ledger = install_ledger(settings.host_lock_timeout_s)
 
-if settings and groups.PROMETHEUS in host.groups:
-    configure_prometheus(settings, cloud, inventory)
-    install_energy_sync(settings)  # reads and does nothing unless energy_sync is on
+if ledger and ledger.readable and hypervisor:
+    enable_rapl(settings)
+    ensure_docker_engine(settings, ledger)
+    run_scaphandre(settings, ledger)
+
+if ledger and ledger.readable and groups.PROMETHEUS in host.groups:
+    server = prometheus_server(settings, cloud, ledger)  # None: failed (no Prometheus, or an operator's file in the way)
+    if server:
+        configure_prometheus(settings, inventory, server, ledger)
+        install_energy_sync(settings, ledger, server.found)  # reads and does nothing unless energy_sync is on
 elif settings and not groups.prometheus_servers(inventory):
     write_job_snippet(settings, cloud)
 

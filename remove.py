@@ -28,18 +28,18 @@ from tasks.scaphandre import remove_scaphandre
 
 compat.report_lost_connections_as_host_failures()  # a host lost mid-run fails alone
 settings = check_settings(inventory)  # None: this host failed, naming the setting to fix
+# What the deploy brought here (only that is taken away), read with this host's lock taken.
+ledger = install_ledger(settings.host_lock_timeout_s) if settings and groups.keeps_a_record(host) else None
 
-if settings and groups.HYPERVISORS in host.groups:
-    ledger = install_ledger()  # what the deploy brought here: only that is taken away
-    if ledger.readable:
-        remove_scaphandre(settings, ledger)
-        forget_rapl_modules()
-        if settings.remove_docker_engine:
-            remove_docker_engine(ledger)
+if ledger and ledger.readable and groups.HYPERVISORS in host.groups:
+    remove_scaphandre(settings, ledger)
+    forget_rapl_modules()
+    if settings.remove_docker_engine:
+        remove_docker_engine(ledger)
 
-if settings and groups.PROMETHEUS in host.groups:
-    remove_energy_sync()  # whether or not energy_sync is on now: an earlier deploy may have installed it
-    remove_prometheus_job(settings)
+if ledger and ledger.readable and groups.PROMETHEUS in host.groups:
+    remove_energy_sync(settings, ledger)  # whether or not energy_sync is on now: an earlier deploy may have installed it
+    remove_prometheus_job(settings, ledger)
 
 if settings and groups.GRAFANA in host.groups:
     remove_dashboard(settings)

@@ -35,10 +35,18 @@ rapl_modules = None
 
 # --- Docker engine ---------------------------------------------------------------
 docker_install_source = "distro"  # "distro" (docker.io) or "docker-ce"
-docker_ce_repo_url = None  # base URL of Docker's package repository, needed for docker-ce
+# Base URL of Docker's package repository (the install guides' own), for docker-ce and the RHEL family;
+# /debian, /ubuntu, /centos or /rhel is added per distribution. A mirror: its base URL, without
+# credentials (apt: a file in /etc/apt/auth.conf.d/; dnf: the repository's username/password options).
+docker_ce_repo_url = "https://download.docker.com/linux"
 
 # remove.py only: also remove the Docker engine (other containers may need it).
 remove_docker_engine = False
+
+# --- One run at a time per host (hypervisors and Prometheus servers) -------------------
+# A run that finds another run changing a host waits this long for it, then fails that host
+# naming the lock and who holds it.
+host_lock_timeout_s = 60
 
 # --- OpenNebula (read from the machine running pyinfra, never sent to a host) -----
 one_xmlrpc = None  # None: $ONE_XMLRPC, else http://localhost:2633/RPC2

@@ -23,3 +23,9 @@ def hypervisors(inventory) -> list:
 
 def prometheus_servers(inventory) -> list:
     return members(inventory, PROMETHEUS)
+
+
+def keeps_a_record(host) -> bool:
+    """Whether the deploy keeps its install record (and takes its lock) on this host: on
+    hypervisors and Prometheus servers."""
+    return HYPERVISORS in host.groups or PROMETHEUS in host.groups

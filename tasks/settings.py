@@ -26,7 +26,7 @@ from tasks import compat
 # Prefixes of this deploy's keys: other host data (ssh_*, _sudo ...) belongs to pyinfra.
 SETTING_PREFIXES = (
     "scaphandre_", "rapl_", "docker_", "remove_", "one_", "discovery_", "prometheus_", "promtool_", "grafana_",
-    "energy_", "accounting_", "carbon_",
+    "energy_", "accounting_", "carbon_", "host_lock_",
 )
 
 
@@ -250,6 +250,24 @@ def _endpoint_url(value: Any) -> str:
     return url
 
 
+def _repository_url(value: Any) -> str:
+    """Docker's package repository (or a mirror): an http(s) URL with a host and no
+    credentials. A user or token written into it would reach the download command's line,
+    pyinfra's output and the world-readable .list/.repo file; each package manager has its
+    own place for them, readable by root only."""
+    url = _single_line(value)
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or " " in url:
+        raise ValueError(f"is {value!r}, not an http(s) URL")
+    if parsed.username is not None or parsed.password is not None or "@" in parsed.netloc:
+        raise ValueError(
+            "holds credentials (user:token@): give the URL without them and let the package manager "
+            "authenticate: for apt, a file in /etc/apt/auth.conf.d/ (machine HOST login USER password TOKEN, "
+            "mode 0600); for dnf, the repository's username= and password= options (in "
+            "/etc/yum.repos.d/docker-ce.repo, made readable by root only)")
+    return url
+
+
 # Where the energy sync service cannot see a file: its unit has ProtectHome=yes (/home, /root,
 # /run/user) and PrivateTmp=yes (its own empty /tmp and /var/tmp).
 _HIDDEN_FROM_THE_SYNC = ("/home", "/root", "/run/user", "/tmp", "/var/tmp")
@@ -343,8 +361,10 @@ class Settings:
     rapl_modules: tuple[str, ...] | None = _setting(_optional(_module_names))
     # Docker engine
     docker_install_source: str = _setting(_one_of("distro", "docker-ce"))
-    docker_ce_repo_url: str | None = _setting(_optional(_http_url))
+    docker_ce_repo_url: str | None = _setting(_optional(_repository_url))
     remove_docker_engine: bool = _setting(_bool)
+    # One run at a time per host
+    host_lock_timeout_s: int = _setting(_between(1, 86400, whole=True))
     # OpenNebula (read on the machine running pyinfra; the endpoint settings are checked
     # where they are used, with OpenNebula's own environment variables)
     one_xmlrpc: str | None = _setting(_optional(_text))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import File, FileContents
+from pyinfra.facts.files import File
 from pyinfra.facts.rpm import RpmPackages
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, dnf, files, systemd
@@ -21,11 +21,10 @@ from tasks.docker_engine.daemon_config import (
     DAEMON_JSON,
     ENGINE_NETWORK_SETTINGS,
     DaemonConfigError,
+    given_back,
     parse_daemon_json,
-    previous_values,
     render_daemon_json,
     with_engine_network_settings,
-    without_engine_network_settings,
 )
 from tasks.docker_engine.facts import DockerEngineInstalled, VmTrafficFirewall
 from tasks.docker_engine.operations import docker_engine_active
@@ -33,9 +32,11 @@ from tasks.docker_engine.plan import APT_KEYRING, DockerInstallPlan, docker_inst
 from tasks.docker_engine.vm_traffic import docker_blocks_vm_traffic
 from tasks.host_failure import UnsupportedHostError, fail_host
 from tasks.install_record import InstallLedger
-from tasks.install_record.record import DaemonJsonChange
+from tasks.install_record.record import DaemonJsonEntry
 from tasks.settings import Settings
-from tasks.text_file import text_file
+from tasks.text_file import FileBytes, LiveFile, file_absent_unless_link, file_in_place, unusable_file_problem
+
+DAEMON_JSON_ELSEWHERE = "point the link at a file, or move it aside, then rerun"
 
 
 def _add_repository(plan: DockerInstallPlan) -> None:
@@ -72,44 +73,49 @@ def _already_installed(plan: DockerInstallPlan) -> set[str]:
     return {package for package in plan.packages if package in installed}
 
 
-def _configure_before_first_start(ledger: InstallLedger) -> bool:
-    """Plans daemon.json with the engine network settings merged into what is there, and its
-    record; False (host failed, nothing written) when the existing file is not a JSON object."""
+def _daemon_json_now() -> tuple[LiveFile | None, dict | None] | None:
+    """daemon.json as it is (the file, its settings); None (host failed, nothing written)
+    when it cannot be merged: not a JSON object, not UTF-8, a link to nothing, not a file."""
+    live = host.get_fact(FileBytes, path=DAEMON_JSON)
     try:
-        existing = parse_daemon_json(host.get_fact(FileContents, path=DAEMON_JSON))
+        problem = unusable_file_problem(DAEMON_JSON, live, DAEMON_JSON_ELSEWHERE)
+        if problem:
+            raise DaemonConfigError(problem)
+        return live, parse_daemon_json(None if live is None else live.content)
     except DaemonConfigError as error:
         fail_host(name=f"Read {DAEMON_JSON}", reason=str(error))
-        return False
-    text_file(
-        name="Configure the Docker engine to leave host networking alone (daemon.json)",
-        path=DAEMON_JSON,
-        text=render_daemon_json(with_engine_network_settings(existing)),
-    )
-    change = DaemonJsonChange(dict(ENGINE_NETWORK_SETTINGS), previous_values(existing))
-    ledger.write("Record the daemon.json settings the deploy made", ledger.record.with_daemon_json(change))
-    return True
+        return None
 
 
 def _install(settings: Settings, ledger: InstallLedger) -> bool:
-    """Plans the engine's installation, each part recorded once it exists; False when the host
-    cannot get an engine (failed, with the reason)."""
+    """Plans the engine's installation, recorded first as an intent (daemon.json as it was,
+    the repository files and packages that were absent) and confirmed once it is done; False
+    when the host cannot get an engine (failed, with the reason)."""
     plan = _plan(settings)
     if plan is None:
         return False
+    found = _daemon_json_now()
+    if found is None:
+        return False
+    live, existing = found
+    wanted = render_daemon_json(with_engine_network_settings(existing)).encode()
+    new_files = [path for path in plan.repository_files if not host.get_fact(File, path=path)] if plan.repository else []
+    before = _already_installed(plan)
+    # Before anything changes: a run cut anywhere below leaves this, and the next run (or
+    # remove.py) knows what was the operator's.
+    ledger.write("Record what the deploy is about to install (daemon.json as it was, the packages absent)",
+                 ledger.record.intending_daemon_json(ENGINE_NETWORK_SETTINGS, existing,
+                                                     None if live is None else live.content, wanted)
+                 .with_repository_files(new_files)
+                 .intending_engine(plan.package_manager, [p for p in plan.packages if p not in before]))
     # Before the packages: Debian's and Ubuntu's (and docker-ce's .deb) installation starts the
     # engine at once, and that first start must already find these settings.
-    if not _configure_before_first_start(ledger):
-        return False
+    file_in_place(name="Configure the Docker engine to leave host networking alone (daemon.json)",
+                  path=DAEMON_JSON, content=wanted, setting_hint=DAEMON_JSON_ELSEWHERE)
     if plan.repository:
-        new_files = [path for path in plan.repository_files if not host.get_fact(File, path=path)]
         _add_repository(plan)
-        ledger.write("Record Docker's repository files", ledger.record.with_repository_files(new_files))
-    before = _already_installed(plan)
     _install_packages(plan)
-    ledger.write(
-        "Record the Docker engine packages the deploy installed",
-        ledger.record.with_engine(plan.package_manager, [p for p in plan.packages if p not in before]),
-    )
+    ledger.write("Confirm in the record what the deploy installed", ledger.record.with_engine_confirmed())
     return True
 
 
@@ -149,6 +155,8 @@ def ensure_docker_engine(settings: Settings, ledger: InstallLedger) -> None:
     if host.get_fact(DockerEngineInstalled):
         if not ledger.record.installed_engine:
             _warn_when_it_blocks_vm_traffic()
+        elif not ledger.record.engine_confirmed:  # a run stopped between installing and confirming
+            ledger.write("Confirm in the record what the deploy installed", ledger.record.with_engine_confirmed())
     elif not _install(settings, ledger):
         return
 
@@ -165,22 +173,28 @@ def ensure_docker_engine(settings: Settings, ledger: InstallLedger) -> None:
     )
 
 
-def _restore_daemon_json(change: DaemonJsonChange) -> None:
-    """Plans daemon.json without the keys the deploy set (previous values back); the file goes
-    when nothing else is left in it. An operator's edit to one of those keys is kept."""
-    try:
-        current = parse_daemon_json(host.get_fact(FileContents, path=DAEMON_JSON))
-    except DaemonConfigError as error:
-        logger.warning(f"{host.print_prefix}warning: {DAEMON_JSON} left as it is: {error}")
+def _give_back_daemon_json(entry: DaemonJsonEntry) -> None:
+    """Plans daemon.json as it was before the deploy, when it is still what the deploy wrote:
+    the same bytes (a link stays a link, the file its owner and mode), or no file when there
+    was none; otherwise only the deploy's keys that still hold its values go, the operator's
+    edits kept, and the host says so."""
+    live = host.get_fact(FileBytes, path=DAEMON_JSON)
+    problem = unusable_file_problem(DAEMON_JSON, live, "left as it is")
+    if live is None or problem:
+        if problem:
+            logger.warning(f"{host.print_prefix}warning: {problem}")
         return
-    if current is None:
-        return
-    restored = without_engine_network_settings(current, change.settings, change.previous)
-    if not restored:
-        files.file(name=f"Remove {DAEMON_JSON} (it held only the deploy's settings)", path=DAEMON_JSON, present=False)
-    elif restored != current:
-        text_file(name=f"Take the deploy's settings out of {DAEMON_JSON}", path=DAEMON_JSON,
-                  text=render_daemon_json(restored))
+    previous = entry.previous_file
+    decision = given_back(live.content, live.link, entry.settings, entry.previous,
+                          None if previous is None else previous.content,
+                          None if previous is None else previous.present, entry.written_sha256)
+    if decision.note:
+        logger.warning(f"{host.print_prefix}warning: {decision.note}")
+    if decision.action == "delete":
+        file_absent_unless_link(name=f"Remove {DAEMON_JSON} (there was none before the deploy)", path=DAEMON_JSON)
+    elif decision.action == "write" and decision.content != live.content:
+        file_in_place(name=f"Give {DAEMON_JSON} back as it was before the deploy", path=DAEMON_JSON,
+                      content=decision.content, setting_hint="left as it is")
 
 
 @deploy("Remove the Docker engine")
@@ -205,7 +219,7 @@ def remove_docker_engine(ledger: InstallLedger) -> None:
             apt.packages(name="Remove the Docker engine", packages=list(record.engine_packages), present=False)
     # Also after a deploy that stopped before the engine was installed: what it wrote goes.
     if record.daemon_json:
-        _restore_daemon_json(record.daemon_json)
+        _give_back_daemon_json(record.daemon_json)
     for path in record.repository_files:
         files.file(name=f"Remove {path}", path=path, present=False)
     ledger.write("Forget the Docker engine in the record", record.without_engine())

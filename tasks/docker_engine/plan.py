@@ -28,7 +28,7 @@ APT_KEYRING = "/etc/apt/keyrings/docker.asc"
 APT_SOURCE_FILE = "/etc/apt/sources.list.d/docker.list"  # apt.repo(filename="docker")
 DNF_REPO_FILE = "/etc/yum.repos.d/docker-ce.repo"  # dnf.repo(src="docker-ce")
 # Docker's install guide per repository directory, named so an operator can find it.
-INSTALL_GUIDES = {"rhel": "RHEL", "debian": "Debian", "ubuntu": "Ubuntu"}
+INSTALL_GUIDES = {"rhel": "RHEL", "centos": "CentOS", "debian": "Debian", "ubuntu": "Ubuntu"}
 DEBIAN_FAMILY = {"debian", "ubuntu"}
 RHEL_FAMILY = {"rhel", "redhat", "almalinux", "rocky", "centos", "ol"}
 
@@ -46,6 +46,15 @@ def _distro_family(distro: dict) -> str | None:
     if ids & RHEL_FAMILY or "fedora" in ids:
         return "rhel"
     return None
+
+
+def _repository_directory(family: str, distro_id: str) -> str:
+    """The directory of Docker's repository a distribution's guide names: /ubuntu and /debian;
+    /centos for CentOS (Stream); /rhel for RHEL and its rebuilds (AlmaLinux, Rocky, Oracle
+    Linux), whose $releasever is the major version Docker's /rhel tree is laid out by (8, 9)."""
+    if family == "debian":
+        return "ubuntu" if distro_id == "ubuntu" else "debian"
+    return "centos" if distro_id == "centos" else "rhel"
 
 
 def docker_install_plan(distro: dict, source: str, docker_ce_repo_url: str | None) -> DockerInstallPlan:
@@ -66,7 +75,7 @@ def docker_install_plan(distro: dict, source: str, docker_ce_repo_url: str | Non
         raise UnsupportedHostError(f"docker_install_source must be 'distro' or 'docker-ce', not {source!r}")
     if family == "debian" and source == "distro":
         return DockerInstallPlan("apt", ["docker.io"])
-    distro_dir = "rhel" if family == "rhel" else ("ubuntu" if _distro_id(distro) == "ubuntu" else "debian")
+    distro_dir = _repository_directory(family, _distro_id(distro))
     if not docker_ce_repo_url:
         raise UnsupportedHostError(missing_repository_message(pretty, family, distro_dir))
     base = docker_ce_repo_url.rstrip("/")
@@ -85,8 +94,8 @@ def docker_install_plan(distro: dict, source: str, docker_ce_repo_url: str | Non
     return DockerInstallPlan(
         "dnf",
         packages,
-        repository=f"{base}/rhel/$releasever/$basearch/stable",
-        gpg_key_url=f"{base}/rhel/gpg",
+        repository=f"{base}/{distro_dir}/$releasever/$basearch/stable",
+        gpg_key_url=f"{base}/{distro_dir}/gpg",
         repository_files=(DNF_REPO_FILE,),
     )
 

@@ -9,6 +9,7 @@ reads the server; the steps below install and remove them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from io import StringIO
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
@@ -19,25 +20,24 @@ from tasks.energy_sync.facts import EnergySyncFrontend, EnergySyncInstalled
 from tasks.energy_sync.plan import (
     CONFIG_DIR,
     CONFIG_PATH,
-    CONFIG_TEMPLATE,
     SCRIPT_DIR,
     SCRIPT_PATH,
-    SCRIPT_SOURCE,
     SERVICE_PATH,
-    SERVICE_TEMPLATE,
     SERVICE_UNIT,
     TIMER_PATH,
-    TIMER_TEMPLATE,
     TIMER_UNIT,
-    config_variables,
+    energy_sync_paths,
     frontend_problems,
     removal_command,
+    rendered_files,
     service_account,
     status_line,
     trial_run_command,
-    unit_variables,
 )
 from tasks.host_failure import fail_host
+from tasks.install_record import InstallLedger, remove_recorded_files
+from tasks.install_record.facts import FoundFile
+from tasks.install_record.record import sha256_of
 from tasks.settings import Settings
 
 
@@ -54,12 +54,13 @@ def _show_status(what: str, run) -> None:
 
 
 @deploy("Energy back into OpenNebula")
-def install_energy_sync(settings: Settings) -> None:
+def install_energy_sync(settings: Settings, ledger: InstallLedger, found: dict[str, FoundFile]) -> None:
     """Guarantees, when `energy_sync` is on, that this Prometheus server runs the energy
     sync every `energy_sync_interval_s` as oneadmin (root where there is none): the script,
     its config (root:oneadmin 0640, which names the credentials file, never its content),
     the service and timer units, systemd reloaded only when a unit changed, and the timer
-    enabled and running.
+    enabled and running. Each file is recorded as the deploy's before it is written
+    (`found`: what is at its path now, already checked to be the deploy's).
 
     Before anything is written the host fails, saying what to fix, when the service user
     cannot read the credentials file or there is no Python 3.6+. After any change, and
@@ -71,29 +72,34 @@ def install_energy_sync(settings: Settings) -> None:
     """
     if not settings.energy_sync:
         return
-    found = host.get_fact(EnergySyncFrontend, credentials_file=settings.energy_sync_one_auth_file)
-    problems = frontend_problems(found, settings)
+    frontend = host.get_fact(EnergySyncFrontend, credentials_file=settings.energy_sync_one_auth_file)
+    problems = frontend_problems(frontend, settings)
     if problems:
         fail_host(name="Check what the energy sync needs", reason="; ".join(problems))
         return
-    account = service_account(found)
-    interpreter = found["python"]
+    account = service_account(frontend)
+    texts = rendered_files(settings, account, frontend["python"])
+    changing = {path: sha256_of(text.encode()) for path, text in texts.items()
+                if found.get(path, FoundFile("absent")).sha256 != sha256_of(text.encode())}
+    ledger.write("Record the energy sync's files the deploy is about to write",
+                 ledger.record.intending_files(changing))
 
     files.directory(name="Directory for the energy sync script", path=SCRIPT_DIR,
                     user="root", group="root", mode="755")
-    script = files.put(name="Install the energy sync script", src=str(SCRIPT_SOURCE), dest=SCRIPT_PATH,
+    script = files.put(name="Install the energy sync script", src=StringIO(texts[SCRIPT_PATH]), dest=SCRIPT_PATH,
                        user="root", group="root", mode="755", create_remote_dir=False)
-    if found.get("config_dir") != "yes":
+    if frontend.get("config_dir") != "yes":
         files.directory(name=f"Create {CONFIG_DIR}", path=CONFIG_DIR,
                         user="root", group=account.group, mode=account.config_dir_mode)
-    config = files.template(name=f"Write the energy sync's config {CONFIG_PATH}", src=str(CONFIG_TEMPLATE),
-                            dest=CONFIG_PATH, user="root", group=account.group, mode=account.config_mode,
-                            create_remote_dir=False, **config_variables(settings))
-    units = unit_variables(settings, account, interpreter)
-    service = files.template(name=f"Install {SERVICE_UNIT}", src=str(SERVICE_TEMPLATE), dest=SERVICE_PATH,
-                             user="root", group="root", mode="644", create_remote_dir=False, **units)
-    timer = files.template(name=f"Install {TIMER_UNIT}", src=str(TIMER_TEMPLATE), dest=TIMER_PATH,
-                           user="root", group="root", mode="644", create_remote_dir=False, **units)
+    config = files.put(name=f"Write the energy sync's config {CONFIG_PATH}", src=StringIO(texts[CONFIG_PATH]),
+                       dest=CONFIG_PATH, user="root", group=account.group, mode=account.config_mode,
+                       create_remote_dir=False)
+    service = files.put(name=f"Install {SERVICE_UNIT}", src=StringIO(texts[SERVICE_PATH]), dest=SERVICE_PATH,
+                        user="root", group="root", mode="644", create_remote_dir=False)
+    timer = files.put(name=f"Install {TIMER_UNIT}", src=StringIO(texts[TIMER_PATH]), dest=TIMER_PATH,
+                      user="root", group="root", mode="644", create_remote_dir=False)
+    ledger.write("Confirm in the record the energy sync's files the deploy wrote",
+                 ledger.record.with_files_confirmed(list(changing)))
     systemd.daemon_reload(name="Reload systemd for the energy sync's units", _if=any_changed(service, timer))
 
     # Tried after any change, and before the timer is started: a running timer means a run
@@ -101,7 +107,7 @@ def install_energy_sync(settings: Settings) -> None:
     timer_running = host.get_fact(SystemdStatus, services=[TIMER_UNIT]).get(TIMER_UNIT, False)
     when = {"_if": any_changed(script, config, service, timer)} if timer_running else {}
     trial = server.shell(name=f"Try the energy sync once (--dry-run, as {account.user})",
-                         commands=[trial_run_command(settings, account, interpreter)], **when)
+                         commands=[trial_run_command(settings, account, frontend["python"])], **when)
     python.call(name="Show the trial run's status line", function=_show_status,
                 what="energy sync trial run", run=trial, _if=trial.did_change)
 
@@ -111,20 +117,29 @@ def install_energy_sync(settings: Settings) -> None:
 
 
 @deploy("Remove the energy sync")
-def remove_energy_sync() -> None:
-    """Guarantees the energy sync is gone from this server, and its attributes from OpenNebula.
+def remove_energy_sync(settings: Settings, ledger: InstallLedger) -> None:
+    """Guarantees the energy sync the deploy installed is gone from this server, and its
+    attributes from OpenNebula; only what the record lists is touched.
 
-    In this order: the timer stopped and disabled (and a run in progress stopped), the
-    attributes deleted from every host and VM by the script itself (--remove-attributes, as
-    the service user, while script and config are still there), then the units (systemd
-    reloaded), the script and the config removed. If OpenNebula refuses or cannot be
-    reached, the host fails with the script's message and the files stay, so a rerun of
-    remove.py can finish. Nothing is planned where nothing of the sync is installed.
+    In this order: the timer stopped and disabled (and a run in progress stopped) when its
+    units are the deploy's, the attributes deleted from every host and VM by the script
+    itself (--remove-attributes, as the service user, while the deploy's script and config
+    are still there), then each of its files that still holds what the deploy wrote (a
+    file changed since stays, and the host says so; systemd reloaded for the units). If
+    OpenNebula refuses or cannot be reached, the host fails with the script's message and
+    the files stay, so a rerun of remove.py can finish. Nothing is planned where nothing of
+    the sync is recorded.
     """
+    paths = [managed.path for managed in energy_sync_paths(settings, always=True)]
+    recorded = {path for path in paths if path in ledger.record.files}
     found = host.get_fact(EnergySyncInstalled)
-    installed = found["installed"]
-    if not installed:
-        host.noop("the energy sync is not installed")
+    installed = found["installed"] & recorded
+    if not recorded:
+        unlisted = found["installed"]
+        if unlisted:  # files of the sync the record does not list: an earlier version's, or the operator's
+            remove_recorded_files(ledger, sorted(unlisted))
+        else:
+            host.noop("the energy sync is not installed")
         return
     if installed & {SERVICE_PATH, TIMER_PATH}:
         systemd.service(name=f"Stop and disable {TIMER_UNIT}", service=TIMER_UNIT, running=False, enabled=False)
@@ -146,12 +161,10 @@ def remove_energy_sync() -> None:
     else:
         logger.warning(f"{host.print_prefix}the energy sync's script or config is missing, so its SCAPHANDRE_* "
                        "attributes were not removed from OpenNebula (onehost update / onevm update can)")
-    service = files.file(name=f"Remove {SERVICE_UNIT}", path=SERVICE_PATH, present=False)
-    timer = files.file(name=f"Remove {TIMER_UNIT}", path=TIMER_PATH, present=False)
-    systemd.daemon_reload(name="Reload systemd without the energy sync's units", _if=any_changed(service, timer))
-    server.shell(name="Forget the energy sync's last result",
-                 commands=[f"systemctl reset-failed {SERVICE_UNIT} {TIMER_UNIT} 2>/dev/null || true"],
-                 _if=any_changed(service, timer))
-    files.file(name="Remove the energy sync script", path=SCRIPT_PATH, present=False)
-    files.directory(name="Remove the energy sync script's directory", path=SCRIPT_DIR, present=False)
-    files.file(name=f"Remove {CONFIG_PATH}", path=CONFIG_PATH, present=False)
+    remove_recorded_files(ledger, paths)
+    if installed & {SERVICE_PATH, TIMER_PATH}:
+        systemd.daemon_reload(name="Reload systemd without the energy sync's units")
+        server.shell(name="Forget the energy sync's last result",
+                     commands=[f"systemctl reset-failed {SERVICE_UNIT} {TIMER_UNIT} 2>/dev/null || true"])
+    server.shell(name="Remove the energy sync script's directory when it is empty",
+                 commands=[f"rmdir -- {SCRIPT_DIR} 2>/dev/null || true"])

@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.install_record.ownership import ManagedPath
 from tasks.settings import Settings
 
 SOURCES = Path(__file__).resolve().parents[2] / "files" / "opennebula"
@@ -53,6 +54,31 @@ class ServiceAccount:
     def config_dir_mode(self) -> str:
         """Mode of /etc/one when the deploy has to create it (OpenNebula's own: 0750 root:oneadmin)."""
         return "755" if self.user == "root" else "750"
+
+
+# Fixed paths: a file of the operator's at one of them can only be moved away.
+_ELSEWHERE = ("the energy sync's files have fixed paths (its script, config, service and timer units): move "
+              "that file away, or set energy_sync to False on this server")
+
+
+def energy_sync_paths(settings: Settings, always: bool = False) -> list[ManagedPath]:
+    """The files the energy sync writes on a Prometheus server, when it is on (or `always`)."""
+    if not (settings.energy_sync or always):
+        return []
+    return [ManagedPath(path, _ELSEWHERE) for path in (SCRIPT_PATH, CONFIG_PATH, SERVICE_PATH, TIMER_PATH)]
+
+
+def rendered_files(settings: Settings, account: "ServiceAccount", python: str) -> dict[str, str]:
+    """Path -> the exact text the deploy writes there (templates rendered as pyinfra renders them)."""
+    from pyinfra.api.util import get_template
+
+    units = unit_variables(settings, account, python)
+    return {
+        SCRIPT_PATH: SCRIPT_SOURCE.read_text(),
+        CONFIG_PATH: get_template(str(CONFIG_TEMPLATE)).render(config_variables(settings)),
+        SERVICE_PATH: get_template(str(SERVICE_TEMPLATE)).render(units),
+        TIMER_PATH: get_template(str(TIMER_TEMPLATE)).render(units),
+    }
 
 
 def service_account(found: dict) -> ServiceAccount:

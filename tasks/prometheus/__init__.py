@@ -4,12 +4,13 @@ targets.py renders the file_sd targets file, job.py the scrape job, config_file.
 edits prometheus.yml (edit_request.py: what is asked of it, enough for a rerun),
 rules.py adapts the shipped rules; facts.py finds the server, operations.py writes
 each file only after promtool accepts it and reloads Prometheus until the server
-itself confirms the new configuration (reload.py judges what it reports).
+itself confirms the new configuration (reload.py judges what it reports). The targets
+and rules files are the deploy's only if its install record lists them
+(tasks/install_record).
 """
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 from dataclasses import dataclass
 from io import StringIO
@@ -18,12 +19,16 @@ from typing import TYPE_CHECKING
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
-from pyinfra.facts.files import FileContents, Sha256File
 from pyinfra.operations import files, python
 
 from tasks import groups
 from tasks.accounting.carbon import intensity_rules
+from tasks.energy_sync.plan import energy_sync_paths
 from tasks.host_failure import fail_host
+from tasks.install_record import InstallLedger, claim_files, files_at, remove_recorded_files
+from tasks.install_record.facts import FoundFile
+from tasks.install_record.ownership import ManagedPath
+from tasks.install_record.record import sha256_of
 from tasks.prometheus.facts import PrometheusServer
 from tasks.prometheus.job import prometheus_version, scaphandre_job, scrape_job_snippet, shard_relabel_configs
 from tasks.prometheus.operations import prometheus_job, prometheus_job_absent, prometheus_rules
@@ -126,106 +131,144 @@ def _shard(settings: Settings, inventory) -> tuple[int, int] | None:
     return servers.index(host.name), len(servers)
 
 
-def _write_targets(cloud: CloudView, targets_file: str) -> None:
-    """The targets file lists every hypervisor; Prometheus rereads it by itself (no reload)."""
-    previous_lines = host.get_fact(FileContents, path=targets_file)
-
+def _targets_text(cloud: CloudView, targets_file: str, found: FoundFile) -> str | None:
+    """The targets file listing every hypervisor (None: the host failed, two old entries clash)."""
     def previous_targets() -> list[ScrapeTarget]:
         try:
-            return parse_targets_file("\n".join(previous_lines or []))
+            return parse_targets_file((found.content or b"").decode("utf-8", "replace"))
         except ValueError:
-            return []  # rewritten below from what is known now
+            return []  # rewritten from what is known now
 
     targets, warnings = cloud.scrape_targets(previous_targets)
     for warning in warnings:
         logger.warning(f"{host.print_prefix}{warning}")
     try:
-        targets_text = render_targets_file(targets, json_only=targets_file.endswith(".json"))
+        return render_targets_file(targets, json_only=targets_file.endswith(".json"))
     except ValueError as clash:  # two old entries of the file claiming one address or ID
         fail_host(name="Write the Scaphandre scrape targets", reason=str(clash))
-        return
-    if previous_lines is not None and "\n".join(previous_lines) + "\n" == targets_text:
-        host.noop(f"{targets_file} already lists every hypervisor")  # already read: no second look
-        return
-    files.put(name="Write the Scaphandre scrape targets", src=StringIO(targets_text), dest=targets_file, mode="644")
+        return None
 
 
-def _write_rules(settings: Settings, server: PrometheusLayout, cloud: CloudView) -> bool:
-    """Writes the rules file when it differs from the shipped rules (for this job name and
-    size basis, with every hypervisor's carbon intensity); True when it does (Prometheus
-    must then reload, which the job's operation does, once)."""
-    rules_file = server.rules_file
-    carbon_rules = intensity_rules(cloud.carbon_intensities(), settings.carbon_intensity_max_age)
-    rules_text = render_rules(RULES_FILE.read_text(), settings.prometheus_job_name,
-                              settings.accounting_size_basis, carbon_rules)
-    if host.get_fact(Sha256File, path=rules_file) == hashlib.sha256(rules_text.encode()).hexdigest():
-        host.noop(f"{rules_file} already holds the rules")
-        return False
-    prometheus_rules(
-        name=f"Write the Scaphandre recording and alerting rules to {rules_file}",
-        rules_path=rules_file,
-        rules_text=rules_text,
-        promtool=server.promtool,
-    )
-    return True
+@dataclass(frozen=True)
+class ClaimedServer:
+    """This server's Prometheus, what is at each path the deploy writes here (all checked to
+    be the deploy's), and what the deploy wants in its targets and rules files."""
+
+    layout: PrometheusLayout
+    found: dict[str, FoundFile]
+    wanted: dict[str, bytes]
+
+
+def _managed_paths(settings: Settings, server: PrometheusLayout) -> list[ManagedPath]:
+    """The files the deploy writes on this server (the energy sync's too, when it is on)."""
+    paths = [ManagedPath(server.targets_file, "set prometheus_targets_file to another path, or move the file away")]
+    if settings.prometheus_rules:
+        paths.append(ManagedPath(server.rules_file, "set prometheus_rules_file to another path (or prometheus_rules "
+                                                    "to False), or move the file away"))
+    return paths + energy_sync_paths(settings)
+
+
+@deploy("Prometheus server")
+def prometheus_server(settings: Settings, cloud: CloudView, ledger: InstallLedger) -> ClaimedServer | None:
+    """This server's Prometheus, every file the deploy writes here checked to be its own
+    before anything is written; None when the server failed (no Prometheus found, or a file
+    at one of the deploy's paths that is the operator's: named, with the setting to change)."""
+    layout = _locate_prometheus(settings)
+    if layout is None:
+        return None
+    paths = _managed_paths(settings, layout)
+    found = files_at([managed.path for managed in paths], with_content=[layout.targets_file])
+    targets_text = _targets_text(cloud, layout.targets_file, found[layout.targets_file])
+    if targets_text is None:
+        return None
+    wanted = {layout.targets_file: targets_text.encode()}
+    if settings.prometheus_rules:
+        carbon_rules = intensity_rules(cloud.carbon_intensities(), settings.carbon_intensity_max_age)
+        wanted[layout.rules_file] = render_rules(RULES_FILE.read_text(), settings.prometheus_job_name,
+                                                 settings.accounting_size_basis, carbon_rules).encode()
+    expected = {path: sha256_of(content) for path, content in wanted.items()}
+    if not claim_files(ledger, paths, found, expected):
+        return None
+    return ClaimedServer(layout, found, wanted)
 
 
 @deploy("Prometheus scrape job")
-def configure_prometheus(settings: Settings, cloud: CloudView, inventory) -> None:
+def configure_prometheus(settings: Settings, inventory, server: ClaimedServer, ledger: InstallLedger) -> None:
     """Guarantees this Prometheus server scrapes every hypervisor of the inventory: the
-    file_sd targets file lists them with their OpenNebula IDs, and prometheus.yml holds
-    the job (checked with promtool, the original kept, reloaded only when it changed, and
-    Prometheus itself reporting the new configuration loaded)."""
-    server = _locate_prometheus(settings)
-    if server is None:
-        return
+    file_sd targets file lists them with their OpenNebula IDs (Prometheus rereads it by
+    itself), the rules file holds the shipped rules, and prometheus.yml holds the job
+    (checked with promtool, the original kept, reloaded only when it or the rules changed,
+    and Prometheus itself reporting the new configuration loaded). The targets and rules
+    files are recorded as the deploy's before they are written, and confirmed after."""
+    layout, found, wanted = server.layout, server.found, server.wanted
     job = scaphandre_job(
-        targets_file=server.targets_file,
-        prometheus_version=server.version,
+        targets_file=layout.targets_file,
+        prometheus_version=layout.version,
         job_name=settings.prometheus_job_name,
         scrape_interval=settings.prometheus_scrape_interval,
     )
     shard = _shard(settings, inventory)
     if shard is not None:
         job["relabel_configs"] = shard_relabel_configs(*shard)
-    _write_targets(cloud, server.targets_file)
+    changing = {path: sha256_of(content) for path, content in wanted.items()
+                if found[path].sha256 != sha256_of(content)}
+    ledger.write("Record the files the deploy is about to write", ledger.record.intending_files(changing))
+    if layout.targets_file in changing:
+        files.put(name="Write the Scaphandre scrape targets", src=StringIO(wanted[layout.targets_file].decode()),
+                  dest=layout.targets_file, mode="644")
+    else:
+        host.noop(f"{layout.targets_file} already lists every hypervisor")
     # Before the config names it, so promtool checks the config with the rules in place.
-    rules_changed = settings.prometheus_rules and _write_rules(settings, server, cloud)
+    if layout.rules_file in changing:
+        prometheus_rules(
+            name=f"Write the Scaphandre recording and alerting rules to {layout.rules_file}",
+            rules_path=layout.rules_file,
+            rules_text=wanted[layout.rules_file].decode(),
+            promtool=layout.promtool,
+        )
+    elif settings.prometheus_rules:
+        host.noop(f"{layout.rules_file} already holds the rules")
+    ledger.write("Confirm in the record the files the deploy wrote",
+                 ledger.record.with_files_confirmed(list(changing)))
     prometheus_job(
-        name=f"Add the {settings.prometheus_job_name} job to {server.config_file}",
-        config_path=server.config_file,
+        name=f"Add the {settings.prometheus_job_name} job to {layout.config_file}",
+        config_path=layout.config_file,
         job=job,
-        targets_file=server.targets_file,
-        promtool=server.promtool,
-        service=server.service,
-        endpoint=server.metrics,
+        targets_file=layout.targets_file,
+        promtool=layout.promtool,
+        service=layout.service,
+        endpoint=layout.metrics,
         reload_timeout_s=settings.prometheus_reload_timeout_s,
-        rule_file=server.rules_file if settings.prometheus_rules else None,
-        reload_for_rules=bool(rules_changed),
+        rule_file=layout.rules_file if settings.prometheus_rules else None,
+        reload_for_rules=layout.rules_file in changing,
     )
 
 
 @deploy("Remove the Prometheus scrape job")
-def remove_prometheus_job(settings: Settings) -> None:
+def remove_prometheus_job(settings: Settings, ledger: InstallLedger) -> None:
     """Guarantees this Prometheus server no longer has the deploy's job (named
-    prometheus_job_name or reading the targets file), its rules nor its targets file; the
-    config change is checked, backed up and reloaded like any other, nothing restored."""
-    server = _locate_prometheus(settings)
-    if server is None:
+    prometheus_job_name or reading the targets file) and its rules entry (the change
+    checked, backed up and reloaded like any other, nothing restored), nor the files the
+    deploy wrote here: each file its record lists goes, unless it changed since (it is the
+    operator's then, and the host says so); the energy sync's are remove_energy_sync's."""
+    layout = _locate_prometheus(settings)
+    if layout is None:
         return
     prometheus_job_absent(
-        name=f"Remove the {settings.prometheus_job_name} job from {server.config_file}",
-        config_path=server.config_file,
+        name=f"Remove the {settings.prometheus_job_name} job from {layout.config_file}",
+        config_path=layout.config_file,
         job_name=settings.prometheus_job_name,
-        targets_file=server.targets_file,
-        promtool=server.promtool,
-        service=server.service,
-        endpoint=server.metrics,
+        targets_file=layout.targets_file,
+        promtool=layout.promtool,
+        service=layout.service,
+        endpoint=layout.metrics,
         reload_timeout_s=settings.prometheus_reload_timeout_s,
-        rule_file=server.rules_file,
+        rule_file=layout.rules_file,
     )
-    files.file(name="Remove the Scaphandre scrape targets", path=server.targets_file, present=False)
-    files.file(name="Remove the Scaphandre rules", path=server.rules_file, present=False)
+    energy_sync_files = {managed.path for managed in energy_sync_paths(settings, always=True)}
+    listed = [path for path in ledger.record.files if path not in energy_sync_files]
+    remove_recorded_files(ledger, [*listed, *(path for path in (layout.targets_file, layout.rules_file)
+                                               if path not in listed)])
 
 
 def _write_snippet(path: Path, text: str) -> None:

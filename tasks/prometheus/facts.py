@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pyinfra.api import FactBase
+
+from tasks.text_file import LiveFile, live_file_lines, parse_live_file  # noqa: F401 (LiveFile: the fact's answer)
 
 # A Prometheus binary answers `--version` with this first line (Debian's and upstream's builds alike).
 VERSION_LINE_START = "prometheus, version "
@@ -91,35 +91,6 @@ class PrometheusServer(FactBase):
         return found
 
 
-@dataclass(frozen=True)
-class LiveFile:
-    """A file the deploy replaces, as read on the server.
-
-    `content` is None when the record in the deploy's state says this very file (same
-    SHA-256) already holds what the deploy wants (`record_current`), or when the file
-    still has the SHA-256 the caller already holds the bytes of: nothing needs reading
-    then. `complete` is False when the bytes received do not have the SHA-256 the
-    server computed (a file that changed while it was read).
-    """
-
-    link: bool  # the path is a symbolic link (the target is what gets replaced)
-    target: str  # the path with every link resolved
-    regular: bool  # a regular file (through the link); False for a directory, a device ...
-    uid: int
-    gid: int
-    mode: str  # octal, as stat prints it
-    sha256: str
-    content: bytes | None
-    record_current: bool
-    record_exists: bool
-    original_exists: bool
-    reload_pending: bool = False  # an earlier reload for this file was never confirmed by Prometheus
-
-    @property
-    def complete(self) -> bool:
-        return self.content is None or hashlib.sha256(self.content).hexdigest() == self.sha256
-
-
 class PrometheusConfigFile(FactBase):
     """A file the deploy edits, read as bytes with its stat, in one round trip.
 
@@ -136,15 +107,9 @@ class PrometheusConfigFile(FactBase):
     def command(self, path: str, record: str, fingerprint: str, original: str, known_sha256: str = "",
                 reload_pending: str = "") -> str:
         return "\n".join([
-            f"p={shlex.quote(path)}; r={shlex.quote(record)}; want={shlex.quote(fingerprint)}; "
+            f"r={shlex.quote(record)}; want={shlex.quote(fingerprint)}; "
             f"o={shlex.quote(original)}; known={shlex.quote(known_sha256)}; pending={shlex.quote(reload_pending)}",
-            'if [ ! -e "$p" ]; then if [ -L "$p" ]; then printf \'dangling=\'; '
-            'readlink -- "$p" | base64 -w 0; echo; else echo absent=1; fi; exit 0; fi',
-            'if [ -L "$p" ]; then echo link=1; else echo link=0; fi',
-            'printf \'target=\'; readlink -f -- "$p" | tr -d \'\\n\' | base64 -w 0; echo',
-            'if [ ! -f "$p" ]; then echo regular=0; exit 0; fi',
-            "stat -L --printf 'uid=%u\\ngid=%g\\nmode=%a\\n' -- \"$p\"",
-            'sha=$(sha256sum < "$p"); sha=${sha%% *}; echo "sha256=$sha"',
+            *live_file_lines(path),
             'if [ -e "$o" ]; then echo original=1; fi',
             'if [ -f "$r" ]; then echo record_exists=1; fi',
             'if [ -n "$pending" ] && [ -e "$pending" ]; then echo reload_pending=1; fi',
@@ -156,31 +121,4 @@ class PrometheusConfigFile(FactBase):
         ])
 
     def process(self, output) -> LiveFile | dict | None:
-        fields: dict[str, str] = {}
-        lines = list(output)
-        content_lines: list[str] | None = None
-        for position, line in enumerate(lines):
-            if line == "content:":
-                content_lines = lines[position + 1 :]
-                break
-            key, _, value = line.partition("=")
-            fields[key] = value.strip()
-        if "absent" in fields:
-            return None
-        if "dangling" in fields:
-            return {"dangling": base64.b64decode(fields["dangling"]).decode("utf-8", "replace")}
-        target = base64.b64decode(fields.get("target", "")).decode("utf-8", "surrogateescape")
-        return LiveFile(
-            link=fields.get("link") == "1",
-            target=target,
-            regular=fields.get("regular") != "0",
-            uid=int(fields.get("uid") or -1),
-            gid=int(fields.get("gid") or -1),
-            mode=fields.get("mode", ""),
-            sha256=fields.get("sha256", ""),
-            content=None if content_lines is None else base64.b64decode("".join(content_lines)),
-            record_current=fields.get("record") == "current",
-            record_exists=fields.get("record_exists") == "1",
-            original_exists=fields.get("original") == "1",
-            reload_pending=fields.get("reload_pending") == "1",
-        )
+        return parse_live_file(output)

@@ -19,13 +19,13 @@ import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from io import BytesIO
 
 from pyinfra import host, logger
-from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
+from pyinfra.api import FunctionCommand, StringCommand, operation
 
 from tasks import compat
 from tasks.host_failure import failure_command
+from tasks.text_file import replace_script, upload_commands
 from tasks.prometheus.edit_request import PrometheusConfigError, edit_fingerprint
 from tasks.prometheus.facts import LiveFile, PrometheusConfigFile
 from tasks.prometheus.reload import (
@@ -88,9 +88,7 @@ def _q(value: str) -> str:
 
 def _upload(content: bytes, spool: str) -> Iterator:
     """The bytes into the deploy's root-only state directory."""
-    yield StringCommand(f"umask 077 && mkdir -p {_q(PROMETHEUS_STATE_DIR)} && chmod 0700 {_q(STATE_DIR)} "
-                        f"{_q(PROMETHEUS_STATE_DIR)}")
-    yield FileUploadCommand(BytesIO(content), spool)
+    yield from upload_commands(content, spool, (STATE_DIR, PROMETHEUS_STATE_DIR))
 
 
 def _backup_lines(files: ConfigFiles) -> list[str]:
@@ -114,25 +112,16 @@ def _backup_lines(files: ConfigFiles) -> list[str]:
 
 
 def _replace_script(live: str, spool: str, promtool: str, kind: str, after_check: list[str], after_move: list[str]) -> str:
-    """Shell that puts the spooled bytes in place of `live` only if `promtool check <kind>` passes.
+    """Shell that puts the spooled bytes in place of `live` (tasks/text_file.replace_script:
+    a link stays a link, the owner and mode stay) only if `promtool check <kind>` passes.
 
-    The new file is made with mktemp in the directory of the file actually replaced (a link's
-    target), takes that file's owner and mode (0644 for a new one) before promtool reads it,
-    and is renamed over it; a link stays a link. A config is checked through a path in the
-    live path's directory, since Prometheus reads relative paths from there. On any failure
-    the live file is untouched and nothing is left behind.
+    The new file already has the owner and mode of the one it replaces when promtool reads
+    it. A config is checked through a path in the live path's directory, since Prometheus
+    reads relative paths from there. On any failure the live file is untouched and nothing
+    is left behind.
     """
-    return "\n".join([
-        f"live={_q(live)}; spool={_q(spool)}; promtool={_q(promtool)}; staged=''; check=''",
-        'fail() { rm -f -- "$spool"; if [ -n "$staged" ]; then rm -f -- "$staged"; fi; '
-        'if [ -n "$check" ] && [ "$check" != "$staged" ]; then rm -f -- "$check"; fi; '
-        "printf '%s\\n' \"$1\" >&2; exit 1; }",
-        'target=$(readlink -f -- "$live") || fail "cannot resolve $live; the live file is untouched"',
-        'dir=$(dirname -- "$target")',
-        'staged=$(mktemp -- "$dir/.scaphandre-staged.XXXXXX") || fail "cannot create a file in $dir; the live file is untouched"',
-        'cat -- "$spool" > "$staged" || fail "cannot write $staged; the live file is untouched"',
-        'if [ -e "$target" ]; then chown --reference="$target" -- "$staged" && chmod --reference="$target" -- "$staged"; '
-        'else chmod 0644 -- "$staged"; fi || fail "cannot give $staged the owner and mode of $target; the live file is untouched"',
+    check = [
+        f"promtool={_q(promtool)}",
         'check=$staged',
         'live_dir=$(cd -- "$(dirname -- "$live")" && pwd -P) || fail "cannot enter the directory of $live; the live file is untouched"',
         f'if [ {_q(kind)} = config ] && [ "$live_dir" != "$dir" ]; then',
@@ -141,12 +130,8 @@ def _replace_script(live: str, spool: str, promtool: str, kind: str, after_check
         "fi",
         f'out=$("$promtool" check {kind} "$check" 2>&1) || fail "promtool rejected the new $live; the live file is untouched: $out"',
         'if [ "$check" != "$staged" ]; then rm -f -- "$check"; fi; check=\'\'',
-        *after_check,
-        'mv -f -- "$staged" "$target" || fail "cannot move the new file over $target; the live file is untouched"',
-        "staged=''",
-        'rm -f -- "$spool"',
-        *after_move,
-    ])
+    ]
+    return replace_script(live, spool, before_move=[*check, *after_check], after_move=after_move)
 
 
 def _record_lines(files: ConfigFiles, sha256: str, fingerprint: str) -> list[str]:

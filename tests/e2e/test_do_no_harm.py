@@ -2,7 +2,8 @@
 (forwarding off, guests on br0, bridge netfilter on), and takes away only what it brought.
 
 Its own bed: hv1 a bare node, hv2 a bare node whose operator already wrote a daemon.json
-(no engine yet), hv3 a node whose operator installed Docker's engine at its defaults
+(no engine yet; a symbolic link to a root-only file they keep elsewhere), hv3 a node whose
+operator installed Docker's engine at its defaults
 (so its FORWARD policy is DROP and its guests do not reach each other: the operator's
 damage, which the deploy must report and not touch). The scenarios run in file order:
 before = after over a deploy, a no-op rerun, a reboot and remove.py; the operator's
@@ -11,6 +12,8 @@ engine never reconfigured, restarted or removed.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import subprocess
@@ -48,8 +51,11 @@ RECORD_DIR = "/var/lib/scaphandre-opennebula"
 RECORD_FILE = f"{RECORD_DIR}/installed.json"
 OURS = {"iptables": False, "ip6tables": False, "ip-forward": False, "bridge": "none"}
 # hv2's operator prepared the engine's logging before any engine was installed, and once
-# asked for iptables explicitly: the deploy overrides that key and gives it back on removal.
+# asked for iptables explicitly: the deploy overrides that key and gives the file back on
+# removal byte for byte. They keep it in /srv/docker (root only) and link it into /etc/docker.
 HV2_OPERATOR_DAEMON_JSON = {"log-driver": "json-file", "log-opts": {"max-size": "10m"}, "iptables": True}
+HV2_OPERATOR_BYTES = (json.dumps(HV2_OPERATOR_DAEMON_JSON, indent=4) + "\n").encode()
+HV2_LINK_TARGET = "/srv/docker/daemon.json"
 WARNING = "warning: the Docker engine here was not installed by this deploy and is left as it is"
 
 
@@ -78,6 +84,10 @@ class NoHarmBed:
         text = self.sh(host, f"cat {path} 2>/dev/null || echo '<missing>'")
         return None if text.strip() == "<missing>" else json.loads(text)
 
+    def link_state(self, host: str) -> str:
+        """hv2's daemon.json: where the link points, and the mode and bytes (base64) of that file."""
+        return self.sh(host, f"readlink {DAEMON_JSON}; stat -c %a {HV2_LINK_TARGET}; base64 -w0 {HV2_LINK_TARGET}")
+
     def exists(self, host: str, path: str) -> bool:
         return self.bed.exec(host, "test", "-e", path, check=False).returncode == 0
 
@@ -99,8 +109,9 @@ def cloud(tmp_path_factory):
     with bed_with_opennebula(PREFIX, state_dir, HYPERVISORS, SSH_PORT_BASE, PROMETHEUS_API_PORT, POOL,
                              preinstalled_docker=(OPERATORS_ENGINE,)) as (bed, simulator, _password):
         noharm = NoHarmBed(bed, simulator, state_dir)
-        bed.exec("hv2", "sh", "-c", f"mkdir -p /etc/docker && cat > {DAEMON_JSON}",
-                 input=json.dumps(HV2_OPERATOR_DAEMON_JSON, indent=4) + "\n")
+        bed.exec("hv2", "sh", "-c", f"mkdir -p /etc/docker /srv/docker && cat > {HV2_LINK_TARGET} && "
+                 f"chmod 600 {HV2_LINK_TARGET} && ln -s {HV2_LINK_TARGET} {DAEMON_JSON}",
+                 input=HV2_OPERATOR_BYTES.decode())
         noharm.before = {host: bed.network_state(host) for host in HYPERVISORS}
         noharm.reach_before = {host: bed.vms_reach_each_other(host) for host in HYPERVISORS}
         noharm.engine_before = noharm.engine_identity(OPERATORS_ENGINE)
@@ -158,9 +169,12 @@ def test_the_deploy_changes_no_vm_networking_and_leaves_the_operators_engine_alo
     assert run.failed_hosts() == []
 
     cloud.assert_vm_networking_as_before("over the deploy")
-    # The engines the deploy installed started with its daemon.json, merged with the operator's.
+    # The engines the deploy installed started with its daemon.json, merged with the operator's:
+    # hv2's written through its link, into the file it points to, still root-only.
     assert cloud.json_file("hv1", DAEMON_JSON) == OURS
     assert cloud.json_file("hv2", DAEMON_JSON) == {**HV2_OPERATOR_DAEMON_JSON, **OURS}
+    link, mode, _ = cloud.link_state("hv2").split("\n")
+    assert (link, mode) == (HV2_LINK_TARGET, "600")
     # The operator's engine: daemon.json not written, engine not restarted, damage reported there only.
     assert not cloud.exists(OPERATORS_ENGINE, DAEMON_JSON)
     assert cloud.engine_identity(OPERATORS_ENGINE) == cloud.engine_before
@@ -176,11 +190,18 @@ def test_the_deploy_changes_no_vm_networking_and_leaves_the_operators_engine_alo
 
 def test_the_record_holds_what_the_deploy_brought_root_only(cloud):
     engine = {"package_manager": "apt", "packages": ["docker.io"]}
+
+    def written(settings: dict) -> str:
+        return hashlib.sha256((json.dumps(settings, indent=2) + "\n").encode()).hexdigest()
+
     assert cloud.json_file("hv1", RECORD_FILE) == {
-        "format": 1, "engine": engine, "daemon_json": {"settings": OURS, "previous": {}}, "images": [IMAGE]}
+        "format": 2, "engine": engine, "images": [IMAGE],
+        "daemon_json": {"settings": OURS, "previous_file": {"present": False}, "written_sha256": written(OURS)}}
     assert cloud.json_file("hv2", RECORD_FILE) == {
-        "format": 1, "engine": engine, "daemon_json": {"settings": OURS, "previous": {"iptables": True}},
-        "images": [IMAGE]}
+        "format": 2, "engine": engine, "images": [IMAGE],
+        "daemon_json": {"settings": OURS, "previous": {"iptables": True},
+                        "previous_file": {"present": True, "base64": base64.b64encode(HV2_OPERATOR_BYTES).decode()},
+                        "written_sha256": written({**HV2_OPERATOR_DAEMON_JSON, **OURS})}}
     # hv3's engine and image (loaded when its engine started at boot) were the operator's: nothing to record.
     assert not cloud.exists(OPERATORS_ENGINE, RECORD_DIR)
     for host in ENGINE_BY_DEPLOY:
@@ -258,8 +279,10 @@ def test_removal_takes_away_only_what_the_deploy_brought(cloud):
     for host in ENGINE_BY_DEPLOY:
         assert cloud.bed.exec(host, "sh", "-c", "command -v dockerd", check=False).returncode != 0
         assert not cloud.exists(host, RECORD_DIR)
-    assert not cloud.exists("hv1", DAEMON_JSON), "a daemon.json that held only the deploy's settings goes"
-    assert cloud.json_file("hv2", DAEMON_JSON) == HV2_OPERATOR_DAEMON_JSON, "the operator's keys and values come back"
+    assert not cloud.exists("hv1", DAEMON_JSON), "there was none before the deploy"
+    link, mode, content = cloud.link_state("hv2").split("\n")
+    assert (link, mode) == (HV2_LINK_TARGET, "600"), "still a link to a root-only file"
+    assert base64.b64decode(content) == HV2_OPERATOR_BYTES, "the operator's file back byte for byte"
 
     # The operator's engine stays, untouched and running, with its image; the host says so.
     assert re.search(rf"\[{OPERATORS_ENGINE}\].*the Docker engine here was not installed by this deploy: it stays",

@@ -17,11 +17,14 @@ run in file order on one bed.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -33,7 +36,17 @@ import yaml
 from tasks.prometheus.config_file import with_job, without_job
 from tasks.prometheus.job import scaphandre_job
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import REPO, PrometheusApi, PyinfraRun, bed_port, bed_prefix, bed_with_opennebula, run_pyinfra
+from tests.e2e.cloud import (
+    PYINFRA,
+    REPO,
+    PrometheusApi,
+    PyinfraRun,
+    bed_port,
+    bed_prefix,
+    bed_with_opennebula,
+    run_pyinfra,
+    wait_until,
+)
 from tests.testbed.bed import TestBed
 
 pytestmark = pytest.mark.e2e
@@ -438,6 +451,11 @@ def corpus_inventory(servers: Servers, names: list[str]) -> Path:
         for name in names})
 
 
+def one_run_each(servers: Servers, inventory: Path, names: list[str], script: str = "deploy.py") -> dict[str, PyinfraRun]:
+    """One run per corpus host: they all reach prom2, and a machine is changed by one run at a time."""
+    return {name: servers.deploy(inventory, "--limit", corpus_host(name), script=script) for name in names}
+
+
 def test_the_corpus_round_trips_through_the_deploy_and_remove_py(servers):
     names = sorted(path.name for path in CORPUS.glob("*.yml"))
     assert len(names) >= 15
@@ -449,14 +467,14 @@ def test_the_corpus_round_trips_through_the_deploy_and_remove_py(servers):
         servers.sh("prom2", f"cd {directory} && printf 'groups: []\\n' > rules.yml && mkdir -p rules alerts")
     inventory = corpus_inventory(servers, names)
 
-    run = servers.deploy(inventory, "--limit", "prometheus", "--parallel", "6")
-    refused = {corpus_host(name) for name in PROMTOOL_2_REFUSES}
-    assert sorted(run.failed_hosts()) == sorted(refused), run.output[-6000:]
+    runs = one_run_each(servers, inventory, names)
+    refused = {name for name, run in runs.items() if run.returncode != 0}
+    assert refused == PROMTOOL_2_REFUSES, {name: runs[name].output[-3000:] for name in refused ^ PROMTOOL_2_REFUSES}
     for name in names:
         directory = f"{CORPUS_DIR}/{corpus_host(name)}"
         live = servers.read_bytes("prom2", f"{directory}/prometheus.yml")
         assert servers.sh("prom2", f"stat -c '%U:%G %a' {directory}/prometheus.yml").strip() == "root:prometheus 640"
-        if corpus_host(name) in refused:
+        if name in refused:
             assert live == (CORPUS / name).read_bytes(), f"{name}: a refused file stays untouched"
             continue
         targets = f"{directory}/scaphandre_targets.yml"
@@ -466,16 +484,17 @@ def test_the_corpus_round_trips_through_the_deploy_and_remove_py(servers):
         assert "SUCCESS" in servers.sh("prom2", f"promtool check config {directory}/prometheus.yml 2>&1")
     assert servers.sh("prom2", f"ls -a {CORPUS_DIR}/*/ | grep -c scaphandre-staged; true").strip() == "0"
 
-    removed = servers.deploy(inventory, "--limit", "prometheus", "--parallel", "6", script="remove.py")
-    assert removed.returncode == 0 and removed.failed_hosts() == [], removed.output[-6000:]
+    removals = one_run_each(servers, inventory, names, script="remove.py")
+    assert {name for name, run in removals.items() if run.returncode != 0} == set(), {
+        name: run.output[-3000:] for name, run in removals.items() if run.returncode != 0}
     for name in names:
         directory = f"{CORPUS_DIR}/{corpus_host(name)}"
         original = (CORPUS / name).read_bytes()
         live = servers.read_bytes("prom2", f"{directory}/prometheus.yml")
         if name in HELD_THE_JOB:  # a `scaphandre` job pasted before the deploy was the deploy's: it goes
-            names = [[job["job_name"] for job in yaml.load(text, Loader=yaml.BaseLoader)["scrape_configs"]]
-                     for text in (original, live)]
-            assert "scaphandre" in names[0] and "scaphandre" not in names[1], name
+            names_of_jobs = [[job["job_name"] for job in yaml.load(text, Loader=yaml.BaseLoader)["scrape_configs"]]
+                             for text in (original, live)]
+            assert "scaphandre" in names_of_jobs[0] and "scaphandre" not in names_of_jobs[1], name
             targets = f"{directory}/scaphandre_targets.yml"
             job = scaphandre_job(targets_file=targets, prometheus_version=(2, 42, 0))
             rules = f"{directory}/scaphandre_rules.yml"
@@ -485,22 +504,31 @@ def test_the_corpus_round_trips_through_the_deploy_and_remove_py(servers):
         assert live == original, name
         assert servers.sh("prom2", f"ls {directory}/scaphandre_targets.yml {directory}/scaphandre_rules.yml "
                                    "2>/dev/null; true").strip() == ""
-        if corpus_host(name) not in refused:
-            assert f"kept as {directory}/prometheus.yml.scaphandre-original" in removed.output
+        if name not in refused:
+            assert f"kept as {directory}/prometheus.yml.scaphandre-original" in removals[name].output
 
 
 def test_remove_py_fails_a_server_whose_prometheus_yml_it_cannot_edit(servers):
     directory = f"{CORPUS_DIR}/{corpus_host('broken.yml')}"
     broken = b"rule_files: scaphandre_rules.yml\nscrape_configs:\n  - job_name: scaphandre\n"
     servers.write_bytes("prom2", f"{directory}/prometheus.yml", broken)
-    # With a server it can edit beside it: that one goes on, and pyinfra reports both.
-    inventory = corpus_inventory(servers, ["broken.yml", "debian_shipped.yml"])
-    run = servers.deploy(inventory, "--limit", "prometheus", script="remove.py")
-    assert run.returncode != 0 and run.failed_hosts() == [corpus_host("broken.yml")], run.output[-4000:]
+    run = servers.deploy(corpus_inventory(servers, ["broken.yml"]), "--limit", "prometheus", script="remove.py")
+    assert run.returncode != 0, run.output[-4000:]
     assert (f"{directory}/prometheus.yml: 'rule_files' in prometheus.yml is not a list but a single string "
             "('scaphandre_rules.yml'): write it as a list") in run.output
     assert "Traceback" not in run.output
     assert servers.read_bytes("prom2", f"{directory}/prometheus.yml") == broken
+
+
+def test_one_machine_under_two_inventory_names_fails_the_second_name(servers):
+    """The corpus hosts all reach prom2: in one run, the name that finds the machine's lock
+    taken by the other fails at once, naming both (one machine keeps one record)."""
+    names = {corpus_host("debian_shipped.yml"), corpus_host("comments_everywhere.yml")}
+    run = servers.deploy(corpus_inventory(servers, ["debian_shipped.yml", "comments_everywhere.yml"]),
+                         "--limit", "prometheus", script="remove.py")
+    found = re.search(r"/run/scaphandre-opennebula/lock is held by inventory host (\S+) of this same run: it and "
+                      r"(\S+) reach the same machine, which keeps one record; list each machine once", run.output)
+    assert run.returncode != 0 and found and set(found.groups()) == names, run.output[-4000:]
 
 
 def test_remove_py_takes_the_job_away_from_every_server(servers):
@@ -514,3 +542,196 @@ def test_remove_py_takes_the_job_away_from_every_server(servers):
                                    lambda h=host: "scaphandre" not in job_health(servers, h), 60)
     assert job_health(servers, "prom1")["prometheus"] == {"up"}
     assert "kept as /etc/one/prometheus/prometheus.yml.scaphandre-original" in run.output
+
+
+# ----------------------------------------------------------------------------- files that are the operator's
+
+OPERATORS_RULES = b"# Alerts of our own, kept beside prometheus.yml.\ngroups:\n  - name: ours\n    rules: []\n"
+
+
+def prom2_inventory(servers: Servers, name: str, **data) -> Path:
+    return servers.inventory(name, {"prom2": data})
+
+
+def test_an_operators_rules_file_survives_the_deploy_and_remove_py(servers):
+    """prom2 after remove.py: no job, nothing recorded. Its operator keeps rules of their own at
+    the path the deploy would use."""
+    rules, config = "/etc/prometheus/scaphandre_rules.yml", CONFIG["prom2"]
+    servers.write_bytes("prom2", rules, OPERATORS_RULES, mode="0640", owner="root:prometheus")
+    config_before = servers.read_bytes("prom2", config)
+    try:
+        run = servers.deploy(prom2_inventory(servers, "own-rules"), "--limit", "prom2")
+        assert run.returncode != 0, run.output[-4000:]
+        assert (f"{rules} is a file the deploy did not write (its record /var/lib/scaphandre-opennebula/installed.json "
+                "does not list it): it is left as it is and nothing was changed on this server; set "
+                "prometheus_rules_file to another path (or prometheus_rules to False), or move the file away"
+                ) in run.output
+        assert servers.read_bytes("prom2", rules) == OPERATORS_RULES
+        assert servers.sh("prom2", f"stat -c '%U:%G %a' {rules}").strip() == "root:prometheus 640"
+        assert servers.read_bytes("prom2", config) == config_before
+        assert servers.sh("prom2", "ls /etc/prometheus/scaphandre_targets.yml "
+                                   "/var/lib/scaphandre-opennebula/installed.json 2>/dev/null; true").strip() == ""
+
+        removed = servers.deploy(prom2_inventory(servers, "own-rules"), "--limit", "prom2", script="remove.py")
+        assert removed.returncode == 0, removed.output[-4000:]
+        assert servers.read_bytes("prom2", rules) == OPERATORS_RULES
+
+        # Another path for the deploy's rules is one setting away; remove.py then takes only those.
+        elsewhere = prom2_inventory(servers, "rules-elsewhere", prometheus_rules_file="/etc/prometheus/scaphandre.rules.yml")
+        run = servers.deploy(elsewhere, "--limit", "prom2")
+        assert run.returncode == 0, run.output[-4000:]
+        assert servers.sh("prom2", "ls /etc/prometheus/scaphandre.rules.yml").strip()
+        removed = servers.deploy(elsewhere, "--limit", "prom2", script="remove.py")
+        assert removed.returncode == 0, removed.output[-4000:]
+        assert servers.sh("prom2", "ls /etc/prometheus/scaphandre.rules.yml /etc/prometheus/scaphandre_targets.yml "
+                                   "2>/dev/null; true").strip() == ""
+        assert servers.read_bytes("prom2", rules) == OPERATORS_RULES
+        assert servers.read_bytes("prom2", config) == config_before
+    finally:
+        servers.sh("prom2", f"rm -f {rules}")
+
+
+# ----------------------------------------------------------------------------- one run at a time
+
+
+class WaitingRun:
+    """A pyinfra run without -y: it plans (reading the record with the host's lock taken),
+    shows what it would change and waits for the operator's answer, holding the lock."""
+
+    def __init__(self, inventory: Path, *args: str):
+        self.process = subprocess.Popen([str(PYINFRA), *args, str(inventory), "deploy.py"], cwd=REPO, text=True,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "NO_COLOR": "1"})
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        # pyinfra's prompt itself ends no line: the line before it says the run waits.
+        wait_until("the run waiting for its operator",
+                   lambda: "skip this step with -y" in self.output or self.process.poll() is not None, 300, 0.5)
+        assert self.process.poll() is None, self.output[-4000:]
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def go_on(self) -> int:
+        """Enter at pyinfra's prompt: the run executes its plan."""
+        return self._answer("")
+
+    def decline(self) -> int:
+        """Anything else at the prompt: pyinfra stops, changing nothing."""
+        return self._answer("n")
+
+    def _answer(self, text: str) -> int:
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+        return self.process.wait(timeout=600)
+
+
+def lock_holder(servers: Servers) -> dict[str, str]:
+    text = servers.sh("prom2", "cat /run/scaphandre-opennebula/lock 2>/dev/null; true")
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_one_run_at_a_time_on_a_server(servers):
+    """prom2 is clean again. A first run holds its lock while it waits for its operator; a
+    second fails after host_lock_timeout_s naming the lock and who holds it; a third waits,
+    finds the record changed by the first when it gets the lock, and asks for a new run;
+    --dry takes no lock; a run killed while holding it frees it."""
+    inventory = prom2_inventory(servers, "lock")
+    first = WaitingRun(inventory, "--limit", "prom2")
+    try:
+        holder = lock_holder(servers)
+        assert holder["control"].startswith(f"pyinfra pid {first.process.pid} on ") and holder["user"] == "root"
+        assert holder["inventory_host"] == "prom2" and holder["from"] and holder["since"].endswith("Z")
+
+        started = time.monotonic()
+        second = servers.deploy(inventory, "--limit", "prom2", "--data", "host_lock_timeout_s=3")
+        assert second.returncode != 0, second.output[-4000:]
+        assert (f"/run/scaphandre-opennebula/lock is held by another run: user root from {holder['from']} "
+                f"({holder['control']}, inventory host prom2), holder pid {holder['pid']}, since {holder['since']}; "
+                "waited 3 s (host_lock_timeout_s)") in second.output, second.output[-4000:]
+        assert time.monotonic() - started < 120
+
+        dry = servers.deploy(inventory, "--limit", "prom2", "--dry")
+        assert dry.returncode == 0 and "Wait for the other run" not in dry.output, dry.output[-4000:]
+        assert lock_holder(servers)["pid"] == holder["pid"], "--dry took nothing"
+
+        third = threading.Thread(target=lambda: setattr(third, "run", servers.deploy(inventory, "--limit", "prom2")))
+        third.start()
+        # Its first operation waits in `flock -w` (the only flock process that stays: the lock's
+        # holder is a shell keeping the descriptor).
+        wait_until("the third run waiting for the lock", lambda: servers.sh(
+            "prom2", "pgrep -x flock >/dev/null && echo waiting; true").strip() == "waiting", 300, 0.5)
+        assert first.go_on() == 0, first.output[-4000:]
+        assert "Add the scaphandre job" in first.output and "Unexpected user input" not in first.output
+        third.join(timeout=600)
+    finally:
+        if first.process.poll() is None:
+            first.process.kill()
+            first.process.wait(timeout=60)
+    assert third.run.returncode != 0, third.run.output[-4000:]
+    assert ("another run changed this host since this run read it (/var/lib/scaphandre-opennebula/installed.json is "
+            "not what the plan was made from): run again") in third.run.output
+    # What the first run recorded is whole: nothing the third planned was written over it.
+    record = json.loads(servers.sh("prom2", "cat /var/lib/scaphandre-opennebula/installed.json"))
+    assert set(record["files"]) == {"/etc/prometheus/scaphandre_targets.yml", "/etc/prometheus/scaphandre_rules.yml"}
+    again = servers.deploy(inventory, "--limit", "prom2")
+    assert again.returncode == 0 and again.changed_hosts() == {}, again.output[-4000:]
+
+    # A run killed while it holds the lock: its connection closes and the lock is free for the next.
+    killed = WaitingRun(inventory, "--limit", "prom2", "--data", "prometheus_scrape_interval=25s")
+    killed.process.kill()
+    killed.process.wait(timeout=60)
+    after = servers.deploy(inventory, "--limit", "prom2")
+    assert after.returncode == 0 and "Wait for the other run" not in after.output, after.output[-4000:]
+    assert "reclaimed" not in after.output
+
+    # A holder that was itself killed leaves its description: the next run reclaims the lock and says so.
+    waiting = WaitingRun(inventory, "--limit", "prom2")
+    try:
+        servers.sh("prom2", f"kill -9 {lock_holder(servers)['pid']}")
+        waiting.decline()
+    finally:
+        if waiting.process.poll() is None:
+            waiting.process.kill()
+            waiting.process.wait(timeout=60)
+    reclaimed = servers.deploy(inventory, "--limit", "prom2")
+    assert reclaimed.returncode == 0, reclaimed.output[-4000:]
+    assert "reclaimed the lock /run/scaphandre-opennebula/lock from a run that ended without releasing it" in \
+        reclaimed.output
+
+
+def test_a_run_killed_between_its_intent_and_its_write_leaves_a_file_the_next_run_owns(servers):
+    """The deploy records a file as its own before writing it: a run killed right after that
+    leaves the record saying so, and the next run writes the file (no refusal as the
+    operator's) and remove.py takes it away."""
+    cut_rules = "/etc/prometheus/scaphandre.cut.yml"
+    inventory = prom2_inventory(servers, "cut", prometheus_rules_file=cut_rules)
+    process = subprocess.Popen([str(PYINFRA), "-y", "--json", "--limit", "prom2", str(inventory), "deploy.py"],
+                               cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "NO_COLOR": "1"})
+    try:
+        for line in process.stderr:  # killed as the rules file is about to be written
+            if "Starting operation: Prometheus scrape job | Write the Scaphandre recording" in line:
+                process.kill()
+                break
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+    record = json.loads(servers.sh("prom2", "cat /var/lib/scaphandre-opennebula/installed.json"))
+    assert set(record["files"][cut_rules]) == {"writing"}, record
+    assert servers.sh("prom2", f"ls {cut_rules} 2>/dev/null; true").strip() == ""
+
+    run = servers.deploy(inventory, "--limit", "prom2")
+    assert run.returncode == 0 and "did not write" not in run.output, run.output[-4000:]
+    record = json.loads(servers.sh("prom2", "cat /var/lib/scaphandre-opennebula/installed.json"))
+    written = servers.read_bytes("prom2", cut_rules)
+    assert record["files"][cut_rules] == {"sha256": hashlib.sha256(written).hexdigest()}
+
+    removed = servers.deploy(inventory, "--limit", "prom2", script="remove.py")
+    assert removed.returncode == 0, removed.output[-4000:]
+    assert servers.sh("prom2", f"ls {cut_rules} 2>/dev/null; true").strip() == ""

@@ -67,7 +67,8 @@ def _local_fact(fake_bin: Path | None, result: LocalRun):
         done = _shell(str(fact.command(*args, **kwargs)), fake_bin)
         result.fact_output_sizes.append(len(done.stdout))
         assert done.returncode == 0, f"fact {cls.__name__} failed here: {done.stderr.decode(errors='replace')}"
-        return fact.process(done.stdout.decode("utf-8", "surrogateescape").splitlines())
+        lines = done.stdout.decode("utf-8", "surrogateescape").splitlines()
+        return fact.process(lines) if lines else fact.default()  # as pyinfra does: no output, the default
 
     return get_fact
 
@@ -131,6 +132,8 @@ def _execute(command, state, host, result: LocalRun, fake_bin: Path | None) -> b
     if isinstance(command, FileUploadCommand):
         result.commands.append(f"upload {command.dest}")
         source = command.src
+        if hasattr(source, "seek"):
+            source.seek(0)  # as pyinfra's uploads do: the operation may have read it for its digest
         data = source.read() if hasattr(source, "read") else Path(source).read_bytes()
         Path(command.dest).write_bytes(data if isinstance(data, bytes) else data.encode())
         return True

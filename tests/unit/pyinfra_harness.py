@@ -8,6 +8,7 @@ No SSH and no host: pyinfra's `Host.get_fact` is replaced for the duration of a
 from __future__ import annotations
 
 import contextlib
+import json
 import runpy
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringComman
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
 from pyinfra.connectors.util import CommandOutput
-from pyinfra.context import ctx_host, ctx_state
+from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 
 from tasks.preflight import check_settings
 from tasks.settings import Settings
@@ -68,6 +69,33 @@ def uploaded_text(command) -> str | None:
     if isinstance(command, FileUploadCommand) and hasattr(command.src, "getvalue"):
         return command.src.getvalue()
     return None
+
+
+def record_facts(record: dict | str | bytes | None, lock: str = "held", holder=None, stale=None) -> dict:
+    """The install record fact as a host answers it: the record file holding `record` (a
+    dict written as JSON, or the file's text or bytes as they are; None: no file), read with
+    the host's lock in the state `lock`."""
+    from tasks.install_record.facts import RecordRead
+    from tasks.install_record.record import record_digest
+
+    if isinstance(record, dict):
+        record = json.dumps(record, indent=2) + "\n"
+    content = record.encode() if isinstance(record, str) else record
+    return {"InstallRecordFile": RecordRead(content=content, digest=record_digest(content), lock=lock,
+                                            holder=holder, stale=stale)}
+
+
+def uploads_by_operation(run: Callable[[Settings], None], facts: dict, data: dict | None = None,
+                         **options) -> dict[str, dict[str, str | bytes]]:
+    """Operation name (without its @deploy prefix) -> destination -> content, for every
+    upload of computed content the plan makes, in plan order."""
+    uploads: dict[str, dict] = {}
+    for name, commands in planned_command_objects(run, facts, data, **options).items():
+        for command in commands:
+            content = uploaded_text(command)
+            if content is not None:
+                uploads.setdefault(name.split(" | ")[-1], {})[command.dest] = content
+    return uploads
 
 
 def with_ledger(step: Callable) -> Callable[[Settings], None]:
@@ -148,6 +176,28 @@ def planned_command_objects(
                 op_data.operation_meta.set_complete(True, commands, CommandOutput([]))
             planned[names] = commands
     return planned
+
+
+def planned_script(script: str, facts: dict | FactTable, data: dict | None = None,
+                   groups: tuple[str, ...] = ("hypervisors",), name: str = "hv1") -> dict[str, list[str]]:
+    """Operation name -> commands, for what the repository's own `script` (deploy.py, remove.py)
+    plans on one host with `facts`, run as the pyinfra CLI runs it."""
+    host_data = default_data() | (data or {})
+    inventory = Inventory(([name], host_data), **{group: ([name], {}) for group in groups})
+    state = State(inventory=inventory, config=Config())
+    state.set_stage(StateStage.Prepare)
+    host = inventory.get_host(name)
+    state.activate_host(host)
+    table = facts if isinstance(facts, FactTable) else FactTable(facts)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(Host, "get_fact", lambda self, cls, *a, **kw: table(self, cls, *a, **kw)))
+        stack.enter_context(ctx_state.use(state))
+        stack.enter_context(ctx_host.use(host))
+        stack.enter_context(ctx_inventory.use(inventory))
+        runpy.run_path(str(REPO / script))
+        return {", ".join(sorted(state.get_op_meta(op_hash).names)): [
+            render(command) for command in state.get_op_data_for_host(host, op_hash).command_generator()]
+            for op_hash in host.op_hash_order}
 
 
 def all_commands(planned: dict[str, list[str]]) -> list[str]:

@@ -6,14 +6,18 @@ The same step runs for real in tests/e2e/test_energy_write_back.py."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from pyinfra.api.util import get_template
 
 from tasks.energy_sync import install_energy_sync, remove_energy_sync
 from tasks.energy_sync import plan
+from tasks.install_record import InstallLedger
+from tasks.install_record.facts import FoundFile
+from tasks.install_record.record import RECORD_FILE, FileEntry, InstallRecord, sha256_of
 from tasks.settings import Settings, SettingsError
-from tests.unit.pyinfra_harness import FactTable, all_commands, default_data, planned_commands
+from tests.unit.pyinfra_harness import FactTable, all_commands, default_data, planned_commands, uploads_by_operation
 
 ON = {"energy_sync": True}
 ONEADMIN_FRONTEND = {"user": "oneadmin", "group": "oneadmin", "python": "/usr/bin/python3",
@@ -29,7 +33,7 @@ def settings_with(**data) -> Settings:
 
 
 def rendered_files(settings: Settings, account: plan.ServiceAccount) -> dict[str, str]:
-    """What the deploy writes for these settings, rendered as pyinfra renders it."""
+    """What the deploy writes for these settings, rendered as pyinfra renders a template."""
     units = plan.unit_variables(settings, account, "/usr/bin/python3")
     return {
         plan.SCRIPT_PATH: plan.SCRIPT_SOURCE.read_text(),
@@ -37,6 +41,15 @@ def rendered_files(settings: Settings, account: plan.ServiceAccount) -> dict[str
         plan.SERVICE_PATH: get_template(str(plan.SERVICE_TEMPLATE)).render(units),
         plan.TIMER_PATH: get_template(str(plan.TIMER_TEMPLATE)).render(units),
     }
+
+
+def recorded(installed: dict[str, str]) -> InstallRecord:
+    """The record after the deploy wrote these files."""
+    return InstallRecord(files={path: FileEntry(sha256=sha256_of(text.encode())) for path, text in installed.items()})
+
+
+def found_files(installed: dict[str, str]) -> dict[str, FoundFile]:
+    return {path: FoundFile("file", sha256=sha256_of(text.encode())) for path, text in installed.items()}
 
 
 def server_facts(found: dict = ONEADMIN_FRONTEND, installed: dict[str, str] | None = None,
@@ -55,11 +68,21 @@ def server_facts(found: dict = ONEADMIN_FRONTEND, installed: dict[str, str] | No
         group, mode = owners[path]
         facts[f"File:{path}"] = {"mode": mode, "user": "root", "group": group, "size": len(content)}
         facts[f"Sha1File:{path}"] = hashlib.sha1(content.encode()).hexdigest()
-    return FactTable(facts)
+    table = FactTable(facts)
+    table.installed = dict(installed or {})
+    return table
+
+
+def installing(facts: FactTable):
+    """The step as deploy.py calls it, on a server where the deploy wrote `facts.installed`."""
+    def run(settings: Settings) -> None:
+        install_energy_sync(settings, InstallLedger(recorded(facts.installed)), found_files(facts.installed))
+
+    return run
 
 
 def install_plan(facts: FactTable, **data) -> dict[str, list[str]]:
-    return planned_commands(install_energy_sync, facts, data=ON | data, groups=("prometheus",), name="prom1",
+    return planned_commands(installing(facts), facts, data=ON | data, groups=("prometheus",), name="prom1",
                             as_executed=True)
 
 
@@ -77,8 +100,26 @@ def changed_steps(planned: dict[str, list[str]]) -> list[str]:
 
 def test_off_reads_no_fact_and_plans_nothing():
     facts = server_facts()
-    planned = planned_commands(install_energy_sync, facts, groups=("prometheus",), name="prom1")
+    planned = planned_commands(installing(facts), facts, groups=("prometheus",), name="prom1")
     assert facts.asked == [] and all_commands(planned) == []
+
+
+def test_every_file_is_recorded_as_the_deploys_before_it_is_written_and_confirmed_after():
+    facts = server_facts()
+    uploads = uploads_by_operation(installing(facts), facts, data=ON, groups=("prometheus",), name="prom1")
+    names = list(uploads)
+    intent = json.loads(uploads["Record the energy sync's files the deploy is about to write"][
+        f"{RECORD_FILE}.scaphandre-new"])
+    texts = rendered_files(settings_with(), plan.ServiceAccount("oneadmin", "oneadmin"))
+    assert intent["files"] == {path: {"writing": sha256_of(text.encode())} for path, text in texts.items()}
+    confirmed = json.loads(uploads["Confirm in the record the energy sync's files the deploy wrote"][
+        f"{RECORD_FILE}.scaphandre-new"])
+    assert confirmed["files"] == {path: {"sha256": sha256_of(text.encode())} for path, text in texts.items()}
+    assert names.index("Record the energy sync's files the deploy is about to write") < names.index(
+        "Install the energy sync script") < names.index(f"Install {plan.TIMER_UNIT}") < names.index(
+        "Confirm in the record the energy sync's files the deploy wrote")
+    for path, text in texts.items():
+        assert next(upload for upload in uploads.values() if path in upload)[path] == text
 
 
 # --------------------------------------------------------------------------- install
@@ -154,7 +195,9 @@ def test_a_new_threshold_rewrites_the_config_and_tries_it_without_touching_syste
     installed = rendered_files(settings_with(), plan.ServiceAccount("oneadmin", "oneadmin"))
     planned = install_plan(server_facts(installed=installed, timer_running=True), energy_sync_threshold_watts=5)
     assert changed_steps(planned) == [
+        "Record the energy sync's files the deploy is about to write",
         "Write the energy sync's config /etc/one/scaphandre-energy-sync.conf",
+        "Confirm in the record the energy sync's files the deploy wrote",
         "Try the energy sync once (--dry-run, as oneadmin)", "Show the trial run's status line"]
 
 
@@ -163,8 +206,10 @@ def test_a_new_interval_reloads_systemd_and_restarts_the_running_timer():
     planned = install_plan(server_facts(installed=installed, timer_running=True), energy_sync_interval_s=600,
                            energy_sync_max_age_s=1800)
     assert changed_steps(planned) == [
+        "Record the energy sync's files the deploy is about to write",
         "Write the energy sync's config /etc/one/scaphandre-energy-sync.conf",
         "Install scaphandre-energy-sync.service", "Install scaphandre-energy-sync.timer",
+        "Confirm in the record the energy sync's files the deploy wrote",
         "Reload systemd for the energy sync's units", "Try the energy sync once (--dry-run, as oneadmin)",
         "Show the trial run's status line", "Enable and start scaphandre-energy-sync.timer"]
     assert step(planned, "Enable and start") == ["systemctl restart scaphandre-energy-sync.timer"]
@@ -266,18 +311,31 @@ def test_the_secret_in_a_refused_url_is_not_repeated():
 # --------------------------------------------------------------------------- removal
 
 
-def removal_facts(installed=EVERY_FILE, found: dict = ONEADMIN_FRONTEND) -> FactTable:
-    return FactTable({
+def removal_facts(installed=EVERY_FILE, found: dict = ONEADMIN_FRONTEND, changed=(), listed=None) -> FactTable:
+    """A server where the deploy wrote `installed` (the record lists `listed`, all of them by
+    default), `changed` edited by the operator since."""
+    contents = {path: f"written by the deploy: {path}" for path in installed}
+
+    def files_at(paths, with_content=()):
+        return {index: FoundFile("file", sha256=sha256_of(contents[path].encode() + (b"!" if path in changed else b"")),
+                                 head="# Managed by the Scaphandre-on-OpenNebula deploy (pyinfra)")
+                for index, path in enumerate(paths) if path in contents}
+
+    table = FactTable({
         "EnergySyncInstalled": {**found, "installed": set(installed)},
         "SystemdStatus": {plan.TIMER_UNIT: True}, "SystemdEnabled": {plan.TIMER_UNIT: True},
         "File": {"mode": 644, "user": "root", "group": "root", "size": 1},
         "Directory": {"mode": 755, "user": "root", "group": "root"},
+        "FilesAt": files_at,
     })
+    table.record = InstallRecord(files={path: FileEntry(sha256=sha256_of(contents[path].encode()))
+                                        for path in (installed if listed is None else listed)})
+    return table
 
 
 def removal_plan(facts: FactTable, **data) -> dict[str, list[str]]:
-    return planned_commands(lambda settings: remove_energy_sync(), facts, data=data, groups=("prometheus",),
-                            name="prom1", as_executed=True)
+    return planned_commands(lambda settings: remove_energy_sync(settings, InstallLedger(facts.record)), facts,
+                            data=data, groups=("prometheus",), name="prom1", as_executed=True)
 
 
 def test_removal_stops_the_timer_removes_the_attributes_then_the_files():
@@ -286,8 +344,8 @@ def test_removal_stops_the_timer_removes_the_attributes_then_the_files():
     order = [commands.index(c) for c in (
         "systemctl stop scaphandre-energy-sync.timer", "systemctl disable scaphandre-energy-sync.timer",
         "systemctl stop scaphandre-energy-sync.service", removal,
-        f"rm -f {plan.SERVICE_PATH}", f"rm -f {plan.TIMER_PATH}", "systemctl daemon-reload",
-        f"rm -f {plan.SCRIPT_PATH}", f"rm -rf {plan.SCRIPT_DIR}", f"rm -f {plan.CONFIG_PATH}")]
+        f"rm -f {plan.SCRIPT_PATH}", f"rm -f {plan.CONFIG_PATH}", f"rm -f {plan.SERVICE_PATH}",
+        f"rm -f {plan.TIMER_PATH}", "systemctl daemon-reload", f"rmdir -- {plan.SCRIPT_DIR} 2>/dev/null || true")]
     assert order == sorted(order)
     assert (f"runuser -u oneadmin -- /usr/bin/python3 {plan.SCRIPT_PATH} --config {plan.CONFIG_PATH} "
             "--remove-attributes") in removal
@@ -304,6 +362,27 @@ def test_removal_runs_whether_or_not_energy_sync_is_on_now():
 def test_removal_where_nothing_is_installed_plans_nothing():
     facts = removal_facts(installed=())
     assert all_commands(removal_plan(facts)) == [] and facts.asked == ["EnergySyncInstalled"]
+
+
+def test_removal_keeps_a_file_changed_since_and_says_so(caplog):
+    import logging
+
+    facts = removal_facts(changed={plan.CONFIG_PATH})
+    with caplog.at_level(logging.WARNING, logger="pyinfra"):
+        commands = all_commands(removal_plan(facts))
+    assert f"rm -f {plan.CONFIG_PATH}" not in commands and f"rm -f {plan.SCRIPT_PATH}" in commands
+    assert any(f"{plan.CONFIG_PATH} stays: it changed since the deploy wrote it" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_removal_touches_nothing_the_record_does_not_list(caplog):
+    import logging
+
+    facts = removal_facts(listed=())
+    with caplog.at_level(logging.WARNING, logger="pyinfra"):
+        commands = all_commands(removal_plan(facts))
+    assert commands == [], "no timer stopped, no attribute removed, no file deleted"
+    assert any("carries the deploy's header but the record" in r.getMessage() for r in caplog.records)
 
 
 def test_units_without_script_or_config_are_removed_without_touching_opennebula():

@@ -6,16 +6,14 @@ hypervisor's steps run on every rerun: this pins how many there are.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 from tasks.docker_engine import ensure_docker_engine
 from tasks.install_record import install_ledger
-from tasks.install_record.record import RECORD_FILE
 from tasks.rapl import enable_rapl
 from tasks.scaphandre import run_scaphandre
 from tests.unit.hypervisor_facts import default_fingerprint, host_facts, inspect_of
-from tests.unit.pyinfra_harness import FactTable, planned_command_objects
+from tests.unit.pyinfra_harness import FactTable, planned_command_objects, record_facts
 
 RECORDED = {"format": 1, "engine": {"package_manager": "apt", "packages": ["docker.io"]},
             "daemon_json": {"settings": {"iptables": False}, "previous": {}}, "images": ["hubblo/scaphandre:1.0.2"]}
@@ -34,7 +32,7 @@ def deployed_hypervisor() -> FactTable:
         **host_facts(rapl=True, docker=True),
         "SystemdStatus": {"docker.service": True},
         "SystemdEnabled": {"docker.service": True},
-        f"FileContents:{RECORD_FILE}": [json.dumps(RECORDED)],
+        **record_facts(RECORDED),
         "DockerImage": [{"Id": "sha256:1"}],
         "DockerContainer": [inspect_of(default_fingerprint())],
     })
@@ -49,7 +47,7 @@ def planned_by_pyinfra(facts: FactTable) -> list[str]:
 def test_a_rerun_reads_each_fact_once():
     asked = Counter(planned_by_pyinfra(deployed_hypervisor()))
     assert asked == {
-        "FileContents": 1,  # the install record
+        "InstallRecordFile": 1,  # the install record, with the host's lock taken in the same round trip
         "RaplProbe": 1,  # CPU vendor, kernel, RAPL exposed
         "File": 1, "Directory": 2,  # pyinfra's files.template: the modules-load file
         "DockerEngineInstalled": 1,

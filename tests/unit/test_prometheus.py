@@ -26,7 +26,8 @@ import pytest
 import tasks.prometheus.config_file as config_file
 from tasks.cloud import CloudView, Hypervisor
 from tasks.opennebula.pool import OneHost
-from tasks.prometheus import configure_prometheus, remove_prometheus_job
+from tasks.install_record import install_ledger
+from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
 from tasks.prometheus import operations
 from tasks.prometheus.config_file import edit_fingerprint, with_job
 from tasks.prometheus.facts import PrometheusServer
@@ -35,7 +36,9 @@ from tasks.prometheus.operations import prometheus_job, prometheus_job_absent, p
 from tasks.prometheus.reload import MetricsEndpoint, metrics_endpoint
 from tests.doubles.prometheus_reload_double import PrometheusReloadDouble
 from tests.unit.local_pyinfra_host import run_here
-from tests.unit.pyinfra_harness import all_commands, planned_commands
+from tasks.install_record.facts import FoundFile
+from tasks.install_record.record import sha256_of
+from tests.unit.pyinfra_harness import all_commands, planned_commands, record_facts
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prometheus"
 CORPUS = DATA / "corpus"
@@ -708,9 +711,20 @@ FOUND_2_42 = {"config": "/etc/prometheus/prometheus.yml", "service": "prometheus
               "version": "prometheus, version 2.42.0+ds (branch: debian/sid)"}
 
 
+def configure_steps(cloud: CloudView):
+    """The Prometheus part of deploy.py."""
+    def run(settings) -> None:
+        ledger = install_ledger()
+        server = prometheus_server(settings, cloud, ledger)
+        if server:
+            configure_prometheus(settings, pyinfra.inventory, server, ledger)
+
+    return run
+
+
 def configure_plan(found: dict, cloud: CloudView = CloudView(()), **facts) -> list[str]:
-    return all_commands(planned_commands(lambda settings: configure_prometheus(settings, cloud, pyinfra.inventory),
-                                         {"PrometheusServer": found, **facts}, groups=("prometheus",), name="prom1"))
+    return all_commands(planned_commands(configure_steps(cloud), {"PrometheusServer": found, **facts},
+                                         groups=("prometheus",), name="prom1"))
 
 
 def test_no_prometheus_yml_anywhere_fails_naming_the_settings():
@@ -775,8 +789,12 @@ def deployed_facts(reload_pending: bool) -> dict:
     live = LiveFile(link=False, target="/etc/prometheus/prometheus.yml", regular=True, uid=0, gid=0, mode="644",
                     sha256="0" * 64, content=None, record_current=True, record_exists=True, original_exists=True,
                     reload_pending=reload_pending)
-    return {"PrometheusConfigFile": live, "Sha256File": hashlib.sha256(rules).hexdigest(),
-            "FileContents": render_targets_file([]).splitlines()}
+    targets = render_targets_file([]).encode()
+    present = {"/etc/prometheus/scaphandre_targets.yml": FoundFile("file", sha256=sha256_of(targets), content=targets),
+               "/etc/prometheus/scaphandre_rules.yml": FoundFile("file", sha256=sha256_of(rules))}
+    record = {"format": 2, "files": {path: {"sha256": found.sha256} for path, found in present.items()}}
+    return {"PrometheusConfigFile": live, **record_facts(record),
+            "FilesAt": lambda paths, with_content=(): {i: present[p] for i, p in enumerate(paths) if p in present}}
 
 
 LISTENING_ON_9099 = dict(FOUND_2_42, unit_args=("/usr/bin/prometheus", "$ARGS"),
@@ -809,7 +827,7 @@ def test_an_address_prometheus_cannot_be_read_at_fails_the_server_unless_no_conf
     assert ("cannot tell where Prometheus listens from --web.listen-address=prometheus-host (the command line of "
             "prometheus), so a reload cannot be confirmed: set prometheus_reload_timeout_s to 0") in commands[0]
     unconfirmed = all_commands(planned_commands(
-        lambda settings: configure_prometheus(settings, CloudView(()), pyinfra.inventory),
+        configure_steps(CloudView(())),
         {"PrometheusServer": odd, "FileContents": None, "Sha256File": None, "PrometheusConfigFile": None},
         data={"prometheus_reload_timeout_s": 0}, groups=("prometheus",), name="prom1"))
     assert "timeout_s=0" in unconfirmed[-1]
@@ -821,7 +839,7 @@ def rules_written(monkeypatch, cloud: CloudView, data: dict | None = None) -> li
 
     written: list[str] = []
     monkeypatch.setattr(step, "prometheus_rules", lambda **kwargs: written.append(kwargs["rules_text"]))
-    planned_commands(lambda settings: configure_prometheus(settings, cloud, pyinfra.inventory),
+    planned_commands(configure_steps(cloud),
                      {"PrometheusServer": FOUND_2_42, "FileContents": None, "Sha256File": None,
                       "PrometheusConfigFile": None}, data=data, groups=("prometheus",), name="prom1")
     return written
@@ -860,6 +878,7 @@ def step_rules_file() -> Path:
 
 
 def test_remove_plans_nothing_but_a_failure_when_prometheus_cannot_be_found():
-    commands = all_commands(planned_commands(remove_prometheus_job, {"PrometheusServer": dict(FOUND_2_42, config="")},
+    commands = all_commands(planned_commands(lambda settings: remove_prometheus_job(settings, install_ledger()),
+                                             {"PrometheusServer": dict(FOUND_2_42, config="")},
                                              groups=("prometheus",), name="prom1"))
     assert len(commands) == 1 and "no Prometheus config found" in commands[0]

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tasks.install_record.record import RECORD_FILE
+from tasks.install_record.record import RECORD_DIR, RECORD_FILE
 from tasks.scaphandre import remove_scaphandre, run_scaphandre
 from tasks.scaphandre.facts import RegistryLoginState
 from tasks.scaphandre.registry import credentials_digest, digest_matches, login_marker_path
@@ -31,6 +31,7 @@ from tests.unit.pyinfra_harness import (
     default_data,
     planned_commands,
     planned_uploads,
+    record_facts,
     render,
     with_ledger,
 )
@@ -248,7 +249,7 @@ def test_an_image_the_deploy_pulls_is_recorded_as_soon_as_it_is_there():
     assert planned["Pull hubblo/scaphandre:1.0.2"] == [
         "docker image inspect hubblo/scaphandre:1.0.2 >/dev/null 2>&1 || docker image pull hubblo/scaphandre:1.0.2"]
     assert json.loads(planned_uploads(deploy_exporter, facts)[RECORD_UPLOAD]) == {
-        "format": 1, "images": ["hubblo/scaphandre:1.0.2"]}
+        "format": 2, "images": ["hubblo/scaphandre:1.0.2"]}
 
 
 def test_on_a_host_without_an_engine_yet_the_image_counts_as_brought():
@@ -263,8 +264,7 @@ def test_an_image_that_was_there_is_not_recorded():
 
 
 def recorded(*images: str) -> dict:
-    return {f"FileContents:{RECORD_FILE}": [json.dumps({"format": 1, "images": list(images)})],
-            f"File:{RECORD_FILE}": {"mode": 600}}
+    return record_facts({"format": 2, "images": list(images)})
 
 
 def test_removal_takes_the_image_the_deploy_brought_and_forgets_it():
@@ -274,7 +274,8 @@ def test_removal_takes_the_image_the_deploy_brought_and_forgets_it():
     assert planned["Remove the Scaphandre container"] == ["docker container rm -f scaphandre"]
     assert planned["Remove the image hubblo/scaphandre:1.0.2 the deploy brought"] == [
         "docker image rm hubblo/scaphandre:1.0.2"]
-    assert planned["Forget the exporter images in the record"] == [f"rm -f {RECORD_FILE}"]
+    assert planned["Forget the exporter images in the record"] == [
+        f"rm -f -- {RECORD_FILE} && {{ rmdir -- {RECORD_DIR} 2>/dev/null || true; }}"]
 
 
 def test_removal_keeps_an_image_that_was_there_before_the_deploy():

@@ -25,13 +25,14 @@ from tasks.cloud import CloudView
 from tasks.docker_engine import ensure_docker_engine, remove_docker_engine
 from tasks.docker_engine.daemon_config import DAEMON_JSON
 from tasks.grafana import provision_dashboard, remove_dashboard
-from tasks.prometheus import configure_prometheus, remove_prometheus_job
+from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
 from tasks.install_record import install_ledger
-from tasks.install_record.record import RECORD_FILE
+from tasks.install_record.facts import FoundFile
+from tasks.text_file import LiveFile
 from tasks.rapl import enable_rapl, forget_rapl_modules
 from tasks.scaphandre import remove_scaphandre, run_scaphandre
 from tests.unit.hypervisor_facts import host_facts, inspect_of
-from tests.unit.pyinfra_harness import all_commands, planned_commands
+from tests.unit.pyinfra_harness import all_commands, planned_commands, record_facts
 
 # Runs something whether it lands unquoted, inside '...' or inside "...", and keeps the
 # quotes of each of those balanced (so the command still parses and runs).
@@ -101,7 +102,8 @@ def test_hypervisor_settings_run_nothing(tmp_path, sandbox):
         "scaphandre_registry_password_file": str(password_file),
         "scaphandre_extra_docker_args": [f"--label=note{HOSTILE}"],
         "docker_install_source": "docker-ce",
-        "docker_ce_repo_url": f"https://repo.example.org/x{HOSTILE}",
+        # No blank allowed in a URL: the same quotes and substitutions without one.
+        "docker_ce_repo_url": "https://repo.example.org/x'$(printf${IFS}5>>PWNED)'`printf${IFS}6>>PWNED`",
     }
     facts = host_facts() | {"DockerImage": [], "DockerContainer": [],
                             "RegistryLoginState": {"logged_in": False, "digest": None}}
@@ -124,8 +126,9 @@ def test_hypervisor_settings_run_nothing(tmp_path, sandbox):
     commands = all_commands(planned_commands(deploy, facts, data=data))
     commands += all_commands(planned_commands(remove, facts | {
         "DockerEngineInstalled": True, "DockerContainer": [inspect_of("x")], "DockerImage": [{"Id": "sha256:1"}],
-        "DebPackages": {"docker-ce": {"1"}}, f"FileContents:{RECORD_FILE}": [json.dumps(recorded)],
-        f"FileContents:{DAEMON_JSON}": ['{"iptables": false}']}, data=data))
+        "DebPackages": {"docker-ce": {"1"}}, **record_facts(recorded),
+        f"FileBytes:{DAEMON_JSON}": LiveFile(False, DAEMON_JSON, True, 0, 0, "644", "", b'{"iptables": false}')},
+        data=data))
     assert any("docker image rm" in command for command in commands), "the image removal is planned too"
     assert any("docker login" in command for command in commands)
     assert_runs_nothing(commands, sandbox)
@@ -156,10 +159,23 @@ def test_prometheus_settings_run_nothing(sandbox):
         "prometheus_rules_file": f"/etc/prometheus/rules{HOSTILE}.yml",
     }
     facts = {"PrometheusServer": PROMETHEUS_FOUND, "FileContents": None, "Sha256File": None}
-    commands = all_commands(planned_commands(
-        lambda settings: configure_prometheus(settings, CloudView(()), pyinfra.inventory), facts, data=data,
-        groups=("prometheus",), name="prom1"))
+
+    def deploy(settings):
+        ledger = install_ledger()
+        server = prometheus_server(settings, CloudView(()), ledger)
+        configure_prometheus(settings, pyinfra.inventory, server, ledger)
+
+    commands = all_commands(planned_commands(deploy, facts, data=data, groups=("prometheus",), name="prom1"))
+    # The record lists both files, still as the deploy wrote them: both are removed.
+    written = FoundFile("file", sha256="0" * 64)
+    recorded = {"format": 2, "files": {data["prometheus_targets_file"]: {"sha256": "0" * 64},
+                                       data["prometheus_rules_file"]: {"sha256": "0" * 64}}}
     commands += all_commands(planned_commands(
-        remove_prometheus_job, facts | {"FileContents": ["scrape_configs:", "  - job_name: scaphandre"]}, data=data,
-        groups=("prometheus",), name="prom1"))
+        lambda settings: remove_prometheus_job(settings, install_ledger()),
+        facts | {"FileContents": ["scrape_configs:", "  - job_name: scaphandre"], **record_facts(recorded),
+                 "FilesAt": lambda paths, with_content: {index: written for index, _ in enumerate(paths)},
+                 "File": {"size": 1}},
+        data=data, groups=("prometheus",), name="prom1"))
+    removals = [c for c in commands if c.startswith("rm -f ") and ("/targets" in c or "/rules" in c)]
+    assert len(removals) == 2, "both file removals are planned too"
     assert_runs_nothing(commands, sandbox)
