@@ -140,14 +140,15 @@ def text_matching(pattern: str, phrase: str, refusal: str | None = None) -> Any:
     return Annotated[str, Strict(), StringConstraints(pattern=pattern), Accepts(phrase, refusal)]
 
 
-def list_of(item: Any, phrase: str, shape: str) -> Any:
+def list_of(item: Any, phrase: str, shape: str, one_item_hint: bool = False) -> Any:
     """A list (or tuple) of `item`, read as a tuple. `shape` names what a value that is no
-    list at all should have been; a bare string would otherwise be iterated character by
-    character, so the refusal shows how to write one item."""
+    list at all should have been (a bare string is refused rather than iterated character
+    by character); `one_item_hint` shows how to write a list of one such value."""
     def a_list(value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return value
-        raise ValueError(f"is {value!r}, not {shape} (write [{value!r}] for one item)")
+        hint = f" (write [{value!r}] for one item)" if one_item_hint else ""
+        raise ValueError(f"is {value!r}, not {shape}{hint}")
 
     return Annotated[tuple[item, ...], Accepts(phrase), BeforeValidator(a_list)]
 
@@ -164,10 +165,11 @@ Duration = Annotated[
                                                            r"([0-9]+s)?([0-9]+ms)?$"),
     Accepts("a Prometheus duration such as '15s' or '1m'")]
 TextList = list_of(Annotated[str, Strict(), StringConstraints(min_length=1)],
-                   "a list of non-empty strings", shape="a list of strings")
+                   "a list of non-empty strings", shape="a list of strings", one_item_hint=True)
 # Written one per line into /etc/modules-load.d: a newline or a path would be another entry.
 ModuleNames = list_of(text_matching(r"^[A-Za-z0-9_-]+$", "a kernel module name"),
-                      "a list of kernel module names (letters, digits, '_', '-')", shape="a list of strings")
+                      "a list of kernel module names (letters, digits, '_', '-')", shape="a list of strings",
+                      one_item_hint=True)
 # Docker's own rule for container names.
 ContainerName = text_matching(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
                               "a Docker container name (letters, digits, '_', '.', '-')")
