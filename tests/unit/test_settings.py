@@ -164,7 +164,7 @@ def test_refusals_are_in_the_operators_words_never_pydantics():
     ("energy_sync_interval_s", "300"), ("energy_sync_timeout_s", "30"), ("energy_sync_timeout_s", False),
     ("prometheus_snippet_major_version", "2"), ("scaphandre_extra_docker_args", {"--foo"}),
 ])
-def test_booleans_and_numbers_are_strict(key, value):
+def test_booleans_numbers_and_lists_are_strict(key, value):
     assert f"setting {key} is {value!r}, not " in problems(**{key: value})
 
 
