@@ -63,7 +63,7 @@ from tasks import compat
 # Prefixes of this deploy's keys: other host data (ssh_*, _sudo ...) belongs to pyinfra.
 SETTING_PREFIXES = (
     "scaphandre_", "rapl_", "docker_", "remove_", "one_", "discovery_", "prometheus_", "promtool_", "grafana_",
-    "energy_", "accounting_", "carbon_",
+    "energy_", "accounting_", "carbon_", "host_lock_",
 )
 
 FIX_IT_WHERE = "fix it in the host's or group's data"
@@ -235,6 +235,23 @@ def _endpoint_url(url: str) -> str:
     return url
 
 
+def _repository_url(url: str) -> str:
+    """Docker's package repository (or a mirror): an http(s) URL with a host and no
+    credentials. A user or token written into it would reach the download command's line,
+    pyinfra's output and the world-readable .list/.repo file; each package manager has its
+    own place for them, readable by root only."""
+    parsed = urllib.parse.urlsplit(_single_line(url))
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or " " in url:
+        raise ValueError(f"is {url!r}, not an http(s) URL")
+    if parsed.username is not None or parsed.password is not None or "@" in parsed.netloc:
+        raise ValueError(
+            "holds credentials (user:token@): give the URL without them and let the package manager "
+            "authenticate: for apt, a file in /etc/apt/auth.conf.d/ (machine HOST login USER password TOKEN, "
+            "mode 0600); for dnf, the repository's username= and password= options (in "
+            "/etc/yum.repos.d/docker-ce.repo, made readable by root only)")
+    return url
+
+
 # Where the energy sync service cannot see a file: its unit has ProtectHome=yes (/home, /root,
 # /run/user) and PrivateTmp=yes (its own empty /tmp and /var/tmp).
 _HIDDEN_FROM_THE_SYNC = ("/home", "/root", "/run/user", "/tmp", "/var/tmp")
@@ -310,6 +327,7 @@ PrometheusCandidates = list_of(
     "a list of (config path, service name) pairs, each with an absolute path",
     shape="a list of (config path, service name) pairs")
 EndpointUrl = Annotated[Text, AfterValidator(_endpoint_url), Accepts("an http(s) URL without credentials")]
+RepositoryUrl = Annotated[Text, AfterValidator(_repository_url), Accepts("an http(s) URL without credentials")]
 FileTheSyncCanSee = Annotated[
     Text, AfterValidator(_file_the_sync_can_see),
     Accepts("an absolute path outside /home, /root, /run/user, /tmp and /var/tmp")]
@@ -349,6 +367,7 @@ class Section:
 SCAPHANDRE = Section("Scaphandre, on hypervisors")
 RAPL = Section("RAPL, on hypervisors")
 DOCKER = Section("Docker engine, on hypervisors")
+HOST_LOCK = Section("One run at a time per host (hypervisors and Prometheus servers)")
 OPENNEBULA = Section(
     "OpenNebula",
     "Read on the machine running pyinfra, never sent to a host. The endpoint settings are checked "
@@ -367,7 +386,7 @@ ENERGY_SYNC = Section(
     "A timer on the Prometheus server writes each host's and VM's power and 24 h energy into their "
     "OpenNebula templates (`SCAPHANDRE_POWER_W`, ...) for `SCHED_RANK` and `SCHED_REQUIREMENTS`: "
     "see docs/energy-sync.md. Turn it on in one Prometheus server's data: each enabled server writes.")
-SECTIONS = (SCAPHANDRE, RAPL, DOCKER, OPENNEBULA, DISCOVERY, PROMETHEUS, ACCOUNTING, GRAFANA, ENERGY_SYNC)
+SECTIONS = (SCAPHANDRE, RAPL, DOCKER, HOST_LOCK, OPENNEBULA, DISCOVERY, PROMETHEUS, ACCOUNTING, GRAFANA, ENERGY_SYNC)
 
 
 class Settings(BaseModel):
@@ -415,14 +434,20 @@ class Settings(BaseModel):
     docker_install_source: choice("distro", "docker-ce") = DOCKER(
         "distro", "Debian and Ubuntu hosts without an engine: `distro` (docker.io) or `docker-ce` (Docker's "
                   "repository); the RHEL family always gets docker-ce")
-    docker_ce_repo_url: unset_or(HttpUrl) = DOCKER(
-        None, "Base URL of Docker's package repository or your mirror of it: the repository address in Docker's "
-              "guide \"Install Docker Engine on RHEL/Debian/Ubuntu\" (section \"Set up the repository\") up to, "
-              "without, `/rhel`, `/debian` or `/ubuntu`",
+    docker_ce_repo_url: unset_or(RepositoryUrl) = DOCKER(
+        "https://download.docker.com/linux",
+        "Base URL of Docker's package repository (the one of Docker's install guides), or your mirror's: each "
+        "distribution's directory (`/debian`, `/ubuntu`, `/rhel`, ...) is added per host. Used for `docker-ce` and "
+        "on the RHEL family. No credentials in it (refused): apt reads them from a file in "
+        "`/etc/apt/auth.conf.d/`, dnf from the repository's `username`/`password` options",
         unset="a host that needs it (`docker-ce`, the RHEL family) fails, asking for it")
     remove_docker_engine: Flag = DOCKER(
         False, "`remove.py` only: also remove the Docker engine, if the deploy installed it (other containers "
                "may need it)")
+
+    host_lock_timeout_s: whole_number(1, 86400) = HOST_LOCK(
+        60, "How long a run that finds another run changing the same host waits for it, in seconds, before it "
+            "fails that host, naming the lock and who holds it")
 
     one_xmlrpc: unset_or(Text) = OPENNEBULA(
         None, "OpenNebula XML-RPC endpoint", unset="`$ONE_XMLRPC`, else `http://localhost:2633/RPC2`")

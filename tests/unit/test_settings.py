@@ -85,10 +85,25 @@ def test_a_missing_key_says_group_data_was_not_read():
     ("carbon_intensity_clusters", {"paris": None}, "for cluster 'paris' is None"),
     ("carbon_intensity_clusters", [("paris", 50)], "not a dict"),
     ("carbon_intensity_max_age", "1 hour", "not a Prometheus duration"),
+    ("docker_ce_repo_url", "download.docker.com/linux", "not an http(s) URL"),
+    ("docker_ce_repo_url", "https://deploy:S3cr3t-t0ken@mirror.example.test/linux",
+     "holds credentials (user:token@): give the URL without them"),
+    ("host_lock_timeout_s", 0, "not a whole number from 1 to 86400"),
+    ("host_lock_timeout_s", 60.0, "not a whole number from 1 to 86400"),
 ])
 def test_a_bad_value_is_refused_naming_its_key_and_where_to_fix_it(key, value, says):
     message = problems(**{key: value})
     assert f"setting {key} " in message and says in message and "fix it in the host's or group's data" in message
+
+
+def test_credentials_in_the_docker_repository_url_are_refused_without_repeating_them():
+    for url in ("https://deploy:S3cr3t-t0ken@mirror.example.test/linux", "https://S3cr3t-t0ken@mirror.example.test/x"):
+        assert problems(docker_ce_repo_url=url) == (
+            "setting docker_ce_repo_url holds credentials (user:token@): give the URL without them and let the "
+            "package manager authenticate: for apt, a file in /etc/apt/auth.conf.d/ (machine HOST login USER "
+            "password TOKEN, mode 0600); for dnf, the repository's username= and password= options (in "
+            "/etc/yum.repos.d/docker-ce.repo, made readable by root only): fix it in the host's or group's data")
+    assert Settings.from_data(with_defaults()).docker_ce_repo_url == "https://download.docker.com/linux"
 
 
 def test_every_bad_key_is_named_at_once():

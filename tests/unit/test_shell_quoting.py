@@ -101,7 +101,8 @@ def test_hypervisor_settings_run_nothing(tmp_path, sandbox):
         "scaphandre_registry_password_file": str(password_file),
         "scaphandre_extra_docker_args": [f"--label=note{HOSTILE}"],
         "docker_install_source": "docker-ce",
-        "docker_ce_repo_url": f"https://repo.example.org/x{HOSTILE}",
+        # No blank allowed in a URL: the same quotes and substitutions without one.
+        "docker_ce_repo_url": "https://repo.example.org/x'$(printf${IFS}5>>PWNED)'`printf${IFS}6>>PWNED`",
     }
     facts = host_facts() | {"DockerImage": [], "DockerContainer": [],
                             "RegistryLoginState": {"logged_in": False, "digest": None}}
