@@ -6,7 +6,7 @@ Hypervisors (group `hypervisors`) get RAPL, a Docker engine and the Scaphandre
 exporter; Prometheus servers (group `prometheus`) get a scrape job listing every
 hypervisor with its OpenNebula host ID (and, with `energy_sync` on, a timer that
 writes power back into OpenNebula's templates); Grafana hosts (group `grafana`) get
-the dashboard. Settings and their defaults: group_data/all.py.
+the dashboard. Settings and their defaults: docs/settings.md.
 """
 
 from pyinfra import host, inventory

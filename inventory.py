@@ -3,7 +3,7 @@
 Two groups: `hypervisors` (OpenNebula KVM hosts: they get RAPL, Docker and
 Scaphandre) and `prometheus` (servers that scrape them; leave it empty to get a
 job to paste instead). Per-host settings go in the host's dict; every setting
-and its default is in group_data/all.py and README's table.
+and its default is in docs/settings.md.
 
 For your cloud, replace both lists, for example:
 

@@ -1,33 +1,72 @@
-"""The deploy's settings for one host, typed and checked in one place.
+"""The deploy's settings: one typed model, the only place where each setting's type,
+default, accepted values and description are written.
 
-Defaults live only in group_data/all.py; pyinfra merges them with group and
-host data. `Settings.from_data` turns that merged data into one typed object and
-checks every value, so that a bad value fails its host at the start of the run,
-naming the key, and no step further on has to guess or re-check.
+How the settings reach a host. pyinfra's host data carries them: group_data/all.py
+calls `defaults_into(globals())`, which gives every setting of this model its default
+in that file's namespace (a setting the file assigns itself keeps the operator's value),
+so `host.data.<setting>` holds a value for every setting on every host, and an operator
+overrides a default where pyinfra's convention puts it: group_data/all.py (every host),
+group_data/<group>.py or a group's data in inventory.py, or a host's data. all.py restates
+no default. This works with pyinfra 3.10's group data loader, which executes each
+group_data/*.py and keeps every top-level name except dunder names and names bound by an
+import statement: the setting names that `defaults_into` writes become group data, the
+imported `_defaults_into` does not (its leading underscore also keeps it out of readers
+that run the file with runpy, such as inventory-time discovery and the unit tests).
 
-Plain logic: no pyinfra state, so the deploy, remove.py and the verification
-suite read settings the same way.
+How they are checked. `Settings.from_data(host data)` validates every value once, at
+each host's first step (tasks/preflight.py, also the verification suite and remove.py):
+a bad value fails that host with one line per setting, naming it, the value, what the
+setting accepts and where to fix it; every later step reads a typed, frozen object.
+Booleans and numbers are strict (the string "yes", 1 for True, "60" for 60 or 1.5 for a
+whole number are refused). Pydantic's own error text is never shown: each type carries
+`Accepts`, what it takes in an operator's words, and a refusal reads `is <value>, not
+<that>`; the special rules are validators raising ValueError with their own sentence,
+and the rules across settings are the model validator `_consistent`.
+
+docs/settings.md is generated from this model (`python -m tasks.settings_doc >
+docs/settings.md`, checked by a unit test), as is its JSON schema (`python -m
+tasks.settings_doc --json-schema`).
+
+Plain logic: no pyinfra state, so the deploy, remove.py and the verification suite read
+settings the same way. Importing this module builds the model once (pydantic compiles
+its validator); validating a host's settings is then a call into pydantic-core.
 """
 
-from __future__ import annotations
-
+import copy
 import difflib
 import ipaddress
 import posixpath
 import re
 import urllib.parse
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Optional
+
+from annotated_types import Ge, Gt, Le
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    WrapValidator,
+    model_validator,
+)
 
 from tasks import compat
-
 
 # Prefixes of this deploy's keys: other host data (ssh_*, _sudo ...) belongs to pyinfra.
 SETTING_PREFIXES = (
     "scaphandre_", "rapl_", "docker_", "remove_", "one_", "discovery_", "prometheus_", "promtool_", "grafana_",
     "energy_", "accounting_", "carbon_", "host_lock_",
 )
+
+FIX_IT_WHERE = "fix it in the host's or group's data"
 
 
 class SettingsError(ValueError):
@@ -38,100 +77,116 @@ class SettingsError(ValueError):
         self.problems = problems
 
 
-# --------------------------------------------------------------------------- value checks
-# Each takes the raw value and returns the typed one, or raises ValueError saying what is
-# wrong with it (the caller adds the key).
+# --------------------------------------------------------------------------- what a type accepts
 
 
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"is {value!r}, not True or False")
-    return value
+@dataclass(frozen=True)
+class Accepts:
+    """Annotation metadata: what a setting of this type accepts, in an operator's words.
+
+    A value refused by pydantic's own checks of the type (its kind, range, pattern or
+    choices) is reported as `is <value>, not <phrase>`, or `is <value>, <refusal>` when a
+    refusal is given; docs/settings.md lists the phrase. Pydantic ignores this metadata.
+    """
+
+    phrase: str
+    refusal: str | None = None
+
+    def refused(self, value: Any) -> str:
+        return f"is {value!r}, {self.refusal or 'not ' + self.phrase}"
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"is {value!r}, not a non-empty string")
-    return value
+def _number_text(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
-def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def optional(value: Any) -> Any:
-        return None if value is None or value == "" else check(value)
-
-    optional.__name__ = f"optional_{check.__name__}"
-    return optional
+def _blank_is_unset(value: Any) -> Any:
+    return None if value is None or value == "" else value
 
 
-def _unless_none(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Like _optional, but an empty string is a value to check (and refuse), not "unset"."""
-    def unless_none(value: Any) -> Any:
-        return None if value is None else check(value)
-
-    return unless_none
+def unset_or(kind: Any) -> Any:
+    """`kind`, or None for unset; an empty string also means unset."""
+    return Annotated[Optional[kind], BeforeValidator(_blank_is_unset)]
 
 
-def _one_of(*allowed: str) -> Callable[[Any], str]:
-    def one_of(value: Any) -> str:
-        if value not in allowed:
-            raise ValueError(f"is {value!r}, not one of {', '.join(repr(a) for a in allowed)}")
-        return value
-
-    return one_of
+def whole_number(lowest: int, highest: int) -> Any:
+    return Annotated[int, Strict(), Ge(lowest), Le(highest),
+                     Accepts(f"a whole number from {_number_text(lowest)} to {_number_text(highest)}")]
 
 
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"is {value!r}, not a whole number above 0")
-    return value
+def _as_written(value: Any, check) -> Any:
+    """A whole number stays whole once checked as a number: the files rendered from it read
+    `5000`, as the operator wrote it, not `5000.0`."""
+    checked = check(value)
+    return value if type(value) is int else checked
 
 
-def _port(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-        raise ValueError(f"is {value!r}, not a TCP port number (1-65535)")
-    return value
+def number(lowest: float, highest: float) -> Any:
+    return Annotated[float, Strict(), Ge(lowest), Le(highest), AllowInfNan(False),
+                     Accepts(f"a number from {_number_text(lowest)} to {_number_text(highest)}"),
+                     WrapValidator(_as_written)]
 
 
-def _string_list(value: Any) -> tuple[str, ...]:
-    # A bare string would otherwise be iterated character by character.
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ValueError(f"is {value!r}, not a list of strings (write [{value!r}] for one item)")
-    if not all(isinstance(item, str) and item for item in value):
-        raise ValueError(f"is {value!r}: every item must be a non-empty string")
-    return tuple(value)
+def choice(*values: str | int, refusal: str | None = None) -> Any:
+    if all(isinstance(value, str) for value in values):
+        phrase = "one of " + ", ".join(repr(value) for value in values)
+    else:
+        phrase = " or ".join(repr(value) for value in values)
+    return Annotated[Literal[values], Accepts(phrase, refusal)]
 
 
-_MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+def text_matching(pattern: str, phrase: str, refusal: str | None = None) -> Any:
+    """A string matching `pattern` (anchor it: pydantic searches, as re.search does)."""
+    return Annotated[str, Strict(), StringConstraints(pattern=pattern), Accepts(phrase, refusal)]
 
 
-def _module_names(value: Any) -> tuple[str, ...]:
-    # Written one per line into /etc/modules-load.d: a newline or a path would be another entry.
-    modules = _string_list(value)
-    for module in modules:
-        if not _MODULE_NAME.match(module):
-            raise ValueError(f"has {module!r}, not a kernel module name (letters, digits, '_', '-')")
-    return modules
+def list_of(item: Any, phrase: str, shape: str, one_item_hint: bool = False) -> Any:
+    """A list (or tuple) of `item`, read as a tuple. `shape` names what a value that is no
+    list at all should have been (a bare string is refused rather than iterated character
+    by character); `one_item_hint` shows how to write a list of one such value."""
+    def a_list(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return value
+        hint = f" (write [{value!r}] for one item)" if one_item_hint else ""
+        raise ValueError(f"is {value!r}, not {shape}{hint}")
+
+    return Annotated[tuple[item, ...], Accepts(phrase), BeforeValidator(a_list)]
 
 
-def _absolute_path(value: Any) -> str:
-    path = _text(value)
-    if not posixpath.isabs(path):
-        raise ValueError(f"is {value!r}, not an absolute path")
-    return path
-
-
+Flag = Annotated[bool, Strict(), Accepts("True or False")]
+Text = text_matching(r"\S", "a non-empty string")
+AbsolutePath = text_matching(r"^/", "an absolute path")
+Port = Annotated[int, Strict(), Ge(1), Le(65535), Accepts("a TCP port number (1-65535)")]
+PositiveWholeNumber = Annotated[int, Strict(), Gt(0), Accepts("a whole number above 0")]
+HttpUrl = text_matching(r"^https?://[^/\s]+", "an http(s) URL")
 # Prometheus' duration syntax (model.ParseDuration), e.g. 15s, 1m30s, 500ms.
-_DURATION = re.compile(r"^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$")
+Duration = Annotated[
+    str, Strict(), StringConstraints(min_length=1, pattern=r"^([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?"
+                                                           r"([0-9]+s)?([0-9]+ms)?$"),
+    Accepts("a Prometheus duration such as '15s' or '1m'")]
+TextList = list_of(Annotated[str, Strict(), StringConstraints(min_length=1)],
+                   "a list of non-empty strings", shape="a list of strings", one_item_hint=True)
+# Written one per line into /etc/modules-load.d: a newline or a path would be another entry.
+ModuleNames = list_of(text_matching(r"^[A-Za-z0-9_-]+$", "a kernel module name"),
+                      "a list of kernel module names (letters, digits, '_', '-')", shape="a list of strings",
+                      one_item_hint=True)
+# Docker's own rule for container names.
+ContainerName = text_matching(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
+                              "a Docker container name (letters, digits, '_', '.', '-')")
+# Also written into PromQL selectors of the rules file: kept to a safe alphabet.
+JobName = text_matching(r"^[A-Za-z0-9_.-]+$", "a name of letters, digits, '_', '.' and '-'",
+                        refusal="which is not allowed: use letters, digits, '_', '.' and '-' only")
+RestartPolicy = choice("unless-stopped", "always",
+                       refusal="which would not survive a reboot: use 'unless-stopped' or 'always'")
+HostData = Annotated[dict[Any, Any], Accepts("a dict of host data")]
 
 
-def _duration(value: Any) -> str:
-    if not isinstance(value, str) or not value or not _DURATION.match(value):
-        raise ValueError(f"is {value!r}, not a Prometheus duration such as '15s' or '1m'")
-    return value
+# --------------------------------------------------------------------------- the special rules
+# Each takes a value of the right type and returns the typed one, or raises ValueError with
+# the whole refusal (`is ..., ...`); the caller adds the key and where to fix it.
 
 
-def _pinned_image(value: Any) -> str:
-    image = _text(value)
+def _pinned_image(image: str) -> str:
     try:
         reference = compat.parse_image_reference(image)
     except ValueError as error:
@@ -141,124 +196,53 @@ def _pinned_image(value: Any) -> str:
     return image
 
 
-def _restart_policy(value: Any) -> str:
-    if value not in ("always", "unless-stopped"):
-        raise ValueError(f"is {value!r}, which would not survive a reboot: use 'unless-stopped' or 'always'")
-    return value
-
-
-def _matching(pattern: str, what: str) -> Callable[[Any], str]:
-    compiled = re.compile(pattern)
-
-    def matching(value: Any) -> str:
-        if not isinstance(value, str) or not compiled.match(value):
-            raise ValueError(f"is {value!r}, {what}")
-        return value
-
-    return matching
-
-
-# Docker's own rule for container names.
-_container_name = _matching(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$",
-                            "not a Docker container name (letters, digits, '_', '.', '-')")
-# Also written into PromQL selectors of the rules file: kept to a safe alphabet.
-_job_name = _matching(r"^[A-Za-z0-9_.-]+$", "which is not allowed: use letters, digits, '_', '.' and '-' only")
-
-
-def _listen_address(value: Any) -> str:
-    address = _text(value)
+def _listen_address(address: str) -> str:
     try:
         ipaddress.ip_address(address.strip("[]"))
     except ValueError:
-        raise ValueError(f"is {value!r}, not an IP address (0.0.0.0 listens on every address)") from None
+        raise ValueError(f"is {address!r}, not an IP address (0.0.0.0 listens on every address)") from None
     return address.strip("[]")
 
 
-def _scrape_host(value: Any) -> str:
-    host = _text(value)
+def _scrape_host(host: str) -> str:
     if re.search(r"[\s/@]", host) or host.count(":") == 1:
-        raise ValueError(f"is {value!r}, not a host name or address (no port, scheme, path or spaces)")
+        raise ValueError(f"is {host!r}, not a host name or address (no port, scheme, path or spaces)")
     return host
 
 
-def _one_host_id(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"is {value!r}, not an OpenNebula host ID")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if not isinstance(value, int) or value < 0:
-        raise ValueError(f"is {value!r}, not an OpenNebula host ID (the number `onehost list` shows)")
-    return value
+def _digits_as_number(value: Any) -> Any:
+    """An ID written as a string of digits ('12') is that number."""
+    return int(value) if isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value) else value
 
 
-def _prometheus_candidates(value: Any) -> tuple[tuple[str, str], ...]:
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ValueError(f"is {value!r}, not a list of (config path, service name) pairs")
-    pairs = []
-    for item in value:
-        if (not isinstance(item, (list, tuple)) or len(item) != 2
-                or not all(isinstance(part, str) and part for part in item) or not posixpath.isabs(item[0])):
-            raise ValueError(f"has {item!r}, not a (config path, service name) pair with an absolute path")
-        pairs.append((item[0], item[1]))
-    return tuple(pairs)
-
-
-def _major_version(value: Any) -> int:
-    if value not in (2, 3):
-        raise ValueError(f"is {value!r}, not 2 or 3")
-    return value
-
-
-def _http_url(value: Any) -> str:
-    url = _text(value)
-    if not re.match(r"^https?://[^/\s]+", url):
-        raise ValueError(f"is {value!r}, not an http(s) URL")
-    return url
-
-
-def _between(lowest: float, highest: float, whole: bool = False) -> Callable[[Any], float]:
-    """A number (a whole one when `whole`) from lowest to highest; booleans refused."""
-    kind = "a whole number" if whole else "a number"
-
-    def between(value: Any) -> float:
-        types = (int,) if whole else (int, float)
-        if isinstance(value, bool) or not isinstance(value, types) or not lowest <= value <= highest:
-            raise ValueError(f"is {value!r}, not {kind} from {lowest:g} to {highest:g}")
-        return value
-
-    return between
-
-
-def _single_line(value: Any) -> str:
+def _single_line(text: str) -> str:
     """Text that goes into a line of a file the deploy renders: no control characters and
     no blanks at either end (an INI reader would drop them, or a newline add a key)."""
-    text = _text(value)
     if text != text.strip() or any(ord(char) < 32 or ord(char) == 127 for char in text):
-        raise ValueError(f"is {value!r}: no control characters or surrounding blanks")
+        raise ValueError(f"is {text!r}: no control characters or surrounding blanks")
     return text
 
 
-def _endpoint_url(value: Any) -> str:
-    """An http(s) URL with a host and no credentials in it (they belong in a credentials file)."""
-    url = _single_line(value)
-    parsed = urllib.parse.urlsplit(url)
+def _endpoint_url(url: str) -> str:
+    """An http(s) URL with a host and no credentials in it (they belong in a credentials
+    file). The refusal never repeats a URL holding credentials."""
+    parsed = urllib.parse.urlsplit(_single_line(url))
     if parsed.scheme not in ("http", "https") or not parsed.hostname or " " in url:
-        raise ValueError(f"is {value!r}, not an http(s) URL")
+        raise ValueError(f"is {url!r}, not an http(s) URL")
     if parsed.username is not None or parsed.password is not None:
         raise ValueError("holds credentials: give the URL without user:password@ "
                          "(OpenNebula's credentials go in energy_sync_one_auth_file)")
     return url
 
 
-def _repository_url(value: Any) -> str:
+def _repository_url(url: str) -> str:
     """Docker's package repository (or a mirror): an http(s) URL with a host and no
     credentials. A user or token written into it would reach the download command's line,
     pyinfra's output and the world-readable .list/.repo file; each package manager has its
     own place for them, readable by root only."""
-    url = _single_line(value)
-    parsed = urllib.parse.urlsplit(url)
+    parsed = urllib.parse.urlsplit(_single_line(url))
     if parsed.scheme not in ("http", "https") or not parsed.hostname or " " in url:
-        raise ValueError(f"is {value!r}, not an http(s) URL")
+        raise ValueError(f"is {url!r}, not an http(s) URL")
     if parsed.username is not None or parsed.password is not None or "@" in parsed.netloc:
         raise ValueError(
             "holds credentials (user:token@): give the URL without them and let the package manager "
@@ -273,12 +257,14 @@ def _repository_url(value: Any) -> str:
 _HIDDEN_FROM_THE_SYNC = ("/home", "/root", "/run/user", "/tmp", "/var/tmp")
 
 
-def _file_the_sync_can_see(value: Any) -> str:
-    path = _absolute_path(_single_line(value))
+def _file_the_sync_can_see(path: str) -> str:
+    _single_line(path)
+    if not posixpath.isabs(path):
+        raise ValueError(f"is {path!r}, not an absolute path")
     normal = posixpath.normpath(path)
     for hidden in _HIDDEN_FROM_THE_SYNC:
         if normal == hidden or normal.startswith(hidden + "/"):
-            raise ValueError(f"is {value!r}, under {hidden}, which the energy sync service does not see "
+            raise ValueError(f"is {path!r}, under {hidden}, which the energy sync service does not see "
                              "(ProtectHome/PrivateTmp): keep the credentials file elsewhere, e.g. "
                              "/var/lib/one/.one/one_auth")
     return path
@@ -308,9 +294,10 @@ def _carbon_intensity(value: Any) -> float | str:
 
 def _intensity_per_cluster(value: Any) -> dict[int | str, float | str]:
     """{cluster NAME or ID: intensity}."""
-    clusters = _mapping(value)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"is {value!r}, not a dict")
     checked: dict[int | str, float | str] = {}
-    for cluster, intensity in clusters.items():
+    for cluster, intensity in value.items():
         if isinstance(cluster, bool) or not (
                 (isinstance(cluster, int) and cluster >= 0) or (isinstance(cluster, str) and cluster.strip())):
             raise ValueError(f"has the key {cluster!r}, not an OpenNebula cluster NAME or ID")
@@ -321,112 +308,287 @@ def _intensity_per_cluster(value: Any) -> dict[int | str, float | str]:
     return checked
 
 
-def _anything(value: Any) -> Any:
-    return value
+def _a_pair(item: Any) -> Any:
+    if isinstance(item, (list, tuple)) and len(item) == 2:
+        return item
+    raise ValueError(f"has {item!r}, not a (config path, service name) pair with an absolute path")
 
 
-def _mapping(value: Any) -> dict:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"is {value!r}, not a dict")
-    return dict(value)
-
-
-def _setting(check: Callable[[Any], Any]):
-    return field(metadata={"check": check})
+PinnedImage = Annotated[Text, AfterValidator(_pinned_image),
+                        Accepts("an image reference with a pinned tag or a digest, never 'latest'")]
+ListenAddress = Annotated[Text, AfterValidator(_listen_address),
+                          Accepts("an IPv4 or IPv6 address, bracketed or not")]
+ScrapeHost = Annotated[Text, AfterValidator(_scrape_host),
+                       Accepts("a host name or address (no port, scheme, path or spaces)")]
+OneHostId = Annotated[int, Strict(), Ge(0), Accepts("an OpenNebula host ID (the number `onehost list` shows)"),
+                      BeforeValidator(_digits_as_number)]
+PrometheusCandidates = list_of(
+    Annotated[tuple[AbsolutePath, Text], BeforeValidator(_a_pair)],
+    "a list of (config path, service name) pairs, each with an absolute path",
+    shape="a list of (config path, service name) pairs")
+EndpointUrl = Annotated[Text, AfterValidator(_endpoint_url), Accepts("an http(s) URL without credentials")]
+RepositoryUrl = Annotated[Text, AfterValidator(_repository_url), Accepts("an http(s) URL without credentials")]
+FileTheSyncCanSee = Annotated[
+    Text, AfterValidator(_file_the_sync_can_see),
+    Accepts("an absolute path outside /home, /root, /run/user, /tmp and /var/tmp")]
+CarbonIntensity = Annotated[
+    float | str,
+    PlainValidator(_carbon_intensity,
+                   json_schema_input_type=Annotated[float, Ge(0), Le(MAX_CARBON_INTENSITY)] | str),
+    Accepts(f"gCO2e/kWh: a number from 0 to {MAX_CARBON_INTENSITY}, or a Prometheus series selector "
+            "such as 'grid_intensity{zone=\"FR\"}'")]
+IntensityPerCluster = Annotated[
+    dict[int | str, float | str],
+    PlainValidator(_intensity_per_cluster,
+                   json_schema_input_type=dict[str, Annotated[float, Ge(0), Le(MAX_CARBON_INTENSITY)] | str]),
+    Accepts("a dict of OpenNebula cluster NAME (a string) or ID (a number) to a carbon intensity as above")]
+# Checked where they are used, with OpenNebula's own environment variables or pyinfra's own rules.
+Seconds = Annotated[Any, Accepts("a number of seconds above 0 (checked when the API is called)")]
+PortPattern = Annotated[Any, Accepts("a port number, or a pattern giving one such as '{template[SSH_PORT]}'")]
 
 
 # --------------------------------------------------------------------------- the settings
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Every setting of the deploy for one host, typed. Defaults: group_data/all.py."""
+class Section:
+    """A component's settings, as docs/settings.md groups them."""
 
-    # Scaphandre, on hypervisors
-    scaphandre_image: str = _setting(_pinned_image)
-    scaphandre_container_name: str = _setting(_container_name)
-    scaphandre_port: int = _setting(_port)
-    scaphandre_listen_address: str = _setting(_listen_address)
-    scaphandre_qemu: bool = _setting(_bool)
-    scaphandre_containers: bool = _setting(_bool)
-    scaphandre_privileged: bool = _setting(_bool)
-    scaphandre_restart_policy: str = _setting(_restart_policy)
-    scaphandre_extra_docker_args: tuple[str, ...] = _setting(_string_list)
-    scaphandre_image_archive: str | None = _setting(_optional(_text))
-    scaphandre_registry_username: str | None = _setting(_optional(_text))
-    scaphandre_registry_password_file: str | None = _setting(_optional(_text))
-    scaphandre_metrics_timeout_s: int = _setting(_positive_int)
-    scaphandre_scrape_host: str | None = _setting(_optional(_scrape_host))
-    # RAPL
-    rapl_modules: tuple[str, ...] | None = _setting(_optional(_module_names))
-    # Docker engine
-    docker_install_source: str = _setting(_one_of("distro", "docker-ce"))
-    docker_ce_repo_url: str | None = _setting(_optional(_repository_url))
-    remove_docker_engine: bool = _setting(_bool)
-    # One run at a time per host
-    host_lock_timeout_s: int = _setting(_between(1, 86400, whole=True))
-    # OpenNebula (read on the machine running pyinfra; the endpoint settings are checked
-    # where they are used, with OpenNebula's own environment variables)
-    one_xmlrpc: str | None = _setting(_optional(_text))
-    one_auth_file: str | None = _setting(_optional(_text))
-    one_xmlrpc_timeout: Any = _setting(_anything)
-    one_xmlrpc_ca_file: str | None = _setting(_optional(_text))
-    one_host_id: int | None = _setting(_unless_none(_one_host_id))
-    one_host_name: str | None = _setting(_optional(_text))
-    one_monitor_db_fallback: bool = _setting(_bool)
-    # Discovery (read by inventory.py)
-    discovery_ssh_address: str = _setting(_text)
-    discovery_ssh_port: Any = _setting(_anything)
-    discovery_ssh_user: str | None = _setting(_optional(_text))
-    discovery_scrape_host: str = _setting(_text)
-    discovery_host_data: dict = _setting(_mapping)
-    # Prometheus servers
-    prometheus_job_name: str = _setting(_job_name)
-    prometheus_scrape_interval: str | None = _setting(_optional(_duration))
-    prometheus_scrape_mode: str = _setting(_one_of("replicate", "shard"))
-    prometheus_candidates: tuple[tuple[str, str], ...] = _setting(_prometheus_candidates)
-    prometheus_config_file: str | None = _setting(_optional(_absolute_path))
-    prometheus_service: str | None = _setting(_optional(_text))
-    prometheus_targets_file: str | None = _setting(_optional(_absolute_path))
-    prometheus_binaries: tuple[str, ...] = _setting(_string_list)
-    promtool_binaries: tuple[str, ...] = _setting(_string_list)
-    prometheus_api_url: str = _setting(_http_url)
-    prometheus_snippet_file: str = _setting(_text)
-    prometheus_snippet_major_version: int = _setting(_major_version)
-    prometheus_reload_timeout_s: int = _setting(_between(0, 3600, whole=True))
-    prometheus_rules: bool = _setting(_bool)
-    prometheus_rules_file: str | None = _setting(_optional(_absolute_path))
-    # Energy accounting
-    accounting_size_basis: str = _setting(_one_of("vcpu", "cpu", "memory"))
-    carbon_intensity: float | str | None = _setting(_unless_none(_carbon_intensity))
-    carbon_intensity_clusters: dict = _setting(_intensity_per_cluster)
-    carbon_intensity_max_age: str = _setting(_duration)
-    # Grafana
-    grafana_provisioning_dir: str = _setting(_absolute_path)
-    grafana_dashboards_dir: str = _setting(_absolute_path)
-    grafana_dashboard_folder: str = _setting(_text)
-    grafana_service: str = _setting(_text)
-    # Energy back into OpenNebula, on Prometheus servers
-    energy_sync: bool = _setting(_bool)
+    title: str
+    intro: str = ""
+
+    def __call__(self, default: Any, description: str, *, unset: str | None = None) -> Any:
+        """A setting of this section: its default, a one-line description and, for a
+        setting that may be None, what None means."""
+        extra = {"section": self.title} | ({"unset": unset} if unset else {})
+        return Field(default=default, description=description, json_schema_extra=extra)
+
+
+SCAPHANDRE = Section("Scaphandre, on hypervisors")
+RAPL = Section("RAPL, on hypervisors")
+DOCKER = Section("Docker engine, on hypervisors")
+HOST_LOCK = Section("One run at a time per host (hypervisors and Prometheus servers)")
+OPENNEBULA = Section(
+    "OpenNebula",
+    "Read on the machine running pyinfra, never sent to a host. The endpoint settings are checked "
+    "when the API is called, together with OpenNebula's own environment variables.")
+DISCOVERY = Section(
+    "Discovery",
+    "Used by `hypervisors = opennebula_hypervisors()` in inventory.py (off by default). The patterns "
+    "are filled per OpenNebula host with `{name}`, `{hostname}`, `{id}` or `{template[ATTRIBUTE]}`.")
+PROMETHEUS = Section("Prometheus, on the `prometheus` group")
+ACCOUNTING = Section(
+    "Energy accounting",
+    "The attribution and emissions rules on `prometheus` hosts and the report (energy_report.py).")
+GRAFANA = Section("Grafana, on the `grafana` group (optional)")
+ENERGY_SYNC = Section(
+    "Energy back into OpenNebula, on the `prometheus` group (off by default)",
+    "A timer on the Prometheus server writes each host's and VM's power and 24 h energy into their "
+    "OpenNebula templates (`SCAPHANDRE_POWER_W`, ...) for `SCHED_RANK` and `SCHED_REQUIREMENTS`: "
+    "see docs/energy-sync.md. Turn it on in one Prometheus server's data: each enabled server writes.")
+SECTIONS = (SCAPHANDRE, RAPL, DOCKER, HOST_LOCK, OPENNEBULA, DISCOVERY, PROMETHEUS, ACCOUNTING, GRAFANA, ENERGY_SYNC)
+
+
+class Settings(BaseModel):
+    """Every setting of the deploy for one host, typed, with its default and description."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    scaphandre_image: PinnedImage = SCAPHANDRE(
+        "hubblo/scaphandre:1.0.2",
+        "Exporter image. Pinned: a moving tag would recreate every container whenever upstream pushes")
+    scaphandre_container_name: ContainerName = SCAPHANDRE("scaphandre", "Container name")
+    scaphandre_port: Port = SCAPHANDRE(8080, "TCP port Scaphandre listens on, on the hypervisor (its `-p`)")
+    scaphandre_listen_address: ListenAddress = SCAPHANDRE(
+        "0.0.0.0", "Address Scaphandre listens on (its `-a`; IPv4 or IPv6, `::` for both)")
+    scaphandre_qemu: Flag = SCAPHANDRE(True, "`--qemu`: per-VM power")
+    scaphandre_containers: Flag = SCAPHANDRE(True, "`--containers`: per-container power; mounts the Docker socket")
+    scaphandre_privileged: Flag = SCAPHANDRE(
+        True, "Upstream's choice: AppArmor/SELinux otherwise deny the RAPL counters and ptrace. `False`: "
+              "`SYS_PTRACE`, `apparmor=unconfined` and `label=disable` instead of `--privileged`")
+    scaphandre_restart_policy: RestartPolicy = SCAPHANDRE(
+        "unless-stopped", "Docker restart policy; both accepted ones survive a reboot")
+    scaphandre_extra_docker_args: TextList = SCAPHANDRE((), "Extra `docker container create` arguments")
+    scaphandre_image_archive: unset_or(Text) = SCAPHANDRE(
+        None, "Sites whose hypervisors reach no registry: a `docker save` archive of `scaphandre_image` on the "
+              "machine running pyinfra, uploaded and loaded only where the image is missing",
+        unset="the image is pulled")
+    scaphandre_registry_username: unset_or(Text) = SCAPHANDRE(
+        None, "A private registry (named in `scaphandre_image`) that needs a login: the user for `docker login` "
+              "(set with `scaphandre_registry_password_file`)",
+        unset="no login")
+    scaphandre_registry_password_file: unset_or(Text) = SCAPHANDRE(
+        None, "File on the machine running pyinfra holding that user's password, given to `docker login` on the "
+              "host through its standard input",
+        unset="no login")
+    scaphandre_metrics_timeout_s: PositiveWholeNumber = SCAPHANDRE(
+        60, "Seconds to wait for `/metrics` to answer after a change")
+    scaphandre_scrape_host: unset_or(ScrapeHost) = SCAPHANDRE(
+        None, "Address Prometheus scrapes the host at (an IPv6 address is bracketed in the target)",
+        unset="the host's inventory name")
+
+    rapl_modules: unset_or(ModuleNames) = RAPL(
+        None, "Kernel modules that expose RAPL, persisted in /etc/modules-load.d, overriding the choice",
+        unset="chosen from the CPU vendor and the kernel version")
+
+    docker_install_source: choice("distro", "docker-ce") = DOCKER(
+        "distro", "Debian and Ubuntu hosts without an engine: `distro` (docker.io) or `docker-ce` (Docker's "
+                  "repository); the RHEL family always gets docker-ce")
+    docker_ce_repo_url: unset_or(RepositoryUrl) = DOCKER(
+        "https://download.docker.com/linux",
+        "Base URL of Docker's package repository (the one of Docker's install guides), or your mirror's: each "
+        "distribution's directory (`/debian`, `/ubuntu`, `/rhel`, ...) is added per host. Used for `docker-ce` and "
+        "on the RHEL family. No credentials in it (refused): apt reads them from a file in "
+        "`/etc/apt/auth.conf.d/`, dnf from the repository's `username`/`password` options",
+        unset="a host that needs it (`docker-ce`, the RHEL family) fails, asking for it")
+    remove_docker_engine: Flag = DOCKER(
+        False, "`remove.py` only: also remove the Docker engine, if the deploy installed it (other containers "
+               "may need it)")
+
+    host_lock_timeout_s: whole_number(1, 86400) = HOST_LOCK(
+        60, "How long a run that finds another run changing the same host waits for it, in seconds, before it "
+            "fails that host, naming the lock and who holds it")
+
+    one_xmlrpc: unset_or(Text) = OPENNEBULA(
+        None, "OpenNebula XML-RPC endpoint", unset="`$ONE_XMLRPC`, else `http://localhost:2633/RPC2`")
+    one_auth_file: unset_or(Text) = OPENNEBULA(
+        None, "File holding `user:password`",
+        unset="`$ONE_AUTH`, else `~/.one/one_auth`, else `/var/lib/one/.one/one_auth`")
+    one_xmlrpc_timeout: Seconds = OPENNEBULA(
+        None, "Seconds for the whole API call: connecting, sending and reading the whole reply",
+        unset="`$ONE_XMLRPC_TIMEOUT`, else 30")
+    one_xmlrpc_ca_file: unset_or(Text) = OPENNEBULA(
+        None, "`https` endpoints: PEM file of the CA that signed oned's certificate",
+        unset="`$REQUESTS_CA_BUNDLE`, else the bundle of Python's `requests`")
+    one_host_id: Optional[OneHostId] = OPENNEBULA(
+        None, "Per host: this OpenNebula host ID, no matching", unset="matched by name")
+    one_host_name: unset_or(Text) = OPENNEBULA(
+        None, "Per host: the OpenNebula host NAME to match, when it differs from the inventory name",
+        unset="the inventory name (short or FQDN), then the host's own hostname")
+    one_monitor_db_fallback: Flag = OPENNEBULA(
+        False, "If the API cannot be reached at all (never for refused credentials), read the IDs from "
+               "`/var/tmp/one/im/status_kvm_<ID>.db` on the nodes")
+
+    discovery_ssh_address: Text = DISCOVERY("{name}", "Address to SSH to")
+    discovery_ssh_port: PortPattern = DISCOVERY(
+        None, "SSH port pattern, e.g. `{template[SSH_PORT]}`", unset="pyinfra's (22)")
+    discovery_ssh_user: unset_or(Text) = DISCOVERY(None, "SSH user", unset="pyinfra's")
+    discovery_scrape_host: Text = DISCOVERY("{name}", "Address Prometheus scrapes")
+    discovery_host_data: HostData = DISCOVERY({}, "Extra data for every discovered host (`ssh_key`, ...)")
+
+    prometheus_job_name: JobName = PROMETHEUS(
+        "scaphandre", "Job name in `prometheus.yml` (also in the selectors of the rules)")
+    prometheus_scrape_interval: unset_or(Duration) = PROMETHEUS(
+        None, "The job's `scrape_interval`", unset="the server's global `scrape_interval`")
+    prometheus_scrape_mode: choice("replicate", "shard") = PROMETHEUS(
+        "replicate", "With several `prometheus` hosts: `replicate` (each scrapes every hypervisor) or `shard` "
+                     "(each its share, by Prometheus' hashmod on the target address)")
+    prometheus_candidates: PrometheusCandidates = PROMETHEUS(
+        (("/etc/one/prometheus/prometheus.yml", "opennebula-prometheus"),
+         ("/etc/prometheus/prometheus.yml", "prometheus")),
+        "`(config file, service)` pairs: OpenNebula's, then Debian's; the first existing config wins, with the "
+        "service that reads it")
+    prometheus_config_file: unset_or(AbsolutePath) = PROMETHEUS(
+        None, "`prometheus.yml` path, skipping detection (set with `prometheus_service`)",
+        unset="detected from `prometheus_candidates`")
+    prometheus_service: unset_or(Text) = PROMETHEUS(
+        None, "systemd unit to reload (set with `prometheus_config_file`)", unset="detected")
+    prometheus_targets_file: unset_or(AbsolutePath) = PROMETHEUS(
+        None, "file_sd targets file (`.yml`, `.yaml` or `.json`; a `.json` one gets no comment header)",
+        unset="`scaphandre_targets.yml` beside `prometheus.yml`")
+    prometheus_binaries: TextList = PROMETHEUS(
+        ("/usr/bin/prometheus", "/usr/local/bin/prometheus"),
+        "Only when the service's unit names no binary answering `--version` as Prometheus (no systemd, a "
+        "wrapper script): where to read the version from, first existing wins")
+    promtool_binaries: TextList = PROMETHEUS(
+        ("/usr/bin/promtool", "/usr/local/bin/promtool"),
+        "Only when no promtool stands beside the binary the service runs: the promtool that checks the files, "
+        "first existing wins")
+    prometheus_api_url: HttpUrl = PROMETHEUS(
+        "http://localhost:9090", "Where the verification suite asks Prometheus, from the Prometheus host")
+    prometheus_snippet_file: Text = PROMETHEUS(
+        "scaphandre-prometheus-job.yml",
+        "Without a `prometheus` host: where the job to paste is written, on the machine running pyinfra")
+    prometheus_snippet_major_version: choice(2, 3) = PROMETHEUS(
+        2, "Without a `prometheus` host: `3` adds the `fallback_scrape_protocol` Prometheus 3 needs")
+    prometheus_reload_timeout_s: whole_number(0, 3600) = PROMETHEUS(
+        60, "Seconds to wait, after a reload, for Prometheus itself to report the new configuration loaded (its "
+            "reload metrics, read on the server); `0` reloads without confirming")
+    prometheus_rules: Flag = PROMETHEUS(
+        True, "Ship the recording and alerting rules (files/prometheus/scaphandre_rules.yml) and list them under "
+              "`rule_files`")
+    prometheus_rules_file: unset_or(AbsolutePath) = PROMETHEUS(
+        None, "Where the rules go", unset="`scaphandre_rules.yml` beside `prometheus.yml`")
+
+    accounting_size_basis: choice("vcpu", "cpu", "memory") = ACCOUNTING(
+        "vcpu", "`prometheus` hosts: what a VM's share of its host's constant power is proportional to, from "
+                "OpenNebula's exporter: `vcpu` (VCPU), `cpu` (CPU) or `memory` (MEMORY)")
+    carbon_intensity: Optional[CarbonIntensity] = ACCOUNTING(
+        None, "Hypervisors (host or group data): gCO2e/kWh of the host's power: a number, or a Prometheus series "
+              "you have (e.g. `grid_intensity{zone=\"FR\"}`, an hourly feed)",
+        unset="the cluster's `carbon_intensity_clusters`, else no emissions for that host (nothing about carbon "
+              "is recorded or shown)")
+    carbon_intensity_clusters: IntensityPerCluster = ACCOUNTING(
+        {}, "The same per OpenNebula cluster (its NAME, or its ID as a number), for hypervisors whose "
+            "`carbon_intensity` is None, e.g. `{\"paris\": 56, 104: 'grid_intensity{zone=\"DE\"}'}`")
+    carbon_intensity_max_age: Duration = ACCOUNTING(
+        "90m", "`prometheus` hosts: how long a value of an intensity series counts after its sample")
+
+    grafana_provisioning_dir: AbsolutePath = GRAFANA(
+        "/etc/grafana/provisioning/dashboards", "Where the dashboard provider goes")
+    grafana_dashboards_dir: AbsolutePath = GRAFANA(
+        "/var/lib/grafana/dashboards/opennebula", "Where the dashboard JSON goes")
+    grafana_dashboard_folder: Text = GRAFANA("OpenNebula", "Grafana folder the dashboard appears in")
+    grafana_service: Text = GRAFANA(
+        "grafana-server", "Restarted (if it runs) only when the provider file is new or changed")
+
+    energy_sync: Flag = ENERGY_SYNC(
+        False, "Write power and energy into OpenNebula's templates from this Prometheus server; turn it on for "
+               "one server (needs `prometheus_rules`)")
     # Under a minute a window may hold no sample of a rule evaluated once a minute.
-    energy_sync_interval_s: int = _setting(_between(60, 86400, whole=True))
+    energy_sync_interval_s: whole_number(60, 86400) = ENERGY_SYNC(
+        300, "The timer's period and the power averaging window, in seconds")
     # At least twice the interval (checked with it below); at most two days.
-    energy_sync_max_age_s: int = _setting(_between(120, 172800, whole=True))
-    # 9999 W at most: SCAPHANDRE_SCORE (100000 - 10 x power) stays above 0 up to there.
-    energy_sync_host_max_power_w: float = _setting(_between(1, 9999))
-    energy_sync_vm_max_power_w: float = _setting(_between(1, 9999))
-    energy_sync_prometheus_url: str = _setting(_endpoint_url)
-    energy_sync_one_xmlrpc: str = _setting(_endpoint_url)
-    energy_sync_one_auth_file: str = _setting(_file_the_sync_can_see)
-    energy_sync_threshold_percent: float = _setting(_between(0, 100))
-    energy_sync_threshold_watts: float = _setting(_between(0, 1e6))
-    energy_sync_threshold_kwh: float = _setting(_between(0, 1e6))
-    energy_sync_refresh_s: int = _setting(_between(0, 10**7, whole=True))
-    energy_sync_timeout_s: float = _setting(_between(1, 3600))
+    energy_sync_max_age_s: whole_number(120, 172800) = ENERGY_SYNC(
+        900, "Remove an object's values once Prometheus has had no power sample of it for this many seconds (the "
+             "scheduler cannot tell an old value from a current one); at least twice the interval")
+    # 9999 W at most: SCAPHANDRE_SCORE (100000 - 10 x power) stays above 0 up to there. The
+    # defaults: RAPL counts CPU packages and their memory, 4000 W for 8 sockets of today's
+    # largest (500 W) CPUs; a VM spread over 4 of them, 2000 W. A RAPL counter overflow gives
+    # Scaphandre figures like 1e20 W.
+    energy_sync_host_max_power_w: number(1, 9999) = ENERGY_SYNC(
+        5000, "Refuse a host power above this (or below 0): not written, the host's values removed")
+    energy_sync_vm_max_power_w: number(1, 9999) = ENERGY_SYNC(
+        2000, "Refuse a VM power above this (or below 0); at most the host's ceiling")
+    energy_sync_prometheus_url: EndpointUrl = ENERGY_SYNC(
+        "http://127.0.0.1:9090", "Prometheus' API as seen from that server")
+    energy_sync_one_xmlrpc: EndpointUrl = ENERGY_SYNC(
+        "http://localhost:2633/RPC2",
+        "oned's XML-RPC endpoint as seen from that server (`one_xmlrpc` is the control machine's)")
+    energy_sync_one_auth_file: FileTheSyncCanSee = ENERGY_SYNC(
+        "/var/lib/one/.one/one_auth",
+        "File on that server holding `user:password`, readable by the service user; never copied there by the "
+        "deploy")
+    energy_sync_threshold_percent: number(0, 100) = ENERGY_SYNC(
+        2, "Rewrite a value only when it moved by more than the larger of the absolute threshold and this "
+           "percentage of the stored value")
+    energy_sync_threshold_watts: number(0, 1e6) = ENERGY_SYNC(1, "Absolute threshold for power")
+    energy_sync_threshold_kwh: number(0, 1e6) = ENERGY_SYNC(0.01, "Absolute threshold for 24 h energy")
+    energy_sync_refresh_s: whole_number(0, 10**7) = ENERGY_SYNC(
+        3600, "Rewrite unchanged values once their sample time is this many seconds old (0: every run)")
+    energy_sync_timeout_s: number(1, 3600) = ENERGY_SYNC(
+        30, "Give up on Prometheus or oned after this many seconds")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        problems = _inconsistencies(self)
+        if problems:
+            raise SettingsError(problems)
+        return self
 
     @classmethod
     def keys(cls) -> list[str]:
-        return [item.name for item in fields(cls)]
+        return list(cls.model_fields)
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> "Settings":
@@ -435,44 +597,96 @@ class Settings:
         Raises SettingsError listing every unusable key, each with what is wrong and
         where to fix it; a key missing altogether means group_data/all.py was not read.
         """
-        values, problems = {}, []
-        for item in fields(cls):
-            if item.name not in data:
-                problems.append(f"setting {item.name} is missing: run pyinfra from the repository directory "
-                                "so that group_data/all.py is read")
-                continue
-            try:
-                values[item.name] = item.metadata["check"](data[item.name])
-            except ValueError as error:
-                problems.append(f"setting {item.name} {error}: fix it in the host's or group's data")
-        if not problems:
-            problems = _inconsistencies(values)
-        if problems:
-            raise SettingsError(problems)
-        return cls(**values)
+        names = cls.model_fields
+        given = {name: data[name] for name in names if name in data}
+        missing = [name for name in names if name not in given]
+        try:
+            settings = cls.model_validate(given)
+        except ValidationError as invalid:
+            raise SettingsError(_problems(invalid, given, missing)) from None
+        if missing:
+            raise SettingsError(_problems(None, given, missing))
+        return settings
 
 
-def _inconsistencies(values: dict) -> list[str]:
+def _inconsistencies(settings: Settings) -> list[str]:
     """Problems that only show in a combination of settings."""
     problems = []
-    if bool(values["prometheus_config_file"]) != bool(values["prometheus_service"]):
+    if bool(settings.prometheus_config_file) != bool(settings.prometheus_service):
         problems.append("settings prometheus_config_file and prometheus_service go together: set both or neither")
-    if bool(values["scaphandre_registry_username"]) != bool(values["scaphandre_registry_password_file"]):
+    if bool(settings.scaphandre_registry_username) != bool(settings.scaphandre_registry_password_file):
         problems.append("settings scaphandre_registry_username and scaphandre_registry_password_file go together: "
                         "set both or neither")
-    interval_s, max_age_s = values["energy_sync_interval_s"], values["energy_sync_max_age_s"]
+    interval_s, max_age_s = settings.energy_sync_interval_s, settings.energy_sync_max_age_s
     if max_age_s < 2 * interval_s:
         problems.append(f"setting energy_sync_max_age_s is {max_age_s}, less than twice energy_sync_interval_s "
                         f"({interval_s}): one run finding no sample would already remove the values; set it to "
                         f"{2 * interval_s} or more")
-    if values["energy_sync_vm_max_power_w"] > values["energy_sync_host_max_power_w"]:
-        problems.append(f"setting energy_sync_vm_max_power_w ({values['energy_sync_vm_max_power_w']:g}) is above "
-                        f"energy_sync_host_max_power_w ({values['energy_sync_host_max_power_w']:g}): a VM's power is "
+    if settings.energy_sync_vm_max_power_w > settings.energy_sync_host_max_power_w:
+        problems.append(f"setting energy_sync_vm_max_power_w ({settings.energy_sync_vm_max_power_w:g}) is above "
+                        f"energy_sync_host_max_power_w ({settings.energy_sync_host_max_power_w:g}): a VM's power is "
                         "a share of its host's; lower it or raise the host's")
-    if values["energy_sync"] and not values["prometheus_rules"]:
+    if settings.energy_sync and not settings.prometheus_rules:
         problems.append("setting energy_sync needs prometheus_rules: the sync reads the recording rules "
                         "(one_host:power_watts, ...); set prometheus_rules to True or energy_sync to False")
     return problems
+
+
+def _problems(invalid: ValidationError | None, given: Mapping[str, Any], missing: list[str]) -> list[str]:
+    """One line per unusable setting, in the model's order, in an operator's words: the
+    refusal of a special rule as it was raised, any other by what the setting accepts.
+    The settings that disagree with each other are named only once each is usable."""
+    by_name = {name: f"setting {name} is missing: run pyinfra from the repository directory so that "
+                     "group_data/all.py is read" for name in missing}
+    across: list[str] = []
+    for error in invalid.errors() if invalid else ():
+        cause = (error.get("ctx") or {}).get("error")
+        if not error["loc"]:
+            across.extend(cause.problems if isinstance(cause, SettingsError) else [str(cause)])
+            continue
+        name = str(error["loc"][0])
+        if name in by_name:
+            continue  # the first refusal of a value says it
+        refusal = str(cause) if error["type"] == "value_error" else accepted(name).refused(given[name])
+        by_name[name] = f"setting {name} {refusal}: {FIX_IT_WHERE}"
+    return [by_name[name] for name in Settings.model_fields if name in by_name] + ([] if by_name else across)
+
+
+def accepted(name: str) -> Accepts:
+    """What setting `name` accepts: the outermost Accepts of its type."""
+    field = Settings.model_fields[name]
+    found = _outermost_accepts(field.metadata) or _accepts_within(field.annotation)
+    if found is None:
+        raise LookupError(f"setting {name} has no Accepts in its type")
+    return found
+
+
+def _outermost_accepts(metadata: list) -> Accepts | None:
+    return next((item for item in reversed(metadata) if isinstance(item, Accepts)), None)
+
+
+def _accepts_within(annotation: Any) -> Accepts | None:
+    """The Accepts of an annotation, looking through Optional[...] and Annotated[...]."""
+    metadata = getattr(annotation, "__metadata__", None)
+    if metadata is not None:
+        return _outermost_accepts(list(metadata)) or _accepts_within(annotation.__origin__)
+    for argument in getattr(annotation, "__args__", ()):
+        found = _accepts_within(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def defaults() -> dict[str, Any]:
+    """Every setting's default, in the model's order; copies, so that host data may change them."""
+    return {name: copy.deepcopy(field.default) for name, field in Settings.model_fields.items()}
+
+
+def defaults_into(namespace: dict[str, Any]) -> None:
+    """Gives every setting that `namespace` (a group data file's globals) does not assign its
+    default: group_data/all.py's one line, so that an assignment there, above or below it, wins."""
+    for name, value in defaults().items():
+        namespace.setdefault(name, value)
 
 
 def unknown_keys(data: Mapping[str, Any]) -> list[str]:

@@ -97,3 +97,24 @@ def test_a_pattern_one_host_cannot_fill_skips_that_host_only():
                                               {"discovery_ssh_port": "{template[SSH_PORT]}"})
     assert [name for name, _ in entries] == ["kvm-a", "kvm-c"]
     assert any(line.startswith("kvm-d (ID 14) skipped: discovery_ssh_port") and "SSH_PORT" in line for line in skipped)
+
+
+def test_inventory_time_discovery_reads_the_models_defaults_and_the_groups_overrides(tmp_path, monkeypatch):
+    """At inventory time pyinfra has not merged group data yet: discovery runs group_data/all.py
+    (which takes every default from the settings model) and hypervisors.py itself."""
+    from pathlib import Path
+
+    from tasks.opennebula.discovery import _group_data_settings
+    from tasks.settings import defaults
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    assert _group_data_settings() == defaults()
+    (tmp_path / "group_data").mkdir()
+    (tmp_path / "group_data" / "all.py").write_text((repo / "group_data" / "all.py").read_text())
+    (tmp_path / "group_data" / "hypervisors.py").write_text('discovery_ssh_user = "oneadmin"\n')
+    monkeypatch.chdir(tmp_path)
+    settings = _group_data_settings()
+    assert settings == defaults() | {"discovery_ssh_user": "oneadmin"}
+    entries, _ = discovered_hypervisors(POOL, settings)
+    assert {data["ssh_user"] for _, data in entries} == {"oneadmin"}

@@ -7,6 +7,7 @@ built but never connected, and the HTTP probe talks to a server on 127.0.0.1.
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import testinfra.backend
 from testinfra.backend.paramiko import IgnorePolicy
 
+from tasks.settings import Settings, defaults
 from tests.verify import (
     InventoryHost,
     InventoryLoadError,
@@ -117,9 +119,24 @@ def test_the_repository_inventory_loads_with_the_deploy_defaults():
     loaded = read_inventory("inventory.py", cwd=str(REPO))
     hypervisors = [host for host in loaded if "hypervisors" in host.groups]
     assert hypervisors, "inventory.py has no hypervisor"
+    overridden = {"scaphandre_image", "one_xmlrpc", "one_auth_file"}  # by inventory.py's group data
+    expected = json.loads(json.dumps(defaults()))  # as the child hands host data over
     for host in loaded:
-        # Defaults from group_data/all.py reach every host, as in a deploy.
-        assert host.data["scaphandre_port"] and host.data["prometheus_job_name"]
+        # Every default of the settings model reaches every host through pyinfra's own group
+        # data loader (group_data/all.py), as in a deploy, and passes the settings check.
+        assert {name: host.data[name] for name in expected if name not in overridden} == {
+            name: value for name, value in expected.items() if name not in overridden}, host.name
+        Settings.from_data(host.data)
+
+
+def test_an_assignment_in_group_data_all_py_reaches_every_host_through_pyinfras_loader(project):
+    all_py = project / "group_data" / "all.py"
+    all_py.write_text(GROUP_DATA_ALL.replace("_defaults_into(globals())",
+                                             'prometheus_job_name = "power"\n_defaults_into(globals())'))
+    loaded = read_inventory("inventory.py", cwd=str(project))
+    assert {host.data["prometheus_job_name"] for host in loaded} == {"power"}
+    assert all(host.data["scaphandre_container_name"] == "scaphandre" for host in loaded)
+    assert not any("defaults_into" in key for host in loaded for key in host.data), "an import is no group data"
 
 
 # --------------------------------------------------------------------------- testinfra host specs
