@@ -21,22 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.testbed.bed import TestBed
+from tests.testbed.bed import TestBed, bed_port, bed_prefix  # noqa: F401 (the beds' modules import them from here)
 
 REPO = Path(__file__).resolve().parents[2]
 PYINFRA = Path(sys.executable).parent / "pyinfra"
 PYINFRA_TIMEOUT_S = 900
-
-
-def bed_prefix(prefix: str) -> str:
-    """A bed's Docker name prefix; SOTB_BED_SUFFIX sets another one for each checkout that
-    runs the end-to-end tests on the same machine at the same time."""
-    return prefix + os.environ.get("SOTB_BED_SUFFIX", "")
-
-
-def bed_port(port: int) -> int:
-    """A loopback port of a bed, moved by SOTB_PORT_OFFSET for the same reason."""
-    return port + int(os.environ.get("SOTB_PORT_OFFSET", "0"))
 
 
 @contextmanager

@@ -177,7 +177,8 @@ def bed_settings_from_env(prefix: str, ssh_port_base: int | None = None,
                           prometheus_api_port: int | None = None) -> dict:
     """TestBed keyword arguments (prefix, ssh_port_base, prometheus_api_port) for a test
     module's bed, each overridable by SOTB_BED_PREFIX, SOTB_BED_SSH_PORT_BASE and
-    SOTB_BED_PROMETHEUS_PORT, so two checkouts can run the same module side by side."""
+    SOTB_BED_PROMETHEUS_PORT, so two checkouts can run the same module side by side; by
+    default moved by SOTB_BED_SUFFIX and SOTB_PORT_OFFSET as the end-to-end beds are."""
     def port(variable: str, default: int | None) -> int | None:
         value = os.environ.get(variable)
         if value is None:
@@ -186,9 +187,23 @@ def bed_settings_from_env(prefix: str, ssh_port_base: int | None = None,
             raise ValueError(f"{variable}={value!r} is not a port number; unset it or give one")
         return int(value)
 
-    return {"prefix": os.environ.get("SOTB_BED_PREFIX", prefix),
-            "ssh_port_base": port("SOTB_BED_SSH_PORT_BASE", ssh_port_base),
-            "prometheus_api_port": port("SOTB_BED_PROMETHEUS_PORT", prometheus_api_port)}
+    def moved(default: int | None) -> int | None:
+        return None if default is None else bed_port(default)
+
+    return {"prefix": os.environ.get("SOTB_BED_PREFIX", bed_prefix(prefix)),
+            "ssh_port_base": port("SOTB_BED_SSH_PORT_BASE", moved(ssh_port_base)),
+            "prometheus_api_port": port("SOTB_BED_PROMETHEUS_PORT", moved(prometheus_api_port))}
+
+
+def bed_prefix(prefix: str) -> str:
+    """A bed's Docker name prefix; SOTB_BED_SUFFIX sets another one for each checkout that
+    runs the bed tests on the same machine at the same time."""
+    return prefix + os.environ.get("SOTB_BED_SUFFIX", "")
+
+
+def bed_port(port: int) -> int:
+    """A loopback port of a bed, moved by SOTB_PORT_OFFSET for the same reason."""
+    return port + int(os.environ.get("SOTB_PORT_OFFSET", "0"))
 
 
 def port_is_free(port: int) -> bool:

@@ -63,3 +63,12 @@ def test_bed_settings_come_from_the_environment_when_set(monkeypatch):
     monkeypatch.setenv("SOTB_BED_SSH_PORT_BASE", "30oo")
     with pytest.raises(ValueError, match="SOTB_BED_SSH_PORT_BASE='30oo' is not a port number"):
         bed_settings_from_env("sotb-x")
+
+
+def test_bed_settings_move_with_the_checkouts_suffix_and_offset(monkeypatch):
+    monkeypatch.setenv("SOTB_BED_SUFFIX", "-two")
+    monkeypatch.setenv("SOTB_PORT_OFFSET", "1000")
+    assert bed_settings_from_env("sotb-x", 2801, 9198) == {
+        "prefix": "sotb-x-two", "ssh_port_base": 3801, "prometheus_api_port": 10198}
+    assert bed_settings_from_env("sotb-x") == {"prefix": "sotb-x-two", "ssh_port_base": None,
+                                              "prometheus_api_port": None}
