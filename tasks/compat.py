@@ -36,7 +36,8 @@ class UnsupportedLibraryVersion(RuntimeError):
 
 def _changed(library: str, entry: str, what: str) -> UnsupportedLibraryVersion:
     return UnsupportedLibraryVersion(
-        f"{library} {what} (needed by {entry}): install the version pinned in requirements.txt")
+        f"{library} {what} (needed by {entry}): install the version pinned in requirements.txt"
+    )
 
 
 # =========================================================================== pyone 7.3.80
@@ -60,7 +61,11 @@ def one_server(url: str, session: str, transport):
 
     server = pyone.OneServer(url, session=session, protocol="xmlrpc")
     if not hasattr(server, "_ServerProxy__transport"):
-        raise _changed("pyone", "compat.one_server", "no longer keeps its transport in xmlrpc.client.ServerProxy")
+        raise _changed(
+            "pyone",
+            "compat.one_server",
+            "no longer keeps its transport in xmlrpc.client.ServerProxy",
+        )
     server._ServerProxy__transport = transport
     return server
 
@@ -204,12 +209,20 @@ def report_lost_connections_as_host_failures() -> None:
     from pyinfra.api.exceptions import ConnectError
     from pyinfra.connectors.ssh import SSHConnector
 
-    _raise_as(Transport, "open_channel", EOFError, SSHException, lambda error: "SSH connection lost: the host closed it")
+    _raise_as(
+        Transport,
+        "open_channel",
+        EOFError,
+        SSHException,
+        lambda error: "SSH connection lost: the host closed it",
+    )
     for method in ("put_file", "get_file"):
         _raise_as(SSHConnector, method, ConnectError, SSHException, str)
 
 
-def _raise_as(owner, name: str, caught: type[BaseException], raised: type[BaseException], message) -> None:
+def _raise_as(
+    owner, name: str, caught: type[BaseException], raised: type[BaseException], message
+) -> None:
     original = getattr(owner, name)
     if getattr(original, "_raises_ssh_errors", False):
         return
@@ -302,7 +315,9 @@ def libyaml_parser():
 # any token"); they become spaces, one for one, so every position stays that of the file.
 # Versions: ruamel.yaml 0.19.1. Upstream: ruamel.yaml's tracker (on SourceForge) was not
 # searched; PyYAML, whose scanner ruamel.yaml's derives from, has it as yaml/pyyaml#450 (open).
-_SEPARATING_TABS = re.compile(r"(?<=\S)[ \t]*\t[ \t]*(?=(?:#[^\r\n]*)?(?:\r\n|\r|\n|$))|(?<=\S:)[ \t]*\t[ \t]*")
+_SEPARATING_TABS = re.compile(
+    r"(?<=\S)[ \t]*\t[ \t]*(?=(?:#[^\r\n]*)?(?:\r\n|\r|\n|$))|(?<=\S:)[ \t]*\t[ \t]*"
+)
 
 # A document end marker: YAML 1.1 and 1.2 readers disagree on what may follow one.
 _DOCUMENT_END = re.compile(r"^\.\.\.(?:[ \t\r\n]|$)", re.MULTILINE)
@@ -381,7 +396,10 @@ def _composers() -> types.SimpleNamespace:
             if index is not None and self.parser.check_event(AliasEvent):
                 event = self.parser.peek_event()
                 slot = index if isinstance(index, int) else id(index)
-                self.alias_spans[(id(parent), slot)] = (event.start_mark.index, event.end_mark.index)
+                self.alias_spans[(id(parent), slot)] = (
+                    event.start_mark.index,
+                    event.end_mark.index,
+                )
             return super().compose_node(parent, index)
 
         def compose_scalar_node(self, anchor: Any) -> Any:
@@ -448,7 +466,10 @@ def _composers() -> types.SimpleNamespace:
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             event = self.parser.peek_event()
-            if getattr(event, "anchor", None) is not None and getattr(event, "tag", None) is not None:
+            if (
+                getattr(event, "anchor", None) is not None
+                and getattr(event, "tag", None) is not None
+            ):
                 raise _LibyamlGaveUp()
             return super().compose_node(parent, index)
 
@@ -458,5 +479,8 @@ def _composers() -> types.SimpleNamespace:
                 node.style = None
             return node
 
-    return types.SimpleNamespace(alias_recording=AliasRecordingComposer, libyaml=LibyamlComposer,
-                                 interning_resolver=InterningResolver)
+    return types.SimpleNamespace(
+        alias_recording=AliasRecordingComposer,
+        libyaml=LibyamlComposer,
+        interning_resolver=InterningResolver,
+    )

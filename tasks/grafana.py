@@ -59,7 +59,9 @@ def _restart_command(service: str) -> str:
     to the operator, with a message rather than a failure.
     """
     unit = shlex.quote(service)
-    advice = shlex.quote(f"No systemd unit {service}: restart Grafana yourself so it reads the new dashboard provider")
+    advice = shlex.quote(
+        f"No systemd unit {service}: restart Grafana yourself so it reads the new dashboard provider"
+    )
     return (
         f"if systemctl cat {unit} >/dev/null 2>&1; then systemctl try-restart {unit}; "
         f"else echo {advice} >&2; fi"
@@ -90,15 +92,22 @@ def provision_dashboard(settings: Settings, carbon_shown: bool = False) -> None:
 
     # Grafana (its own user) only reads these: root-owned, world-readable.
     files.directory(name="Directory for the OpenNebula dashboards", path=dashboards_dir, mode="755")
-    dashboard = str(DASHBOARD) if carbon_shown else StringIO(
-        json.dumps(dashboard_without_carbon(json.loads(DASHBOARD.read_text())), indent=2) + "\n")
+    dashboard = (
+        str(DASHBOARD)
+        if carbon_shown
+        else StringIO(
+            json.dumps(dashboard_without_carbon(json.loads(DASHBOARD.read_text())), indent=2) + "\n"
+        )
+    )
     files.put(
         name="Install the OpenNebula power dashboard",
         src=dashboard,
         dest=posixpath.join(dashboards_dir, DASHBOARD.name),
         mode="644",
     )
-    files.directory(name="Grafana dashboard provisioning directory", path=provisioning_dir, mode="755")
+    files.directory(
+        name="Grafana dashboard provisioning directory", path=provisioning_dir, mode="755"
+    )
     provider = files.template(
         name="Install the dashboard provider",
         src=str(PROVIDER_TEMPLATE),

@@ -84,8 +84,10 @@ def settings_markdown() -> str:
             if intros.get(title):
                 lines += [intros[title], ""]
             lines += ["| Setting | Default | Accepts | Meaning |", "|---|---|---|---|"]
-        lines.append(f"| `{name}` | {_cell(_default_cell(name))} | {_cell(_accepts_cell(name))} "
-                     f"| {_cell(field.description)} |")
+        lines.append(
+            f"| `{name}` | {_cell(_default_cell(name))} | {_cell(_accepts_cell(name))} "
+            f"| {_cell(field.description)} |"
+        )
     return "\n".join(lines) + "\n"
 
 

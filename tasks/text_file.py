@@ -47,14 +47,18 @@ def text_file(path: str, text: str, mode: str = "644", directory_mode: str = "75
     yield from whole_file_commands(path, text, mode, directory_mode)
 
 
-def whole_file_commands(path: str, text: str, mode: str, directory_mode: str, directory_exists: bool = False) -> Iterator:
+def whole_file_commands(
+    path: str, text: str, mode: str, directory_mode: str, directory_exists: bool = False
+) -> Iterator:
     """The commands writing `text` whole to `path` (see text_file); the directory is
     created when missing unless the caller knows it exists."""
     staged = f"{path}.scaphandre-new"
     quoted, quoted_staged = shlex.quote(path), shlex.quote(staged)
     quoted_directory = shlex.quote(posixpath.dirname(path))
     if not directory_exists:  # an existing directory keeps its mode: only a missing one is created
-        yield StringCommand(f"[ -d {quoted_directory} ] || install -d -m {mode_digits(directory_mode)} {quoted_directory}")
+        yield StringCommand(
+            f"[ -d {quoted_directory} ] || install -d -m {mode_digits(directory_mode)} {quoted_directory}"
+        )
     yield FileUploadCommand(StringIO(text), staged)
     yield StringCommand(
         f"chmod {mode_digits(mode)} {quoted_staged} && mv -f {quoted_staged} {quoted} && "
@@ -92,7 +96,9 @@ class LiveFile:
     record_current: bool = False
     record_exists: bool = False
     original_exists: bool = False
-    reload_pending: bool = False  # an earlier reload for this file was never confirmed by Prometheus
+    reload_pending: bool = (
+        False  # an earlier reload for this file was never confirmed by Prometheus
+    )
 
     @property
     def complete(self) -> bool:
@@ -107,7 +113,7 @@ def live_file_lines(path: str) -> list[str]:
         'if [ ! -e "$p" ]; then if [ -L "$p" ]; then printf \'dangling=\'; '
         'readlink -- "$p" | base64 -w 0; echo; else echo absent=1; fi; exit 0; fi',
         'if [ -L "$p" ]; then echo link=1; else echo link=0; fi',
-        'printf \'target=\'; readlink -f -- "$p" | tr -d \'\\n\' | base64 -w 0; echo',
+        "printf 'target='; readlink -f -- \"$p\" | tr -d '\\n' | base64 -w 0; echo",
         'if [ ! -f "$p" ]; then echo regular=0; exit 0; fi',
         "stat -L --printf 'uid=%u\\ngid=%g\\nmode=%a\\n' -- \"$p\"",
         'sha=$(sha256sum < "$p"); sha=${sha%% *}; echo "sha256=$sha"',
@@ -129,7 +135,9 @@ def parse_live_file(output) -> LiveFile | dict | None:
     if "absent" in fields:
         return None
     if "dangling" in fields:
-        return {"dangling": base64.b64decode(fields["dangling"]).decode("utf-8", "replace").rstrip("\n")}
+        return {
+            "dangling": base64.b64decode(fields["dangling"]).decode("utf-8", "replace").rstrip("\n")
+        }
     target = base64.b64decode(fields.get("target", "")).decode("utf-8", "surrogateescape")
     return LiveFile(
         link=fields.get("link") == "1",
@@ -162,7 +170,9 @@ class FileBytes(FactBase):
 def unusable_file_problem(path: str, live: LiveFile | dict | None, setting_hint: str) -> str | None:
     """Why a file read with FileBytes cannot be replaced in place, or None."""
     if isinstance(live, dict):
-        return f"{path} is a symbolic link to {live['dangling']}, which does not exist: {setting_hint}"
+        return (
+            f"{path} is a symbolic link to {live['dangling']}, which does not exist: {setting_hint}"
+        )
     if live is not None and not live.regular:
         return f"{path} is not a regular file: {setting_hint}"
     if live is not None and not live.complete:
@@ -178,17 +188,26 @@ def spool_path(path: str, kind: str = "upload", directory: str | None = None) ->
     return f"{directory or STATE_DIR}/{hashlib.sha256(path.encode()).hexdigest()[:16]}.{kind}"
 
 
-def upload_commands(content: bytes, spool: str, private_dirs: tuple[str, ...] | None = None) -> Iterator:
+def upload_commands(
+    content: bytes, spool: str, private_dirs: tuple[str, ...] | None = None
+) -> Iterator:
     """The bytes into the deploy's root-only directory holding `spool`; it and
     `private_dirs` (the deploy's state directory by default) are made 0700."""
     directory = posixpath.dirname(spool)
-    private = " ".join(shlex.quote(path) for path in dict.fromkeys([*(private_dirs or (STATE_DIR,)), directory]))
+    private = " ".join(
+        shlex.quote(path) for path in dict.fromkeys([*(private_dirs or (STATE_DIR,)), directory])
+    )
     yield StringCommand(f"umask 077 && mkdir -p {shlex.quote(directory)} && chmod 0700 {private}")
     yield FileUploadCommand(BytesIO(content), spool)
 
 
-def replace_script(live: str, spool: str, before_move: list[str] = (), after_move: list[str] = (),
-                   relabel: bool = False) -> str:
+def replace_script(
+    live: str,
+    spool: str,
+    before_move: list[str] = (),
+    after_move: list[str] = (),
+    relabel: bool = False,
+) -> str:
     """Shell that puts the spooled bytes in place of `live`.
 
     The new file is made with mktemp in the directory of the file actually replaced (a
@@ -199,24 +218,30 @@ def replace_script(live: str, spool: str, before_move: list[str] = (), after_mov
     use. On any failure before the rename the live file is untouched and nothing is left.
     """
     q = shlex.quote
-    return "\n".join([
-        f"live={q(live)}; spool={q(spool)}; staged=''; check=''",
-        'fail() { rm -f -- "$spool"; if [ -n "$staged" ]; then rm -f -- "$staged"; fi; '
-        'if [ -n "$check" ] && [ "$check" != "$staged" ]; then rm -f -- "$check"; fi; '
-        "printf '%s\\n' \"$1\" >&2; exit 1; }",
-        'target=$(readlink -f -- "$live") || fail "cannot resolve $live; the live file is untouched"',
-        'dir=$(dirname -- "$target")',
-        'staged=$(mktemp -- "$dir/.scaphandre-staged.XXXXXX") || fail "cannot create a file in $dir; the live file is untouched"',
-        'cat -- "$spool" > "$staged" || fail "cannot write $staged; the live file is untouched"',
-        'if [ -e "$target" ]; then chown --reference="$target" -- "$staged" && chmod --reference="$target" -- "$staged"; '
-        'else chmod 0644 -- "$staged"; fi || fail "cannot give $staged the owner and mode of $target; the live file is untouched"',
-        *before_move,
-        'mv -f -- "$staged" "$target" || fail "cannot move the new file over $target; the live file is untouched"',
-        "staged=''",
-        'rm -f -- "$spool"',
-        *(['{ ! command -v restorecon >/dev/null 2>&1 || restorecon -- "$target"; }'] if relabel else []),
-        *after_move,
-    ])
+    return "\n".join(
+        [
+            f"live={q(live)}; spool={q(spool)}; staged=''; check=''",
+            'fail() { rm -f -- "$spool"; if [ -n "$staged" ]; then rm -f -- "$staged"; fi; '
+            'if [ -n "$check" ] && [ "$check" != "$staged" ]; then rm -f -- "$check"; fi; '
+            "printf '%s\\n' \"$1\" >&2; exit 1; }",
+            'target=$(readlink -f -- "$live") || fail "cannot resolve $live; the live file is untouched"',
+            'dir=$(dirname -- "$target")',
+            'staged=$(mktemp -- "$dir/.scaphandre-staged.XXXXXX") || fail "cannot create a file in $dir; the live file is untouched"',
+            'cat -- "$spool" > "$staged" || fail "cannot write $staged; the live file is untouched"',
+            'if [ -e "$target" ]; then chown --reference="$target" -- "$staged" && chmod --reference="$target" -- "$staged"; '
+            'else chmod 0644 -- "$staged"; fi || fail "cannot give $staged the owner and mode of $target; the live file is untouched"',
+            *before_move,
+            'mv -f -- "$staged" "$target" || fail "cannot move the new file over $target; the live file is untouched"',
+            "staged=''",
+            'rm -f -- "$spool"',
+            *(
+                ['{ ! command -v restorecon >/dev/null 2>&1 || restorecon -- "$target"; }']
+                if relabel
+                else []
+            ),
+            *after_move,
+        ]
+    )
 
 
 def in_place_script(path: str, spool: str, new: bool) -> str:

@@ -43,13 +43,25 @@ QUANTITIES: tuple[tuple[str, str, str], ...] = (
     ("vm_attributed", "sum_over_time(one_vm:attributed_power_watts[W])", "one_vm_id"),
     ("vm_co2e", "sum_over_time(one_vm:emissions_gco2e_per_hour[W])", "one_vm_id"),
     ("vm_minutes", "count_over_time(one_vm:host_count[W])", "one_vm_id"),
-    ("vm_minutes_with_intensity", "count_over_time(one_vm:host_count_with_intensity[W])", "one_vm_id"),
-    ("vm_minutes_on_host", "count_over_time(one_vm:attributed_power_watts[W])", "one_vm_id, one_host_id"),
+    (
+        "vm_minutes_with_intensity",
+        "count_over_time(one_vm:host_count_with_intensity[W])",
+        "one_vm_id",
+    ),
+    (
+        "vm_minutes_on_host",
+        "count_over_time(one_vm:attributed_power_watts[W])",
+        "one_vm_id, one_host_id",
+    ),
     ("host_measured", "sum_over_time(one_host:measured_power_watts[W])", "one_host_id"),
     ("host_part", "sum_over_time(one_host:power_part_watts[W])", "one_host_id, part"),
     ("host_co2e", "sum_over_time(one_host:emissions_gco2e_per_hour[W])", "one_host_id"),
     ("host_minutes", "count_over_time(one_host:measured_power_watts[W])", "one_host_id"),
-    ("host_minutes_with_intensity", "count_over_time(one_host:emissions_gco2e_per_hour[W])", "one_host_id"),
+    (
+        "host_minutes_with_intensity",
+        "count_over_time(one_host:emissions_gco2e_per_hour[W])",
+        "one_host_id",
+    ),
 )
 
 
@@ -111,7 +123,9 @@ def _moment(text: str, what: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ReportError(f"{what} {text!r} is not a date or time such as 2026-11-01 or 2026-11-01T12:00:00Z") from None
+        raise ReportError(
+            f"{what} {text!r} is not a date or time such as 2026-11-01 or 2026-11-01T12:00:00Z"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)  # a bare date or time is UTC
     return moment.astimezone(timezone.utc)
@@ -239,8 +253,10 @@ def rows_from_result(result: list[dict]) -> tuple[list[VmRow], list[HostRow]]:
                 row.minutes = round(value)
             elif quantity == "host_minutes_with_intensity":
                 row.minutes_with_intensity = round(value)
-    return (sorted(vms.values(), key=lambda r: _id_order(r.vm_id)),
-            sorted(hosts.values(), key=lambda r: _id_order(r.host_id)))
+    return (
+        sorted(vms.values(), key=lambda r: _id_order(r.vm_id)),
+        sorted(hosts.values(), key=lambda r: _id_order(r.host_id)),
+    )
 
 
 def carbon_reported(vms: list[VmRow], hosts: list[HostRow]) -> bool:
@@ -300,28 +316,49 @@ def to_csv(records: list[dict[str, str]], columns: list[str]) -> str:
 
 
 def vm_columns(carbon: bool) -> list[str]:
-    return ["vm_id", "hosts", "measured_kwh", "attributed_kwh",
-            *(["co2e_g", "hours_with_intensity"] if carbon else []), "hours_measured", "share_without_samples"]
+    return [
+        "vm_id",
+        "hosts",
+        "measured_kwh",
+        "attributed_kwh",
+        *(["co2e_g", "hours_with_intensity"] if carbon else []),
+        "hours_measured",
+        "share_without_samples",
+    ]
 
 
 def host_columns(carbon: bool) -> list[str]:
-    return ["host_id", "measured_kwh", "attributed_to_vms_kwh", *(f"{part}_kwh" for part in PARTS),
-            *(["co2e_g", "hours_with_intensity"] if carbon else []), "hours_measured", "share_without_samples"]
+    return [
+        "host_id",
+        "measured_kwh",
+        "attributed_to_vms_kwh",
+        *(f"{part}_kwh" for part in PARTS),
+        *(["co2e_g", "hours_with_intensity"] if carbon else []),
+        "hours_measured",
+        "share_without_samples",
+    ]
 
 
 def _aligned(header: list[str], lines: list[list[str]], text_columns: int) -> list[str]:
     """Columns padded to one width; the first `text_columns` to the left, figures to the right."""
     widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
-    return ["  ".join(cell.ljust(width) if n < text_columns else cell.rjust(width)
-                      for n, (cell, width) in enumerate(zip(line, widths))).rstrip()
-            for line in [header, *lines]]
+    return [
+        "  ".join(
+            cell.ljust(width) if n < text_columns else cell.rjust(width)
+            for n, (cell, width) in enumerate(zip(line, widths))
+        ).rstrip()
+        for line in [header, *lines]
+    ]
 
 
 def readable(vms: list[VmRow], hosts: list[HostRow], period: Period, source: str) -> str:
     """The report as text for a terminal: the same figures, rounded for reading."""
     carbon = carbon_reported(vms, hosts)
-    out = [f"Energy report {period.label}: {period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC "
-           f"({period.minutes / 60:.1f} h), from {source}", ""]
+    out = [
+        f"Energy report {period.label}: {period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC "
+        f"({period.minutes / 60:.1f} h), from {source}",
+        "",
+    ]
 
     def percent(minutes: int) -> str:
         return f"{100 * share_without_samples(minutes, period):.1f} %"
@@ -331,29 +368,69 @@ def readable(vms: list[VmRow], hosts: list[HostRow], period: Period, source: str
 
     out.append("VMs (kWh; attributed = measured + share of the host's constant power)")
     if vms:
-        header = ["VM", "hosts", "measured", "attributed", *(["CO2e g"] if carbon else []),
-                  "hours measured", "without samples"]
-        lines = [[row.vm_id, ",".join(row.hosts), f"{row.measured_kwh:.3f}", f"{row.attributed_kwh:.3f}",
-                  *grams(row.co2e_g), f"{hours(row.minutes):.1f}", percent(row.minutes)] for row in vms]
+        header = [
+            "VM",
+            "hosts",
+            "measured",
+            "attributed",
+            *(["CO2e g"] if carbon else []),
+            "hours measured",
+            "without samples",
+        ]
+        lines = [
+            [
+                row.vm_id,
+                ",".join(row.hosts),
+                f"{row.measured_kwh:.3f}",
+                f"{row.attributed_kwh:.3f}",
+                *grams(row.co2e_g),
+                f"{hours(row.minutes):.1f}",
+                percent(row.minutes),
+            ]
+            for row in vms
+        ]
         out += ["  " + line for line in _aligned(header, lines, 2)]
     else:
         out.append("  no VM measured in this period")
     out.append("")
     out.append("Hypervisors (kWh; measured = to VMs + unallocated + host processes)")
     if hosts:
-        header = ["host", "measured", "to VMs", "unallocated", "host processes", *(["CO2e g"] if carbon else []),
-                  "hours measured", "without samples"]
-        lines = [[row.host_id, f"{row.measured_kwh:.3f}", f"{row.attributed_to_vms_kwh:.3f}",
-                  f"{row.parts_kwh['unallocated']:.3f}", f"{row.parts_kwh['host_processes']:.3f}",
-                  *grams(row.co2e_g), f"{hours(row.minutes):.1f}", percent(row.minutes)] for row in hosts]
+        header = [
+            "host",
+            "measured",
+            "to VMs",
+            "unallocated",
+            "host processes",
+            *(["CO2e g"] if carbon else []),
+            "hours measured",
+            "without samples",
+        ]
+        lines = [
+            [
+                row.host_id,
+                f"{row.measured_kwh:.3f}",
+                f"{row.attributed_to_vms_kwh:.3f}",
+                f"{row.parts_kwh['unallocated']:.3f}",
+                f"{row.parts_kwh['host_processes']:.3f}",
+                *grams(row.co2e_g),
+                f"{hours(row.minutes):.1f}",
+                percent(row.minutes),
+            ]
+            for row in hosts
+        ]
         out += ["  " + line for line in _aligned(header, lines, 1)]
         total = sum(row.measured_kwh for row in hosts)
         to_vms = sum(row.attributed_to_vms_kwh for row in hosts)
-        out += ["", f"  all hypervisors: {total:.3f} kWh measured, {to_vms:.3f} kWh attributed to VMs"]
+        out += [
+            "",
+            f"  all hypervisors: {total:.3f} kWh measured, {to_vms:.3f} kWh attributed to VMs",
+        ]
         if carbon:
             emitted = sum(row.co2e_g or 0.0 for row in hosts)
-            out.append(f"  emissions: {emitted / 1000:.3f} kg CO2e, where a carbon intensity was set "
-                       "(hours with intensity in the CSV)")
+            out.append(
+                f"  emissions: {emitted / 1000:.3f} kg CO2e, where a carbon intensity was set "
+                "(hours with intensity in the CSV)"
+            )
     else:
         out.append("  no hypervisor measured in this period")
     return "\n".join(out) + "\n"
@@ -365,9 +442,13 @@ def readable(vms: list[VmRow], hosts: list[HostRow], period: Period, source: str
 def _api_url(base: str) -> str:
     parsed = urllib.parse.urlsplit(base)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ReportError(f"--prometheus {base!r} is not an http(s) URL such as http://127.0.0.1:9090")
+        raise ReportError(
+            f"--prometheus {base!r} is not an http(s) URL such as http://127.0.0.1:9090"
+        )
     if parsed.username is not None or parsed.password is not None:
-        raise ReportError("--prometheus must not hold credentials (user:password@): the report sends none")
+        raise ReportError(
+            "--prometheus must not hold credentials (user:password@): the report sends none"
+        )
     return base.rstrip("/")
 
 
@@ -384,12 +465,18 @@ def _request(url: str, data: dict | None, timeout_s: float, base: str) -> dict:
             reason = json.load(error).get("error", "")
         except (ValueError, AttributeError):
             reason = ""
-        raise ReportError(f"Prometheus at {base} answered HTTP {error.code}{': ' + reason if reason else ''}") from None
+        raise ReportError(
+            f"Prometheus at {base} answered HTTP {error.code}{': ' + reason if reason else ''}"
+        ) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise ReportError(f"Prometheus at {base} could not be reached ({reason}): check --prometheus") from None
+        raise ReportError(
+            f"Prometheus at {base} could not be reached ({reason}): check --prometheus"
+        ) from None
     except ValueError:
-        raise ReportError(f"Prometheus at {base} sent a reply that is not JSON: check --prometheus") from None
+        raise ReportError(
+            f"Prometheus at {base} sent a reply that is not JSON: check --prometheus"
+        ) from None
     if not isinstance(reply, dict) or reply.get("status") != "success":
         reason = reply.get("error", reply) if isinstance(reply, dict) else reply
         raise ReportError(f"Prometheus at {base} refused the request: {reason}")
@@ -400,18 +487,28 @@ def prometheus_major(base: str, timeout_s: float) -> int:
     data = _request(f"{_api_url(base)}/api/v1/status/buildinfo", None, timeout_s, base)
     match = re.match(r"\s*v?(\d+)\.", str(data.get("version", "")))
     if not match:
-        raise ReportError(f"Prometheus at {base} reports no version this report can read ({data.get('version')!r})")
+        raise ReportError(
+            f"Prometheus at {base} reports no version this report can read ({data.get('version')!r})"
+        )
     return int(match.group(1))
 
 
 def fetch(base: str, period: Period, timeout_s: float) -> list[dict]:
     evaluation_ms, range_ms = window(period, prometheus_major(base, timeout_s))
-    data = _request(f"{_api_url(base)}/api/v1/query",
-                    {"query": report_query(range_ms), "time": f"{evaluation_ms / 1000:.3f}",
-                     "timeout": f"{int(timeout_s)}s"},
-                    timeout_s, base)
+    data = _request(
+        f"{_api_url(base)}/api/v1/query",
+        {
+            "query": report_query(range_ms),
+            "time": f"{evaluation_ms / 1000:.3f}",
+            "timeout": f"{int(timeout_s)}s",
+        },
+        timeout_s,
+        base,
+    )
     if data.get("resultType") != "vector":
-        raise ReportError(f"Prometheus at {base} answered the query with a {data.get('resultType')}, not a vector")
+        raise ReportError(
+            f"Prometheus at {base} answered the query with a {data.get('resultType')}, not a vector"
+        )
     return data["result"]
 
 
@@ -422,13 +519,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="energy_report.py",
         description="Energy (kWh, measured and attributed) and emissions per VM and per hypervisor over a "
-                    "period, from Prometheus' recording rules. Writes two CSV files and prints a table.")
-    parser.add_argument("--prometheus", required=True, help="Prometheus' URL, e.g. http://127.0.0.1:9090")
+        "period, from Prometheus' recording rules. Writes two CSV files and prints a table.",
+    )
+    parser.add_argument(
+        "--prometheus", required=True, help="Prometheus' URL, e.g. http://127.0.0.1:9090"
+    )
     parser.add_argument("--month", help="YYYY-MM (UTC); default: the last month that is over")
-    parser.add_argument("--start", help="start of another period (ISO date or time, UTC unless given)")
+    parser.add_argument(
+        "--start", help="start of another period (ISO date or time, UTC unless given)"
+    )
     parser.add_argument("--end", help="its end (excluded)")
     parser.add_argument("--csv-dir", default=".", help="where the two CSV files go (default: here)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds Prometheus may take (default 120)")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds Prometheus may take (default 120)"
+    )
     args = parser.parse_args(argv)
     if args.month and (args.start or args.end):
         parser.error("give --month, or --start and --end, not both")

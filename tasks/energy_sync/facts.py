@@ -6,7 +6,14 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from tasks.energy_sync.plan import CONFIG_DIR, CONFIG_PATH, PREFERRED_USER, SCRIPT_PATH, SERVICE_PATH, TIMER_PATH
+from tasks.energy_sync.plan import (
+    CONFIG_DIR,
+    CONFIG_PATH,
+    PREFERRED_USER,
+    SCRIPT_PATH,
+    SERVICE_PATH,
+    TIMER_PATH,
+)
 
 # The service account: OpenNebula's oneadmin where it exists, else root; and its primary group.
 _ACCOUNT = (
@@ -18,7 +25,7 @@ _ACCOUNT = (
 _PYTHON = (
     "python=''; "
     "for candidate in $(command -v python3) /usr/bin/python3 /usr/libexec/platform-python; do "
-    "if [ -x \"$candidate\" ] && \"$candidate\" -c 'import sys; sys.exit(sys.version_info < (3, 6))' 2>/dev/null; "
+    'if [ -x "$candidate" ] && "$candidate" -c \'import sys; sys.exit(sys.version_info < (3, 6))\' 2>/dev/null; '
     'then python=$candidate; break; fi; done; echo "python=$python"'
 )
 
@@ -42,9 +49,9 @@ class EnergySyncFrontend(FactBase):
         quoted = shlex.quote(credentials_file)
         credentials = (
             f"if [ ! -e {quoted} ]; then echo credentials=missing; "
-            f"elif [ \"$user\" = root ]; then if [ -r {quoted} ]; then echo credentials=readable; "
+            f'elif [ "$user" = root ]; then if [ -r {quoted} ]; then echo credentials=readable; '
             "else echo credentials=unreadable; fi; "
-            f"elif runuser -u \"$user\" -- test -r {quoted}; then echo credentials=readable; "
+            f'elif runuser -u "$user" -- test -r {quoted}; then echo credentials=readable; '
             "else echo credentials=unreadable; fi"
         )
         config_dir = f"if [ -d {shlex.quote(CONFIG_DIR)} ]; then echo config_dir=yes; else echo config_dir=no; fi"

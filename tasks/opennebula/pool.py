@@ -47,7 +47,6 @@ class OneHost:
         return dict(self.template).get(key)
 
 
-
 class HostPool(list):
     """The host pool, with name indexes built on first use.
 
@@ -89,7 +88,6 @@ def _build_index(pool: Sequence[OneHost], key) -> dict:
         else:
             index["short"].setdefault(lowered, []).append(host)
     return index
-
 
 
 def is_ip(text: str) -> bool:

@@ -43,8 +43,9 @@ def hosts_from_pool_document(document: bytes) -> HostPool:
     from lxml import etree  # pyone's own XML library; imported here so the pure pool needs neither
 
     # Only HOST elements are reported; comments and processing instructions are not kept.
-    events = etree.iterparse(io.BytesIO(document), events=("end",), tag="{*}HOST",
-                             remove_comments=True, remove_pis=True)
+    events = etree.iterparse(
+        io.BytesIO(document), events=("end",), tag="{*}HOST", remove_comments=True, remove_pis=True
+    )
     hosts: list[OneHost] = []
     try:
         for _, element in events:
@@ -124,7 +125,9 @@ def _integer(text: str, field: str, host_name: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise PoolDocumentError("malformed", f"{field} of host {host_name!r} is not an integer") from None
+        raise PoolDocumentError(
+            "malformed", f"{field} of host {host_name!r} is not an integer"
+        ) from None
 
 
 def _single_valued(template) -> tuple[tuple[str, str], ...]:

@@ -439,7 +439,9 @@ class _Values:
                 continue
             key = self.of(key_node)
             if isinstance(key, (dict, list)):
-                raise _unsafe(f"a key that is a list or mapping at line {key_node.start_mark.line + 1}")
+                raise _unsafe(
+                    f"a key that is a list or mapping at line {key_node.start_mark.line + 1}"
+                )
             if key in result:
                 raise self._duplicate(key_node, key)
             result[key] = self.of(value_node)
@@ -480,7 +482,9 @@ def _top_keys(root: MappingNode) -> dict:
     keys: dict = {}
     for key_node, value_node in root.value:
         if not isinstance(key_node, ScalarNode):
-            raise _unsafe(f"a top-level key that is a list or mapping at line {key_node.start_mark.line + 1}")
+            raise _unsafe(
+                f"a top-level key that is a list or mapping at line {key_node.start_mark.line + 1}"
+            )
         if str(key_node.tag) == _TAG + "merge":
             raise _untouched(
                 "prometheus.yml merges keys into its top level with '<<': write those keys out, "
@@ -527,7 +531,9 @@ def _rule_files(keys: dict, values: _Values) -> tuple[str, ...]:
             f"write it as a list, e.g. rule_files: [{listed!r}]"
         )
     if not isinstance(listed, list):
-        raise _untouched(f"'rule_files' in prometheus.yml is a {_kind(listed)}, not a list of file names")
+        raise _untouched(
+            f"'rule_files' in prometheus.yml is a {_kind(listed)}, not a list of file names"
+        )
     for position, item in enumerate(listed):
         if not isinstance(item, str):
             raise _untouched(
@@ -600,12 +606,16 @@ def _is_foreign(job: _Job, job_name: str, targets_file: str) -> bool:
     return job.name == job_name != SHIPPED_JOB_NAME and targets_file not in job.reads
 
 
-def _owned(config: _Config, job_name: str, targets_file: str, *, include_foreign: bool = True) -> _Job | None:
+def _owned(
+    config: _Config, job_name: str, targets_file: str, *, include_foreign: bool = True
+) -> _Job | None:
     """The job named job_name, or the one reading targets_file (a renamed job); two is an error."""
     candidates = {job.position: job for job in _named(config, job_name)}
     candidates.update({job.position: job for job in config.jobs if targets_file in job.reads})
     if not include_foreign:
-        candidates = {p: job for p, job in candidates.items() if not _is_foreign(job, job_name, targets_file)}
+        candidates = {
+            p: job for p, job in candidates.items() if not _is_foreign(job, job_name, targets_file)
+        }
     if len(candidates) > 1:
         described = " and ".join(job.describe() for job in candidates.values())
         raise _untouched(
@@ -649,11 +659,15 @@ _RESOLVERS = (VersionedResolver(version=(1, 1)), VersionedResolver(version=(1, 2
 # Strings that may stand unquoted, in block and flow context alike.
 _PLAIN = re.compile(r"[A-Za-z0-9_/$.][A-Za-z0-9_/$.+-]*")
 # Characters a single-quoted scalar may hold on one line, for every YAML reader.
-_SINGLE_QUOTABLE = re.compile("[\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*")
+_SINGLE_QUOTABLE = re.compile(
+    "[\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*"
+)
 
 
 def _reads_as_string(text: str) -> bool:
-    return all(str(resolver.resolve(ScalarNode, text, (True, False))) == _STRING for resolver in _RESOLVERS)
+    return all(
+        str(resolver.resolve(ScalarNode, text, (True, False))) == _STRING for resolver in _RESOLVERS
+    )
 
 
 def _string(text: str) -> str:
@@ -696,7 +710,9 @@ def _scalar(value: Any) -> str:
 
 def _flow(value: Any) -> str:
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_string(key)}: {_flow(item)}" for key, item in value.items()) + "}"
+        return (
+            "{" + ", ".join(f"{_string(key)}: {_flow(item)}" for key, item in value.items()) + "}"
+        )
     if isinstance(value, list):
         return "[" + ", ".join(_flow(item) for item in value) + "]"
     return _scalar(value)
@@ -707,7 +723,9 @@ class _Layout:
     """How the file lays out block collections, so that written lines look like its own."""
 
     mapping_indent: int = 2  # columns from a key to the keys of the mapping under it
-    list_offset: int = 2  # columns from a key to the '-' of the list under it (0: "- x" under "key:")
+    list_offset: int = (
+        2  # columns from a key to the '-' of the list under it (0: "- x" under "key:")
+    )
     key_gap: int = 2  # columns from a '-' to the first key of a mapping entry ("-   key" is 4)
 
 
@@ -827,7 +845,9 @@ def _dash_column(config: _Config, sequence: SequenceNode) -> int:
     found = re.compile(r"-(?=[ \t\r\n])").search(text, sequence.start_mark.index)
     first = config.written_start(sequence, 0)
     if found is None or found.start() > first:
-        raise _unsafe(f"no '-' found before the list entry at line {config.source.line_of(first) + 1}")
+        raise _unsafe(
+            f"no '-' found before the list entry at line {config.source.line_of(first) + 1}"
+        )
     return found.start() - config.source.start(config.source.line_of(found.start()))
 
 
@@ -847,7 +867,9 @@ def _dash_line(config: _Config, sequence: SequenceNode, position: int, dash_colu
                 return above
             if not source.is_comment_or_blank(above):
                 break
-    raise _unsafe(f"the list entry at line {line + 1} is laid out in a way this edit does not follow")
+    raise _unsafe(
+        f"the list entry at line {line + 1} is laid out in a way this edit does not follow"
+    )
 
 
 def _entry_lines(config: _Config, sequence: SequenceNode, position: int) -> tuple[int, int]:
@@ -877,7 +899,10 @@ def _flow_removal(config: _Config, sequence: SequenceNode, positions: set[int]) 
     count = len(sequence.value)
     for first, last in _runs(sorted(positions)):
         if last + 1 < count:
-            start, end = config.written_start(sequence, first), config.written_start(sequence, last + 1)
+            start, end = (
+                config.written_start(sequence, first),
+                config.written_start(sequence, last + 1),
+            )
         elif first > 0:
             start, end = config.written_end(sequence, first - 1), config.written_end(sequence, last)
         else:
@@ -960,10 +985,17 @@ def _key_gap(config: _Config, sequence: SequenceNode, dash_column: int) -> int |
     written on the '-' line has it; None when no entry tells."""
     source = config.source
     for position, item in enumerate(sequence.value):
-        if isinstance(item, MappingNode) and not item.flow_style and not config.is_alias(sequence, position):
+        if (
+            isinstance(item, MappingNode)
+            and not item.flow_style
+            and not config.is_alias(sequence, position)
+        ):
             begin = item.start_mark.index
             line_start = source.start(source.line_of(begin))
-            if source.text[line_start + dash_column : line_start + dash_column + 1] == "-" and begin - line_start - dash_column >= 2:
+            if (
+                source.text[line_start + dash_column : line_start + dash_column + 1] == "-"
+                and begin - line_start - dash_column >= 2
+            ):
                 return begin - line_start - dash_column
             return None
     return None
@@ -984,8 +1016,11 @@ def _job_edit(config: _Config, owned: _Job | None, job: dict) -> list[_Edit]:
     if isinstance(jobs_node, ScalarNode):  # scrape_configs: with no jobs (null)
         layout = _layout(config)
         return _fill_null_key(
-            config, _SCRAPE_CONFIGS,
-            lambda dash: _job_lines(job, dash, _Layout(layout.mapping_indent, max(0, dash - key_column), layout.key_gap)),
+            config,
+            _SCRAPE_CONFIGS,
+            lambda dash: _job_lines(
+                job, dash, _Layout(layout.mapping_indent, max(0, dash - key_column), layout.key_gap)
+            ),
         )
     dash_column, layout = _list_layout(config, jobs_node, key_column)
     lines = _job_lines(job, dash_column, layout)
@@ -1037,7 +1072,9 @@ def _rule_file_edits(config: _Config, rule_file: str | None) -> list[_Edit]:
             return []  # rule_files is added with scrape_configs at the end of the file
         return [_rule_files_before_jobs(config, rule_file)]
     if isinstance(listed, ScalarNode):
-        return _fill_null_key(config, _RULE_FILES, lambda dash: [" " * dash + "- " + _string(rule_file)])
+        return _fill_null_key(
+            config, _RULE_FILES, lambda dash: [" " * dash + "- " + _string(rule_file)]
+        )
     if listed.flow_style:
         return [_flow_append(config, listed, _string(rule_file))]
     dash_column = _dash_column(config, listed)
@@ -1073,7 +1110,10 @@ def _new_keys_at_end(config: _Config, job: dict, rule_file: str | None) -> list[
     dash_column = column + layout.list_offset
     lines = [""] if source.text else []
     if rule_file and _RULE_FILES not in config.keys:
-        lines += [_added_key_line(config, _RULE_FILES), " " * dash_column + "- " + _string(rule_file)]
+        lines += [
+            _added_key_line(config, _RULE_FILES),
+            " " * dash_column + "- " + _string(rule_file),
+        ]
     lines.append(_added_key_line(config, _SCRAPE_CONFIGS))
     lines += _job_lines(job, dash_column, layout)
     return [_insert_lines(source, source.line_count, lines)]
@@ -1122,7 +1162,11 @@ def _raw(node: Node, memo: dict, active: set) -> tuple:
     elif isinstance(node, SequenceNode):
         raw = ("[", str(node.tag), tuple(_raw(item, memo, active) for item in node.value))
     else:
-        raw = ("{", str(node.tag), tuple((_raw(k, memo, active), _raw(v, memo, active)) for k, v in node.value))
+        raw = (
+            "{",
+            str(node.tag),
+            tuple((_raw(k, memo, active), _raw(v, memo, active)) for k, v in node.value),
+        )
     active.discard(id(node))
     memo[id(node)] = raw
     return raw
@@ -1132,11 +1176,15 @@ def _raw_jobs(config: _Config, skip: int | None, memo: dict) -> list[tuple]:
     jobs_node = config.value(_SCRAPE_CONFIGS)
     if not isinstance(jobs_node, SequenceNode):
         return []
-    return [_raw(item, memo, set()) for position, item in enumerate(jobs_node.value) if position != skip]
+    return [
+        _raw(item, memo, set()) for position, item in enumerate(jobs_node.value) if position != skip
+    ]
 
 
 @_without_cyclic_gc
-def _check_kept(before: _Config, after: _Config, skip_before: int | None, skip_after: int | None) -> None:
+def _check_kept(
+    before: _Config, after: _Config, skip_before: int | None, skip_after: int | None
+) -> None:
     """Every top-level key but the two edited, and every job but the deploy's, reads back as written."""
     memo_before: dict = {}
     memo_after: dict = {}
@@ -1153,13 +1201,20 @@ def _check_kept(before: _Config, after: _Config, skip_before: int | None, skip_a
 
 
 def _verify_added(
-    before: _Config, after: _Config, owned: _Job | None, job: dict, rule_file: str | None, targets_file: str
+    before: _Config,
+    after: _Config,
+    owned: _Job | None,
+    job: dict,
+    rule_file: str | None,
+    targets_file: str,
 ) -> None:
     placed = _owned(after, job["job_name"], targets_file)
     if placed is None or not _same(placed.data, job):
         raise _unsafe("the job does not read back as written")
     expected_position = owned.position if owned is not None else len(before.jobs)
-    if placed.position != expected_position or len(after.jobs) != len(before.jobs) + (owned is None):
+    if placed.position != expected_position or len(after.jobs) != len(before.jobs) + (
+        owned is None
+    ):
         raise _unsafe("the job did not land where it belongs")
     wanted_rules = before.rule_files
     if rule_file and rule_file not in wanted_rules:
@@ -1169,7 +1224,14 @@ def _verify_added(
     _check_kept(before, after, None if owned is None else owned.position, placed.position)
 
 
-def _verify_removed(before: _Config, after: _Config, owned: _Job | None, job_name: str, targets_file: str, rule_file: str | None) -> None:
+def _verify_removed(
+    before: _Config,
+    after: _Config,
+    owned: _Job | None,
+    job_name: str,
+    targets_file: str,
+    rule_file: str | None,
+) -> None:
     if _owned(after, job_name, targets_file, include_foreign=False) is not None:
         raise _unsafe("the job is still there after removing it")
     if len(after.jobs) != len(before.jobs) - (owned is not None):
@@ -1256,7 +1318,9 @@ def with_job(config: bytes | None, job: dict, rule_file: str | None, targets_fil
     return result
 
 
-def without_job(config: bytes | None, job_name: str, targets_file: str, rule_file: str | None) -> bytes | None:
+def without_job(
+    config: bytes | None, job_name: str, targets_file: str, rule_file: str | None
+) -> bytes | None:
     """The file without the deploy's job and without rule_file under rule_files; every
     other byte kept. For removing the deploy.
 
@@ -1272,10 +1336,14 @@ def without_job(config: bytes | None, job_name: str, targets_file: str, rule_fil
         return None
     before = _parsed(config)
     owned = _owned(before, job_name, targets_file, include_foreign=False)
-    rule_positions = {p for p, name in enumerate(before.rule_files) if rule_file and name == rule_file}
+    rule_positions = {
+        p for p, name in enumerate(before.rule_files) if rule_file and name == rule_file
+    }
     if owned is None and not rule_positions:
         return bytes(config)
-    job_lines, job_edits = _removal(before, _SCRAPE_CONFIGS, set() if owned is None else {owned.position})
+    job_lines, job_edits = _removal(
+        before, _SCRAPE_CONFIGS, set() if owned is None else {owned.position}
+    )
     rule_lines, rule_edits = _removal(before, _RULE_FILES, rule_positions)
     # One pass over both lists' lines: removed runs that touch are taken as one.
     edits = job_edits + rule_edits + _remove_lines(before.source, job_lines | rule_lines)

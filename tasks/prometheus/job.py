@@ -98,7 +98,9 @@ def _vm_id_relabel_rules() -> list[dict]:
 
 
 def _check_duration(name: str, value: str | None) -> None:
-    if value is not None and (not isinstance(value, str) or not value or not _DURATION.match(value)):
+    if value is not None and (
+        not isinstance(value, str) or not value or not _DURATION.match(value)
+    ):
         raise ValueError(f"{name} {value!r} is not a Prometheus duration such as '15s' or '1m'")
 
 
@@ -167,7 +169,9 @@ def shard_relabel_configs(shard_index: int, shard_count: int) -> list[dict]:
     its shard, so together they scrape every hypervisor exactly once.
     """
     if not 0 <= shard_index < shard_count:
-        raise ValueError(f"shard {shard_index} does not exist among {shard_count} Prometheus servers")
+        raise ValueError(
+            f"shard {shard_index} does not exist among {shard_count} Prometheus servers"
+        )
     return [
         {
             "source_labels": ["__address__"],

@@ -40,8 +40,10 @@ _SHIPPED_HOST_CAPACITY = "max by (one_host_id) (opennebula_host_cpu_total_ratio)
 SIZE_BASES: dict[str, tuple[str, str]] = {
     "vcpu": (_SHIPPED_VM_SIZE, _SHIPPED_HOST_CAPACITY),
     "cpu": ("max by (one_vm_id) (opennebula_vm_cpu_ratio)", _SHIPPED_HOST_CAPACITY),
-    "memory": ("max by (one_vm_id) (opennebula_vm_mem_total_bytes)",
-               "max by (one_host_id) (opennebula_host_mem_total_bytes)"),
+    "memory": (
+        "max by (one_vm_id) (opennebula_vm_mem_total_bytes)",
+        "max by (one_host_id) (opennebula_host_mem_total_bytes)",
+    ),
 }
 
 

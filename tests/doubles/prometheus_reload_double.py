@@ -46,8 +46,15 @@ class _Server(socketserver.ThreadingMixIn, HTTPServer):
 
 
 class PrometheusReloadDouble:
-    def __init__(self, hup_file: Path, journal_file: Path, mode: str = "reload", delay_s: float = 0.0,
-                 hang_s: float = 5.0, earlier_reload_on_read: int | None = None):
+    def __init__(
+        self,
+        hup_file: Path,
+        journal_file: Path,
+        mode: str = "reload",
+        delay_s: float = 0.0,
+        hang_s: float = 5.0,
+        earlier_reload_on_read: int | None = None,
+    ):
         self.hup_file = hup_file
         self.journal_file = journal_file
         self.mode = mode
@@ -79,7 +86,9 @@ class PrometheusReloadDouble:
 
         self._server = _Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> "PrometheusReloadDouble":
         self._thread.start()
