@@ -42,7 +42,6 @@ from bench.run_bench import (  # noqa: E402 (the repository goes on sys.path fir
     run_pyinfra_timed,
     simulated_pool,
 )
-
 from tests.e2e.cloud import bed_port, bed_prefix  # noqa: E402
 
 STATE_DIR = REPO / ".testbed" / bed_prefix("sotb-pair")
@@ -60,7 +59,7 @@ def pair_ratios(revision: Sequence[float], base: Sequence[float]) -> list[float]
         raise ValueError(
             f"{len(revision)} revision runs against {len(base)} base runs: pairs must match"
         )
-    return [new / old for new, old in zip(revision, base)]
+    return [new / old for new, old in zip(revision, base, strict=True)]
 
 
 def pair_order(pair: int) -> tuple[str, str]:

@@ -25,6 +25,7 @@ and removes the bed at the end (also when interrupted).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import re
@@ -40,6 +41,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +125,7 @@ def phase_durations(
         return {}
     seen.sort(key=lambda item: item[1])
     durations = {"startup": seen[0][1] - start}
-    for (name, stamp), following in zip(seen, [*seen[1:], ("end", end)]):
+    for (name, stamp), following in zip(seen, [*seen[1:], ("end", end)], strict=True):
         durations[name] = durations.get(name, 0.0) + (following[1] - stamp)
     return durations
 
@@ -141,7 +143,7 @@ def operation_durations(lines: Sequence[tuple[float, str]], end: float) -> dict[
     ]
     finish = next((stamp for stamp, text in lines if "--> Results" in text), end)
     durations: dict[str, float] = {}
-    for (stamp, name), following in zip(starts, [*(s for s, _ in starts[1:]), finish]):
+    for (stamp, name), following in zip(starts, [*(s for s, _ in starts[1:]), finish], strict=True):
         durations[name] = durations.get(name, 0.0) + (following - stamp)
     return durations
 
@@ -305,12 +307,14 @@ def machine_description() -> list[str]:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     ).stdout.strip()
     docker_version = subprocess.run(
         ["docker", "version", "-f", "{{.Server.Version}}"],
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     ).stdout.strip()
     return [
         f"CPU: {cpu}, {os.cpu_count()} cores; RAM {memory_kib / 1024 / 1024:.1f} GiB",
@@ -406,7 +410,7 @@ def measure_control_side(
             seconds: dict[str, float] = {}
             wall_started = time.perf_counter()
             seconds["simulator builds the pool's XML (not counted)"], _ = timed(
-                lambda: host_pool_xml(pool_spec), repeats, CPU
+                partial(host_pool_xml, pool_spec), repeats, CPU
             )
             seconds["fetch_host_pool"], pool = timed(
                 lambda: fetch_host_pool(endpoint), repeats, CPU
@@ -420,14 +424,18 @@ def measure_control_side(
             exact = [f"node{i:05d}.cloud.test" for i in range(size)]
             # The pool is indexed by name on the first lookup: every name is timed, index included.
             seconds["match_hosts"], (matched, errors) = timed(
-                lambda: resolve_hypervisors(pool, queries), 1, CPU
+                partial(resolve_hypervisors, pool, queries), 1, CPU
             )
             assert len(matched) == size and not errors
             seconds["match_host, exact NAMEs"], _ = timed(
-                lambda: [match_host(pool, inventory_name=name) for name in exact], 1, CPU
+                lambda pool=pool, exact=exact: [
+                    match_host(pool, inventory_name=name) for name in exact
+                ],
+                1,
+                CPU,
             )
             seconds["one unknown name: closest names"], _ = timed(
-                lambda: _closest_names(pool, "nodeX"), 1, CPU
+                partial(_closest_names, pool, "nodeX"), 1, CPU
             )
             targets = [
                 ScrapeTarget(
@@ -438,16 +446,16 @@ def measure_control_side(
                 for i in range(size)
             ]
             seconds["render_targets_file"], rendered = timed(
-                lambda: render_targets_file(targets), repeats, CPU
+                partial(render_targets_file, targets), repeats, CPU
             )
             seconds["parse_previous_targets"], parsed = timed(
-                lambda: parse_targets_file(rendered), repeats, CPU
+                partial(parse_targets_file, rendered), repeats, CPU
             )
             assert len(parsed) == size
             # A file in the YAML layout versions before the JSON one wrote: read once after upgrading.
             earlier = TARGETS_FILE_HEADER + dump(targets_file_entries(targets))
             seconds["previous targets file in the earlier YAML layout"], parsed = timed(
-                lambda: parse_targets_file(earlier), repeats, CPU
+                partial(parse_targets_file, earlier), repeats, CPU
             )
             assert parsed == sorted(targets, key=lambda t: t.one_host_id)
 
@@ -480,7 +488,7 @@ def measure_prometheus_yml(size: int, repeats: int) -> PrometheusYmlResult:
     no-op rerun does: a fingerprint, no parse), a rerun on a file edited since (one parse),
     and removing the job; through libyaml and through ruamel's own parser (ruamel.yaml.clib
     missing). Parses are counted; every parse cache is emptied before each timed step."""
-    import tasks.prometheus.config_file as config_file
+    from tasks.prometheus import config_file
     from tasks.prometheus.job import scaphandre_job
     from tests.unit.prometheus_yaml_checks import generated_config
 
@@ -626,7 +634,7 @@ def run_pyinfra_timed(
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=30)
-        raise RuntimeError(f"pyinfra did not finish within {PYINFRA_TIMEOUT_S} s")
+        raise RuntimeError(f"pyinfra did not finish within {PYINFRA_TIMEOUT_S} s") from None
     ended = time.monotonic()
     usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (usage_after.ru_utime - usage_before.ru_utime) + (
@@ -794,6 +802,7 @@ def hypervisor_cgroup_mib(container: str) -> float:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     ).stdout.split()
     return sum(_cgroup_working_set_bytes(container_id) for container_id in ids) / 2**20
 
@@ -1018,7 +1027,10 @@ def bed_table(results: Sequence[SizeResult]) -> str:
             "targets up after deploy s",
             "Prometheus reloaded on no-op",
             "changed on no-op",
-            "memory of one hypervisor MiB: PSS of its processes / working set of its cgroups (inner engine's containers included)",
+            (
+                "memory of one hypervisor MiB: PSS of its processes / working set of its cgroups "
+                "(inner engine's containers included)"
+            ),
             "bed's idle CPU, cores busy",
             "no-op: CPU s of the bed's hosts (sshd, shells, commands)",
         ],
@@ -1122,7 +1134,7 @@ def control_growth_table(results: Sequence[ControlResult]) -> str:
     linearly with the pool shows the ratio of the sizes (10x from 1,000 to 10,000 hosts)."""
     keys = list(CONTROL_PATH)
     rows = []
-    for before, after in zip(results, results[1:]):
+    for before, after in itertools.pairwise(results):
         if not before.size:
             continue
         ratios = [
@@ -1157,19 +1169,23 @@ def report(
 ) -> str:
     parts = [
         "# Benchmark results\n",
-        f"Command: `.venv/bin/python bench/run_bench.py --sizes {shlex.quote(args.sizes)} --repeats {args.repeats} "
-        f"--control-sizes {shlex.quote(args.control_sizes)} --extra-noops {args.extra_noops} --rev {args.rev} "
-        f"--prometheus-yml-size {args.prometheus_yml_size}{' --keep-bed' if args.keep_bed else ''}`\n",
+        (
+            f"Command: `.venv/bin/python bench/run_bench.py --sizes {shlex.quote(args.sizes)} --repeats {args.repeats} "
+            f"--control-sizes {shlex.quote(args.control_sizes)} --extra-noops {args.extra_noops} --rev {args.rev} "
+            f"--prometheus-yml-size {args.prometheus_yml_size}{' --keep-bed' if args.keep_bed else ''}`\n"
+        ),
         "Machine and product:\n",
         *(f"- {line}\n" for line in machine),
         "- Load averages (1/5/15 min): " + "; ".join(f"{k}: {v}" for k, v in loads.items()) + "\n",
-        "\nEvery timing is the median of the runs listed. Each fresh deploy runs on freshly "
-        "recreated hosts (`TestBed.up()`, not timed): a fresh deploy loads RAPL, writes modules-load.d, "
-        "installs docker.io with apt (the simulated hypervisors have no Docker engine, as a new host), "
-        "starts the stand-in exporter container and waits for /metrics, and writes the Prometheus "
-        "targets file and job. The OpenNebula API simulator lists the hypervisors by FQDN "
-        "(hvN.cloud.test) and one LXC node; the inventory names them hvN. A no-op rerun follows "
-        "each fresh deploy once Prometheus shows every target up.\n",
+        (
+            "\nEvery timing is the median of the runs listed. Each fresh deploy runs on freshly "
+            "recreated hosts (`TestBed.up()`, not timed): a fresh deploy loads RAPL, writes modules-load.d, "
+            "installs docker.io with apt (the simulated hypervisors have no Docker engine, as a new host), "
+            "starts the stand-in exporter container and waits for /metrics, and writes the Prometheus "
+            "targets file and job. The OpenNebula API simulator lists the hypervisors by FQDN "
+            "(hvN.cloud.test) and one LXC node; the inventory names them hvN. A no-op rerun follows "
+            "each fresh deploy once Prometheus shows every target up.\n"
+        ),
     ]
     if bed_results:
         parts += [
@@ -1191,13 +1207,15 @@ def report(
             ]
     if control_results:
         parts += [
-            "\n## Control side alone (no SSH), CPU seconds (median)\n\nCPU time of the thread running "
-            "each step (the OpenNebula API simulator answers from threads of its own: building and sending the "
-            "pool is oned's work, not counted; fetch_host_pool is the client's whole call: HTTP, XML-RPC and "
-            "reading the pool; modules are imported by a warm-up call before, once per run whatever the size): "
-            "what each step takes on an idle machine, whatever else loads it. Inventory "
-            "names are short (nodeNNNNN), OpenNebula NAMEs FQDNs, so matching reaches its third level (short "
-            "vs FQDN), as in many clouds.\n\n",
+            (
+                "\n## Control side alone (no SSH), CPU seconds (median)\n\nCPU time of the thread running "
+                "each step (the OpenNebula API simulator answers from threads of its own: building and sending the "
+                "pool is oned's work, not counted; fetch_host_pool is the client's whole call: HTTP, XML-RPC and "
+                "reading the pool; modules are imported by a warm-up call before, once per run whatever the size): "
+                "what each step takes on an idle machine, whatever else loads it. Inventory "
+                "names are short (nodeNNNNN), OpenNebula NAMEs FQDNs, so matching reaches its third level (short "
+                "vs FQDN), as in many clouds.\n\n"
+            ),
             control_table(control_results),
             "\nGrowth (linearity check): CPU at each size against the size before it:\n\n",
             control_growth_table(control_results),
@@ -1206,9 +1224,11 @@ def report(
         ]
     if prometheus_yml is not None:
         parts += [
-            "\n## The operator's prometheus.yml, large (control side, no SSH)\n\nCPU seconds (median) of "
-            "the splice editor on a generated file of one static job per host; a no-op rerun on the server "
-            "finds the file's SHA-256 in the deploy's record and costs the fingerprint only.\n\n",
+            (
+                "\n## The operator's prometheus.yml, large (control side, no SSH)\n\nCPU seconds (median) of "
+                "the splice editor on a generated file of one static job per host; a no-op rerun on the server "
+                "finds the file's SHA-256 in the deploy's record and costs the fingerprint only.\n\n"
+            ),
             prometheus_yml_table(prometheus_yml),
         ]
     for title, text in notes.items():

@@ -63,26 +63,27 @@ def start_simulator() -> None:
     auth_file = STATE / "one_auth"
     auth_file.write_text(f"oneadmin:{password_file.read_text()}\n")
     auth_file.chmod(0o600)
-    log = open(STATE / "one_simulator.log", "w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.doubles.one_api_simulator",
-            "--port",
-            str(SIMULATOR_PORT),
-            "--hosts",
-            str(POOL_FILE),
-            "--user",
-            "oneadmin",
-            "--password-file",
-            str(password_file),
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    # The simulator keeps its own copy of the log's descriptor: this one is closed once it runs.
+    with open(STATE / "one_simulator.log", "w") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.doubles.one_api_simulator",
+                "--port",
+                str(SIMULATOR_PORT),
+                "--hosts",
+                str(POOL_FILE),
+                "--user",
+                "oneadmin",
+                "--password-file",
+                str(password_file),
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     (STATE / "one_simulator.pid").write_text(str(process.pid))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

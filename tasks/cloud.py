@@ -155,14 +155,18 @@ def _without_shared_addresses(hypervisors: list[Hypervisor]) -> list[Hypervisor]
     for hypervisor in hypervisors:
         sharing = by_address.get(hypervisor.address, [])
         if len(sharing) > 1:
-            hypervisor = Hypervisor(
-                hypervisor.name,
-                None,
-                None,
-                f"inventory hosts {', '.join(sharing)} are all scraped at {hypervisor.address}: "
-                "give each its own scaphandre_scrape_host or scaphandre_port",
+            checked.append(
+                Hypervisor(
+                    hypervisor.name,
+                    None,
+                    None,
+                    f"inventory hosts {', '.join(sharing)} are all scraped at "
+                    f"{hypervisor.address}: give each its own scaphandre_scrape_host or "
+                    "scaphandre_port",
+                )
             )
-        checked.append(hypervisor)
+        else:
+            checked.append(hypervisor)
     return checked
 
 
@@ -172,7 +176,9 @@ def _asked_on(active: set, name: str, inventory, fact, **kwargs):
         return None
     try:
         return inventory.get_host(name).get_fact(fact, **kwargs)
-    except Exception:  # an unreachable node is reported by its own deploy, not here
+    # Whatever a node's failure raises (connection, authentication, the fact's command): that
+    # node is reported by its own deploy, not here.
+    except Exception:  # noqa: BLE001
         return None
 
 

@@ -23,10 +23,11 @@ import types
 import xml.parsers.expat
 import xmlrpc.client
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from ruamel.yaml.nodes import Node
+    from ruamel.yaml.tag import Tag
 
 
 class UnsupportedLibraryVersion(RuntimeError):
@@ -287,7 +288,7 @@ def parse_image_reference(image: str):
 DOCKER_CONTAINER_ABSENT = types.MappingProxyType({"present": False, "start": False})
 
 
-# =========================================================================== ruamel.yaml 0.19.1, ruamel.yaml.clib 0.2.15
+# ===================================================== ruamel.yaml 0.19.1, ruamel.yaml.clib 0.2.15
 #
 # compose_yaml gives the nodes of a YAML file with the exact position of everything written,
 # and where each alias is written. ruamel.yaml's round-trip composer does this through its
@@ -417,7 +418,7 @@ def _composers() -> types.SimpleNamespace:
         Versions: ruamel.yaml 0.19.1. Upstream: nothing to file.
         """
 
-        _tags: dict = {}
+        _tags: ClassVar[dict[str, Tag]] = {}
 
         def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
             tag = super().resolve(kind, value, implicit)

@@ -44,7 +44,8 @@ def once_per_run(function):
             if key not in results:
                 try:
                     results[key] = (True, function(*args))
-                except Exception as error:  # remembered, then raised to every caller
+                # Whatever the call raised is remembered, then raised to every caller.
+                except Exception as error:  # noqa: BLE001
                     results[key] = (False, error)
             succeeded, value = results[key]
         if succeeded:

@@ -40,7 +40,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le
 from pydantic import (
@@ -117,7 +117,7 @@ def _blank_is_unset(value: Any) -> Any:
 
 def unset_or(kind: Any) -> Any:
     """`kind`, or None for unset; an empty string also means unset."""
-    return Annotated[Optional[kind], BeforeValidator(_blank_is_unset)]
+    return Annotated[kind | None, BeforeValidator(_blank_is_unset)]
 
 
 def whole_number(lowest: int, highest: int) -> Any:
@@ -605,7 +605,7 @@ class Settings(BaseModel):
         "`https` endpoints: PEM file of the CA that signed oned's certificate",
         unset="`$REQUESTS_CA_BUNDLE`, else the bundle of Python's `requests`",
     )
-    one_host_id: Optional[OneHostId] = OPENNEBULA(
+    one_host_id: OneHostId | None = OPENNEBULA(
         None, "Per host: this OpenNebula host ID, no matching", unset="matched by name"
     )
     one_host_name: unset_or(Text) = OPENNEBULA(
@@ -701,7 +701,7 @@ class Settings(BaseModel):
         "`prometheus` hosts: what a VM's share of its host's constant power is proportional to, from "
         "OpenNebula's exporter: `vcpu` (VCPU), `cpu` (CPU) or `memory` (MEMORY)",
     )
-    carbon_intensity: Optional[CarbonIntensity] = ACCOUNTING(
+    carbon_intensity: CarbonIntensity | None = ACCOUNTING(
         None,
         "Hypervisors (host or group data): gCO2e/kWh of the host's power: a number, or a Prometheus series "
         'you have (e.g. `grid_intensity{zone="FR"}`, an hourly feed)',

@@ -110,8 +110,10 @@ def live_file_lines(path: str) -> list[str]:
     `absent=1` or `dangling=` (base64 link text) end the output there."""
     return [
         f"p={shlex.quote(path)}",
-        'if [ ! -e "$p" ]; then if [ -L "$p" ]; then printf \'dangling=\'; '
-        'readlink -- "$p" | base64 -w 0; echo; else echo absent=1; fi; exit 0; fi',
+        (
+            'if [ ! -e "$p" ]; then if [ -L "$p" ]; then printf \'dangling=\'; '
+            'readlink -- "$p" | base64 -w 0; echo; else echo absent=1; fi; exit 0; fi'
+        ),
         'if [ -L "$p" ]; then echo link=1; else echo link=0; fi',
         "printf 'target='; readlink -f -- \"$p\" | tr -d '\\n' | base64 -w 0; echo",
         'if [ ! -f "$p" ]; then echo regular=0; exit 0; fi',
@@ -221,15 +223,24 @@ def replace_script(
     return "\n".join(
         [
             f"live={q(live)}; spool={q(spool)}; staged=''; check=''",
-            'fail() { rm -f -- "$spool"; if [ -n "$staged" ]; then rm -f -- "$staged"; fi; '
-            'if [ -n "$check" ] && [ "$check" != "$staged" ]; then rm -f -- "$check"; fi; '
-            "printf '%s\\n' \"$1\" >&2; exit 1; }",
+            (
+                'fail() { rm -f -- "$spool"; if [ -n "$staged" ]; then rm -f -- "$staged"; fi; '
+                'if [ -n "$check" ] && [ "$check" != "$staged" ]; then rm -f -- "$check"; fi; '
+                "printf '%s\\n' \"$1\" >&2; exit 1; }"
+            ),
             'target=$(readlink -f -- "$live") || fail "cannot resolve $live; the live file is untouched"',
             'dir=$(dirname -- "$target")',
-            'staged=$(mktemp -- "$dir/.scaphandre-staged.XXXXXX") || fail "cannot create a file in $dir; the live file is untouched"',
+            (
+                'staged=$(mktemp -- "$dir/.scaphandre-staged.XXXXXX") '
+                '|| fail "cannot create a file in $dir; the live file is untouched"'
+            ),
             'cat -- "$spool" > "$staged" || fail "cannot write $staged; the live file is untouched"',
-            'if [ -e "$target" ]; then chown --reference="$target" -- "$staged" && chmod --reference="$target" -- "$staged"; '
-            'else chmod 0644 -- "$staged"; fi || fail "cannot give $staged the owner and mode of $target; the live file is untouched"',
+            (
+                'if [ -e "$target" ]; then chown --reference="$target" -- "$staged" '
+                '&& chmod --reference="$target" -- "$staged"; '
+                'else chmod 0644 -- "$staged"; fi '
+                '|| fail "cannot give $staged the owner and mode of $target; the live file is untouched"'
+            ),
             *before_move,
             'mv -f -- "$staged" "$target" || fail "cannot move the new file over $target; the live file is untouched"',
             "staged=''",
@@ -255,8 +266,9 @@ def in_place_script(path: str, spool: str, new: bool) -> str:
 def file_in_place(path: str, content: bytes, setting_hint: str = "fix it or move it aside"):
     """Guarantees `path` holds exactly `content`, replaced in place: a symbolic link stays a
     link (the file it points to is written), the file keeps its owner and mode (a new one
-    is root's, 0644, its directory made 0755 when missing), its SELinux label is reset. A link to nothing or a path that is not a
-    regular file fails the host naming it, untouched."""
+    is root's, 0644, its directory made 0755 when missing), its SELinux label is reset. A
+    link to nothing or a path that is not a regular file fails the host naming it, untouched.
+    """
     live = host.get_fact(FileBytes, path=path)
     problem = unusable_file_problem(path, live, setting_hint)
     if problem:

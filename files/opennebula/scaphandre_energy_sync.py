@@ -70,9 +70,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import xml.etree.ElementTree as ElementTree
 import xml.parsers.expat
 import xmlrpc.client
+from xml.etree import ElementTree
 
 PROGRAM = "scaphandre-energy-sync"
 DEFAULT_CONFIG = "/etc/one/scaphandre-energy-sync.conf"
@@ -133,7 +133,7 @@ POOL_RANGE_UNBOUNDED = -1  # start/end ID: no bound
 VM_STATE_NOT_DONE = -1  # every state but DONE
 UPDATE_MERGE = 1  # 0 would replace the whole template
 
-Settings = collections.namedtuple("Settings", list(DEFAULT_SETTINGS) + ["source"])
+Settings = collections.namedtuple("Settings", [*DEFAULT_SETTINGS, "source"])
 # The figure chosen for an object: mean power over the interval, time of its newest sample.
 Sample = collections.namedtuple("Sample", "power_w last_sample_s")
 # One series of an object in Prometheus: the host it was measured on, its mean power over
@@ -234,11 +234,11 @@ def load_settings(path):
         with open(path, encoding="utf-8-sig") as handle:
             parser.read_file(handle)
     except OSError as error:
-        raise SyncError("cannot read the configuration %s: %s" % (path, error.strerror))
+        raise SyncError("cannot read the configuration %s: %s" % (path, error.strerror)) from None
     except (configparser.Error, UnicodeDecodeError) as error:
         raise SyncError(
             "configuration %s is not a valid INI file: %s" % (path, " ".join(str(error).split()))
-        )
+        ) from None
     if not parser.has_section(CONFIG_SECTION):
         raise SyncError("configuration %s has no [%s] section" % (path, CONFIG_SECTION))
     raw = dict(DEFAULT_SETTINGS)
@@ -349,7 +349,7 @@ def read_session(path):
         raise SyncError(
             "cannot read OpenNebula credentials from %s: %s; the service user "
             "must be able to read it (one_auth_file)" % (path, error.strerror)
-        )
+        ) from None
     try:
         session = first_line.decode("utf-8-sig").strip()
     except UnicodeDecodeError:
@@ -442,14 +442,16 @@ class Prometheus:
             raise SyncError(
                 "%s rejected the query %s: HTTP %d %s"
                 % (where, promql, error.code, _prometheus_error(error))
-            )
+            ) from None
         except urllib.error.URLError as error:
             raise SyncError(
                 "%s is unreachable: %s; check prometheus_url and that Prometheus "
                 "runs" % (where, _reason(error.reason, self.timeout_s))
-            )
+            ) from None
         except (OSError, http.client.HTTPException) as error:
-            raise SyncError("%s is unreachable: %s" % (where, _reason(error, self.timeout_s)))
+            raise SyncError(
+                "%s is unreachable: %s" % (where, _reason(error, self.timeout_s))
+            ) from None
         try:
             document = json.loads(payload.decode("utf-8"))
             if document.get("status") != "success":
@@ -462,7 +464,7 @@ class Prometheus:
             raise SyncError(
                 "%s gave no usable answer to %s: %s"
                 % (where, promql, " ".join(str(error).split())[:200])
-            )
+            ) from None
         return rows
 
 
@@ -615,22 +617,24 @@ class OneClient:
             reply = getattr(self._proxy, method)(self._session, *params)
         except xmlrpc.client.Fault as fault:
             # The XML-RPC layer's own refusal (unknown method, wrong argument type).
-            raise OneFault("%s fault %s: %s" % (method, fault.faultCode, fault.faultString), None)
+            raise OneFault(
+                "%s fault %s: %s" % (method, fault.faultCode, fault.faultString), None
+            ) from None
         except xmlrpc.client.ProtocolError as error:
             raise OneUnreachable(
                 "%s answered %s with HTTP %s %s; check one_xmlrpc"
                 % (where, method, error.errcode, error.errmsg)
-            )
+            ) from None
         except (xml.parsers.expat.ExpatError, xmlrpc.client.ResponseError, ValueError):
             raise OneUnreachable(
                 "%s did not answer %s in XML-RPC: check that one_xmlrpc "
                 "points to oned's endpoint" % (where, method)
-            )
+            ) from None
         except (OSError, http.client.HTTPException) as error:
             raise OneUnreachable(
                 "%s is unreachable (%s): %s; check one_xmlrpc and that oned "
                 "runs" % (where, method, _reason(error, self._timeout_s))
-            )
+            ) from None
         if not isinstance(reply, (list, tuple)) or len(reply) < 3 or not isinstance(reply[0], bool):
             raise OneUnreachable(
                 "%s answered %s with something that is not oned's reply; "
@@ -670,7 +674,7 @@ def read_pools(client, settings):
             "VM",
         )
     except OneFault as fault:
-        raise SyncError(_pool_fault_message(fault, client, settings))
+        raise SyncError(_pool_fault_message(fault, client, settings)) from None
     return hosts, vms
 
 
@@ -699,7 +703,7 @@ def parse_pool(xml_text, element, template_element, kind):
     try:
         root = ElementTree.fromstring(xml_text)
     except ElementTree.ParseError as error:
-        raise OneUnreachable("oned's %s pool reply is not XML: %s" % (kind, error))
+        raise OneUnreachable("oned's %s pool reply is not XML: %s" % (kind, error)) from None
     objects = {}
     for node in root.findall(element):
         object_id = int(node.findtext("ID", "-1"))
@@ -768,7 +772,7 @@ def score(power_text):
     host comes last; each 0.1 W is one step, which oned's integer cast of a rank keeps; and
     every value is a whole number well under 2^24, exact in the scheduler's float.
     """
-    return SCORE_BASE - int(round(float(power_text) * SCORE_STEPS_PER_WATT))
+    return SCORE_BASE - round(float(power_text) * SCORE_STEPS_PER_WATT)
 
 
 def desired_attributes(kind, sample, energy_kwh, co2e_g=None):

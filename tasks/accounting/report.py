@@ -27,7 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 MINUTE_MS = 60_000  # the attribution rules' interval: one sample per series and minute
@@ -94,12 +94,12 @@ class Period:
 
 
 def _epoch_ms(moment: datetime) -> int:
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 def _month_start(year: int, month: int) -> datetime:
-    return datetime(year, month, 1, tzinfo=timezone.utc)
+    return datetime(year, month, 1, tzinfo=UTC)
 
 
 def month_period(text: str) -> Period:
@@ -114,7 +114,7 @@ def month_period(text: str) -> Period:
 
 def previous_month(now: datetime) -> Period:
     """The last calendar month that is over (UTC)."""
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     year, month = (now.year - 1, 12) if now.month == 1 else (now.year, now.month - 1)
     return month_period(f"{year:04d}-{month:02d}")
 
@@ -127,8 +127,8 @@ def _moment(text: str, what: str) -> datetime:
             f"{what} {text!r} is not a date or time such as 2026-11-01 or 2026-11-01T12:00:00Z"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # a bare date or time is UTC
-    return moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)  # a bare date or time is UTC
+    return moment.astimezone(UTC)
 
 
 def period_between(start: str, end: str) -> Period:
@@ -141,7 +141,7 @@ def period_between(start: str, end: str) -> Period:
 
 def up_to(period: Period, now: datetime) -> Period:
     """The period cut at `now` when it is not over yet: the future is not "without samples"."""
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     if period.end <= now:
         return period
     if period.start >= now:
@@ -341,11 +341,11 @@ def host_columns(carbon: bool) -> list[str]:
 
 def _aligned(header: list[str], lines: list[list[str]], text_columns: int) -> list[str]:
     """Columns padded to one width; the first `text_columns` to the left, figures to the right."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
     return [
         "  ".join(
             cell.ljust(width) if n < text_columns else cell.rjust(width)
-            for n, (cell, width) in enumerate(zip(line, widths))
+            for n, (cell, width) in enumerate(zip(line, widths, strict=True))
         ).rstrip()
         for line in [header, *lines]
     ]
@@ -355,8 +355,10 @@ def readable(vms: list[VmRow], hosts: list[HostRow], period: Period, source: str
     """The report as text for a terminal: the same figures, rounded for reading."""
     carbon = carbon_reported(vms, hosts)
     out = [
-        f"Energy report {period.label}: {period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC "
-        f"({period.minutes / 60:.1f} h), from {source}",
+        (
+            f"Energy report {period.label}: {period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC "
+            f"({period.minutes / 60:.1f} h), from {source}"
+        ),
         "",
     ]
 
@@ -545,7 +547,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None, now: datetime | None = None) -> int:
     args = parse_args(argv)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     try:
         if args.start:
             period = period_between(args.start, args.end)

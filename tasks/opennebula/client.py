@@ -18,6 +18,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -64,7 +65,7 @@ def redact_url(url: str) -> str:
 
 def _url_secrets(url: str) -> list[str]:
     """The pieces of a URL's user part worth hiding wherever they turn up, longest first."""
-    scheme, separator, rest = url.partition("://")
+    _scheme, separator, rest = url.partition("://")
     if not separator or "@" not in rest:
         return []
     userinfo = rest.rpartition("@")[0]
@@ -312,7 +313,9 @@ def fetch_host_pool(endpoint: OneEndpoint) -> list[OneHost]:
             f"OpenNebula API at {url} answered one.hostpool.info with an error: "
             f"{_redact(error, endpoint)}"
         ) from None
-    except Exception as error:  # transport and parsing failures, mapped one by one
+    # Transport and parsing failures, mapped one by one; anything else still becomes an
+    # OpenNebulaError naming the endpoint, with every secret taken out.
+    except Exception as error:  # noqa: BLE001
         raise _transport_error(error, endpoint) from None
     return _hosts_from_document(document, endpoint)
 
@@ -395,7 +398,7 @@ class _Watchdog:
         for sock in sockets:
             _shut(sock)
 
-    def __enter__(self) -> "_Watchdog":
+    def __enter__(self) -> _Watchdog:
         self._timer.start()
         return self
 
@@ -404,10 +407,8 @@ class _Watchdog:
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already closed: nothing left to stop
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:  # already closed: nothing left to stop
-        pass
 
 
 def _bounded_transport_class():

@@ -143,7 +143,7 @@ def _shared_matches(matches: Mapping[str, OneHost]) -> dict[str, HostMatchError]
     for inventory_name, host in matches.items():
         by_id.setdefault(host.id, []).append(inventory_name)
     errors = {}
-    for host_id, names in by_id.items():
+    for names in by_id.values():
         if len(names) < 2:
             continue
         host = matches[names[0]]
@@ -294,9 +294,9 @@ def close_matches(
     cutoff. Its quick_ratio (shared characters) is an upper bound of ratio, computed
     for every candidate; the candidates are then taken by decreasing bound, and the costly
     ratio only while a candidate could still enter the best n ((bound, candidate) not
-    below the n-th best (ratio, candidate) found so far, as difflib breaks ties by name). In a pool whose names follow one pattern, where nearly
-    every name passes difflib's own quick checks, this computes a handful of ratios
-    instead of one per host.
+    below the n-th best (ratio, candidate) found so far, as difflib breaks ties by name).
+    In a pool whose names follow one pattern, where nearly every name passes difflib's own
+    quick checks, this computes a handful of ratios instead of one per host.
     """
     if n <= 0:
         raise ValueError(f"n must be > 0: {n!r}")

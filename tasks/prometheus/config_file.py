@@ -63,8 +63,9 @@ import gc
 import math
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -648,7 +649,9 @@ def _same(left: Any, right: Any) -> bool:
     if isinstance(left, dict):
         return left.keys() == right.keys() and all(_same(left[key], right[key]) for key in left)
     if isinstance(left, list):
-        return len(left) == len(right) and all(_same(a, b) for a, b in zip(left, right))
+        return len(left) == len(right) and all(
+            _same(a, b) for a, b in zip(left, right, strict=True)
+        )
     if isinstance(left, float) and math.isnan(left):
         return math.isnan(right)
     return left == right
@@ -1030,7 +1033,7 @@ def _job_edit(config: _Config, owned: _Job | None, job: dict) -> list[_Edit]:
     last_position = len(jobs_node.value) - 1
     first, last = _entry_lines(config, jobs_node, last_position)
     if last_position > 0 and first > 0 and source.is_blank(first - 1):
-        lines = [""] + lines  # the jobs are separated by blank lines: so is this one
+        lines = ["", *lines]  # the jobs are separated by blank lines: so is this one
     return [_insert_lines(source, last + 1, lines)]
 
 

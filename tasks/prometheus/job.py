@@ -190,4 +190,7 @@ def shard_relabel_configs(shard_index: int, shard_count: int) -> list[dict]:
 def shard_of(address: str, shard_count: int) -> int:
     """The shard whose Prometheus server keeps this target: hashmod as Prometheus computes it
     (the low 8 bytes of the MD5 of the address, big-endian, modulo the number of servers)."""
-    return int.from_bytes(hashlib.md5(address.encode()).digest()[8:], "big") % shard_count
+    return (
+        int.from_bytes(hashlib.md5(address.encode(), usedforsecurity=False).digest()[8:], "big")
+        % shard_count
+    )

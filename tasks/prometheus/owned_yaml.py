@@ -10,14 +10,13 @@ from typing import Any
 
 import yaml
 
-
 # libyaml's C implementation when PyYAML was built with it: ten times faster on large clouds.
 _SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load(text: str) -> Any:
-    return yaml.load(text, Loader=_SafeLoader)
+    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - the safe loader, C or Python
 
 
 class _PlainDumper(_SafeDumper):

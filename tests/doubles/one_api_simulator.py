@@ -72,8 +72,9 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
@@ -350,7 +351,7 @@ def updated_host(host: dict, new: Template, update_type: int) -> dict:
     host["im_mad"], host["vm_mad"] = drivers["IM_MAD"], drivers["VM_MAD"]
     host["template_attributes"] = [
         (name, value) for name, value in template if name not in drivers
-    ] + [(name, value) for name, value in drivers.items()]
+    ] + list(drivers.items())
     return host
 
 
@@ -659,7 +660,7 @@ class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
 class _Handler(SimpleXMLRPCRequestHandler):
     rpc_paths = ("/RPC2", "/")
 
-    def do_POST(self):  # noqa: N802 (http.server naming)
+    def do_POST(self):
         simulator: OneApiSimulator = self.server.simulator  # type: ignore[attr-defined]
         mode = simulator.mode
         if mode == "hang":
@@ -714,7 +715,7 @@ class OneApiSimulator:
         hang_s: float = 5.0,
         hosts_file: str | os.PathLike | None = None,
         vms: list[dict] | None = None,
-        tls_context: "ssl.SSLContext | None" = None,
+        tls_context: ssl.SSLContext | None = None,
         list_order: str = "DESC",
     ):
         if mode not in MODES:
@@ -739,7 +740,7 @@ class OneApiSimulator:
 
     # -- lifecycle
 
-    def start(self) -> "OneApiSimulator":
+    def start(self) -> OneApiSimulator:
         """Bind, start serving in a daemon thread, and set `url`."""
         self._reload_hosts_file()
         server = _Server(
@@ -777,7 +778,7 @@ class OneApiSimulator:
         while self._thread.is_alive():
             self._thread.join(timeout=0.5)
 
-    def __enter__(self) -> "OneApiSimulator":
+    def __enter__(self) -> OneApiSimulator:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -970,7 +971,7 @@ class OneApiSimulator:
             except TemplateSyntaxError as error:
                 return self._failure(method, f"Cannot update template. {error}", INTERNAL, -1)
             host = updated_host(self._hosts[index], new, update_type)
-            self._hosts = self._hosts[:index] + [host] + self._hosts[index + 1 :]
+            self._hosts = [*self._hosts[:index], host, *self._hosts[index + 1 :]]
         return [True, host_id, 0]
 
     def _vm_update(self, session=None, vm_id=None, template=None, update_type=0, *_ignored) -> list:
@@ -996,7 +997,7 @@ class OneApiSimulator:
             vm["user_template_attributes"] = (
                 new if update_type == 0 else merge_template(vm_user_template(vm), new)
             )
-            self._vms = self._vms[:index] + [vm] + self._vms[index + 1 :]
+            self._vms = [*self._vms[:index], vm, *self._vms[index + 1 :]]
         return [True, vm_id, 0]
 
     def _vm_info(self, session=None, vm_id=None, *_ignored) -> list:

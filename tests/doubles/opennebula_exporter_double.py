@@ -87,11 +87,11 @@ class OpenNebulaExporterDouble:
         self._thread: threading.Thread | None = None
         self.address = ""
 
-    def start(self) -> "OpenNebulaExporterDouble":
+    def start(self) -> OpenNebulaExporterDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 if self.path != "/metrics":
                     self.send_error(404)
                     return
@@ -126,7 +126,7 @@ class OpenNebulaExporterDouble:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "OpenNebulaExporterDouble":
+    def __enter__(self) -> OpenNebulaExporterDouble:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

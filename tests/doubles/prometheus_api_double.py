@@ -40,9 +40,9 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Iterable
 
 MODES = ("ok", "http500", "garbage", "hang")
 MAX_HANG_S = 30.0
@@ -102,7 +102,7 @@ class PrometheusApiDouble:
 
     # -- lifecycle
 
-    def start(self) -> "PrometheusApiDouble":
+    def start(self) -> PrometheusApiDouble:
         server = _Server((self._bind, self._port), _Handler)
         server.double = self  # type: ignore[attr-defined]
         self._server = server
@@ -126,7 +126,7 @@ class PrometheusApiDouble:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "PrometheusApiDouble":
+    def __enter__(self) -> PrometheusApiDouble:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -301,10 +301,10 @@ class _Server(socketserver.ThreadingMixIn, HTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server naming)
+    def do_GET(self):
         self._respond(urllib.parse.urlsplit(self.path).query)
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         length = int(self.headers.get("content-length", 0) or 0)
         self._respond(self.rfile.read(length).decode("utf-8") if length else "")
 

@@ -30,13 +30,19 @@ from pathlib import Path
 
 MODES = ("reload", "reject", "stuck", "frozen")
 REJECTION_LOG = [
-    'ts=2026-01-01T00:00:00.000Z caller=main.go:1192 level=info msg="Loading configuration file" '
-    "filename=/etc/prometheus/prometheus.yml",
-    'ts=2026-01-01T00:00:00.001Z caller=manager.go:1015 level=error component="rule manager" '
-    'msg="loading groups failed" err="/etc/prometheus/scaphandre_rules.yml: open '
-    '/etc/prometheus/scaphandre_rules.yml: permission denied"',
-    'ts=2026-01-01T00:00:00.001Z caller=main.go:1218 level=error msg="Failed to apply configuration" '
-    'err="error loading rules, previous rule set restored"',
+    (
+        'ts=2026-01-01T00:00:00.000Z caller=main.go:1192 level=info msg="Loading configuration file" '
+        "filename=/etc/prometheus/prometheus.yml"
+    ),
+    (
+        'ts=2026-01-01T00:00:00.001Z caller=manager.go:1015 level=error component="rule manager" '
+        'msg="loading groups failed" err="/etc/prometheus/scaphandre_rules.yml: open '
+        '/etc/prometheus/scaphandre_rules.yml: permission denied"'
+    ),
+    (
+        'ts=2026-01-01T00:00:00.001Z caller=main.go:1218 level=error msg="Failed to apply configuration" '
+        'err="error loading rules, previous rule set restored"'
+    ),
 ]
 
 
@@ -69,7 +75,7 @@ class PrometheusReloadDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
+            def do_GET(self):
                 if self.path != "/metrics":
                     self.send_error(404)
                     return
@@ -90,7 +96,7 @@ class PrometheusReloadDouble:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
-    def __enter__(self) -> "PrometheusReloadDouble":
+    def __enter__(self) -> PrometheusReloadDouble:
         self._thread.start()
         return self
 

@@ -196,6 +196,7 @@ def run_pyinfra(
         text=True,
         timeout=timeout_s,
         env={**os.environ, "NO_COLOR": "1"},
+        check=False,
     )
     results = None
     start = completed.stdout.find("{")

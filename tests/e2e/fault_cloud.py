@@ -124,7 +124,8 @@ class FaultCloud:
                 f"test -e {MODULES_LOAD_FILE} && echo modules-load; "
                 "command -v dockerd >/dev/null && echo docker; "
                 "test -e /sys/class/powercap/intel-rapl:0 && echo rapl; "
-                "command -v docker >/dev/null && docker inspect -f 'container={{.State.Status}}' scaphandre 2>/dev/null; true"
+                "command -v docker >/dev/null "
+                "&& docker inspect -f 'container={{.State.Status}}' scaphandre 2>/dev/null; true"
             ),
         )
         words = out.split()

@@ -33,8 +33,8 @@ from tasks.prometheus.rules import render_rules
 from tests.doubles.one_api_simulator import OneApiSimulator
 from tests.doubles.opennebula_exporter_double import OpenNebulaExporterDouble
 from tests.e2e.cloud import (
-    PrometheusApi,
     REPO,
+    PrometheusApi,
     bed_gateway,
     bed_port,
     bed_prefix,
@@ -298,7 +298,7 @@ def test_recording_rules_produce_power_and_energy_series(dash):
     for record, (keys, wanted) in expected.items():
         dash.prometheus.wait_for(
             f"{record} for {sorted(wanted)}",
-            lambda: wanted <= series_of(record, keys),
+            lambda record=record, keys=keys, wanted=wanted: wanted <= series_of(record, keys),
             timeout_s=DATA_TIMEOUT_S,
         )
 

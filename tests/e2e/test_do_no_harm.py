@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cloud import (
-    PrometheusApi,
     REPO,
+    PrometheusApi,
     bed_port,
     bed_prefix,
     bed_with_opennebula,
@@ -176,6 +176,7 @@ def run_verification_suite(cloud, *extra: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=600,
+        check=False,
     )
 
 

@@ -195,7 +195,7 @@ def simulated_vms(bed: TestBed) -> list[dict]:
         for hv in HYPERVISORS
         for vm in bed.vm_ids(hv)
     ]
-    return vms + [dict(POWERED_OFF_VM)]
+    return [*vms, dict(POWERED_OFF_VM)]
 
 
 @pytest.fixture(scope="module")
@@ -418,11 +418,11 @@ def test_every_hypervisor_and_vm_carries_the_power_prometheus_reports(energy):
 
     # Two runs back to back, right after a rule evaluation: both average the same samples
     # (unchanged power) unless a new evaluation slipped in between; then try again (bounded).
-    for attempt in range(3):
+    for _attempt in range(3):
         before = newest_power_sample(energy)
         wait_until(
             "a new evaluation of the power rules",
-            lambda: newest_power_sample(energy) > before,
+            lambda before=before: newest_power_sample(energy) > before,
             30,
             0.5,
         )

@@ -24,8 +24,8 @@ from tests.e2e.fault_cloud import (
     ONE_IDS,
     PROMETHEUS_YML,
     TARGETS_FILE,
-    free_loopback_port,
     fault_cloud,
+    free_loopback_port,
 )
 
 pytestmark = pytest.mark.e2e

@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -43,9 +43,9 @@ PROMETHEUS_BINARIES = {
     "prometheus-3.5": REPO / ".testbed" / "prometheus3" / "root" / "usr" / "bin" / "prometheus",
 }
 STARTUP_DEADLINE_S = 60
-FEB = int(datetime(2024, 2, 1, tzinfo=timezone.utc).timestamp())
-MAR = int(datetime(2024, 3, 1, tzinfo=timezone.utc).timestamp())
-JAN_10 = int(datetime(2024, 1, 10, tzinfo=timezone.utc).timestamp())
+FEB = int(datetime(2024, 2, 1, tzinfo=UTC).timestamp())
+MAR = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp())
+JAN_10 = int(datetime(2024, 1, 10, tzinfo=UTC).timestamp())
 MINUTE = 60
 FEBRUARY_MINUTES = 29 * 1440
 
@@ -63,7 +63,7 @@ def recorded_series() -> dict[str, dict[str, list[tuple[float, float]]]]:
 
     h4, h9 = 'job="scaphandre",one_host_id="4"', 'job="scaphandre",one_host_id="9"'
     vm_on_4, vm_on_9 = f'{h4},one_vm_id="101"', f'{h9},one_vm_id="101"'
-    day, first_half = range(0, 1440), range(0, 720)
+    day, first_half = range(1440), range(720)
     on_9 = [m for m in range(720, 1440) if not 1080 <= m < 1140]  # 18:00-19:00 missing
     # host 4
     add("one_host:measured_power_watts", h4, day, 100.0)
@@ -131,6 +131,7 @@ def blocks(tmp_path_factory) -> Path:
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     return workdir / "data"
@@ -197,6 +198,7 @@ def run_report(url: str, csv_dir: Path, *period: str) -> subprocess.CompletedPro
         text=True,
         timeout=120,
         cwd=csv_dir,
+        check=False,
     )
 
 

@@ -163,6 +163,7 @@ class Cloud:
             text=True,
             timeout=RUN_TIMEOUT_S,
             env=self.service_environment(),
+            check=False,
         )
         assert PASSWORD not in result.stdout + result.stderr
         return result
@@ -836,10 +837,14 @@ def test_journal_gets_line_priorities_only_when_the_output_is_the_journal(cloud,
             stderr=stream,
             timeout=RUN_TIMEOUT_S,
             env=env,
+            check=False,
         )
     lines = output.read_text().splitlines()
     prefixes = ("<3>Prometheus at ", "<6>status: ") if named else ("Prometheus at ", "status: ")
-    assert [line.startswith(prefix) for line, prefix in zip(lines, prefixes)] == [True, True], lines
+    assert [line.startswith(prefix) for line, prefix in zip(lines, prefixes, strict=False)] == [
+        True,
+        True,
+    ], lines
 
 
 # --------------------------------------------------------------------------- the secret
@@ -1016,6 +1021,7 @@ def test_script_needs_only_the_standard_library(cloud):
         text=True,
         timeout=RUN_TIMEOUT_S,
         env=cloud.service_environment(),
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "written 5" in status_line(result)

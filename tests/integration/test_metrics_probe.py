@@ -60,7 +60,9 @@ def metrics_wait(listen_address: str, port: int) -> str:
 def test_the_wait_finds_metrics_on_the_listen_address(listen_address, served_on, tmp_path):
     with exporter_on(served_on, tmp_path) as port:
         command = metrics_wait(listen_address, port)
-        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            ["sh", "-c", command], capture_output=True, text=True, timeout=30, check=False
+        )
     assert done.returncode == 0, done.stderr
 
 
@@ -68,6 +70,8 @@ def test_the_wait_gives_up_naming_the_bracketed_address(tmp_path):
     with exporter_on("::1", tmp_path) as port:
         pass  # stopped again: nothing answers on that port now
     command = metrics_wait("::1", port).replace("docker logs", "echo no docker here:")
-    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, timeout=30, check=False
+    )
     assert done.returncode == 1
     assert f"Scaphandre /metrics on [::1]:{port} did not answer within 3s" in done.stderr

@@ -22,7 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyinfra.api import State
 from pyinfra.context import ctx_state
 
@@ -73,7 +74,7 @@ def loopback_server(handler_class):
     seen: list[bytes] = []
 
     class Handler(handler_class):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             length = int(self.headers.get("content-length", 0) or 0)
             seen.append(self.rfile.read(length) if length else b"")
             self.answer()
@@ -115,7 +116,7 @@ def dripping(part: str, seconds_per_byte: float = 0.2, total_s: float = 12.0):
             body = b"<?xml version='1.0'?><methodResponse>" + b" " * 4096
             head = (
                 b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n"
-                + b"X-Padding: "
+                b"X-Padding: "
                 + b"x" * 400
                 + b"\r\n"
                 + f"Content-Length: {len(body)}\r\n\r\n".encode()
@@ -150,9 +151,11 @@ def closed_port() -> int:
 def test_a_redirect_is_refused_and_the_credentials_never_follow_it(status):
     with loopback_server(redirecting_to("http://unused", status)) as (target_url, target_seen):
         location = target_url.replace("http://", f"http://eve:{PROXY_PASSWORD}@")
-        with loopback_server(redirecting_to(location, status)) as (url, seen):
-            with pytest.raises(OneProtocolError) as caught:
-                fetch_host_pool(endpoint_for(url))
+        with (
+            loopback_server(redirecting_to(location, status)) as (url, seen),
+            pytest.raises(OneProtocolError) as caught,
+        ):
+            fetch_host_pool(endpoint_for(url))
     assert len(seen) == 1 and target_seen == [], "the redirect must not be followed"
     message = str(caught.value)
     port = target_url.split(":")[2].split("/")[0]
@@ -186,11 +189,8 @@ def test_credentials_in_one_xmlrpc_reach_the_server_as_basic_auth():
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-    with loopback_server(Recorder) as (url, _):
-        with pytest.raises(OneProtocolError, match="HTTP 500"):
-            fetch_host_pool(
-                endpoint_for(url.replace("http://", f"http://proxyuser:{PROXY_PASSWORD}@"))
-            )
+    with loopback_server(Recorder) as (url, _), pytest.raises(OneProtocolError, match="HTTP 500"):
+        fetch_host_pool(endpoint_for(url.replace("http://", f"http://proxyuser:{PROXY_PASSWORD}@")))
     assert authorization and authorization[0].startswith("Basic ")
 
 
@@ -203,7 +203,7 @@ def self_signed(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tls")
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oned test double")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -49,7 +49,7 @@ SERIES = [
     (
         "one_host:power_watts",
         {"job": "scaphandre", "one_host_id": "3"},
-        {i: 150.0 for i in range(83)},
+        dict.fromkeys(range(83), 150.0),
     ),
     (
         "one_host:power_watts",
@@ -59,66 +59,66 @@ SERIES = [
     (
         "one_host:power_watts",
         {"job": "scaphandre", "one_host_id": "7"},
-        {i: 120.0 for i in range(52)},
+        dict.fromkeys(range(52), 120.0),
     ),
     (
         "one_host:power_watts",
         {"job": "scaphandre", "one_host_id": "8"},
-        {i: 60.0 for i in range(78, 81)},
+        dict.fromkeys(range(78, 81), 60.0),
     ),
     # host 9's exporter went away at 17m15s: Prometheus ended its series with a staleness marker
     (
         "one_host:power_watts",
         {"job": "scaphandre", "one_host_id": "9"},
-        {**{i: 80.0 for i in range(69)}, 69: STALE},
+        {**dict.fromkeys(range(69), 80.0), 69: STALE},
     ),
     (
         "one_host:energy_kwh:24h",
         {"job": "scaphandre", "one_host_id": "3"},
-        {i: 3.5 for i in range(0, 81, 4)},
+        dict.fromkeys(range(0, 81, 4), 3.5),
     ),
     (
         "one_host:energy_kwh:24h",
         {"job": "other", "one_host_id": "3"},
-        {i: 3.25 for i in range(0, 81, 4)},
+        dict.fromkeys(range(0, 81, 4), 3.25),
     ),
     # a VM that migrated from host 4 to host 3 at 14m30s (its series there ended by a
     # staleness marker at 14m45s); another that stayed on host 3
     (
         "one_vm:power_watts",
         {"job": "scaphandre", "one_host_id": "4", "one_vm_id": "42"},
-        {**{i: 30.0 for i in range(59)}, 59: STALE},
+        {**dict.fromkeys(range(59), 30.0), 59: STALE},
     ),
     (
         "one_vm:power_watts",
         {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "42"},
-        {i: 25.5 for i in range(58, 81)},
+        dict.fromkeys(range(58, 81), 25.5),
     ),
     (
         "one_vm:power_watts",
         {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "43"},
-        {i: 7.25 for i in range(81)},
+        dict.fromkeys(range(81), 7.25),
     ),
     (
         "one_vm:energy_kwh:24h",
         {"job": "scaphandre", "one_host_id": "4", "one_vm_id": "42"},
-        {i: 0.5 for i in range(0, 81, 4)},
+        dict.fromkeys(range(0, 81, 4), 0.5),
     ),
     (
         "one_vm:energy_kwh:24h",
         {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "42"},
-        {i: 0.25 for i in range(60, 81, 4)},
+        dict.fromkeys(range(60, 81, 4), 0.25),
     ),
     # emissions, where hosts have a carbon intensity: host 3 only
     (
         "one_host:emissions_gco2e:24h",
         {"job": "scaphandre", "one_host_id": "3"},
-        {i: 875.0 for i in range(0, 81, 4)},
+        dict.fromkeys(range(0, 81, 4), 875.0),
     ),
     (
         "one_vm:emissions_gco2e:24h",
         {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "42"},
-        {i: 62.5 for i in range(60, 81, 4)},
+        dict.fromkeys(range(60, 81, 4), 62.5),
     ),
 ]
 
@@ -225,6 +225,7 @@ def test_double_answers_every_sync_query_as_prometheus_does(
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -63,6 +63,7 @@ def promtool_check(config: Path, promtool: str | Path = PROMTOOL) -> subprocess.
         text=True,
         timeout=60,
         cwd=config.parent,
+        check=False,
     )
 
 

@@ -89,7 +89,8 @@ def test_the_pool_read_from_the_raw_reply_is_the_one_pyones_bindings_give(capsys
     """Over HTTP, through pyone both ways: fetch_host_pool (one call, the document read for
     what the deploy uses) gives every field, template included, that pyone's own
     `hostpool.info()` binding gave the earlier client, on a pool with odd hosts."""
-    odd = HOSTS + [
+    odd = [
+        *HOSTS,
         {
             "id": 21,
             "name": "a&b <odd> é",
@@ -128,7 +129,7 @@ def test_one_call_per_fetch(simulator):
 
 def test_set_hosts_changes_the_pool(simulator):
     endpoint = endpoint_for(simulator.url)
-    simulator.set_hosts(HOSTS + [{"id": 20, "name": "hv5", "hostname": "hv5"}])
+    simulator.set_hosts([*HOSTS, {"id": 20, "name": "hv5", "hostname": "hv5"}])
     assert fetch_host_pool(endpoint)[0] == OneHost(20, "hv5", "hv5", "kvm", 2, "MONITORED")
 
 
@@ -196,9 +197,11 @@ def test_timeout_does_not_change_the_process_wide_socket_default(simulator):
 
 @pytest.mark.parametrize("mode", ["garbage", "html"])
 def test_non_xmlrpc_reply_is_reported_as_such(mode):
-    with OneApiSimulator(HOSTS, password=PASSWORD, mode=mode) as sim:
-        with pytest.raises(OpenNebulaError) as caught:
-            fetch_host_pool(endpoint_for(sim.url))
+    with (
+        OneApiSimulator(HOSTS, password=PASSWORD, mode=mode) as sim,
+        pytest.raises(OpenNebulaError) as caught,
+    ):
+        fetch_host_pool(endpoint_for(sim.url))
     assert isinstance(caught.value, OneProtocolError)
     message = str(caught.value)
     assert "not OpenNebula XML-RPC" in message and sim.url in message
@@ -206,17 +209,19 @@ def test_non_xmlrpc_reply_is_reported_as_such(mode):
 
 
 def test_http_500_is_reported_with_status():
-    with OneApiSimulator(HOSTS, password=PASSWORD, mode="http500") as sim:
-        with pytest.raises(OneProtocolError) as caught:
-            fetch_host_pool(endpoint_for(sim.url))
+    with (
+        OneApiSimulator(HOSTS, password=PASSWORD, mode="http500") as sim,
+        pytest.raises(OneProtocolError) as caught,
+    ):
+        fetch_host_pool(endpoint_for(sim.url))
     assert "HTTP 500" in str(caught.value)
     assert_secret_absent(caught.value)
 
 
 def test_other_xmlrpc_server_is_not_mistaken_for_opennebula():
     """An XML-RPC server that is not oned (the method is unknown there) gives a clear error."""
-    from xmlrpc.server import SimpleXMLRPCServer
     import threading
+    from xmlrpc.server import SimpleXMLRPCServer
 
     server = SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -293,7 +298,7 @@ def test_simulator_as_a_process(tmp_path):
         assert control.sim.calls() == {"one.hostpool.info": 1}
 
         # the test bed adds a hypervisor by rewriting the file
-        write_atomically(hosts_file, yaml.safe_dump(HOSTS[:2] + [{"id": 30, "name": "hv9"}]))
+        write_atomically(hosts_file, yaml.safe_dump([*HOSTS[:2], {"id": 30, "name": "hv9"}]))
         assert [host.id for host in fetch_host_pool(endpoint)] == [30, 4, 0]
         assert control.sim.calls() == {"one.hostpool.info": 2}
 

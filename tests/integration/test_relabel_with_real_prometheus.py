@@ -52,7 +52,7 @@ scaph_process_power_consumption_microwatts{pid="108",exe="qemu-kvm-one",cmdline=
 scaph_process_power_consumption_microwatts{pid="109",exe="qemu-system-x86_64",cmdline="/usr/bin/qemu-system-x86_64-nameguest=one-12a,debug-threads=on",vmname="one-12a"} 90000
 scaph_process_power_consumption_microwatts{pid="110",exe="qemu-kvm-one",cmdline="/usr/bin/qemu-kvm-one-nameguest=one-\u0663,debug-threads=on"} 80000
 scaph_process_power_consumption_microwatts{pid="111",exe="qemu-kvm-one",cmdline="/usr/bin/qemu-kvm-one-nameguest=one-+5,debug-threads=on"} 70000
-"""
+"""  # noqa: E501 - exposition lines as Scaphandre writes them, one sample a line
 # pid 104: a guest not started by OpenNebula -> no one_vm_id.
 # pid 105: contrived disagreement between vmname and cmdline -> vmname wins,
 #          proving the cmdline rule never overwrites a value already set.
@@ -76,7 +76,7 @@ EXPECTED_VM_IDS = {
 class ScaphandreTestDoubleHandler(BaseHTTPRequestHandler):
     """Serves SCAPHANDRE_LINES on /metrics with no Content-Type header."""
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         if self.path != "/metrics":
             self.send_error(404)
             return
@@ -86,7 +86,7 @@ class ScaphandreTestDoubleHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format, *args):  # keep pytest output clean
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name; output kept clean
         pass
 
 

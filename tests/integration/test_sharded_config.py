@@ -28,7 +28,11 @@ def test_promtool_accepts_every_shard(tmp_path, index):
     config = tmp_path / "prometheus.yml"
     config.write_bytes(with_job(None, sharded_job(index, 3), None, "targets.yml"))
     checked = subprocess.run(
-        ["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=60
+        ["promtool", "check", "config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
@@ -49,5 +53,5 @@ def test_the_rules_keep_one_shard_by_hashmod_of_the_address():
 
 
 def test_a_shard_outside_the_servers_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="shard 2 does not exist among 2 Prometheus servers"):
         shard_relabel_configs(2, 2)

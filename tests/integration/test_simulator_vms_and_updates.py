@@ -188,8 +188,8 @@ def test_a_driver_written_into_a_host_template_becomes_the_hosts_driver(client, 
 
 def test_a_host_never_monitored_has_only_what_onehost_create_gives_it(client, simulator):
     simulator.set_hosts(
-        HOSTS
-        + [
+        [
+            *HOSTS,
             {"id": 8, "name": "new", "im_mad": "kvm", "state": 0},
             {"id": 9, "name": "seen", "im_mad": "kvm", "state": 0, "monitored": True},
         ]
@@ -402,7 +402,7 @@ def test_process_mode_serves_vms_and_keeps_written_templates_across_host_file_ch
         assert client.vm.info(42).NAME == "web"
         client.host.update(3, 'SCAPHANDRE_POWER_W = "150.0"', 1)
         temporary = tmp_path / "hosts.tmp"
-        temporary.write_text(yaml.safe_dump(HOSTS + [{"id": 9, "name": "kvm9"}]))
+        temporary.write_text(yaml.safe_dump([*HOSTS, {"id": 9, "name": "kvm9"}]))
         os.replace(temporary, hosts_file)
         assert [host.ID for host in client.hostpool.info().HOST] == [9, 3]
         assert client.host.info(3).TEMPLATE["SCAPHANDRE_POWER_W"] == "150.0"

@@ -35,9 +35,10 @@ import tempfile
 import time
 import urllib.parse
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from xml.etree import ElementTree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -704,7 +705,7 @@ def _fault(reply: list) -> list:
 
 
 def _parse_error_head(fault: list) -> list:
-    return fault[:1] + [fault[1].split("Parse error")[0] + "Parse error"] + fault[2:]
+    return [*fault[:1], fault[1].split("Parse error")[0] + "Parse error", *fault[2:]]
 
 
 def _vm_in(pool_xml: str, vm_id: int) -> ElementTree.Element:
@@ -1086,6 +1087,7 @@ def check_sync(results: Results, cloud: Cloud, auth_file: str) -> None:
                 text=True,
                 timeout=120,
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                check=False,
             )
             lines = [line for line in done.stdout.splitlines() if line.startswith("status:")]
             return done.returncode, (
@@ -1099,8 +1101,10 @@ def check_sync(results: Results, cloud: Cloud, auth_file: str) -> None:
             first,
             (
                 0,
-                "status: written 3 (2 hosts, 1 VM), unchanged 0, not fresh 0, expired 0, refused 0, "
-                "conflicts 0, not in OpenNebula 0, failed 0",
+                (
+                    "status: written 3 (2 hosts, 1 VM), unchanged 0, not fresh 0, expired 0, refused 0, "
+                    "conflicts 0, not in OpenNebula 0, failed 0"
+                ),
             ),
         )
         after = templates()
@@ -1147,8 +1151,10 @@ def check_sync(results: Results, cloud: Cloud, auth_file: str) -> None:
             second,
             (
                 0,
-                "status: written 0 (0 hosts, 0 VMs), unchanged 3, not fresh 0, expired 0, refused 0, "
-                "conflicts 0, not in OpenNebula 0, failed 0",
+                (
+                    "status: written 0 (0 hosts, 0 VMs), unchanged 3, not fresh 0, expired 0, refused 0, "
+                    "conflicts 0, not in OpenNebula 0, failed 0"
+                ),
             ),
         )
         removal = run("--remove-attributes")

@@ -34,9 +34,10 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from tests.testbed import host_network, images
 
@@ -264,7 +265,9 @@ def ssh_banner_ok(port: int) -> bool:
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
     """Run the docker CLI (text mode); raise BedCommandError when check is set and it fails."""
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
     if check and proc.returncode != 0:
         raise BedCommandError(proc.returncode, ["docker", *args], proc.stdout, proc.stderr)
     return proc
@@ -473,7 +476,7 @@ class TestBed:
         host: str,
         *cmd: str,
         check: bool = True,
-        input: str | None = None,
+        input: str | None = None,  # noqa: A002 - named as subprocess.run's
         timeout: float = EXEC_TIMEOUT_S,
     ) -> subprocess.CompletedProcess:
         """Run cmd as root in a host (docker exec); BedCommandError when check and it fails."""
@@ -484,7 +487,9 @@ class TestBed:
             self.hosts[host].container,
             *cmd,
         ]
-        proc = subprocess.run(args, capture_output=True, text=True, input=input, timeout=timeout)
+        proc = subprocess.run(
+            args, capture_output=True, text=True, input=input, timeout=timeout, check=False
+        )
         if check and proc.returncode != 0:
             raise BedCommandError(proc.returncode, list(cmd), proc.stdout, proc.stderr)
         return proc
@@ -512,7 +517,7 @@ class TestBed:
             "root@127.0.0.1",
             command,
         ]
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:
             raise BedCommandError(proc.returncode, [command], proc.stdout, proc.stderr)
         return proc
@@ -763,14 +768,14 @@ class TestBed:
             self._wait_booted(host, allow_degraded)
         for host in hosts:
             self._wait_for(
-                lambda: ssh_banner_ok(host.ssh_port),
+                partial(ssh_banner_ok, host.ssh_port),
                 SSH_TIMEOUT_S,
                 f"sshd of {host.name} on 127.0.0.1:{host.ssh_port}",
             )
             if host.role == "prometheus":
                 url = self.prometheus_url_of(host.name)
                 self._wait_for(
-                    lambda: self._prometheus_ready(url),
+                    partial(self._prometheus_ready, url),
                     PROMETHEUS_READY_TIMEOUT_S,
                     f"Prometheus API at {url}",
                 )

@@ -47,8 +47,10 @@ COLLECT_SCRIPT = "\n".join(
             for table in TABLES
         ),
         "echo '### bridges'; ip -o link show type bridge | awk -F': ' '{print $2}' | cut -d@ -f1",
-        "echo '### bridge_nf'; for f in /proc/sys/net/bridge/bridge-nf-*; do"
-        ' [ -e "$f" ] && echo "${f##*/} $(cat "$f")"; done',
+        (
+            "echo '### bridge_nf'; for f in /proc/sys/net/bridge/bridge-nf-*; do"
+            ' [ -e "$f" ] && echo "${f##*/} $(cat "$f")"; done'
+        ),
     ]
 )
 

@@ -32,10 +32,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 LOG = logging.getLogger("sotb.images")
 
@@ -81,7 +81,7 @@ def docker(
 ) -> subprocess.CompletedProcess:
     """Run the docker CLI; raise with its stderr when check is set and it fails."""
     proc = subprocess.run(
-        ["docker", *args], capture_output=True, timeout=timeout, input=input_bytes
+        ["docker", *args], capture_output=True, timeout=timeout, input=input_bytes, check=False
     )
     if check and proc.returncode != 0:
         raise ImageBuildError(
@@ -163,6 +163,7 @@ def build_base(build_dir: Path) -> None:
         ],
         capture_output=True,
         timeout=DEBOOTSTRAP_TIMEOUT_S,
+        check=False,
     )
     if proc.returncode != 0:
         raise ImageBuildError(
@@ -177,6 +178,7 @@ def build_base(build_dir: Path) -> None:
             stdin=tar.stdout,
             capture_output=True,
             timeout=600,
+            check=False,
         )
     finally:
         tar.stdout.close()
@@ -204,6 +206,7 @@ def docker_build(context: Path, tag: str, context_hash: str) -> None:
         ],
         capture_output=True,
         timeout=DOCKER_BUILD_TIMEOUT_S,
+        check=False,
     )
     if proc.returncode != 0:
         raise ImageBuildError(
@@ -241,6 +244,7 @@ def compile_static(source: Path, output: Path) -> None:
         ["gcc", "-static", "-Os", "-s", "-o", str(output), str(source)],
         capture_output=True,
         timeout=120,
+        check=False,
     )
     if proc.returncode != 0:
         raise ImageBuildError(f"gcc {source.name} failed: {proc.stderr.decode(errors='replace')}")
@@ -267,6 +271,7 @@ def build_hypervisor(build_dir: Path) -> str:
             stdout=tar_out,
             stderr=subprocess.PIPE,
             timeout=300,
+            check=False,
         )
     if proc.returncode != 0:
         raise ImageBuildError(
@@ -375,6 +380,7 @@ def build_variant_image(variant: Variant, parent_tag: str, build_dir: Path) -> s
         ],
         capture_output=True,
         timeout=DOCKER_BUILD_TIMEOUT_S,
+        check=False,
     )
     shutil.rmtree(staged)
     if proc.returncode != 0:

@@ -61,6 +61,7 @@ def _shell(command: str, fake_bin: Path | None) -> subprocess.CompletedProcess:
         capture_output=True,
         timeout=COMMAND_TIMEOUT_S,
         env=_environment(fake_bin),
+        check=False,
     )
 
 

@@ -15,8 +15,8 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from tasks.prometheus.job import scaphandre_job
 from tasks.prometheus.config_file import ADDED_KEY_COMMENT
+from tasks.prometheus.job import scaphandre_job
 
 TARGETS = "/etc/prometheus/scaphandre_targets.yml"
 RULES = "/etc/prometheus/scaphandre_rules.yml"
@@ -37,7 +37,7 @@ def typed_view(config: bytes) -> dict:
 def text_view(config: bytes) -> dict:
     """Every scalar as the text written, with libyaml's tokenizer (the one Prometheus' Go
     reader derives from): what Prometheus' string fields read."""
-    return yaml.load(config, Loader=yaml.CBaseLoader) or {}
+    return yaml.load(config, Loader=yaml.CBaseLoader) or {}  # noqa: S506 - only str, list, dict
 
 
 def reads_targets(job: dict) -> bool:
@@ -271,7 +271,10 @@ def generated_config(size: int) -> bytes:
     without service discovery have. Made at test time: megabytes of repeated text would add
     nothing to the repository that these lines do not say (bench/run_bench.py edits 2 MB)."""
     parts = [
-        b"# generated\nglobal:\n  scrape_interval: 15s\n  external_labels:\n    country: NO\nrule_files:\n  - rules/*.yml\nscrape_configs:\n"
+        (
+            b"# generated\nglobal:\n  scrape_interval: 15s\n  external_labels:\n    country: NO\n"
+            b"rule_files:\n  - rules/*.yml\nscrape_configs:\n"
+        )
     ]
     total, host = len(parts[0]), 0
     while total < size:

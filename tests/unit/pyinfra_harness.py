@@ -174,7 +174,10 @@ def planned_command_objects(
     with contextlib.ExitStack() as stack:
         stack.enter_context(
             mock.patch.object(
-                Host, "get_fact", lambda self, cls, *a, **kw: table(self, cls, *a, **kw)
+                # A function, so that it binds to the host as get_fact does; the table would not.
+                Host,
+                "get_fact",
+                lambda self, cls, *a, **kw: table(self, cls, *a, **kw),  # noqa: PLW0108
             )
         )
         stack.enter_context(ctx_state.use(state))
@@ -213,7 +216,10 @@ def planned_script(
     with contextlib.ExitStack() as stack:
         stack.enter_context(
             mock.patch.object(
-                Host, "get_fact", lambda self, cls, *a, **kw: table(self, cls, *a, **kw)
+                # A function, so that it binds to the host as get_fact does; the table would not.
+                Host,
+                "get_fact",
+                lambda self, cls, *a, **kw: table(self, cls, *a, **kw),  # noqa: PLW0108
             )
         )
         stack.enter_context(ctx_state.use(state))

@@ -7,7 +7,7 @@ import pytest
 from pyinfra.api import State
 from pyinfra.context import ctx_state
 
-import tasks.opennebula as opennebula
+from tasks import opennebula
 from tasks.cloud import build_view
 from tasks.opennebula import OpenNebulaLookupError, host_pool
 from tasks.opennebula.client import OneUnreachableError
@@ -89,10 +89,11 @@ def test_explicit_id_wins_and_an_unknown_one_is_not_second_guessed():
 
 def test_an_inventory_name_equal_to_template_hostname_matches_without_asking_the_node():
     """hv3 registered as NAME kvm-node-d, TEMPLATE/HOSTNAME hv3: found even outside --limit."""
-    pool = POOL + [
+    pool = [
+        *POOL,
         OneHost(
             id=31, name="kvm-node-d", hostname="hv3", im_mad="kvm", state=2, state_name="MONITORED"
-        )
+        ),
     ]
     cloud, nodes = view({"hv3": settings()}, pool=pool)
     assert cloud.get("hv3").one_host.id == 31 and nodes.asked == []
@@ -142,8 +143,9 @@ def test_two_hypervisors_scraped_at_one_address_fail_alone():
 
 
 def test_an_opennebula_host_without_a_name_cannot_be_labelled_and_fails_alone():
-    pool = POOL + [
-        OneHost(id=40, name="", hostname="hv4", im_mad="kvm", state=2, state_name="MONITORED")
+    pool = [
+        *POOL,
+        OneHost(id=40, name="", hostname="hv4", im_mad="kvm", state=2, state_name="MONITORED"),
     ]
     cloud, _ = view({"hv1": settings(), "hv4": settings(one_host_id=40)}, pool=pool)
     assert "empty host name" in cloud.get("hv4").problem
@@ -187,7 +189,7 @@ def test_api_failure_is_one_error_for_the_whole_run(monkeypatch):
     monkeypatch.setattr(opennebula, "resolve_endpoint", lambda **kwargs: "endpoint")
     with ctx_state.use(State()):
         for _ in range(3):
-            with pytest.raises(OpenNebulaLookupError, match="127.0.0.1:9"):
+            with pytest.raises(OpenNebulaLookupError, match=r"127\.0\.0\.1:9"):
                 host_pool(None, None, None)
     assert calls == ["endpoint"], "a failed call is not retried per host"
 
@@ -205,7 +207,7 @@ def test_the_pool_is_fetched_once_per_run(monkeypatch):
     assert calls == ["endpoint", "endpoint"]
 
 
-# --------------------------------------------------------------------------- the monitor-database fallback: only when unreachable
+# ---------------------------------------------------- the monitor-database fallback: only when unreachable
 
 
 def fallback_view(monkeypatch, error: OpenNebulaLookupError, fallback: bool = True):

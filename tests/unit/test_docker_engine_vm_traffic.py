@@ -109,7 +109,7 @@ def test_ipv6_is_reported_too_when_docker_set_its_policy():
 
 def test_the_collect_command_is_valid_shell_and_prints_every_section():
     done = subprocess.run(
-        ["sh", "-n", "-c", COLLECT_COMMAND], capture_output=True, text=True, timeout=10
+        ["sh", "-n", "-c", COLLECT_COMMAND], capture_output=True, text=True, timeout=10, check=False
     )
     assert done.returncode == 0, done.stderr
     for section in (

@@ -8,11 +8,12 @@ import csv
 import io
 import shutil
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tasks.accounting import report
 from tasks.accounting.report import (
@@ -37,10 +38,12 @@ from tasks.accounting.report import (
 )
 
 PROMTOOL = "/usr/bin/promtool"
-UTC = timezone.utc
 
+# Hypothesis takes naive bounds; the zone comes from `timezones`.
 moments = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    min_value=datetime(2000, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
 )
 
 
@@ -134,7 +137,11 @@ def test_one_query_asks_for_every_figure_and_promtool_parses_it(tmp_path):
         )
     )
     checked = subprocess.run(
-        [PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
+        [PROMTOOL, "check", "rules", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 

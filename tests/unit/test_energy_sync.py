@@ -11,8 +11,7 @@ import json
 import pytest
 from pyinfra.api.util import get_template
 
-from tasks.energy_sync import install_energy_sync, remove_energy_sync
-from tasks.energy_sync import plan
+from tasks.energy_sync import install_energy_sync, plan, remove_energy_sync
 from tasks.install_record import InstallLedger
 from tasks.install_record.facts import FoundFile
 from tasks.install_record.record import RECORD_FILE, FileEntry, InstallRecord, sha256_of
@@ -101,7 +100,9 @@ def server_facts(
     for path, content in (installed or {}).items():
         group, mode = owners[path]
         facts[f"File:{path}"] = {"mode": mode, "user": "root", "group": group, "size": len(content)}
-        facts[f"Sha1File:{path}"] = hashlib.sha1(content.encode()).hexdigest()
+        facts[f"Sha1File:{path}"] = hashlib.sha1(
+            content.encode(), usedforsecurity=False
+        ).hexdigest()
     table = FactTable(facts)
     table.installed = dict(installed or {})
     return table
@@ -336,8 +337,10 @@ def test_a_stopped_timer_is_started_only_after_a_trial_run():
     [
         (
             {"credentials": "unreadable"},
-            "energy_sync_one_auth_file /var/lib/one/.one/one_auth is not readable by "
-            "oneadmin, the user the energy sync runs as: give oneadmin read access",
+            (
+                "energy_sync_one_auth_file /var/lib/one/.one/one_auth is not readable by "
+                "oneadmin, the user the energy sync runs as: give oneadmin read access"
+            ),
         ),
         (
             {"credentials": "missing"},
@@ -410,15 +413,19 @@ def test_bad_energy_sync_settings_are_refused_naming_the_key(key, value, says):
     [
         (
             {"energy_sync_interval_s": 600},
-            "setting energy_sync_max_age_s is 900, less than twice energy_sync_interval_s "
-            "(600): one run finding no sample would already remove the values; set it to "
-            "1200 or more",
+            (
+                "setting energy_sync_max_age_s is 900, less than twice energy_sync_interval_s "
+                "(600): one run finding no sample would already remove the values; set it to "
+                "1200 or more"
+            ),
         ),
         ({"energy_sync_max_age_s": 599}, "set it to 600 or more"),
         (
             {"energy_sync_vm_max_power_w": 3000, "energy_sync_host_max_power_w": 2500},
-            "setting energy_sync_vm_max_power_w (3000) is above energy_sync_host_max_power_w (2500): a VM's power is a "
-            "share of its host's",
+            (
+                "setting energy_sync_vm_max_power_w (3000) is above "
+                "energy_sync_host_max_power_w (2500): a VM's power is a share of its host's"
+            ),
         ),
     ],
 )
@@ -588,10 +595,14 @@ def test_removal_without_python_fails_the_host_and_keeps_the_files():
 
 def test_status_line_is_the_last_status_among_the_lines():
     lines = [
-        "not fresh (no current power sample on its host in the last 300 s), values kept until there is none "
-        "for 900 s: host 3 (kvm1)",
-        "status: would write 2 (1 host, 1 VM), unchanged 0, not fresh 1, expired 0, refused 0, conflicts 0, "
-        "not in OpenNebula 0, failed 0",
+        (
+            "not fresh (no current power sample on its host in the last 300 s), values kept until there is none "
+            "for 900 s: host 3 (kvm1)"
+        ),
+        (
+            "status: would write 2 (1 host, 1 VM), unchanged 0, not fresh 1, expired 0, refused 0, conflicts 0, "
+            "not in OpenNebula 0, failed 0"
+        ),
     ]
     assert plan.status_line(lines) == lines[1] and plan.status_line(["nothing"]) is None
 

@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from tests.doubles.one_api_simulator import merge_template, parse_template
 
@@ -103,8 +105,10 @@ def test_settings_strip_trailing_slash_and_accept_comments(tmp_path):
         (
             "max_age_s",
             "599",
-            "max_age_s is '599': it must be a whole number from 600 to 172800 "
-            "(at least twice interval_s)",
+            (
+                "max_age_s is '599': it must be a whole number from 600 to 172800 "
+                "(at least twice interval_s)"
+            ),
         ),
         (
             "host_max_power_w",
@@ -114,8 +118,10 @@ def test_settings_strip_trailing_slash_and_accept_comments(tmp_path):
         (
             "vm_max_power_w",
             "5001",
-            "vm_max_power_w is '5001': it must be a number from 1 to 5000 "
-            "(at most host_max_power_w)",
+            (
+                "vm_max_power_w is '5001': it must be a number from 1 to 5000 "
+                "(at most host_max_power_w)"
+            ),
         ),
         ("vm_max_power_w", "nan", "vm_max_power_w is 'nan'"),
     ],
@@ -222,7 +228,9 @@ def test_decode_error_is_not_chained(tmp_path):
 )
 def test_values_are_rounded_as_documented(power, energy, stamp, expected):
     attributes = sync.desired_attributes("host", sync.Sample(power, stamp), energy)
-    assert list(attributes.items()) == list(zip((POWER, SCORE, ENERGY, STAMP), expected))
+    assert list(attributes.items()) == list(
+        zip((POWER, SCORE, ENERGY, STAMP), expected, strict=True)
+    )
     vm = sync.desired_attributes("VM", sync.Sample(power, stamp), energy)
     assert list(vm.items()) == [(POWER, expected[0]), (ENERGY, expected[2]), (STAMP, expected[3])]
 
@@ -368,7 +376,7 @@ def test_power_moves_beyond_the_larger_of_watts_and_percent(stored, new, moved):
     delta=st.floats(min_value=-500, max_value=500, allow_nan=False),
 )
 def test_moved_is_exactly_the_documented_rule(old, delta):
-    stored, new = "%.1f" % old, "%.1f" % (old + delta)
+    stored, new = f"{old:.1f}", f"{old + delta:.1f}"
     limit = max(1.0, abs(float(stored)) * 2.0 / 100)
     assert sync.moved(stored, new, 1.0, 2.0) is (abs(float(new) - float(stored)) > limit)
 
@@ -867,6 +875,7 @@ def test_script_runs_on_python_3_6_and_later():
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -35,6 +35,7 @@ def collected() -> set[str]:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return {line.strip() for line in proc.stdout.splitlines() if "::" in line}

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import tasks.install_record.lock as lock
-from tasks.install_record import install_ledger
+from tasks.install_record import install_ledger, lock
 from tasks.install_record.facts import InstallRecordFile, RecordRead
 from tasks.install_record.lock import (
     RUN_TOKEN,

@@ -61,7 +61,9 @@ def test_a_rerun_reads_each_fact_once():
             "Directory": 2,  # pyinfra's files.template: the modules-load file
             "DockerEngineInstalled": 1,
             "SystemdEnabled": 1,
-            "SystemdStatus": 2,  # pyinfra's systemd.service, then the engine check (planned before it is known whether it runs)
+            # pyinfra's systemd.service, then the engine check (planned before it is known
+            # whether it runs)
+            "SystemdStatus": 2,
             "DockerContainer": 1,
         }
     )

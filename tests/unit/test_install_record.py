@@ -28,10 +28,10 @@ OURS = {"iptables": False, "ip6tables": False, "ip-forward": False, "bridge": "n
 DIGEST_A, DIGEST_B = sha256_of(b"a"), sha256_of(b"b")
 
 records = st.builds(
-    lambda **fields: InstallRecord(**fields),
+    lambda **fields: InstallRecord(**fields),  # noqa: PLW0108 - no field inferred
     engine=st.none()
     | st.builds(
-        lambda **fields: EngineEntry(**fields),
+        lambda **fields: EngineEntry(**fields),  # noqa: PLW0108 - no field inferred
         package_manager=st.sampled_from(["apt", "dnf"]),
         done=st.booleans(),
         packages=st.lists(
@@ -41,7 +41,7 @@ records = st.builds(
     ),
     daemon_json=st.none()
     | st.builds(
-        lambda **fields: DaemonJsonEntry(**fields),
+        lambda **fields: DaemonJsonEntry(**fields),  # noqa: PLW0108 - no field inferred
         settings=st.just(dict(OURS)),
         done=st.booleans(),
         previous=st.dictionaries(st.sampled_from(list(OURS)), st.booleans() | st.text(max_size=4)),
@@ -60,7 +60,7 @@ records = st.builds(
     files=st.dictionaries(
         st.sampled_from(["/etc/prometheus/scaphandre_rules.yml", "/etc/one/x.conf"]),
         st.builds(
-            lambda **fields: FileEntry(**fields),
+            lambda **fields: FileEntry(**fields),  # noqa: PLW0108 - no field inferred
             sha256=st.none() | st.just(DIGEST_A),
             writing=st.none() | st.just(DIGEST_B),
         ),

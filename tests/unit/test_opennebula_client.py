@@ -296,7 +296,7 @@ def test_a_file_with_a_utf8_byte_order_mark_works(places):
 def test_a_ca_file_that_is_not_there_names_the_setting(places):
     write(places["system"], "oneadmin:pw\n")
     with pytest.raises(
-        OpenNebulaError, match="one_xmlrpc_ca_file .*/nope.pem does not exist or is not a file"
+        OpenNebulaError, match=r"one_xmlrpc_ca_file .*/nope\.pem does not exist or is not a file"
     ):
         resolve(places, ca_file=str(places["spare"] / "nope.pem"))
     ca = write(places["spare"] / "ca.pem", "-----BEGIN CERTIFICATE-----\n")

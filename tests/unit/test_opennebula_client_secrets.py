@@ -11,7 +11,8 @@ import xmlrpc.client
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tasks.opennebula.client import OneEndpoint, fetch_host_pool, resolve_endpoint
 from tasks.opennebula.pool import OpenNebulaError

@@ -6,9 +6,9 @@ from tasks.opennebula.discovery import DiscoveryError, discovered_hypervisors
 from tasks.opennebula.pool import OneHost
 
 
-def one_host(id, name, im_mad="kvm", state_name="MONITORED", hostname=None, **template):
+def one_host(host_id, name, im_mad="kvm", state_name="MONITORED", hostname=None, **template):
     return OneHost(
-        id=id,
+        id=host_id,
         name=name,
         hostname=hostname,
         im_mad=im_mad,
@@ -96,7 +96,7 @@ def test_an_ipv6_address_from_the_template_is_scraped_in_brackets(template_value
 
 
 def test_a_host_without_a_name_or_with_a_taken_name_is_skipped_and_the_others_discovered():
-    pool = POOL + [one_host(20, ""), one_host(21, "kvm-a")]
+    pool = [*POOL, one_host(20, ""), one_host(21, "kvm-a")]
     entries, skipped = discovered_hypervisors(pool, {})
     assert [name for name, _ in entries] == ["kvm-a", "kvm-c"]
     assert any("host ID 20 skipped: it has no NAME" in line for line in skipped)
@@ -105,7 +105,7 @@ def test_a_host_without_a_name_or_with_a_taken_name_is_skipped_and_the_others_di
 
 def test_a_pattern_one_host_cannot_fill_skips_that_host_only():
     entries, skipped = discovered_hypervisors(
-        POOL + [one_host(14, "kvm-d")], {"discovery_ssh_port": "{template[SSH_PORT]}"}
+        [*POOL, one_host(14, "kvm-d")], {"discovery_ssh_port": "{template[SSH_PORT]}"}
     )
     assert [name for name, _ in entries] == ["kvm-a", "kvm-c"]
     assert any(

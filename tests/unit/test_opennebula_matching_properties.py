@@ -7,9 +7,10 @@ from __future__ import annotations
 import difflib
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-import tasks.opennebula.matching as matching
+from tasks.opennebula import matching
 from tasks.opennebula.matching import (
     HostMatchError,
     HostQuery,
@@ -23,7 +24,7 @@ from tasks.opennebula.pool import HostPool, OneHost
 # underscore, IP addresses, and now and then an empty or unusual NAME.
 label = st.text(alphabet="abcdefghknrv0123456789-", min_size=1, max_size=8)
 host_name = st.one_of(
-    st.builds(lambda parts: ".".join(parts), st.lists(label, min_size=1, max_size=3)),
+    st.builds(".".join, st.lists(label, min_size=1, max_size=3)),
     st.builds(lambda a, b: f"{a}.{b}", st.ip_addresses(v=4).map(str), st.just("x")).map(
         lambda s: s.split(".x")[0]
     ),
@@ -179,7 +180,7 @@ def test_resolve_hypervisors_answers_every_query_and_never_raises(
         HostQuery(name, one_id if one_id is None or isinstance(one_id, int) else None, one_name)
         for name, one_id, one_name in queries
     ]
-    matches, errors = resolve_hypervisors(pool, asked, lambda name: node_hostnames.get(name))
+    matches, errors = resolve_hypervisors(pool, asked, node_hostnames.get)
     assert set(matches) | set(errors) == {query.inventory_name for query in asked}
     assert not set(matches) & set(errors)
     assert all(isinstance(error, HostMatchError) for error in errors.values())

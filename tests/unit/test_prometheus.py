@@ -23,12 +23,18 @@ from pathlib import Path
 import pyinfra
 import pytest
 
-import tasks.prometheus.config_file as config_file
 from tasks.cloud import CloudView, Hypervisor
-from tasks.opennebula.pool import OneHost
 from tasks.install_record import install_ledger
-from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
-from tasks.prometheus import operations
+from tasks.install_record.facts import FoundFile
+from tasks.install_record.record import sha256_of
+from tasks.opennebula.pool import OneHost
+from tasks.prometheus import (
+    config_file,
+    configure_prometheus,
+    operations,
+    prometheus_server,
+    remove_prometheus_job,
+)
 from tasks.prometheus.config_file import edit_fingerprint, with_job
 from tasks.prometheus.facts import PrometheusServer
 from tasks.prometheus.job import scaphandre_job
@@ -36,8 +42,6 @@ from tasks.prometheus.operations import prometheus_job, prometheus_job_absent, p
 from tasks.prometheus.reload import MetricsEndpoint, metrics_endpoint
 from tests.doubles.prometheus_reload_double import PrometheusReloadDouble
 from tests.unit.local_pyinfra_host import run_here
-from tasks.install_record.facts import FoundFile
-from tasks.install_record.record import sha256_of
 from tests.unit.pyinfra_harness import all_commands, planned_commands, record_facts
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prometheus"
@@ -463,7 +467,9 @@ def test_the_reload_signals_and_waits_in_one_command_from_the_exact_script(serve
     ]
     assert 'systemctl kill --kill-whom=main --signal=HUP "$unit"' in script
     assert (
-        subprocess.run(["bash", "-n", "-c", script], capture_output=True, timeout=30).returncode
+        subprocess.run(
+            ["bash", "-n", "-c", script], capture_output=True, timeout=30, check=False
+        ).returncode
         == 0
     )
 
@@ -653,8 +659,10 @@ UNEDITABLE = {
     "not-yaml": ((DATA / "broken.yml").read_bytes(), "not valid YAML"),
     "two-scaphandre-jobs": (TWO_SCAPHANDRE_JOBS, "2 scrape jobs named 'scaphandre'"),
     "string-rule-files": (
-        b"rule_files: /etc/prometheus/scaphandre_rules.yml\nscrape_configs:\n"
-        b"  - job_name: scaphandre\n",
+        (
+            b"rule_files: /etc/prometheus/scaphandre_rules.yml\nscrape_configs:\n"
+            b"  - job_name: scaphandre\n"
+        ),
         "'rule_files' in prometheus.yml is not a list",
     ),
     "not-utf8": ("# Réglages\nscrape_configs: []\n".encode("latin-1"), "not valid UTF-8 (line 1"),
@@ -720,6 +728,7 @@ def test_the_fact_commands_run_nothing_either(server, monkeypatch):
             capture_output=True,
             timeout=30,
             env={**os.environ, "PATH": f"{server.fake_bin}:{os.environ['PATH']}"},
+            check=False,
         )
     assert not list(server.root.rglob("PWNED*"))
 
@@ -915,7 +924,10 @@ def configure_steps(cloud: CloudView):
     return run
 
 
-def configure_plan(found: dict, cloud: CloudView = CloudView(()), **facts) -> list[str]:
+NO_HYPERVISORS = CloudView(())
+
+
+def configure_plan(found: dict, cloud: CloudView = NO_HYPERVISORS, **facts) -> list[str]:
     return all_commands(
         planned_commands(
             configure_steps(cloud),
@@ -1073,9 +1085,12 @@ def test_a_change_plans_the_confirmed_reload_with_where_prometheus_listens():
 def test_a_noop_rerun_plans_nothing_and_an_unconfirmed_reload_plans_only_the_reload():
     assert configure_plan(LISTENING_ON_9099, **deployed_facts(reload_pending=False)) == []
     assert configure_plan(LISTENING_ON_9099, **deployed_facts(reload_pending=True)) == [
-        "call reload_and_confirm(ReloadRequest(service='prometheus', changed_path='/etc/prometheus/prometheus.yml', "
-        "endpoint=MetricsEndpoint(address='127.0.0.1', port=9099, path='/metrics'), timeout_s=60, "
-        f"marker='{MARKER}'),)"
+        (
+            "call reload_and_confirm(ReloadRequest(service='prometheus', "
+            "changed_path='/etc/prometheus/prometheus.yml', "
+            "endpoint=MetricsEndpoint(address='127.0.0.1', port=9099, path='/metrics'), timeout_s=60, "
+            f"marker='{MARKER}'),)"
+        )
     ]
 
 

@@ -79,7 +79,7 @@ def corpus_ids(paths):
 def test_corpus_is_large_and_varied_enough():
     names = {path.name for path in CORPUS_FILES}
     assert len(names) >= 15
-    assert CORPUS_WITH_JOB <= names and set(PROMTOOL_REFUSES_INPUT) <= names
+    assert names >= CORPUS_WITH_JOB and set(PROMTOOL_REFUSES_INPUT) <= names
     raw = {path.name: path.read_bytes() for path in CORPUS_FILES}
     assert raw["debian_shipped.yml"].startswith(
         b"# Sample config for Prometheus."
@@ -101,7 +101,7 @@ def test_adding_the_job_changes_only_its_own_lines(path):
     before = path.read_bytes()
     after = with_job(before, JOB, None, TARGETS)
     assert_only_job_lines_changed(before, after)
-    taken_out, put_in = changed_region(before, after)
+    taken_out, _put_in = changed_region(before, after)
     if path.name not in CORPUS_WITH_JOB:
         assert taken_out == b"", "a new job is only inserted"
     assert split_jobs(typed_view(after))[0] == JOB
@@ -165,7 +165,11 @@ def promtool_check(directory: Path, config: bytes) -> subprocess.CompletedProces
     config_path = directory / "prometheus.yml"
     config_path.write_bytes(config)
     return subprocess.run(
-        [PROMTOOL, "check", "config", str(config_path)], capture_output=True, text=True, timeout=60
+        [PROMTOOL, "check", "config", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -240,7 +244,10 @@ def test_jobs_separated_by_blank_lines_get_one_before_the_new_job():
 
 
 def test_rule_files_goes_before_the_comments_that_introduce_scrape_configs():
-    before = b"global:\n  scrape_interval: 15s\n\n# The jobs.\n# One per exporter.\nscrape_configs:\n- job_name: a\n  static_configs: [{targets: ['a:1']}]\n"
+    before = (
+        b"global:\n  scrape_interval: 15s\n\n# The jobs.\n# One per exporter.\n"
+        b"scrape_configs:\n- job_name: a\n  static_configs: [{targets: ['a:1']}]\n"
+    )
     after = with_job(before, JOB, RULES, TARGETS)
     assert after.startswith(
         b"global:\n  scrape_interval: 15s\n\nrule_files:  "
@@ -525,9 +532,8 @@ def test_unusable_files_are_refused_in_one_line(config, expected):
 
 def test_two_candidate_jobs_are_refused_naming_both():
     config = (
-        b"scrape_configs:\n- job_name: scaphandre\n  static_configs: [{targets: ['a:1']}]\n- job_name: energy\n  file_sd_configs: [{files: ["
-        + TARGETS.encode()
-        + b"]}]\n"
+        b"scrape_configs:\n- job_name: scaphandre\n  static_configs: [{targets: ['a:1']}]\n"
+        b"- job_name: energy\n  file_sd_configs: [{files: [" + TARGETS.encode() + b"]}]\n"
     )
     message = refusal(config)
     assert "'scaphandre'" in message and "'energy'" in message
@@ -559,11 +565,11 @@ def test_removal_that_would_break_an_alias_is_refused():
 
 
 def test_bad_arguments_are_programming_errors():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the job has no job_name"):
         with_job(b"", {"file_sd_configs": []}, None, TARGETS)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="which YAML cannot carry plainly"):
         with_job(b"", dict(JOB, extra=object()), None, TARGETS)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must name a file"):
         needs_update(b"", JOB, "", TARGETS)
     with pytest.raises(TypeError):
         with_job("scrape_configs: []\n", JOB, None, TARGETS)
@@ -626,7 +632,7 @@ def test_the_fingerprint_tells_requests_apart_as_with_job_does():
         edit_fingerprint(dict(JOB, sample_limit=True), RULES, TARGETS),
     ]
     assert len({fingerprint, *others}) == len(others) + 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must name a file"):
         edit_fingerprint(JOB, "", TARGETS)
 
 
@@ -656,7 +662,10 @@ def test_a_large_file_is_edited_and_restored_through_libyaml(tmp_path, monkeypat
 
 
 def test_comments_indented_under_the_key_above_stay_with_it():
-    before = b"global:\n  scrape_interval: 15s\n  # scrape_timeout: 10s\n# The jobs.\nscrape_configs:\n  - job_name: a\n"
+    before = (
+        b"global:\n  scrape_interval: 15s\n  # scrape_timeout: 10s\n# The jobs.\n"
+        b"scrape_configs:\n  - job_name: a\n"
+    )
     after = with_job(before, JOB, RULES, TARGETS)
     assert after.startswith(
         b"global:\n  scrape_interval: 15s\n  # scrape_timeout: 10s\nrule_files:  "

@@ -29,8 +29,10 @@ def job_v2(**kwargs) -> dict:
     "output, expected",
     [
         (
-            "prometheus, version 2.42.0+ds (branch: debian/sid, revision: 2.42.0+ds-5+deb12u1)\n"
-            "  build user:       team+pkg-go@tracker.debian.org\n",
+            (
+                "prometheus, version 2.42.0+ds (branch: debian/sid, revision: 2.42.0+ds-5+deb12u1)\n"
+                "  build user:       team+pkg-go@tracker.debian.org\n"
+            ),
             (2, 42, 0),
         ),
         (
@@ -51,7 +53,7 @@ def test_prometheus_version_parsed(output, expected):
     "garbage", ["", "bash: prometheus: command not found", "prometheus, version unknown"]
 )
 def test_unreadable_version_is_refused_quoting_the_text(garbage):
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="cannot read a Prometheus version from") as error:
         prometheus_version(garbage)
     assert repr(garbage.strip()) in str(error.value)
 
@@ -85,7 +87,7 @@ def test_job_name_and_intervals_are_passed_through():
 
 @pytest.mark.parametrize("interval", ["15", "fast", "1.5s", ""])
 def test_bad_interval_is_refused_naming_it(interval):
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="is not a Prometheus duration") as error:
         job_v2(scrape_interval=interval)
     assert "scrape_interval" in str(error.value)
 
@@ -122,7 +124,7 @@ def test_snippet_is_a_pasteable_self_contained_job():
 
 def test_snippet_refuses_duplicate_hosts():
     clash = ScrapeTarget(address=HV1.address, one_host_id=99, host_name="other")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="have the same scrape address"):
         scrape_job_snippet(job_v2(), [HV1, clash])
 
 

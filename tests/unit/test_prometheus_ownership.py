@@ -17,12 +17,10 @@ from unittest import mock
 import pyinfra
 import pytest
 
-import tasks.install_record as install_record
-import tasks.install_record.lock as lock
-import tasks.install_record.ownership as ownership
+from tasks import install_record
 from tasks.cloud import CloudView, Hypervisor
 from tasks.energy_sync import plan as energy_sync_plan
-from tasks.install_record import install_ledger
+from tasks.install_record import install_ledger, lock, ownership
 from tasks.install_record.facts import FoundFile
 from tasks.install_record.record import FileEntry, InstallRecord, parse_install_record, sha256_of
 from tasks.opennebula.pool import OneHost
@@ -53,8 +51,8 @@ RULES_TEXT = rules_for_job(RULES_FILE.read_text()).encode()
 class PrometheusHost:
     """A Prometheus server's files under one directory, and the deploy and remove.py run on it."""
 
-    def __init__(self, root: Path, server):
-        self.root, self.server = root, server
+    def __init__(self, root: Path, local_server):
+        self.root, self.server = root, local_server
         self.etc = root / "etc" / "prometheus"
         self.etc.mkdir(parents=True)
         self.config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")

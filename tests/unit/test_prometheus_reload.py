@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tasks.prometheus.reload import (
     MetricsEndpoint,
@@ -216,18 +217,26 @@ def test_only_a_successful_reload_at_or_after_the_signal_confirms(before, after)
 
 PROMETHEUS_2_REJECTED = [
     "opennebula-prometheus.service: Sent signal SIGHUP to main process 45 (prometheus) on client request.",
-    'ts=2026-12-03T14:19:06.009Z caller=main.go:1192 level=info msg="Loading configuration file" '
-    "filename=/etc/one/prometheus/prometheus.yml",
-    'ts=2026-12-03T14:19:06.010Z caller=manager.go:1015 level=error component="rule manager" msg="loading groups '
-    'failed" err="/etc/one/prometheus/scaphandre_rules.yml: open /etc/one/prometheus/scaphandre_rules.yml: '
-    'permission denied"',
-    'ts=2026-12-03T14:19:06.010Z caller=main.go:1218 level=error msg="Failed to apply configuration" '
-    'err="error loading rules, previous rule set restored"',
+    (
+        'ts=2026-12-03T14:19:06.009Z caller=main.go:1192 level=info msg="Loading configuration file" '
+        "filename=/etc/one/prometheus/prometheus.yml"
+    ),
+    (
+        'ts=2026-12-03T14:19:06.010Z caller=manager.go:1015 level=error component="rule manager" msg="loading groups '
+        'failed" err="/etc/one/prometheus/scaphandre_rules.yml: open /etc/one/prometheus/scaphandre_rules.yml: '
+        'permission denied"'
+    ),
+    (
+        'ts=2026-12-03T14:19:06.010Z caller=main.go:1218 level=error msg="Failed to apply configuration" '
+        'err="error loading rules, previous rule set restored"'
+    ),
 ]
 PROMETHEUS_3_REJECTED = [
     'time=2026-12-03T14:19:06.009Z level=INFO source=main.go:1475 msg="Loading configuration file"',
-    'time=2026-12-03T14:19:06.010Z level=ERROR source=manager.go:197 msg="loading groups failed" '
-    'component="rule manager" err="open /etc/prometheus/scaphandre_rules.yml: permission denied"',
+    (
+        'time=2026-12-03T14:19:06.010Z level=ERROR source=manager.go:197 msg="loading groups failed" '
+        'component="rule manager" err="open /etc/prometheus/scaphandre_rules.yml: permission denied"'
+    ),
 ]
 
 

@@ -90,30 +90,30 @@ def test_same_host_twice_is_listed_once():
 
 def test_duplicate_address_is_refused_naming_both_hosts():
     clash = ScrapeTarget(address=HV1.address, one_host_id=99, host_name="other")
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="have the same scrape address") as error:
         targets_file_entries([HV1, clash])
     assert "hv1" in str(error.value) and "other" in str(error.value)
 
 
 def test_duplicate_host_id_is_refused_naming_both_hosts():
     clash = ScrapeTarget(address="hv9:8080", one_host_id=HV1.one_host_id, host_name="hv9")
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="map to the same OpenNebula host ID") as error:
         render_targets_file([HV1, clash])
     assert "hv1" in str(error.value) and "hv9" in str(error.value)
 
 
 @pytest.mark.parametrize(
-    "address, one_host_id, host_name",
+    "address, one_host_id, host_name, refusal",
     [
-        ("", 1, "a"),
-        ("http://hv:8080", 1, "a"),
-        ("hv:8080", -1, "a"),
-        ("hv:8080", "1", "a"),
-        ("hv:8080", 1, " "),
+        ("", 1, "a", "is not a host:port"),
+        ("http://hv:8080", 1, "a", "is not a host:port"),
+        ("hv:8080", -1, "a", "is not a non-negative integer"),
+        ("hv:8080", "1", "a", "is not a non-negative integer"),
+        ("hv:8080", 1, " ", "has an empty host name"),
     ],
 )
-def test_invalid_scrape_target_is_refused(address, one_host_id, host_name):
-    with pytest.raises(ValueError):
+def test_invalid_scrape_target_is_refused(address, one_host_id, host_name, refusal):
+    with pytest.raises(ValueError, match=refusal):
         ScrapeTarget(address=address, one_host_id=one_host_id, host_name=host_name)
 
 
@@ -128,18 +128,21 @@ def test_missing_or_empty_targets_file_parses_to_nothing(text):
 
 
 @pytest.mark.parametrize(
-    "text",
+    "text, refusal",
     [
-        "targets: [a]\n",  # a mapping, not a list
-        "- [a, b]\n",  # entries not mappings
-        "- targets: [hv:8080]\n",  # no labels
-        "- targets: [hv:8080]\n  labels: {one_host_id: x, host_name: hv}\n",  # id not an integer
-        "- targets: [hv:8080]\n  labels: {one_host_id: '1'}\n",  # no host name
-        "- targets: [hv:8080\n",  # not YAML
+        ("targets: [a]\n", "is not a list of file_sd entries"),  # a mapping, not a list
+        ("- [a, b]\n", "has no 'targets' list"),  # entries not mappings
+        ("- targets: [hv:8080]\n", "has no 'labels' mapping"),
+        (
+            "- targets: [hv:8080]\n  labels: {one_host_id: x, host_name: hv}\n",
+            "has no integer one_host_id label",
+        ),
+        ("- targets: [hv:8080]\n  labels: {one_host_id: '1'}\n", "has no host_name label"),
+        ("- targets: [hv:8080\n", "is not valid YAML"),
     ],
 )
-def test_malformed_targets_file_is_refused(text):
-    with pytest.raises(ValueError):
+def test_malformed_targets_file_is_refused(text, refusal):
+    with pytest.raises(ValueError, match=refusal):
         parse_targets_file(text)
 
 

@@ -11,7 +11,8 @@ import ipaddress
 import json
 
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tasks.prometheus.owned_yaml import dump
 from tasks.prometheus.targets import (

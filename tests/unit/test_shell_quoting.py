@@ -11,7 +11,6 @@ directory; it must never appear.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -25,12 +24,12 @@ from tasks.cloud import CloudView
 from tasks.docker_engine import ensure_docker_engine, remove_docker_engine
 from tasks.docker_engine.daemon_config import DAEMON_JSON
 from tasks.grafana import provision_dashboard, remove_dashboard
-from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
 from tasks.install_record import install_ledger
 from tasks.install_record.facts import FoundFile
-from tasks.text_file import LiveFile
+from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
 from tasks.rapl import enable_rapl, forget_rapl_modules
 from tasks.scaphandre import remove_scaphandre, run_scaphandre
+from tasks.text_file import LiveFile
 from tests.unit.hypervisor_facts import host_facts, inspect_of
 from tests.unit.pyinfra_harness import all_commands, planned_commands, record_facts
 
@@ -85,6 +84,7 @@ def sandbox():
             capture_output=True,
             timeout=20,
             env={"PATH": str(bin_dir), "BASH_ENV": str(handler), "HOME": str(work)},
+            check=False,
         )
 
     yield run, work / "PWNED"

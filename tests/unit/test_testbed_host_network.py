@@ -87,7 +87,7 @@ def test_operator_lines_are_kept_even_beside_docker(rule):
 
 def test_hairpin_masquerade_is_dockers_only_inside_a_docker_subnet():
     foreign = "-A POSTROUTING -s 10.1.0.7/32 -d 10.1.0.7/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
-    assert operator_rules(DOCKER_20_NAT + [foreign]) == [foreign]
+    assert operator_rules([*DOCKER_20_NAT, foreign]) == [foreign]
     assert operator_rules(DOCKER_20_NAT) == []
 
 

@@ -48,7 +48,7 @@ def test_only_the_opennebula_unit_lacks_a_systemctl_reload():
 
 
 def test_preinstalled_docker_must_name_a_planned_hypervisor():
-    with pytest.raises(ValueError, match="hv4.*list them in hypervisors"):
+    with pytest.raises(ValueError, match=r"hv4.*list them in hypervisors"):
         plan(hypervisors=("hv1",), preinstalled_docker=("hv4",))
 
 

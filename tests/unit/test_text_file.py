@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import tasks.text_file as text_file
+from tasks import text_file
 from tasks.text_file import file_absent_unless_link, file_in_place
 from tests.unit.local_pyinfra_host import run_here
 

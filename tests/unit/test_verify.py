@@ -50,7 +50,7 @@ prometheus = ([("prom", {**_SSH, "ssh_port": 2229})], {"one_xmlrpc": "http://127
 GROUP_DATA_ALL = (REPO / "group_data" / "all.py").read_text()
 
 
-@pytest.fixture()
+@pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A directory laid out like the repository: inventory.py and group_data/all.py."""
     (tmp_path / "inventory.py").write_text(INVENTORY)
@@ -62,7 +62,7 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture()
+@pytest.fixture
 def hosts(project: Path) -> dict:
     loaded = load_verify_hosts("inventory.py", ssh_config_dir=project / "ssh", cwd=str(project))
     return {host.name: host for host in loaded}
@@ -256,6 +256,7 @@ def _collect(*args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
 
 
@@ -352,6 +353,7 @@ def test_http_probe_fetches_and_fails_like_curl(tmp_path, metrics_url, tools):
             capture_output=True,
             text=True,
             timeout=30,
+            check=False,
         )
 
     found = probe(f"{metrics_url}/metrics")

@@ -88,8 +88,8 @@ def _dump_inventory(inventory_path: str) -> None:
     ctx_state.set(State(check_for_changes=False))
     try:
         inventory = make_inventory(inventory_path, cwd=os.getcwd())
-    except Exception as error:
-        # pyinfra wraps errors of the inventory's own code; show the original, in one line.
+    # Any error of the inventory file's own code: pyinfra wraps it; show the original, in one line.
+    except Exception as error:  # noqa: BLE001
         cause = getattr(error, "exception", error)
         where = getattr(error, "filename", inventory_path)
         sys.stderr.write(f"{where}: {type(cause).__name__}: {cause}\n")
@@ -130,6 +130,7 @@ def read_inventory(inventory_path: str, *, cwd: str | None = None) -> list[Inven
             capture_output=True,
             text=True,
             timeout=INVENTORY_LOAD_TIMEOUT_S,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise InventoryLoadError(
@@ -268,8 +269,10 @@ def http_get_command(url: str, *, timeout_s: int = 10) -> str:
         "sed '1,/^\\r\\{0,1\\}$/d' <&3"
     )
     return (
-        f"if command -v curl >/dev/null 2>&1; then timeout {timeout_s + 5} curl -fsS --max-time {timeout_s} {quoted}; "
-        f"elif command -v python3 >/dev/null 2>&1; then timeout {timeout_s + 5} python3 -c {_shell_quote(python)} {quoted}; "
+        "if command -v curl >/dev/null 2>&1; then "
+        f"timeout {timeout_s + 5} curl -fsS --max-time {timeout_s} {quoted}; "
+        "elif command -v python3 >/dev/null 2>&1; then "
+        f"timeout {timeout_s + 5} python3 -c {_shell_quote(python)} {quoted}; "
         f"else timeout {timeout_s + 5} bash -c {_shell_quote(bash_tcp)}; fi"
     )
 

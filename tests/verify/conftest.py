@@ -147,7 +147,8 @@ def _node_hostname(target: VerifyHost) -> str | None:
     """The hypervisor's own `uname -n`, or None when it cannot be asked."""
     try:
         result = node_for(target).host.run("uname -n")
-    except Exception:  # unreachable host: matching then fails with OpenNebula's own message
+    # However the host is unreachable: matching then fails with OpenNebula's own message.
+    except Exception:  # noqa: BLE001
         return None
     if result.rc != 0:
         return None

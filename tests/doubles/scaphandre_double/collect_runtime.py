@@ -102,7 +102,7 @@ def linked_libraries(binaries: list[str]) -> set[str]:
     """Shared libraries (with the loader) that ldd reports for the given binaries."""
     libs = set()
     for binary in binaries:
-        out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+        out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=False).stdout
         for line in out.splitlines():
             for token in line.split():
                 if token.startswith("/") and os.path.exists(token):

@@ -19,6 +19,7 @@ image build can copy exactly the modules this file needs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import ipaddress
 import os
@@ -341,7 +342,7 @@ def make_handler(exporter: Exporter):
     class MetricsHandler(BaseHTTPRequestHandler):
         server_version = "scaphandre-test-double/" + VERSION
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             if self.path.split("?")[0] != "/metrics":
                 body = b"Not found. Metrics are served at /metrics\n"
                 self.send_response(404)
@@ -380,10 +381,8 @@ def check_host_proc(proc_root: str = PROC_ROOT) -> None:
     except (OSError, ValueError) as exc:
         raise StartupError(f"cannot read {proc_root}/self: {exc}") from exc
     init_comm = ""
-    try:
+    with contextlib.suppress(OSError):
         init_comm = read_text(os.path.join(proc_root, "1", "comm"))
-    except OSError:
-        pass
     own_namespace_only = visible_self == 1 or (
         visible_self == os.getpid() and init_comm in ("docker-init", "tini")
     )

@@ -48,7 +48,7 @@ def main() -> int:
     status = 0
     for path in config_files():
         for module in modules_in(path):
-            result = subprocess.run([MODPROBE, module], capture_output=True, text=True)
+            result = subprocess.run([MODPROBE, module], capture_output=True, text=True, check=False)
             if result.returncode == 0:
                 print(f"Inserted module '{module}' (from {path})")
             else:
