@@ -8,6 +8,7 @@ import posixpath
 import shlex
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
@@ -23,7 +24,7 @@ PROVIDER_FILE_NAME = "scaphandre-opennebula.yml"
 CARBON_SERIES = ("one_vm:emissions_gco2e", "one_host:emissions_gco2e")
 
 
-def dashboard_without_carbon(dashboard: dict) -> dict:
+def dashboard_without_carbon(dashboard: dict[str, Any]) -> dict[str, Any]:
     """The dashboard with nothing about carbon: every query of emissions taken out, with
     the table columns it fed, and every panel left without a query."""
     dashboard = copy.deepcopy(dashboard)

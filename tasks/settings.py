@@ -38,11 +38,11 @@ import ipaddress
 import posixpath
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from annotated_types import Ge, Gt, Le
+from annotated_types import Ge, GroupedMetadata, Gt, Le
 from pydantic import (
     AfterValidator,
     AllowInfNan,
@@ -54,9 +54,11 @@ from pydantic import (
     Strict,
     StringConstraints,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     WrapValidator,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from tasks import compat
 
@@ -115,73 +117,104 @@ def _blank_is_unset(value: Any) -> Any:
     return None if value is None or value == "" else value
 
 
-def unset_or(kind: Any) -> Any:
-    """`kind`, or None for unset; an empty string also means unset."""
-    return Annotated[kind | None, BeforeValidator(_blank_is_unset)]
+Kind = TypeVar("Kind")
+# `Kind`, or None for unset; an empty string also means unset.
+UnsetOr = Annotated[Kind | None, BeforeValidator(_blank_is_unset)]
 
 
-def whole_number(lowest: int, highest: int) -> Any:
-    return Annotated[
-        int,
-        Strict(),
-        Ge(lowest),
-        Le(highest),
-        Accepts(f"a whole number from {_number_text(lowest)} to {_number_text(highest)}"),
-    ]
+@dataclass(frozen=True)
+class WholeNumber(GroupedMetadata):
+    """Annotation metadata of an int setting: a whole number from `lowest` to `highest`."""
+
+    lowest: int
+    highest: int
+
+    def __iter__(self) -> Iterator[object]:
+        yield Strict()
+        yield Ge(self.lowest)
+        yield Le(self.highest)
+        yield Accepts(
+            f"a whole number from {_number_text(self.lowest)} to {_number_text(self.highest)}"
+        )
 
 
-def _as_written(value: Any, check) -> Any:
+def _as_written(value: Any, check: ValidatorFunctionWrapHandler) -> Any:
     """A whole number stays whole once checked as a number: the files rendered from it read
     `5000`, as the operator wrote it, not `5000.0`."""
     checked = check(value)
     return value if type(value) is int else checked
 
 
-def number(lowest: float, highest: float) -> Any:
-    return Annotated[
-        float,
-        Strict(),
-        Ge(lowest),
-        Le(highest),
-        AllowInfNan(False),
-        Accepts(f"a number from {_number_text(lowest)} to {_number_text(highest)}"),
-        WrapValidator(_as_written),
-    ]
+@dataclass(frozen=True)
+class Number(GroupedMetadata):
+    """Annotation metadata of a float setting: a finite number from `lowest` to `highest`,
+    kept whole when written whole."""
+
+    lowest: float
+    highest: float
+
+    def __iter__(self) -> Iterator[object]:
+        yield Strict()
+        yield Ge(self.lowest)
+        yield Le(self.highest)
+        yield AllowInfNan(False)
+        yield Accepts(f"a number from {_number_text(self.lowest)} to {_number_text(self.highest)}")
+        yield WrapValidator(_as_written)
 
 
-def choice(*values: str | int, refusal: str | None = None) -> Any:
+def one_of(choices: Any, refusal: str | None = None) -> Accepts:
+    """What a setting of type `choices` (a Literal[...]) accepts, its values named."""
+    values = get_args(choices)
     if all(isinstance(value, str) for value in values):
         phrase = "one of " + ", ".join(repr(value) for value in values)
     else:
         phrase = " or ".join(repr(value) for value in values)
-    return Annotated[Literal[values], Accepts(phrase, refusal)]
+    return Accepts(phrase, refusal)
 
 
-def text_matching(pattern: str, phrase: str, refusal: str | None = None) -> Any:
-    """A string matching `pattern` (anchor it: pydantic searches, as re.search does)."""
-    return Annotated[str, Strict(), StringConstraints(pattern=pattern), Accepts(phrase, refusal)]
+@dataclass(frozen=True)
+class Matching(GroupedMetadata):
+    """Annotation metadata of a str setting: a string matching `pattern` (anchor it:
+    pydantic searches, as re.search does)."""
+
+    pattern: str
+    phrase: str
+    refusal: str | None = None
+
+    def __iter__(self) -> Iterator[object]:
+        yield Strict()
+        yield StringConstraints(pattern=self.pattern)
+        yield Accepts(self.phrase, self.refusal)
 
 
-def list_of(item: Any, phrase: str, shape: str, one_item_hint: bool = False) -> Any:
-    """A list (or tuple) of `item`, read as a tuple. `shape` names what a value that is no
-    list at all should have been (a bare string is refused rather than iterated character
-    by character); `one_item_hint` shows how to write a list of one such value."""
+@dataclass(frozen=True)
+class ListOf(GroupedMetadata):
+    """Annotation metadata of a tuple setting: a list (or tuple) of items, read as a tuple.
+    `shape` names what a value that is no list at all should have been (a bare string is
+    refused rather than iterated character by character); `one_item_hint` shows how to
+    write a list of one such value."""
 
-    def a_list(value: Any) -> Any:
+    phrase: str
+    shape: str
+    one_item_hint: bool = False
+
+    def __iter__(self) -> Iterator[object]:
+        yield Accepts(self.phrase)
+        yield BeforeValidator(self._a_list)
+
+    def _a_list(self, value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return value
-        hint = f" (write [{value!r}] for one item)" if one_item_hint else ""
-        raise ValueError(f"is {value!r}, not {shape}{hint}")
-
-    return Annotated[tuple[item, ...], Accepts(phrase), BeforeValidator(a_list)]
+        hint = f" (write [{value!r}] for one item)" if self.one_item_hint else ""
+        raise ValueError(f"is {value!r}, not {self.shape}{hint}")
 
 
 Flag = Annotated[bool, Strict(), Accepts("True or False")]
-Text = text_matching(r"\S", "a non-empty string")
-AbsolutePath = text_matching(r"^/", "an absolute path")
+Text = Annotated[str, Matching(r"\S", "a non-empty string")]
+AbsolutePath = Annotated[str, Matching(r"^/", "an absolute path")]
 Port = Annotated[int, Strict(), Ge(1), Le(65535), Accepts("a TCP port number (1-65535)")]
 PositiveWholeNumber = Annotated[int, Strict(), Gt(0), Accepts("a whole number above 0")]
-HttpUrl = text_matching(r"^https?://[^/\s]+", "an http(s) URL")
+HttpUrl = Annotated[str, Matching(r"^https?://[^/\s]+", "an http(s) URL")]
 # Prometheus' duration syntax (model.ParseDuration), e.g. 15s, 1m30s, 500ms.
 Duration = Annotated[
     str,
@@ -193,34 +226,47 @@ Duration = Annotated[
     ),
     Accepts("a Prometheus duration such as '15s' or '1m'"),
 ]
-TextList = list_of(
-    Annotated[str, Strict(), StringConstraints(min_length=1)],
-    "a list of non-empty strings",
-    shape="a list of strings",
-    one_item_hint=True,
-)
+TextList = Annotated[
+    tuple[Annotated[str, Strict(), StringConstraints(min_length=1)], ...],
+    ListOf("a list of non-empty strings", shape="a list of strings", one_item_hint=True),
+]
 # Written one per line into /etc/modules-load.d: a newline or a path would be another entry.
-ModuleNames = list_of(
-    text_matching(r"^[A-Za-z0-9_-]+$", "a kernel module name"),
-    "a list of kernel module names (letters, digits, '_', '-')",
-    shape="a list of strings",
-    one_item_hint=True,
-)
+ModuleNames = Annotated[
+    tuple[Annotated[str, Matching(r"^[A-Za-z0-9_-]+$", "a kernel module name")], ...],
+    ListOf(
+        "a list of kernel module names (letters, digits, '_', '-')",
+        shape="a list of strings",
+        one_item_hint=True,
+    ),
+]
 # Docker's own rule for container names.
-ContainerName = text_matching(
-    r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$", "a Docker container name (letters, digits, '_', '.', '-')"
-)
+ContainerName = Annotated[
+    str,
+    Matching(
+        r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$", "a Docker container name (letters, digits, '_', '.', '-')"
+    ),
+]
 # Also written into PromQL selectors of the rules file: kept to a safe alphabet.
-JobName = text_matching(
-    r"^[A-Za-z0-9_.-]+$",
-    "a name of letters, digits, '_', '.' and '-'",
-    refusal="which is not allowed: use letters, digits, '_', '.' and '-' only",
-)
-RestartPolicy = choice(
-    "unless-stopped",
-    "always",
-    refusal="which would not survive a reboot: use 'unless-stopped' or 'always'",
-)
+JobName = Annotated[
+    str,
+    Matching(
+        r"^[A-Za-z0-9_.-]+$",
+        "a name of letters, digits, '_', '.' and '-'",
+        refusal="which is not allowed: use letters, digits, '_', '.' and '-' only",
+    ),
+]
+RestartPolicies = Literal["unless-stopped", "always"]
+RestartPolicy = Annotated[
+    RestartPolicies,
+    one_of(
+        RestartPolicies,
+        refusal="which would not survive a reboot: use 'unless-stopped' or 'always'",
+    ),
+]
+DockerInstallSource = Literal["distro", "docker-ce"]
+ScrapeMode = Literal["replicate", "shard"]
+PrometheusMajorVersion = Literal[2, 3]
+SizeBasis = Literal["vcpu", "cpu", "memory"]
 HostData = Annotated[dict[Any, Any], Accepts("a dict of host data")]
 
 
@@ -395,11 +441,13 @@ OneHostId = Annotated[
     Accepts("an OpenNebula host ID (the number `onehost list` shows)"),
     BeforeValidator(_digits_as_number),
 ]
-PrometheusCandidates = list_of(
-    Annotated[tuple[AbsolutePath, Text], BeforeValidator(_a_pair)],
-    "a list of (config path, service name) pairs, each with an absolute path",
-    shape="a list of (config path, service name) pairs",
-)
+PrometheusCandidates = Annotated[
+    tuple[Annotated[tuple[AbsolutePath, Text], BeforeValidator(_a_pair)], ...],
+    ListOf(
+        "a list of (config path, service name) pairs, each with an absolute path",
+        shape="a list of (config path, service name) pairs",
+    ),
+]
 EndpointUrl = Annotated[
     Text, AfterValidator(_endpoint_url), Accepts("an http(s) URL without credentials")
 ]
@@ -452,7 +500,9 @@ class Section:
     def __call__(self, default: Any, description: str, *, unset: str | None = None) -> Any:
         """A setting of this section: its default, a one-line description and, for a
         setting that may be None, what None means."""
-        extra = {"section": self.title} | ({"unset": unset} if unset else {})
+        extra: JsonDict = {"section": self.title}
+        if unset:
+            extra["unset"] = unset
         return Field(default=default, description=description, json_schema_extra=extra)
 
 
@@ -527,19 +577,19 @@ class Settings(BaseModel):
     scaphandre_extra_docker_args: TextList = SCAPHANDRE(
         (), "Extra `docker container create` arguments"
     )
-    scaphandre_image_archive: unset_or(Text) = SCAPHANDRE(
+    scaphandre_image_archive: UnsetOr[Text] = SCAPHANDRE(
         None,
         "Sites whose hypervisors reach no registry: a `docker save` archive of `scaphandre_image` on the "
         "machine running pyinfra, uploaded and loaded only where the image is missing",
         unset="the image is pulled",
     )
-    scaphandre_registry_username: unset_or(Text) = SCAPHANDRE(
+    scaphandre_registry_username: UnsetOr[Text] = SCAPHANDRE(
         None,
         "A private registry (named in `scaphandre_image`) that needs a login: the user for `docker login` "
         "(set with `scaphandre_registry_password_file`)",
         unset="no login",
     )
-    scaphandre_registry_password_file: unset_or(Text) = SCAPHANDRE(
+    scaphandre_registry_password_file: UnsetOr[Text] = SCAPHANDRE(
         None,
         "File on the machine running pyinfra holding that user's password, given to `docker login` on the "
         "host through its standard input",
@@ -548,24 +598,24 @@ class Settings(BaseModel):
     scaphandre_metrics_timeout_s: PositiveWholeNumber = SCAPHANDRE(
         60, "Seconds to wait for `/metrics` to answer after a change"
     )
-    scaphandre_scrape_host: unset_or(ScrapeHost) = SCAPHANDRE(
+    scaphandre_scrape_host: UnsetOr[ScrapeHost] = SCAPHANDRE(
         None,
         "Address Prometheus scrapes the host at (an IPv6 address is bracketed in the target)",
         unset="the host's inventory name",
     )
 
-    rapl_modules: unset_or(ModuleNames) = RAPL(
+    rapl_modules: UnsetOr[ModuleNames] = RAPL(
         None,
         "Kernel modules that expose RAPL, persisted in /etc/modules-load.d, overriding the choice",
         unset="chosen from the CPU vendor and the kernel version",
     )
 
-    docker_install_source: choice("distro", "docker-ce") = DOCKER(
+    docker_install_source: Annotated[DockerInstallSource, one_of(DockerInstallSource)] = DOCKER(
         "distro",
         "Debian and Ubuntu hosts without an engine: `distro` (docker.io) or `docker-ce` (Docker's "
         "repository); the RHEL family always gets docker-ce",
     )
-    docker_ce_repo_url: unset_or(RepositoryUrl) = DOCKER(
+    docker_ce_repo_url: UnsetOr[RepositoryUrl] = DOCKER(
         "https://download.docker.com/linux",
         "Base URL of Docker's package repository (the one of Docker's install guides), or your mirror's: each "
         "distribution's directory (`/debian`, `/ubuntu`, `/rhel`, ...) is added per host. Used for `docker-ce` and "
@@ -579,18 +629,18 @@ class Settings(BaseModel):
         "may need it)",
     )
 
-    host_lock_timeout_s: whole_number(1, 86400) = HOST_LOCK(
+    host_lock_timeout_s: Annotated[int, WholeNumber(1, 86400)] = HOST_LOCK(
         60,
         "How long a run that finds another run changing the same host waits for it, in seconds, before it "
         "fails that host, naming the lock and who holds it",
     )
 
-    one_xmlrpc: unset_or(Text) = OPENNEBULA(
+    one_xmlrpc: UnsetOr[Text] = OPENNEBULA(
         None,
         "OpenNebula XML-RPC endpoint",
         unset="`$ONE_XMLRPC`, else `http://localhost:2633/RPC2`",
     )
-    one_auth_file: unset_or(Text) = OPENNEBULA(
+    one_auth_file: UnsetOr[Text] = OPENNEBULA(
         None,
         "File holding `user:password`",
         unset="`$ONE_AUTH`, else `~/.one/one_auth`, else `/var/lib/one/.one/one_auth`",
@@ -600,7 +650,7 @@ class Settings(BaseModel):
         "Seconds for the whole API call: connecting, sending and reading the whole reply",
         unset="`$ONE_XMLRPC_TIMEOUT`, else 30",
     )
-    one_xmlrpc_ca_file: unset_or(Text) = OPENNEBULA(
+    one_xmlrpc_ca_file: UnsetOr[Text] = OPENNEBULA(
         None,
         "`https` endpoints: PEM file of the CA that signed oned's certificate",
         unset="`$REQUESTS_CA_BUNDLE`, else the bundle of Python's `requests`",
@@ -608,7 +658,7 @@ class Settings(BaseModel):
     one_host_id: OneHostId | None = OPENNEBULA(
         None, "Per host: this OpenNebula host ID, no matching", unset="matched by name"
     )
-    one_host_name: unset_or(Text) = OPENNEBULA(
+    one_host_name: UnsetOr[Text] = OPENNEBULA(
         None,
         "Per host: the OpenNebula host NAME to match, when it differs from the inventory name",
         unset="the inventory name (short or FQDN), then the host's own hostname",
@@ -623,7 +673,7 @@ class Settings(BaseModel):
     discovery_ssh_port: PortPattern = DISCOVERY(
         None, "SSH port pattern, e.g. `{template[SSH_PORT]}`", unset="pyinfra's (22)"
     )
-    discovery_ssh_user: unset_or(Text) = DISCOVERY(None, "SSH user", unset="pyinfra's")
+    discovery_ssh_user: UnsetOr[Text] = DISCOVERY(None, "SSH user", unset="pyinfra's")
     discovery_scrape_host: Text = DISCOVERY("{name}", "Address Prometheus scrapes")
     discovery_host_data: HostData = DISCOVERY(
         {}, "Extra data for every discovered host (`ssh_key`, ...)"
@@ -632,10 +682,10 @@ class Settings(BaseModel):
     prometheus_job_name: JobName = PROMETHEUS(
         "scaphandre", "Job name in `prometheus.yml` (also in the selectors of the rules)"
     )
-    prometheus_scrape_interval: unset_or(Duration) = PROMETHEUS(
+    prometheus_scrape_interval: UnsetOr[Duration] = PROMETHEUS(
         None, "The job's `scrape_interval`", unset="the server's global `scrape_interval`"
     )
-    prometheus_scrape_mode: choice("replicate", "shard") = PROMETHEUS(
+    prometheus_scrape_mode: Annotated[ScrapeMode, one_of(ScrapeMode)] = PROMETHEUS(
         "replicate",
         "With several `prometheus` hosts: `replicate` (each scrapes every hypervisor) or `shard` "
         "(each its share, by Prometheus' hashmod on the target address)",
@@ -648,15 +698,15 @@ class Settings(BaseModel):
         "`(config file, service)` pairs: OpenNebula's, then Debian's; the first existing config wins, with the "
         "service that reads it",
     )
-    prometheus_config_file: unset_or(AbsolutePath) = PROMETHEUS(
+    prometheus_config_file: UnsetOr[AbsolutePath] = PROMETHEUS(
         None,
         "`prometheus.yml` path, skipping detection (set with `prometheus_service`)",
         unset="detected from `prometheus_candidates`",
     )
-    prometheus_service: unset_or(Text) = PROMETHEUS(
+    prometheus_service: UnsetOr[Text] = PROMETHEUS(
         None, "systemd unit to reload (set with `prometheus_config_file`)", unset="detected"
     )
-    prometheus_targets_file: unset_or(AbsolutePath) = PROMETHEUS(
+    prometheus_targets_file: UnsetOr[AbsolutePath] = PROMETHEUS(
         None,
         "file_sd targets file (`.yml`, `.yaml` or `.json`; a `.json` one gets no comment header)",
         unset="`scaphandre_targets.yml` beside `prometheus.yml`",
@@ -679,10 +729,12 @@ class Settings(BaseModel):
         "scaphandre-prometheus-job.yml",
         "Without a `prometheus` host: where the job to paste is written, on the machine running pyinfra",
     )
-    prometheus_snippet_major_version: choice(2, 3) = PROMETHEUS(
+    prometheus_snippet_major_version: Annotated[
+        PrometheusMajorVersion, one_of(PrometheusMajorVersion)
+    ] = PROMETHEUS(
         2, "Without a `prometheus` host: `3` adds the `fallback_scrape_protocol` Prometheus 3 needs"
     )
-    prometheus_reload_timeout_s: whole_number(0, 3600) = PROMETHEUS(
+    prometheus_reload_timeout_s: Annotated[int, WholeNumber(0, 3600)] = PROMETHEUS(
         60,
         "Seconds to wait, after a reload, for Prometheus itself to report the new configuration loaded (its "
         "reload metrics, read on the server); `0` reloads without confirming",
@@ -692,11 +744,11 @@ class Settings(BaseModel):
         "Ship the recording and alerting rules (files/prometheus/scaphandre_rules.yml) and list them under "
         "`rule_files`",
     )
-    prometheus_rules_file: unset_or(AbsolutePath) = PROMETHEUS(
+    prometheus_rules_file: UnsetOr[AbsolutePath] = PROMETHEUS(
         None, "Where the rules go", unset="`scaphandre_rules.yml` beside `prometheus.yml`"
     )
 
-    accounting_size_basis: choice("vcpu", "cpu", "memory") = ACCOUNTING(
+    accounting_size_basis: Annotated[SizeBasis, one_of(SizeBasis)] = ACCOUNTING(
         "vcpu",
         "`prometheus` hosts: what a VM's share of its host's constant power is proportional to, from "
         "OpenNebula's exporter: `vcpu` (VCPU), `cpu` (CPU) or `memory` (MEMORY)",
@@ -736,11 +788,11 @@ class Settings(BaseModel):
         "one server (needs `prometheus_rules`)",
     )
     # Under a minute a window may hold no sample of a rule evaluated once a minute.
-    energy_sync_interval_s: whole_number(60, 86400) = ENERGY_SYNC(
+    energy_sync_interval_s: Annotated[int, WholeNumber(60, 86400)] = ENERGY_SYNC(
         300, "The timer's period and the power averaging window, in seconds"
     )
     # At least twice the interval (checked with it below); at most two days.
-    energy_sync_max_age_s: whole_number(120, 172800) = ENERGY_SYNC(
+    energy_sync_max_age_s: Annotated[int, WholeNumber(120, 172800)] = ENERGY_SYNC(
         900,
         "Remove an object's values once Prometheus has had no power sample of it for this many seconds (the "
         "scheduler cannot tell an old value from a current one); at least twice the interval",
@@ -749,10 +801,10 @@ class Settings(BaseModel):
     # defaults: RAPL counts CPU packages and their memory, 4000 W for 8 sockets of today's
     # largest (500 W) CPUs; a VM spread over 4 of them, 2000 W. A RAPL counter overflow gives
     # Scaphandre figures like 1e20 W.
-    energy_sync_host_max_power_w: number(1, 9999) = ENERGY_SYNC(
+    energy_sync_host_max_power_w: Annotated[float, Number(1, 9999)] = ENERGY_SYNC(
         5000, "Refuse a host power above this (or below 0): not written, the host's values removed"
     )
-    energy_sync_vm_max_power_w: number(1, 9999) = ENERGY_SYNC(
+    energy_sync_vm_max_power_w: Annotated[float, Number(1, 9999)] = ENERGY_SYNC(
         2000, "Refuse a VM power above this (or below 0); at most the host's ceiling"
     )
     energy_sync_prometheus_url: EndpointUrl = ENERGY_SYNC(
@@ -767,20 +819,22 @@ class Settings(BaseModel):
         "File on that server holding `user:password`, readable by the service user; never copied there by the "
         "deploy",
     )
-    energy_sync_threshold_percent: number(0, 100) = ENERGY_SYNC(
+    energy_sync_threshold_percent: Annotated[float, Number(0, 100)] = ENERGY_SYNC(
         2,
         "Rewrite a value only when it moved by more than the larger of the absolute threshold and this "
         "percentage of the stored value",
     )
-    energy_sync_threshold_watts: number(0, 1e6) = ENERGY_SYNC(1, "Absolute threshold for power")
-    energy_sync_threshold_kwh: number(0, 1e6) = ENERGY_SYNC(
+    energy_sync_threshold_watts: Annotated[float, Number(0, 1e6)] = ENERGY_SYNC(
+        1, "Absolute threshold for power"
+    )
+    energy_sync_threshold_kwh: Annotated[float, Number(0, 1e6)] = ENERGY_SYNC(
         0.01, "Absolute threshold for 24 h energy"
     )
-    energy_sync_refresh_s: whole_number(0, 10**7) = ENERGY_SYNC(
+    energy_sync_refresh_s: Annotated[int, WholeNumber(0, 10**7)] = ENERGY_SYNC(
         3600,
         "Rewrite unchanged values once their sample time is this many seconds old (0: every run)",
     )
-    energy_sync_timeout_s: number(1, 3600) = ENERGY_SYNC(
+    energy_sync_timeout_s: Annotated[float, Number(1, 3600)] = ENERGY_SYNC(
         30, "Give up on Prometheus or oned after this many seconds"
     )
 
@@ -887,15 +941,21 @@ def accepted(name: str) -> Accepts:
     return found
 
 
-def _outermost_accepts(metadata: list) -> Accepts | None:
-    return next((item for item in reversed(metadata) if isinstance(item, Accepts)), None)
+def _outermost_accepts(metadata: Iterable[object]) -> Accepts | None:
+    """The last Accepts of annotation metadata, looking into grouped metadata (WholeNumber, ...)."""
+    flat = [
+        part
+        for item in metadata
+        for part in (item if isinstance(item, GroupedMetadata) else (item,))
+    ]
+    return next((item for item in reversed(flat) if isinstance(item, Accepts)), None)
 
 
 def _accepts_within(annotation: Any) -> Accepts | None:
     """The Accepts of an annotation, looking through Optional[...] and Annotated[...]."""
     metadata = getattr(annotation, "__metadata__", None)
     if metadata is not None:
-        return _outermost_accepts(list(metadata)) or _accepts_within(annotation.__origin__)
+        return _outermost_accepts(metadata) or _accepts_within(annotation.__origin__)
     for argument in getattr(annotation, "__args__", ()):
         found = _accepts_within(argument)
         if found is not None:

@@ -16,22 +16,27 @@ import base64
 import hashlib
 import posixpath
 import shlex
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO, StringIO
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api.command import PyinfraCommand
 from pyinfra.facts.files import FileContents
 
 from tasks.host_failure import failure_command
+
+# What an operation function yields: the commands pyinfra runs, in order.
+Commands = Generator[PyinfraCommand, None, None]
 
 # Root-only: the deploy's records and the bytes on their way into a file it replaces.
 STATE_DIR = "/var/lib/scaphandre-opennebula"
 
 
 @operation()
-def text_file(path: str, text: str, mode: str = "644", directory_mode: str = "755"):
+def text_file(path: str, text: str, mode: str = "644", directory_mode: str = "755") -> Commands:
     """Guarantees `path` holds exactly `text` with `mode` (its directory created with
     `directory_mode` when missing).
 
@@ -49,7 +54,7 @@ def text_file(path: str, text: str, mode: str = "644", directory_mode: str = "75
 
 def whole_file_commands(
     path: str, text: str, mode: str, directory_mode: str, directory_exists: bool = False
-) -> Iterator:
+) -> Iterator[PyinfraCommand]:
     """The commands writing `text` whole to `path` (see text_file); the directory is
     created when missing unless the caller knows it exists."""
     staged = f"{path}.scaphandre-new"
@@ -122,7 +127,7 @@ def live_file_lines(path: str) -> list[str]:
     ]
 
 
-def parse_live_file(output) -> LiveFile | dict | None:
+def parse_live_file(output: Iterable[str]) -> LiveFile | dict[str, Any] | None:
     """What live_file_lines (and `content:` then the base64 bytes) printed: None when nothing
     is at the path, {'dangling': target} for a link to nothing, else a LiveFile."""
     fields: dict[str, str] = {}
@@ -157,7 +162,7 @@ def parse_live_file(output) -> LiveFile | dict | None:
     )
 
 
-class FileBytes(FactBase):
+class FileBytes(FactBase[LiveFile | dict[str, Any] | None]):
     """A file as bytes with its stat, in one round trip: None when nothing is at `path`,
     {'dangling': target} for a symbolic link to nothing, else a LiveFile with its content
     (base64 on the way, so every byte arrives)."""
@@ -165,11 +170,13 @@ class FileBytes(FactBase):
     def command(self, path: str) -> str:
         return "\n".join([*live_file_lines(path), "echo content:", 'base64 < "$p"'])
 
-    def process(self, output) -> LiveFile | dict | None:
+    def process(self, output: list[str]) -> LiveFile | dict[str, Any] | None:
         return parse_live_file(output)
 
 
-def unusable_file_problem(path: str, live: LiveFile | dict | None, setting_hint: str) -> str | None:
+def unusable_file_problem(
+    path: str, live: LiveFile | dict[str, Any] | None, setting_hint: str
+) -> str | None:
     """Why a file read with FileBytes cannot be replaced in place, or None."""
     if isinstance(live, dict):
         return (
@@ -192,7 +199,7 @@ def spool_path(path: str, kind: str = "upload", directory: str | None = None) ->
 
 def upload_commands(
     content: bytes, spool: str, private_dirs: tuple[str, ...] | None = None
-) -> Iterator:
+) -> Iterator[PyinfraCommand]:
     """The bytes into the deploy's root-only directory holding `spool`; it and
     `private_dirs` (the deploy's state directory by default) are made 0700."""
     directory = posixpath.dirname(spool)
@@ -206,8 +213,8 @@ def upload_commands(
 def replace_script(
     live: str,
     spool: str,
-    before_move: list[str] = (),
-    after_move: list[str] = (),
+    before_move: Sequence[str] = (),
+    after_move: Sequence[str] = (),
     relabel: bool = False,
 ) -> str:
     """Shell that puts the spooled bytes in place of `live`.
@@ -263,7 +270,9 @@ def in_place_script(path: str, spool: str, new: bool) -> str:
 
 
 @operation()
-def file_in_place(path: str, content: bytes, setting_hint: str = "fix it or move it aside"):
+def file_in_place(
+    path: str, content: bytes, setting_hint: str = "fix it or move it aside"
+) -> Commands:
     """Guarantees `path` holds exactly `content`, replaced in place: a symbolic link stays a
     link (the file it points to is written), the file keeps its owner and mode (a new one
     is root's, 0644, its directory made 0755 when missing), its SELinux label is reset. A
@@ -274,7 +283,7 @@ def file_in_place(path: str, content: bytes, setting_hint: str = "fix it or move
     if problem:
         yield failure_command(problem)
         return
-    if live is not None and live.content == content:
+    if isinstance(live, LiveFile) and live.content == content:
         host.noop(f"{path} is up to date")
         return
     spool = spool_path(path)
@@ -283,7 +292,7 @@ def file_in_place(path: str, content: bytes, setting_hint: str = "fix it or move
 
 
 @operation()
-def file_absent_unless_link(path: str):
+def file_absent_unless_link(path: str) -> Commands:
     """Guarantees a regular file at `path` is gone; a symbolic link there is the operator's
     and stays (with what it points to)."""
     live = host.get_fact(FileBytes, path=path)

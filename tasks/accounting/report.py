@@ -29,6 +29,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 MINUTE_MS = 60_000  # the attribution rules' interval: one sample per series and minute
 WATT_MINUTES_PER_KWH = 60 * 1000
@@ -219,7 +220,7 @@ def share_without_samples(minutes: int, period: Period) -> float:
     return min(1.0, max(0.0, 1 - minutes / period.minutes))
 
 
-def rows_from_result(result: list[dict]) -> tuple[list[VmRow], list[HostRow]]:
+def rows_from_result(result: list[dict[str, Any]]) -> tuple[list[VmRow], list[HostRow]]:
     """VM and host rows from the query's result vector (sorted by ID)."""
     vms: dict[str, VmRow] = {}
     hosts: dict[str, HostRow] = {}
@@ -228,31 +229,31 @@ def rows_from_result(result: list[dict]) -> tuple[list[VmRow], list[HostRow]]:
         value = float(item["value"][1])
         quantity = labels.get("quantity", "")
         if quantity.startswith("vm_"):
-            row = vms.setdefault(labels["one_vm_id"], VmRow(labels["one_vm_id"]))
+            vm = vms.setdefault(labels["one_vm_id"], VmRow(labels["one_vm_id"]))
             if quantity == "vm_measured":
-                row.measured_kwh = value / WATT_MINUTES_PER_KWH
+                vm.measured_kwh = value / WATT_MINUTES_PER_KWH
             elif quantity == "vm_attributed":
-                row.attributed_kwh = value / WATT_MINUTES_PER_KWH
+                vm.attributed_kwh = value / WATT_MINUTES_PER_KWH
             elif quantity == "vm_co2e":
-                row.co2e_g = value / GRAM_HOUR_MINUTES_PER_GRAM
+                vm.co2e_g = value / GRAM_HOUR_MINUTES_PER_GRAM
             elif quantity == "vm_minutes":
-                row.minutes = round(value)
+                vm.minutes = round(value)
             elif quantity == "vm_minutes_with_intensity":
-                row.minutes_with_intensity = round(value)
+                vm.minutes_with_intensity = round(value)
             elif quantity == "vm_minutes_on_host":
-                row.minutes_on_host[labels["one_host_id"]] = round(value)
+                vm.minutes_on_host[labels["one_host_id"]] = round(value)
         elif quantity.startswith("host_"):
-            row = hosts.setdefault(labels["one_host_id"], HostRow(labels["one_host_id"]))
+            host = hosts.setdefault(labels["one_host_id"], HostRow(labels["one_host_id"]))
             if quantity == "host_measured":
-                row.measured_kwh = value / WATT_MINUTES_PER_KWH
+                host.measured_kwh = value / WATT_MINUTES_PER_KWH
             elif quantity == "host_part" and labels.get("part") in PARTS:
-                row.parts_kwh[labels["part"]] = value / WATT_MINUTES_PER_KWH
+                host.parts_kwh[labels["part"]] = value / WATT_MINUTES_PER_KWH
             elif quantity == "host_co2e":
-                row.co2e_g = value / GRAM_HOUR_MINUTES_PER_GRAM
+                host.co2e_g = value / GRAM_HOUR_MINUTES_PER_GRAM
             elif quantity == "host_minutes":
-                row.minutes = round(value)
+                host.minutes = round(value)
             elif quantity == "host_minutes_with_intensity":
-                row.minutes_with_intensity = round(value)
+                host.minutes_with_intensity = round(value)
     return (
         sorted(vms.values(), key=lambda r: _id_order(r.vm_id)),
         sorted(hosts.values(), key=lambda r: _id_order(r.host_id)),
@@ -261,7 +262,9 @@ def rows_from_result(result: list[dict]) -> tuple[list[VmRow], list[HostRow]]:
 
 def carbon_reported(vms: list[VmRow], hosts: list[HostRow]) -> bool:
     """True when any emissions were recorded: otherwise no column speaks of carbon."""
-    return any(row.co2e_g is not None for row in [*vms, *hosts])
+    return any(row.co2e_g is not None for row in vms) or any(
+        row.co2e_g is not None for row in hosts
+    )
 
 
 # --------------------------------------------------------------------------- output
@@ -454,7 +457,7 @@ def _api_url(base: str) -> str:
     return base.rstrip("/")
 
 
-def _request(url: str, data: dict | None, timeout_s: float, base: str) -> dict:
+def _request(url: str, data: dict[str, Any] | None, timeout_s: float, base: str) -> dict[str, Any]:
     body = urllib.parse.urlencode(data).encode() if data is not None else None
     request = urllib.request.Request(url, data=body)
     # Straight to Prometheus, never through an http_proxy from the environment.
@@ -482,7 +485,8 @@ def _request(url: str, data: dict | None, timeout_s: float, base: str) -> dict:
     if not isinstance(reply, dict) or reply.get("status") != "success":
         reason = reply.get("error", reply) if isinstance(reply, dict) else reply
         raise ReportError(f"Prometheus at {base} refused the request: {reason}")
-    return reply["data"]
+    answer: dict[str, Any] = reply["data"]
+    return answer
 
 
 def prometheus_major(base: str, timeout_s: float) -> int:
@@ -495,7 +499,7 @@ def prometheus_major(base: str, timeout_s: float) -> int:
     return int(match.group(1))
 
 
-def fetch(base: str, period: Period, timeout_s: float) -> list[dict]:
+def fetch(base: str, period: Period, timeout_s: float) -> list[dict[str, Any]]:
     evaluation_ms, range_ms = window(period, prometheus_major(base, timeout_s))
     data = _request(
         f"{_api_url(base)}/api/v1/query",
@@ -511,7 +515,8 @@ def fetch(base: str, period: Period, timeout_s: float) -> list[dict]:
         raise ReportError(
             f"Prometheus at {base} answered the query with a {data.get('resultType')}, not a vector"
         )
-    return data["result"]
+    result: list[dict[str, Any]] = data["result"]
+    return result
 
 
 # --------------------------------------------------------------------------- command line
