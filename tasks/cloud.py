@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyinfra import logger
 from pyinfra.facts.server import Hostname
@@ -27,6 +28,12 @@ from tasks.prometheus.targets import ScrapeTarget, assemble_targets
 from tasks.run_memo import once_per_run
 from tasks.scaphandre.spec import exporter_address
 from tasks.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from pyinfra.api.facts import FactBase
+    from pyinfra.api.inventory import Inventory
+
+Fact = TypeVar("Fact")
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,7 @@ def _without_shared_addresses(hypervisors: list[Hypervisor]) -> list[Hypervisor]
             by_address.setdefault(hypervisor.address, []).append(hypervisor.name)
     checked = []
     for hypervisor in hypervisors:
-        sharing = by_address.get(hypervisor.address, [])
+        sharing = by_address.get(hypervisor.address, []) if hypervisor.address is not None else []
         if len(sharing) > 1:
             checked.append(
                 Hypervisor(
@@ -170,7 +177,13 @@ def _without_shared_addresses(hypervisors: list[Hypervisor]) -> list[Hypervisor]
     return checked
 
 
-def _asked_on(active: set, name: str, inventory, fact, **kwargs):
+def _asked_on(
+    active: set[str],
+    name: str,
+    inventory: Inventory,
+    fact: type[FactBase[Fact]],
+    **kwargs: Any,
+) -> Fact | None:
     """A fact of a hypervisor taking part in this run; None for the others or when it fails."""
     if name not in active:
         return None
@@ -191,7 +204,7 @@ def _warn_fallback(error: OpenNebulaLookupError) -> None:
 
 
 @once_per_run
-def cloud_view(inventory) -> CloudView:
+def cloud_view(inventory: Inventory) -> CloudView:
     """The run's view of every hypervisor, from one `one.hostpool.info` call.
 
     Raises OpenNebulaLookupError (stopping the run before any host changes) when the

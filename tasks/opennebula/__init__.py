@@ -31,7 +31,7 @@ class OpenNebulaLookupError(PyinfraError):
 def host_pool(
     one_xmlrpc: str | None,
     one_auth_file: str | None,
-    one_xmlrpc_timeout,
+    one_xmlrpc_timeout: float | str | None,
     one_xmlrpc_ca_file: str | None = None,
 ) -> list[OneHost]:
     """Every host OpenNebula knows, from one `one.hostpool.info` call per run and endpoint.

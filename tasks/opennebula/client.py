@@ -28,9 +28,13 @@ import xml.parsers.expat
 import xmlrpc.client
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from tasks import compat
 from tasks.opennebula.pool import OneHost, OpenNebulaError
+
+if TYPE_CHECKING:
+    import requests
 
 DEFAULT_XMLRPC_URL = "http://localhost:2633/RPC2"
 DEFAULT_TIMEOUT_S = 30.0
@@ -320,7 +324,7 @@ def fetch_host_pool(endpoint: OneEndpoint) -> list[OneHost]:
     return _hosts_from_document(document, endpoint)
 
 
-def _host_pool_document(server) -> str:
+def _host_pool_document(server: Any) -> object:
     """The HOST_POOL document of one `one.hostpool.info` call, as the text oned sent.
 
     The call goes through pyone (its session, its request, its XML-RPC fault handling, our
@@ -338,23 +342,25 @@ def _host_pool_document(server) -> str:
     return body
 
 
-def _make_client(endpoint: OneEndpoint):
+def _make_client(endpoint: OneEndpoint) -> Any:
     """A pyone XML-RPC client whose one request is bounded in time and never redirected."""
     return compat.one_server(endpoint.url, endpoint.session, _bounded_transport_class()(endpoint))
 
 
-def _oned_error(code):
+def _oned_error(code: Any) -> type[Exception]:
     """pyone's exception class for an oned error code (include/Request.h), as pyone maps them."""
     import pyone
 
-    return {
+    by_code: dict[int, type[Exception]] = {
         0x0100: pyone.OneAuthenticationException,
         0x0200: pyone.OneAuthorizationException,
         0x0400: pyone.OneNoExistsException,
         0x0800: pyone.OneActionException,
         0x1000: pyone.OneApiException,
         0x2000: pyone.OneInternalException,
-    }.get(code, pyone.OneException)
+    }
+    unknown: type[Exception] = pyone.OneException
+    return by_code.get(code, unknown)
 
 
 class _DeadlinePassed(Exception):
@@ -402,7 +408,7 @@ class _Watchdog:
         self._timer.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._timer.cancel()
 
 
@@ -411,7 +417,7 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-def _bounded_transport_class():
+def _bounded_transport_class() -> type[Any]:
     """Build (lazily, pyone being optional for pure logic) pyone's transport, bounded in time
     and refusing redirects.
 
@@ -422,7 +428,10 @@ def _bounded_transport_class():
     """
     import requests
 
-    class BoundedRequestsTransport(compat.pyone_requests_transport()):
+    # pyone's class, untyped: mypy cannot check what this one inherits.
+    base = compat.pyone_requests_transport()
+
+    class BoundedRequestsTransport(base):  # type: ignore[misc,valid-type]
         """pyone's requests-based XML-RPC transport: the whole request within the
         endpoint's timeout, the CA file it names, and no redirect followed."""
 
@@ -433,7 +442,9 @@ def _bounded_transport_class():
             # None: requests' own bundle, or $REQUESTS_CA_BUNDLE, which requests reads itself.
             self.set_https_verify(endpoint.ca_file or True)
 
-        def request(self, host, handler, request_body, verbose=False):
+        def request(
+            self, host: str, handler: str, request_body: bytes, verbose: bool = False
+        ) -> Any:
             # The URL as pyone's transport builds it (with a method of its own that is private).
             url = f"{'https' if self.use_https else 'http'}://{host}/{handler.lstrip('/')}"
             with _Watchdog(self.timeout) as watchdog:
@@ -461,7 +472,7 @@ def _bounded_transport_class():
                 )
             return self.parse_response(response)
 
-        def parse_response(self, response):
+        def parse_response(self, response: requests.Response) -> Any:
             """The XML-RPC reply, decoded in a tenth of the time xmlrpc.client's own parser
             takes for a large host pool (see compat.decode_xmlrpc_reply)."""
             return compat.decode_xmlrpc_reply(response.content)
@@ -579,7 +590,7 @@ def _redact(error: BaseException | str, endpoint: OneEndpoint) -> str:
     return " ".join(text.split())
 
 
-def _hosts_from_document(document, endpoint: OneEndpoint) -> list[OneHost]:
+def _hosts_from_document(document: object, endpoint: OneEndpoint) -> list[OneHost]:
     """The hosts of the HOST_POOL document (fails, naming the endpoint, if it is not one)."""
     from tasks.opennebula.pool_xml import PoolDocumentError, hosts_from_pool_document
 

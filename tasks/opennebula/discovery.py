@@ -18,6 +18,7 @@ import runpy
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from tasks.opennebula.pool import OneHost
 
@@ -59,8 +60,8 @@ def _unbracketed(address: str) -> str:
 
 
 def discovered_hypervisors(
-    pool: Sequence[OneHost], settings: Mapping
-) -> tuple[list[tuple[str, dict]], list[str]]:
+    pool: Sequence[OneHost], settings: Mapping[str, Any]
+) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
     """Inventory entries for the usable KVM hosts of the pool, and one line per skipped host.
 
     One host's data never stops the others: a host without NAME, a NAME already taken,
@@ -101,7 +102,7 @@ def discovered_hypervisors(
     return entries, skipped
 
 
-def _host_data(host: OneHost, settings: Mapping) -> dict:
+def _host_data(host: OneHost, settings: Mapping[str, Any]) -> dict[str, Any]:
     """One discovered host's data; DiscoveryError when a pattern cannot be filled for it."""
     data = dict(settings.get("discovery_host_data") or {})
     data["one_host_id"] = host.id
@@ -125,9 +126,9 @@ def _host_data(host: OneHost, settings: Mapping) -> dict:
     return data
 
 
-def _group_data_settings() -> dict:
+def _group_data_settings() -> dict[str, Any]:
     """Settings as pyinfra will see them for the group: group_data/all.py, then hypervisors.py."""
-    settings: dict = {}
+    settings: dict[str, Any] = {}
     for name in ("all.py", "hypervisors.py"):
         path = Path.cwd() / "group_data" / name
         if path.exists():
@@ -137,7 +138,7 @@ def _group_data_settings() -> dict:
     return settings
 
 
-def opennebula_hypervisors(**overrides) -> list[tuple[str, dict]]:
+def opennebula_hypervisors(**overrides: Any) -> list[tuple[str, dict[str, Any]]]:
     """The `hypervisors` group from OpenNebula, for inventory.py.
 
     Settings come from group_data (all.py, hypervisors.py) with `overrides` on top:

@@ -48,7 +48,7 @@ def match_host(
     pool: Sequence[OneHost],
     *,
     inventory_name: str,
-    one_host_id: int | None = None,
+    one_host_id: int | str | None = None,
     one_host_name: str | None = None,
     node_hostname: str | None = None,
 ) -> OneHost:
@@ -67,7 +67,7 @@ def match_host(
 def _match_levels(
     pool: Sequence[OneHost],
     inventory_name: str,
-    one_host_id: int | None,
+    one_host_id: int | str | None,
     one_host_name: str | None,
     node_hostname: str | None,
 ) -> OneHost | None:
@@ -131,9 +131,9 @@ def resolve_hypervisors(
             matches[query.inventory_name] = resolve_hypervisor(pool, query, node_hostname)
         except HostMatchError as error:
             errors[query.inventory_name] = error
-    for inventory_name, error in _shared_matches(matches).items():
+    for inventory_name, shared in _shared_matches(matches).items():
         del matches[inventory_name]
-        errors[inventory_name] = error
+        errors[inventory_name] = shared
     return matches, errors
 
 
@@ -158,7 +158,7 @@ def _shared_matches(matches: Mapping[str, OneHost]) -> dict[str, HostMatchError]
     return errors
 
 
-def _match_by_id(pool: Sequence[OneHost], inventory_name: str, one_host_id) -> OneHost:
+def _match_by_id(pool: Sequence[OneHost], inventory_name: str, one_host_id: int | str) -> OneHost:
     """Return the pool entry with this ID, or explain that OpenNebula has none."""
     try:
         wanted = int(one_host_id)
@@ -196,11 +196,17 @@ def _match_by_name(pool: Sequence[OneHost], inventory_name: str, one_host_name: 
     )
 
 
-def _candidates(pool: Sequence[OneHost], label: str, key, same, wanted: str) -> list[OneHost]:
+def _candidates(
+    pool: Sequence[OneHost],
+    label: str,
+    key: Callable[[OneHost], str | None],
+    same: Callable[[str, str], bool],
+    wanted: str,
+) -> list[OneHost]:
     """The pool entries whose `key` is the `same` as wanted, through HostPool's indexes when it has them."""
     if not isinstance(pool, HostPool):
-        return [host for host in pool if key(host) and same(wanted, key(host))]
-    index = pool.index(label, key)
+        return [host for host in pool if (value := key(host)) and same(wanted, value)]
+    index = pool.name_index(label, key)
     if same is _same_exact:
         return list(index["exact"].get(wanted, []))
     if same is _same_ignoring_case:
@@ -393,7 +399,7 @@ def resolve_from_monitor_dbs(
         matches[name] = OneHost(
             id=host_id, name=name, hostname=None, im_mad="kvm", state=-1, state_name="UNKNOWN"
         )
-    for inventory_name, error in _shared_matches(matches).items():
+    for inventory_name, shared in _shared_matches(matches).items():
         del matches[inventory_name]
-        errors[inventory_name] = error
+        errors[inventory_name] = shared
     return matches, errors

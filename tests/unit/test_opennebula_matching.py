@@ -278,6 +278,6 @@ def test_indexed_and_scanned_matching_agree(name, hostname):
 def test_the_index_is_built_once_per_pool():
     pool = HostPool(HOSTS)
     match_host(pool, inventory_name="hv1")
-    first = pool.index("NAME", lambda host: host.name)
+    first = pool.name_index("NAME", lambda host: host.name)
     match_host(pool, inventory_name="hv3.a.test")
-    assert pool.index("NAME", lambda host: host.name) is first
+    assert pool.name_index("NAME", lambda host: host.name) is first
