@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 from pyinfra.api import FactBase
 
@@ -30,7 +31,7 @@ _PYTHON = (
 )
 
 
-def _key_values(output) -> dict[str, str]:
+def _key_values(output: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for line in output:
         key, separator, value = line.partition("=")
@@ -39,7 +40,7 @@ def _key_values(output) -> dict[str, str]:
     return found
 
 
-class EnergySyncFrontend(FactBase):
+class EnergySyncFrontend(FactBase[dict[str, str]]):
     """Whether this server can run the sync: the service account (`user`, `group`), the
     Python it would run (`python`, '' when there is no 3.6+), whether that account can read
     the credentials file (`credentials`: readable, unreadable or missing; tested as the
@@ -57,11 +58,11 @@ class EnergySyncFrontend(FactBase):
         config_dir = f"if [ -d {shlex.quote(CONFIG_DIR)} ]; then echo config_dir=yes; else echo config_dir=no; fi"
         return "; ".join((_ACCOUNT, _PYTHON, credentials, config_dir))
 
-    def process(self, output) -> dict[str, str]:
+    def process(self, output: list[str]) -> dict[str, str]:
         return _key_values(output)
 
 
-class EnergySyncInstalled(FactBase):
+class EnergySyncInstalled(FactBase[dict[str, Any]]):
     """What of the sync is on this server: `installed` (the set of its files present: the
     service and timer units, the script, the config), with the account (`user`, `group`)
     and `python` it would run as now (the same rule the deploy used)."""
@@ -73,8 +74,8 @@ class EnergySyncInstalled(FactBase):
         )
         return "; ".join((_ACCOUNT, _PYTHON, present))
 
-    def process(self, output) -> dict:
-        found: dict = {"installed": set()}
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {"installed": set()}
         for line in output:
             key, separator, value = line.partition("=")
             if not separator:

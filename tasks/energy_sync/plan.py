@@ -10,6 +10,7 @@ import posixpath
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tasks.install_record.ownership import ManagedPath
 from tasks.settings import Settings
@@ -86,13 +87,13 @@ def rendered_files(settings: Settings, account: ServiceAccount, python: str) -> 
     }
 
 
-def service_account(found: dict) -> ServiceAccount:
+def service_account(found: dict[str, Any]) -> ServiceAccount:
     """The account facts.py found ("user" and its primary "group"), root when none."""
     user = found.get("user") or "root"
     return ServiceAccount(user=user, group=found.get("group") or user)
 
 
-def frontend_problems(found: dict, settings: Settings) -> list[str]:
+def frontend_problems(found: dict[str, Any], settings: Settings) -> list[str]:
     """Why the sync cannot run on this server as found (empty: it can), each with the fix."""
     problems = []
     if not found.get("python"):
@@ -118,7 +119,7 @@ def frontend_problems(found: dict, settings: Settings) -> list[str]:
     return problems
 
 
-def unit_variables(settings: Settings, account: ServiceAccount, python: str) -> dict:
+def unit_variables(settings: Settings, account: ServiceAccount, python: str) -> dict[str, Any]:
     """What the service and timer templates are rendered with."""
     return {
         "service_user": account.user,
@@ -129,7 +130,7 @@ def unit_variables(settings: Settings, account: ServiceAccount, python: str) -> 
     }
 
 
-def config_variables(settings: Settings) -> dict:
+def config_variables(settings: Settings) -> dict[str, Any]:
     """What the config template is rendered with: paths and endpoints, never a credential."""
     return {
         "prometheus_url": settings.energy_sync_prometheus_url,

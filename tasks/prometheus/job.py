@@ -64,7 +64,7 @@ def prometheus_version(version_output: str) -> tuple[int, int, int]:
 # The scrape job
 
 
-def _vm_id_relabel_rules() -> list[dict]:
+def _vm_id_relabel_rules() -> list[dict[str, Any]]:
     """Metric relabelling that sets one_vm_id="N" on per-process series.
 
     OpenNebula names guests "one-<VM ID>". Scaphandre's --qemu sets vmname only
@@ -111,7 +111,7 @@ def scaphandre_job(
     job_name: str = SHIPPED_JOB_NAME,
     scrape_interval: str | None = None,
     scrape_timeout: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The scrape_config for Scaphandre on every hypervisor of the targets file.
 
     Intervals left as None are not written, so the server's global ones apply.
@@ -139,7 +139,7 @@ def scaphandre_job(
 # Snippet for an inventory with no Prometheus host
 
 
-def scrape_job_snippet(job: dict, targets: Iterable[ScrapeTarget]) -> str:
+def scrape_job_snippet(job: dict[str, Any], targets: Iterable[ScrapeTarget]) -> str:
     """A self-contained job to paste under ``scrape_configs:`` by hand.
 
     Same job, but the targets and their labels are listed inline in
@@ -161,7 +161,7 @@ def scrape_job_snippet(job: dict, targets: Iterable[ScrapeTarget]) -> str:
 # Sharding the hypervisors across several Prometheus servers
 
 
-def shard_relabel_configs(shard_index: int, shard_count: int) -> list[dict]:
+def shard_relabel_configs(shard_index: int, shard_count: int) -> list[dict[str, Any]]:
     """Target relabelling that keeps this server's share of the targets.
 
     Prometheus' own hashmod on the target address: every server gets the same

@@ -98,7 +98,7 @@ def _sorted_unique(targets: Iterable[ScrapeTarget]) -> list[ScrapeTarget]:
     return sorted(set(listed), key=lambda t: (t.one_host_id, t.address))
 
 
-def targets_file_entries(targets: Iterable[ScrapeTarget]) -> list[dict]:
+def targets_file_entries(targets: Iterable[ScrapeTarget]) -> list[dict[str, Any]]:
     """file_sd entries, one per hypervisor, in a stable order.
 
     Each entry is ``{"targets": [address], "labels": {host_id, one_host_id,
@@ -115,7 +115,7 @@ def targets_file_entries(targets: Iterable[ScrapeTarget]) -> list[dict]:
 _YAML_SENSITIVE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
 
 
-def _json_line(entry: dict) -> str:
+def _json_line(entry: dict[str, Any]) -> str:
     text = json.dumps(entry, ensure_ascii=False)
     if _YAML_SENSITIVE.search(text):
         text = _YAML_SENSITIVE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
@@ -157,7 +157,8 @@ _LEADING_COMMENTS = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n)*")
 def _load_entries(text: str) -> Any:
     """The file's content: as JSON after its header (what render_targets_file writes), else
     as YAML (what earlier versions wrote, or a file edited by hand)."""
-    body = text[_LEADING_COMMENTS.match(text).end() :]
+    leading = _LEADING_COMMENTS.match(text)  # always matches, if only the empty string
+    body = text[leading.end() :] if leading else text
     try:
         return json.loads(body)
     except ValueError:
