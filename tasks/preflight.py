@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
@@ -22,11 +22,17 @@ def settings_of(host_name: str, inventory: Inventory) -> Settings:
     return Settings.from_data(inventory.get_host(host_name).data.dict())
 
 
-@deploy("Check the settings")
 def check_settings(inventory: Inventory) -> Settings | None:
     """Guarantees this host's settings are usable before any step reads them: on a bad
     value the host fails here, naming the key and the fix, and nothing else is planned for
     it. Keys that look like ours but are unknown (typos) are named as warnings."""
+    # pyinfra declares every @deploy call to return an OperationMeta; it returns what the
+    # function itself returns.
+    return cast("Settings | None", _checked_settings(inventory=inventory))
+
+
+@deploy("Check the settings")
+def _checked_settings(inventory: Inventory) -> Settings | None:
     for line in unknown_keys(host.data.dict()):
         logger.warning(f"{host.print_prefix}{line}")
     try:
