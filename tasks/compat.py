@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import types
 import xml.parsers.expat
 import xmlrpc.client
@@ -280,6 +281,20 @@ def connector_arguments_of_running_operation(state: State, host: Host) -> dict[s
         host, host.executing_op_hash
     ).global_arguments
     return {key: given[key] for key in CONNECTOR_ARGUMENT_KEYS if key in given}
+
+
+def run_is_dry(argv: list[str] | None = None) -> bool:
+    """Whether this run is `pyinfra --dry`, which changes nothing (the deploy then takes no
+    host lock and writes no record).
+
+    Works around: pyinfra keeps --dry to its command line. Neither State nor Config holds
+    it, and click's context of the CLI command is not visible from the greenlets that load
+    the deploy, so the flag is read from the process' arguments, as click reads it (an
+    exact `--dry`, click taking no abbreviations). A run through pyinfra's API is not dry.
+    Versions: pyinfra 3.10.0.
+    Upstream: none filed.
+    """
+    return "--dry" in (sys.argv if argv is None else argv)[1:]
 
 
 def parse_image_reference(image: str) -> Any:

@@ -461,6 +461,26 @@ def test_connector_arguments_are_still_needed_pyinfra_calls_back_without_them():
     )
 
 
+def test_run_is_dry_reads_the_flag_as_pyinfras_command_line_does():
+    assert compat.run_is_dry(["pyinfra", "--dry", "inventory.py", "deploy.py"])
+    assert compat.run_is_dry(["pyinfra", "inventory.py", "deploy.py", "--dry"])
+    assert not compat.run_is_dry(["pyinfra", "-y", "inventory.py", "deploy.py"])
+    assert not compat.run_is_dry(["--dry"])  # the program's own name is not an argument
+
+
+def test_run_is_dry_is_still_needed_pyinfra_keeps_the_flag_to_its_command_line():
+    from pyinfra.api import Config
+    from pyinfra_cli.cli import cli
+
+    options = {option for parameter in cli.params for option in getattr(parameter, "opts", ())}
+    assert "--dry" in options, "compat.run_is_dry: pyinfra's command line no longer has --dry"
+    held = [name for name in dir(Config()) if "dry" in name.lower()]
+    assert not held, (
+        f"compat.run_is_dry: pyinfra's Config now holds the dry flag ({held}): "
+        "read it there instead of the command line"
+    )
+
+
 def test_parse_image_reference_reads_references_as_the_deploy_expects():
     bare = compat.parse_image_reference("hubblo/scaphandre")
     assert (bare.tag, bare.digest, bare.registry_host, bare.registry_port) == (
