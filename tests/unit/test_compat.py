@@ -12,7 +12,10 @@ import contextlib
 import http.server
 import inspect
 import io
+import json
 import socket
+import subprocess
+import sys
 import threading
 import xmlrpc.client
 from unittest import mock
@@ -469,14 +472,25 @@ def test_run_is_dry_reads_the_flag_as_pyinfras_command_line_does():
 
 
 def test_run_is_dry_is_still_needed_pyinfra_keeps_the_flag_to_its_command_line():
-    from pyinfra.api import Config
-    from pyinfra_cli.cli import cli
-
-    options = {option for parameter in cli.params for option in getattr(parameter, "opts", ())}
-    assert "--dry" in options, "compat.run_is_dry: pyinfra's command line no longer has --dry"
-    held = [name for name in dir(Config()) if "dry" in name.lower()]
-    assert not held, (
-        f"compat.run_is_dry: pyinfra's Config now holds the dry flag ({held}): "
+    # Read in a child: importing pyinfra_cli monkey-patches the interpreter for gevent, which
+    # the tests that run after this one in the same process must not inherit.
+    probe = (
+        "import json\n"
+        "from pyinfra.api import Config\n"
+        "from pyinfra_cli.cli import cli\n"
+        "options = sorted(o for p in cli.params for o in getattr(p, 'opts', ()))\n"
+        "held = [name for name in dir(Config()) if 'dry' in name.lower()]\n"
+        "print(json.dumps({'options': options, 'held': held}))\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    found = json.loads(child.stdout.strip().splitlines()[-1])
+    assert "--dry" in found["options"], (
+        "compat.run_is_dry: pyinfra's command line no longer has --dry"
+    )
+    assert not found["held"], (
+        f"compat.run_is_dry: pyinfra's Config now holds the dry flag ({found['held']}): "
         "read it there instead of the command line"
     )
 
