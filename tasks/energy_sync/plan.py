@@ -10,6 +10,7 @@ import posixpath
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tasks.install_record.ownership import ManagedPath
 from tasks.settings import Settings
@@ -57,18 +58,23 @@ class ServiceAccount:
 
 
 # Fixed paths: a file of the operator's at one of them can only be moved away.
-_ELSEWHERE = ("the energy sync's files have fixed paths (its script, config, service and timer units): move "
-              "that file away, or set energy_sync to False on this server")
+_ELSEWHERE = (
+    "the energy sync's files have fixed paths (its script, config, service and timer units): move "
+    "that file away, or set energy_sync to False on this server"
+)
 
 
 def energy_sync_paths(settings: Settings, always: bool = False) -> list[ManagedPath]:
     """The files the energy sync writes on a Prometheus server, when it is on (or `always`)."""
     if not (settings.energy_sync or always):
         return []
-    return [ManagedPath(path, _ELSEWHERE) for path in (SCRIPT_PATH, CONFIG_PATH, SERVICE_PATH, TIMER_PATH)]
+    return [
+        ManagedPath(path, _ELSEWHERE)
+        for path in (SCRIPT_PATH, CONFIG_PATH, SERVICE_PATH, TIMER_PATH)
+    ]
 
 
-def rendered_files(settings: Settings, account: "ServiceAccount", python: str) -> dict[str, str]:
+def rendered_files(settings: Settings, account: ServiceAccount, python: str) -> dict[str, str]:
     """Path -> the exact text the deploy writes there (templates rendered as pyinfra renders them)."""
     from pyinfra.api.util import get_template
 
@@ -81,33 +87,39 @@ def rendered_files(settings: Settings, account: "ServiceAccount", python: str) -
     }
 
 
-def service_account(found: dict) -> ServiceAccount:
+def service_account(found: dict[str, Any]) -> ServiceAccount:
     """The account facts.py found ("user" and its primary "group"), root when none."""
     user = found.get("user") or "root"
     return ServiceAccount(user=user, group=found.get("group") or user)
 
 
-def frontend_problems(found: dict, settings: Settings) -> list[str]:
+def frontend_problems(found: dict[str, Any], settings: Settings) -> list[str]:
     """Why the sync cannot run on this server as found (empty: it can), each with the fix."""
     problems = []
     if not found.get("python"):
-        problems.append("the energy sync needs Python 3.6 or later on this server and found none "
-                        "(python3 missing or too old): install python3, or set energy_sync to False")
+        problems.append(
+            "the energy sync needs Python 3.6 or later on this server and found none "
+            "(python3 missing or too old): install python3, or set energy_sync to False"
+        )
     account = service_account(found)
     credentials = settings.energy_sync_one_auth_file
     state = found.get("credentials")
     if state == "missing":
-        problems.append(f"energy_sync_one_auth_file {credentials} does not exist on this server: it must hold "
-                        f"OpenNebula's user:password (OpenNebula's own file for {account.user}), readable by "
-                        f"{account.user}; the deploy never copies credentials there")
+        problems.append(
+            f"energy_sync_one_auth_file {credentials} does not exist on this server: it must hold "
+            f"OpenNebula's user:password (OpenNebula's own file for {account.user}), readable by "
+            f"{account.user}; the deploy never copies credentials there"
+        )
     elif state != "readable":
-        problems.append(f"energy_sync_one_auth_file {credentials} is not readable by {account.user}, the user "
-                        f"the energy sync runs as: give {account.user} read access (e.g. chown "
-                        f"{account.user} and chmod 600) or point energy_sync_one_auth_file at a file it can read")
+        problems.append(
+            f"energy_sync_one_auth_file {credentials} is not readable by {account.user}, the user "
+            f"the energy sync runs as: give {account.user} read access (e.g. chown "
+            f"{account.user} and chmod 600) or point energy_sync_one_auth_file at a file it can read"
+        )
     return problems
 
 
-def unit_variables(settings: Settings, account: ServiceAccount, python: str) -> dict:
+def unit_variables(settings: Settings, account: ServiceAccount, python: str) -> dict[str, Any]:
     """What the service and timer templates are rendered with."""
     return {
         "service_user": account.user,
@@ -118,7 +130,7 @@ def unit_variables(settings: Settings, account: ServiceAccount, python: str) -> 
     }
 
 
-def config_variables(settings: Settings) -> dict:
+def config_variables(settings: Settings) -> dict[str, Any]:
     """What the config template is rendered with: paths and endpoints, never a credential."""
     return {
         "prometheus_url": settings.energy_sync_prometheus_url,

@@ -15,8 +15,12 @@ from tasks.scaphandre import run_scaphandre
 from tests.unit.hypervisor_facts import default_fingerprint, host_facts, inspect_of
 from tests.unit.pyinfra_harness import FactTable, planned_command_objects, record_facts
 
-RECORDED = {"format": 1, "engine": {"package_manager": "apt", "packages": ["docker.io"]},
-            "daemon_json": {"settings": {"iptables": False}, "previous": {}}, "images": ["hubblo/scaphandre:1.0.2"]}
+RECORDED = {
+    "format": 1,
+    "engine": {"package_manager": "apt", "packages": ["docker.io"]},
+    "daemon_json": {"settings": {"iptables": False}, "previous": {}},
+    "images": ["hubblo/scaphandre:1.0.2"],
+}
 
 
 def hypervisor_steps(settings) -> None:
@@ -28,14 +32,16 @@ def hypervisor_steps(settings) -> None:
 
 
 def deployed_hypervisor() -> FactTable:
-    return FactTable({
-        **host_facts(rapl=True, docker=True),
-        "SystemdStatus": {"docker.service": True},
-        "SystemdEnabled": {"docker.service": True},
-        **record_facts(RECORDED),
-        "DockerImage": [{"Id": "sha256:1"}],
-        "DockerContainer": [inspect_of(default_fingerprint())],
-    })
+    return FactTable(
+        {
+            **host_facts(rapl=True, docker=True),
+            "SystemdStatus": {"docker.service": True},
+            "SystemdEnabled": {"docker.service": True},
+            **record_facts(RECORDED),
+            "DockerImage": [{"Id": "sha256:1"}],
+            "DockerContainer": [inspect_of(default_fingerprint())],
+        }
+    )
 
 
 def planned_by_pyinfra(facts: FactTable) -> list[str]:
@@ -46,13 +52,18 @@ def planned_by_pyinfra(facts: FactTable) -> list[str]:
 
 def test_a_rerun_reads_each_fact_once():
     asked = Counter(planned_by_pyinfra(deployed_hypervisor()))
-    assert asked == {
-        "InstallRecordFile": 1,  # the install record, with the host's lock taken in the same round trip
-        "RaplProbe": 1,  # CPU vendor, kernel, RAPL exposed
-        "File": 1, "Directory": 2,  # pyinfra's files.template: the modules-load file
-        "DockerEngineInstalled": 1,
-        "SystemdEnabled": 1,
-        "SystemdStatus": 2,  # pyinfra's systemd.service, then the engine check (planned before it is known whether it runs)
-        "DockerContainer": 1,
-    }
-
+    assert (
+        asked
+        == {
+            "InstallRecordFile": 1,  # the install record, with the host's lock taken in the same round trip
+            "RaplProbe": 1,  # CPU vendor, kernel, RAPL exposed
+            "File": 1,
+            "Directory": 2,  # pyinfra's files.template: the modules-load file
+            "DockerEngineInstalled": 1,
+            "SystemdEnabled": 1,
+            # pyinfra's systemd.service, then the engine check (planned before it is known
+            # whether it runs)
+            "SystemdStatus": 2,
+            "DockerContainer": 1,
+        }
+    )
