@@ -60,7 +60,7 @@ def pair_ratios(a: Sequence[float], b: Sequence[float]) -> list[float]:
     """a[i] / b[i] for each pair i; the pairs must match one to one."""
     if len(a) != len(b) or not b:
         raise ValueError(f"{len(a)} runs of A against {len(b)} of B: pairs must match")
-    return [first / second for first, second in zip(a, b)]
+    return [first / second for first, second in zip(a, b, strict=True)]
 
 
 def wait_for_load(max_load: float, timeout_s: float, poll_s: float = LOAD_POLL_S,
