@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.install_record.ownership import ManagedPath
+from tasks.install_record.record import sha256_of
 from tasks.settings import Settings
 
 SOURCES = Path(__file__).resolve().parents[2] / "files" / "opennebula"
@@ -21,6 +22,7 @@ TIMER_TEMPLATE = SOURCES / "scaphandre-energy-sync.timer.j2"
 CONFIG_TEMPLATE = SOURCES / "scaphandre-energy-sync.conf.j2"
 
 SCRIPT_DIR = "/usr/local/lib/scaphandre-energy-sync"
+SCRIPT_DIR_MODE = "755"
 SCRIPT_PATH = posixpath.join(SCRIPT_DIR, SCRIPT_SOURCE.name)
 CONFIG_DIR = "/etc/one"
 CONFIG_PATH = posixpath.join(CONFIG_DIR, "scaphandre-energy-sync.conf")
@@ -105,6 +107,37 @@ def frontend_problems(found: dict, settings: Settings) -> list[str]:
                         f"the energy sync runs as: give {account.user} read access (e.g. chown "
                         f"{account.user} and chmod 600) or point energy_sync_one_auth_file at a file it can read")
     return problems
+
+
+def file_owners(account: ServiceAccount) -> dict[str, tuple[str, str, str]]:
+    """Path -> (owner, group, octal mode) each file of the sync is written with."""
+    return {SCRIPT_PATH: ("root", "root", "755"), CONFIG_PATH: ("root", account.group, account.config_mode),
+            SERVICE_PATH: ("root", "root", "644"), TIMER_PATH: ("root", "root", "644")}
+
+
+def _same_mode(found: str | None, wanted: str) -> bool:
+    return found is not None and found.isdigit() and int(found) == int(wanted)
+
+
+def installed_as_wanted(found: dict, texts: dict[str, str], account: ServiceAccount, frontend: dict,
+                        script_dir: dict | None, timer_running: bool | None) -> bool:
+    """Whether the sync is installed exactly as the deploy would install it, so that none of
+    its steps has anything to do: each file (`found`: path -> FoundFile, with owner, group and
+    mode) a regular file holding its text with its owner, group and mode, the script's
+    directory root's with mode 0755, /etc/one there, and the timer running and enabled (so
+    no trial run is due either)."""
+    if not timer_running or frontend.get("config_dir") != "yes" or not script_dir:
+        return False
+    if (script_dir.get("owner"), script_dir.get("group")) != ("root", "root") or not _same_mode(
+            script_dir.get("mode"), SCRIPT_DIR_MODE):
+        return False
+    for path, text in texts.items():
+        here = found.get(path)
+        owner, group, mode = file_owners(account)[path]
+        if (here is None or here.state != "file" or here.link or here.sha256 != sha256_of(text.encode())
+                or (here.owner, here.group) != (owner, group) or not _same_mode(here.mode, mode)):
+            return False
+    return True
 
 
 def unit_variables(settings: Settings, account: ServiceAccount, python: str) -> dict:

@@ -113,14 +113,21 @@ def hold_host_lock(record_digest_read: str, timeout_s: int):
     yield StringCommand(wait_for_lock(LockRequest(host.name), record_digest_read, timeout_s))
 
 
-def install_ledger(lock_timeout_s: int = DEFAULT_LOCK_TIMEOUT_S) -> InstallLedger:
+def lock_request() -> LockRequest | None:
+    """What the read of the record asks of the host's lock: this host's request, or None
+    for --dry (which takes no lock)."""
+    return None if run_is_dry() else LockRequest(host.name)
+
+
+def install_ledger(lock_timeout_s: int = DEFAULT_LOCK_TIMEOUT_S, read: RecordRead | None = None) -> InstallLedger:
     """The ledger of this host, from its record file, read with the host's lock taken (not
-    for --dry); an unreadable record fails the host (nothing could then be judged the
-    deploy's own) with a message naming the file and what is wrong, and so does a lock
-    held by this same run for another inventory host. A lock another run holds is waited
-    for by the first operation (at most `lock_timeout_s`)."""
-    request = None if run_is_dry() else LockRequest(host.name)
-    read = host.get_fact(InstallRecordFile, lock=request)
+    for --dry): `read` when the caller already read it so (tasks/host_state reads it with
+    everything else a run decides on), else read here. An unreadable record fails the host
+    (nothing could then be judged the deploy's own) with a message naming the file and what
+    is wrong, and so does a lock held by this same run for another inventory host. A lock
+    another run holds is waited for by the first operation (at most `lock_timeout_s`)."""
+    if read is None:
+        read = host.get_fact(InstallRecordFile, lock=lock_request())
     unusable = InstallLedger(InstallRecord(), readable=False)
     problem = _lock_problem(read, lock_timeout_s)
     if problem:

@@ -67,6 +67,24 @@ class FoundFile:
     sha256: str | None = None
     head: str = ""
     content: bytes | None = None
+    # Owner, group and octal mode of a file (through a link), when the reader asked for them.
+    owner: str | None = None
+    group: str | None = None
+    mode: str | None = None
+
+
+def found_file(fields: dict[str, str]) -> FoundFile:
+    """A FoundFile from the key=value fields printed about one path (FilesAt's keys)."""
+    return FoundFile(
+        state=fields.get("state", "other"),
+        link=fields.get("link") == "1",
+        sha256=fields.get("sha256"),
+        head=base64.b64decode(fields.get("head", "")).decode("utf-8", "replace"),
+        content=base64.b64decode(fields["content"]) if "content" in fields else None,
+        owner=fields.get("owner"),
+        group=fields.get("group"),
+        mode=fields.get("mode"),
+    )
 
 
 class FilesAt(FactBase):
@@ -99,10 +117,4 @@ class FilesAt(FactBase):
                 current = found.setdefault(int(value), {})
             else:
                 current[key] = value.strip()
-        return {index: FoundFile(
-            state=fields.get("state", "other"),
-            link=fields.get("link") == "1",
-            sha256=fields.get("sha256"),
-            head=base64.b64decode(fields.get("head", "")).decode("utf-8", "replace"),
-            content=base64.b64decode(fields["content"]) if "content" in fields else None,
-        ) for index, fields in found.items()}
+        return {index: found_file(fields) for index, fields in found.items()}

@@ -7,12 +7,14 @@ Ubuntu or AlmaLinux host reports.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from tasks.host_failure import UnsupportedHostError
 
 RAPL_ZONE = "/sys/class/powercap/intel-rapl:0"
 MODULES_LOAD_FILE = "/etc/modules-load.d/scaphandre-rapl.conf"
+MODULES_LOAD_MODE = "644"
 
 # Split out of intel_rapl in kernel 5.x; AMD support landed in intel_rapl_msr in 5.11.
 RAPL_MODULES_SPLIT = ["intel_rapl_common", "intel_rapl_msr"]
@@ -57,3 +59,11 @@ def rapl_missing_message(distro_name: str | None) -> str:
     if (distro_name or "").lower() == "ubuntu":
         hint += "; on Ubuntu the modules live in linux-modules-extra-$(uname -r), install it"
     return f"RAPL is not exposed under {RAPL_ZONE} after loading the modules. Likely cause: {hint}"
+
+
+def file_holds(found, text: str, mode: str) -> bool:
+    """Whether a small file the deploy writes whole (`found`: tasks/host_state's FileState, None
+    when not read) is a regular file holding exactly `text` with `mode`: what files.put, given
+    that text and mode and no owner, would leave as it is."""
+    return (found is not None and found.state == "file" and found.mode is not None and found.mode.isdigit()
+            and int(found.mode) == int(mode) and found.sha256 == hashlib.sha256(text.encode()).hexdigest())

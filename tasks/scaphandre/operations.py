@@ -13,7 +13,7 @@ from pyinfra.operations import docker
 
 from tasks.host_failure import failure_command
 from tasks.scaphandre.facts import ContainerProcessIds, ListeningTcpSockets, RegistryLoginState
-from tasks.scaphandre.registry import LOGIN_MARKER_DIR, credentials_digest, digest_matches, login_marker_path
+from tasks.scaphandre.registry import LOGIN_MARKER_DIR, credentials_digest, logged_in_as, login_marker_path
 from tasks.scaphandre.spec import (
     ScaphandreSpec,
     container_drift,
@@ -21,6 +21,7 @@ from tasks.scaphandre.spec import (
     port_listeners,
     port_taken_message,
     publishes_port,
+    runs_as_specified,
 )
 
 
@@ -54,7 +55,7 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
     existing = host.get_fact(DockerContainer, object_id=spec.name)
     current = existing[0] if existing else None
     drift = container_drift(current, spec)
-    if current and not drift and (current.get("State") or {}).get("Status") == "running":
+    if runs_as_specified(existing, spec):
         host.noop(f"container {spec.name} runs {spec.image} as specified")
         return
 
@@ -131,7 +132,7 @@ def registry_login(registry: str, username: str, password: HiddenValue):
     """
     marker = login_marker_path(registry)
     found = host.get_fact(RegistryLoginState, registry=registry, marker=marker)
-    if found["logged_in"] and digest_matches(found["digest"], registry, username, password.unmask()):
+    if logged_in_as(found, registry, username, password.unmask()):
         host.noop(f"logged in to {registry} as {username} with the current password")
         return
     digest = credentials_digest(registry, username, password.unmask())

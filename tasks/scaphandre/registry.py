@@ -54,3 +54,9 @@ def digest_matches(stored: str | None, registry: str, username: str, password: s
     if not 1 <= iterations <= 10 * _ITERATIONS:  # a marker is not a way to make the deploy spin
         return False
     return hmac.compare_digest(parts[3], _derive(registry, username, password, salt, iterations))
+
+
+def logged_in_as(found: dict | None, registry: str, username: str, password: str) -> bool:
+    """Whether the host's login state (RegistryLoginState; None: not read) shows root's Docker
+    client logged in to `registry` with these very credentials: nothing to send."""
+    return bool(found and found.get("logged_in") and digest_matches(found.get("digest"), registry, username, password))

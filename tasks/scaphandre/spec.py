@@ -210,6 +210,13 @@ def container_drift(inspect: dict | None, spec: ScaphandreSpec) -> list[str]:
     return drift
 
 
+def runs_as_specified(inspect: list | None, spec: ScaphandreSpec) -> bool:
+    """Whether `docker container inspect` of the container (a list, empty when there is none)
+    shows it running exactly as `spec` says: then it is left alone."""
+    current = inspect[0] if inspect else None
+    return bool(current) and not container_drift(current, spec) and (current.get("State") or {}).get("Status") == "running"
+
+
 def image_registry(image: str) -> str | None:
     """The registry host (and port) an image reference names, or None for Docker Hub images."""
     reference = compat.parse_image_reference(image)
