@@ -17,6 +17,7 @@ from tasks.docker_engine import ensure_docker_engine
 from tasks.energy_sync import install_energy_sync
 from tasks.grafana import provision_dashboard
 from tasks.host_failure import fail_host
+from tasks.host_state import HypervisorFound, read_host_state
 from tasks.install_record import install_ledger
 from tasks.preflight import check_settings
 from tasks.prometheus import configure_prometheus, prometheus_server, write_job_snippet
@@ -31,22 +32,26 @@ hypervisor = settings and groups.HYPERVISORS in host.groups
 problem = hypervisor and cloud.get(host.name).problem
 if problem:
     fail_host(name="Find this host in OpenNebula", reason=problem)
-# What earlier runs brought here, read with this host's lock taken (one run at a time); each
-# step records what it is about to bring before it brings it.
-ledger = None
+# One round trip per host: what earlier runs brought here (the record, read with this host's
+# lock taken: one run at a time) and the state of every part the host takes, from which each
+# step below plans only what must change. Each step records what it is about to bring before
+# it brings it.
+found = None
 if settings and not problem and groups.keeps_a_record(host):
-    ledger = install_ledger(settings.host_lock_timeout_s)
+    found = read_host_state(settings)
+ledger = install_ledger(settings.host_lock_timeout_s, found.record) if found else None
 
 if ledger and ledger.readable and hypervisor:
-    enable_rapl(settings)
-    ensure_docker_engine(settings, ledger)
-    run_scaphandre(settings, ledger)
+    on_hypervisor = found.hypervisor or HypervisorFound()  # nothing reported: each step reads its own facts
+    enable_rapl(settings, on_hypervisor)
+    ensure_docker_engine(settings, ledger, on_hypervisor)
+    run_scaphandre(settings, ledger, on_hypervisor)
 
 if ledger and ledger.readable and groups.PROMETHEUS in host.groups:
-    server = prometheus_server(settings, cloud, ledger)  # None: failed (no Prometheus, or an operator's file in the way)
+    server = prometheus_server(settings, cloud, ledger, found.prometheus)  # None: failed (no Prometheus, or an operator's file in the way)
     if server:
         configure_prometheus(settings, inventory, server, ledger)
-        install_energy_sync(settings, ledger, server.found)  # reads and does nothing unless energy_sync is on
+        install_energy_sync(settings, ledger, server.found, server.energy_sync)  # nothing unless energy_sync is on
 elif settings and not groups.prometheus_servers(inventory):
     write_job_snippet(settings, cloud)
 

@@ -9,6 +9,8 @@ facts.py and operations.py read and check the host.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.facts.deb import DebPackages
@@ -35,6 +37,9 @@ from tasks.install_record import InstallLedger
 from tasks.install_record.record import DaemonJsonEntry
 from tasks.settings import Settings
 from tasks.text_file import FileBytes, LiveFile, file_absent_unless_link, file_in_place, unusable_file_problem
+
+if TYPE_CHECKING:  # tasks.host_state reads this package's facts
+    from tasks.host_state import HypervisorFound
 
 DAEMON_JSON_ELSEWHERE = "point the link at a file, or move it aside, then rerun"
 
@@ -130,9 +135,10 @@ def _plan(settings: Settings) -> DockerInstallPlan | None:
         return None
 
 
-def _warn_when_it_blocks_vm_traffic() -> None:
+def _warn_when_it_blocks_vm_traffic(found: HypervisorFound) -> None:
     """Names, as a warning on this host, an operator's engine whose firewall drops VM traffic."""
-    problem = docker_blocks_vm_traffic(host.get_fact(VmTrafficFirewall))
+    firewall = found.vm_traffic if found.vm_traffic is not None else host.get_fact(VmTrafficFirewall)
+    problem = docker_blocks_vm_traffic(firewall)
     if problem:
         logger.warning(
             f"{host.print_prefix}warning: the Docker engine here was not installed by this deploy and is left as "
@@ -141,7 +147,7 @@ def _warn_when_it_blocks_vm_traffic() -> None:
 
 
 @deploy("Docker engine")
-def ensure_docker_engine(settings: Settings, ledger: InstallLedger) -> None:
+def ensure_docker_engine(settings: Settings, ledger: InstallLedger, found: HypervisorFound) -> None:
     """Guarantees a Docker engine is installed, enabled at boot and running.
 
     Where none is (no dockerd: docker-ce, docker.io and moby all count) it is installed
@@ -151,12 +157,21 @@ def ensure_docker_engine(settings: Settings, ledger: InstallLedger) -> None:
     restarted, only started when stopped; when its firewall stops VM traffic the host
     gets a warning naming cause and fix. An engine that cannot start fails the host with
     its journal's last lines.
+
+    Decided from `found` (tasks/host_state): an engine installed, enabled and running
+    plans nothing.
     """
-    if host.get_fact(DockerEngineInstalled):
+    installed = found.engine_installed
+    if installed is None:  # not reported by the host's one read
+        installed = host.get_fact(DockerEngineInstalled)
+    if installed:
         if not ledger.record.installed_engine:
-            _warn_when_it_blocks_vm_traffic()
+            _warn_when_it_blocks_vm_traffic(found)
         elif not ledger.record.engine_confirmed:  # a run stopped between installing and confirming
             ledger.write("Confirm in the record what the deploy installed", ledger.record.with_engine_confirmed())
+        if found.engine_active and found.engine_enabled:
+            host.noop("docker.service is enabled and running")
+            return
     elif not _install(settings, ledger):
         return
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from io import StringIO
+from typing import TYPE_CHECKING
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
@@ -21,13 +22,16 @@ from tasks.energy_sync.plan import (
     CONFIG_DIR,
     CONFIG_PATH,
     SCRIPT_DIR,
+    SCRIPT_DIR_MODE,
     SCRIPT_PATH,
     SERVICE_PATH,
     SERVICE_UNIT,
     TIMER_PATH,
     TIMER_UNIT,
     energy_sync_paths,
+    file_owners,
     frontend_problems,
+    installed_as_wanted,
     removal_command,
     rendered_files,
     service_account,
@@ -39,6 +43,9 @@ from tasks.install_record import InstallLedger, remove_recorded_files
 from tasks.install_record.facts import FoundFile
 from tasks.install_record.record import sha256_of
 from tasks.settings import Settings
+
+if TYPE_CHECKING:  # tasks.host_state reads this package's facts
+    from tasks.host_state.parse import EnergySyncFound
 
 
 def any_changed(*operations) -> Callable[[], bool]:
@@ -54,7 +61,8 @@ def _show_status(what: str, run) -> None:
 
 
 @deploy("Energy back into OpenNebula")
-def install_energy_sync(settings: Settings, ledger: InstallLedger, found: dict[str, FoundFile]) -> None:
+def install_energy_sync(settings: Settings, ledger: InstallLedger, found: dict[str, FoundFile],
+                        state: EnergySyncFound | None = None) -> None:
     """Guarantees, when `energy_sync` is on, that this Prometheus server runs the energy
     sync every `energy_sync_interval_s` as oneadmin (root where there is none): the script,
     its config (root:oneadmin 0640, which names the credentials file, never its content),
@@ -68,36 +76,45 @@ def install_energy_sync(settings: Settings, ledger: InstallLedger, found: dict[s
     service user and its status line is shown; if that trial fails (Prometheus or oned
     unusable) the host fails with the script's own message and the timer is not started.
 
-    With `energy_sync` off this reads nothing and plans nothing.
+    `state` is what the host's one read said of the sync (tasks/host_state; None: not
+    reported, read here): every file, its directory and the timer already as wanted plans
+    nothing. With `energy_sync` off this reads nothing and plans nothing.
     """
     if not settings.energy_sync:
         return
-    frontend = host.get_fact(EnergySyncFrontend, credentials_file=settings.energy_sync_one_auth_file)
+    frontend = state.frontend if state is not None else host.get_fact(
+        EnergySyncFrontend, credentials_file=settings.energy_sync_one_auth_file)
     problems = frontend_problems(frontend, settings)
     if problems:
         fail_host(name="Check what the energy sync needs", reason="; ".join(problems))
         return
     account = service_account(frontend)
     texts = rendered_files(settings, account, frontend["python"])
+    if state is not None and installed_as_wanted(found, texts, account, frontend, state.script_dir,
+                                                 state.timer_active and state.timer_enabled):
+        host.noop(f"the energy sync's files are as wanted and {TIMER_UNIT} runs")
+        return
     changing = {path: sha256_of(text.encode()) for path, text in texts.items()
                 if found.get(path, FoundFile("absent")).sha256 != sha256_of(text.encode())}
     ledger.write("Record the energy sync's files the deploy is about to write",
                  ledger.record.intending_files(changing))
 
+    owners = file_owners(account)
+
+    def put(name: str, path: str):
+        user, group, mode = owners[path]
+        return files.put(name=name, src=StringIO(texts[path]), dest=path, user=user, group=group, mode=mode,
+                         create_remote_dir=False)
+
     files.directory(name="Directory for the energy sync script", path=SCRIPT_DIR,
-                    user="root", group="root", mode="755")
-    script = files.put(name="Install the energy sync script", src=StringIO(texts[SCRIPT_PATH]), dest=SCRIPT_PATH,
-                       user="root", group="root", mode="755", create_remote_dir=False)
+                    user="root", group="root", mode=SCRIPT_DIR_MODE)
+    script = put("Install the energy sync script", SCRIPT_PATH)
     if frontend.get("config_dir") != "yes":
         files.directory(name=f"Create {CONFIG_DIR}", path=CONFIG_DIR,
                         user="root", group=account.group, mode=account.config_dir_mode)
-    config = files.put(name=f"Write the energy sync's config {CONFIG_PATH}", src=StringIO(texts[CONFIG_PATH]),
-                       dest=CONFIG_PATH, user="root", group=account.group, mode=account.config_mode,
-                       create_remote_dir=False)
-    service = files.put(name=f"Install {SERVICE_UNIT}", src=StringIO(texts[SERVICE_PATH]), dest=SERVICE_PATH,
-                        user="root", group="root", mode="644", create_remote_dir=False)
-    timer = files.put(name=f"Install {TIMER_UNIT}", src=StringIO(texts[TIMER_PATH]), dest=TIMER_PATH,
-                      user="root", group="root", mode="644", create_remote_dir=False)
+    config = put(f"Write the energy sync's config {CONFIG_PATH}", CONFIG_PATH)
+    service = put(f"Install {SERVICE_UNIT}", SERVICE_PATH)
+    timer = put(f"Install {TIMER_UNIT}", TIMER_PATH)
     ledger.write("Confirm in the record the energy sync's files the deploy wrote",
                  ledger.record.with_files_confirmed(list(changing)))
     systemd.daemon_reload(name="Reload systemd for the energy sync's units", _if=any_changed(service, timer))

@@ -29,6 +29,7 @@ from tasks.install_record import InstallLedger, claim_files, files_at, remove_re
 from tasks.install_record.facts import FoundFile
 from tasks.install_record.ownership import ManagedPath
 from tasks.install_record.record import sha256_of
+from tasks.prometheus.edit_request import edit_fingerprint
 from tasks.prometheus.facts import PrometheusServer
 from tasks.prometheus.job import prometheus_version, scaphandre_job, scrape_job_snippet, shard_relabel_configs
 from tasks.prometheus.operations import prometheus_job, prometheus_job_absent, prometheus_rules
@@ -38,8 +39,9 @@ from tasks.prometheus.targets import ScrapeTarget, parse_targets_file, render_ta
 from tasks.run_memo import once_per_run
 from tasks.settings import Settings
 
-if TYPE_CHECKING:  # tasks.cloud itself uses this package's targets
+if TYPE_CHECKING:  # tasks.cloud uses this package's targets, tasks.host_state its facts
     from tasks.cloud import CloudView
+    from tasks.host_state.parse import ConfigFileFound, EnergySyncFound, PrometheusFound
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "files" / "prometheus" / "scaphandre_rules.yml"
 
@@ -59,18 +61,19 @@ class PrometheusLayout:
     metrics: MetricsEndpoint
 
 
-def _locate_prometheus(settings: Settings) -> PrometheusLayout | None:
+def _locate_prometheus(settings: Settings, found: dict | None = None) -> PrometheusLayout | None:
     """This server's config file and service, and the binary that service runs with its
-    version and promtool; None (and the host failed with what to set) when one of them
-    cannot be found."""
-    found = host.get_fact(
-        PrometheusServer,
-        candidates=[tuple(pair) for pair in settings.prometheus_candidates],
-        binaries=list(settings.prometheus_binaries),
-        promtools=list(settings.promtool_binaries),
-        config_file=settings.prometheus_config_file,
-        service=settings.prometheus_service,
-    )
+    version and promtool (`found`: what PrometheusServer reported, read here when not
+    given); None (and the host failed with what to set) when one of them cannot be found."""
+    if found is None:
+        found = host.get_fact(
+            PrometheusServer,
+            candidates=[tuple(pair) for pair in settings.prometheus_candidates],
+            binaries=list(settings.prometheus_binaries),
+            promtools=list(settings.promtool_binaries),
+            config_file=settings.prometheus_config_file,
+            service=settings.prometheus_service,
+        )
     config_file = settings.prometheus_config_file or found["config"]
     service = settings.prometheus_service or found["service"]
     binary = found["binary"]
@@ -152,11 +155,14 @@ def _targets_text(cloud: CloudView, targets_file: str, found: FoundFile) -> str 
 @dataclass(frozen=True)
 class ClaimedServer:
     """This server's Prometheus, what is at each path the deploy writes here (all checked to
-    be the deploy's), and what the deploy wants in its targets and rules files."""
+    be the deploy's), what the deploy wants in its targets and rules files, and what the
+    host's one read said of prometheus.yml and of the energy sync (None: not reported)."""
 
     layout: PrometheusLayout
     found: dict[str, FoundFile]
     wanted: dict[str, bytes]
+    config: ConfigFileFound | None = None
+    energy_sync: EnergySyncFound | None = None
 
 
 def _managed_paths(settings: Settings, server: PrometheusLayout) -> list[ManagedPath]:
@@ -168,16 +174,26 @@ def _managed_paths(settings: Settings, server: PrometheusLayout) -> list[Managed
     return paths + energy_sync_paths(settings)
 
 
+def _found_at(state: PrometheusFound | None, paths: list[str], targets_file: str) -> dict[str, FoundFile]:
+    """What is at each of `paths` (the targets file's bytes too), from the host's one read when
+    it covered them all (the paths it worked out on the host are the layout's), else read now."""
+    found = state.files_at(paths, with_content=[targets_file]) if state is not None else None
+    return found if found is not None else files_at(paths, with_content=[targets_file])
+
+
 @deploy("Prometheus server")
-def prometheus_server(settings: Settings, cloud: CloudView, ledger: InstallLedger) -> ClaimedServer | None:
+def prometheus_server(settings: Settings, cloud: CloudView, ledger: InstallLedger,
+                      state: PrometheusFound | None = None) -> ClaimedServer | None:
     """This server's Prometheus, every file the deploy writes here checked to be its own
     before anything is written; None when the server failed (no Prometheus found, or a file
-    at one of the deploy's paths that is the operator's: named, with the setting to change)."""
-    layout = _locate_prometheus(settings)
+    at one of the deploy's paths that is the operator's: named, with the setting to change).
+    Decided from `state`, the host's one read (tasks/host_state); what it did not cover (all
+    of it when None) is looked at here."""
+    layout = _locate_prometheus(settings, state.server if state is not None else None)
     if layout is None:
         return None
     paths = _managed_paths(settings, layout)
-    found = files_at([managed.path for managed in paths], with_content=[layout.targets_file])
+    found = _found_at(state, [managed.path for managed in paths], layout.targets_file)
     targets_text = _targets_text(cloud, layout.targets_file, found[layout.targets_file])
     if targets_text is None:
         return None
@@ -189,7 +205,9 @@ def prometheus_server(settings: Settings, cloud: CloudView, ledger: InstallLedge
     expected = {path: sha256_of(content) for path, content in wanted.items()}
     if not claim_files(ledger, paths, found, expected):
         return None
-    return ClaimedServer(layout, found, wanted)
+    if state is None:
+        return ClaimedServer(layout, found, wanted)
+    return ClaimedServer(layout, found, wanted, state.config_at(layout.config_file), state.energy_sync)
 
 
 @deploy("Prometheus scrape job")
@@ -230,6 +248,12 @@ def configure_prometheus(settings: Settings, inventory, server: ClaimedServer, l
         host.noop(f"{layout.rules_file} already holds the rules")
     ledger.write("Confirm in the record the files the deploy wrote",
                  ledger.record.with_files_confirmed(list(changing)))
+    rule_file = layout.rules_file if settings.prometheus_rules else None
+    reload_for_rules = layout.rules_file in changing
+    if (server.config and not reload_for_rules
+            and server.config.unchanged_since_recorded(edit_fingerprint(job, rule_file, layout.targets_file))):
+        host.noop(f"{layout.config_file} already holds the {job['job_name']} job (unchanged since the deploy wrote it)")
+        return
     prometheus_job(
         name=f"Add the {settings.prometheus_job_name} job to {layout.config_file}",
         config_path=layout.config_file,
@@ -239,8 +263,8 @@ def configure_prometheus(settings: Settings, inventory, server: ClaimedServer, l
         service=layout.service,
         endpoint=layout.metrics,
         reload_timeout_s=settings.prometheus_reload_timeout_s,
-        rule_file=layout.rules_file if settings.prometheus_rules else None,
-        reload_for_rules=layout.rules_file in changing,
+        rule_file=rule_file,
+        reload_for_rules=reload_for_rules,
     )
 
 

@@ -34,7 +34,15 @@ def default_data() -> dict:
 
 
 class FactTable:
-    """Answers get_fact calls: by fact class name, optionally refined by a keyword argument."""
+    """Answers get_fact calls: by fact class name, optionally refined by a keyword argument.
+
+    The host's one read (tasks/host_state's HostState), unless the table gives it, is
+    answered from the facts it stands in for that have no other reader: the install record,
+    RAPL, whether an engine is installed, the Prometheus server. The rest of what it reports
+    is left unreported, so the steps plan pyinfra's own operations, which read the table's
+    facts (the modules-load file, the engine's unit, the container ...) as they would
+    without the one read.
+    """
 
     def __init__(self, facts: dict):
         self.facts = facts
@@ -42,16 +50,39 @@ class FactTable:
         self.asked_while_planning: list[str] = []
 
     def __call__(self, host: Host, cls, *args, **kwargs):
+        self.asked.append(cls.__name__)
+        return self.answer(cls, **kwargs)
+
+    def answer(self, cls, **kwargs):
         name = cls.__name__
-        self.asked.append(name)
         for key in (f"{name}:{value}" for value in kwargs.values() if isinstance(value, str)):
             if key in self.facts:
                 return self.facts[key]
         if name in self.facts:
             value = self.facts[name]
             return value(**kwargs) if callable(value) else value
+        if name == "HostState":
+            return self.host_state(**kwargs)
         default = getattr(cls, "default", None)
         return default() if callable(default) else None
+
+    def host_state(self, lock=None, hypervisor=None, prometheus=None):
+        from tasks.docker_engine.facts import DockerEngineInstalled
+        from tasks.host_state.parse import HostFound, HypervisorFound, PrometheusFound
+        from tasks.install_record.facts import InstallRecordFile
+        from tasks.prometheus.facts import PrometheusServer
+        from tasks.rapl.facts import RaplProbe
+
+        found_hypervisor = found_prometheus = None
+        if hypervisor is not None:
+            found_hypervisor = HypervisorFound(rapl=self.answer(RaplProbe),
+                                               engine_installed=self.answer(DockerEngineInstalled))
+        if prometheus is not None:
+            found_prometheus = PrometheusFound(server=self.answer(
+                PrometheusServer, candidates=prometheus.candidates, binaries=prometheus.binaries,
+                promtools=prometheus.promtools, config_file=prometheus.config_file, service=prometheus.service))
+        return HostFound(record=self.answer(InstallRecordFile, lock=lock), hypervisor=found_hypervisor,
+                         prometheus=found_prometheus)
 
 
 def render(command) -> str:
@@ -99,11 +130,27 @@ def uploads_by_operation(run: Callable[[Settings], None], facts: dict, data: dic
 
 
 def with_ledger(step: Callable) -> Callable[[Settings], None]:
-    """`step(settings, ledger)` as deploy.py calls it, the ledger read from the host's facts."""
+    """`step(settings, ledger)` as remove.py calls it, the ledger read from the host's facts."""
     from tasks.install_record import install_ledger
 
     def run(settings: Settings) -> None:
         step(settings, install_ledger())
+
+    return run
+
+
+def on_hypervisor(step: Callable, ledger: bool = True) -> Callable[[Settings], None]:
+    """`step(settings, ledger, found)` (without `ledger`: `step(settings, found)`) as deploy.py
+    calls it on a hypervisor: the ledger and `found` from the host's one read."""
+    from tasks.host_state import read_host_state
+    from tasks.install_record import install_ledger
+
+    def run(settings: Settings) -> None:
+        found = read_host_state(settings)
+        if ledger:
+            step(settings, install_ledger(read=found.record), found.hypervisor)
+        else:
+            step(settings, found.hypervisor)
 
     return run
 

@@ -40,13 +40,14 @@ from tests.unit.pyinfra_harness import (
     render,
     uploaded_text,
     uploads_by_operation,
+    on_hypervisor,
     with_ledger,
 )
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 OURS = {"iptables": False, "ip6tables": False, "ip-forward": False, "bridge": "none"}
 OURS_TEXT = render_daemon_json(OURS)
-deploy_engine = with_ledger(ensure_docker_engine)
+deploy_engine = on_hypervisor(ensure_docker_engine)
 INTENT = "Record what the deploy is about to install (daemon.json as it was, the packages absent)"
 CONFIGURE = "Configure the Docker engine to leave host networking alone (daemon.json)"
 CONFIRM = "Confirm in the record what the deploy installed"

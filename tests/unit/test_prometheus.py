@@ -26,6 +26,7 @@ import pytest
 import tasks.prometheus.config_file as config_file
 from tasks.cloud import CloudView, Hypervisor
 from tasks.opennebula.pool import OneHost
+from tasks.host_state import read_host_state
 from tasks.install_record import install_ledger
 from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
 from tasks.prometheus import operations
@@ -714,8 +715,9 @@ FOUND_2_42 = {"config": "/etc/prometheus/prometheus.yml", "service": "prometheus
 def configure_steps(cloud: CloudView):
     """The Prometheus part of deploy.py."""
     def run(settings) -> None:
-        ledger = install_ledger()
-        server = prometheus_server(settings, cloud, ledger)
+        found = read_host_state(settings)
+        ledger = install_ledger(read=found.record)
+        server = prometheus_server(settings, cloud, ledger, found.prometheus)
         if server:
             configure_prometheus(settings, pyinfra.inventory, server, ledger)
 

@@ -22,6 +22,7 @@ import tasks.install_record.lock as lock
 import tasks.install_record.ownership as ownership
 from tasks.cloud import CloudView, Hypervisor
 from tasks.energy_sync import plan as energy_sync_plan
+from tasks.host_state import read_host_state
 from tasks.install_record import install_ledger
 from tasks.install_record.facts import FoundFile
 from tasks.install_record.record import FileEntry, InstallRecord, parse_install_record, sha256_of
@@ -78,9 +79,13 @@ class PrometheusHost:
 
         def steps():
             with mock.patch.object(sys, "argv", ["pyinfra", "--dry"]):  # no lock: tests/unit/test_host_lock.py's
-                ledger = install_ledger()
+                if script == "deploy.py":
+                    state = read_host_state(settings)
+                    ledger = install_ledger(read=state.record)
+                else:
+                    ledger = install_ledger()
             if script == "deploy.py":
-                found = prometheus_server(settings, CLOUD, ledger)
+                found = prometheus_server(settings, CLOUD, ledger, state.prometheus)
                 if found:
                     configure_prometheus(settings, pyinfra.inventory, found, ledger)
             else:
@@ -202,12 +207,10 @@ def test_a_no_op_rerun_writes_nothing_not_even_the_record(prometheus):
     again = prometheus.run("deploy.py")
     assert again.failure is None and again.commands == [], again.commands
     assert prometheus.record.read_bytes() == record
-    # As many round trips as before the record listed files: the record (with the lock, when
-    # not --dry) instead of the targets file's content, one look at every file instead of the
-    # rules file's digest; prometheus.yml's own fact is read by its operation (when pyinfra
-    # plans it, and again when it runs it).
-    assert again.facts[:3] == ["InstallRecordFile", "PrometheusServer", "FilesAt"], again.facts
-    assert set(again.facts[3:]) == {"PrometheusConfigFile"}, again.facts
+    # One round trip, the host's one read (its real shell, run here): the record, the server,
+    # every file the deploy writes and prometheus.yml's record answer it, and no operation is
+    # planned to read anything more.
+    assert again.facts == ["HostState"], again.facts
 
 
 # --------------------------------------------------------------------------- plans: intents, energy sync
@@ -219,8 +222,9 @@ TARGETS, RULES = "/etc/prometheus/scaphandre_targets.yml", "/etc/prometheus/scap
 
 
 def deploy_steps(settings) -> None:
-    ledger = install_ledger()
-    found = prometheus_server(settings, CLOUD, ledger)
+    state = read_host_state(settings)
+    ledger = install_ledger(read=state.record)
+    found = prometheus_server(settings, CLOUD, ledger, state.prometheus)
     if found:
         configure_prometheus(settings, pyinfra.inventory, found, ledger)
 

@@ -8,10 +8,12 @@ import subprocess
 
 import pytest
 
-from tasks.rapl import enable_rapl
+from tasks.rapl import enable_rapl as enable_rapl_step
 from tasks.rapl.facts import RaplHost, RaplProbe
 from tests.unit.hypervisor_facts import UBUNTU_2404, host_facts
-from tests.unit.pyinfra_harness import all_commands, planned_commands
+from tests.unit.pyinfra_harness import all_commands, on_hypervisor, planned_commands
+
+enable_rapl = on_hypervisor(enable_rapl_step, ledger=False)
 
 def by_operation(planned: dict[str, list[str]]) -> dict[str, list[str]]:
     """Operation name without its @deploy prefix ("Enable RAPL | Load RAPL modules") -> commands."""

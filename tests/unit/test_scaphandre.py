@@ -33,10 +33,11 @@ from tests.unit.pyinfra_harness import (
     planned_uploads,
     record_facts,
     render,
+    on_hypervisor,
     with_ledger,
 )
 
-deploy_exporter = with_ledger(run_scaphandre)
+deploy_exporter = on_hypervisor(run_scaphandre)
 remove_exporter = with_ledger(remove_scaphandre)
 # A host whose engine runs and has the image (an image the deploy pulls is recorded, see below).
 ENGINE = {"DockerEngineInstalled": True, "DockerImage": [{"Id": "sha256:1"}]}

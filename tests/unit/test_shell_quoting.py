@@ -25,14 +25,17 @@ from tasks.cloud import CloudView
 from tasks.docker_engine import ensure_docker_engine, remove_docker_engine
 from tasks.docker_engine.daemon_config import DAEMON_JSON
 from tasks.grafana import provision_dashboard, remove_dashboard
+from tasks.host_state import hypervisor_query, prometheus_query, read_host_state
+from tasks.host_state.facts import HostState
 from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
 from tasks.install_record import install_ledger
 from tasks.install_record.facts import FoundFile
+from tasks.install_record.lock import LockRequest
 from tasks.text_file import LiveFile
 from tasks.rapl import enable_rapl, forget_rapl_modules
 from tasks.scaphandre import remove_scaphandre, run_scaphandre
 from tests.unit.hypervisor_facts import host_facts, inspect_of
-from tests.unit.pyinfra_harness import all_commands, planned_commands, record_facts
+from tests.unit.pyinfra_harness import all_commands, default_data, planned_commands, record_facts
 
 # Runs something whether it lands unquoted, inside '...' or inside "...", and keeps the
 # quotes of each of those balanced (so the command still parses and runs).
@@ -109,10 +112,11 @@ def test_hypervisor_settings_run_nothing(tmp_path, sandbox):
                             "RegistryLoginState": {"logged_in": False, "digest": None}}
 
     def deploy(settings):
-        ledger = install_ledger()
-        enable_rapl(settings)
-        ensure_docker_engine(settings, ledger)
-        run_scaphandre(settings, ledger)
+        found = read_host_state(settings)
+        ledger = install_ledger(read=found.record)
+        enable_rapl(settings, found.hypervisor)
+        ensure_docker_engine(settings, ledger, found.hypervisor)
+        run_scaphandre(settings, ledger, found.hypervisor)
 
     def remove(settings):
         ledger = install_ledger()
@@ -161,8 +165,9 @@ def test_prometheus_settings_run_nothing(sandbox):
     facts = {"PrometheusServer": PROMETHEUS_FOUND, "FileContents": None, "Sha256File": None}
 
     def deploy(settings):
-        ledger = install_ledger()
-        server = prometheus_server(settings, CloudView(()), ledger)
+        found = read_host_state(settings)
+        ledger = install_ledger(read=found.record)
+        server = prometheus_server(settings, CloudView(()), ledger, found.prometheus)
         configure_prometheus(settings, pyinfra.inventory, server, ledger)
 
     commands = all_commands(planned_commands(deploy, facts, data=data, groups=("prometheus",), name="prom1"))
@@ -178,4 +183,27 @@ def test_prometheus_settings_run_nothing(sandbox):
         data=data, groups=("prometheus",), name="prom1"))
     removals = [c for c in commands if c.startswith("rm -f ") and ("/targets" in c or "/rules" in c)]
     assert len(removals) == 2, "both file removals are planned too"
+    assert_runs_nothing(commands, sandbox)
+
+
+def test_the_one_read_of_a_host_runs_nothing(sandbox, tmp_path):
+    """The host's one read (tasks/host_state) with every setting it carries hostile."""
+    from tasks.settings import Settings
+
+    hostile_path = f"/etc/prometheus/x{HOSTILE}"
+    settings = Settings.from_data(default_data() | {
+        "scaphandre_container_name": "scaphandre",  # a container name is checked; the image and login are not
+        "scaphandre_image": "registry.example.org:5000/hubblo/scaphandre:1.0.2",
+        "scaphandre_registry_username": f"puller{HOSTILE}",
+        "scaphandre_registry_password_file": str(tmp_path / "pull-secret"),
+        "scaphandre_image_archive": str(tmp_path / f"image{HOSTILE}.tar"),
+        "prometheus_config_file": f"{hostile_path}.yml", "prometheus_service": f"prometheus{HOSTILE}",
+        "prometheus_targets_file": f"{hostile_path}-targets.yml", "prometheus_rules_file": f"{hostile_path}-rules.yml",
+        "prometheus_candidates": [[f"{hostile_path}.yml", f"svc{HOSTILE}"]],
+        "prometheus_binaries": [f"/usr/bin/prometheus{HOSTILE}"], "promtool_binaries": [f"/usr/bin/promtool{HOSTILE}"],
+    })
+    hypervisor, prometheus = hypervisor_query(settings), prometheus_query(settings)
+    commands = [HostState().command(lock=LockRequest(f"hv1{HOSTILE}", run=f"pyinfra{HOSTILE}"),
+                                    hypervisor=hypervisor, prometheus=prometheus),
+                HostState().command(lock=None, hypervisor=hypervisor, prometheus=prometheus)]
     assert_runs_nothing(commands, sandbox)
