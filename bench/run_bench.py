@@ -468,14 +468,14 @@ def bed_cpu_seconds(containers: Sequence[str]) -> float:
 
 
 def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str, product: Path | None = None,
-                      bed_containers: Sequence[str] = ()) -> TimedRun:
-    """`pyinfra -y INVENTORY deploy.py` from the product (PRODUCT unless `product` is given),
-    timestamping each output line.
+                      bed_containers: Sequence[str] = (), script: str = "deploy.py") -> TimedRun:
+    """`pyinfra -y INVENTORY deploy.py` (or `script`) from the product (PRODUCT unless `product`
+    is given), timestamping each output line.
 
     Without --json so the phase lines are printed; changed operations are read from
     pyinfra's results ("Changed" column), and API calls from the simulator's counter.
     """
-    command = [str(Path(sys.executable).parent / "pyinfra"), "-y", *extra_args, str(inventory), "deploy.py"]
+    command = [str(Path(sys.executable).parent / "pyinfra"), "-y", *extra_args, str(inventory), script]
     simulator.calls.clear()
     lines: list[tuple[float, str]] = []
     bed_before = bed_cpu_seconds(bed_containers) if bed_containers else None
