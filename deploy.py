@@ -42,16 +42,19 @@ if settings and not problem and groups.keeps_a_record(host):
 ledger = install_ledger(settings.host_lock_timeout_s, found.record) if found else None
 
 if ledger and ledger.readable and hypervisor:
-    on_hypervisor = found.hypervisor or HypervisorFound()  # nothing reported: each step reads its own facts
+    # Nothing reported (the read cut short): each step reads its own facts.
+    on_hypervisor = found.hypervisor or HypervisorFound()
     enable_rapl(settings, on_hypervisor)
     ensure_docker_engine(settings, ledger, on_hypervisor)
     run_scaphandre(settings, ledger, on_hypervisor)
 
 if ledger and ledger.readable and groups.PROMETHEUS in host.groups:
-    server = prometheus_server(settings, cloud, ledger, found.prometheus)  # None: failed (no Prometheus, or an operator's file in the way)
+    # None: failed (no Prometheus, or an operator's file in the way)
+    server = prometheus_server(settings, cloud, ledger, found.prometheus)
     if server:
         configure_prometheus(settings, inventory, server, ledger)
-        install_energy_sync(settings, ledger, server.found, server.energy_sync)  # nothing unless energy_sync is on
+        # Nothing unless energy_sync is on.
+        install_energy_sync(settings, ledger, server.found, server.energy_sync)
 elif settings and not groups.prometheus_servers(inventory):
     write_job_snippet(settings, cloud)
 

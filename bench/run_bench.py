@@ -475,7 +475,8 @@ def run_pyinfra_timed(inventory: Path, simulator, *extra_args: str, product: Pat
     Without --json so the phase lines are printed; changed operations are read from
     pyinfra's results ("Changed" column), and API calls from the simulator's counter.
     """
-    command = [str(Path(sys.executable).parent / "pyinfra"), "-y", *extra_args, str(inventory), script]
+    pyinfra = str(Path(sys.executable).parent / "pyinfra")
+    command = [pyinfra, "-y", *extra_args, str(inventory), script]
     simulator.calls.clear()
     lines: list[tuple[float, str]] = []
     bed_before = bed_cpu_seconds(bed_containers) if bed_containers else None

@@ -137,7 +137,9 @@ def _plan(settings: Settings) -> DockerInstallPlan | None:
 
 def _warn_when_it_blocks_vm_traffic(found: HypervisorFound) -> None:
     """Names, as a warning on this host, an operator's engine whose firewall drops VM traffic."""
-    firewall = found.vm_traffic if found.vm_traffic is not None else host.get_fact(VmTrafficFirewall)
+    firewall = found.vm_traffic
+    if firewall is None:  # not reported by the host's one read
+        firewall = host.get_fact(VmTrafficFirewall)
     problem = docker_blocks_vm_traffic(firewall)
     if problem:
         logger.warning(

@@ -103,8 +103,8 @@ def install_energy_sync(settings: Settings, ledger: InstallLedger, found: dict[s
 
     def put(name: str, path: str):
         user, group, mode = owners[path]
-        return files.put(name=name, src=StringIO(texts[path]), dest=path, user=user, group=group, mode=mode,
-                         create_remote_dir=False)
+        return files.put(name=name, src=StringIO(texts[path]), dest=path, user=user, group=group,
+                         mode=mode, create_remote_dir=False)
 
     files.directory(name="Directory for the energy sync script", path=SCRIPT_DIR,
                     user="root", group="root", mode=SCRIPT_DIR_MODE)

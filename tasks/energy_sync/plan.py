@@ -111,7 +111,8 @@ def frontend_problems(found: dict, settings: Settings) -> list[str]:
 
 def file_owners(account: ServiceAccount) -> dict[str, tuple[str, str, str]]:
     """Path -> (owner, group, octal mode) each file of the sync is written with."""
-    return {SCRIPT_PATH: ("root", "root", "755"), CONFIG_PATH: ("root", account.group, account.config_mode),
+    return {SCRIPT_PATH: ("root", "root", "755"),
+            CONFIG_PATH: ("root", account.group, account.config_mode),
             SERVICE_PATH: ("root", "root", "644"), TIMER_PATH: ("root", "root", "644")}
 
 
@@ -134,8 +135,8 @@ def installed_as_wanted(found: dict, texts: dict[str, str], account: ServiceAcco
     for path, text in texts.items():
         here = found.get(path)
         owner, group, mode = file_owners(account)[path]
-        if (here is None or here.state != "file" or here.link or here.sha256 != sha256_of(text.encode())
-                or (here.owner, here.group) != (owner, group) or not _same_mode(here.mode, mode)):
+        if (here is None or here.state != "file" or here.link
+                or here.sha256 != sha256_of(text.encode()) or (here.owner, here.group) != (owner, group) or not _same_mode(here.mode, mode)):
             return False
     return True
 

@@ -68,8 +68,8 @@ def _section(name: str) -> str:
 
 def _unit_lines(unit: str) -> str:
     """`systemctl show` of `unit` as pyinfra's SystemdStatus and SystemdEnabled read it."""
-    return ("if command -v systemctl >/dev/null 2>&1; then systemctl show --all --property Id --property SubState "
-            f"--property UnitFileState {shlex.quote(unit)} 2>/dev/null; fi")
+    return ("if command -v systemctl >/dev/null 2>&1; then systemctl show --all --property Id "
+            f"--property SubState --property UnitFileState {shlex.quote(unit)} 2>/dev/null; fi")
 
 
 def _in_record(text: str) -> str:
@@ -88,22 +88,25 @@ def hypervisor_lines(query: HypervisorQuery) -> list[str]:
     lines = [
         _section("rapl"), f"( {RaplProbe().command()} )",
         _section("modules_load"),
-        f"( f={modules_load}; if [ -L \"$f\" ]; then echo state=other; elif [ -f \"$f\" ]; then echo state=file; "
-        "stat --printf 'mode=%a\\n' -- \"$f\"; d=$(sha256sum < \"$f\") && echo \"sha256=${d%% *}\"; "
+        f"( f={modules_load}; if [ -L \"$f\" ]; then echo state=other; "
+        "elif [ -f \"$f\" ]; then echo state=file; stat --printf 'mode=%a\\n' -- \"$f\"; "
+        "d=$(sha256sum < \"$f\") && echo \"sha256=${d%% *}\"; "
         "elif [ -e \"$f\" ]; then echo state=other; else echo state=absent; fi )",
         _section("engine"), DockerEngineInstalled().command(),
         "if command -v dockerd >/dev/null 2>&1; then",
         f"  {_section('engine_unit')}; {_unit_lines(DOCKER_UNIT)}",
         "  if command -v docker >/dev/null 2>&1; then",
         f"    {_section('container')}; docker container inspect {container} 2>/dev/null || true",
-        f"    if {image_wanted}; then {_section('image')}; docker image inspect {image} 2>/dev/null || true; fi",
+        f"    if {image_wanted}; then {_section('image')}; "
+        f"docker image inspect {image} 2>/dev/null || true; fi",
         "  fi",
         # An engine the deploy did not install: whether its firewall stops VM traffic.
         f"  if ! {_in_record('engine')}; then {_section('vm_traffic')}; ( {COLLECT_COMMAND} ); fi",
         "fi",
     ]
     if query.registry and query.registry_marker:
-        lines += [_section("registry"), f"( {RegistryLoginState().command(query.registry, query.registry_marker)} )"]
+        login = RegistryLoginState().command(query.registry, query.registry_marker)
+        lines += [_section("registry"), f"( {login} )"]
     return lines
 
 
@@ -127,7 +130,8 @@ _FOUND_FILE = r"""found_file() {
 # of its path (tasks/prometheus/operations.py, config_files).
 _CONFIG_FILE = r"""printf 'path='; printf '%%s' "$config" | base64 -w 0; echo
 key=$(printf '%%s' "$config" | sha256sum | cut -c1-16)
-if [ ! -e "$config" ]; then if [ -L "$config" ]; then echo state=dangling; else echo state=absent; fi
+if [ ! -e "$config" ]; then
+  if [ -L "$config" ]; then echo state=dangling; else echo state=absent; fi
 elif [ ! -f "$config" ]; then echo state=other
 else echo state=file; d=$(sha256sum < "$config") && echo "sha256=${d%%%% *}"; fi
 r=%(state_dir)s/$key.record
@@ -148,7 +152,8 @@ def prometheus_lines(query: PrometheusQuery) -> list[str]:
                                         service=query.service)
     files = [f"found_file {_path_or_beside_config(query.targets_file, 'scaphandre_targets.yml')} 1"]
     if query.rules:
-        files.append(f"found_file {_path_or_beside_config(query.rules_file, 'scaphandre_rules.yml')} 0")
+        rules = _path_or_beside_config(query.rules_file, "scaphandre_rules.yml")
+        files.append(f"found_file {rules} 0")
     files += [f"found_file {shlex.quote(path)} 0" for path in query.energy_sync_files]
     lines = [
         "(",
@@ -157,13 +162,15 @@ def prometheus_lines(query: PrometheusQuery) -> list[str]:
         'dir=$(dirname -- "$config")',
         _FOUND_FILE,
         _section("prometheus_files"), *files,
-        _section("prometheus_config"), _CONFIG_FILE % {"state_dir": shlex.quote(prometheus_operations.PROMETHEUS_STATE_DIR)},
+        _section("prometheus_config"),
+        _CONFIG_FILE % {"state_dir": shlex.quote(prometheus_operations.PROMETHEUS_STATE_DIR)},
         "fi",
     ]
     if query.energy_sync_credentials is not None:
         script_dir = shlex.quote(SCRIPT_DIR)
         lines += [
-            _section("energy_frontend"), f"( {EnergySyncFrontend().command(query.energy_sync_credentials)} )",
+            _section("energy_frontend"),
+            f"( {EnergySyncFrontend().command(query.energy_sync_credentials)} )",
             _section("energy_timer"), _unit_lines(TIMER_UNIT),
             _section("energy_script_dir"),
             f"if [ -d {script_dir} ] && [ ! -L {script_dir} ]; then "

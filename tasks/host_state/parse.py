@@ -27,7 +27,8 @@ from tasks.prometheus.facts import PrometheusServer
 from tasks.rapl.facts import RaplHost, RaplProbe
 from tasks.scaphandre.facts import RegistryLoginState
 
-SECTION_MARK = "@@section "  # never the start of a line any section prints (key=value, base64, JSON, iptables -S)
+# Never the start of a line any section prints (key=value, base64, JSON, iptables -S).
+SECTION_MARK = "@@section "
 
 
 def split_sections(lines: Iterable[str]) -> dict[str, list[str]]:
@@ -70,7 +71,8 @@ def _unit_state(lines: Sequence[str] | None, unit: str) -> tuple[bool | None, bo
     SystemdEnabled read it (a unit they do not list is neither); None when not reported."""
     if not lines:
         return None, None
-    return bool(SystemdStatus().process(lines).get(unit)), bool(SystemdEnabled().process(lines).get(unit))
+    active = SystemdStatus().process(lines).get(unit)
+    return bool(active), bool(SystemdEnabled().process(lines).get(unit))
 
 
 # --------------------------------------------------------------------------- hypervisor
@@ -95,8 +97,9 @@ class HypervisorFound:
     engine_installed: bool | None = None  # dockerd on the PATH
     engine_active: bool | None = None  # docker.service running, as pyinfra's SystemdStatus says
     engine_enabled: bool | None = None  # ... enabled, as SystemdEnabled says
-    container: list | None = None  # `docker container inspect` of the exporter's container ([]: none)
-    image: list | None = None  # `docker image inspect` of its image ([]: not there); read when the record does not list it
+    container: list | None = None  # `docker container inspect` of the exporter ([]: none)
+    # `docker image inspect` of its image ([]: not there); read when the record does not list it
+    image: list | None = None
     registry_login: dict | None = None  # RegistryLoginState, when a registry login is configured
     vm_traffic: VmTrafficState | None = None  # read when the engine is not recorded as the deploy's
 
@@ -128,7 +131,8 @@ def parse_hypervisor(sections: dict[str, list[str]]) -> HypervisorFound:
         engine_enabled=enabled,
         container=_json(get("container")) if "container" in sections else None,
         image=_json(get("image")) if "image" in sections else None,
-        registry_login=RegistryLoginState().process(get("registry")) if "registry" in sections else None,
+        registry_login=(RegistryLoginState().process(get("registry")) if "registry" in sections
+                        else None),
         vm_traffic=parse_vm_traffic_state(get("vm_traffic")) if "vm_traffic" in sections else None,
     )
 
@@ -151,8 +155,8 @@ class ConfigFileFound:
     def unchanged_since_recorded(self, fingerprint: str) -> bool:
         """True when the deploy wrote or checked this very file for the request `fingerprint`
         (tasks/prometheus/edit_request.py) and no reload is waiting: nothing to do."""
-        return (self.state == "file" and bool(self.sha256) and bool(fingerprint) and not self.reload_pending
-                and self.record_line == f"{self.sha256} {fingerprint}")
+        return (self.state == "file" and bool(self.sha256) and bool(fingerprint)
+                and not self.reload_pending and self.record_line == f"{self.sha256} {fingerprint}")
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ class EnergySyncFound:
     frontend: dict[str, str]  # EnergySyncFrontend: account, python, credentials, config_dir
     timer_active: bool | None = None
     timer_enabled: bool | None = None
-    script_dir: dict[str, str] | None = None  # owner, group, mode of a real directory; None: none there
+    script_dir: dict[str, str] | None = None  # owner, group, mode of a real directory, or None
 
 
 @dataclass(frozen=True)
@@ -174,13 +178,15 @@ class PrometheusFound:
     config: ConfigFileFound | None = None
     energy_sync: EnergySyncFound | None = None
 
-    def files_at(self, paths: Sequence[str], with_content: Sequence[str] = ()) -> dict[str, FoundFile] | None:
+    def files_at(self, paths: Sequence[str],
+                 with_content: Sequence[str] = ()) -> dict[str, FoundFile] | None:
         """What is at each of `paths` (with the bytes of those in `with_content` that are files),
         or None when the read did not cover them all."""
         found = {path: self.files[path] for path in paths if path in self.files}
         if len(found) != len(paths):
             return None
-        if any(found[path].state == "file" and found[path].content is None for path in with_content):
+        if any(found[path].state == "file" and found[path].content is None
+               for path in with_content):
             return None
         return found
 

@@ -119,7 +119,8 @@ def lock_request() -> LockRequest | None:
     return None if run_is_dry() else LockRequest(host.name)
 
 
-def install_ledger(lock_timeout_s: int = DEFAULT_LOCK_TIMEOUT_S, read: RecordRead | None = None) -> InstallLedger:
+def install_ledger(lock_timeout_s: int = DEFAULT_LOCK_TIMEOUT_S,
+                   read: RecordRead | None = None) -> InstallLedger:
     """The ledger of this host, from its record file, read with the host's lock taken (not
     for --dry): `read` when the caller already read it so (tasks/host_state reads it with
     everything else a run decides on), else read here. An unreadable record fails the host

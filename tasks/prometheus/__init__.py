@@ -174,7 +174,8 @@ def _managed_paths(settings: Settings, server: PrometheusLayout) -> list[Managed
     return paths + energy_sync_paths(settings)
 
 
-def _found_at(state: PrometheusFound | None, paths: list[str], targets_file: str) -> dict[str, FoundFile]:
+def _found_at(state: PrometheusFound | None, paths: list[str],
+              targets_file: str) -> dict[str, FoundFile]:
     """What is at each of `paths` (the targets file's bytes too), from the host's one read when
     it covered them all (the paths it worked out on the host are the layout's), else read now."""
     found = state.files_at(paths, with_content=[targets_file]) if state is not None else None
@@ -207,7 +208,8 @@ def prometheus_server(settings: Settings, cloud: CloudView, ledger: InstallLedge
         return None
     if state is None:
         return ClaimedServer(layout, found, wanted)
-    return ClaimedServer(layout, found, wanted, state.config_at(layout.config_file), state.energy_sync)
+    return ClaimedServer(layout, found, wanted, state.config_at(layout.config_file),
+                         state.energy_sync)
 
 
 @deploy("Prometheus scrape job")
@@ -250,9 +252,10 @@ def configure_prometheus(settings: Settings, inventory, server: ClaimedServer, l
                  ledger.record.with_files_confirmed(list(changing)))
     rule_file = layout.rules_file if settings.prometheus_rules else None
     reload_for_rules = layout.rules_file in changing
-    if (server.config and not reload_for_rules
-            and server.config.unchanged_since_recorded(edit_fingerprint(job, rule_file, layout.targets_file))):
-        host.noop(f"{layout.config_file} already holds the {job['job_name']} job (unchanged since the deploy wrote it)")
+    fingerprint = edit_fingerprint(job, rule_file, layout.targets_file)
+    if server.config and not reload_for_rules and server.config.unchanged_since_recorded(fingerprint):
+        host.noop(f"{layout.config_file} already holds the {job['job_name']} job "
+                  "(unchanged since the deploy wrote it)")
         return
     prometheus_job(
         name=f"Add the {settings.prometheus_job_name} job to {layout.config_file}",

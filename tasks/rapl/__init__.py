@@ -17,7 +17,13 @@ from pyinfra.operations import files, server
 from tasks.host_failure import UnsupportedHostError, fail_host
 from tasks.rapl.facts import RaplProbe
 from tasks.rapl.operations import rapl_exposed
-from tasks.rapl.plan import MODULES_LOAD_FILE, MODULES_LOAD_MODE, file_holds, rapl_missing_message, rapl_modules
+from tasks.rapl.plan import (
+    MODULES_LOAD_FILE,
+    MODULES_LOAD_MODE,
+    file_holds,
+    rapl_missing_message,
+    rapl_modules,
+)
 from tasks.settings import Settings
 
 if TYPE_CHECKING:  # tasks.host_state reads this package's facts
@@ -35,7 +41,8 @@ def modules_load_text(modules: list[str]) -> str:
 def enable_rapl(settings: Settings, found: HypervisorFound) -> None:
     """Guarantees the RAPL modules are loaded now unless RAPL is already exposed, RAPL visible
     under /sys/class/powercap, and only then the modules listed in /etc/modules-load.d (so they
-    load at boot). A host where RAPL stays hidden fails with the likely cause, and nothing persisted.
+    load at boot). A host where RAPL stays hidden fails with the likely cause, and nothing
+    persisted.
 
     Decided from `found` (tasks/host_state): RAPL already exposed and the file already
     listing the modules plans nothing."""

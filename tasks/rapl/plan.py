@@ -65,5 +65,6 @@ def file_holds(found, text: str, mode: str) -> bool:
     """Whether a small file the deploy writes whole (`found`: tasks/host_state's FileState, None
     when not read) is a regular file holding exactly `text` with `mode`: what files.put, given
     that text and mode and no owner, would leave as it is."""
-    return (found is not None and found.state == "file" and found.mode is not None and found.mode.isdigit()
-            and int(found.mode) == int(mode) and found.sha256 == hashlib.sha256(text.encode()).hexdigest())
+    return (found is not None and found.state == "file" and found.mode is not None
+            and found.mode.isdigit() and int(found.mode) == int(mode)
+            and found.sha256 == hashlib.sha256(text.encode()).hexdigest())

@@ -20,7 +20,12 @@ from tasks.host_failure import fail_host
 from tasks.install_record import InstallLedger
 from tasks.scaphandre.operations import image_from_archive, image_pulled, registry_login, scaphandre_container
 from tasks.scaphandre.registry import logged_in_as
-from tasks.scaphandre.spec import containers_using, image_registry, runs_as_specified, scaphandre_spec
+from tasks.scaphandre.spec import (
+    containers_using,
+    image_registry,
+    runs_as_specified,
+    scaphandre_spec,
+)
 from tasks.settings import Settings
 
 if TYPE_CHECKING:  # tasks.host_state reads this package's facts
@@ -66,7 +71,9 @@ def _image_present(image: str, found: HypervisorFound) -> bool:
         installed = host.get_fact(DockerEngineInstalled)
     if not installed:
         return False
-    return bool(found.image if found.image is not None else host.get_fact(DockerImage, object_id=image))
+    if found.image is not None:
+        return bool(found.image)
+    return bool(host.get_fact(DockerImage, object_id=image))
 
 
 @deploy("Scaphandre exporter")
@@ -78,7 +85,8 @@ def run_scaphandre(settings: Settings, ledger: InstallLedger, found: HypervisorF
     Decided from `found` (tasks/host_state): a container that runs the spec, with its image
     there (or recorded), plans nothing."""
     spec = scaphandre_spec(settings)
-    if settings.scaphandre_registry_username and not _log_in_to_registry(settings, spec.image, found):
+    if (settings.scaphandre_registry_username
+            and not _log_in_to_registry(settings, spec.image, found)):
         return
     # An image the record already holds is the deploy's: no need to look whether it is there
     # (were it deleted since, `docker container create` pulls it again when the container needs it).
@@ -95,7 +103,8 @@ def run_scaphandre(settings: Settings, ledger: InstallLedger, found: HypervisorF
         if found.image:
             host.noop(f"image {spec.image} is already loaded")
         else:
-            image_from_archive(name=f"Load {spec.image} from {Path(archive).name}", image=spec.image, archive=archive)
+            image_from_archive(name=f"Load {spec.image} from {Path(archive).name}",
+                               image=spec.image, archive=archive)
     elif brings_image:
         image_pulled(name=f"Pull {spec.image}", image=spec.image)
     if brings_image:

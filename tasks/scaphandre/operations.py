@@ -13,7 +13,12 @@ from pyinfra.operations import docker
 
 from tasks.host_failure import failure_command
 from tasks.scaphandre.facts import ContainerProcessIds, ListeningTcpSockets, RegistryLoginState
-from tasks.scaphandre.registry import LOGIN_MARKER_DIR, credentials_digest, logged_in_as, login_marker_path
+from tasks.scaphandre.registry import (
+    LOGIN_MARKER_DIR,
+    credentials_digest,
+    logged_in_as,
+    login_marker_path,
+)
 from tasks.scaphandre.spec import (
     ScaphandreSpec,
     container_drift,

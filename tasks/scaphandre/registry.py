@@ -59,4 +59,5 @@ def digest_matches(stored: str | None, registry: str, username: str, password: s
 def logged_in_as(found: dict | None, registry: str, username: str, password: str) -> bool:
     """Whether the host's login state (RegistryLoginState; None: not read) shows root's Docker
     client logged in to `registry` with these very credentials: nothing to send."""
-    return bool(found and found.get("logged_in") and digest_matches(found.get("digest"), registry, username, password))
+    return bool(found and found.get("logged_in")
+                and digest_matches(found.get("digest"), registry, username, password))

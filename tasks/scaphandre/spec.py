@@ -214,7 +214,8 @@ def runs_as_specified(inspect: list | None, spec: ScaphandreSpec) -> bool:
     """Whether `docker container inspect` of the container (a list, empty when there is none)
     shows it running exactly as `spec` says: then it is left alone."""
     current = inspect[0] if inspect else None
-    return bool(current) and not container_drift(current, spec) and (current.get("State") or {}).get("Status") == "running"
+    running = (current or {}).get("State", {}) or {}
+    return bool(current) and not container_drift(current, spec) and running.get("Status") == "running"
 
 
 def image_registry(image: str) -> str | None:

@@ -80,9 +80,10 @@ class FactTable:
         if prometheus is not None:
             found_prometheus = PrometheusFound(server=self.answer(
                 PrometheusServer, candidates=prometheus.candidates, binaries=prometheus.binaries,
-                promtools=prometheus.promtools, config_file=prometheus.config_file, service=prometheus.service))
-        return HostFound(record=self.answer(InstallRecordFile, lock=lock), hypervisor=found_hypervisor,
-                         prometheus=found_prometheus)
+                promtools=prometheus.promtools, config_file=prometheus.config_file,
+                service=prometheus.service))
+        return HostFound(record=self.answer(InstallRecordFile, lock=lock),
+                         hypervisor=found_hypervisor, prometheus=found_prometheus)
 
 
 def render(command) -> str:

@@ -26,7 +26,9 @@ from tests.unit.pyinfra_harness import default_data
 DATA = Path(__file__).resolve().parents[1] / "data" / "host_state"
 HYPERVISOR = (DATA / "hypervisor_rerun.txt").read_text().splitlines()
 PROMETHEUS = (DATA / "prometheus_rerun.txt").read_text().splitlines()
-SPEC = scaphandre_spec(Settings.from_data(default_data() | {"scaphandre_image": "scaphandre-test-double:1.0.2"}))
+IMAGE = "scaphandre-test-double:1.0.2"  # the stand-in image the captured hypervisor runs
+SPEC = scaphandre_spec(Settings.from_data(default_data() | {"scaphandre_image": IMAGE}))
+NOTHING_AS_WANTED = {"rapl": False, "engine": False, "container": False}
 
 
 def parse(lines):
@@ -37,15 +39,16 @@ def as_wanted(lines) -> dict[str, bool]:
     """Each hypervisor part judged as its step judges it: True when nothing is to be done."""
     found = parse(lines).hypervisor
     if found is None:
-        return {"rapl": False, "engine": False, "container": False}
+        return NOTHING_AS_WANTED
     rapl = found.rapl
     try:
         modules = rapl_modules(rapl.vendor, rapl.kernel) if rapl is not None else []
     except UnsupportedHostError:  # the step fails the host
         rapl = None
+    modules_load_as_wanted = rapl is not None and file_holds(
+        found.modules_load, modules_load_text(modules), MODULES_LOAD_MODE)
     return {
-        "rapl": bool(rapl and rapl.exposed
-                     and file_holds(found.modules_load, modules_load_text(modules), MODULES_LOAD_MODE)),
+        "rapl": bool(rapl and rapl.exposed and modules_load_as_wanted),
         "engine": bool(found.engine_installed and found.engine_active and found.engine_enabled),
         "container": found.container is not None and runs_as_specified(found.container, SPEC),
     }
@@ -69,10 +72,12 @@ def test_a_deployed_hypervisor_reads_as_deployed():
     hypervisor = found.hypervisor
     assert (hypervisor.rapl.vendor, hypervisor.rapl.exposed) == ("GenuineIntel", True)
     assert hypervisor.modules_load.state == "file" and hypervisor.modules_load.mode == "644"
-    assert (hypervisor.engine_installed, hypervisor.engine_active, hypervisor.engine_enabled) == (True, True, True)
+    engine = (hypervisor.engine_installed, hypervisor.engine_active, hypervisor.engine_enabled)
+    assert engine == (True, True, True)
     assert [container["Name"] for container in hypervisor.container] == ["/scaphandre"]
     # Not printed: the image and the engine's firewall, as the record lists both as the deploy's.
-    assert hypervisor.image is None and hypervisor.vm_traffic is None and hypervisor.registry_login is None
+    assert hypervisor.image is None and hypervisor.vm_traffic is None
+    assert hypervisor.registry_login is None
     assert found.prometheus is None
     assert as_wanted(HYPERVISOR) == {"rapl": True, "engine": True, "container": True}
 
@@ -81,21 +86,25 @@ def test_a_deployed_prometheus_server_reads_as_deployed():
     found = parse(PROMETHEUS)
     assert found.hypervisor is None
     server = found.prometheus
-    assert server.server["config"] == "/etc/prometheus/prometheus.yml" and server.server["service"] == "prometheus"
-    targets, rules = "/etc/prometheus/scaphandre_targets.yml", "/etc/prometheus/scaphandre_rules.yml"
+    assert server.server["config"] == "/etc/prometheus/prometheus.yml"
+    assert server.server["service"] == "prometheus"
+    targets = "/etc/prometheus/scaphandre_targets.yml"
+    rules = "/etc/prometheus/scaphandre_rules.yml"
     assert set(server.files) == {targets, rules}
-    assert server.files[targets].content.startswith(b"# Managed by the Scaphandre-on-OpenNebula deploy")
+    assert server.files[targets].content.startswith(b"# Managed by the Scaphandre-on-OpenNebula")
     assert hashlib.sha256(server.files[targets].content).hexdigest() == server.files[targets].sha256
     assert server.files[rules].content is None, "its bytes were not asked for"
-    assert (server.files[rules].owner, server.files[rules].group, server.files[rules].mode) == ("root", "root", "644")
+    rules_found = server.files[rules]
+    assert (rules_found.owner, rules_found.group, rules_found.mode) == ("root", "root", "644")
     assert server.files_at([targets, rules], with_content=[targets]) is not None
-    assert server.files_at([targets, rules], with_content=[rules]) is None, "bytes not read: read again"
-    assert server.files_at([targets, "/etc/prometheus/other.yml"]) is None, "a path not covered: read again"
+    assert server.files_at([targets, rules], with_content=[rules]) is None, "bytes not read"
+    assert server.files_at([targets, "/etc/prometheus/other.yml"]) is None, "a path not covered"
     config = server.config_at("/etc/prometheus/prometheus.yml")
     assert config.state == "file" and not config.reload_pending
     sha256, fingerprint = config.record_line.split(" ")
     assert sha256 == config.sha256 and config.unchanged_since_recorded(fingerprint)
-    assert not config.unchanged_since_recorded(edit_fingerprint({"job_name": "other"}, None, targets))
+    other_job = edit_fingerprint({"job_name": "other"}, None, targets)
+    assert not config.unchanged_since_recorded(other_job)
     assert server.config_at("/etc/prometheus/elsewhere.yml") is None
     assert server.energy_sync is None
 
@@ -107,9 +116,9 @@ def test_a_reload_still_waiting_is_not_unchanged():
 
 
 def test_prometheus_yml_edited_since_recorded_is_not_unchanged():
-    sha256 = next(line for line in PROMETHEUS if line.startswith("sha256=") and PROMETHEUS.index(line) > 36)
-    edited = [("sha256=" + "0" * 64) if line == sha256 and index > 36 else line
-              for index, line in enumerate(PROMETHEUS)]
+    config_section = PROMETHEUS.index(f"{SECTION_MARK}prometheus_config")
+    edited = [("sha256=" + "0" * 64) if line.startswith("sha256=") and index > config_section
+              else line for index, line in enumerate(PROMETHEUS)]
     config = parse(edited).prometheus.config
     assert not config.unchanged_since_recorded(config.record_line.split(" ")[1])
 
@@ -133,20 +142,22 @@ def test_a_section_left_out_is_not_reported(section):
     if section == "rapl":
         assert found is None, "no hypervisor part read: every step reads its own facts"
         return
-    field = {"modules_load": "modules_load", "engine": "engine_installed", "engine_unit": "engine_active",
-             "container": "container"}[section]
+    field = {"modules_load": "modules_load", "engine": "engine_installed",
+             "engine_unit": "engine_active", "container": "container"}[section]
     assert getattr(found, field) is None
 
 
 def test_an_engine_that_does_not_answer_is_not_a_container():
-    lines = [("Cannot connect to the Docker daemon" if line == "[" and section_of(HYPERVISOR, index) == "container"
-              else line) for index, line in enumerate(HYPERVISOR)]
+    lines = [("Cannot connect to the Docker daemon"
+              if line == "[" and section_of(HYPERVISOR, index) == "container" else line)
+             for index, line in enumerate(HYPERVISOR)]
     assert parse(lines).hypervisor.container is None
 
 
 def test_a_modules_load_file_that_is_a_link_is_not_as_wanted():
     lines = ["state=other" if line == "state=file" else line for line in HYPERVISOR]
-    assert parse(lines).hypervisor.modules_load == FileState("other", "644", parse(HYPERVISOR).hypervisor.modules_load.sha256)
+    sha256 = parse(HYPERVISOR).hypervisor.modules_load.sha256
+    assert parse(lines).hypervisor.modules_load == FileState("other", "644", sha256)
     assert not as_wanted(lines)["rapl"]
 
 
@@ -176,14 +187,15 @@ def test_one_line_dropped_never_makes_a_part_wanted_that_must_change(data):
     changed = {"exposed=yes": "exposed=no", "SubState=running": "SubState=dead",
                '            "Status": "running",': '            "Status": "exited",'}
     lines = [changed.get(line, line) for line in HYPERVISOR]
-    assert as_wanted(lines) == {"rapl": False, "engine": False, "container": False}
+    assert as_wanted(lines) == NOTHING_AS_WANTED
     dropped = data.draw(st.integers(min_value=_RECORD_END, max_value=len(lines) - 1))
-    assert as_wanted(lines[:dropped] + lines[dropped + 1:]) == {"rapl": False, "engine": False, "container": False}
+    assert as_wanted(lines[:dropped] + lines[dropped + 1:]) == NOTHING_AS_WANTED
 
 
-_NAMES = st.text(st.characters(codec="ascii", categories=["L", "N"], include_characters="_"), min_size=1, max_size=12)
-_LINES = st.lists(st.text(st.characters(codec="utf-8", exclude_characters="\n\r"), max_size=30).filter(
-    lambda line: not line.startswith(SECTION_MARK)), max_size=5)
+_NAMES = st.text(st.characters(codec="ascii", categories=["L", "N"], include_characters="_"),
+                 min_size=1, max_size=12)
+_LINE = st.text(st.characters(codec="utf-8", exclude_characters="\n\r"), max_size=30)
+_LINES = st.lists(_LINE.filter(lambda line: not line.startswith(SECTION_MARK)), max_size=5)
 
 
 @given(st.dictionaries(_NAMES, _LINES, max_size=6), st.lists(_LINES.flatmap(st.just), max_size=1))

@@ -106,8 +106,10 @@ def test_rapl_no_longer_exposed_loads_the_modules():
 
 
 def test_a_stopped_container_is_started_again():
-    facts = deployed_hypervisor(captured(replace={'            "Status": "running",': '            "Status": "exited",'}))
-    facts.facts["DockerContainer"][0]["State"]["Status"] = "exited"  # what its operation reads again
+    exited = {'            "Status": "running",': '            "Status": "exited",'}
+    facts = deployed_hypervisor(captured(replace=exited))
+    # What its operation reads again.
+    facts.facts["DockerContainer"][0]["State"]["Status"] = "exited"
     planned = planned_commands(hypervisor_steps, facts, data=DATA)
     assert any("Run Scaphandre container" in name for name in planned), planned
 

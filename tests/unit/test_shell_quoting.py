@@ -192,15 +192,19 @@ def test_the_one_read_of_a_host_runs_nothing(sandbox, tmp_path):
 
     hostile_path = f"/etc/prometheus/x{HOSTILE}"
     settings = Settings.from_data(default_data() | {
-        "scaphandre_container_name": "scaphandre",  # a container name is checked; the image and login are not
+        # A container name is checked; the image and the login are not.
+        "scaphandre_container_name": "scaphandre",
         "scaphandre_image": "registry.example.org:5000/hubblo/scaphandre:1.0.2",
         "scaphandre_registry_username": f"puller{HOSTILE}",
         "scaphandre_registry_password_file": str(tmp_path / "pull-secret"),
         "scaphandre_image_archive": str(tmp_path / f"image{HOSTILE}.tar"),
-        "prometheus_config_file": f"{hostile_path}.yml", "prometheus_service": f"prometheus{HOSTILE}",
-        "prometheus_targets_file": f"{hostile_path}-targets.yml", "prometheus_rules_file": f"{hostile_path}-rules.yml",
+        "prometheus_config_file": f"{hostile_path}.yml",
+        "prometheus_service": f"prometheus{HOSTILE}",
+        "prometheus_targets_file": f"{hostile_path}-targets.yml",
+        "prometheus_rules_file": f"{hostile_path}-rules.yml",
         "prometheus_candidates": [[f"{hostile_path}.yml", f"svc{HOSTILE}"]],
-        "prometheus_binaries": [f"/usr/bin/prometheus{HOSTILE}"], "promtool_binaries": [f"/usr/bin/promtool{HOSTILE}"],
+        "prometheus_binaries": [f"/usr/bin/prometheus{HOSTILE}"],
+        "promtool_binaries": [f"/usr/bin/promtool{HOSTILE}"],
     })
     hypervisor, prometheus = hypervisor_query(settings), prometheus_query(settings)
     commands = [HostState().command(lock=LockRequest(f"hv1{HOSTILE}", run=f"pyinfra{HOSTILE}"),
