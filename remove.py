@@ -29,17 +29,24 @@ from tasks.scaphandre import remove_scaphandre
 compat.report_lost_connections_as_host_failures()  # a host lost mid-run fails alone
 settings = check_settings(inventory)  # None: this host failed, naming the setting to fix
 # What the deploy brought here (only that is taken away), read with this host's lock taken.
-ledger = install_ledger(settings.host_lock_timeout_s) if settings and groups.keeps_a_record(host) else None
+ledger = (
+    install_ledger(settings.host_lock_timeout_s)
+    if settings and groups.keeps_a_record(host)
+    else None
+)
+# The steps below are @deploy functions, called with keywords: pyinfra's declared signature of
+# a deploy puts its own arguments (_sudo, ...) first.
 
-if ledger and ledger.readable and groups.HYPERVISORS in host.groups:
-    remove_scaphandre(settings, ledger)
+if settings and ledger and ledger.readable and groups.HYPERVISORS in host.groups:
+    remove_scaphandre(settings=settings, ledger=ledger)
     forget_rapl_modules()
     if settings.remove_docker_engine:
-        remove_docker_engine(ledger)
+        remove_docker_engine(ledger=ledger)
 
-if ledger and ledger.readable and groups.PROMETHEUS in host.groups:
-    remove_energy_sync(settings, ledger)  # whether or not energy_sync is on now: an earlier deploy may have installed it
-    remove_prometheus_job(settings, ledger)
+if settings and ledger and ledger.readable and groups.PROMETHEUS in host.groups:
+    # Whether or not energy_sync is on now: an earlier deploy may have installed it.
+    remove_energy_sync(settings=settings, ledger=ledger)
+    remove_prometheus_job(settings=settings, ledger=ledger)
 
 if settings and groups.GRAFANA in host.groups:
-    remove_dashboard(settings)
+    remove_dashboard(settings=settings)

@@ -42,21 +42,24 @@ from bench.run_bench import (  # noqa: E402 (the repository goes on sys.path fir
     run_pyinfra_timed,
     simulated_pool,
 )
-
 from tests.e2e.cloud import bed_port, bed_prefix  # noqa: E402
 
 STATE_DIR = REPO / ".testbed" / bed_prefix("sotb-pair")
 # Two beds side by side, apart from the other benchmark's and the tests' ports (both moved by
 # SOTB_BED_SUFFIX and SOTB_PORT_OFFSET, as the tests' beds are).
-BEDS = {"base": (bed_prefix("sotb-pair-base"), bed_port(3201), bed_port(9221)),
-        "rev": (bed_prefix("sotb-pair-rev"), bed_port(3301), bed_port(9222))}
+BEDS = {
+    "base": (bed_prefix("sotb-pair-base"), bed_port(3201), bed_port(9221)),
+    "rev": (bed_prefix("sotb-pair-rev"), bed_port(3301), bed_port(9222)),
+}
 
 
 def pair_ratios(revision: Sequence[float], base: Sequence[float]) -> list[float]:
     """revision[i] / base[i] for each pair i; the pairs must match one to one."""
     if len(revision) != len(base) or not base:
-        raise ValueError(f"{len(revision)} revision runs against {len(base)} base runs: pairs must match")
-    return [new / old for new, old in zip(revision, base)]
+        raise ValueError(
+            f"{len(revision)} revision runs against {len(base)} base runs: pairs must match"
+        )
+    return [new / old for new, old in zip(revision, base, strict=True)]
 
 
 def pair_order(pair: int) -> tuple[str, str]:
@@ -74,10 +77,13 @@ class SizeRuns:
         wall = {key: [run.seconds for run in runs] for key, runs in self.runs.items()}
         cpu = {key: [run.cpu_seconds for run in runs] for key, runs in self.runs.items()}
         return [
-            self.size, len(wall["rev"]),
-            format_seconds(median(wall["base"])), format_seconds(median(wall["rev"])),
+            self.size,
+            len(wall["rev"]),
+            format_seconds(median(wall["base"])),
+            format_seconds(median(wall["rev"])),
             f"{median(pair_ratios(wall['rev'], wall['base'])):.3f}",
-            format_seconds(median(cpu["base"])), format_seconds(median(cpu["rev"])),
+            format_seconds(median(cpu["base"])),
+            format_seconds(median(cpu["rev"])),
             f"{median(pair_ratios(cpu['rev'], cpu['base'])):.3f}",
         ]
 
@@ -90,9 +96,16 @@ def measure(size: int, runs: int, products: dict[str, Path]) -> SizeRuns:
     password = "pair-" + secrets.token_hex(8)
     simulator = OneApiSimulator(simulated_pool(size), user=ONE_USER, password=password)
     names = host_names(size)
-    beds = {key: TestBed(prefix=prefix, state_dir=STATE_DIR / key, hypervisors=names,
-                         ssh_port_base=ssh_port_base, prometheus_api_port=api_port)
-            for key, (prefix, ssh_port_base, api_port) in BEDS.items()}
+    beds = {
+        key: TestBed(
+            prefix=prefix,
+            state_dir=STATE_DIR / key,
+            hypervisors=names,
+            ssh_port_base=ssh_port_base,
+            prometheus_api_port=api_port,
+        )
+        for key, (prefix, ssh_port_base, api_port) in BEDS.items()
+    }
     result = SizeRuns(size)
     simulator.start()
     try:
@@ -112,11 +125,18 @@ def measure(size: int, runs: int, products: dict[str, Path]) -> SizeRuns:
                 run = run_pyinfra_timed(inventories[key], simulator, product=products[key])
                 check_run(run, f"{key}: no-op rerun {pair + 1}, {size} hypervisors", password)
                 if run.changed_operations:
-                    raise RuntimeError(f"{key}: no-op rerun {pair + 1} changed {run.changed_operations}")
+                    raise RuntimeError(
+                        f"{key}: no-op rerun {pair + 1} changed {run.changed_operations}"
+                    )
                 result.runs[key].append(run)
-        print(f"  size {size}: " + ", ".join(
-            f"{key} {median([r.seconds for r in rs]):.2f}s" for key, rs in result.runs.items())
-            + f", load {load_average()}", flush=True)
+        print(
+            f"  size {size}: "
+            + ", ".join(
+                f"{key} {median([r.seconds for r in rs]):.2f}s" for key, rs in result.runs.items()
+            )
+            + f", load {load_average()}",
+            flush=True,
+        )
     finally:
         simulator.stop()
         for bed in beds.values():
@@ -127,16 +147,38 @@ def measure(size: int, runs: int, products: dict[str, Path]) -> SizeRuns:
 
 def report(machine: list[str], command: str, results: Sequence[SizeRuns]) -> str:
     table = markdown_table(
-        ["hypervisors", "pairs", "base wall s", "rev wall s", "rev/base wall (median of pairs)",
-         "base CPU s", "rev CPU s", "rev/base CPU (median of pairs)"],
-        [result.row() for result in results])
-    return "\n".join(["# No-op rerun, two revisions interleaved", "", *(f"- {line}" for line in machine),
-                      f"- Command: `{command}`", "", table, ""])
+        [
+            "hypervisors",
+            "pairs",
+            "base wall s",
+            "rev wall s",
+            "rev/base wall (median of pairs)",
+            "base CPU s",
+            "rev CPU s",
+            "rev/base CPU (median of pairs)",
+        ],
+        [result.row() for result in results],
+    )
+    return "\n".join(
+        [
+            "# No-op rerun, two revisions interleaved",
+            "",
+            *(f"- {line}" for line in machine),
+            f"- Command: `{command}`",
+            "",
+            table,
+            "",
+        ]
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True, help="revision to compare against (a commit, 'worktree', 'dir:PATH')")
+    parser.add_argument(
+        "--base",
+        required=True,
+        help="revision to compare against (a commit, 'worktree', 'dir:PATH')",
+    )
     parser.add_argument("--rev", default="HEAD", help="revision measured (default HEAD)")
     parser.add_argument("--sizes", default="1,8", help="hypervisor counts, one pair of beds each")
     parser.add_argument("--runs", type=int, default=10, help="pairs of no-op reruns per size")
@@ -158,11 +200,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tests.testbed.bed import TestBed
 
     prefix, ssh_port_base, api_port = BEDS["base"]
-    TestBed(prefix=prefix, state_dir=STATE_DIR / "base", hypervisors=(), ssh_port_base=ssh_port_base,
-            prometheus_api_port=api_port).build_images()
+    TestBed(
+        prefix=prefix,
+        state_dir=STATE_DIR / "base",
+        hypervisors=(),
+        ssh_port_base=ssh_port_base,
+        prometheus_api_port=api_port,
+    ).build_images()
     started = time.monotonic()
     results = [measure(size, args.runs, products) for size in parse_sizes(args.sizes)]
-    machine.append(f"Took {time.monotonic() - started:.0f} s; load average at the end {load_average()}")
+    machine.append(
+        f"Took {time.monotonic() - started:.0f} s; load average at the end {load_average()}"
+    )
     command = "bench/paired_rerun.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report(machine, command, results)
     if args.out:

@@ -63,12 +63,27 @@ def start_simulator() -> None:
     auth_file = STATE / "one_auth"
     auth_file.write_text(f"oneadmin:{password_file.read_text()}\n")
     auth_file.chmod(0o600)
-    log = open(STATE / "one_simulator.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.doubles.one_api_simulator", "--port", str(SIMULATOR_PORT),
-         "--hosts", str(POOL_FILE), "--user", "oneadmin", "--password-file", str(password_file)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    # The simulator keeps its own copy of the log's descriptor: this one is closed once it runs.
+    with open(STATE / "one_simulator.log", "w") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.doubles.one_api_simulator",
+                "--port",
+                str(SIMULATOR_PORT),
+                "--hosts",
+                str(POOL_FILE),
+                "--user",
+                "oneadmin",
+                "--password-file",
+                str(password_file),
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     (STATE / "one_simulator.pid").write_text(str(process.pid))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -77,7 +92,9 @@ def start_simulator() -> None:
         if process.poll() is not None:
             break
         time.sleep(0.2)
-    raise SystemExit(f"the OpenNebula API simulator did not start; see {STATE / 'one_simulator.log'}")
+    raise SystemExit(
+        f"the OpenNebula API simulator did not start; see {STATE / 'one_simulator.log'}"
+    )
 
 
 def up() -> None:
@@ -86,7 +103,9 @@ def up() -> None:
     simulated.build_images()
     simulated.up(reuse=True)
     start_simulator()
-    print(f"--> Simulated cloud up: hv1 hv2 hv3 and prom1; OpenNebula API simulator on 127.0.0.1:{SIMULATOR_PORT}")
+    print(
+        f"--> Simulated cloud up: hv1 hv2 hv3 and prom1; OpenNebula API simulator on 127.0.0.1:{SIMULATOR_PORT}"
+    )
 
 
 def down() -> None:
@@ -99,7 +118,9 @@ def down() -> None:
 
 
 def query(promql: str) -> list[dict]:
-    url = f"http://127.0.0.1:{PROMETHEUS_API_PORT}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    url = f"http://127.0.0.1:{PROMETHEUS_API_PORT}/api/v1/query?" + urllib.parse.urlencode(
+        {"query": promql}
+    )
     with urllib.request.urlopen(url, timeout=10) as reply:
         return json.load(reply)["data"]["result"]
 
@@ -111,24 +132,34 @@ def report() -> None:
     while time.monotonic() < deadline:
         try:
             hosts = query('scaph_host_power_microwatts{job="scaphandre"}')
-            vms = query('scaph_process_power_consumption_microwatts{job="scaphandre", one_vm_id!=""}')
+            vms = query(
+                'scaph_process_power_consumption_microwatts{job="scaphandre", one_vm_id!=""}'
+            )
         except OSError:
             pass
         if len(hosts) >= 3 and len({v["metric"]["one_host_id"] for v in vms}) >= 3:
             break
         time.sleep(2)
     else:
-        raise SystemExit(f"Prometheus on 127.0.0.1:{PROMETHEUS_API_PORT} had no power for every hypervisor "
-                         f"within {WAIT_S}s")
+        raise SystemExit(
+            f"Prometheus on 127.0.0.1:{PROMETHEUS_API_PORT} had no power for every hypervisor "
+            f"within {WAIT_S}s"
+        )
     print(f"\n--> Power as Prometheus reports it (http://127.0.0.1:{PROMETHEUS_API_PORT}):")
     for series in sorted(hosts, key=lambda s: s["metric"]["instance"]):
         labels = series["metric"]
-        print(f"    {labels['instance']:<10} one_host_id={labels['one_host_id']:<3} "
-              f"host {float(series['value'][1]) / 1e6:6.1f} W")
-    for series in sorted(vms, key=lambda s: (s["metric"]["instance"], int(s["metric"]["one_vm_id"]))):
+        print(
+            f"    {labels['instance']:<10} one_host_id={labels['one_host_id']:<3} "
+            f"host {float(series['value'][1]) / 1e6:6.1f} W"
+        )
+    for series in sorted(
+        vms, key=lambda s: (s["metric"]["instance"], int(s["metric"]["one_vm_id"]))
+    ):
         labels = series["metric"]
-        print(f"    {labels['instance']:<10} one_vm_id={labels['one_vm_id']:<5} "
-              f"VM   {float(series['value'][1]) / 1e6:6.3f} W  ({labels.get('exe', '')})")
+        print(
+            f"    {labels['instance']:<10} one_vm_id={labels['one_vm_id']:<5} "
+            f"VM   {float(series['value'][1]) / 1e6:6.3f} W  ({labels.get('exe', '')})"
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyinfra import logger
 from pyinfra.facts.server import Hostname
@@ -28,6 +29,12 @@ from tasks.run_memo import once_per_run
 from tasks.scaphandre.spec import exporter_address
 from tasks.settings import Settings, SettingsError
 
+if TYPE_CHECKING:
+    from pyinfra.api.facts import FactBase
+    from pyinfra.api.inventory import Inventory
+
+Fact = TypeVar("Fact")
+
 
 @dataclass(frozen=True)
 class Hypervisor:
@@ -37,13 +44,17 @@ class Hypervisor:
     address: str | None  # host:port Prometheus scrapes; None when its settings are unusable
     one_host: OneHost | None
     problem: str | None  # why it cannot be deployed or labelled, for the operator
-    carbon_intensity: Intensity | None = None  # gCO2e/kWh or a series' selector (tasks.accounting.carbon)
+    carbon_intensity: Intensity | None = (
+        None  # gCO2e/kWh or a series' selector (tasks.accounting.carbon)
+    )
 
     @property
     def target(self) -> ScrapeTarget | None:
         if self.one_host is None or self.address is None:
             return None
-        return ScrapeTarget(address=self.address, one_host_id=self.one_host.id, host_name=self.one_host.name)
+        return ScrapeTarget(
+            address=self.address, one_host_id=self.one_host.id, host_name=self.one_host.name
+        )
 
 
 @dataclass(frozen=True)
@@ -62,33 +73,53 @@ class CloudView:
             by_name.setdefault(hypervisor.name, hypervisor)  # the first, as a scan would find
         return by_name
 
-    def scrape_targets(self, previous: Callable[[], list[ScrapeTarget]]) -> tuple[list[ScrapeTarget], list[str]]:
+    def scrape_targets(
+        self, previous: Callable[[], list[ScrapeTarget]]
+    ) -> tuple[list[ScrapeTarget], list[str]]:
         """Every hypervisor as a scrape target, and one warning per hypervisor left out.
 
         A hypervisor whose OpenNebula ID is unknown this run keeps the entry the
         targets file already had for its address (`previous()`, read only then).
         """
         resolved = {h.name: h.target for h in self.hypervisors if h.target is not None}
-        unresolved = {h.name: h.address for h in self.hypervisors if h.target is None and h.address is not None}
+        unresolved = {
+            h.name: h.address
+            for h in self.hypervisors
+            if h.target is None and h.address is not None
+        }
         targets, warnings = assemble_targets(resolved, unresolved, previous() if unresolved else [])
-        unusable = [f"{h.name} left out of the scrape targets: {h.problem}" for h in self.hypervisors
-                    if h.address is None]
+        unusable = [
+            f"{h.name} left out of the scrape targets: {h.problem}"
+            for h in self.hypervisors
+            if h.address is None
+        ]
         return targets, warnings + unusable
 
     def carbon_intensities(self) -> dict[int, Intensity]:
         """{OpenNebula host ID: carbon intensity} of every hypervisor known this run that has one."""
-        return {h.one_host.id: h.carbon_intensity for h in self.hypervisors
-                if h.one_host is not None and h.carbon_intensity is not None}
+        return {
+            h.one_host.id: h.carbon_intensity
+            for h in self.hypervisors
+            if h.one_host is not None and h.carbon_intensity is not None
+        }
 
 
-def build_view(names: Sequence[str], settings: dict[str, Settings | SettingsError], pool: list[OneHost] | None,
-               node_hostname: Callable[[str], str | None],
-               monitor_db_names: Callable[[str], list[str] | None]) -> CloudView:
+def build_view(
+    names: Sequence[str],
+    settings: dict[str, Settings | SettingsError],
+    pool: list[OneHost] | None,
+    node_hostname: Callable[[str], str | None],
+    monitor_db_names: Callable[[str], list[str] | None],
+) -> CloudView:
     """The view from plain inputs: each hypervisor's settings (or why they are unusable),
     the pool (None: API down and the monitor-database fallback allowed) and how to ask a
     node for its hostname or monitor databases (None when it is not in this run)."""
     usable = {name: value for name, value in settings.items() if isinstance(value, Settings)}
-    queries = [HostQuery(name, usable[name].one_host_id, usable[name].one_host_name) for name in names if name in usable]
+    queries = [
+        HostQuery(name, usable[name].one_host_id, usable[name].one_host_name)
+        for name in names
+        if name in usable
+    ]
     if pool is None:
         matches, errors = resolve_from_monitor_dbs(queries, monitor_db_names)
     else:
@@ -102,8 +133,16 @@ def build_view(names: Sequence[str], settings: dict[str, Settings | SettingsErro
         address = exporter_address(value, name)
         one_host = matches.get(name)
         problem = str(errors[name]) if name in errors else None
-        intensity = None if one_host is None else host_intensity(
-            value.carbon_intensity, value.carbon_intensity_clusters, one_host.cluster, one_host.cluster_id)
+        intensity = (
+            None
+            if one_host is None
+            else host_intensity(
+                value.carbon_intensity,
+                value.carbon_intensity_clusters,
+                one_host.cluster,
+                one_host.cluster_id,
+            )
+        )
         hypervisor = Hypervisor(name, address, one_host, problem, intensity)
         try:
             hypervisor.target  # noqa: B018 - an OpenNebula host without NAME cannot be labelled
@@ -121,34 +160,51 @@ def _without_shared_addresses(hypervisors: list[Hypervisor]) -> list[Hypervisor]
             by_address.setdefault(hypervisor.address, []).append(hypervisor.name)
     checked = []
     for hypervisor in hypervisors:
-        sharing = by_address.get(hypervisor.address, [])
+        sharing = by_address.get(hypervisor.address, []) if hypervisor.address is not None else []
         if len(sharing) > 1:
-            hypervisor = Hypervisor(
-                hypervisor.name, None, None,
-                f"inventory hosts {', '.join(sharing)} are all scraped at {hypervisor.address}: "
-                "give each its own scaphandre_scrape_host or scaphandre_port")
-        checked.append(hypervisor)
+            checked.append(
+                Hypervisor(
+                    hypervisor.name,
+                    None,
+                    None,
+                    f"inventory hosts {', '.join(sharing)} are all scraped at "
+                    f"{hypervisor.address}: give each its own scaphandre_scrape_host or "
+                    "scaphandre_port",
+                )
+            )
+        else:
+            checked.append(hypervisor)
     return checked
 
 
-def _asked_on(active: set, name: str, inventory, fact, **kwargs):
+def _asked_on(
+    active: set[str],
+    name: str,
+    inventory: Inventory,
+    fact: type[FactBase[Fact]],
+    **kwargs: Any,
+) -> Fact | None:
     """A fact of a hypervisor taking part in this run; None for the others or when it fails."""
     if name not in active:
         return None
     try:
         return inventory.get_host(name).get_fact(fact, **kwargs)
-    except Exception:  # an unreachable node is reported by its own deploy, not here
+    # Whatever a node's failure raises (connection, authentication, the fact's command): that
+    # node is reported by its own deploy, not here.
+    except Exception:  # noqa: BLE001
         return None
 
 
 @once_per_run
 def _warn_fallback(error: OpenNebulaLookupError) -> None:
-    logger.warning(f"--> {error}; one_monitor_db_fallback is on: each hypervisor's ID is read from "
-                   "/var/tmp/one/im/status_kvm_<ID>.db on the node instead")
+    logger.warning(
+        f"--> {error}; one_monitor_db_fallback is on: each hypervisor's ID is read from "
+        "/var/tmp/one/im/status_kvm_<ID>.db on the node instead"
+    )
 
 
 @once_per_run
-def cloud_view(inventory) -> CloudView:
+def cloud_view(inventory: Inventory) -> CloudView:
     """The run's view of every hypervisor, from one `one.hostpool.info` call.
 
     Raises OpenNebulaLookupError (stopping the run before any host changes) when the
@@ -167,7 +223,12 @@ def cloud_view(inventory) -> CloudView:
     if usable:
         first = usable[0]
         try:
-            pool = host_pool(first.one_xmlrpc, first.one_auth_file, first.one_xmlrpc_timeout, first.one_xmlrpc_ca_file)
+            pool = host_pool(
+                first.one_xmlrpc,
+                first.one_auth_file,
+                first.one_xmlrpc_timeout,
+                first.one_xmlrpc_ca_file,
+            )
         except OpenNebulaLookupError as error:
             # Only an API that cannot be reached is worked around: wrong credentials or an
             # endpoint that is not oned's would otherwise go unnoticed run after run.
@@ -176,7 +237,9 @@ def cloud_view(inventory) -> CloudView:
             _warn_fallback(error)
     active = {host.name for host in inventory.get_active_hosts()}
     return build_view(
-        names, settings, pool,
+        names,
+        settings,
+        pool,
         node_hostname=lambda name: _asked_on(active, name, inventory, Hostname),
         monitor_db_names=lambda name: _asked_on(active, name, inventory, OpenNebulaMonitorIds),
     )

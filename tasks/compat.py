@@ -19,14 +19,25 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import types
 import xml.parsers.expat
 import xmlrpc.client
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    import socket
+
+    import requests
+    from pyinfra.api.host import Host
+    from pyinfra.api.state import State
     from ruamel.yaml.nodes import Node
+    from ruamel.yaml.tag import Tag
+
+# Where each alias is written: (id(parent), position in a sequence or id(key node) in a
+# mapping) -> (start, end) of the `*name`.
+AliasSpans = dict[tuple[int, int], tuple[int, int]]
 
 
 class UnsupportedLibraryVersion(RuntimeError):
@@ -36,13 +47,14 @@ class UnsupportedLibraryVersion(RuntimeError):
 
 def _changed(library: str, entry: str, what: str) -> UnsupportedLibraryVersion:
     return UnsupportedLibraryVersion(
-        f"{library} {what} (needed by {entry}): install the version pinned in requirements.txt")
+        f"{library} {what} (needed by {entry}): install the version pinned in requirements.txt"
+    )
 
 
 # =========================================================================== pyone 7.3.80
 
 
-def one_server(url: str, session: str, transport):
+def one_server(url: str, session: str, transport: object) -> Any:
     """pyone's XML-RPC client for `url` with `session`, whose every request `transport` makes.
 
     Works around: pyone's own transport (pyone.server_xrpc.RequestsTransport) posts with
@@ -60,12 +72,16 @@ def one_server(url: str, session: str, transport):
 
     server = pyone.OneServer(url, session=session, protocol="xmlrpc")
     if not hasattr(server, "_ServerProxy__transport"):
-        raise _changed("pyone", "compat.one_server", "no longer keeps its transport in xmlrpc.client.ServerProxy")
+        raise _changed(
+            "pyone",
+            "compat.one_server",
+            "no longer keeps its transport in xmlrpc.client.ServerProxy",
+        )
     server._ServerProxy__transport = transport
     return server
 
 
-def pyone_requests_transport():
+def pyone_requests_transport() -> type[Any]:
     """pyone's requests-based XML-RPC transport class, the base of the deploy's bounded one
     (its headers, `set_https` and `set_https_verify`).
 
@@ -76,10 +92,11 @@ def pyone_requests_transport():
     """
     from pyone.server_xrpc import RequestsTransport
 
-    return RequestsTransport
+    transport: type[Any] = RequestsTransport
+    return transport
 
 
-def raw_reply(server, method: str, *params) -> list:
+def raw_reply(server: Any, method: str, *params: Any) -> list[Any]:
     """oned's reply to `method` as XML-RPC decodes it, [success, body, error code, ...], the
     body being the text oned sent.
 
@@ -94,10 +111,11 @@ def raw_reply(server, method: str, *params) -> list:
     for name in ("_do_request", "_cast_parms"):
         if not callable(getattr(server, name, None)):
             raise _changed("pyone", "compat.raw_reply", f"no longer has OneServerXRPC.{name}")
-    return server._do_request(method, server._cast_parms(params))
+    reply: list[Any] = server._do_request(method, server._cast_parms(params))
+    return reply
 
 
-def decode_xmlrpc_reply(content: bytes):
+def decode_xmlrpc_reply(content: bytes) -> Any:
     """An XML-RPC reply decoded as xmlrpc.client decodes it (a fault raised as xmlrpc.client.Fault).
 
     Works around: xmlrpc.client's parser hands its decoder the text between two escapes one
@@ -115,7 +133,8 @@ def decode_xmlrpc_reply(content: bytes):
     parser.StartElementHandler = unmarshaller.start
     parser.EndElementHandler = unmarshaller.end
     parser.CharacterDataHandler = unmarshaller.data
-    unmarshaller.xml(None, None)  # what xmlrpc.client's own parser tells it: no declared encoding
+    # What xmlrpc.client's own parser tells it: no declared encoding (typeshed wants a str).
+    unmarshaller.xml(None, None)  # type: ignore[arg-type]
     parser.Parse(content, True)
     return unmarshaller.close()
 
@@ -123,7 +142,7 @@ def decode_xmlrpc_reply(content: bytes):
 # =========================================================================== requests 2.34.2, urllib3 2.8.0
 
 
-def session_handing_new_sockets_to(watch: Callable[[Any], None]):
+def session_handing_new_sockets_to(watch: Callable[[Any], None]) -> requests.Session:
     """A requests Session that hands `watch` the socket of every connection it opens, as soon
     as it is made (before any TLS handshake or byte of the request), direct or through an
     HTTP proxy, so that a watchdog can shut it down when a deadline passes.
@@ -144,13 +163,13 @@ def session_handing_new_sockets_to(watch: Callable[[Any], None]):
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
     class WatchedHTTPConnection(HTTPConnection):
-        def _new_conn(self):
+        def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()
             watch(sock)
             return sock
 
     class WatchedHTTPSConnection(HTTPSConnection):
-        def _new_conn(self):
+        def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()
             watch(sock)  # the TLS layer reads from this socket: shutting it down ends it too
             return sock
@@ -164,11 +183,11 @@ def session_handing_new_sockets_to(watch: Callable[[Any], None]):
     watched = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
 
     class WatchedAdapter(requests.adapters.HTTPAdapter):
-        def init_poolmanager(self, *args, **kwargs):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             super().init_poolmanager(*args, **kwargs)
             self.poolmanager.pool_classes_by_scheme = watched
 
-        def proxy_manager_for(self, proxy, **proxy_kwargs):
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
             manager = super().proxy_manager_for(proxy, **proxy_kwargs)
             if not proxy.lower().startswith("socks"):
                 manager.pool_classes_by_scheme = watched
@@ -204,31 +223,43 @@ def report_lost_connections_as_host_failures() -> None:
     from pyinfra.api.exceptions import ConnectError
     from pyinfra.connectors.ssh import SSHConnector
 
-    _raise_as(Transport, "open_channel", EOFError, SSHException, lambda error: "SSH connection lost: the host closed it")
+    _raise_as(
+        Transport,
+        "open_channel",
+        EOFError,
+        SSHException,
+        lambda error: "SSH connection lost: the host closed it",
+    )
     for method in ("put_file", "get_file"):
         _raise_as(SSHConnector, method, ConnectError, SSHException, str)
 
 
-def _raise_as(owner, name: str, caught: type[BaseException], raised: type[BaseException], message) -> None:
+def _raise_as(
+    owner: type,
+    name: str,
+    caught: type[BaseException],
+    raised: type[BaseException],
+    message: Callable[[BaseException], str],
+) -> None:
     original = getattr(owner, name)
     if getattr(original, "_raises_ssh_errors", False):
         return
 
     @functools.wraps(original)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return original(*args, **kwargs)
         except caught as error:
             raise raised(message(error)) from None
 
-    wrapper._raises_ssh_errors = True
+    wrapper._raises_ssh_errors = True  # type: ignore[attr-defined]  # marks it wrapped, once
     setattr(owner, name, wrapper)
 
 
 # =========================================================================== pyinfra 3.10.0
 
 
-def connector_arguments_of_running_operation(state, host) -> dict:
+def connector_arguments_of_running_operation(state: State, host: Host) -> dict[str, Any]:
     """The connector arguments (_sudo, _su_user, _env, _shell_executable ...) of the operation
     `host` is running, for commands a callback of that operation runs itself, so that they run
     as pyinfra runs the operation's own; empty outside an operation.
@@ -246,11 +277,27 @@ def connector_arguments_of_running_operation(state, host) -> dict:
 
     if not host.executing_op_hash:
         return {}
-    given = state.get_op_data_for_host(host, host.executing_op_hash).global_arguments
+    given: Mapping[str, Any] = state.get_op_data_for_host(
+        host, host.executing_op_hash
+    ).global_arguments
     return {key: given[key] for key in CONNECTOR_ARGUMENT_KEYS if key in given}
 
 
-def parse_image_reference(image: str):
+def run_is_dry(argv: list[str] | None = None) -> bool:
+    """Whether this run is `pyinfra --dry`, which changes nothing (the deploy then takes no
+    host lock and writes no record).
+
+    Works around: pyinfra keeps --dry to its command line. Neither State nor Config holds
+    it, and click's context of the CLI command is not visible from the greenlets that load
+    the deploy, so the flag is read from the process' arguments, as click reads it (an
+    exact `--dry`, click taking no abbreviations). A run through pyinfra's API is not dry.
+    Versions: pyinfra 3.10.0.
+    Upstream: none filed.
+    """
+    return "--dry" in (sys.argv if argv is None else argv)[1:]
+
+
+def parse_image_reference(image: str) -> Any:
     """pyinfra's reading of a Docker image reference, [host[:port]/][namespace/]repository
     [:tag][@digest] (a reference without tag or digest reads as tag 'latest'), with its
     `registry_host`, `registry_port`, `tag` and `digest`; ValueError for one it cannot read.
@@ -274,7 +321,7 @@ def parse_image_reference(image: str):
 DOCKER_CONTAINER_ABSENT = types.MappingProxyType({"present": False, "start": False})
 
 
-# =========================================================================== ruamel.yaml 0.19.1, ruamel.yaml.clib 0.2.15
+# ===================================================== ruamel.yaml 0.19.1, ruamel.yaml.clib 0.2.15
 #
 # compose_yaml gives the nodes of a YAML file with the exact position of everything written,
 # and where each alias is written. ruamel.yaml's round-trip composer does this through its
@@ -285,12 +332,12 @@ DOCKER_CONTAINER_ABSENT = types.MappingProxyType({"present": False, "start": Fal
 
 
 @functools.cache
-def libyaml_parser():
+def libyaml_parser() -> Any:
     """libyaml's compiled scanner and parser (ruamel.yaml.clib's private `_ruamel_yaml.CParser`,
     imported as ruamel.yaml's own main module imports it), or None when ruamel.yaml.clib is
     not installed: ruamel.yaml's own parser then answers, the same, slower."""
     try:
-        from _ruamel_yaml import CParser
+        from _ruamel_yaml import CParser  # type: ignore[import-not-found]  # compiled, no stubs
     except ImportError:
         return None
     return CParser
@@ -302,13 +349,15 @@ def libyaml_parser():
 # any token"); they become spaces, one for one, so every position stays that of the file.
 # Versions: ruamel.yaml 0.19.1. Upstream: ruamel.yaml's tracker (on SourceForge) was not
 # searched; PyYAML, whose scanner ruamel.yaml's derives from, has it as yaml/pyyaml#450 (open).
-_SEPARATING_TABS = re.compile(r"(?<=\S)[ \t]*\t[ \t]*(?=(?:#[^\r\n]*)?(?:\r\n|\r|\n|$))|(?<=\S:)[ \t]*\t[ \t]*")
+_SEPARATING_TABS = re.compile(
+    r"(?<=\S)[ \t]*\t[ \t]*(?=(?:#[^\r\n]*)?(?:\r\n|\r|\n|$))|(?<=\S:)[ \t]*\t[ \t]*"
+)
 
 # A document end marker: YAML 1.1 and 1.2 readers disagree on what may follow one.
 _DOCUMENT_END = re.compile(r"^\.\.\.(?:[ \t\r\n]|$)", re.MULTILINE)
 
 
-def compose_yaml(text: str, *, accelerated: bool = True) -> tuple[Node | None, dict]:
+def compose_yaml(text: str, *, accelerated: bool = True) -> tuple[Node | None, AliasSpans]:
     """The root node of `text` (ruamel.yaml's round-trip nodes, with their positions in
     `text`) and where each alias is written: (id(parent), position in a sequence or id(key
     node) in a mapping) -> (start, end) of the `*name`.
@@ -325,7 +374,7 @@ def compose_yaml(text: str, *, accelerated: bool = True) -> tuple[Node | None, d
     return composed if composed is not None else compose_with_ruamel(text)
 
 
-def compose_with_ruamel(text: str) -> tuple[Node | None, dict]:
+def compose_with_ruamel(text: str) -> tuple[Node | None, AliasSpans]:
     """compose_yaml through ruamel.yaml's own scanner and parser."""
     from ruamel.yaml import YAML
 
@@ -334,7 +383,7 @@ def compose_with_ruamel(text: str) -> tuple[Node | None, dict]:
     return yaml.compose(text), yaml.composer.alias_spans
 
 
-def compose_with_libyaml(text: str) -> tuple[Node | None, dict] | None:
+def compose_with_libyaml(text: str) -> tuple[Node | None, AliasSpans] | None:
     """compose_yaml through libyaml, or None where ruamel.yaml's own parser must answer (see
     the libyaml composer in _composers for what libyaml is not trusted with)."""
     from ruamel.yaml.error import YAMLError
@@ -381,7 +430,10 @@ def _composers() -> types.SimpleNamespace:
             if index is not None and self.parser.check_event(AliasEvent):
                 event = self.parser.peek_event()
                 slot = index if isinstance(index, int) else id(index)
-                self.alias_spans[(id(parent), slot)] = (event.start_mark.index, event.end_mark.index)
+                self.alias_spans[(id(parent), slot)] = (
+                    event.start_mark.index,
+                    event.end_mark.index,
+                )
             return super().compose_node(parent, index)
 
         def compose_scalar_node(self, anchor: Any) -> Any:
@@ -399,7 +451,7 @@ def _composers() -> types.SimpleNamespace:
         Versions: ruamel.yaml 0.19.1. Upstream: nothing to file.
         """
 
-        _tags: dict = {}
+        _tags: ClassVar[dict[str, Tag]] = {}
 
         def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
             tag = super().resolve(kind, value, implicit)
@@ -448,7 +500,10 @@ def _composers() -> types.SimpleNamespace:
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             event = self.parser.peek_event()
-            if getattr(event, "anchor", None) is not None and getattr(event, "tag", None) is not None:
+            if (
+                getattr(event, "anchor", None) is not None
+                and getattr(event, "tag", None) is not None
+            ):
                 raise _LibyamlGaveUp()
             return super().compose_node(parent, index)
 
@@ -458,5 +513,8 @@ def _composers() -> types.SimpleNamespace:
                 node.style = None
             return node
 
-    return types.SimpleNamespace(alias_recording=AliasRecordingComposer, libyaml=LibyamlComposer,
-                                 interning_resolver=InterningResolver)
+    return types.SimpleNamespace(
+        alias_recording=AliasRecordingComposer,
+        libyaml=LibyamlComposer,
+        interning_resolver=InterningResolver,
+    )

@@ -8,6 +8,7 @@ import posixpath
 import shlex
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
@@ -23,7 +24,7 @@ PROVIDER_FILE_NAME = "scaphandre-opennebula.yml"
 CARBON_SERIES = ("one_vm:emissions_gco2e", "one_host:emissions_gco2e")
 
 
-def dashboard_without_carbon(dashboard: dict) -> dict:
+def dashboard_without_carbon(dashboard: dict[str, Any]) -> dict[str, Any]:
     """The dashboard with nothing about carbon: every query of emissions taken out, with
     the table columns it fed, and every panel left without a query."""
     dashboard = copy.deepcopy(dashboard)
@@ -59,7 +60,9 @@ def _restart_command(service: str) -> str:
     to the operator, with a message rather than a failure.
     """
     unit = shlex.quote(service)
-    advice = shlex.quote(f"No systemd unit {service}: restart Grafana yourself so it reads the new dashboard provider")
+    advice = shlex.quote(
+        f"No systemd unit {service}: restart Grafana yourself so it reads the new dashboard provider"
+    )
     return (
         f"if systemctl cat {unit} >/dev/null 2>&1; then systemctl try-restart {unit}; "
         f"else echo {advice} >&2; fi"
@@ -90,15 +93,22 @@ def provision_dashboard(settings: Settings, carbon_shown: bool = False) -> None:
 
     # Grafana (its own user) only reads these: root-owned, world-readable.
     files.directory(name="Directory for the OpenNebula dashboards", path=dashboards_dir, mode="755")
-    dashboard = str(DASHBOARD) if carbon_shown else StringIO(
-        json.dumps(dashboard_without_carbon(json.loads(DASHBOARD.read_text())), indent=2) + "\n")
+    dashboard = (
+        str(DASHBOARD)
+        if carbon_shown
+        else StringIO(
+            json.dumps(dashboard_without_carbon(json.loads(DASHBOARD.read_text())), indent=2) + "\n"
+        )
+    )
     files.put(
         name="Install the OpenNebula power dashboard",
         src=dashboard,
         dest=posixpath.join(dashboards_dir, DASHBOARD.name),
         mode="644",
     )
-    files.directory(name="Grafana dashboard provisioning directory", path=provisioning_dir, mode="755")
+    files.directory(
+        name="Grafana dashboard provisioning directory", path=provisioning_dir, mode="755"
+    )
     provider = files.template(
         name="Install the dashboard provider",
         src=str(PROVIDER_TEMPLATE),

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pyinfra.api.exceptions import NoGroupError
+
+if TYPE_CHECKING:
+    from pyinfra.api.host import Host
+    from pyinfra.api.inventory import Inventory
 
 HYPERVISORS = "hypervisors"  # OpenNebula KVM hosts: RAPL, Docker engine, Scaphandre
 PROMETHEUS = "prometheus"  # servers that scrape them
 GRAFANA = "grafana"  # optional: the dashboard
 
 
-def members(inventory, group: str) -> list:
+def members(inventory: Inventory, group: str) -> list[Host]:
     """Every host of `group` in the inventory, also those outside this run's --limit."""
     try:
         return list(inventory.get_group(group))
@@ -17,15 +23,15 @@ def members(inventory, group: str) -> list:
         return []
 
 
-def hypervisors(inventory) -> list:
+def hypervisors(inventory: Inventory) -> list[Host]:
     return members(inventory, HYPERVISORS)
 
 
-def prometheus_servers(inventory) -> list:
+def prometheus_servers(inventory: Inventory) -> list[Host]:
     return members(inventory, PROMETHEUS)
 
 
-def keeps_a_record(host) -> bool:
+def keeps_a_record(host: Host) -> bool:
     """Whether the deploy keeps its install record (and takes its lock) on this host: on
     hypervisors and Prometheus servers."""
     return HYPERVISORS in host.groups or PROMETHEUS in host.groups

@@ -52,9 +52,18 @@ def _allows_none(annotation: Any) -> bool:
     return get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation)
 
 
+def _extra(name: str) -> dict[str, str]:
+    """The section of setting `name` and, for one that may be None, what None means: what
+    Section keeps in the field's json_schema_extra."""
+    extra = Settings.model_fields[name].json_schema_extra
+    if not isinstance(extra, dict):
+        raise TypeError(f"setting {name} is not made by a Section")
+    return {key: str(value) for key, value in extra.items()}
+
+
 def _default_cell(name: str) -> str:
     field = Settings.model_fields[name]
-    unset = (field.json_schema_extra or {}).get("unset")
+    unset = _extra(name).get("unset")
     if field.default is None and unset:
         return f"{_literal(None)}: {unset}"
     return _literal(field.default)
@@ -65,7 +74,7 @@ def _accepts_cell(name: str) -> str:
     phrase = accepted(name).phrase
     if not _allows_none(field.annotation):
         return phrase
-    unset = (field.json_schema_extra or {}).get("unset")
+    unset = _extra(name).get("unset")
     if field.default is not None and unset:
         return f"{phrase}, or `None`: {unset}"
     return f"{phrase}, or `None`"
@@ -77,19 +86,21 @@ def settings_markdown() -> str:
     lines = [HEADER]
     section = None
     for name, field in Settings.model_fields.items():
-        title = (field.json_schema_extra or {})["section"]
+        title = _extra(name)["section"]
         if title != section:
             section = title
             lines += ["", f"## {title}", ""]
             if intros.get(title):
                 lines += [intros[title], ""]
             lines += ["| Setting | Default | Accepts | Meaning |", "|---|---|---|---|"]
-        lines.append(f"| `{name}` | {_cell(_default_cell(name))} | {_cell(_accepts_cell(name))} "
-                     f"| {_cell(field.description)} |")
+        lines.append(
+            f"| `{name}` | {_cell(_default_cell(name))} | {_cell(_accepts_cell(name))} "
+            f"| {_cell(field.description or '')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def settings_json_schema() -> dict:
+def settings_json_schema() -> dict[str, Any]:
     """The model's JSON schema (pydantic's), every setting with its default and description."""
     return Settings.model_json_schema()
 

@@ -16,22 +16,27 @@ import base64
 import hashlib
 import posixpath
 import shlex
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO, StringIO
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api.command import PyinfraCommand
 from pyinfra.facts.files import FileContents
 
 from tasks.host_failure import failure_command
+
+# What an operation function yields: the commands pyinfra runs, in order.
+Commands = Generator[PyinfraCommand, None, None]
 
 # Root-only: the deploy's records and the bytes on their way into a file it replaces.
 STATE_DIR = "/var/lib/scaphandre-opennebula"
 
 
 @operation()
-def text_file(path: str, text: str, mode: str = "644", directory_mode: str = "755"):
+def text_file(path: str, text: str, mode: str = "644", directory_mode: str = "755") -> Commands:
     """Guarantees `path` holds exactly `text` with `mode` (its directory created with
     `directory_mode` when missing).
 
@@ -47,14 +52,18 @@ def text_file(path: str, text: str, mode: str = "644", directory_mode: str = "75
     yield from whole_file_commands(path, text, mode, directory_mode)
 
 
-def whole_file_commands(path: str, text: str, mode: str, directory_mode: str, directory_exists: bool = False) -> Iterator:
+def whole_file_commands(
+    path: str, text: str, mode: str, directory_mode: str, directory_exists: bool = False
+) -> Iterator[PyinfraCommand]:
     """The commands writing `text` whole to `path` (see text_file); the directory is
     created when missing unless the caller knows it exists."""
     staged = f"{path}.scaphandre-new"
     quoted, quoted_staged = shlex.quote(path), shlex.quote(staged)
     quoted_directory = shlex.quote(posixpath.dirname(path))
     if not directory_exists:  # an existing directory keeps its mode: only a missing one is created
-        yield StringCommand(f"[ -d {quoted_directory} ] || install -d -m {mode_digits(directory_mode)} {quoted_directory}")
+        yield StringCommand(
+            f"[ -d {quoted_directory} ] || install -d -m {mode_digits(directory_mode)} {quoted_directory}"
+        )
     yield FileUploadCommand(StringIO(text), staged)
     yield StringCommand(
         f"chmod {mode_digits(mode)} {quoted_staged} && mv -f {quoted_staged} {quoted} && "
@@ -92,7 +101,9 @@ class LiveFile:
     record_current: bool = False
     record_exists: bool = False
     original_exists: bool = False
-    reload_pending: bool = False  # an earlier reload for this file was never confirmed by Prometheus
+    reload_pending: bool = (
+        False  # an earlier reload for this file was never confirmed by Prometheus
+    )
 
     @property
     def complete(self) -> bool:
@@ -104,17 +115,19 @@ def live_file_lines(path: str) -> list[str]:
     `absent=1` or `dangling=` (base64 link text) end the output there."""
     return [
         f"p={shlex.quote(path)}",
-        'if [ ! -e "$p" ]; then if [ -L "$p" ]; then printf \'dangling=\'; '
-        'readlink -- "$p" | base64 -w 0; echo; else echo absent=1; fi; exit 0; fi',
+        (
+            'if [ ! -e "$p" ]; then if [ -L "$p" ]; then printf \'dangling=\'; '
+            'readlink -- "$p" | base64 -w 0; echo; else echo absent=1; fi; exit 0; fi'
+        ),
         'if [ -L "$p" ]; then echo link=1; else echo link=0; fi',
-        'printf \'target=\'; readlink -f -- "$p" | tr -d \'\\n\' | base64 -w 0; echo',
+        "printf 'target='; readlink -f -- \"$p\" | tr -d '\\n' | base64 -w 0; echo",
         'if [ ! -f "$p" ]; then echo regular=0; exit 0; fi',
         "stat -L --printf 'uid=%u\\ngid=%g\\nmode=%a\\n' -- \"$p\"",
         'sha=$(sha256sum < "$p"); sha=${sha%% *}; echo "sha256=$sha"',
     ]
 
 
-def parse_live_file(output) -> LiveFile | dict | None:
+def parse_live_file(output: Iterable[str]) -> LiveFile | dict[str, Any] | None:
     """What live_file_lines (and `content:` then the base64 bytes) printed: None when nothing
     is at the path, {'dangling': target} for a link to nothing, else a LiveFile."""
     fields: dict[str, str] = {}
@@ -129,7 +142,9 @@ def parse_live_file(output) -> LiveFile | dict | None:
     if "absent" in fields:
         return None
     if "dangling" in fields:
-        return {"dangling": base64.b64decode(fields["dangling"]).decode("utf-8", "replace").rstrip("\n")}
+        return {
+            "dangling": base64.b64decode(fields["dangling"]).decode("utf-8", "replace").rstrip("\n")
+        }
     target = base64.b64decode(fields.get("target", "")).decode("utf-8", "surrogateescape")
     return LiveFile(
         link=fields.get("link") == "1",
@@ -147,7 +162,7 @@ def parse_live_file(output) -> LiveFile | dict | None:
     )
 
 
-class FileBytes(FactBase):
+class FileBytes(FactBase[LiveFile | dict[str, Any] | None]):
     """A file as bytes with its stat, in one round trip: None when nothing is at `path`,
     {'dangling': target} for a symbolic link to nothing, else a LiveFile with its content
     (base64 on the way, so every byte arrives)."""
@@ -155,14 +170,18 @@ class FileBytes(FactBase):
     def command(self, path: str) -> str:
         return "\n".join([*live_file_lines(path), "echo content:", 'base64 < "$p"'])
 
-    def process(self, output) -> LiveFile | dict | None:
+    def process(self, output: list[str]) -> LiveFile | dict[str, Any] | None:
         return parse_live_file(output)
 
 
-def unusable_file_problem(path: str, live: LiveFile | dict | None, setting_hint: str) -> str | None:
+def unusable_file_problem(
+    path: str, live: LiveFile | dict[str, Any] | None, setting_hint: str
+) -> str | None:
     """Why a file read with FileBytes cannot be replaced in place, or None."""
     if isinstance(live, dict):
-        return f"{path} is a symbolic link to {live['dangling']}, which does not exist: {setting_hint}"
+        return (
+            f"{path} is a symbolic link to {live['dangling']}, which does not exist: {setting_hint}"
+        )
     if live is not None and not live.regular:
         return f"{path} is not a regular file: {setting_hint}"
     if live is not None and not live.complete:
@@ -178,17 +197,26 @@ def spool_path(path: str, kind: str = "upload", directory: str | None = None) ->
     return f"{directory or STATE_DIR}/{hashlib.sha256(path.encode()).hexdigest()[:16]}.{kind}"
 
 
-def upload_commands(content: bytes, spool: str, private_dirs: tuple[str, ...] | None = None) -> Iterator:
+def upload_commands(
+    content: bytes, spool: str, private_dirs: tuple[str, ...] | None = None
+) -> Iterator[PyinfraCommand]:
     """The bytes into the deploy's root-only directory holding `spool`; it and
     `private_dirs` (the deploy's state directory by default) are made 0700."""
     directory = posixpath.dirname(spool)
-    private = " ".join(shlex.quote(path) for path in dict.fromkeys([*(private_dirs or (STATE_DIR,)), directory]))
+    private = " ".join(
+        shlex.quote(path) for path in dict.fromkeys([*(private_dirs or (STATE_DIR,)), directory])
+    )
     yield StringCommand(f"umask 077 && mkdir -p {shlex.quote(directory)} && chmod 0700 {private}")
     yield FileUploadCommand(BytesIO(content), spool)
 
 
-def replace_script(live: str, spool: str, before_move: list[str] = (), after_move: list[str] = (),
-                   relabel: bool = False) -> str:
+def replace_script(
+    live: str,
+    spool: str,
+    before_move: Sequence[str] = (),
+    after_move: Sequence[str] = (),
+    relabel: bool = False,
+) -> str:
     """Shell that puts the spooled bytes in place of `live`.
 
     The new file is made with mktemp in the directory of the file actually replaced (a
@@ -199,24 +227,39 @@ def replace_script(live: str, spool: str, before_move: list[str] = (), after_mov
     use. On any failure before the rename the live file is untouched and nothing is left.
     """
     q = shlex.quote
-    return "\n".join([
-        f"live={q(live)}; spool={q(spool)}; staged=''; check=''",
-        'fail() { rm -f -- "$spool"; if [ -n "$staged" ]; then rm -f -- "$staged"; fi; '
-        'if [ -n "$check" ] && [ "$check" != "$staged" ]; then rm -f -- "$check"; fi; '
-        "printf '%s\\n' \"$1\" >&2; exit 1; }",
-        'target=$(readlink -f -- "$live") || fail "cannot resolve $live; the live file is untouched"',
-        'dir=$(dirname -- "$target")',
-        'staged=$(mktemp -- "$dir/.scaphandre-staged.XXXXXX") || fail "cannot create a file in $dir; the live file is untouched"',
-        'cat -- "$spool" > "$staged" || fail "cannot write $staged; the live file is untouched"',
-        'if [ -e "$target" ]; then chown --reference="$target" -- "$staged" && chmod --reference="$target" -- "$staged"; '
-        'else chmod 0644 -- "$staged"; fi || fail "cannot give $staged the owner and mode of $target; the live file is untouched"',
-        *before_move,
-        'mv -f -- "$staged" "$target" || fail "cannot move the new file over $target; the live file is untouched"',
-        "staged=''",
-        'rm -f -- "$spool"',
-        *(['{ ! command -v restorecon >/dev/null 2>&1 || restorecon -- "$target"; }'] if relabel else []),
-        *after_move,
-    ])
+    return "\n".join(
+        [
+            f"live={q(live)}; spool={q(spool)}; staged=''; check=''",
+            (
+                'fail() { rm -f -- "$spool"; if [ -n "$staged" ]; then rm -f -- "$staged"; fi; '
+                'if [ -n "$check" ] && [ "$check" != "$staged" ]; then rm -f -- "$check"; fi; '
+                "printf '%s\\n' \"$1\" >&2; exit 1; }"
+            ),
+            'target=$(readlink -f -- "$live") || fail "cannot resolve $live; the live file is untouched"',
+            'dir=$(dirname -- "$target")',
+            (
+                'staged=$(mktemp -- "$dir/.scaphandre-staged.XXXXXX") '
+                '|| fail "cannot create a file in $dir; the live file is untouched"'
+            ),
+            'cat -- "$spool" > "$staged" || fail "cannot write $staged; the live file is untouched"',
+            (
+                'if [ -e "$target" ]; then chown --reference="$target" -- "$staged" '
+                '&& chmod --reference="$target" -- "$staged"; '
+                'else chmod 0644 -- "$staged"; fi '
+                '|| fail "cannot give $staged the owner and mode of $target; the live file is untouched"'
+            ),
+            *before_move,
+            'mv -f -- "$staged" "$target" || fail "cannot move the new file over $target; the live file is untouched"',
+            "staged=''",
+            'rm -f -- "$spool"',
+            *(
+                ['{ ! command -v restorecon >/dev/null 2>&1 || restorecon -- "$target"; }']
+                if relabel
+                else []
+            ),
+            *after_move,
+        ]
+    )
 
 
 def in_place_script(path: str, spool: str, new: bool) -> str:
@@ -227,17 +270,20 @@ def in_place_script(path: str, spool: str, new: bool) -> str:
 
 
 @operation()
-def file_in_place(path: str, content: bytes, setting_hint: str = "fix it or move it aside"):
+def file_in_place(
+    path: str, content: bytes, setting_hint: str = "fix it or move it aside"
+) -> Commands:
     """Guarantees `path` holds exactly `content`, replaced in place: a symbolic link stays a
     link (the file it points to is written), the file keeps its owner and mode (a new one
-    is root's, 0644, its directory made 0755 when missing), its SELinux label is reset. A link to nothing or a path that is not a
-    regular file fails the host naming it, untouched."""
+    is root's, 0644, its directory made 0755 when missing), its SELinux label is reset. A
+    link to nothing or a path that is not a regular file fails the host naming it, untouched.
+    """
     live = host.get_fact(FileBytes, path=path)
     problem = unusable_file_problem(path, live, setting_hint)
     if problem:
         yield failure_command(problem)
         return
-    if live is not None and live.content == content:
+    if isinstance(live, LiveFile) and live.content == content:
         host.noop(f"{path} is up to date")
         return
     spool = spool_path(path)
@@ -246,7 +292,7 @@ def file_in_place(path: str, content: bytes, setting_hint: str = "fix it or move
 
 
 @operation()
-def file_absent_unless_link(path: str):
+def file_absent_unless_link(path: str) -> Commands:
     """Guarantees a regular file at `path` is gone; a symbolic link there is the operator's
     and stays (with what it points to)."""
     live = host.get_fact(FileBytes, path=path)

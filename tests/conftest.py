@@ -39,7 +39,8 @@ def _inside_verify(path: Path) -> bool:
 def _verify_named_explicitly(config) -> bool:
     """True when the command line names tests/verify (or a file in it) itself."""
     return any(
-        _inside_verify(Path(config.invocation_params.dir, str(arg).split("::", 1)[0])) for arg in config.args
+        _inside_verify(Path(config.invocation_params.dir, str(arg).split("::", 1)[0]))
+        for arg in config.args
     )
 
 

@@ -70,9 +70,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import xml.etree.ElementTree as ElementTree
 import xml.parsers.expat
 import xmlrpc.client
+from xml.etree import ElementTree
 
 PROGRAM = "scaphandre-energy-sync"
 DEFAULT_CONFIG = "/etc/one/scaphandre-energy-sync.conf"
@@ -83,7 +83,13 @@ SCORE_ATTRIBUTE = "SCAPHANDRE_SCORE"
 ENERGY_ATTRIBUTE = "SCAPHANDRE_ENERGY_KWH_24H"
 SAMPLE_TIME_ATTRIBUTE = "SCAPHANDRE_SAMPLE_TIME"
 CO2E_ATTRIBUTE = "SCAPHANDRE_CO2E_G_24H"
-OWNED_ATTRIBUTES = (POWER_ATTRIBUTE, SCORE_ATTRIBUTE, ENERGY_ATTRIBUTE, SAMPLE_TIME_ATTRIBUTE, CO2E_ATTRIBUTE)
+OWNED_ATTRIBUTES = (
+    POWER_ATTRIBUTE,
+    SCORE_ATTRIBUTE,
+    ENERGY_ATTRIBUTE,
+    SAMPLE_TIME_ATTRIBUTE,
+    CO2E_ATTRIBUTE,
+)
 
 POWER_DECIMALS = 1
 ENERGY_DECIMALS = 3
@@ -101,31 +107,33 @@ MAX_AGE_LIMIT_S = 172800
 # OpenNebula's IDs as oned prints them: "0", or digits without a leading zero.
 CANONICAL_ID = re.compile(r"0|[1-9][0-9]*")
 
-DEFAULT_SETTINGS = collections.OrderedDict([
-    ("prometheus_url", "http://127.0.0.1:9090"),
-    ("one_xmlrpc", "http://localhost:2633/RPC2"),
-    ("one_auth_file", "/var/lib/one/.one/one_auth"),
-    ("interval_s", "300"),
-    ("max_age_s", "900"),
-    ("host_max_power_w", "5000"),
-    ("vm_max_power_w", "2000"),
-    ("threshold_percent", "2"),
-    ("threshold_watts", "1"),
-    ("threshold_kwh", "0.01"),
-    ("refresh_s", "3600"),
-    ("timeout_s", "30"),
-])
+DEFAULT_SETTINGS = collections.OrderedDict(
+    [
+        ("prometheus_url", "http://127.0.0.1:9090"),
+        ("one_xmlrpc", "http://localhost:2633/RPC2"),
+        ("one_auth_file", "/var/lib/one/.one/one_auth"),
+        ("interval_s", "300"),
+        ("max_age_s", "900"),
+        ("host_max_power_w", "5000"),
+        ("vm_max_power_w", "2000"),
+        ("threshold_percent", "2"),
+        ("threshold_watts", "1"),
+        ("threshold_kwh", "0.01"),
+        ("refresh_s", "3600"),
+        ("timeout_s", "30"),
+    ]
+)
 
 # oned's XML-RPC conventions (include/Request.h, PoolSQL.h, the XML-RPC API reference).
 ONE_AUTHENTICATION = 0x0100
 ONE_AUTHORIZATION = 0x0200
 ONE_NO_EXISTS = 0x0400
-POOL_FILTER_ALL = -2        # every VM, whoever owns it
-POOL_RANGE_UNBOUNDED = -1   # start/end ID: no bound
-VM_STATE_NOT_DONE = -1      # every state but DONE
-UPDATE_MERGE = 1            # 0 would replace the whole template
+POOL_FILTER_ALL = -2  # every VM, whoever owns it
+POOL_RANGE_UNBOUNDED = -1  # start/end ID: no bound
+VM_STATE_NOT_DONE = -1  # every state but DONE
+UPDATE_MERGE = 1  # 0 would replace the whole template
 
-Settings = collections.namedtuple("Settings", list(DEFAULT_SETTINGS) + ["source"])
+Settings = collections.namedtuple("Settings", [*DEFAULT_SETTINGS, "source"])
 # The figure chosen for an object: mean power over the interval, time of its newest sample.
 Sample = collections.namedtuple("Sample", "power_w last_sample_s")
 # One series of an object in Prometheus: the host it was measured on, its mean power over
@@ -133,8 +141,7 @@ Sample = collections.namedtuple("Sample", "power_w last_sample_s")
 # (None: none) and whether Prometheus has it now (not ended by a staleness marker).
 Series = collections.namedtuple("Series", "host_id power_w newest_s live")
 # A host or VM as oned lists it, reduced to what the sync needs.
-OneObject = collections.namedtuple(
-    "OneObject", "kind id name owned current_host_id")
+OneObject = collections.namedtuple("OneObject", "kind id name owned current_host_id")
 # One update of one object: the attributes to set and those to delete, in one merge.
 # reason: "write" (current values), "expire" (stale values deleted) or "refuse"
 # (implausible figures: the object's values deleted).
@@ -227,25 +234,38 @@ def load_settings(path):
         with open(path, encoding="utf-8-sig") as handle:
             parser.read_file(handle)
     except OSError as error:
-        raise SyncError("cannot read the configuration %s: %s" % (path, error.strerror))
+        raise SyncError("cannot read the configuration %s: %s" % (path, error.strerror)) from None
     except (configparser.Error, UnicodeDecodeError) as error:
-        raise SyncError("configuration %s is not a valid INI file: %s"
-                        % (path, " ".join(str(error).split())))
+        raise SyncError(
+            "configuration %s is not a valid INI file: %s" % (path, " ".join(str(error).split()))
+        ) from None
     if not parser.has_section(CONFIG_SECTION):
         raise SyncError("configuration %s has no [%s] section" % (path, CONFIG_SECTION))
     raw = dict(DEFAULT_SETTINGS)
     for key, value in parser.items(CONFIG_SECTION):
         if key not in DEFAULT_SETTINGS:
-            raise SyncError("configuration %s: unknown setting %r; known settings: %s"
-                            % (path, key, ", ".join(DEFAULT_SETTINGS)))
+            raise SyncError(
+                "configuration %s: unknown setting %r; known settings: %s"
+                % (path, key, ", ".join(DEFAULT_SETTINGS))
+            )
         raw[key] = value.strip()
     # Under a minute a window may hold no sample of a rule evaluated once a minute.
     interval_s = int(_number(path, "interval_s", raw["interval_s"], 60, 86400, whole=True))
     # Two intervals at least: one run that finds no sample must not yet delete the values.
-    max_age_s = int(_number(path, "max_age_s", raw["max_age_s"], 2 * interval_s,
-                            MAX_AGE_LIMIT_S, whole=True, why="at least twice interval_s"))
-    host_max_power_w = _number(path, "host_max_power_w", raw["host_max_power_w"], 1,
-                               SCORE_POWER_LIMIT_W)
+    max_age_s = int(
+        _number(
+            path,
+            "max_age_s",
+            raw["max_age_s"],
+            2 * interval_s,
+            MAX_AGE_LIMIT_S,
+            whole=True,
+            why="at least twice interval_s",
+        )
+    )
+    host_max_power_w = _number(
+        path, "host_max_power_w", raw["host_max_power_w"], 1, SCORE_POWER_LIMIT_W
+    )
     return Settings(
         prometheus_url=_url(path, "prometheus_url", raw["prometheus_url"]).rstrip("/"),
         one_xmlrpc=_url(path, "one_xmlrpc", raw["one_xmlrpc"]),
@@ -254,12 +274,18 @@ def load_settings(path):
         max_age_s=max_age_s,
         host_max_power_w=host_max_power_w,
         # A VM's power is a share of its host's.
-        vm_max_power_w=_number(path, "vm_max_power_w", raw["vm_max_power_w"], 1, host_max_power_w,
-                               why="at most host_max_power_w"),
+        vm_max_power_w=_number(
+            path,
+            "vm_max_power_w",
+            raw["vm_max_power_w"],
+            1,
+            host_max_power_w,
+            why="at most host_max_power_w",
+        ),
         threshold_percent=_number(path, "threshold_percent", raw["threshold_percent"], 0, 100),
         threshold_watts=_number(path, "threshold_watts", raw["threshold_watts"], 0, 1e6),
         threshold_kwh=_number(path, "threshold_kwh", raw["threshold_kwh"], 0, 1e6),
-        refresh_s=int(_number(path, "refresh_s", raw["refresh_s"], 0, 10 ** 7, whole=True)),
+        refresh_s=int(_number(path, "refresh_s", raw["refresh_s"], 0, 10**7, whole=True)),
         timeout_s=_number(path, "timeout_s", raw["timeout_s"], 1, 3600),
         source=path,
     )
@@ -270,8 +296,10 @@ def _url(path, key, value):
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise SyncError("configuration %s: %s is %r, not an http(s) URL" % (path, key, value))
     if parsed.username or parsed.password:
-        raise SyncError("configuration %s: %s must not hold credentials; OpenNebula's go "
-                        "in one_auth_file" % (path, key))
+        raise SyncError(
+            "configuration %s: %s must not hold credentials; OpenNebula's go "
+            "in one_auth_file" % (path, key)
+        )
     return value
 
 
@@ -289,9 +317,18 @@ def _number(path, key, value, lowest, highest, whole=False, why=None):
         number = float("nan")
     if not (lowest <= number <= highest):
         kind = "a whole number" if whole else "a number"
-        raise SyncError("configuration %s: %s is %r: it must be %s from %s to %s%s"
-                        % (path, key, value, kind, _plain(lowest), _plain(highest),
-                           " (%s)" % why if why else ""))
+        raise SyncError(
+            "configuration %s: %s is %r: it must be %s from %s to %s%s"
+            % (
+                path,
+                key,
+                value,
+                kind,
+                _plain(lowest),
+                _plain(highest),
+                " (%s)" % why if why else "",
+            )
+        )
     return number
 
 
@@ -309,17 +346,23 @@ def read_session(path):
         with open(path, "rb") as handle:
             first_line = handle.readline(65536)
     except OSError as error:
-        raise SyncError("cannot read OpenNebula credentials from %s: %s; the service user "
-                        "must be able to read it (one_auth_file)" % (path, error.strerror))
+        raise SyncError(
+            "cannot read OpenNebula credentials from %s: %s; the service user "
+            "must be able to read it (one_auth_file)" % (path, error.strerror)
+        ) from None
     try:
         session = first_line.decode("utf-8-sig").strip()
     except UnicodeDecodeError:
-        raise SyncError("OpenNebula credentials file %s is not UTF-8 text: its first line "
-                        "must be user:password" % path) from None
+        raise SyncError(
+            "OpenNebula credentials file %s is not UTF-8 text: its first line "
+            "must be user:password" % path
+        ) from None
     user, separator, password = session.partition(":")
     if not separator or not user.strip() or not password:
-        raise SyncError("OpenNebula credentials file %s is malformed: its first line must "
-                        "be user:password" % path)
+        raise SyncError(
+            "OpenNebula credentials file %s is malformed: its first line must "
+            "be user:password" % path
+        )
     return session
 
 
@@ -329,12 +372,18 @@ def read_session(path):
 # What each kind of object is measured by: the power rule, the label naming the object, and
 # the energy over 24 h by object.
 MEASURES = {
-    "host": ("one_host:power_watts", "one_host_id",
-             # One host is one target: max only guards against a second job scraping it.
-             "max by (one_host_id) (one_host:energy_kwh:24h)"),
-    "VM": ("one_vm:power_watts", "one_vm_id",
-           # A VM that migrated today drew energy on each host it ran on: add them up.
-           "sum by (one_vm_id) (one_vm:energy_kwh:24h)"),
+    "host": (
+        "one_host:power_watts",
+        "one_host_id",
+        # One host is one target: max only guards against a second job scraping it.
+        "max by (one_host_id) (one_host:energy_kwh:24h)",
+    ),
+    "VM": (
+        "one_vm:power_watts",
+        "one_vm_id",
+        # A VM that migrated today drew energy on each host it ran on: add them up.
+        "sum by (one_vm_id) (one_vm:energy_kwh:24h)",
+    ),
 }
 # Emissions over 24 h by object, the same way; recorded only where a carbon intensity is set.
 EMISSIONS = {
@@ -378,21 +427,31 @@ class Prometheus:
         """
         body = urllib.parse.urlencode({"query": promql, "time": "%.3f" % self.at})
         request = urllib.request.Request(
-            self.url + "/api/v1/query", data=body.encode("ascii"),
-            headers={"Content-Type": "application/x-www-form-urlencoded",
-                     "Accept": "application/json"})
+            self.url + "/api/v1/query",
+            data=body.encode("ascii"),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+            },
+        )
         where = "Prometheus at %s" % self.url
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
                 payload = response.read()
         except urllib.error.HTTPError as error:
-            raise SyncError("%s rejected the query %s: HTTP %d %s"
-                            % (where, promql, error.code, _prometheus_error(error)))
+            raise SyncError(
+                "%s rejected the query %s: HTTP %d %s"
+                % (where, promql, error.code, _prometheus_error(error))
+            ) from None
         except urllib.error.URLError as error:
-            raise SyncError("%s is unreachable: %s; check prometheus_url and that Prometheus "
-                            "runs" % (where, _reason(error.reason, self.timeout_s)))
+            raise SyncError(
+                "%s is unreachable: %s; check prometheus_url and that Prometheus "
+                "runs" % (where, _reason(error.reason, self.timeout_s))
+            ) from None
         except (OSError, http.client.HTTPException) as error:
-            raise SyncError("%s is unreachable: %s" % (where, _reason(error, self.timeout_s)))
+            raise SyncError(
+                "%s is unreachable: %s" % (where, _reason(error, self.timeout_s))
+            ) from None
         try:
             document = json.loads(payload.decode("utf-8"))
             if document.get("status") != "success":
@@ -402,8 +461,10 @@ class Prometheus:
                 raise ValueError("result type %s, not vector" % data["resultType"])
             rows = [(dict(item["metric"]), float(item["value"][1])) for item in data["result"]]
         except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
-            raise SyncError("%s gave no usable answer to %s: %s"
-                            % (where, promql, " ".join(str(error).split())[:200]))
+            raise SyncError(
+                "%s gave no usable answer to %s: %s"
+                % (where, promql, " ".join(str(error).split())[:200])
+            ) from None
         return rows
 
 
@@ -470,9 +531,12 @@ def measure(prometheus, kind, settings):
     per target. Series are kept apart here: choosing between them is the plan's job.
     """
     metric, id_label, energy_query = MEASURES[kind]
-    mean_query, live_query, recent_query = power_queries(metric, settings.interval_s, settings.max_age_s)
-    joined = join_series(prometheus.query(mean_query), prometheus.query(live_query),
-                         prometheus.query(recent_query))
+    mean_query, live_query, recent_query = power_queries(
+        metric, settings.interval_s, settings.max_age_s
+    )
+    joined = join_series(
+        prometheus.query(mean_query), prometheus.query(live_query), prometheus.query(recent_query)
+    )
     series, ignored = {}, set()
     for labels, found in joined:
         object_id = _labelled_id(labels, id_label, ignored)
@@ -553,19 +617,29 @@ class OneClient:
             reply = getattr(self._proxy, method)(self._session, *params)
         except xmlrpc.client.Fault as fault:
             # The XML-RPC layer's own refusal (unknown method, wrong argument type).
-            raise OneFault("%s fault %s: %s" % (method, fault.faultCode, fault.faultString), None)
+            raise OneFault(
+                "%s fault %s: %s" % (method, fault.faultCode, fault.faultString), None
+            ) from None
         except xmlrpc.client.ProtocolError as error:
-            raise OneUnreachable("%s answered %s with HTTP %s %s; check one_xmlrpc"
-                                 % (where, method, error.errcode, error.errmsg))
+            raise OneUnreachable(
+                "%s answered %s with HTTP %s %s; check one_xmlrpc"
+                % (where, method, error.errcode, error.errmsg)
+            ) from None
         except (xml.parsers.expat.ExpatError, xmlrpc.client.ResponseError, ValueError):
-            raise OneUnreachable("%s did not answer %s in XML-RPC: check that one_xmlrpc "
-                                 "points to oned's endpoint" % (where, method))
+            raise OneUnreachable(
+                "%s did not answer %s in XML-RPC: check that one_xmlrpc "
+                "points to oned's endpoint" % (where, method)
+            ) from None
         except (OSError, http.client.HTTPException) as error:
-            raise OneUnreachable("%s is unreachable (%s): %s; check one_xmlrpc and that oned "
-                                 "runs" % (where, method, _reason(error, self._timeout_s)))
+            raise OneUnreachable(
+                "%s is unreachable (%s): %s; check one_xmlrpc and that oned "
+                "runs" % (where, method, _reason(error, self._timeout_s))
+            ) from None
         if not isinstance(reply, (list, tuple)) or len(reply) < 3 or not isinstance(reply[0], bool):
-            raise OneUnreachable("%s answered %s with something that is not oned's reply; "
-                                 "check one_xmlrpc" % (where, method))
+            raise OneUnreachable(
+                "%s answered %s with something that is not oned's reply; "
+                "check one_xmlrpc" % (where, method)
+            )
         if reply[0]:
             return reply[1]
         raise OneFault(str(reply[1]), reply[2])
@@ -587,23 +661,34 @@ def read_pools(client, settings):
     """
     try:
         hosts = parse_pool(client.call("one.hostpool.info"), "HOST", "TEMPLATE", "host")
-        vms = parse_pool(client.call("one.vmpool.infoextended", POOL_FILTER_ALL,
-                                     POOL_RANGE_UNBOUNDED, POOL_RANGE_UNBOUNDED,
-                                     VM_STATE_NOT_DONE),
-                         "VM", "USER_TEMPLATE", "VM")
+        vms = parse_pool(
+            client.call(
+                "one.vmpool.infoextended",
+                POOL_FILTER_ALL,
+                POOL_RANGE_UNBOUNDED,
+                POOL_RANGE_UNBOUNDED,
+                VM_STATE_NOT_DONE,
+            ),
+            "VM",
+            "USER_TEMPLATE",
+            "VM",
+        )
     except OneFault as fault:
-        raise SyncError(_pool_fault_message(fault, client, settings))
+        raise SyncError(_pool_fault_message(fault, client, settings)) from None
     return hosts, vms
 
 
 def _pool_fault_message(fault, client, settings):
     if fault.code == ONE_AUTHENTICATION:
-        return ("OpenNebula at %s refused the credentials of user %r from %s: check the "
-                "password there" % (client.url, client.user, settings.one_auth_file))
+        return (
+            "OpenNebula at %s refused the credentials of user %r from %s: check the "
+            "password there" % (client.url, client.user, settings.one_auth_file)
+        )
     if fault.code == ONE_AUTHORIZATION:
-        return ("OpenNebula at %s does not let user %r (from %s) list hosts and VMs: %s; "
-                "use oneadmin's credentials" % (client.url, client.user,
-                                                settings.one_auth_file, fault))
+        return (
+            "OpenNebula at %s does not let user %r (from %s) list hosts and VMs: %s; "
+            "use oneadmin's credentials" % (client.url, client.user, settings.one_auth_file, fault)
+        )
     return "OpenNebula at %s: %s" % (client.url, fault)
 
 
@@ -618,14 +703,17 @@ def parse_pool(xml_text, element, template_element, kind):
     try:
         root = ElementTree.fromstring(xml_text)
     except ElementTree.ParseError as error:
-        raise OneUnreachable("oned's %s pool reply is not XML: %s" % (kind, error))
+        raise OneUnreachable("oned's %s pool reply is not XML: %s" % (kind, error)) from None
     objects = {}
     for node in root.findall(element):
         object_id = int(node.findtext("ID", "-1"))
         objects[object_id] = OneObject(
-            kind=kind, id=object_id, name=node.findtext("NAME", ""),
+            kind=kind,
+            id=object_id,
+            name=node.findtext("NAME", ""),
             owned=_owned_attributes(node.find(template_element)),
-            current_host_id=_current_host(node) if kind == "VM" else object_id)
+            current_host_id=_current_host(node) if kind == "VM" else object_id,
+        )
     return objects
 
 
@@ -658,8 +746,9 @@ def label(obj):
 def render_template(attributes, removed=()):
     """OpenNebula template text for plain values (digits and dots only, quoted), then the
     deletion of each name in removed: one merge-mode update does both."""
-    return ("".join('%s = "%s"\n' % (name, value) for name, value in attributes.items())
-            + removal_template(removed))
+    return "".join(
+        '%s = "%s"\n' % (name, value) for name, value in attributes.items()
+    ) + removal_template(removed)
 
 
 def removal_template(names):
@@ -683,7 +772,7 @@ def score(power_text):
     host comes last; each 0.1 W is one step, which oned's integer cast of a rank keeps; and
     every value is a whole number well under 2^24, exact in the scheduler's float.
     """
-    return SCORE_BASE - int(round(float(power_text) * SCORE_STEPS_PER_WATT))
+    return SCORE_BASE - round(float(power_text) * SCORE_STEPS_PER_WATT)
 
 
 def desired_attributes(kind, sample, energy_kwh, co2e_g=None):
@@ -720,7 +809,9 @@ def implausible(kind, power_w, energy_kwh, settings):
     energy_ceiling = ceiling * HOURS_PER_DAY / 1000.0
     energy_refused = energy_kwh is not None and not 0 <= energy_kwh <= energy_ceiling
     if energy_refused:
-        refused.append("24 h energy %s kWh (0 to %s kWh)" % (_shown(energy_kwh), _plain(energy_ceiling)))
+        refused.append(
+            "24 h energy %s kWh (0 to %s kWh)" % (_shown(energy_kwh), _plain(energy_ceiling))
+        )
     return power_refused, energy_refused, ", ".join(refused)
 
 
@@ -748,16 +839,20 @@ def needs_write(owned, desired, now, settings, ceiling):
     if set(owned) - set(desired) or set(desired) - set(owned):
         return True
     stored_power = owned.get(POWER_ATTRIBUTE)
-    if moved(stored_power, desired[POWER_ATTRIBUTE], settings.threshold_watts,
-             settings.threshold_percent):
+    if moved(
+        stored_power, desired[POWER_ATTRIBUTE], settings.threshold_watts, settings.threshold_percent
+    ):
         return True
     if not 0 <= float(stored_power) <= ceiling:
         return True
     if SCORE_ATTRIBUTE in desired and owned.get(SCORE_ATTRIBUTE) != "%d" % score(stored_power):
         return True
-    if ENERGY_ATTRIBUTE in desired and moved(owned.get(ENERGY_ATTRIBUTE),
-                                             desired[ENERGY_ATTRIBUTE],
-                                             settings.threshold_kwh, settings.threshold_percent):
+    if ENERGY_ATTRIBUTE in desired and moved(
+        owned.get(ENERGY_ATTRIBUTE),
+        desired[ENERGY_ATTRIBUTE],
+        settings.threshold_kwh,
+        settings.threshold_percent,
+    ):
         return True
     age = stored_age(owned, now)
     return age is None or age > settings.refresh_s
@@ -801,18 +896,20 @@ class Plan:
     """What one run will do, decided before any write."""
 
     def __init__(self):
-        self.writes = []        # [PlannedWrite]: every update, whatever its reason
-        self.unchanged = []     # [OneObject]
-        self.not_fresh = []     # [OneObject]: no current figure, values kept (not max_age_s yet)
-        self.expired = []       # [OneObject]: no sample for max_age_s: values deleted
-        self.refused = []       # [(OneObject, "power 1e+20 W (0 to 5000 W)")]
-        self.conflicts = []     # [(OneObject, [Series])]
-        self.unknown = []       # ["host 7"]: current in Prometheus, absent from OpenNebula
-        self.ignored = []       # ['one_vm_id="05"']: label values that are no canonical ID
+        self.writes = []  # [PlannedWrite]: every update, whatever its reason
+        self.unchanged = []  # [OneObject]
+        self.not_fresh = []  # [OneObject]: no current figure, values kept (not max_age_s yet)
+        self.expired = []  # [OneObject]: no sample for max_age_s: values deleted
+        self.refused = []  # [(OneObject, "power 1e+20 W (0 to 5000 W)")]
+        self.conflicts = []  # [(OneObject, [Series])]
+        self.unknown = []  # ["host 7"]: current in Prometheus, absent from OpenNebula
+        self.ignored = []  # ['one_vm_id="05"']: label values that are no canonical ID
 
     def expire(self, obj):
         self.expired.append(obj)
-        self.writes.append(PlannedWrite(obj, collections.OrderedDict(), sorted(obj.owned), "expire"))
+        self.writes.append(
+            PlannedWrite(obj, collections.OrderedDict(), sorted(obj.owned), "expire")
+        )
 
 
 def plan_sync(hosts, vms, host_measured, vm_measured, now, settings):
@@ -820,8 +917,15 @@ def plan_sync(hosts, vms, host_measured, vm_measured, now, settings):
     plan = Plan()
     for pool, measured in ((hosts, host_measured), (vms, vm_measured)):
         for object_id in sorted(pool):
-            _plan_object(plan, pool[object_id], measured.series.get(object_id, []),
-                         measured.energy.get(object_id), now, settings, (measured.co2e or {}).get(object_id))
+            _plan_object(
+                plan,
+                pool[object_id],
+                measured.series.get(object_id, []),
+                measured.energy.get(object_id),
+                now,
+                settings,
+                (measured.co2e or {}).get(object_id),
+            )
     for kind, pool, measured in (("host", hosts, host_measured), ("VM", vms, vm_measured)):
         for object_id in sorted(set(measured.series) - set(pool)):
             if any(item.power_w is not None for item in measured.series[object_id]):
@@ -852,10 +956,16 @@ def _plan_object(plan, obj, series, energy_kwh, now, settings, co2e_g=None):
         plan.refused.append((obj, why))
     if power_refused:
         if obj.owned:
-            plan.writes.append(PlannedWrite(obj, collections.OrderedDict(), sorted(obj.owned), "refuse"))
+            plan.writes.append(
+                PlannedWrite(obj, collections.OrderedDict(), sorted(obj.owned), "refuse")
+            )
         return
-    desired = desired_attributes(obj.kind, Sample(chosen.power_w, chosen.newest_s),
-                                 None if energy_refused else energy_kwh, co2e_g)
+    desired = desired_attributes(
+        obj.kind,
+        Sample(chosen.power_w, chosen.newest_s),
+        None if energy_refused else energy_kwh,
+        co2e_g,
+    )
     if needs_write(obj.owned, desired, now, settings, power_ceiling(obj.kind, settings)):
         removed = [name for name in OWNED_ATTRIBUTES if name in obj.owned and name not in desired]
         plan.writes.append(PlannedWrite(obj, desired, removed, "write"))
@@ -882,8 +992,13 @@ class Tally:
 
     def written_text(self):
         hosts, vms = self.written["host"], self.written["VM"]
-        return "%d (%d host%s, %d VM%s)" % (hosts + vms, hosts, "" if hosts == 1 else "s",
-                                           vms, "" if vms == 1 else "s")
+        return "%d (%d host%s, %d VM%s)" % (
+            hosts + vms,
+            hosts,
+            "" if hosts == 1 else "s",
+            vms,
+            "" if vms == 1 else "s",
+        )
 
 
 def render_write(write):
@@ -906,17 +1021,26 @@ def apply_writes(client, writes, log, verb):
         except OneUnreachable as error:
             rest = writes[index:]
             tally.failed.extend(item.obj for item in rest)
-            log.error("%s; %d object(s) not %s: %s" % (
-                error, len(rest), verb, ", ".join(label(item.obj) for item in rest[:10])
-                + (", ..." if len(rest) > 10 else "")))
+            log.error(
+                "%s; %d object(s) not %s: %s"
+                % (
+                    error,
+                    len(rest),
+                    verb,
+                    ", ".join(label(item.obj) for item in rest[:10])
+                    + (", ..." if len(rest) > 10 else ""),
+                )
+            )
             break
         else:
             tally.count(write)
     return tally
 
 
-STATUS = ("status: %s %s, unchanged %d, not fresh %d, expired %d, refused %d, conflicts %d, "
-          "not in OpenNebula %d, failed %d")
+STATUS = (
+    "status: %s %s, unchanged %d, not fresh %d, expired %d, refused %d, conflicts %d, "
+    "not in OpenNebula %d, failed %d"
+)
 
 
 def run_sync(settings, log, dry_run=False):
@@ -948,34 +1072,59 @@ def run_sync(settings, log, dry_run=False):
     else:
         tally = apply_writes(client, plan.writes, log, "written")
         verb = "written"
-    log.info(STATUS % (verb, tally.written_text(), len(plan.unchanged), len(plan.not_fresh),
-                       tally.expired, len(plan.refused), len(plan.conflicts), len(plan.unknown),
-                       len(tally.failed)))
+    log.info(
+        STATUS
+        % (
+            verb,
+            tally.written_text(),
+            len(plan.unchanged),
+            len(plan.not_fresh),
+            tally.expired,
+            len(plan.refused),
+            len(plan.conflicts),
+            len(plan.unknown),
+            len(tally.failed),
+        )
+    )
     return 1 if tally.failed else 0
 
 
 def report_plan(plan, settings, log):
     """One line per kind of object the run does not simply write or leave unchanged."""
     if plan.not_fresh:
-        log.info("not fresh (no current power sample on its host in the last %d s), values kept "
-                 "until there is none for %d s: %s" % (settings.interval_s, settings.max_age_s,
-                                                       _names(plan.not_fresh)))
+        log.info(
+            "not fresh (no current power sample on its host in the last %d s), values kept "
+            "until there is none for %d s: %s"
+            % (settings.interval_s, settings.max_age_s, _names(plan.not_fresh))
+        )
     if plan.expired:
-        log.info("expired (no power sample for more than %d s, or none it can be told from), "
-                 "values removed: %s" % (settings.max_age_s, _names(plan.expired)))
+        log.info(
+            "expired (no power sample for more than %d s, or none it can be told from), "
+            "values removed: %s" % (settings.max_age_s, _names(plan.expired))
+        )
     if plan.refused:
-        log.error("implausible figures refused, not written and the object's values removed "
-                  "(a refused energy alone is only left out): %s" % "; ".join(
-                      "%s: %s" % (label(obj), why) for obj, why in plan.refused[:20]))
+        log.error(
+            "implausible figures refused, not written and the object's values removed "
+            "(a refused energy alone is only left out): %s"
+            % "; ".join("%s: %s" % (label(obj), why) for obj, why in plan.refused[:20])
+        )
     if plan.conflicts:
-        log.error("conflicting series, not written (values removed once older than %d s): %s" % (
-            settings.max_age_s, "; ".join(
-                "%s: %d series at once (on host %s)" % (
-                    label(obj), len(series), ", ".join(str(item.host_id) for item in series))
-                for obj, series in plan.conflicts[:20])))
+        log.error(
+            "conflicting series, not written (values removed once older than %d s): %s"
+            % (
+                settings.max_age_s,
+                "; ".join(
+                    "%s: %d series at once (on host %s)"
+                    % (label(obj), len(series), ", ".join(str(item.host_id) for item in series))
+                    for obj, series in plan.conflicts[:20]
+                ),
+            )
+        )
     if plan.ignored:
-        log.error("series whose ID label is not a canonical decimal ID, ignored: %s"
-                  % ", ".join(plan.ignored[:20]))
+        log.error(
+            "series whose ID label is not a canonical decimal ID, ignored: %s"
+            % ", ".join(plan.ignored[:20])
+        )
     if plan.unknown:
         log.info("measured but not in OpenNebula, skipped: %s" % ", ".join(plan.unknown[:20]))
 
@@ -983,8 +1132,10 @@ def report_plan(plan, settings, log):
 def describe_write(write):
     """The dry run's line for one planned update."""
     if write.reason == "write":
-        text = "would write %s: %s" % (label(write.obj), " ".join(
-            "%s=%s" % item for item in write.attributes.items()))
+        text = "would write %s: %s" % (
+            label(write.obj),
+            " ".join("%s=%s" % item for item in write.attributes.items()),
+        )
         return text + ("; remove %s" % " ".join(write.removed) if write.removed else "")
     why = {"expire": "expired", "refuse": "refused"}[write.reason]
     return "would remove from %s (%s): %s" % (label(write.obj), why, " ".join(write.removed))
@@ -1000,8 +1151,10 @@ def run_removal(settings, log):
         log.info("status: removed from 0, failed 0; run aborted, nothing changed")
         return 1
     carrying = [obj for pool in (hosts, vms) for _, obj in sorted(pool.items()) if obj.owned]
-    writes = [PlannedWrite(obj, collections.OrderedDict(), sorted(obj.owned), "remove")
-              for obj in carrying]
+    writes = [
+        PlannedWrite(obj, collections.OrderedDict(), sorted(obj.owned), "remove")
+        for obj in carrying
+    ]
     tally = apply_writes(client, writes, log, "cleaned")
     log.info("status: removed from %s, failed %d" % (tally.written_text(), len(tally.failed)))
     return 1 if tally.failed else 0
@@ -1016,16 +1169,25 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog=PROGRAM,
         description="Write each OpenNebula host's and VM's power and 24 h energy, read "
-                    "from Prometheus, into their templates (SCAPHANDRE_* attributes).")
-    parser.add_argument("--config", default=DEFAULT_CONFIG,
-                        help="INI file with a [%s] section (default %s)"
-                             % (CONFIG_SECTION, DEFAULT_CONFIG))
+        "from Prometheus, into their templates (SCAPHANDRE_* attributes).",
+    )
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help="INI file with a [%s] section (default %s)" % (CONFIG_SECTION, DEFAULT_CONFIG),
+    )
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--dry-run", action="store_true",
-                        help="read everything, print what would be written, write nothing")
-    action.add_argument("--remove-attributes", action="store_true",
-                        help="delete the SCAPHANDRE_* attributes this program writes from "
-                             "every host and VM, then exit")
+    action.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read everything, print what would be written, write nothing",
+    )
+    action.add_argument(
+        "--remove-attributes",
+        action="store_true",
+        help="delete the SCAPHANDRE_* attributes this program writes from "
+        "every host and VM, then exit",
+    )
     return parser.parse_args(argv)
 
 

@@ -19,8 +19,12 @@ INTENSITY_RECORD = "one_host:carbon_intensity_gco2e_per_kwh"
 INTENSITY_GROUP = "scaphandre-opennebula-carbon-intensity"
 
 
-def host_intensity(own: Intensity | None, per_cluster: Mapping[int | str, Intensity],
-                   cluster_name: str | None, cluster_id: int | None) -> Intensity | None:
+def host_intensity(
+    own: Intensity | None,
+    per_cluster: Mapping[int | str, Intensity],
+    cluster_name: str | None,
+    cluster_id: int | None,
+) -> Intensity | None:
     """The hypervisor's intensity: its own setting, else its cluster's (by NAME, then ID)."""
     if own is not None:
         return own

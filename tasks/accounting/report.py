@@ -27,8 +27,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 MINUTE_MS = 60_000  # the attribution rules' interval: one sample per series and minute
 WATT_MINUTES_PER_KWH = 60 * 1000
@@ -43,13 +44,25 @@ QUANTITIES: tuple[tuple[str, str, str], ...] = (
     ("vm_attributed", "sum_over_time(one_vm:attributed_power_watts[W])", "one_vm_id"),
     ("vm_co2e", "sum_over_time(one_vm:emissions_gco2e_per_hour[W])", "one_vm_id"),
     ("vm_minutes", "count_over_time(one_vm:host_count[W])", "one_vm_id"),
-    ("vm_minutes_with_intensity", "count_over_time(one_vm:host_count_with_intensity[W])", "one_vm_id"),
-    ("vm_minutes_on_host", "count_over_time(one_vm:attributed_power_watts[W])", "one_vm_id, one_host_id"),
+    (
+        "vm_minutes_with_intensity",
+        "count_over_time(one_vm:host_count_with_intensity[W])",
+        "one_vm_id",
+    ),
+    (
+        "vm_minutes_on_host",
+        "count_over_time(one_vm:attributed_power_watts[W])",
+        "one_vm_id, one_host_id",
+    ),
     ("host_measured", "sum_over_time(one_host:measured_power_watts[W])", "one_host_id"),
     ("host_part", "sum_over_time(one_host:power_part_watts[W])", "one_host_id, part"),
     ("host_co2e", "sum_over_time(one_host:emissions_gco2e_per_hour[W])", "one_host_id"),
     ("host_minutes", "count_over_time(one_host:measured_power_watts[W])", "one_host_id"),
-    ("host_minutes_with_intensity", "count_over_time(one_host:emissions_gco2e_per_hour[W])", "one_host_id"),
+    (
+        "host_minutes_with_intensity",
+        "count_over_time(one_host:emissions_gco2e_per_hour[W])",
+        "one_host_id",
+    ),
 )
 
 
@@ -82,12 +95,12 @@ class Period:
 
 
 def _epoch_ms(moment: datetime) -> int:
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 def _month_start(year: int, month: int) -> datetime:
-    return datetime(year, month, 1, tzinfo=timezone.utc)
+    return datetime(year, month, 1, tzinfo=UTC)
 
 
 def month_period(text: str) -> Period:
@@ -102,7 +115,7 @@ def month_period(text: str) -> Period:
 
 def previous_month(now: datetime) -> Period:
     """The last calendar month that is over (UTC)."""
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     year, month = (now.year - 1, 12) if now.month == 1 else (now.year, now.month - 1)
     return month_period(f"{year:04d}-{month:02d}")
 
@@ -111,10 +124,12 @@ def _moment(text: str, what: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ReportError(f"{what} {text!r} is not a date or time such as 2026-11-01 or 2026-11-01T12:00:00Z") from None
+        raise ReportError(
+            f"{what} {text!r} is not a date or time such as 2026-11-01 or 2026-11-01T12:00:00Z"
+        ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # a bare date or time is UTC
-    return moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)  # a bare date or time is UTC
+    return moment.astimezone(UTC)
 
 
 def period_between(start: str, end: str) -> Period:
@@ -127,7 +142,7 @@ def period_between(start: str, end: str) -> Period:
 
 def up_to(period: Period, now: datetime) -> Period:
     """The period cut at `now` when it is not over yet: the future is not "without samples"."""
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     if period.end <= now:
         return period
     if period.start >= now:
@@ -205,7 +220,7 @@ def share_without_samples(minutes: int, period: Period) -> float:
     return min(1.0, max(0.0, 1 - minutes / period.minutes))
 
 
-def rows_from_result(result: list[dict]) -> tuple[list[VmRow], list[HostRow]]:
+def rows_from_result(result: list[dict[str, Any]]) -> tuple[list[VmRow], list[HostRow]]:
     """VM and host rows from the query's result vector (sorted by ID)."""
     vms: dict[str, VmRow] = {}
     hosts: dict[str, HostRow] = {}
@@ -214,38 +229,42 @@ def rows_from_result(result: list[dict]) -> tuple[list[VmRow], list[HostRow]]:
         value = float(item["value"][1])
         quantity = labels.get("quantity", "")
         if quantity.startswith("vm_"):
-            row = vms.setdefault(labels["one_vm_id"], VmRow(labels["one_vm_id"]))
+            vm = vms.setdefault(labels["one_vm_id"], VmRow(labels["one_vm_id"]))
             if quantity == "vm_measured":
-                row.measured_kwh = value / WATT_MINUTES_PER_KWH
+                vm.measured_kwh = value / WATT_MINUTES_PER_KWH
             elif quantity == "vm_attributed":
-                row.attributed_kwh = value / WATT_MINUTES_PER_KWH
+                vm.attributed_kwh = value / WATT_MINUTES_PER_KWH
             elif quantity == "vm_co2e":
-                row.co2e_g = value / GRAM_HOUR_MINUTES_PER_GRAM
+                vm.co2e_g = value / GRAM_HOUR_MINUTES_PER_GRAM
             elif quantity == "vm_minutes":
-                row.minutes = round(value)
+                vm.minutes = round(value)
             elif quantity == "vm_minutes_with_intensity":
-                row.minutes_with_intensity = round(value)
+                vm.minutes_with_intensity = round(value)
             elif quantity == "vm_minutes_on_host":
-                row.minutes_on_host[labels["one_host_id"]] = round(value)
+                vm.minutes_on_host[labels["one_host_id"]] = round(value)
         elif quantity.startswith("host_"):
-            row = hosts.setdefault(labels["one_host_id"], HostRow(labels["one_host_id"]))
+            host = hosts.setdefault(labels["one_host_id"], HostRow(labels["one_host_id"]))
             if quantity == "host_measured":
-                row.measured_kwh = value / WATT_MINUTES_PER_KWH
+                host.measured_kwh = value / WATT_MINUTES_PER_KWH
             elif quantity == "host_part" and labels.get("part") in PARTS:
-                row.parts_kwh[labels["part"]] = value / WATT_MINUTES_PER_KWH
+                host.parts_kwh[labels["part"]] = value / WATT_MINUTES_PER_KWH
             elif quantity == "host_co2e":
-                row.co2e_g = value / GRAM_HOUR_MINUTES_PER_GRAM
+                host.co2e_g = value / GRAM_HOUR_MINUTES_PER_GRAM
             elif quantity == "host_minutes":
-                row.minutes = round(value)
+                host.minutes = round(value)
             elif quantity == "host_minutes_with_intensity":
-                row.minutes_with_intensity = round(value)
-    return (sorted(vms.values(), key=lambda r: _id_order(r.vm_id)),
-            sorted(hosts.values(), key=lambda r: _id_order(r.host_id)))
+                host.minutes_with_intensity = round(value)
+    return (
+        sorted(vms.values(), key=lambda r: _id_order(r.vm_id)),
+        sorted(hosts.values(), key=lambda r: _id_order(r.host_id)),
+    )
 
 
 def carbon_reported(vms: list[VmRow], hosts: list[HostRow]) -> bool:
     """True when any emissions were recorded: otherwise no column speaks of carbon."""
-    return any(row.co2e_g is not None for row in [*vms, *hosts])
+    return any(row.co2e_g is not None for row in vms) or any(
+        row.co2e_g is not None for row in hosts
+    )
 
 
 # --------------------------------------------------------------------------- output
@@ -300,28 +319,51 @@ def to_csv(records: list[dict[str, str]], columns: list[str]) -> str:
 
 
 def vm_columns(carbon: bool) -> list[str]:
-    return ["vm_id", "hosts", "measured_kwh", "attributed_kwh",
-            *(["co2e_g", "hours_with_intensity"] if carbon else []), "hours_measured", "share_without_samples"]
+    return [
+        "vm_id",
+        "hosts",
+        "measured_kwh",
+        "attributed_kwh",
+        *(["co2e_g", "hours_with_intensity"] if carbon else []),
+        "hours_measured",
+        "share_without_samples",
+    ]
 
 
 def host_columns(carbon: bool) -> list[str]:
-    return ["host_id", "measured_kwh", "attributed_to_vms_kwh", *(f"{part}_kwh" for part in PARTS),
-            *(["co2e_g", "hours_with_intensity"] if carbon else []), "hours_measured", "share_without_samples"]
+    return [
+        "host_id",
+        "measured_kwh",
+        "attributed_to_vms_kwh",
+        *(f"{part}_kwh" for part in PARTS),
+        *(["co2e_g", "hours_with_intensity"] if carbon else []),
+        "hours_measured",
+        "share_without_samples",
+    ]
 
 
 def _aligned(header: list[str], lines: list[list[str]], text_columns: int) -> list[str]:
     """Columns padded to one width; the first `text_columns` to the left, figures to the right."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
-    return ["  ".join(cell.ljust(width) if n < text_columns else cell.rjust(width)
-                      for n, (cell, width) in enumerate(zip(line, widths))).rstrip()
-            for line in [header, *lines]]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
+    return [
+        "  ".join(
+            cell.ljust(width) if n < text_columns else cell.rjust(width)
+            for n, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in [header, *lines]
+    ]
 
 
 def readable(vms: list[VmRow], hosts: list[HostRow], period: Period, source: str) -> str:
     """The report as text for a terminal: the same figures, rounded for reading."""
     carbon = carbon_reported(vms, hosts)
-    out = [f"Energy report {period.label}: {period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC "
-           f"({period.minutes / 60:.1f} h), from {source}", ""]
+    out = [
+        (
+            f"Energy report {period.label}: {period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC "
+            f"({period.minutes / 60:.1f} h), from {source}"
+        ),
+        "",
+    ]
 
     def percent(minutes: int) -> str:
         return f"{100 * share_without_samples(minutes, period):.1f} %"
@@ -331,29 +373,69 @@ def readable(vms: list[VmRow], hosts: list[HostRow], period: Period, source: str
 
     out.append("VMs (kWh; attributed = measured + share of the host's constant power)")
     if vms:
-        header = ["VM", "hosts", "measured", "attributed", *(["CO2e g"] if carbon else []),
-                  "hours measured", "without samples"]
-        lines = [[row.vm_id, ",".join(row.hosts), f"{row.measured_kwh:.3f}", f"{row.attributed_kwh:.3f}",
-                  *grams(row.co2e_g), f"{hours(row.minutes):.1f}", percent(row.minutes)] for row in vms]
+        header = [
+            "VM",
+            "hosts",
+            "measured",
+            "attributed",
+            *(["CO2e g"] if carbon else []),
+            "hours measured",
+            "without samples",
+        ]
+        lines = [
+            [
+                row.vm_id,
+                ",".join(row.hosts),
+                f"{row.measured_kwh:.3f}",
+                f"{row.attributed_kwh:.3f}",
+                *grams(row.co2e_g),
+                f"{hours(row.minutes):.1f}",
+                percent(row.minutes),
+            ]
+            for row in vms
+        ]
         out += ["  " + line for line in _aligned(header, lines, 2)]
     else:
         out.append("  no VM measured in this period")
     out.append("")
     out.append("Hypervisors (kWh; measured = to VMs + unallocated + host processes)")
     if hosts:
-        header = ["host", "measured", "to VMs", "unallocated", "host processes", *(["CO2e g"] if carbon else []),
-                  "hours measured", "without samples"]
-        lines = [[row.host_id, f"{row.measured_kwh:.3f}", f"{row.attributed_to_vms_kwh:.3f}",
-                  f"{row.parts_kwh['unallocated']:.3f}", f"{row.parts_kwh['host_processes']:.3f}",
-                  *grams(row.co2e_g), f"{hours(row.minutes):.1f}", percent(row.minutes)] for row in hosts]
+        header = [
+            "host",
+            "measured",
+            "to VMs",
+            "unallocated",
+            "host processes",
+            *(["CO2e g"] if carbon else []),
+            "hours measured",
+            "without samples",
+        ]
+        lines = [
+            [
+                row.host_id,
+                f"{row.measured_kwh:.3f}",
+                f"{row.attributed_to_vms_kwh:.3f}",
+                f"{row.parts_kwh['unallocated']:.3f}",
+                f"{row.parts_kwh['host_processes']:.3f}",
+                *grams(row.co2e_g),
+                f"{hours(row.minutes):.1f}",
+                percent(row.minutes),
+            ]
+            for row in hosts
+        ]
         out += ["  " + line for line in _aligned(header, lines, 1)]
         total = sum(row.measured_kwh for row in hosts)
         to_vms = sum(row.attributed_to_vms_kwh for row in hosts)
-        out += ["", f"  all hypervisors: {total:.3f} kWh measured, {to_vms:.3f} kWh attributed to VMs"]
+        out += [
+            "",
+            f"  all hypervisors: {total:.3f} kWh measured, {to_vms:.3f} kWh attributed to VMs",
+        ]
         if carbon:
             emitted = sum(row.co2e_g or 0.0 for row in hosts)
-            out.append(f"  emissions: {emitted / 1000:.3f} kg CO2e, where a carbon intensity was set "
-                       "(hours with intensity in the CSV)")
+            out.append(
+                f"  emissions: {emitted / 1000:.3f} kg CO2e, where a carbon intensity was set "
+                "(hours with intensity in the CSV)"
+            )
     else:
         out.append("  no hypervisor measured in this period")
     return "\n".join(out) + "\n"
@@ -365,13 +447,17 @@ def readable(vms: list[VmRow], hosts: list[HostRow], period: Period, source: str
 def _api_url(base: str) -> str:
     parsed = urllib.parse.urlsplit(base)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ReportError(f"--prometheus {base!r} is not an http(s) URL such as http://127.0.0.1:9090")
+        raise ReportError(
+            f"--prometheus {base!r} is not an http(s) URL such as http://127.0.0.1:9090"
+        )
     if parsed.username is not None or parsed.password is not None:
-        raise ReportError("--prometheus must not hold credentials (user:password@): the report sends none")
+        raise ReportError(
+            "--prometheus must not hold credentials (user:password@): the report sends none"
+        )
     return base.rstrip("/")
 
 
-def _request(url: str, data: dict | None, timeout_s: float, base: str) -> dict:
+def _request(url: str, data: dict[str, Any] | None, timeout_s: float, base: str) -> dict[str, Any]:
     body = urllib.parse.urlencode(data).encode() if data is not None else None
     request = urllib.request.Request(url, data=body)
     # Straight to Prometheus, never through an http_proxy from the environment.
@@ -384,35 +470,53 @@ def _request(url: str, data: dict | None, timeout_s: float, base: str) -> dict:
             reason = json.load(error).get("error", "")
         except (ValueError, AttributeError):
             reason = ""
-        raise ReportError(f"Prometheus at {base} answered HTTP {error.code}{': ' + reason if reason else ''}") from None
+        raise ReportError(
+            f"Prometheus at {base} answered HTTP {error.code}{': ' + reason if reason else ''}"
+        ) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise ReportError(f"Prometheus at {base} could not be reached ({reason}): check --prometheus") from None
+        raise ReportError(
+            f"Prometheus at {base} could not be reached ({reason}): check --prometheus"
+        ) from None
     except ValueError:
-        raise ReportError(f"Prometheus at {base} sent a reply that is not JSON: check --prometheus") from None
+        raise ReportError(
+            f"Prometheus at {base} sent a reply that is not JSON: check --prometheus"
+        ) from None
     if not isinstance(reply, dict) or reply.get("status") != "success":
         reason = reply.get("error", reply) if isinstance(reply, dict) else reply
         raise ReportError(f"Prometheus at {base} refused the request: {reason}")
-    return reply["data"]
+    answer: dict[str, Any] = reply["data"]
+    return answer
 
 
 def prometheus_major(base: str, timeout_s: float) -> int:
     data = _request(f"{_api_url(base)}/api/v1/status/buildinfo", None, timeout_s, base)
     match = re.match(r"\s*v?(\d+)\.", str(data.get("version", "")))
     if not match:
-        raise ReportError(f"Prometheus at {base} reports no version this report can read ({data.get('version')!r})")
+        raise ReportError(
+            f"Prometheus at {base} reports no version this report can read ({data.get('version')!r})"
+        )
     return int(match.group(1))
 
 
-def fetch(base: str, period: Period, timeout_s: float) -> list[dict]:
+def fetch(base: str, period: Period, timeout_s: float) -> list[dict[str, Any]]:
     evaluation_ms, range_ms = window(period, prometheus_major(base, timeout_s))
-    data = _request(f"{_api_url(base)}/api/v1/query",
-                    {"query": report_query(range_ms), "time": f"{evaluation_ms / 1000:.3f}",
-                     "timeout": f"{int(timeout_s)}s"},
-                    timeout_s, base)
+    data = _request(
+        f"{_api_url(base)}/api/v1/query",
+        {
+            "query": report_query(range_ms),
+            "time": f"{evaluation_ms / 1000:.3f}",
+            "timeout": f"{int(timeout_s)}s",
+        },
+        timeout_s,
+        base,
+    )
     if data.get("resultType") != "vector":
-        raise ReportError(f"Prometheus at {base} answered the query with a {data.get('resultType')}, not a vector")
-    return data["result"]
+        raise ReportError(
+            f"Prometheus at {base} answered the query with a {data.get('resultType')}, not a vector"
+        )
+    result: list[dict[str, Any]] = data["result"]
+    return result
 
 
 # --------------------------------------------------------------------------- command line
@@ -422,13 +526,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="energy_report.py",
         description="Energy (kWh, measured and attributed) and emissions per VM and per hypervisor over a "
-                    "period, from Prometheus' recording rules. Writes two CSV files and prints a table.")
-    parser.add_argument("--prometheus", required=True, help="Prometheus' URL, e.g. http://127.0.0.1:9090")
+        "period, from Prometheus' recording rules. Writes two CSV files and prints a table.",
+    )
+    parser.add_argument(
+        "--prometheus", required=True, help="Prometheus' URL, e.g. http://127.0.0.1:9090"
+    )
     parser.add_argument("--month", help="YYYY-MM (UTC); default: the last month that is over")
-    parser.add_argument("--start", help="start of another period (ISO date or time, UTC unless given)")
+    parser.add_argument(
+        "--start", help="start of another period (ISO date or time, UTC unless given)"
+    )
     parser.add_argument("--end", help="its end (excluded)")
     parser.add_argument("--csv-dir", default=".", help="where the two CSV files go (default: here)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds Prometheus may take (default 120)")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds Prometheus may take (default 120)"
+    )
     args = parser.parse_args(argv)
     if args.month and (args.start or args.end):
         parser.error("give --month, or --start and --end, not both")
@@ -441,7 +552,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None, now: datetime | None = None) -> int:
     args = parse_args(argv)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     try:
         if args.start:
             period = period_between(args.start, args.end)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 from pyinfra.api import FactBase
 
-from tasks.energy_sync.plan import CONFIG_DIR, CONFIG_PATH, PREFERRED_USER, SCRIPT_PATH, SERVICE_PATH, TIMER_PATH
+from tasks.energy_sync.plan import (
+    CONFIG_DIR,
+    CONFIG_PATH,
+    PREFERRED_USER,
+    SCRIPT_PATH,
+    SERVICE_PATH,
+    TIMER_PATH,
+)
 
 # The service account: OpenNebula's oneadmin where it exists, else root; and its primary group.
 _ACCOUNT = (
@@ -18,12 +26,12 @@ _ACCOUNT = (
 _PYTHON = (
     "python=''; "
     "for candidate in $(command -v python3) /usr/bin/python3 /usr/libexec/platform-python; do "
-    "if [ -x \"$candidate\" ] && \"$candidate\" -c 'import sys; sys.exit(sys.version_info < (3, 6))' 2>/dev/null; "
+    'if [ -x "$candidate" ] && "$candidate" -c \'import sys; sys.exit(sys.version_info < (3, 6))\' 2>/dev/null; '
     'then python=$candidate; break; fi; done; echo "python=$python"'
 )
 
 
-def _key_values(output) -> dict[str, str]:
+def _key_values(output: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for line in output:
         key, separator, value = line.partition("=")
@@ -32,7 +40,7 @@ def _key_values(output) -> dict[str, str]:
     return found
 
 
-class EnergySyncFrontend(FactBase):
+class EnergySyncFrontend(FactBase[dict[str, str]]):
     """Whether this server can run the sync: the service account (`user`, `group`), the
     Python it would run (`python`, '' when there is no 3.6+), whether that account can read
     the credentials file (`credentials`: readable, unreadable or missing; tested as the
@@ -42,19 +50,19 @@ class EnergySyncFrontend(FactBase):
         quoted = shlex.quote(credentials_file)
         credentials = (
             f"if [ ! -e {quoted} ]; then echo credentials=missing; "
-            f"elif [ \"$user\" = root ]; then if [ -r {quoted} ]; then echo credentials=readable; "
+            f'elif [ "$user" = root ]; then if [ -r {quoted} ]; then echo credentials=readable; '
             "else echo credentials=unreadable; fi; "
-            f"elif runuser -u \"$user\" -- test -r {quoted}; then echo credentials=readable; "
+            f'elif runuser -u "$user" -- test -r {quoted}; then echo credentials=readable; '
             "else echo credentials=unreadable; fi"
         )
         config_dir = f"if [ -d {shlex.quote(CONFIG_DIR)} ]; then echo config_dir=yes; else echo config_dir=no; fi"
         return "; ".join((_ACCOUNT, _PYTHON, credentials, config_dir))
 
-    def process(self, output) -> dict[str, str]:
+    def process(self, output: list[str]) -> dict[str, str]:
         return _key_values(output)
 
 
-class EnergySyncInstalled(FactBase):
+class EnergySyncInstalled(FactBase[dict[str, Any]]):
     """What of the sync is on this server: `installed` (the set of its files present: the
     service and timer units, the script, the config), with the account (`user`, `group`)
     and `python` it would run as now (the same rule the deploy used)."""
@@ -66,8 +74,8 @@ class EnergySyncInstalled(FactBase):
         )
         return "; ".join((_ACCOUNT, _PYTHON, present))
 
-    def process(self, output) -> dict:
-        found: dict = {"installed": set()}
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {"installed": set()}
         for line in output:
             key, separator, value = line.partition("=")
             if not separator:

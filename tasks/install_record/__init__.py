@@ -10,12 +10,12 @@ they record: an intent before, a confirmation after.
 from __future__ import annotations
 
 import shlex
-import sys
 
 from pyinfra import host, logger
 from pyinfra.api import StringCommand, deploy, operation
 from pyinfra.operations import files, python
 
+from tasks.compat import run_is_dry
 from tasks.host_failure import fail_host
 from tasks.install_record.facts import FilesAt, FoundFile, InstallRecordFile, RecordRead
 from tasks.install_record.lock import LOCK_FILE, RUN_TOKEN, LockRequest, wait_for_lock
@@ -71,14 +71,6 @@ def _report_reclaimed(wait) -> None:
     for line in wait.stdout_lines:
         if line.startswith("reclaimed the lock"):
             logger.warning(f"{host.print_prefix}{line}")
-
-
-def run_is_dry() -> bool:
-    """Whether this is `pyinfra --dry`, which changes nothing and so takes no lock. pyinfra
-    keeps that flag to its command line (its state and config do not hold it, and the CLI's
-    own context is not visible from the greenlets that load the deploy), so it is read there;
-    a run through pyinfra's API is not dry."""
-    return "--dry" in sys.argv[1:]
 
 
 def _lock_problem(read: RecordRead, timeout_s: int) -> str | None:

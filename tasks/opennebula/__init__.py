@@ -28,16 +28,26 @@ class OpenNebulaLookupError(PyinfraError):
 
 
 @once_per_run
-def host_pool(one_xmlrpc: str | None, one_auth_file: str | None, one_xmlrpc_timeout,
-              one_xmlrpc_ca_file: str | None = None) -> list[OneHost]:
+def host_pool(
+    one_xmlrpc: str | None,
+    one_auth_file: str | None,
+    one_xmlrpc_timeout: float | str | None,
+    one_xmlrpc_ca_file: str | None = None,
+) -> list[OneHost]:
     """Every host OpenNebula knows, from one `one.hostpool.info` call per run and endpoint.
 
     Raises OpenNebulaLookupError with one line naming the endpoint and the fix; the
     secret is in none of it.
     """
     try:
-        endpoint = resolve_endpoint(one_xmlrpc=one_xmlrpc, one_auth_file=one_auth_file,
-                                    timeout=one_xmlrpc_timeout, ca_file=one_xmlrpc_ca_file)
+        endpoint = resolve_endpoint(
+            one_xmlrpc=one_xmlrpc,
+            one_auth_file=one_auth_file,
+            timeout=one_xmlrpc_timeout,
+            ca_file=one_xmlrpc_ca_file,
+        )
         return fetch_host_pool(endpoint)
     except OpenNebulaError as error:
-        raise OpenNebulaLookupError(str(error), api_unreachable=isinstance(error, OneUnreachableError)) from None
+        raise OpenNebulaLookupError(
+            str(error), api_unreachable=isinstance(error, OneUnreachableError)
+        ) from None

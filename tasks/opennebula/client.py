@@ -18,6 +18,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -27,9 +28,13 @@ import xml.parsers.expat
 import xmlrpc.client
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from tasks import compat
 from tasks.opennebula.pool import OneHost, OpenNebulaError
+
+if TYPE_CHECKING:
+    import requests
 
 DEFAULT_XMLRPC_URL = "http://localhost:2633/RPC2"
 DEFAULT_TIMEOUT_S = 30.0
@@ -64,7 +69,7 @@ def redact_url(url: str) -> str:
 
 def _url_secrets(url: str) -> list[str]:
     """The pieces of a URL's user part worth hiding wherever they turn up, longest first."""
-    scheme, separator, rest = url.partition("://")
+    _scheme, separator, rest = url.partition("://")
     if not separator or "@" not in rest:
         return []
     userinfo = rest.rpartition("@")[0]
@@ -95,8 +100,10 @@ class OneEndpoint:
         return redact_url(self.url)
 
     def __repr__(self) -> str:
-        return (f"OneEndpoint(url={self.display_url!r}, user={self.user!r}, timeout={self.timeout!r}, "
-                f"auth_source={self.auth_source!r}, ca_file={self.ca_file!r})")
+        return (
+            f"OneEndpoint(url={self.display_url!r}, user={self.user!r}, timeout={self.timeout!r}, "
+            f"auth_source={self.auth_source!r}, ca_file={self.ca_file!r})"
+        )
 
     __str__ = __repr__
 
@@ -122,10 +129,16 @@ class OneTlsError(OpenNebulaError):
 # --------------------------------------------------------------------------- endpoint
 
 
-def resolve_endpoint(*, one_xmlrpc: str | None = None, one_auth_file: str | None = None,
-                     timeout: float | str | None = None, ca_file: str | None = None,
-                     environ: Mapping[str, str] = os.environ, home: str | None = None,
-                     system_auth_file: str | None = None) -> OneEndpoint:
+def resolve_endpoint(
+    *,
+    one_xmlrpc: str | None = None,
+    one_auth_file: str | None = None,
+    timeout: float | str | None = None,
+    ca_file: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+    home: str | None = None,
+    system_auth_file: str | None = None,
+) -> OneEndpoint:
     """Return the endpoint to use, following OpenNebula's conventions.
 
     Explicit arguments (group data) win; otherwise $ONE_XMLRPC / $ONE_AUTH /
@@ -137,8 +150,13 @@ def resolve_endpoint(*, one_xmlrpc: str | None = None, one_auth_file: str | None
     url = _resolve_url(one_xmlrpc, environ)
     auth_path, auth_source = _resolve_auth_file(one_auth_file, environ, home, system_auth_file)
     session = _read_session(auth_path, auth_source)
-    return OneEndpoint(url=url, session=session, timeout=_resolve_timeout(timeout, environ),
-                       auth_source=auth_source, ca_file=_resolve_ca_file(ca_file))
+    return OneEndpoint(
+        url=url,
+        session=session,
+        timeout=_resolve_timeout(timeout, environ),
+        auth_source=auth_source,
+        ca_file=_resolve_ca_file(ca_file),
+    )
 
 
 def _resolve_url(one_xmlrpc: str | None, environ: Mapping[str, str]) -> str:
@@ -152,7 +170,8 @@ def _resolve_url(one_xmlrpc: str | None, environ: Mapping[str, str]) -> str:
     if not _is_http_url(url):
         raise OpenNebulaError(
             f"{origin} is {redact_url(url)!r}, not an http(s) URL: set it to oned's XML-RPC endpoint, "
-            f"e.g. {DEFAULT_XMLRPC_URL}")
+            f"e.g. {DEFAULT_XMLRPC_URL}"
+        )
     return url
 
 
@@ -176,12 +195,17 @@ def _resolve_ca_file(ca_file: str | None) -> str | None:
     if not os.path.isfile(path):
         raise OpenNebulaError(
             f"one_xmlrpc_ca_file {path} does not exist or is not a file: set it to the PEM file "
-            "of the CA that signed oned's certificate")
+            "of the CA that signed oned's certificate"
+        )
     return path
 
 
-def _resolve_auth_file(one_auth_file: str | None, environ: Mapping[str, str],
-                       home: str | None, system_auth_file: str | None) -> tuple[str, str]:
+def _resolve_auth_file(
+    one_auth_file: str | None,
+    environ: Mapping[str, str],
+    home: str | None,
+    system_auth_file: str | None,
+) -> tuple[str, str]:
     """Return (path, human description) of the credentials file to read.
 
     An explicitly named file ($ONE_AUTH or one_auth_file) must exist: silently using
@@ -192,14 +216,16 @@ def _resolve_auth_file(one_auth_file: str | None, environ: Mapping[str, str],
         if not os.path.isfile(path):
             raise OneAuthError(
                 f"one_auth_file {path} does not exist or is not a file: "
-                "fix one_auth_file in group data (a file holding user:password)")
+                "fix one_auth_file in group data (a file holding user:password)"
+            )
         return path, f"one_auth_file ({path})"
     env_path = environ.get("ONE_AUTH", "")
     if env_path:
         if not os.path.isfile(env_path):
             raise OneAuthError(
                 f"$ONE_AUTH names {env_path}, which does not exist or is not a file: "
-                "fix or unset ONE_AUTH (it must name a file holding user:password)")
+                "fix or unset ONE_AUTH (it must name a file holding user:password)"
+            )
         return env_path, f"$ONE_AUTH ({env_path})"
     home_dir = home or environ.get("HOME") or os.path.expanduser("~")
     user_path = os.path.join(home_dir, ".one", "one_auth")
@@ -211,7 +237,8 @@ def _resolve_auth_file(one_auth_file: str | None, environ: Mapping[str, str],
     raise OneAuthError(
         f"no OpenNebula credentials found: $ONE_AUTH is unset, {user_path} and {sys_path} "
         "do not exist; create ~/.one/one_auth holding user:password, set ONE_AUTH, "
-        "or set one_auth_file in group data")
+        "or set one_auth_file in group data"
+    )
 
 
 def _read_session(path: str, source: str) -> str:
@@ -223,16 +250,19 @@ def _read_session(path: str, source: str) -> str:
     except OSError as error:
         raise OneAuthError(
             f"cannot read OpenNebula credentials from {source}: {error.strerror}; "
-            "check the file's permissions") from None
+            "check the file's permissions"
+        ) from None
     except UnicodeDecodeError:
         raise OneAuthError(
             f"OpenNebula credentials file {source} is not text: "
-            "it must hold user:password on its first line") from None
+            "it must hold user:password on its first line"
+        ) from None
     user, sep, password = first_line.partition(":")
     if not sep or not user.strip() or not password:
         raise OneAuthError(
             f"OpenNebula credentials file {source} is malformed: "
-            "its first line must be user:password")
+            "its first line must be user:password"
+        )
     return first_line
 
 
@@ -250,7 +280,8 @@ def _resolve_timeout(timeout: float | str | None, environ: Mapping[str, str]) ->
         seconds = float("nan")
     if not seconds > 0 or seconds == float("inf"):
         raise OpenNebulaError(
-            f"{origin} is {raw!r}: it must be a positive number of seconds, e.g. 30")
+            f"{origin} is {raw!r}: it must be a positive number of seconds, e.g. 30"
+        )
     return seconds
 
 
@@ -279,17 +310,21 @@ def fetch_host_pool(endpoint: OneEndpoint) -> list[OneHost]:
         raise OneAuthError(
             f"OpenNebula API at {url} did not allow user '{endpoint.user}' "
             f"(from {endpoint.auth_source}) to list hosts ({_redact(error, endpoint)}): "
-            "use an account allowed to list hosts, e.g. oneadmin") from None
+            "use an account allowed to list hosts, e.g. oneadmin"
+        ) from None
     except pyone.OneException as error:
         raise OpenNebulaError(
             f"OpenNebula API at {url} answered one.hostpool.info with an error: "
-            f"{_redact(error, endpoint)}") from None
-    except Exception as error:  # transport and parsing failures, mapped one by one
+            f"{_redact(error, endpoint)}"
+        ) from None
+    # Transport and parsing failures, mapped one by one; anything else still becomes an
+    # OpenNebulaError naming the endpoint, with every secret taken out.
+    except Exception as error:  # noqa: BLE001
         raise _transport_error(error, endpoint) from None
     return _hosts_from_document(document, endpoint)
 
 
-def _host_pool_document(server) -> str:
+def _host_pool_document(server: Any) -> object:
     """The HOST_POOL document of one `one.hostpool.info` call, as the text oned sent.
 
     The call goes through pyone (its session, its request, its XML-RPC fault handling, our
@@ -307,18 +342,25 @@ def _host_pool_document(server) -> str:
     return body
 
 
-def _make_client(endpoint: OneEndpoint):
+def _make_client(endpoint: OneEndpoint) -> Any:
     """A pyone XML-RPC client whose one request is bounded in time and never redirected."""
     return compat.one_server(endpoint.url, endpoint.session, _bounded_transport_class()(endpoint))
 
 
-def _oned_error(code):
+def _oned_error(code: Any) -> type[Exception]:
     """pyone's exception class for an oned error code (include/Request.h), as pyone maps them."""
     import pyone
 
-    return {0x0100: pyone.OneAuthenticationException, 0x0200: pyone.OneAuthorizationException,
-            0x0400: pyone.OneNoExistsException, 0x0800: pyone.OneActionException,
-            0x1000: pyone.OneApiException, 0x2000: pyone.OneInternalException}.get(code, pyone.OneException)
+    by_code: dict[int, type[Exception]] = {
+        0x0100: pyone.OneAuthenticationException,
+        0x0200: pyone.OneAuthorizationException,
+        0x0400: pyone.OneNoExistsException,
+        0x0800: pyone.OneActionException,
+        0x1000: pyone.OneApiException,
+        0x2000: pyone.OneInternalException,
+    }
+    unknown: type[Exception] = pyone.OneException
+    return by_code.get(code, unknown)
 
 
 class _DeadlinePassed(Exception):
@@ -362,22 +404,20 @@ class _Watchdog:
         for sock in sockets:
             _shut(sock)
 
-    def __enter__(self) -> "_Watchdog":
+    def __enter__(self) -> _Watchdog:
         self._timer.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._timer.cancel()
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already closed: nothing left to stop
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:  # already closed: nothing left to stop
-        pass
 
 
-def _bounded_transport_class():
+def _bounded_transport_class() -> type[Any]:
     """Build (lazily, pyone being optional for pure logic) pyone's transport, bounded in time
     and refusing redirects.
 
@@ -388,7 +428,10 @@ def _bounded_transport_class():
     """
     import requests
 
-    class BoundedRequestsTransport(compat.pyone_requests_transport()):
+    # pyone's class, untyped: mypy cannot check what this one inherits.
+    base = compat.pyone_requests_transport()
+
+    class BoundedRequestsTransport(base):  # type: ignore[misc,valid-type]
         """pyone's requests-based XML-RPC transport: the whole request within the
         endpoint's timeout, the CA file it names, and no redirect followed."""
 
@@ -399,15 +442,22 @@ def _bounded_transport_class():
             # None: requests' own bundle, or $REQUESTS_CA_BUNDLE, which requests reads itself.
             self.set_https_verify(endpoint.ca_file or True)
 
-        def request(self, host, handler, request_body, verbose=False):
+        def request(
+            self, host: str, handler: str, request_body: bytes, verbose: bool = False
+        ) -> Any:
             # The URL as pyone's transport builds it (with a method of its own that is private).
             url = f"{'https' if self.use_https else 'http'}://{host}/{handler.lstrip('/')}"
             with _Watchdog(self.timeout) as watchdog:
                 session = compat.session_handing_new_sockets_to(watchdog.watch)
                 try:
-                    response = session.post(url, data=request_body, headers=self.headers,
-                                            verify=self.https_verify, timeout=self.timeout,
-                                            allow_redirects=False)
+                    response = session.post(
+                        url,
+                        data=request_body,
+                        headers=self.headers,
+                        verify=self.https_verify,
+                        timeout=self.timeout,
+                        allow_redirects=False,
+                    )
                 except requests.RequestException:
                     if watchdog.expired:
                         raise _DeadlinePassed() from None
@@ -417,11 +467,12 @@ def _bounded_transport_class():
             if 300 <= response.status_code < 400:
                 raise _Redirected(response.status_code, response.headers.get("Location", ""))
             if response.status_code != 200:
-                raise xmlrpc.client.ProtocolError(redact_url(url), response.status_code,
-                                                  response.reason or "", {})
+                raise xmlrpc.client.ProtocolError(
+                    redact_url(url), response.status_code, response.reason or "", {}
+                )
             return self.parse_response(response)
 
-        def parse_response(self, response):
+        def parse_response(self, response: requests.Response) -> Any:
             """The XML-RPC reply, decoded in a tenth of the time xmlrpc.client's own parser
             takes for a large host pool (see compat.decode_xmlrpc_reply)."""
             return compat.decode_xmlrpc_reply(response.content)
@@ -436,41 +487,61 @@ def _transport_error(error: BaseException, endpoint: OneEndpoint) -> OpenNebulaE
     url = endpoint.display_url
     if isinstance(error, (_DeadlinePassed, requests.Timeout, socket.timeout, TimeoutError)):
         return OneUnreachableError(
-            f"OpenNebula API at {url} did not answer within {endpoint.timeout:g} s: "
-            f"{_FIX_ENDPOINT}")
+            f"OpenNebula API at {url} did not answer within {endpoint.timeout:g} s: {_FIX_ENDPOINT}"
+        )
     if isinstance(error, _Redirected):
         return OneProtocolError(
             f"OpenNebula API at {url} answered with a redirect (HTTP {error.status}) to "
             f"{_redirect_target(error.location, endpoint)}, which is not followed: the credentials "
-            "would go with it; set ONE_XMLRPC / one_xmlrpc to the endpoint that answers itself")
+            "would go with it; set ONE_XMLRPC / one_xmlrpc to the endpoint that answers itself"
+        )
     if isinstance(error, requests.exceptions.SSLError):
         return OneTlsError(
-            f"OpenNebula API at {url}: TLS verification failed ({_tls_reason(error)}): {_FIX_TLS}")
+            f"OpenNebula API at {url}: TLS verification failed ({_tls_reason(error)}): {_FIX_TLS}"
+        )
     if isinstance(error, requests.ConnectionError):
         return OneUnreachableError(
             f"OpenNebula API at {url} could not be reached ({_connection_reason(error)}): "
-            f"{_FIX_ENDPOINT}")
+            f"{_FIX_ENDPOINT}"
+        )
     if isinstance(error, requests.RequestException):
         return OpenNebulaError(
             f"OpenNebula API at {url} could not be queried ({type(error).__name__}): "
-            f"{_FIX_ENDPOINT}")
+            f"{_FIX_ENDPOINT}"
+        )
     if isinstance(error, xmlrpc.client.ProtocolError):
         if error.errcode in _GATEWAY_DOWN:
             return OneUnreachableError(
                 f"OpenNebula API at {url} answered HTTP {error.errcode} from a gateway: oned behind it "
-                f"is down or not answering; {_FIX_ENDPOINT}")
-        fix = (f"{_FIX_ENDPOINT} and healthy (see oned.log)" if error.errcode >= 500
-               else _FIX_NOT_XMLRPC)
+                f"is down or not answering; {_FIX_ENDPOINT}"
+            )
+        fix = (
+            f"{_FIX_ENDPOINT} and healthy (see oned.log)"
+            if error.errcode >= 500
+            else _FIX_NOT_XMLRPC
+        )
         return OneProtocolError(
-            f"OpenNebula API at {url} answered HTTP {error.errcode} instead of XML-RPC: {fix}")
-    if isinstance(error, (xml.parsers.expat.ExpatError, xmlrpc.client.ResponseError,
-                          TypeError, IndexError, KeyError, ValueError)):
+            f"OpenNebula API at {url} answered HTTP {error.errcode} instead of XML-RPC: {fix}"
+        )
+    if isinstance(
+        error,
+        (
+            xml.parsers.expat.ExpatError,
+            xmlrpc.client.ResponseError,
+            TypeError,
+            IndexError,
+            KeyError,
+            ValueError,
+        ),
+    ):
         return OneProtocolError(
             f"OpenNebula API at {url} sent a reply that is not OpenNebula XML-RPC: "
-            f"{_FIX_NOT_XMLRPC}")
+            f"{_FIX_NOT_XMLRPC}"
+        )
     return OpenNebulaError(
         f"OpenNebula API at {url} failed unexpectedly ({type(error).__name__}: "
-        f"{_redact(error, endpoint)}): {_FIX_ENDPOINT}")
+        f"{_redact(error, endpoint)}): {_FIX_ENDPOINT}"
+    )
 
 
 def _redirect_target(location: str, endpoint: OneEndpoint) -> str:
@@ -519,7 +590,7 @@ def _redact(error: BaseException | str, endpoint: OneEndpoint) -> str:
     return " ".join(text.split())
 
 
-def _hosts_from_document(document, endpoint: OneEndpoint) -> list[OneHost]:
+def _hosts_from_document(document: object, endpoint: OneEndpoint) -> list[OneHost]:
     """The hosts of the HOST_POOL document (fails, naming the endpoint, if it is not one)."""
     from tasks.opennebula.pool_xml import PoolDocumentError, hosts_from_pool_document
 
@@ -527,18 +598,22 @@ def _hosts_from_document(document, endpoint: OneEndpoint) -> list[OneHost]:
     if not isinstance(document, str) or not document.startswith("<"):
         raise OneProtocolError(
             f"OpenNebula API at {url} answered one.hostpool.info with {type(document).__name__}, "
-            f"not a HOST_POOL: {_FIX_NOT_XMLRPC}")
+            f"not a HOST_POOL: {_FIX_NOT_XMLRPC}"
+        )
     try:
         return hosts_from_pool_document(document.encode("utf-8"))
     except PoolDocumentError as error:
         if error.kind == "not-a-pool":
             raise OneProtocolError(
                 f"OpenNebula API at {url} answered one.hostpool.info with {_redact(error, endpoint)}, "
-                f"not a HOST_POOL: {_FIX_NOT_XMLRPC}") from None
+                f"not a HOST_POOL: {_FIX_NOT_XMLRPC}"
+            ) from None
         if error.kind == "no-id":
             raise OpenNebulaError(
                 f"OpenNebula API at {url} returned a HOST_POOL entry without a numeric ID: "
-                "check that the endpoint is a supported OpenNebula version (6.x/7.x)") from None
+                "check that the endpoint is a supported OpenNebula version (6.x/7.x)"
+            ) from None
         raise OneProtocolError(
             f"OpenNebula API at {url} returned a host pool that is not valid HOST_POOL XML: "
-            "check that the endpoint is a supported OpenNebula version (6.x/7.x)") from None
+            "check that the endpoint is a supported OpenNebula version (6.x/7.x)"
+        ) from None

@@ -18,6 +18,7 @@ import runpy
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from tasks.opennebula.pool import OneHost
 
@@ -59,8 +60,8 @@ def _unbracketed(address: str) -> str:
 
 
 def discovered_hypervisors(
-    pool: Sequence[OneHost], settings: Mapping
-) -> tuple[list[tuple[str, dict]], list[str]]:
+    pool: Sequence[OneHost], settings: Mapping[str, Any]
+) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
     """Inventory entries for the usable KVM hosts of the pool, and one line per skipped host.
 
     One host's data never stops the others: a host without NAME, a NAME already taken,
@@ -74,13 +75,19 @@ def discovered_hypervisors(
             skipped.append(f"{host.name} (ID {host.id}) skipped: {host.im_mad} host, not KVM")
             continue
         if host.state_name in SKIPPED_STATES:
-            skipped.append(f"{host.name} (ID {host.id}) skipped: {host.state_name.lower()} in OpenNebula")
+            skipped.append(
+                f"{host.name} (ID {host.id}) skipped: {host.state_name.lower()} in OpenNebula"
+            )
             continue
         if not host.name.strip():
-            skipped.append(f"host ID {host.id} skipped: it has no NAME in OpenNebula (give it one with `onehost rename`)")
+            skipped.append(
+                f"host ID {host.id} skipped: it has no NAME in OpenNebula (give it one with `onehost rename`)"
+            )
             continue
         if host.name in taken:
-            skipped.append(f"{host.name} (ID {host.id}) skipped: host ID {taken[host.name]} has the same NAME")
+            skipped.append(
+                f"{host.name} (ID {host.id}) skipped: host ID {taken[host.name]} has the same NAME"
+            )
             continue
         try:
             data = _host_data(host, settings)
@@ -95,37 +102,43 @@ def discovered_hypervisors(
     return entries, skipped
 
 
-def _host_data(host: OneHost, settings: Mapping) -> dict:
+def _host_data(host: OneHost, settings: Mapping[str, Any]) -> dict[str, Any]:
     """One discovered host's data; DiscoveryError when a pattern cannot be filled for it."""
     data = dict(settings.get("discovery_host_data") or {})
     data["one_host_id"] = host.id
     # An IPv6 address may come bracketed from a template; SSH wants it bare, and the scrape
     # target is bracketed again where host and port are joined.
     data["ssh_hostname"] = _unbracketed(
-        _fill(settings.get("discovery_ssh_address") or "{name}", host, "discovery_ssh_address"))
+        _fill(settings.get("discovery_ssh_address") or "{name}", host, "discovery_ssh_address")
+    )
     data["scaphandre_scrape_host"] = _unbracketed(
-        _fill(settings.get("discovery_scrape_host") or "{name}", host, "discovery_scrape_host"))
+        _fill(settings.get("discovery_scrape_host") or "{name}", host, "discovery_scrape_host")
+    )
     if settings.get("discovery_ssh_port"):
         port = _fill(settings["discovery_ssh_port"], host, "discovery_ssh_port")
         if not port.isdigit():
-            raise DiscoveryError(f"discovery_ssh_port gives {port!r} for {host.name}, not a port number")
+            raise DiscoveryError(
+                f"discovery_ssh_port gives {port!r} for {host.name}, not a port number"
+            )
         data["ssh_port"] = int(port)
     if settings.get("discovery_ssh_user"):
         data["ssh_user"] = settings["discovery_ssh_user"]
     return data
 
 
-def _group_data_settings() -> dict:
+def _group_data_settings() -> dict[str, Any]:
     """Settings as pyinfra will see them for the group: group_data/all.py, then hypervisors.py."""
-    settings: dict = {}
+    settings: dict[str, Any] = {}
     for name in ("all.py", "hypervisors.py"):
         path = Path.cwd() / "group_data" / name
         if path.exists():
-            settings.update({k: v for k, v in runpy.run_path(str(path)).items() if not k.startswith("_")})
+            settings.update(
+                {k: v for k, v in runpy.run_path(str(path)).items() if not k.startswith("_")}
+            )
     return settings
 
 
-def opennebula_hypervisors(**overrides) -> list[tuple[str, dict]]:
+def opennebula_hypervisors(**overrides: Any) -> list[tuple[str, dict[str, Any]]]:
     """The `hypervisors` group from OpenNebula, for inventory.py.
 
     Settings come from group_data (all.py, hypervisors.py) with `overrides` on top:
@@ -134,8 +147,12 @@ def opennebula_hypervisors(**overrides) -> list[tuple[str, dict]]:
     from tasks.opennebula import host_pool  # imports pyinfra; kept out of the pure part above
 
     settings = _group_data_settings() | overrides
-    pool = host_pool(settings.get("one_xmlrpc"), settings.get("one_auth_file"), settings.get("one_xmlrpc_timeout"),
-                     settings.get("one_xmlrpc_ca_file"))
+    pool = host_pool(
+        settings.get("one_xmlrpc"),
+        settings.get("one_auth_file"),
+        settings.get("one_xmlrpc_timeout"),
+        settings.get("one_xmlrpc_ca_file"),
+    )
     entries, skipped = discovered_hypervisors(pool, settings)
     for line in skipped:
         print(f"--> OpenNebula discovery: {line}", file=sys.stderr)

@@ -7,7 +7,7 @@ import shlex
 from pyinfra.api import FactBase
 
 
-class OpenNebulaMonitorIds(FactBase):
+class OpenNebulaMonitorIds(FactBase[list[str]]):
     """Names of OpenNebula's monitor databases on a node (status_kvm_<ID>.db), for the ID fallback."""
 
     default = list
@@ -15,5 +15,5 @@ class OpenNebulaMonitorIds(FactBase):
     def command(self, directory: str = "/var/tmp/one/im") -> str:
         return f"ls -1 {shlex.quote(directory)} 2>/dev/null || true"
 
-    def process(self, output) -> list[str]:
+    def process(self, output: list[str]) -> list[str]:
         return [line.strip() for line in output if line.strip()]

@@ -29,8 +29,14 @@ class HostQuery:
 class HostMatchError(OpenNebulaError):
     """No OpenNebula host, or more than one, matches an inventory host."""
 
-    def __init__(self, message: str, *, inventory_name: str | None = None,
-                 candidates: Sequence[OneHost] = (), closest_names: Sequence[str] = ()):
+    def __init__(
+        self,
+        message: str,
+        *,
+        inventory_name: str | None = None,
+        candidates: Sequence[OneHost] = (),
+        closest_names: Sequence[str] = (),
+    ):
         # One line whatever the names hold: a newline in a NAME would split the operator's message.
         super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
         self.inventory_name = inventory_name
@@ -38,9 +44,14 @@ class HostMatchError(OpenNebulaError):
         self.closest_names = tuple(closest_names)
 
 
-
-def match_host(pool: Sequence[OneHost], *, inventory_name: str, one_host_id: int | None = None,
-               one_host_name: str | None = None, node_hostname: str | None = None) -> OneHost:
+def match_host(
+    pool: Sequence[OneHost],
+    *,
+    inventory_name: str,
+    one_host_id: int | str | None = None,
+    one_host_name: str | None = None,
+    node_hostname: str | None = None,
+) -> OneHost:
     """Return the one OpenNebula host that this inventory host is, or raise HostMatchError.
 
     Order: one_host_id, one_host_name, inventory name vs NAME, node's hostname vs
@@ -53,8 +64,13 @@ def match_host(pool: Sequence[OneHost], *, inventory_name: str, one_host_id: int
     return found
 
 
-def _match_levels(pool: Sequence[OneHost], inventory_name: str, one_host_id: int | None,
-                  one_host_name: str | None, node_hostname: str | None) -> OneHost | None:
+def _match_levels(
+    pool: Sequence[OneHost],
+    inventory_name: str,
+    one_host_id: int | str | None,
+    one_host_name: str | None,
+    node_hostname: str | None,
+) -> OneHost | None:
     """match_host without the costly "closest names" of a miss: None when nothing matches."""
     if one_host_id is not None and one_host_id != "":
         return _match_by_id(pool, inventory_name, one_host_id)
@@ -73,8 +89,9 @@ def _match_levels(pool: Sequence[OneHost], inventory_name: str, one_host_id: int
     return None
 
 
-def resolve_hypervisor(pool: Sequence[OneHost], query: HostQuery,
-                       node_hostname: Callable[[str], str | None]) -> OneHost:
+def resolve_hypervisor(
+    pool: Sequence[OneHost], query: HostQuery, node_hostname: Callable[[str], str | None]
+) -> OneHost:
     """The OpenNebula host behind one inventory host, asking the node only when needed.
 
     Explicit settings and names first; then the inventory name against
@@ -97,9 +114,11 @@ def resolve_hypervisor(pool: Sequence[OneHost], query: HostQuery,
     return found
 
 
-def resolve_hypervisors(pool: Sequence[OneHost], queries: Sequence[HostQuery],
-                        node_hostname: Callable[[str], str | None] = lambda name: None,
-                        ) -> tuple[dict[str, OneHost], dict[str, HostMatchError]]:
+def resolve_hypervisors(
+    pool: Sequence[OneHost],
+    queries: Sequence[HostQuery],
+    node_hostname: Callable[[str], str | None] = lambda name: None,
+) -> tuple[dict[str, OneHost], dict[str, HostMatchError]]:
     """Every inventory hypervisor's OpenNebula host; one host's failure never stops the others.
 
     Two inventory hosts resolving to the same OpenNebula host would give two scrape
@@ -112,9 +131,9 @@ def resolve_hypervisors(pool: Sequence[OneHost], queries: Sequence[HostQuery],
             matches[query.inventory_name] = resolve_hypervisor(pool, query, node_hostname)
         except HostMatchError as error:
             errors[query.inventory_name] = error
-    for inventory_name, error in _shared_matches(matches).items():
+    for inventory_name, shared in _shared_matches(matches).items():
         del matches[inventory_name]
-        errors[inventory_name] = error
+        errors[inventory_name] = shared
     return matches, errors
 
 
@@ -124,7 +143,7 @@ def _shared_matches(matches: Mapping[str, OneHost]) -> dict[str, HostMatchError]
     for inventory_name, host in matches.items():
         by_id.setdefault(host.id, []).append(inventory_name)
     errors = {}
-    for host_id, names in by_id.items():
+    for names in by_id.values():
         if len(names) < 2:
             continue
         host = matches[names[0]]
@@ -133,11 +152,13 @@ def _shared_matches(matches: Mapping[str, OneHost]) -> dict[str, HostMatchError]
                 f"inventory hosts {', '.join(sorted(names))} all match OpenNebula host "
                 f"{_describe(host)}: set one_host_id in the host data of the ones that are "
                 "different machines, or remove the duplicate from the inventory",
-                inventory_name=inventory_name, candidates=[host])
+                inventory_name=inventory_name,
+                candidates=[host],
+            )
     return errors
 
 
-def _match_by_id(pool: Sequence[OneHost], inventory_name: str, one_host_id) -> OneHost:
+def _match_by_id(pool: Sequence[OneHost], inventory_name: str, one_host_id: int | str) -> OneHost:
     """Return the pool entry with this ID, or explain that OpenNebula has none."""
     try:
         wanted = int(one_host_id)
@@ -145,7 +166,8 @@ def _match_by_id(pool: Sequence[OneHost], inventory_name: str, one_host_id) -> O
         raise HostMatchError(
             f"inventory host '{inventory_name}': one_host_id is {one_host_id!r}, not a number: "
             "set one_host_id to the ID shown by `onehost list`",
-            inventory_name=inventory_name) from None
+            inventory_name=inventory_name,
+        ) from None
     for host in pool:
         if host.id == wanted:
             return host
@@ -153,7 +175,8 @@ def _match_by_id(pool: Sequence[OneHost], inventory_name: str, one_host_id) -> O
     raise HostMatchError(
         f"inventory host '{inventory_name}': one_host_id {wanted} is not an OpenNebula host "
         f"(known: {known or 'none'}): fix one_host_id in its host data",
-        inventory_name=inventory_name)
+        inventory_name=inventory_name,
+    )
 
 
 def _match_by_name(pool: Sequence[OneHost], inventory_name: str, one_host_name: str) -> OneHost:
@@ -168,14 +191,22 @@ def _match_by_name(pool: Sequence[OneHost], inventory_name: str, one_host_name: 
         f"inventory host '{inventory_name}': one_host_name '{one_host_name}' is not an "
         f"OpenNebula host NAME{_closest_hint(closest, pool)}: fix one_host_name "
         "(or set one_host_id) in its host data",
-        inventory_name=inventory_name, closest_names=closest)
+        inventory_name=inventory_name,
+        closest_names=closest,
+    )
 
 
-def _candidates(pool: Sequence[OneHost], label: str, key, same, wanted: str) -> list[OneHost]:
+def _candidates(
+    pool: Sequence[OneHost],
+    label: str,
+    key: Callable[[OneHost], str | None],
+    same: Callable[[str, str], bool],
+    wanted: str,
+) -> list[OneHost]:
     """The pool entries whose `key` is the `same` as wanted, through HostPool's indexes when it has them."""
     if not isinstance(pool, HostPool):
-        return [host for host in pool if key(host) and same(wanted, key(host))]
-    index = pool.index(label, key)
+        return [host for host in pool if (value := key(host)) and same(wanted, value)]
+    index = pool.name_index(label, key)
     if same is _same_exact:
         return list(index["exact"].get(wanted, []))
     if same is _same_ignoring_case:
@@ -214,22 +245,25 @@ def _same_short_vs_fqdn(wanted: str, candidate: str) -> bool:
     return same and not is_ip(wanted) and not is_ip(candidate)
 
 
-
 def _describe(host: OneHost) -> str:
     return f"{host.name} (ID {host.id})"
 
 
-def _ambiguous(inventory_name: str, label: str, wanted: str,
-               found: Sequence[OneHost]) -> HostMatchError:
+def _ambiguous(
+    inventory_name: str, label: str, wanted: str, found: Sequence[OneHost]
+) -> HostMatchError:
     listed = ", ".join(_describe(host) for host in sorted(found, key=lambda h: h.id))
     return HostMatchError(
         f"inventory host '{inventory_name}' is ambiguous: '{wanted}' matches the "
         f"{label} of several OpenNebula hosts: {listed}; set one_host_id in its host data",
-        inventory_name=inventory_name, candidates=found)
+        inventory_name=inventory_name,
+        candidates=found,
+    )
 
 
-def _no_match(pool: Sequence[OneHost], inventory_name: str,
-              node_hostname: str | None) -> HostMatchError:
+def _no_match(
+    pool: Sequence[OneHost], inventory_name: str, node_hostname: str | None
+) -> HostMatchError:
     closest = _closest_names(pool, inventory_name)
     tried = f"NAME '{inventory_name}'"
     if node_hostname:
@@ -238,7 +272,9 @@ def _no_match(pool: Sequence[OneHost], inventory_name: str,
         f"inventory host '{inventory_name}' is not known to OpenNebula (no host matches by "
         f"{tried}){_closest_hint(closest, pool)}: register it with `onehost create`, or set "
         "one_host_id / one_host_name in its host data",
-        inventory_name=inventory_name, closest_names=closest)
+        inventory_name=inventory_name,
+        closest_names=closest,
+    )
 
 
 def _closest_names(pool: Sequence[OneHost], wanted: str, limit: int = 3) -> list[str]:
@@ -254,7 +290,9 @@ def _lowered_names(pool: Sequence[OneHost]) -> dict[str, str]:
     return by_lower
 
 
-def close_matches(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+def close_matches(
+    word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6
+) -> list[str]:
     """Exactly difflib.get_close_matches(word, candidates, n, cutoff), for distinct candidates,
     without its full similarity ratio for every candidate.
 
@@ -262,9 +300,9 @@ def close_matches(word: str, candidates: Iterable[str], n: int = 3, cutoff: floa
     cutoff. Its quick_ratio (shared characters) is an upper bound of ratio, computed
     for every candidate; the candidates are then taken by decreasing bound, and the costly
     ratio only while a candidate could still enter the best n ((bound, candidate) not
-    below the n-th best (ratio, candidate) found so far, as difflib breaks ties by name). In a pool whose names follow one pattern, where nearly
-    every name passes difflib's own quick checks, this computes a handful of ratios
-    instead of one per host.
+    below the n-th best (ratio, candidate) found so far, as difflib breaks ties by name).
+    In a pool whose names follow one pattern, where nearly every name passes difflib's own
+    quick checks, this computes a handful of ratios instead of one per host.
     """
     if n <= 0:
         raise ValueError(f"n must be > 0: {n!r}")
@@ -323,13 +361,15 @@ def monitor_db_host_id(file_names: Iterable[str]) -> int | None:
         raise HostMatchError(
             f"/var/tmp/one/im/ on this host holds monitor databases of several OpenNebula "
             f"host IDs ({listed}), probably left over from an earlier registration: "
-            "set one_host_id in its host data")
+            "set one_host_id in its host data"
+        )
     return ids.pop()
 
 
-def resolve_from_monitor_dbs(queries: Sequence[HostQuery],
-                             monitor_db_names: Callable[[str], list[str] | None],
-                             ) -> tuple[dict[str, OneHost], dict[str, HostMatchError]]:
+def resolve_from_monitor_dbs(
+    queries: Sequence[HostQuery],
+    monitor_db_names: Callable[[str], list[str] | None],
+) -> tuple[dict[str, OneHost], dict[str, HostMatchError]]:
     """Every hypervisor's host ID without the API: from one_host_id, else from the monitor
     database OpenNebula keeps on the node (`monitor_db_names(inventory_name)` lists
     /var/tmp/one/im/, None when the node cannot be asked)."""
@@ -342,19 +382,24 @@ def resolve_from_monitor_dbs(queries: Sequence[HostQuery],
             if host_id is None:
                 names = monitor_db_names(name)
                 if names is None:
-                    raise HostMatchError(f"{name}: OpenNebula API unreachable and host not in this run",
-                                         inventory_name=name)
+                    raise HostMatchError(
+                        f"{name}: OpenNebula API unreachable and host not in this run",
+                        inventory_name=name,
+                    )
                 host_id = monitor_db_host_id(names)
             if host_id is None:
                 raise HostMatchError(
                     f"{name}: OpenNebula API unreachable and no /var/tmp/one/im/status_kvm_<ID>.db "
-                    "on the host; set one_host_id or fix the API access", inventory_name=name)
+                    "on the host; set one_host_id or fix the API access",
+                    inventory_name=name,
+                )
         except HostMatchError as error:
             errors[name] = error
             continue
-        matches[name] = OneHost(id=host_id, name=name, hostname=None, im_mad="kvm", state=-1,
-                                state_name="UNKNOWN")
-    for inventory_name, error in _shared_matches(matches).items():
+        matches[name] = OneHost(
+            id=host_id, name=name, hostname=None, im_mad="kvm", state=-1, state_name="UNKNOWN"
+        )
+    for inventory_name, shared in _shared_matches(matches).items():
         del matches[inventory_name]
-        errors[inventory_name] = error
+        errors[inventory_name] = shared
     return matches, errors

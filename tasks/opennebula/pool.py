@@ -6,7 +6,7 @@ Plain data, no I/O: filled by the API client (client.py), read by matching.py.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 # Host STATE numbers as oned defines them (include/Host.h, share/doc/xsd/host.xsd).
@@ -47,8 +47,11 @@ class OneHost:
         return dict(self.template).get(key)
 
 
+# By kind of comparison ("exact", "lower", "short", "fqdn_label"): the hosts under each name.
+NameIndex = dict[str, dict[str, list[OneHost]]]
 
-class HostPool(list):
+
+class HostPool(list[OneHost]):
     """The host pool, with name indexes built on first use.
 
     Matching every inventory host against a plain list scans the whole pool per
@@ -56,25 +59,31 @@ class HostPool(list):
     dictionary hit. The indexes answer exactly what the _same_* predicates do.
     """
 
+    # Built on first use (instance attributes then), kept with the pool's own attributes.
+    _lowered_names: dict[str, str] | None = None
+    _name_indexes: dict[str, NameIndex] | None = None
+
     def lowered_names(self) -> dict[str, str]:
         """Lower-cased NAME -> NAME (the first host's, for names differing in case only), built once."""
-        cache = self.__dict__.setdefault("_indexes", {})
-        if "lowered_names" not in cache:
+        if self._lowered_names is None:
             by_lower: dict[str, str] = {}
             for host in self:
                 by_lower.setdefault(host.name.lower(), host.name)
-            cache["lowered_names"] = by_lower
-        return cache["lowered_names"]
+            self._lowered_names = by_lower
+        return self._lowered_names
 
-    def index(self, label: str, key) -> dict:
-        cache = self.__dict__.setdefault("_indexes", {})
-        if label not in cache:
-            cache[label] = _build_index(self, key)
-        return cache[label]
+    def name_index(self, label: str, key: Callable[[OneHost], str | None]) -> NameIndex:
+        """The hosts by the name `key` gives (`label` says which: NAME, TEMPLATE/HOSTNAME):
+        as written, lower-cased, by short name and by first DNS label; built once per label."""
+        if self._name_indexes is None:
+            self._name_indexes = {}
+        if label not in self._name_indexes:
+            self._name_indexes[label] = _build_index(self, key)
+        return self._name_indexes[label]
 
 
-def _build_index(pool: Sequence[OneHost], key) -> dict:
-    index: dict = {"exact": {}, "lower": {}, "short": {}, "fqdn_label": {}}
+def _build_index(pool: Sequence[OneHost], key: Callable[[OneHost], str | None]) -> NameIndex:
+    index: NameIndex = {"exact": {}, "lower": {}, "short": {}, "fqdn_label": {}}
     for host in pool:
         value = key(host)
         if not value:
@@ -89,7 +98,6 @@ def _build_index(pool: Sequence[OneHost], key) -> dict:
         else:
             index["short"].setdefault(lowered, []).append(host)
     return index
-
 
 
 def is_ip(text: str) -> bool:

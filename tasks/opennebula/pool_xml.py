@@ -21,8 +21,12 @@ Pure: bytes in, hosts out.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 from tasks.opennebula.pool import HOST_STATE_NAMES, HostPool, OneHost
+
+if TYPE_CHECKING:
+    from lxml.etree import _Element
 
 
 class PoolDocumentError(ValueError):
@@ -43,8 +47,9 @@ def hosts_from_pool_document(document: bytes) -> HostPool:
     from lxml import etree  # pyone's own XML library; imported here so the pure pool needs neither
 
     # Only HOST elements are reported; comments and processing instructions are not kept.
-    events = etree.iterparse(io.BytesIO(document), events=("end",), tag="{*}HOST",
-                             remove_comments=True, remove_pis=True)
+    events = etree.iterparse(
+        io.BytesIO(document), events=("end",), tag="{*}HOST", remove_comments=True, remove_pis=True
+    )
     hosts: list[OneHost] = []
     try:
         for _, element in events:
@@ -70,16 +75,17 @@ def _local_name(tag: str) -> str:
     return tag if tag[0] != "{" else tag.rpartition("}")[2]
 
 
-def _host(element) -> OneHost:
+def _host(element: _Element) -> OneHost:
     """One HOST element as a OneHost; a field given twice counts by its last element, as in pyone."""
     identifier = state = cluster_id = None
     name = im_mad = cluster = ""
     template = None
     for child in element:
-        tag = child.tag
-        if not isinstance(tag, str):
+        # A comment's or processing instruction's tag is a function, not a name.
+        element_tag: object = child.tag
+        if not isinstance(element_tag, str):
             continue
-        tag = _local_name(tag)
+        tag = _local_name(element_tag)
         if tag == "ID":
             identifier = child.text or identifier  # an empty ID element leaves the ID unset
         elif tag == "NAME":
@@ -124,10 +130,12 @@ def _integer(text: str, field: str, host_name: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise PoolDocumentError("malformed", f"{field} of host {host_name!r} is not an integer") from None
+        raise PoolDocumentError(
+            "malformed", f"{field} of host {host_name!r} is not an integer"
+        ) from None
 
 
-def _single_valued(template) -> tuple[tuple[str, str], ...]:
+def _single_valued(template: _Element) -> tuple[tuple[str, str], ...]:
     """A TEMPLATE's single-valued attributes as sorted (NAME, stripped value) pairs.
 
     An attribute given several times counts by its first occurrence; an attribute that
@@ -135,10 +143,10 @@ def _single_valued(template) -> tuple[tuple[str, str], ...]:
     """
     first: dict[str, str | None] = {}
     for attribute in template:
-        tag = attribute.tag
-        if not isinstance(tag, str):
+        attribute_tag: object = attribute.tag  # a function for a comment
+        if not isinstance(attribute_tag, str):
             continue
-        key = _local_name(tag)
+        key = _local_name(attribute_tag)
         if key in first:
             continue
         if len(attribute) or attribute.attrib:

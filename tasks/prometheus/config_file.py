@@ -63,15 +63,17 @@ import gc
 import math
 import re
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, TypeVar, cast
 
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 from ruamel.yaml.resolver import VersionedResolver
 
 from tasks import compat
+from tasks.compat import AliasSpans
 from tasks.prometheus.edit_request import (
     PrometheusConfigError,
     check_file,
@@ -209,13 +211,18 @@ class _Source:
 # Parsing: where things are written, and what they mean
 
 
-def _without_cyclic_gc(function):
+Function = TypeVar("Function", bound=Callable[..., Any])
+# The top-level keys of a file as written: key -> (key node, value node), in file order.
+TopKeys = dict[str, tuple[Node, Node]]
+
+
+def _without_cyclic_gc(function: Function) -> Function:
     """Runs `function` with Python's cyclic garbage collector paused: a parse builds
     hundreds of thousands of objects, none in a cycle, and the collector would otherwise
     walk them again and again while they are made (a third of the time of a large file)."""
 
     @functools.wraps(function)
-    def paused(*args, **kwargs):
+    def paused(*args: Any, **kwargs: Any) -> Any:
         if not gc.isenabled():
             return function(*args, **kwargs)
         gc.disable()
@@ -224,15 +231,15 @@ def _without_cyclic_gc(function):
         finally:
             gc.enable()
 
-    return paused
+    return cast(Function, paused)
 
 
 @dataclass(frozen=True)
 class _Job:
     position: int  # in scrape_configs, from 0
-    data: dict
+    data: dict[str, Any]
     name: Any
-    reads: frozenset  # files of its file_sd_configs
+    reads: frozenset[str]  # files of its file_sd_configs
 
     def describe(self) -> str:
         return f"{self.name!r} (entry {self.position + 1} of scrape_configs)"
@@ -244,8 +251,8 @@ class _Config:
 
     source: _Source
     root: MappingNode | None  # None: no mapping yet (missing, empty or comment-only file)
-    keys: dict  # top-level key -> (key node, value node), in file order
-    alias_spans: dict
+    keys: TopKeys
+    alias_spans: AliasSpans
     jobs: tuple[_Job, ...]
     rule_files: tuple[str, ...]
 
@@ -260,7 +267,8 @@ class _Config:
         span = self._alias_span(parent, slot)
         if span is not None:
             return span[0]
-        return _child(parent, slot).start_mark.index
+        index: int = _child(parent, slot).start_mark.index
+        return index
 
     def written_end(self, parent: Node, slot: int | Node) -> int | None:
         """Index just past the last character written for that child, None when nothing is."""
@@ -279,8 +287,9 @@ class _Config:
         if isinstance(node, ScalarNode):
             # An implicit null writes nothing; its marks point at the next token.
             return None if node.style is None and node.value == "" else node.end_mark.index
-        if node.flow_style:
-            return node.end_mark.index
+        if cast(CollectionNode, node).flow_style:
+            end: int = node.end_mark.index
+            return end
         ends: list[int | None] = []
         if isinstance(node, SequenceNode):
             for position, item in enumerate(node.value):
@@ -297,10 +306,12 @@ class _Config:
 
 def _child(parent: Node, slot: int | Node) -> Node:
     if isinstance(slot, int):
-        return parent.value[slot]
+        item: Node = parent.value[slot]
+        return item
     for key, value in parent.value:
         if key is slot:
-            return value
+            found: Node = value
+            return found
     raise KeyError(slot)
 
 
@@ -334,7 +345,7 @@ def _yaml_problem(error: Exception, source: _Source) -> str:
     return type(error).__name__
 
 
-def _compose(source: _Source, *, accelerated: bool = True) -> tuple[Node | None, dict]:
+def _compose(source: _Source, *, accelerated: bool = True) -> tuple[Node | None, AliasSpans]:
     """The root node and where aliases are written (see compat.compose_yaml: libyaml when it
     can answer for certain, ruamel's own parser otherwise and for every error message)."""
     try:
@@ -424,9 +435,9 @@ class _Values:
         self.done[id(node)] = value
         return value
 
-    def _mapping(self, node: MappingNode) -> dict:
-        result: dict = {}
-        merged: dict = {}
+    def _mapping(self, node: MappingNode) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
         merge_seen = False
         for key_node, value_node in node.value:
             if isinstance(key_node, ScalarNode) and str(key_node.tag) == _TAG + "merge":
@@ -439,7 +450,9 @@ class _Values:
                 continue
             key = self.of(key_node)
             if isinstance(key, (dict, list)):
-                raise _unsafe(f"a key that is a list or mapping at line {key_node.start_mark.line + 1}")
+                raise _unsafe(
+                    f"a key that is a list or mapping at line {key_node.start_mark.line + 1}"
+                )
             if key in result:
                 raise self._duplicate(key_node, key)
             result[key] = self.of(value_node)
@@ -447,7 +460,7 @@ class _Values:
             result.setdefault(key, value)
         return result
 
-    def _merge_sources(self, value_node: Node) -> list[dict]:
+    def _merge_sources(self, value_node: Node) -> list[dict[Any, Any]]:
         nodes = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
         sources = [self.of(item) for item in nodes]
         if not all(isinstance(source, dict) for source in sources):
@@ -466,7 +479,7 @@ class _Values:
         )
 
 
-def _files_read(job: dict) -> frozenset:
+def _files_read(job: dict[str, Any]) -> frozenset[str]:
     found: set[str] = set()
     configs = job.get("file_sd_configs")
     for sd_config in configs if isinstance(configs, list) else []:
@@ -476,11 +489,13 @@ def _files_read(job: dict) -> frozenset:
     return frozenset(found)
 
 
-def _top_keys(root: MappingNode) -> dict:
-    keys: dict = {}
+def _top_keys(root: MappingNode) -> TopKeys:
+    keys: TopKeys = {}
     for key_node, value_node in root.value:
         if not isinstance(key_node, ScalarNode):
-            raise _unsafe(f"a top-level key that is a list or mapping at line {key_node.start_mark.line + 1}")
+            raise _unsafe(
+                f"a top-level key that is a list or mapping at line {key_node.start_mark.line + 1}"
+            )
         if str(key_node.tag) == _TAG + "merge":
             raise _untouched(
                 "prometheus.yml merges keys into its top level with '<<': write those keys out, "
@@ -492,12 +507,12 @@ def _top_keys(root: MappingNode) -> dict:
     return keys
 
 
-def _top_value(keys: dict, key: str, values: _Values) -> Any:
+def _top_value(keys: TopKeys, key: str, values: _Values) -> Any:
     """The value of a top-level key; None when the key is absent or null."""
     return values.of(keys[key][1]) if key in keys else None
 
 
-def _jobs(keys: dict, values: _Values) -> tuple[_Job, ...]:
+def _jobs(keys: TopKeys, values: _Values) -> tuple[_Job, ...]:
     listed = _top_value(keys, _SCRAPE_CONFIGS, values)
     if listed is None:
         return ()
@@ -517,7 +532,7 @@ def _jobs(keys: dict, values: _Values) -> tuple[_Job, ...]:
     return tuple(jobs)
 
 
-def _rule_files(keys: dict, values: _Values) -> tuple[str, ...]:
+def _rule_files(keys: TopKeys, values: _Values) -> tuple[str, ...]:
     listed = _top_value(keys, _RULE_FILES, values)
     if listed is None:
         return ()
@@ -527,7 +542,9 @@ def _rule_files(keys: dict, values: _Values) -> tuple[str, ...]:
             f"write it as a list, e.g. rule_files: [{listed!r}]"
         )
     if not isinstance(listed, list):
-        raise _untouched(f"'rule_files' in prometheus.yml is a {_kind(listed)}, not a list of file names")
+        raise _untouched(
+            f"'rule_files' in prometheus.yml is a {_kind(listed)}, not a list of file names"
+        )
     for position, item in enumerate(listed):
         if not isinstance(item, str):
             raise _untouched(
@@ -570,7 +587,7 @@ def _parse(config: bytes) -> _Config:
     return _Config(source, root, keys, alias_spans, jobs, rule_files)
 
 
-def _parsed(config: bytes | None) -> _Config:
+def _parsed(config: object) -> _Config:
     if config is None:
         return _parse(b"")
     if isinstance(config, (bytearray, memoryview)):
@@ -600,12 +617,16 @@ def _is_foreign(job: _Job, job_name: str, targets_file: str) -> bool:
     return job.name == job_name != SHIPPED_JOB_NAME and targets_file not in job.reads
 
 
-def _owned(config: _Config, job_name: str, targets_file: str, *, include_foreign: bool = True) -> _Job | None:
+def _owned(
+    config: _Config, job_name: str, targets_file: str, *, include_foreign: bool = True
+) -> _Job | None:
     """The job named job_name, or the one reading targets_file (a renamed job); two is an error."""
     candidates = {job.position: job for job in _named(config, job_name)}
     candidates.update({job.position: job for job in config.jobs if targets_file in job.reads})
     if not include_foreign:
-        candidates = {p: job for p, job in candidates.items() if not _is_foreign(job, job_name, targets_file)}
+        candidates = {
+            p: job for p, job in candidates.items() if not _is_foreign(job, job_name, targets_file)
+        }
     if len(candidates) > 1:
         described = " and ".join(job.describe() for job in candidates.values())
         raise _untouched(
@@ -616,7 +637,7 @@ def _owned(config: _Config, job_name: str, targets_file: str, *, include_foreign
     return next(iter(candidates.values()), None)
 
 
-def _conflict(config: _Config, job: dict) -> str | None:
+def _conflict(config: _Config, job: dict[str, Any]) -> str | None:
     name = job["job_name"]
     named = _named(config, name)
     if not named or name == SHIPPED_JOB_NAME or _files_read(job) & named[0].reads:
@@ -638,10 +659,12 @@ def _same(left: Any, right: Any) -> bool:
     if isinstance(left, dict):
         return left.keys() == right.keys() and all(_same(left[key], right[key]) for key in left)
     if isinstance(left, list):
-        return len(left) == len(right) and all(_same(a, b) for a, b in zip(left, right))
+        return len(left) == len(right) and all(
+            _same(a, b) for a, b in zip(left, right, strict=True)
+        )
     if isinstance(left, float) and math.isnan(left):
         return math.isnan(right)
-    return left == right
+    return bool(left == right)
 
 
 _STRING = _TAG + "str"
@@ -649,11 +672,15 @@ _RESOLVERS = (VersionedResolver(version=(1, 1)), VersionedResolver(version=(1, 2
 # Strings that may stand unquoted, in block and flow context alike.
 _PLAIN = re.compile(r"[A-Za-z0-9_/$.][A-Za-z0-9_/$.+-]*")
 # Characters a single-quoted scalar may hold on one line, for every YAML reader.
-_SINGLE_QUOTABLE = re.compile("[\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*")
+_SINGLE_QUOTABLE = re.compile(
+    "[\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*"
+)
 
 
 def _reads_as_string(text: str) -> bool:
-    return all(str(resolver.resolve(ScalarNode, text, (True, False))) == _STRING for resolver in _RESOLVERS)
+    return all(
+        str(resolver.resolve(ScalarNode, text, (True, False))) == _STRING for resolver in _RESOLVERS
+    )
 
 
 def _string(text: str) -> str:
@@ -696,7 +723,9 @@ def _scalar(value: Any) -> str:
 
 def _flow(value: Any) -> str:
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_string(key)}: {_flow(item)}" for key, item in value.items()) + "}"
+        return (
+            "{" + ", ".join(f"{_string(key)}: {_flow(item)}" for key, item in value.items()) + "}"
+        )
     if isinstance(value, list):
         return "[" + ", ".join(_flow(item) for item in value) + "]"
     return _scalar(value)
@@ -707,11 +736,13 @@ class _Layout:
     """How the file lays out block collections, so that written lines look like its own."""
 
     mapping_indent: int = 2  # columns from a key to the keys of the mapping under it
-    list_offset: int = 2  # columns from a key to the '-' of the list under it (0: "- x" under "key:")
+    list_offset: int = (
+        2  # columns from a key to the '-' of the list under it (0: "- x" under "key:")
+    )
     key_gap: int = 2  # columns from a '-' to the first key of a mapping entry ("-   key" is 4)
 
 
-def _mapping_lines(mapping: dict, column: int, layout: _Layout) -> list[str]:
+def _mapping_lines(mapping: dict[str, Any], column: int, layout: _Layout) -> list[str]:
     lines = []
     for key, value in mapping.items():
         head = " " * column + _string(key) + ":"
@@ -726,7 +757,7 @@ def _mapping_lines(mapping: dict, column: int, layout: _Layout) -> list[str]:
     return lines
 
 
-def _sequence_lines(items: list, column: int, layout: _Layout) -> list[str]:
+def _sequence_lines(items: list[Any], column: int, layout: _Layout) -> list[str]:
     lines = []
     for item in items:
         if isinstance(item, dict) and item:
@@ -743,7 +774,7 @@ def _sequence_lines(items: list, column: int, layout: _Layout) -> list[str]:
     return lines
 
 
-def _job_lines(job: dict, dash_column: int, layout: _Layout) -> list[str]:
+def _job_lines(job: dict[str, Any], dash_column: int, layout: _Layout) -> list[str]:
     lines = _sequence_lines([job], dash_column, layout)
     lines[0] += "  " + JOB_COMMENT
     return lines
@@ -827,7 +858,9 @@ def _dash_column(config: _Config, sequence: SequenceNode) -> int:
     found = re.compile(r"-(?=[ \t\r\n])").search(text, sequence.start_mark.index)
     first = config.written_start(sequence, 0)
     if found is None or found.start() > first:
-        raise _unsafe(f"no '-' found before the list entry at line {config.source.line_of(first) + 1}")
+        raise _unsafe(
+            f"no '-' found before the list entry at line {config.source.line_of(first) + 1}"
+        )
     return found.start() - config.source.start(config.source.line_of(found.start()))
 
 
@@ -847,7 +880,9 @@ def _dash_line(config: _Config, sequence: SequenceNode, position: int, dash_colu
                 return above
             if not source.is_comment_or_blank(above):
                 break
-    raise _unsafe(f"the list entry at line {line + 1} is laid out in a way this edit does not follow")
+    raise _unsafe(
+        f"the list entry at line {line + 1} is laid out in a way this edit does not follow"
+    )
 
 
 def _entry_lines(config: _Config, sequence: SequenceNode, position: int) -> tuple[int, int]:
@@ -877,18 +912,30 @@ def _flow_removal(config: _Config, sequence: SequenceNode, positions: set[int]) 
     count = len(sequence.value)
     for first, last in _runs(sorted(positions)):
         if last + 1 < count:
-            start, end = config.written_start(sequence, first), config.written_start(sequence, last + 1)
+            start, end = (
+                config.written_start(sequence, first),
+                config.written_start(sequence, last + 1),
+            )
         elif first > 0:
-            start, end = config.written_end(sequence, first - 1), config.written_end(sequence, last)
+            start = _written_at(config.written_end(sequence, first - 1))
+            end = _written_at(config.written_end(sequence, last))
         else:
-            start, end = config.written_start(sequence, first), config.written_end(sequence, last)
+            start = config.written_start(sequence, first)
+            end = _written_at(config.written_end(sequence, last))
         edits.append(_Edit(start, end, ""))
     return edits
 
 
+def _written_at(index: int | None) -> int:
+    """Where an entry of a flow list is written: an entry written as nothing has no place."""
+    if index is None:
+        raise _unsafe("an entry of a list that is written as nothing")
+    return index
+
+
 def _flow_append(config: _Config, sequence: SequenceNode, entry: str) -> _Edit:
     if sequence.value:
-        at = config.written_end(sequence, len(sequence.value) - 1)
+        at = _written_at(config.written_end(sequence, len(sequence.value) - 1))
         return _Edit(at, at, ", " + entry)
     closing = sequence.end_mark.index - 1
     if config.source.text[closing : closing + 1] != "]":
@@ -960,16 +1007,23 @@ def _key_gap(config: _Config, sequence: SequenceNode, dash_column: int) -> int |
     written on the '-' line has it; None when no entry tells."""
     source = config.source
     for position, item in enumerate(sequence.value):
-        if isinstance(item, MappingNode) and not item.flow_style and not config.is_alias(sequence, position):
-            begin = item.start_mark.index
+        if (
+            isinstance(item, MappingNode)
+            and not item.flow_style
+            and not config.is_alias(sequence, position)
+        ):
+            begin: int = item.start_mark.index
             line_start = source.start(source.line_of(begin))
-            if source.text[line_start + dash_column : line_start + dash_column + 1] == "-" and begin - line_start - dash_column >= 2:
+            if (
+                source.text[line_start + dash_column : line_start + dash_column + 1] == "-"
+                and begin - line_start - dash_column >= 2
+            ):
                 return begin - line_start - dash_column
             return None
     return None
 
 
-def _job_edit(config: _Config, owned: _Job | None, job: dict) -> list[_Edit]:
+def _job_edit(config: _Config, owned: _Job | None, job: dict[str, Any]) -> list[_Edit]:
     """The owned job replaced in place, or the job added after the last one."""
     source = config.source
     jobs_node = config.value(_SCRAPE_CONFIGS)
@@ -979,14 +1033,19 @@ def _job_edit(config: _Config, owned: _Job | None, job: dict) -> list[_Edit]:
         if owned is None:
             return [_flow_append(config, jobs_node, _flow(job))]
         start = config.written_start(jobs_node, owned.position)
-        return [_Edit(start, config.written_end(jobs_node, owned.position), _flow(job))]
+        end = _written_at(config.written_end(jobs_node, owned.position))
+        return [_Edit(start, end, _flow(job))]
     key_column = config.key_node(_SCRAPE_CONFIGS).start_mark.column
     if isinstance(jobs_node, ScalarNode):  # scrape_configs: with no jobs (null)
         layout = _layout(config)
         return _fill_null_key(
-            config, _SCRAPE_CONFIGS,
-            lambda dash: _job_lines(job, dash, _Layout(layout.mapping_indent, max(0, dash - key_column), layout.key_gap)),
+            config,
+            _SCRAPE_CONFIGS,
+            lambda dash: _job_lines(
+                job, dash, _Layout(layout.mapping_indent, max(0, dash - key_column), layout.key_gap)
+            ),
         )
+    jobs_node = cast(SequenceNode, jobs_node)  # _jobs refused anything but a list or null
     dash_column, layout = _list_layout(config, jobs_node, key_column)
     lines = _job_lines(job, dash_column, layout)
     if owned is not None:
@@ -995,11 +1054,13 @@ def _job_edit(config: _Config, owned: _Job | None, job: dict) -> list[_Edit]:
     last_position = len(jobs_node.value) - 1
     first, last = _entry_lines(config, jobs_node, last_position)
     if last_position > 0 and first > 0 and source.is_blank(first - 1):
-        lines = [""] + lines  # the jobs are separated by blank lines: so is this one
+        lines = ["", *lines]  # the jobs are separated by blank lines: so is this one
     return [_insert_lines(source, last + 1, lines)]
 
 
-def _fill_null_key(config: _Config, key: str, entry_lines) -> list[_Edit]:
+def _fill_null_key(
+    config: _Config, key: str, entry_lines: Callable[[int], list[str]]
+) -> list[_Edit]:
     """Entries for a key written with no value: after the key's line and the comment
     lines indented under it (Debian ships rule_files with commented-out examples)."""
     source = config.source
@@ -1037,7 +1098,10 @@ def _rule_file_edits(config: _Config, rule_file: str | None) -> list[_Edit]:
             return []  # rule_files is added with scrape_configs at the end of the file
         return [_rule_files_before_jobs(config, rule_file)]
     if isinstance(listed, ScalarNode):
-        return _fill_null_key(config, _RULE_FILES, lambda dash: [" " * dash + "- " + _string(rule_file)])
+        return _fill_null_key(
+            config, _RULE_FILES, lambda dash: [" " * dash + "- " + _string(rule_file)]
+        )
+    listed = cast(SequenceNode, listed)  # _rule_files refused anything but a list or null
     if listed.flow_style:
         return [_flow_append(config, listed, _string(rule_file))]
     dash_column = _dash_column(config, listed)
@@ -1063,7 +1127,7 @@ def _rule_files_before_jobs(config: _Config, rule_file: str) -> _Edit:
     return _insert_lines(source, at, lines)
 
 
-def _new_keys_at_end(config: _Config, job: dict, rule_file: str | None) -> list[_Edit]:
+def _new_keys_at_end(config: _Config, job: dict[str, Any], rule_file: str | None) -> list[_Edit]:
     """scrape_configs (and rule_files before it, when missing too) appended to the file."""
     if _SCRAPE_CONFIGS in config.keys:
         return []
@@ -1073,7 +1137,10 @@ def _new_keys_at_end(config: _Config, job: dict, rule_file: str | None) -> list[
     dash_column = column + layout.list_offset
     lines = [""] if source.text else []
     if rule_file and _RULE_FILES not in config.keys:
-        lines += [_added_key_line(config, _RULE_FILES), " " * dash_column + "- " + _string(rule_file)]
+        lines += [
+            _added_key_line(config, _RULE_FILES),
+            " " * dash_column + "- " + _string(rule_file),
+        ]
     lines.append(_added_key_line(config, _SCRAPE_CONFIGS))
     lines += _job_lines(job, dash_column, layout)
     return [_insert_lines(source, source.line_count, lines)]
@@ -1091,7 +1158,8 @@ def _is_added_key(config: _Config, key: str) -> bool:
 def _removal(config: _Config, key: str, positions: set[int]) -> tuple[set[int], list[_Edit]]:
     """Lines (block list) or edits (flow list) that take those entries of a list away,
     with its key when the deploy added it and nothing else is left in it."""
-    sequence = config.value(key)
+    # Entries to take away are entries of a list (see _parse).
+    sequence = cast(SequenceNode, config.value(key))
     if not positions:
         return set(), []
     if sequence.flow_style:
@@ -1109,7 +1177,7 @@ def _removal(config: _Config, key: str, positions: set[int]) -> tuple[set[int], 
 # Checking the result
 
 
-def _raw(node: Node, memo: dict, active: set) -> tuple:
+def _raw(node: Node, memo: dict[int, tuple[Any, ...]], active: set[int]) -> tuple[Any, ...]:
     """The node as written: tags and values, quoting style, order. Aliases read as their anchor."""
     known = memo.get(id(node))
     if known is not None:
@@ -1118,48 +1186,66 @@ def _raw(node: Node, memo: dict, active: set) -> tuple:
         raise _unsafe(f"a recursive alias at line {node.start_mark.line + 1}")
     active.add(id(node))
     if isinstance(node, ScalarNode):
-        raw: tuple = ("=", str(node.tag), node.value, node.style)
+        raw: tuple[Any, ...] = ("=", str(node.tag), node.value, node.style)
     elif isinstance(node, SequenceNode):
         raw = ("[", str(node.tag), tuple(_raw(item, memo, active) for item in node.value))
     else:
-        raw = ("{", str(node.tag), tuple((_raw(k, memo, active), _raw(v, memo, active)) for k, v in node.value))
+        raw = (
+            "{",
+            str(node.tag),
+            tuple((_raw(k, memo, active), _raw(v, memo, active)) for k, v in node.value),
+        )
     active.discard(id(node))
     memo[id(node)] = raw
     return raw
 
 
-def _raw_jobs(config: _Config, skip: int | None, memo: dict) -> list[tuple]:
+def _raw_jobs(
+    config: _Config, skip: int | None, memo: dict[int, tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
     jobs_node = config.value(_SCRAPE_CONFIGS)
     if not isinstance(jobs_node, SequenceNode):
         return []
-    return [_raw(item, memo, set()) for position, item in enumerate(jobs_node.value) if position != skip]
+    return [
+        _raw(item, memo, set()) for position, item in enumerate(jobs_node.value) if position != skip
+    ]
 
 
 @_without_cyclic_gc
-def _check_kept(before: _Config, after: _Config, skip_before: int | None, skip_after: int | None) -> None:
+def _check_kept(
+    before: _Config, after: _Config, skip_before: int | None, skip_after: int | None
+) -> None:
     """Every top-level key but the two edited, and every job but the deploy's, reads back as written."""
-    memo_before: dict = {}
-    memo_after: dict = {}
+    memo_before: dict[int, tuple[Any, ...]] = {}
+    memo_after: dict[int, tuple[Any, ...]] = {}
     edited = (_SCRAPE_CONFIGS, _RULE_FILES)
     kept_before = [key for key in before.keys if key not in edited]
     kept_after = [key for key in after.keys if key not in edited]
     if kept_before != kept_after:
         raise _unsafe("the edit would change the top-level keys")
     for key in kept_before:
-        if _raw(before.value(key), memo_before, set()) != _raw(after.value(key), memo_after, set()):
+        written_before, written_after = before.keys[key][1], after.keys[key][1]
+        if _raw(written_before, memo_before, set()) != _raw(written_after, memo_after, set()):
             raise _unsafe(f"the edit would change '{key}'")
     if _raw_jobs(before, skip_before, memo_before) != _raw_jobs(after, skip_after, memo_after):
         raise _unsafe("the edit would change the operator's other jobs")
 
 
 def _verify_added(
-    before: _Config, after: _Config, owned: _Job | None, job: dict, rule_file: str | None, targets_file: str
+    before: _Config,
+    after: _Config,
+    owned: _Job | None,
+    job: dict[str, Any],
+    rule_file: str | None,
+    targets_file: str,
 ) -> None:
     placed = _owned(after, job["job_name"], targets_file)
     if placed is None or not _same(placed.data, job):
         raise _unsafe("the job does not read back as written")
     expected_position = owned.position if owned is not None else len(before.jobs)
-    if placed.position != expected_position or len(after.jobs) != len(before.jobs) + (owned is None):
+    if placed.position != expected_position or len(after.jobs) != len(before.jobs) + (
+        owned is None
+    ):
         raise _unsafe("the job did not land where it belongs")
     wanted_rules = before.rule_files
     if rule_file and rule_file not in wanted_rules:
@@ -1169,7 +1255,14 @@ def _verify_added(
     _check_kept(before, after, None if owned is None else owned.position, placed.position)
 
 
-def _verify_removed(before: _Config, after: _Config, owned: _Job | None, job_name: str, targets_file: str, rule_file: str | None) -> None:
+def _verify_removed(
+    before: _Config,
+    after: _Config,
+    owned: _Job | None,
+    job_name: str,
+    targets_file: str,
+    rule_file: str | None,
+) -> None:
     if _owned(after, job_name, targets_file, include_foreign=False) is not None:
         raise _unsafe("the job is still there after removing it")
     if len(after.jobs) != len(before.jobs) - (owned is not None):
@@ -1183,7 +1276,7 @@ def _verify_removed(before: _Config, after: _Config, owned: _Job | None, job_nam
 # The API
 
 
-def owned_job(config: bytes | None, job_name: str, targets_file: str) -> dict | None:
+def owned_job(config: bytes | None, job_name: str, targets_file: str) -> dict[str, Any] | None:
     """The deploy's job in prometheus.yml as plain data, or None when there is none.
 
     The deploy's job is the one named job_name, or any job whose file_sd_configs
@@ -1197,7 +1290,9 @@ def owned_job(config: bytes | None, job_name: str, targets_file: str) -> dict | 
     return None if found is None else copy.deepcopy(found.data)
 
 
-def needs_update(config: bytes | None, job: dict, rule_file: str | None, targets_file: str) -> bool:
+def needs_update(
+    config: bytes | None, job: dict[str, Any], rule_file: str | None, targets_file: str
+) -> bool:
     """True when the deploy's job in the file differs from `job` (compared as read, so
     formatting and comments never count), or rule_file is not under rule_files."""
     wanted = wanted_job(job)
@@ -1206,14 +1301,16 @@ def needs_update(config: bytes | None, job: dict, rule_file: str | None, targets
     return _needs_update(_parsed(config), wanted, rule_file, targets_file)
 
 
-def _needs_update(config: _Config, job: dict, rule_file: str | None, targets_file: str) -> bool:
+def _needs_update(
+    config: _Config, job: dict[str, Any], rule_file: str | None, targets_file: str
+) -> bool:
     current = _owned(config, job["job_name"], targets_file)
     if current is None or not _same(current.data, job):
         return True
     return bool(rule_file) and rule_file not in config.rule_files
 
 
-def foreign_job_conflict(config: bytes | None, job: dict) -> str | None:
+def foreign_job_conflict(config: bytes | None, job: dict[str, Any]) -> str | None:
     """Why writing `job` would destroy one of the operator's own jobs, or None.
 
     A job bearing the job's name is taken as the deploy's when it reads one of
@@ -1224,7 +1321,9 @@ def foreign_job_conflict(config: bytes | None, job: dict) -> str | None:
     return _conflict(_parsed(config), wanted_job(job))
 
 
-def with_job(config: bytes | None, job: dict, rule_file: str | None, targets_file: str) -> bytes:
+def with_job(
+    config: bytes | None, job: dict[str, Any], rule_file: str | None, targets_file: str
+) -> bytes:
     """The file with `job` in it, and rule_file under rule_files; every other byte kept.
 
     The deploy's job (see owned_job) is replaced in place, otherwise the job is
@@ -1256,7 +1355,9 @@ def with_job(config: bytes | None, job: dict, rule_file: str | None, targets_fil
     return result
 
 
-def without_job(config: bytes | None, job_name: str, targets_file: str, rule_file: str | None) -> bytes | None:
+def without_job(
+    config: bytes | None, job_name: str, targets_file: str, rule_file: str | None
+) -> bytes | None:
     """The file without the deploy's job and without rule_file under rule_files; every
     other byte kept. For removing the deploy.
 
@@ -1272,10 +1373,14 @@ def without_job(config: bytes | None, job_name: str, targets_file: str, rule_fil
         return None
     before = _parsed(config)
     owned = _owned(before, job_name, targets_file, include_foreign=False)
-    rule_positions = {p for p, name in enumerate(before.rule_files) if rule_file and name == rule_file}
+    rule_positions = {
+        p for p, name in enumerate(before.rule_files) if rule_file and name == rule_file
+    }
     if owned is None and not rule_positions:
         return bytes(config)
-    job_lines, job_edits = _removal(before, _SCRAPE_CONFIGS, set() if owned is None else {owned.position})
+    job_lines, job_edits = _removal(
+        before, _SCRAPE_CONFIGS, set() if owned is None else {owned.position}
+    )
     rule_lines, rule_edits = _removal(before, _RULE_FILES, rule_positions)
     # One pass over both lists' lines: removed runs that touch are taken as one.
     edits = job_edits + rule_edits + _remove_lines(before.source, job_lines | rule_lines)

@@ -15,6 +15,9 @@ from typing import Any
 class PrometheusConfigError(ValueError):
     """prometheus.yml cannot be edited safely; the live file was left untouched."""
 
+    # What is wrong, without the advice around it (set by the editor where it raises).
+    reason: str
+
 
 # Raised whenever the editor changes what a file must hold for a given request (which job
 # is the deploy's, how jobs compare): a fingerprint taken under other rules no longer matches.
@@ -35,11 +38,11 @@ def plain(value: Any, where: str) -> Any:
     raise ValueError(f"{where} holds a {type(value).__name__}, which YAML cannot carry plainly")
 
 
-def wanted_job(job: Any) -> dict:
+def wanted_job(job: Any) -> dict[str, Any]:
     """The job as plain data, with a job_name; ValueError otherwise."""
     if not isinstance(job, dict):
         raise ValueError("the job must be a mapping")
-    wanted = plain(job, "the job")
+    wanted: dict[str, Any] = plain(job, "the job")
     if not isinstance(wanted.get("job_name"), str) or not wanted["job_name"]:
         raise ValueError("the job has no job_name")
     return wanted
@@ -57,7 +60,7 @@ def check_job_name(job_name: Any) -> None:
         raise ValueError(f"job name {job_name!r} must be a non-empty string")
 
 
-def edit_fingerprint(job: dict, rule_file: str | None, targets_file: str) -> str:
+def edit_fingerprint(job: dict[str, Any], rule_file: str | None, targets_file: str) -> str:
     """A digest of what the editor's with_job is asked for: the same fingerprint, the same request.
 
     A file with_job handed back for a request (or left as it was) needs nothing for the same

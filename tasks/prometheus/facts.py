@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import shlex
 from collections.abc import Sequence
+from typing import Any
 
 from pyinfra.api import FactBase
 
-from tasks.text_file import LiveFile, live_file_lines, parse_live_file  # noqa: F401 (LiveFile: the fact's answer)
+from tasks.text_file import LiveFile, live_file_lines, parse_live_file
 
 # A Prometheus binary answers `--version` with this first line (Debian's and upstream's builds alike).
 VERSION_LINE_START = "prometheus, version "
@@ -22,7 +23,7 @@ def _first_executable(variable: str, paths: Sequence[str]) -> str:
     return f'for candidate in {listed}; do if [ -x "$candidate" ]; then {variable}=$candidate; break; fi; done'
 
 
-class PrometheusServer(FactBase):
+class PrometheusServer(FactBase[dict[str, Any]]):
     """Which Prometheus this host runs, in one round trip.
 
     The config file and service are the settings' (when given) or the first candidate whose
@@ -53,45 +54,73 @@ class PrometheusServer(FactBase):
                 for path, unit in candidates
             ]
         lines = [
-            "config=''; service=''; unit_binary=''; binary=''; binary_source=''; promtool=''; version=''; "
-            "unit_args=''; main_args=''",
+            (
+                "config=''; service=''; unit_binary=''; binary=''; binary_source=''; promtool=''; version=''; "
+                "unit_args=''; main_args=''"
+            ),
             *choose,
-            'if [ -n "$service" ] && command -v systemctl >/dev/null 2>&1; then '
-            'exec_start=$(systemctl show -p ExecStart "$service" 2>/dev/null); '
-            "unit_binary=$(printf '%s\\n' \"$exec_start\" | sed -n 's/^.*path=\\([^ ;]*\\).*$/\\1/p' | head -n 1); "
-            "unit_args=$(printf '%s\\n' \"$exec_start\" | sed -n 's/^.*argv\\[\\]=\\([^;]*\\) ;.*$/\\1/p' | head -n 1); "
-            'pid=$(systemctl show -p MainPID --value "$service" 2>/dev/null); '
-            'if [ -n "$pid" ] && [ "$pid" != 0 ] && [ -r "/proc/$pid/cmdline" ]; then '
-            'main_args=$(base64 -w 0 < "/proc/$pid/cmdline"); fi; fi',
-            'if [ -n "$unit_binary" ] && [ -x "$unit_binary" ] '
-            f'&& "$unit_binary" --version 2>&1 | head -n 1 | grep -q {shlex.quote("^" + VERSION_LINE_START)}; '
-            "then binary=$unit_binary; binary_source=unit; fi",
-            'if [ -z "$binary" ]; then ' + _first_executable("binary", binaries)
+            (
+                'if [ -n "$service" ] && command -v systemctl >/dev/null 2>&1; then '
+                'exec_start=$(systemctl show -p ExecStart "$service" 2>/dev/null); '
+                "unit_binary=$(printf '%s\\n' \"$exec_start\" | sed -n 's/^.*path=\\([^ ;]*\\).*$/\\1/p' | head -n 1); "
+                "unit_args=$(printf '%s\\n' \"$exec_start\" "
+                "| sed -n 's/^.*argv\\[\\]=\\([^;]*\\) ;.*$/\\1/p' | head -n 1); "
+                'pid=$(systemctl show -p MainPID --value "$service" 2>/dev/null); '
+                'if [ -n "$pid" ] && [ "$pid" != 0 ] && [ -r "/proc/$pid/cmdline" ]; then '
+                'main_args=$(base64 -w 0 < "/proc/$pid/cmdline"); fi; fi'
+            ),
+            (
+                'if [ -n "$unit_binary" ] && [ -x "$unit_binary" ] '
+                f'&& "$unit_binary" --version 2>&1 | head -n 1 | grep -q {shlex.quote("^" + VERSION_LINE_START)}; '
+                "then binary=$unit_binary; binary_source=unit; fi"
+            ),
+            'if [ -z "$binary" ]; then '
+            + _first_executable("binary", binaries)
             + '; if [ -n "$binary" ]; then binary_source=list; fi; fi',
-            'if [ -n "$binary" ] && [ -x "$(dirname -- "$binary")/promtool" ]; then '
-            'promtool="$(dirname -- "$binary")/promtool"; fi',
+            (
+                'if [ -n "$binary" ] && [ -x "$(dirname -- "$binary")/promtool" ]; then '
+                'promtool="$(dirname -- "$binary")/promtool"; fi'
+            ),
             'if [ -z "$promtool" ]; then ' + _first_executable("promtool", promtools) + "; fi",
             'if [ -n "$binary" ]; then version=$("$binary" --version 2>&1 | head -n 1); fi',
-            "printf 'config=%s\\nservice=%s\\nunit_binary=%s\\nbinary=%s\\nbinary_source=%s\\npromtool=%s\\n"
-            "version=%s\\nunit_args=%s\\nmain_args=%s\\n' \"$config\" \"$service\" \"$unit_binary\" \"$binary\" "
-            '"$binary_source" "$promtool" "$version" "$unit_args" "$main_args"',
+            (
+                "printf 'config=%s\\nservice=%s\\nunit_binary=%s\\nbinary=%s\\nbinary_source=%s\\npromtool=%s\\n"
+                'version=%s\\nunit_args=%s\\nmain_args=%s\\n\' "$config" "$service" "$unit_binary" "$binary" '
+                '"$binary_source" "$promtool" "$version" "$unit_args" "$main_args"'
+            ),
         ]
         return "\n".join(lines)
 
-    def process(self, output) -> dict:
-        found: dict = dict.fromkeys(("config", "service", "unit_binary", "binary", "binary_source", "promtool",
-                                     "version", "unit_args", "main_args"), "")
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = dict.fromkeys(
+            (
+                "config",
+                "service",
+                "unit_binary",
+                "binary",
+                "binary_source",
+                "promtool",
+                "version",
+                "unit_args",
+                "main_args",
+            ),
+            "",
+        )
         for line in output:
             key, _, value = line.partition("=")
             if key in found:
                 found[key] = value.strip()
         found["unit_args"] = tuple(found["unit_args"].split())
-        raw = base64.b64decode(found["main_args"]).decode("utf-8", "surrogateescape") if found["main_args"] else ""
+        raw = (
+            base64.b64decode(found["main_args"]).decode("utf-8", "surrogateescape")
+            if found["main_args"]
+            else ""
+        )
         found["main_args"] = tuple(arg for arg in raw.split("\0") if arg)
         return found
 
 
-class PrometheusConfigFile(FactBase):
+class PrometheusConfigFile(FactBase[LiveFile | dict[str, Any] | None]):
     """A file the deploy edits, read as bytes with its stat, in one round trip.
 
     Returns None when nothing is at `path`, a dict {'dangling': target} for a symbolic
@@ -104,21 +133,35 @@ class PrometheusConfigFile(FactBase):
     `reload_pending` exists (a reload Prometheus never confirmed) comes with it.
     """
 
-    def command(self, path: str, record: str, fingerprint: str, original: str, known_sha256: str = "",
-                reload_pending: str = "") -> str:
-        return "\n".join([
-            f"r={shlex.quote(record)}; want={shlex.quote(fingerprint)}; "
-            f"o={shlex.quote(original)}; known={shlex.quote(known_sha256)}; pending={shlex.quote(reload_pending)}",
-            *live_file_lines(path),
-            'if [ -e "$o" ]; then echo original=1; fi',
-            'if [ -f "$r" ]; then echo record_exists=1; fi',
-            'if [ -n "$pending" ] && [ -e "$pending" ]; then echo reload_pending=1; fi',
-            'if [ -n "$want" ] && [ -f "$r" ] && [ "$(head -n 1 -- "$r")" = "$sha $want" ]; then '
-            "echo record=current; exit 0; fi",
-            'if [ -n "$known" ] && [ "$sha" = "$known" ]; then exit 0; fi',
-            "echo content:",
-            'base64 < "$p"',
-        ])
+    def command(
+        self,
+        path: str,
+        record: str,
+        fingerprint: str,
+        original: str,
+        known_sha256: str = "",
+        reload_pending: str = "",
+    ) -> str:
+        return "\n".join(
+            [
+                (
+                    f"r={shlex.quote(record)}; want={shlex.quote(fingerprint)}; "
+                    f"o={shlex.quote(original)}; known={shlex.quote(known_sha256)}; "
+                    f"pending={shlex.quote(reload_pending)}"
+                ),
+                *live_file_lines(path),
+                'if [ -e "$o" ]; then echo original=1; fi',
+                'if [ -f "$r" ]; then echo record_exists=1; fi',
+                'if [ -n "$pending" ] && [ -e "$pending" ]; then echo reload_pending=1; fi',
+                (
+                    'if [ -n "$want" ] && [ -f "$r" ] && [ "$(head -n 1 -- "$r")" = "$sha $want" ]; then '
+                    "echo record=current; exit 0; fi"
+                ),
+                'if [ -n "$known" ] && [ "$sha" = "$known" ]; then exit 0; fi',
+                "echo content:",
+                'base64 < "$p"',
+            ]
+        )
 
-    def process(self, output) -> LiveFile | dict | None:
+    def process(self, output: list[str]) -> LiveFile | dict[str, Any] | None:
         return parse_live_file(output)

@@ -64,7 +64,7 @@ def prometheus_version(version_output: str) -> tuple[int, int, int]:
 # The scrape job
 
 
-def _vm_id_relabel_rules() -> list[dict]:
+def _vm_id_relabel_rules() -> list[dict[str, Any]]:
     """Metric relabelling that sets one_vm_id="N" on per-process series.
 
     OpenNebula names guests "one-<VM ID>". Scaphandre's --qemu sets vmname only
@@ -98,7 +98,9 @@ def _vm_id_relabel_rules() -> list[dict]:
 
 
 def _check_duration(name: str, value: str | None) -> None:
-    if value is not None and (not isinstance(value, str) or not value or not _DURATION.match(value)):
+    if value is not None and (
+        not isinstance(value, str) or not value or not _DURATION.match(value)
+    ):
         raise ValueError(f"{name} {value!r} is not a Prometheus duration such as '15s' or '1m'")
 
 
@@ -109,7 +111,7 @@ def scaphandre_job(
     job_name: str = SHIPPED_JOB_NAME,
     scrape_interval: str | None = None,
     scrape_timeout: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The scrape_config for Scaphandre on every hypervisor of the targets file.
 
     Intervals left as None are not written, so the server's global ones apply.
@@ -137,7 +139,7 @@ def scaphandre_job(
 # Snippet for an inventory with no Prometheus host
 
 
-def scrape_job_snippet(job: dict, targets: Iterable[ScrapeTarget]) -> str:
+def scrape_job_snippet(job: dict[str, Any], targets: Iterable[ScrapeTarget]) -> str:
     """A self-contained job to paste under ``scrape_configs:`` by hand.
 
     Same job, but the targets and their labels are listed inline in
@@ -159,7 +161,7 @@ def scrape_job_snippet(job: dict, targets: Iterable[ScrapeTarget]) -> str:
 # Sharding the hypervisors across several Prometheus servers
 
 
-def shard_relabel_configs(shard_index: int, shard_count: int) -> list[dict]:
+def shard_relabel_configs(shard_index: int, shard_count: int) -> list[dict[str, Any]]:
     """Target relabelling that keeps this server's share of the targets.
 
     Prometheus' own hashmod on the target address: every server gets the same
@@ -167,7 +169,9 @@ def shard_relabel_configs(shard_index: int, shard_count: int) -> list[dict]:
     its shard, so together they scrape every hypervisor exactly once.
     """
     if not 0 <= shard_index < shard_count:
-        raise ValueError(f"shard {shard_index} does not exist among {shard_count} Prometheus servers")
+        raise ValueError(
+            f"shard {shard_index} does not exist among {shard_count} Prometheus servers"
+        )
     return [
         {
             "source_labels": ["__address__"],
@@ -186,4 +190,7 @@ def shard_relabel_configs(shard_index: int, shard_count: int) -> list[dict]:
 def shard_of(address: str, shard_count: int) -> int:
     """The shard whose Prometheus server keeps this target: hashmod as Prometheus computes it
     (the low 8 bytes of the MD5 of the address, big-endian, modulo the number of servers)."""
-    return int.from_bytes(hashlib.md5(address.encode()).digest()[8:], "big") % shard_count
+    return (
+        int.from_bytes(hashlib.md5(address.encode(), usedforsecurity=False).digest()[8:], "big")
+        % shard_count
+    )

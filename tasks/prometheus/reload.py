@@ -21,7 +21,9 @@ RELOAD_SUCCESSFUL = "prometheus_config_last_reload_successful"
 RELOAD_SUCCESS_AT = "prometheus_config_last_reload_success_timestamp_seconds"
 TIMEOUT_SETTING = "prometheus_reload_timeout_s"
 DEFAULT_LISTEN_ADDRESS = ":9090"  # Prometheus' default --web.listen-address
-PROBE_TIMEOUT_S = 2  # one read of /metrics; a stopped process accepts the connection and never answers
+PROBE_TIMEOUT_S = (
+    2  # one read of /metrics; a stopped process accepts the connection and never answers
+)
 JOURNAL_LINES_SHOWN = 8
 
 
@@ -44,7 +46,7 @@ def _flag_values(args: Sequence[str], flag: str) -> list[str]:
     values = []
     for position, arg in enumerate(args):
         if arg.startswith(flag + "="):
-            values.append(arg[len(flag) + 1:])
+            values.append(arg[len(flag) + 1 :])
         elif arg == flag and position + 1 < len(args):
             values.append(args[position + 1])
     return values
@@ -78,7 +80,9 @@ def metrics_endpoint(process_args: Sequence[str], unit_args: Sequence[str]) -> M
         external = (_flag_values(args, "--web.external-url") or [""])[0]
         prefix = urllib.parse.urlsplit(external).path if external else ""
     prefix = "/" + prefix.strip("/")
-    return MetricsEndpoint(address=_loopback_for(host), port=int(port), path=prefix.rstrip("/") + "/metrics")
+    return MetricsEndpoint(
+        address=_loopback_for(host), port=int(port), path=prefix.rstrip("/") + "/metrics"
+    )
 
 
 # --------------------------------------------------------------------------- what a probe said
@@ -135,9 +139,14 @@ def parse_probe(lines: Sequence[str]) -> Probe:
             gauges[name] = _number(value)
         elif line.strip():
             # bash's own words when the connection fails, e.g. "probe: connect: Connection refused"
-            error = line.split(": ")[-1].strip() if not error else error
-    return Probe(status=status, successful=gauges.get(RELOAD_SUCCESSFUL), success_at=gauges.get(RELOAD_SUCCESS_AT),
-                 error=error, exit_code=exit_code)
+            error = error if error else line.split(": ")[-1].strip()
+    return Probe(
+        status=status,
+        successful=gauges.get(RELOAD_SUCCESSFUL),
+        success_at=gauges.get(RELOAD_SUCCESS_AT),
+        error=error,
+        exit_code=exit_code,
+    )
 
 
 class Outcome(enum.Enum):
@@ -153,7 +162,7 @@ def judge(before: Probe, after: Probe, signalled_at: float) -> Outcome:
     1 before the signal reads 0 (a reload attempted since failed). Anything else, waiting:
     a Prometheus whose previous reload had failed already shows 0 until one succeeds.
     """
-    if not after.read:
+    if not after.read or after.success_at is None:  # (read: neither gauge is None)
         return Outcome.WAITING
     if after.successful == 1 and after.success_at >= signalled_at:
         return Outcome.CONFIRMED
@@ -181,7 +190,9 @@ def _journal_text(service: str, journal: Sequence[str]) -> str:
     shown = relevant_journal_lines(journal)
     if not shown:
         return f"journalctl -u {service} shows nothing since the reload signal"
-    return f"journalctl -u {service} since the reload signal:\n" + "\n".join("  " + line for line in shown)
+    return f"journalctl -u {service} since the reload signal:\n" + "\n".join(
+        "  " + line for line in shown
+    )
 
 
 def _state_text(after: Probe, main_process: str) -> str:
@@ -189,8 +200,10 @@ def _state_text(after: Probe, main_process: str) -> str:
     if not after.read:
         said = f"its /metrics gave no reload gauges ({after.problem()})"
         if after.status:  # served, but not to a plain HTTP request from the server itself
-            said += (f"; a Prometheus whose web endpoints need TLS or a login cannot be checked this way: "
-                     f"set {TIMEOUT_SETTING} to 0 for it to reload without confirmation")
+            said += (
+                f"; a Prometheus whose web endpoints need TLS or a login cannot be checked this way: "
+                f"set {TIMEOUT_SETTING} to 0 for it to reload without confirmation"
+            )
     elif after.successful == 0:
         said = f"it reports its last reload failed ({RELOAD_SUCCESSFUL} 0)"
     else:
@@ -201,18 +214,33 @@ def _state_text(after: Probe, main_process: str) -> str:
     return said
 
 
-def not_confirmed_message(outcome: Outcome, *, service: str, changed_path: str, url: str, after: Probe,
-                          timeout_s: int, main_process: str, journal: Sequence[str]) -> str:
+def not_confirmed_message(
+    outcome: Outcome,
+    *,
+    service: str,
+    changed_path: str,
+    url: str,
+    after: Probe,
+    timeout_s: int,
+    main_process: str,
+    journal: Sequence[str],
+) -> str:
     """The failure of a server whose Prometheus did not confirm the new configuration: what it
     reported, its journal, and what to do; names the timeout setting when the wait ran out."""
     if outcome is Outcome.FAILED:
-        head = (f"Prometheus ({service}) failed to load the new {changed_path}: {RELOAD_SUCCESSFUL} went to 0 "
-                f"at {url} after the reload signal, so the new configuration is not (or not wholly) in effect")
+        head = (
+            f"Prometheus ({service}) failed to load the new {changed_path}: {RELOAD_SUCCESSFUL} went to 0 "
+            f"at {url} after the reload signal, so the new configuration is not (or not wholly) in effect"
+        )
     else:
-        head = (f"Prometheus ({service}) did not confirm loading the new {changed_path} within {timeout_s} s "
-                f"({TIMEOUT_SETTING}): {_state_text(after, main_process)} at {url}")
-    fix = (f"Fix: correct what the journal names (then rerun the deploy: it reloads Prometheus again until it "
-           f"confirms); a server that is only slow to reload needs a larger {TIMEOUT_SETTING}")
+        head = (
+            f"Prometheus ({service}) did not confirm loading the new {changed_path} within {timeout_s} s "
+            f"({TIMEOUT_SETTING}): {_state_text(after, main_process)} at {url}"
+        )
+    fix = (
+        f"Fix: correct what the journal names (then rerun the deploy: it reloads Prometheus again until it "
+        f"confirms); a server that is only slow to reload needs a larger {TIMEOUT_SETTING}"
+    )
     return f"{head}.\n{_journal_text(service, journal)}\n{fix}"
 
 

@@ -6,7 +6,6 @@ import re
 
 from tasks.prometheus.job import SHIPPED_JOB_NAME
 
-
 # The rules file shipped in files/prometheus/ selects the job by this matcher;
 # the deploy writes the configured job name in its place.
 RULES_JOB_MATCHER = 'job="{job_name}"'
@@ -40,8 +39,10 @@ _SHIPPED_HOST_CAPACITY = "max by (one_host_id) (opennebula_host_cpu_total_ratio)
 SIZE_BASES: dict[str, tuple[str, str]] = {
     "vcpu": (_SHIPPED_VM_SIZE, _SHIPPED_HOST_CAPACITY),
     "cpu": ("max by (one_vm_id) (opennebula_vm_cpu_ratio)", _SHIPPED_HOST_CAPACITY),
-    "memory": ("max by (one_vm_id) (opennebula_vm_mem_total_bytes)",
-               "max by (one_host_id) (opennebula_host_mem_total_bytes)"),
+    "memory": (
+        "max by (one_vm_id) (opennebula_vm_mem_total_bytes)",
+        "max by (one_host_id) (opennebula_host_mem_total_bytes)",
+    ),
 }
 
 
@@ -49,7 +50,7 @@ def rules_for_size_basis(rules_text: str, basis: str) -> str:
     """The rules text with the VM sizes and host capacities of `basis` (a key of SIZE_BASES)."""
     if basis not in SIZE_BASES:
         raise ValueError(f"size basis {basis!r} is not one of {', '.join(SIZE_BASES)}")
-    for shipped, chosen in zip(SIZE_BASES["vcpu"], SIZE_BASES[basis]):
+    for shipped, chosen in zip(SIZE_BASES["vcpu"], SIZE_BASES[basis], strict=True):
         if rules_text.count(shipped) != 1:
             raise ValueError(f"the rules text does not read {shipped!r} exactly once")
         rules_text = rules_text.replace(shipped, chosen)

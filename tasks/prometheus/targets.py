@@ -38,11 +38,19 @@ class ScrapeTarget:
     host_name: str  # the OpenNebula host NAME
 
     def __post_init__(self) -> None:
-        if not isinstance(self.address, str) or not self.address or re.search(r"[\s/]", self.address):
+        if (
+            not isinstance(self.address, str)
+            or not self.address
+            or re.search(r"[\s/]", self.address)
+        ):
             raise ValueError(
                 f"scrape address {self.address!r} of host {self.host_name!r} is not a host:port"
             )
-        if isinstance(self.one_host_id, bool) or not isinstance(self.one_host_id, int) or self.one_host_id < 0:
+        if (
+            isinstance(self.one_host_id, bool)
+            or not isinstance(self.one_host_id, int)
+            or self.one_host_id < 0
+        ):
             raise ValueError(
                 f"OpenNebula host ID {self.one_host_id!r} of host {self.host_name!r} "
                 "is not a non-negative integer"
@@ -57,7 +65,6 @@ class ScrapeTarget:
 
     def describe(self) -> str:
         return f"{self.host_name} (OpenNebula ID {self.one_host_id}, {self.address})"
-
 
 
 def _check_unique(targets: list[ScrapeTarget]) -> None:
@@ -91,7 +98,7 @@ def _sorted_unique(targets: Iterable[ScrapeTarget]) -> list[ScrapeTarget]:
     return sorted(set(listed), key=lambda t: (t.one_host_id, t.address))
 
 
-def targets_file_entries(targets: Iterable[ScrapeTarget]) -> list[dict]:
+def targets_file_entries(targets: Iterable[ScrapeTarget]) -> list[dict[str, Any]]:
     """file_sd entries, one per hypervisor, in a stable order.
 
     Each entry is ``{"targets": [address], "labels": {host_id, one_host_id,
@@ -108,7 +115,7 @@ def targets_file_entries(targets: Iterable[ScrapeTarget]) -> list[dict]:
 _YAML_SENSITIVE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
 
 
-def _json_line(entry: dict) -> str:
+def _json_line(entry: dict[str, Any]) -> str:
     text = json.dumps(entry, ensure_ascii=False)
     if _YAML_SENSITIVE.search(text):
         text = _YAML_SENSITIVE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
@@ -120,7 +127,9 @@ def render_targets_file(targets: Iterable[ScrapeTarget], json_only: bool = False
     entry per line (YAML and JSON at once). `json_only` leaves the header out, for a
     targets file named *.json, which Prometheus reads as JSON (no comments)."""
     entries = targets_file_entries(targets)
-    body = "[\n" + ",\n".join(_json_line(entry) for entry in entries) + "\n]\n" if entries else "[]\n"
+    body = (
+        "[\n" + ",\n".join(_json_line(entry) for entry in entries) + "\n]\n" if entries else "[]\n"
+    )
     return body if json_only else TARGETS_FILE_HEADER + body
 
 
@@ -148,7 +157,8 @@ _LEADING_COMMENTS = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n)*")
 def _load_entries(text: str) -> Any:
     """The file's content: as JSON after its header (what render_targets_file writes), else
     as YAML (what earlier versions wrote, or a file edited by hand)."""
-    body = text[_LEADING_COMMENTS.match(text).end():]
+    leading = _LEADING_COMMENTS.match(text)  # always matches, if only the empty string
+    body = text[leading.end() :] if leading else text
     try:
         return json.loads(body)
     except ValueError:
@@ -183,7 +193,6 @@ def parse_targets_file(text: str | None) -> list[ScrapeTarget]:
     return found
 
 
-
 def assemble_targets(
     resolved: Mapping[str, ScrapeTarget],
     unresolved: Mapping[str, str],
@@ -201,7 +210,8 @@ def assemble_targets(
     taken_addresses = {target.address for target in targets}
     taken_ids = {target.one_host_id for target in targets}
     previous_by_address = {
-        target.address: target for target in previous
+        target.address: target
+        for target in previous
         if target.address not in taken_addresses and target.one_host_id not in taken_ids
     }
     warnings = []

@@ -72,8 +72,9 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
@@ -214,9 +215,11 @@ class _TemplateTextParser:
 
     def _value(self) -> str:
         line_end = self.text.find("\n", self.pos)
-        rest_of_line = self.text[self.pos:] if line_end < 0 else self.text[self.pos:line_end]
+        rest_of_line = self.text[self.pos :] if line_end < 0 else self.text[self.pos : line_end]
         quoted = _QUOTED.match(self.text, self.pos)
-        if "]]>" in rest_of_line and (quoted is None or quoted.end() - self.pos <= len(rest_of_line)):
+        if "]]>" in rest_of_line and (
+            quoted is None or quoted.end() - self.pos <= len(rest_of_line)
+        ):
             self._fail("CCDATA")
         if quoted:
             self.pos = quoted.end()
@@ -239,11 +242,14 @@ class _TemplateTextParser:
 
     def _fail(self, what: str) -> None:
         line = self.text.count("\n", 0, self.pos) + 1
-        if what == "CCDATA":  # oned refuses "]]>" in a value (it would break its XML), saying no more
+        if (
+            what == "CCDATA"
+        ):  # oned refuses "]]>" in a value (it would break its XML), saying no more
             raise TemplateSyntaxError("Parse error.")
-        found = self.text[self.pos:self.pos + 1] or "end of file"
+        found = self.text[self.pos : self.pos + 1] or "end of file"
         raise TemplateSyntaxError(
-            f"Parse error: syntax error, unexpected {found!r}, expecting {what} at line {line}")
+            f"Parse error: syntax error, unexpected {found!r}, expecting {what} at line {line}"
+        )
 
 
 def merge_template(current: Template, new: Template) -> Template:
@@ -273,11 +279,14 @@ def _host_share_xml(host: dict) -> str:
     cores = "".join(
         f"<CORE><CPUS><![CDATA[{2 * i}:-1,{2 * i + 1}:-1]]></CPUS><DEDICATED><![CDATA[NO]]>"
         f"</DEDICATED><FREE><![CDATA[2]]></FREE><ID><![CDATA[{i}]]></ID></CORE>"
-        for i in range(total_cpu // 200))
-    numa = (f"<NODE>{cores}<HUGEPAGE><PAGES><![CDATA[0]]></PAGES><SIZE><![CDATA[2048]]>"
-            f"</SIZE><USAGE><![CDATA[0]]></USAGE></HUGEPAGE><MEMORY><DISTANCE><![CDATA[0]]>"
-            f"</DISTANCE><TOTAL><![CDATA[{total_mem}]]></TOTAL><USAGE><![CDATA[0]]></USAGE>"
-            f"</MEMORY><NODE_ID><![CDATA[0]]></NODE_ID></NODE>")
+        for i in range(total_cpu // 200)
+    )
+    numa = (
+        f"<NODE>{cores}<HUGEPAGE><PAGES><![CDATA[0]]></PAGES><SIZE><![CDATA[2048]]>"
+        f"</SIZE><USAGE><![CDATA[0]]></USAGE></HUGEPAGE><MEMORY><DISTANCE><![CDATA[0]]>"
+        f"</DISTANCE><TOTAL><![CDATA[{total_mem}]]></TOTAL><USAGE><![CDATA[0]]></USAGE>"
+        f"</MEMORY><NODE_ID><![CDATA[0]]></NODE_ID></NODE>"
+    )
     return (
         "<HOST_SHARE>"
         f"<MEM_USAGE>0</MEM_USAGE><CPU_USAGE>0</CPU_USAGE>"
@@ -287,7 +296,8 @@ def _host_share_xml(host: dict) -> str:
         "<DATASTORES><DISK_USAGE>0</DISK_USAGE><FREE_DISK>400000</FREE_DISK>"
         "<MAX_DISK>500000</MAX_DISK><USED_DISK>100000</USED_DISK></DATASTORES>"
         f"<PCI_DEVICES/><NUMA_NODES>{numa}</NUMA_NODES>"
-        "</HOST_SHARE>")
+        "</HOST_SHARE>"
+    )
 
 
 def host_monitored(host: dict) -> bool:
@@ -310,8 +320,15 @@ def host_template(host: dict) -> Template:
         "VM_MAD": host.get("vm_mad", im_mad),
     }
     if host_monitored(host):
-        attrs.update({"ARCH": "x86_64", "CPUSPEED": "2400", "HYPERVISOR": im_mad,
-                      "MODELNAME": "Intel(R) Xeon(R) CPU (simulated)", "VERSION": "6.10.0"})
+        attrs.update(
+            {
+                "ARCH": "x86_64",
+                "CPUSPEED": "2400",
+                "HYPERVISOR": im_mad,
+                "MODELNAME": "Intel(R) Xeon(R) CPU (simulated)",
+                "VERSION": "6.10.0",
+            }
+        )
         if host.get("hostname"):
             attrs["HOSTNAME"] = host["hostname"]
     attrs.update(host.get("template", {}))
@@ -332,8 +349,9 @@ def updated_host(host: dict, new: Template, update_type: int) -> dict:
         if isinstance(value, str) and value:
             drivers[name] = value
     host["im_mad"], host["vm_mad"] = drivers["IM_MAD"], drivers["VM_MAD"]
-    host["template_attributes"] = [(name, value) for name, value in template if name not in drivers] + [
-        (name, value) for name, value in drivers.items()]
+    host["template_attributes"] = [
+        (name, value) for name, value in template if name not in drivers
+    ] + list(drivers.items())
     return host
 
 
@@ -349,7 +367,8 @@ def _monitoring_xml(host: dict) -> str:
         f"<MONITORING><TIMESTAMP>{int(time.time())}</TIMESTAMP><ID>{int(host['id'])}</ID>"
         "<CAPACITY><FREE_CPU>780</FREE_CPU><FREE_MEMORY>15000000</FREE_MEMORY>"
         "<USED_CPU>20</USED_CPU><USED_MEMORY>1777216</USED_MEMORY></CAPACITY>"
-        "<SYSTEM><NETRX>123456</NETRX><NETTX>654321</NETTX></SYSTEM></MONITORING>")
+        "<SYSTEM><NETRX>123456</NETRX><NETTX>654321</NETTX></SYSTEM></MONITORING>"
+    )
 
 
 def host_xml(host: dict) -> str:
@@ -359,14 +378,19 @@ def host_xml(host: dict) -> str:
     vms = "".join(f"<ID>{int(vm)}</ID>" for vm in host.get("vms", []))
     return (
         "<HOST>"
-        + _text("ID", int(host["id"])) + _text("NAME", host["name"])
-        + _text("STATE", state) + _text("PREV_STATE", int(host.get("prev_state", state)))
+        + _text("ID", int(host["id"]))
+        + _text("NAME", host["name"])
+        + _text("STATE", state)
+        + _text("PREV_STATE", int(host.get("prev_state", state)))
         + f"<IM_MAD>{_cdata(im_mad)}</IM_MAD><VM_MAD>{_cdata(host.get('vm_mad', im_mad))}</VM_MAD>"
         + _text("CLUSTER_ID", int(host.get("cluster_id", 0)))
         + _text("CLUSTER", host.get("cluster", "default"))
-        + _host_share_xml(host) + f"<VMS>{vms}</VMS>"
-        + _template_xml(host) + _monitoring_xml(host)
-        + "</HOST>")
+        + _host_share_xml(host)
+        + f"<VMS>{vms}</VMS>"
+        + _template_xml(host)
+        + _monitoring_xml(host)
+        + "</HOST>"
+    )
 
 
 def host_pool_xml(hosts: list[dict], list_order: str = "DESC") -> str:
@@ -380,9 +404,11 @@ def host_pool_xml(hosts: list[dict], list_order: str = "DESC") -> str:
 
 VM_STATE_DONE = 6
 VM_STATE_MAX = 11  # CLONING_FAILURE, the last VmState
-_PERMISSIONS = ("<PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A>"
-                "<GROUP_U>0</GROUP_U><GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A>"
-                "<OTHER_U>0</OTHER_U><OTHER_M>0</OTHER_M><OTHER_A>0</OTHER_A></PERMISSIONS>")
+_PERMISSIONS = (
+    "<PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A>"
+    "<GROUP_U>0</GROUP_U><GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A>"
+    "<OTHER_U>0</OTHER_U><OTHER_M>0</OTHER_M><OTHER_A>0</OTHER_A></PERMISSIONS>"
+)
 
 
 def vm_template(vm: dict) -> Template:
@@ -411,21 +437,42 @@ def _vm_history(vm: dict) -> list[dict]:
         return list(vm["history"])
     if vm.get("host_id") is None:
         return []
-    return [{"seq": 0, "host_id": vm["host_id"], "hostname": vm.get("hostname", f"host{vm['host_id']}")}]
+    return [
+        {"seq": 0, "host_id": vm["host_id"], "hostname": vm.get("hostname", f"host{vm['host_id']}")}
+    ]
 
 
 def _history_xml(vm: dict, record: dict, short: bool) -> str:
     stime = int(vm.get("stime", 1_700_000_000))
-    fields = [("OID", int(vm["id"])), ("SEQ", int(record["seq"])),
-              ("HOSTNAME", escape(str(record["hostname"]))), ("HID", int(record["host_id"])),
-              ("CID", int(record.get("cluster_id", 0)))]
+    fields = [
+        ("OID", int(vm["id"])),
+        ("SEQ", int(record["seq"])),
+        ("HOSTNAME", escape(str(record["hostname"]))),
+        ("HID", int(record["host_id"])),
+        ("CID", int(record.get("cluster_id", 0))),
+    ]
     if short:
         fields += [("DS_ID", 0), ("VM_MAD", "kvm"), ("TM_MAD", "ssh"), ("ACTION", 0)]
     else:
-        fields += [("STIME", stime), ("ETIME", 0), ("VM_MAD", "kvm"), ("TM_MAD", "ssh"),
-                   ("DS_ID", 0), ("PLAN_ID", -1), ("ACTION_ID", -1), ("PSTIME", stime),
-                   ("PETIME", stime + 5), ("RSTIME", stime + 5), ("RETIME", 0), ("ESTIME", 0),
-                   ("EETIME", 0), ("ACTION", 0), ("UID", -1), ("GID", -1), ("REQUEST_ID", -1)]
+        fields += [
+            ("STIME", stime),
+            ("ETIME", 0),
+            ("VM_MAD", "kvm"),
+            ("TM_MAD", "ssh"),
+            ("DS_ID", 0),
+            ("PLAN_ID", -1),
+            ("ACTION_ID", -1),
+            ("PSTIME", stime),
+            ("PETIME", stime + 5),
+            ("RSTIME", stime + 5),
+            ("RETIME", 0),
+            ("ESTIME", 0),
+            ("EETIME", 0),
+            ("ACTION", 0),
+            ("UID", -1),
+            ("GID", -1),
+            ("REQUEST_ID", -1),
+        ]
     return "<HISTORY>" + "".join(f"<{tag}>{value}</{tag}>" for tag, value in fields) + "</HISTORY>"
 
 
@@ -433,57 +480,110 @@ def _vm_header_xml(vm: dict, extended: bool) -> str:
     state = int(vm.get("state", 3))
     lcm_state = int(vm.get("lcm_state", 3 if state == 3 else 0))
     running = state == 3
-    parts = [_text("ID", int(vm["id"])), _text("UID", int(vm.get("uid", 0))),
-             _text("GID", int(vm.get("gid", 0))), _text("UNAME", vm.get("uname", "oneadmin")),
-             _text("GNAME", vm.get("gname", "oneadmin")), _text("NAME", vm["name"])]
+    parts = [
+        _text("ID", int(vm["id"])),
+        _text("UID", int(vm.get("uid", 0))),
+        _text("GID", int(vm.get("gid", 0))),
+        _text("UNAME", vm.get("uname", "oneadmin")),
+        _text("GNAME", vm.get("gname", "oneadmin")),
+        _text("NAME", vm["name"]),
+    ]
     if extended:
         parts.append(_PERMISSIONS)
-    parts += [_text("LAST_POLL", int(time.time()) if running else 0), _text("STATE", state),
-              _text("LCM_STATE", lcm_state)]
+    parts += [
+        _text("LAST_POLL", int(time.time()) if running else 0),
+        _text("STATE", state),
+        _text("LCM_STATE", lcm_state),
+    ]
     if extended:
         parts += [_text("PREV_STATE", state), _text("PREV_LCM_STATE", lcm_state)]
-    parts += [_text("RESCHED", 0), _text("STIME", int(vm.get("stime", 1_700_000_000))),
-              _text("ETIME", 0), _text("DEPLOY_ID", f"one-{int(vm['id'])}" if running else "")]
+    parts += [
+        _text("RESCHED", 0),
+        _text("STIME", int(vm.get("stime", 1_700_000_000))),
+        _text("ETIME", 0),
+        _text("DEPLOY_ID", f"one-{int(vm['id'])}" if running else ""),
+    ]
     return "".join(parts)
 
 
 def vm_xml(vm: dict) -> str:
     """One <VM> element as one.vm.info and one.vmpool.infoextended give it (vm.xsd order)."""
     running = int(vm.get("state", 3)) == 3
-    monitoring = (f"<MONITORING><CPU>{_cdata('2.0')}</CPU><ID>{_cdata(int(vm['id']))}</ID>"
-                  f"<MEMORY>{_cdata('786432')}</MEMORY><TIMESTAMP>{_cdata(int(time.time()))}"
-                  "</TIMESTAMP></MONITORING>") if running else "<MONITORING/>"
+    monitoring = (
+        (
+            f"<MONITORING><CPU>{_cdata('2.0')}</CPU><ID>{_cdata(int(vm['id']))}</ID>"
+            f"<MEMORY>{_cdata('786432')}</MEMORY><TIMESTAMP>{_cdata(int(time.time()))}"
+            "</TIMESTAMP></MONITORING>"
+        )
+        if running
+        else "<MONITORING/>"
+    )
     history = _vm_history(vm)
-    records = ("<HISTORY_RECORDS>" + _history_xml(vm, history[-1], short=False) + "</HISTORY_RECORDS>"
-               if history else "<HISTORY_RECORDS/>")
-    return ("<VM>" + _vm_header_xml(vm, extended=True) + monitoring + "<SCHED_ACTIONS></SCHED_ACTIONS>"
-            + template_xml("TEMPLATE", vm_template(vm)) + template_xml("USER_TEMPLATE", vm_user_template(vm))
-            + records + "<BACKUPS><BACKUP_CONFIG/><BACKUP_IDS></BACKUP_IDS></BACKUPS></VM>")
+    records = (
+        "<HISTORY_RECORDS>" + _history_xml(vm, history[-1], short=False) + "</HISTORY_RECORDS>"
+        if history
+        else "<HISTORY_RECORDS/>"
+    )
+    return (
+        "<VM>"
+        + _vm_header_xml(vm, extended=True)
+        + monitoring
+        + "<SCHED_ACTIONS></SCHED_ACTIONS>"
+        + template_xml("TEMPLATE", vm_template(vm))
+        + template_xml("USER_TEMPLATE", vm_user_template(vm))
+        + records
+        + "<BACKUPS><BACKUP_CONFIG/><BACKUP_IDS></BACKUP_IDS></BACKUPS></VM>"
+    )
 
 
 # oned's short body keeps only these USER_TEMPLATE attributes (VirtualMachineTemplate::to_xml_short).
-_SHORT_USER_TEMPLATE = ("LABELS", "ERROR", "SCHED_MESSAGE", "SCHED_RANK", "SCHED_DS_RANK",
-                        "SCHED_REQUIREMENTS", "SCHED_DS_REQUIREMENTS", "USER_PRIORITY")
+_SHORT_USER_TEMPLATE = (
+    "LABELS",
+    "ERROR",
+    "SCHED_MESSAGE",
+    "SCHED_RANK",
+    "SCHED_DS_RANK",
+    "SCHED_REQUIREMENTS",
+    "SCHED_DS_REQUIREMENTS",
+    "USER_PRIORITY",
+)
 
 
 def vm_short_xml(vm: dict) -> str:
     """One <VM> element as one.vmpool.info gives it: oned's short body (vm_pool.xsd)."""
     template = vm_template(vm)
-    short_template = "".join(f"<{name}>{escape(str(template_value(template, name) or ''))}</{name}>"
-                             for name in ("CPU", "MEMORY", "VCPU"))
+    short_template = "".join(
+        f"<{name}>{escape(str(template_value(template, name) or ''))}</{name}>"
+        for name in ("CPU", "MEMORY", "VCPU")
+    )
     user_template = vm_user_template(vm)
-    kept = "".join(f"<{name}>{escape(value)}</{name}>" for name in _SHORT_USER_TEMPLATE
-                   for value in [template_value(user_template, name)]
-                   if isinstance(value, str) and value)
+    kept = "".join(
+        f"<{name}>{escape(value)}</{name}>"
+        for name in _SHORT_USER_TEMPLATE
+        for value in [template_value(user_template, name)]
+        if isinstance(value, str) and value
+    )
     running = int(vm.get("state", 3)) == 3
-    monitoring = ("<MONITORING><CPU>2.0</CPU><MEMORY>786432</MEMORY></MONITORING>"
-                  if running else "<MONITORING/>")
+    monitoring = (
+        "<MONITORING><CPU>2.0</CPU><MEMORY>786432</MEMORY></MONITORING>"
+        if running
+        else "<MONITORING/>"
+    )
     history = _vm_history(vm)
-    records = ("<HISTORY_RECORDS>" + _history_xml(vm, history[-1], short=True) + "</HISTORY_RECORDS>"
-               if history else "<HISTORY_RECORDS/>")
-    return ("<VM>" + _vm_header_xml(vm, extended=False) + f"<TEMPLATE>{short_template}</TEMPLATE>"
-            + monitoring + (f"<USER_TEMPLATE>{kept}</USER_TEMPLATE>" if user_template else "<USER_TEMPLATE/>")
-            + records + "</VM>")
+    records = (
+        "<HISTORY_RECORDS>" + _history_xml(vm, history[-1], short=True) + "</HISTORY_RECORDS>"
+        if history
+        else "<HISTORY_RECORDS/>"
+    )
+    return (
+        "<VM>"
+        + _vm_header_xml(vm, extended=False)
+        + f"<TEMPLATE>{short_template}</TEMPLATE>"
+        + monitoring
+        + (f"<USER_TEMPLATE>{kept}</USER_TEMPLATE>" if user_template else "<USER_TEMPLATE/>")
+        + records
+        + "</VM>"
+    )
 
 
 def validate_vms(vms: Any) -> list[dict]:
@@ -519,6 +619,7 @@ def validate_hosts(hosts: Any) -> list[dict]:
 
 def xmlrpc_fault(code: int, message: str) -> Exception:
     import xmlrpc.client
+
     return xmlrpc.client.Fault(code, message)
 
 
@@ -526,16 +627,20 @@ def _require_types(method: str, *checks: tuple[Any, type]) -> None:
     """Raise the fault xmlrpc-c answers when an argument does not match the signature."""
     for position, (value, expected) in enumerate(checks, start=1):
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise xmlrpc_fault(XMLRPC_TYPE_ERROR,
-                               f"{method}: argument {position + 1} must be {expected.__name__}, "
-                               f"not {type(value).__name__}")
+            raise xmlrpc_fault(
+                XMLRPC_TYPE_ERROR,
+                f"{method}: argument {position + 1} must be {expected.__name__}, "
+                f"not {type(value).__name__}",
+            )
 
 
 def _owned_by(vm: dict, filter_flag: int) -> bool:
     """Pool filter flag as seen by oneadmin (uid 0, gid 0): -2 all, -3 mine, -4 my group,
     -1 mine or my group, >= 0 that user's."""
     uid, gid = int(vm.get("uid", 0)), int(vm.get("gid", 0))
-    return {-2: True, -3: uid == 0, -4: gid == 0, -1: uid == 0 or gid == 0}.get(filter_flag, uid == filter_flag)
+    return {-2: True, -3: uid == 0, -4: gid == 0, -1: uid == 0 or gid == 0}.get(
+        filter_flag, uid == filter_flag
+    )
 
 
 def _in_state(vm: dict, state: int) -> bool:
@@ -555,7 +660,7 @@ class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
 class _Handler(SimpleXMLRPCRequestHandler):
     rpc_paths = ("/RPC2", "/")
 
-    def do_POST(self):  # noqa: N802 (http.server naming)
+    def do_POST(self):
         simulator: OneApiSimulator = self.server.simulator  # type: ignore[attr-defined]
         mode = simulator.mode
         if mode == "hang":
@@ -576,7 +681,9 @@ class _Handler(SimpleXMLRPCRequestHandler):
             status, ctype, body = 500, "text/plain", b"Internal Server Error\n"
         elif mode == "html":
             status, ctype = 200, "text/html"
-            body = b"<!DOCTYPE html><html><head><title>Login</title></head><body>web UI</body></html>"
+            body = (
+                b"<!DOCTYPE html><html><head><title>Login</title></head><body>web UI</body></html>"
+            )
         else:
             status, ctype, body = 200, "text/plain", b"this is not XML-RPC, just some bytes\n"
         self.send_response(status)
@@ -595,11 +702,22 @@ class OneApiSimulator:
     Usable as a context manager. `calls` counts oned methods answered (not `sim.*`).
     """
 
-    def __init__(self, hosts: list[dict] | None = None, *, user: str = "oneadmin",
-                 password: str = "sim-password", bind: str = "127.0.0.1", port: int = 0,
-                 delay_s: float = 0.0, mode: str = "ok", hang_s: float = 5.0,
-                 hosts_file: str | os.PathLike | None = None, vms: list[dict] | None = None,
-                 tls_context: "ssl.SSLContext | None" = None, list_order: str = "DESC"):
+    def __init__(
+        self,
+        hosts: list[dict] | None = None,
+        *,
+        user: str = "oneadmin",
+        password: str = "sim-password",
+        bind: str = "127.0.0.1",
+        port: int = 0,
+        delay_s: float = 0.0,
+        mode: str = "ok",
+        hang_s: float = 5.0,
+        hosts_file: str | os.PathLike | None = None,
+        vms: list[dict] | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        list_order: str = "DESC",
+    ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if list_order not in ("ASC", "DESC"):
@@ -622,11 +740,12 @@ class OneApiSimulator:
 
     # -- lifecycle
 
-    def start(self) -> "OneApiSimulator":
+    def start(self) -> OneApiSimulator:
         """Bind, start serving in a daemon thread, and set `url`."""
         self._reload_hosts_file()
-        server = _Server((self._bind, self._port), requestHandler=_Handler,
-                         logRequests=False, allow_none=True)
+        server = _Server(
+            (self._bind, self._port), requestHandler=_Handler, logRequests=False, allow_none=True
+        )
         server.simulator = self  # type: ignore[attr-defined]
         self._register(server)
         if self._tls_context is not None:
@@ -634,8 +753,12 @@ class OneApiSimulator:
         self._server = server
         host, port = server.server_address[:2]
         self.url = f"{'https' if self._tls_context else 'http'}://{host}:{port}/RPC2"
-        self._thread = threading.Thread(target=server.serve_forever, name="one-api-sim",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            name="one-api-sim",
+            kwargs={"poll_interval": 0.1},
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -655,7 +778,7 @@ class OneApiSimulator:
         while self._thread.is_alive():
             self._thread.join(timeout=0.5)
 
-    def __enter__(self) -> "OneApiSimulator":
+    def __enter__(self) -> OneApiSimulator:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -721,24 +844,35 @@ class OneApiSimulator:
         try:
             stat = self._hosts_file.stat()
         except OSError as error:
-            print(f"one_api_simulator: cannot stat {self._hosts_file}: {error.strerror}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"one_api_simulator: cannot stat {self._hosts_file}: {error.strerror}",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp == self._hosts_file_stamp:
             return
         try:
             import yaml
+
             hosts = validate_hosts(yaml.safe_load(self._hosts_file.read_text()))
         except Exception as error:  # noqa: BLE001 - a half-written file must not kill the API
-            print(f"one_api_simulator: keeping the previous hosts, {self._hosts_file} "
-                  f"is invalid: {error}", file=sys.stderr, flush=True)
+            print(
+                f"one_api_simulator: keeping the previous hosts, {self._hosts_file} "
+                f"is invalid: {error}",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         with self._lock:
             # The file gives the pool's hosts; templates written through the API stay, as
             # they would in oned when a hypervisor is added beside them.
-            written = {int(host["id"]): host["template_attributes"] for host in self._hosts
-                       if "template_attributes" in host}
+            written = {
+                int(host["id"]): host["template_attributes"]
+                for host in self._hosts
+                if "template_attributes" in host
+            }
             for host in hosts:
                 if int(host["id"]) in written:
                     host["template_attributes"] = written[int(host["id"])]
@@ -748,14 +882,17 @@ class OneApiSimulator:
     # -- XML-RPC methods
 
     def _register(self, server: _Server) -> None:
-        server.register_function(self._counted("one.hostpool.info", self._hostpool_info),
-                                 "one.hostpool.info")
+        server.register_function(
+            self._counted("one.hostpool.info", self._hostpool_info), "one.hostpool.info"
+        )
         server.register_function(self._counted("one.host.info", self._host_info), "one.host.info")
-        for name, method in (("one.host.update", self._host_update),
-                             ("one.vmpool.info", self._vmpool_info),
-                             ("one.vmpool.infoextended", self._vmpool_info_extended),
-                             ("one.vm.info", self._vm_info),
-                             ("one.vm.update", self._vm_update)):
+        for name, method in (
+            ("one.host.update", self._host_update),
+            ("one.vmpool.info", self._vmpool_info),
+            ("one.vmpool.infoextended", self._vmpool_info_extended),
+            ("one.vm.info", self._vm_info),
+            ("one.vm.update", self._vm_update),
+        ):
             server.register_function(self._counted(name, method), name)
         server.register_function(lambda: dict(self.calls), "sim.calls")
         server.register_function(self._reset, "sim.reset")
@@ -770,6 +907,7 @@ class OneApiSimulator:
             answer = method(*params)
             self._run_hooks(name)
             return answer
+
         return wrapper
 
     def _run_hooks(self, name: str) -> None:
@@ -790,24 +928,36 @@ class OneApiSimulator:
 
     def _hostpool_info(self, session=None, *_ignored) -> list:
         if not self._authenticated(session):
-            return self._failure("one.hostpool.info",
-                                 "User couldn't be authenticated, aborting call.", AUTHENTICATION)
+            return self._failure(
+                "one.hostpool.info",
+                "User couldn't be authenticated, aborting call.",
+                AUTHENTICATION,
+            )
         return [True, host_pool_xml(self.hosts(), self.list_order), 0]
 
     def _host_info(self, session=None, host_id=None, *_ignored) -> list:
         if not self._authenticated(session):
-            return self._failure("one.host.info",
-                                 "User couldn't be authenticated, aborting call.", AUTHENTICATION)
+            return self._failure(
+                "one.host.info", "User couldn't be authenticated, aborting call.", AUTHENTICATION
+            )
         for host in self.hosts():
             if isinstance(host_id, int) and int(host["id"]) == host_id:
                 return [True, host_xml(host), 0]
-        return self._failure("one.host.info", f"Error getting host [{host_id}].", NO_EXISTS,
-                             host_id if isinstance(host_id, int) else -1)
+        return self._failure(
+            "one.host.info",
+            f"Error getting host [{host_id}].",
+            NO_EXISTS,
+            host_id if isinstance(host_id, int) else -1,
+        )
 
-    def _host_update(self, session=None, host_id=None, template=None, update_type=0, *_ignored) -> list:
+    def _host_update(
+        self, session=None, host_id=None, template=None, update_type=0, *_ignored
+    ) -> list:
         method = "one.host.update"
         if not self._authenticated(session):
-            return self._failure(method, "User couldn't be authenticated, aborting call.", AUTHENTICATION)
+            return self._failure(
+                method, "User couldn't be authenticated, aborting call.", AUTHENTICATION
+            )
         _require_types(method, (host_id, int), (template, str), (update_type, int))
         self._reload_hosts_file()
         with self._lock:
@@ -821,18 +971,22 @@ class OneApiSimulator:
             except TemplateSyntaxError as error:
                 return self._failure(method, f"Cannot update template. {error}", INTERNAL, -1)
             host = updated_host(self._hosts[index], new, update_type)
-            self._hosts = self._hosts[:index] + [host] + self._hosts[index + 1:]
+            self._hosts = [*self._hosts[:index], host, *self._hosts[index + 1 :]]
         return [True, host_id, 0]
 
     def _vm_update(self, session=None, vm_id=None, template=None, update_type=0, *_ignored) -> list:
         method = "one.vm.update"
         if not self._authenticated(session):
-            return self._failure(method, "User couldn't be authenticated, aborting call.", AUTHENTICATION)
+            return self._failure(
+                method, "User couldn't be authenticated, aborting call.", AUTHENTICATION
+            )
         _require_types(method, (vm_id, int), (template, str), (update_type, int))
         with self._lock:
             index = self._index(self._vms, vm_id)
             if index is None:
-                return self._failure(method, f"Error getting virtual machine [{vm_id}].", NO_EXISTS, vm_id)
+                return self._failure(
+                    method, f"Error getting virtual machine [{vm_id}].", NO_EXISTS, vm_id
+                )
             if update_type not in (0, 1):
                 return self._failure(method, "Wrong update type", XML_RPC_API, -1)
             try:
@@ -840,18 +994,24 @@ class OneApiSimulator:
             except TemplateSyntaxError as error:  # the VM parses before it locks: ACTION, no prefix
                 return self._failure(method, str(error), ACTION, -1)
             vm = dict(self._vms[index])
-            vm["user_template_attributes"] = new if update_type == 0 else merge_template(vm_user_template(vm), new)
-            self._vms = self._vms[:index] + [vm] + self._vms[index + 1:]
+            vm["user_template_attributes"] = (
+                new if update_type == 0 else merge_template(vm_user_template(vm), new)
+            )
+            self._vms = [*self._vms[:index], vm, *self._vms[index + 1 :]]
         return [True, vm_id, 0]
 
     def _vm_info(self, session=None, vm_id=None, *_ignored) -> list:
         if not self._authenticated(session):
-            return self._failure("one.vm.info", "User couldn't be authenticated, aborting call.", AUTHENTICATION)
+            return self._failure(
+                "one.vm.info", "User couldn't be authenticated, aborting call.", AUTHENTICATION
+            )
         _require_types("one.vm.info", (vm_id, int))
         for vm in self.vms():
             if int(vm["id"]) == vm_id:
                 return [True, vm_xml(vm), 0]
-        return self._failure("one.vm.info", f"Error getting virtual machine [{vm_id}].", NO_EXISTS, vm_id)
+        return self._failure(
+            "one.vm.info", f"Error getting virtual machine [{vm_id}].", NO_EXISTS, vm_id
+        )
 
     def _vmpool_info(self, session=None, *args) -> list:
         return self._vm_pool("one.vmpool.info", session, args, vm_short_xml)
@@ -859,12 +1019,18 @@ class OneApiSimulator:
     def _vmpool_info_extended(self, session=None, *args) -> list:
         return self._vm_pool("one.vmpool.infoextended", session, args, vm_xml)
 
-    def _vm_pool(self, method: str, session: Any, args: tuple, render: Callable[[dict], str]) -> list:
+    def _vm_pool(
+        self, method: str, session: Any, args: tuple, render: Callable[[dict], str]
+    ) -> list:
         """VM_POOL filtered as oned filters it: owner flag, ID range or page, state."""
         if not self._authenticated(session):
-            return self._failure(method, "User couldn't be authenticated, aborting call.", AUTHENTICATION)
+            return self._failure(
+                method, "User couldn't be authenticated, aborting call.", AUTHENTICATION
+            )
         if len(args) < 4:  # oned's signature is A:siiiis, the query string optional
-            raise xmlrpc_fault(XMLRPC_TYPE_ERROR, f"{method}: expected 4 or 5 arguments after the session")
+            raise xmlrpc_fault(
+                XMLRPC_TYPE_ERROR, f"{method}: expected 4 or 5 arguments after the session"
+            )
         filter_flag, start, end, state = args[:4]
         _require_types(method, (filter_flag, int), (start, int), (end, int), (state, int))
         if state < -2 or state > VM_STATE_MAX:
@@ -874,10 +1040,13 @@ class OneApiSimulator:
         vms = sorted(self.vms(), key=lambda vm: int(vm["id"]), reverse=self.list_order == "DESC")
         vms = [vm for vm in vms if _owned_by(vm, filter_flag) and _in_state(vm, state)]
         if end < -1:  # pagination: start is an offset, -end the page size
-            vms = vms[max(start, 0):max(start, 0) - end]
+            vms = vms[max(start, 0) : max(start, 0) - end]
         else:
-            vms = [vm for vm in vms if (start < 0 or int(vm["id"]) >= start)
-                   and (end < 0 or int(vm["id"]) <= end)]
+            vms = [
+                vm
+                for vm in vms
+                if (start < 0 or int(vm["id"]) >= start) and (end < 0 or int(vm["id"]) <= end)
+            ]
         return [True, "<VM_POOL>" + "".join(render(vm) for vm in vms) + "</VM_POOL>", 0]
 
     @staticmethod
@@ -909,6 +1078,7 @@ def _read_vms(path: str | None) -> list[dict]:
     if path is None:
         return []
     import yaml
+
     with open(path, encoding="utf-8") as handle:
         vms = yaml.safe_load(handle)
     return validate_vms(vms["vms"] if isinstance(vms, dict) and "vms" in vms else vms)
@@ -916,7 +1086,8 @@ def _read_vms(path: str | None) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="TEST DOUBLE: OpenNebula XML-RPC API simulator (hosts, VMs, template updates)")
+        description="TEST DOUBLE: OpenNebula XML-RPC API simulator (hosts, VMs, template updates)"
+    )
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=26330)
     parser.add_argument("--hosts", required=True, help="YAML list of hosts, re-read on change")
@@ -927,9 +1098,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vms", help="YAML list of VMs, read once at start")
     args = parser.parse_args(argv)
 
-    simulator = OneApiSimulator(user=args.user, password=_read_password(args.password_file),
-                                bind=args.bind, port=args.port, delay_s=args.delay,
-                                mode=args.mode, hosts_file=args.hosts, vms=_read_vms(args.vms))
+    simulator = OneApiSimulator(
+        user=args.user,
+        password=_read_password(args.password_file),
+        bind=args.bind,
+        port=args.port,
+        delay_s=args.delay,
+        mode=args.mode,
+        hosts_file=args.hosts,
+        vms=_read_vms(args.vms),
+    )
     # SIGTERM (kill PID) ends the process cleanly, like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     simulator.start()

@@ -144,7 +144,9 @@ class _Parser:
             self.expect_op("=")
             op = "!="
         elif op == "@":
-            raise ExpressionError("the model does not evaluate @> (not used by the energy sync's advice)")
+            raise ExpressionError(
+                "the model does not evaluate @> (not used by the energy sync's advice)"
+            )
         elif op not in ("=", ">", "<"):
             raise ExpressionError(f"unexpected {op!r}")
         kind, literal = self.take()
@@ -154,7 +156,12 @@ class _Parser:
             bound = int(literal) if kind == "INTEGER" else _float32(float(literal))
             if value is None:
                 return False
-            return {"=": value == bound, "!=": value != bound, ">": value > bound, "<": value < bound}[op]
+            return {
+                "=": value == bound,
+                "!=": value != bound,
+                ">": value > bound,
+                "<": value < bound,
+            }[op]
         if op not in ("=", "!="):
             raise ExpressionError(f"{op} needs a number")
         if stored is None or literal == "":
@@ -168,14 +175,21 @@ class _Parser:
         value = self._operand()
         while True:
             token = self.peek()
-            level = {"+": 1, "-": 1, "*": 2, "/": 2}.get(token[1]) if token and token[0] == "OP" else None
+            level = (
+                {"+": 1, "-": 1, "*": 2, "/": 2}.get(token[1])
+                if token and token[0] == "OP"
+                else None
+            )
             if level is None or level < minimum_level:
                 return value
             self.take()
             right = self.rank(level + 1)
             op = token[1]
-            value = _float32({"+": value + right, "-": value - right, "*": value * right}.get(op)
-                             if op != "/" else value / right)
+            value = _float32(
+                {"+": value + right, "-": value - right, "*": value * right}.get(op)
+                if op != "/"
+                else value / right
+            )
 
     def _operand(self) -> float:
         kind, text = self.take()
@@ -213,12 +227,20 @@ def rank_of(expression: str, host: dict[str, str]) -> int:
     return int(value)
 
 
-def best_hosts(hosts: dict[str, dict[str, str]], *, rank: str = "", requirements: str = "",
-               with_room: set[str] | None = None) -> set[str]:
+def best_hosts(
+    hosts: dict[str, dict[str, str]],
+    *,
+    rank: str = "",
+    requirements: str = "",
+    with_room: set[str] | None = None,
+) -> set[str]:
     """The hosts the scheduler may put the VM on: those with room that meet the requirements,
     of the highest rank (more than one when they tie). Empty: the VM stays pending."""
-    eligible = {name: host for name, host in hosts.items()
-                if (with_room is None or name in with_room) and requirement_holds(requirements, host)}
+    eligible = {
+        name: host
+        for name, host in hosts.items()
+        if (with_room is None or name in with_room) and requirement_holds(requirements, host)
+    }
     if not eligible:
         return set()
     ranks = {name: rank_of(rank, host) for name, host in eligible.items()}

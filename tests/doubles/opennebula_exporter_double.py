@@ -32,7 +32,7 @@ _HELP = {
     "opennebula_vm_mem_total_bytes": "Total memory capacity",
     "opennebula_vm_host_id": "Host ID where the VM is allocated",
     "opennebula_vm_state": "VM state 0:init 1:pending 2:hold 3:active 4:stopped 5:suspended 6:done 8:poweroff "
-                           "9:undeployed 10:clonning",
+    "9:undeployed 10:clonning",
     "opennebula_host_cpu_total_ratio": "Total CPU capacity",
     "opennebula_host_mem_total_bytes": "Total memory capacity",
     "opennebula_host_state": "Host state 0:init 2:monitored 3:error 4:disabled 8:offline",
@@ -42,7 +42,9 @@ _HELP = {
 def _vm_values(vm: dict) -> dict[str, float]:
     template = vm_template(vm)
     vcpus = template_value(template, "VCPU")
-    history = vm.get("history") or ([{"host_id": vm["host_id"]}] if vm.get("host_id") is not None else [])
+    history = vm.get("history") or (
+        [{"host_id": vm["host_id"]}] if vm.get("host_id") is not None else []
+    )
     return {
         "opennebula_vm_cpu_vcpus": int(vcpus) if vcpus else 1,
         "opennebula_vm_cpu_ratio": float(template_value(template, "CPU")),
@@ -85,11 +87,11 @@ class OpenNebulaExporterDouble:
         self._thread: threading.Thread | None = None
         self.address = ""
 
-    def start(self) -> "OpenNebulaExporterDouble":
+    def start(self) -> OpenNebulaExporterDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 if self.path != "/metrics":
                     self.send_error(404)
                     return
@@ -106,8 +108,12 @@ class OpenNebulaExporterDouble:
         self._server = ThreadingHTTPServer((self._bind, self._port), Handler)
         host, port = self._server.server_address[:2]
         self.address = f"{host}:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="opennebula-exporter-double",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            name="opennebula-exporter-double",
+            kwargs={"poll_interval": 0.1},
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -120,7 +126,7 @@ class OpenNebulaExporterDouble:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "OpenNebulaExporterDouble":
+    def __enter__(self) -> OpenNebulaExporterDouble:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -40,9 +40,9 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Iterable
 
 MODES = ("ok", "http500", "garbage", "hang")
 MAX_HANG_S = 30.0
@@ -68,7 +68,9 @@ class Series:
     stale_at: float | None = None  # time of the staleness marker that ended it, if any
 
 
-def steady_samples(value: float, start: float, end: float, step: float = 15.0) -> list[tuple[float, float]]:
+def steady_samples(
+    value: float, start: float, end: float, step: float = 15.0
+) -> list[tuple[float, float]]:
     """Samples of a constant value every `step` seconds from start to end (inclusive)."""
     count = int((end - start) // step)
     return [(start + index * step, value) for index in range(count + 1)]
@@ -77,8 +79,16 @@ def steady_samples(value: float, start: float, end: float, step: float = 15.0) -
 class PrometheusApiDouble:
     """TEST DOUBLE of Prometheus' query API on a loopback port. Usable as a context manager."""
 
-    def __init__(self, *, bind: str = "127.0.0.1", port: int = 0, lookback_s: float = DEFAULT_LOOKBACK_S,
-                 evaluation_interval_s: float = 60.0, mode: str = "ok", hang_s: float = 5.0):
+    def __init__(
+        self,
+        *,
+        bind: str = "127.0.0.1",
+        port: int = 0,
+        lookback_s: float = DEFAULT_LOOKBACK_S,
+        evaluation_interval_s: float = 60.0,
+        mode: str = "ok",
+        hang_s: float = 5.0,
+    ):
         self._check_mode(mode)
         self.lookback_s, self.evaluation_interval_s = lookback_s, evaluation_interval_s
         self.mode, self.hang_s = mode, hang_s
@@ -92,14 +102,18 @@ class PrometheusApiDouble:
 
     # -- lifecycle
 
-    def start(self) -> "PrometheusApiDouble":
+    def start(self) -> PrometheusApiDouble:
         server = _Server((self._bind, self._port), _Handler)
         server.double = self  # type: ignore[attr-defined]
         self._server = server
         host, port = server.server_address[:2]
         self.url = f"http://{host}:{port}"
-        self._thread = threading.Thread(target=server.serve_forever, name="prometheus-double",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            name="prometheus-double",
+            kwargs={"poll_interval": 0.1},
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -112,7 +126,7 @@ class PrometheusApiDouble:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "PrometheusApiDouble":
+    def __enter__(self) -> PrometheusApiDouble:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -120,16 +134,26 @@ class PrometheusApiDouble:
 
     # -- state
 
-    def add_series(self, name: str, labels: dict[str, str], samples: Iterable[tuple[float, float]],
-                   stale_at: float | None = None) -> None:
+    def add_series(
+        self,
+        name: str,
+        labels: dict[str, str],
+        samples: Iterable[tuple[float, float]],
+        stale_at: float | None = None,
+    ) -> None:
         """Add (or replace, same name and labels) one series; stale_at ends it with a
         staleness marker at that time (after its last sample)."""
-        series = Series(name, {key: str(value) for key, value in labels.items()}, sorted(samples), stale_at)
+        series = Series(
+            name, {key: str(value) for key, value in labels.items()}, sorted(samples), stale_at
+        )
         if stale_at is not None and series.samples and stale_at <= series.samples[-1][0]:
             raise ValueError("a staleness marker comes after the series' last sample")
         with self._lock:
-            self._series = [known for known in self._series
-                            if (known.name, known.labels) != (series.name, series.labels)] + [series]
+            self._series = [
+                known
+                for known in self._series
+                if (known.name, known.labels) != (series.name, series.labels)
+            ] + [series]
 
     def clear(self) -> None:
         with self._lock:
@@ -153,27 +177,51 @@ class PrometheusApiDouble:
         if len(alternatives) == 2:
             left = self.evaluate(alternatives[0], at)
             seen = {_label_set(labels) for labels, _ in left}
-            return left + [row for row in self.evaluate(alternatives[1], at) if _label_set(row[0]) not in seen]
+            return left + [
+                row for row in self.evaluate(alternatives[1], at) if _label_set(row[0]) not in seen
+            ]
         aggregation = _AGGREGATION.match(query)
         if aggregation:
             operator, by, inner = aggregation.groups()
-            return _aggregate(operator, [name.strip() for name in by.split(",")], self.evaluate(inner, at))
+            return _aggregate(
+                operator, [name.strip() for name in by.split(",")], self.evaluate(inner, at)
+            )
         with self._lock:
             series = list(self._series)
         if match := _AVG_OVER_TIME.match(query):
             name, window = match.group(1), float(match.group(2))
-            return [(dict(item.labels), sum(values) / len(values)) for item in series if item.name == name
-                    for values in [[v for t, v in item.samples if at - window < t <= at]] if values]
+            return [
+                (dict(item.labels), sum(values) / len(values))
+                for item in series
+                if item.name == name
+                for values in [[v for t, v in item.samples if at - window < t <= at]]
+                if values
+            ]
         if match := _NEWEST_TIMESTAMP.match(query):
             name, window = match.group(1), float(match.group(2))
-            return [(dict(item.labels), newest) for item in series if item.name == name
-                    for newest in [self._newest_over_steps(item, at, window)] if newest is not None]
+            return [
+                (dict(item.labels), newest)
+                for item in series
+                if item.name == name
+                for newest in [self._newest_over_steps(item, at, window)]
+                if newest is not None
+            ]
         if match := _TIMESTAMP.match(query):
-            return [(dict(item.labels), sample[0]) for item in series
-                    if item.name == match.group(1) for sample in [self._newest(item, at)] if sample]
+            return [
+                (dict(item.labels), sample[0])
+                for item in series
+                if item.name == match.group(1)
+                for sample in [self._newest(item, at)]
+                if sample
+            ]
         if match := _SELECTOR.match(query):
-            return [({"__name__": item.name, **item.labels}, sample[1]) for item in series
-                    if item.name == match.group(1) for sample in [self._newest(item, at)] if sample]
+            return [
+                ({"__name__": item.name, **item.labels}, sample[1])
+                for item in series
+                if item.name == match.group(1)
+                for sample in [self._newest(item, at)]
+                if sample
+            ]
         raise UnsupportedQuery(f"the test double does not evaluate {query!r}")
 
     def _newest(self, series: Series, at: float) -> tuple[float, float] | None:
@@ -212,7 +260,7 @@ def _split_top_level_or(query: str) -> list[str]:
     for index, char in enumerate(query):
         depth += {"(": 1, ")": -1}.get(char, 0)
         if depth == 0 and query.startswith(" or ", index):
-            return [query[:index].strip(), query[index + 4:].strip()]
+            return [query[:index].strip(), query[index + 4 :].strip()]
     return [query]
 
 
@@ -221,7 +269,9 @@ def _label_set(labels: dict[str, str]) -> frozenset:
     return frozenset((name, value) for name, value in labels.items() if name != "__name__")
 
 
-def _aggregate(operator: str, by: list[str], rows: list[tuple[dict, float]]) -> list[tuple[dict, float]]:
+def _aggregate(
+    operator: str, by: list[str], rows: list[tuple[dict, float]]
+) -> list[tuple[dict, float]]:
     groups: dict[tuple, list[float]] = {}
     for labels, value in rows:
         key = tuple((name, labels[name]) for name in by if labels.get(name))
@@ -251,10 +301,10 @@ class _Server(socketserver.ThreadingMixIn, HTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server naming)
+    def do_GET(self):
         self._respond(urllib.parse.urlsplit(self.path).query)
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         length = int(self.headers.get("content-length", 0) or 0)
         self._respond(self.rfile.read(length).decode("utf-8") if length else "")
 

@@ -30,13 +30,19 @@ from pathlib import Path
 
 MODES = ("reload", "reject", "stuck", "frozen")
 REJECTION_LOG = [
-    'ts=2026-01-01T00:00:00.000Z caller=main.go:1192 level=info msg="Loading configuration file" '
-    "filename=/etc/prometheus/prometheus.yml",
-    'ts=2026-01-01T00:00:00.001Z caller=manager.go:1015 level=error component="rule manager" '
-    'msg="loading groups failed" err="/etc/prometheus/scaphandre_rules.yml: open '
-    '/etc/prometheus/scaphandre_rules.yml: permission denied"',
-    'ts=2026-01-01T00:00:00.001Z caller=main.go:1218 level=error msg="Failed to apply configuration" '
-    'err="error loading rules, previous rule set restored"',
+    (
+        'ts=2026-01-01T00:00:00.000Z caller=main.go:1192 level=info msg="Loading configuration file" '
+        "filename=/etc/prometheus/prometheus.yml"
+    ),
+    (
+        'ts=2026-01-01T00:00:00.001Z caller=manager.go:1015 level=error component="rule manager" '
+        'msg="loading groups failed" err="/etc/prometheus/scaphandre_rules.yml: open '
+        '/etc/prometheus/scaphandre_rules.yml: permission denied"'
+    ),
+    (
+        'ts=2026-01-01T00:00:00.001Z caller=main.go:1218 level=error msg="Failed to apply configuration" '
+        'err="error loading rules, previous rule set restored"'
+    ),
 ]
 
 
@@ -46,8 +52,15 @@ class _Server(socketserver.ThreadingMixIn, HTTPServer):
 
 
 class PrometheusReloadDouble:
-    def __init__(self, hup_file: Path, journal_file: Path, mode: str = "reload", delay_s: float = 0.0,
-                 hang_s: float = 5.0, earlier_reload_on_read: int | None = None):
+    def __init__(
+        self,
+        hup_file: Path,
+        journal_file: Path,
+        mode: str = "reload",
+        delay_s: float = 0.0,
+        hang_s: float = 5.0,
+        earlier_reload_on_read: int | None = None,
+    ):
         self.hup_file = hup_file
         self.journal_file = journal_file
         self.mode = mode
@@ -62,7 +75,7 @@ class PrometheusReloadDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
+            def do_GET(self):
                 if self.path != "/metrics":
                     self.send_error(404)
                     return
@@ -79,9 +92,11 @@ class PrometheusReloadDouble:
 
         self._server = _Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
-    def __enter__(self) -> "PrometheusReloadDouble":
+    def __enter__(self) -> PrometheusReloadDouble:
         self._thread.start()
         return self
 

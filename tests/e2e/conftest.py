@@ -69,7 +69,11 @@ class SimulatedCloud:
 
     def write_inventory(self) -> None:
         render_inventory(
-            self.inventory, self.bed, self.hypervisors, self.host_data, prometheus_data=self.prometheus_data
+            self.inventory,
+            self.bed,
+            self.hypervisors,
+            self.host_data,
+            prometheus_data=self.prometheus_data,
         )
         render_discovery_inventory(self.discovery_inventory, self.bed)
 
@@ -82,7 +86,9 @@ class SimulatedCloud:
 
     def add_hypervisor(self, name: str, one_id: int) -> None:
         self.bed.add_hypervisor(name)
-        self.pool.append({"id": one_id, "name": name, "hostname": name, "im_mad": "kvm", "state": 2})
+        self.pool.append(
+            {"id": one_id, "name": name, "hostname": name, "im_mad": "kvm", "state": 2}
+        )
         self.publish_ssh_ports()
         self.hypervisors.append(name)
         self.write_inventory()
@@ -94,7 +100,9 @@ def cloud(tmp_path_factory):
     with bed_with_opennebula(
         PREFIX, state_dir, ("hv1", "hv2", "hv3"), SSH_PORT_BASE, PROMETHEUS_API_PORT, INITIAL_POOL
     ) as (bed, simulator, password):
-        simulated = SimulatedCloud(bed=bed, simulator=simulator, state_dir=state_dir, password=password)
+        simulated = SimulatedCloud(
+            bed=bed, simulator=simulator, state_dir=state_dir, password=password
+        )
         simulated.publish_ssh_ports()
         simulated.write_inventory()
         yield simulated

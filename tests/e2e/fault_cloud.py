@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.doubles.one_api_simulator import OneApiSimulator
-from tests.e2e.cloud import PrometheusApi, PyinfraRun, bed_port, bed_prefix, bed_with_opennebula, run_pyinfra
+from tests.e2e.cloud import (
+    PrometheusApi,
+    PyinfraRun,
+    bed_port,
+    bed_prefix,
+    bed_with_opennebula,
+    run_pyinfra,
+)
 from tests.testbed.bed import TestBed
 
 PREFIX = bed_prefix("sotb-faults")
@@ -70,11 +77,20 @@ class FaultCloud:
 
     def one_data(self, **overrides) -> dict:
         """OpenNebula group data pointing at the simulator, with `overrides` applied."""
-        data = {"one_xmlrpc": self.simulator.url, "one_auth_file": str(self.auth_file), "one_xmlrpc_timeout": 10}
+        data = {
+            "one_xmlrpc": self.simulator.url,
+            "one_auth_file": str(self.auth_file),
+            "one_xmlrpc_timeout": 10,
+        }
         return {**data, **overrides}
 
-    def write_inventory(self, name: str, hypervisors=HYPERVISORS, one: dict | None = None,
-                        host_data: dict[str, dict] | None = None) -> Path:
+    def write_inventory(
+        self,
+        name: str,
+        hypervisors=HYPERVISORS,
+        one: dict | None = None,
+        host_data: dict[str, dict] | None = None,
+    ) -> Path:
         """An inventory.py as an operator writes it, for the given hosts and data."""
         extra = host_data or {}
 
@@ -102,15 +118,23 @@ class FaultCloud:
 
     def hypervisor_state(self, host: str) -> dict:
         """What the deploy would have changed on a hypervisor."""
-        out = self.sh(host, (
-            f"test -e {MODULES_LOAD_FILE} && echo modules-load; "
-            "command -v dockerd >/dev/null && echo docker; "
-            "test -e /sys/class/powercap/intel-rapl:0 && echo rapl; "
-            "command -v docker >/dev/null && docker inspect -f 'container={{.State.Status}}' scaphandre 2>/dev/null; true"
-        ))
+        out = self.sh(
+            host,
+            (
+                f"test -e {MODULES_LOAD_FILE} && echo modules-load; "
+                "command -v dockerd >/dev/null && echo docker; "
+                "test -e /sys/class/powercap/intel-rapl:0 && echo rapl; "
+                "command -v docker >/dev/null "
+                "&& docker inspect -f 'container={{.State.Status}}' scaphandre 2>/dev/null; true"
+            ),
+        )
         words = out.split()
-        return {"modules_load": "modules-load" in words, "docker": "docker" in words,
-                "rapl": "rapl" in words, "container": _after(out, "container=")}
+        return {
+            "modules_load": "modules-load" in words,
+            "docker": "docker" in words,
+            "rapl": "rapl" in words,
+            "container": _after(out, "container="),
+        }
 
     def prometheus_state(self) -> dict:
         """What the deploy would have changed on the Prometheus host."""
@@ -118,8 +142,11 @@ class FaultCloud:
             "config_sha": self.file_sha(self.bed.prometheus_name, PROMETHEUS_YML),
             "targets_sha": self.file_sha(self.bed.prometheus_name, TARGETS_FILE),
             # The deploy's staged copies beside the config and its uploads on their way in.
-            "staged": self.sh(self.bed.prometheus_name, "ls -d /etc/prometheus/.scaphandre-* "
-                              "/var/lib/scaphandre-opennebula/prometheus/*.upload 2>/dev/null; true").strip(),
+            "staged": self.sh(
+                self.bed.prometheus_name,
+                "ls -d /etc/prometheus/.scaphandre-* "
+                "/var/lib/scaphandre-opennebula/prometheus/*.upload 2>/dev/null; true",
+            ).strip(),
         }
 
     def file_sha(self, host: str, path: str) -> str | None:
@@ -133,7 +160,10 @@ class FaultCloud:
         self.bed.exec(host, "sh", "-c", f"cat > {path}", input=text, timeout=30)
 
     def prometheus_active(self) -> bool:
-        return self.sh(self.bed.prometheus_name, "systemctl is-active prometheus; true").strip() == "active"
+        return (
+            self.sh(self.bed.prometheus_name, "systemctl is-active prometheus; true").strip()
+            == "active"
+        )
 
     def container_identity(self, host: str) -> str:
         return self.sh(host, "docker inspect -f '{{.Id}} {{.State.StartedAt}}' scaphandre").strip()
@@ -160,7 +190,7 @@ class FaultCloud:
 def _after(text: str, marker: str) -> str | None:
     for line in text.splitlines():
         if line.startswith(marker):
-            return line[len(marker):].strip()
+            return line[len(marker) :].strip()
     return None
 
 

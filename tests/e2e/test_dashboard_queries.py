@@ -33,8 +33,8 @@ from tasks.prometheus.rules import render_rules
 from tests.doubles.one_api_simulator import OneApiSimulator
 from tests.doubles.opennebula_exporter_double import OpenNebulaExporterDouble
 from tests.e2e.cloud import (
-    PrometheusApi,
     REPO,
+    PrometheusApi,
     bed_gateway,
     bed_port,
     bed_prefix,
@@ -53,8 +53,15 @@ PROMETHEUS_API_PORT = bed_port(9195)
 HYPERVISORS = ("hv1", "hv2")
 POOL = [
     {"id": 4, "name": "hv1", "hostname": "hv1", "im_mad": "kvm", "state": 2},
-    {"id": 9, "name": "hv2.cloud.test", "hostname": "hv2", "im_mad": "kvm", "state": 2,
-     "cluster_id": 100, "cluster": "lyon"},
+    {
+        "id": 9,
+        "name": "hv2.cloud.test",
+        "hostname": "hv2",
+        "im_mad": "kvm",
+        "state": 2,
+        "cluster_id": 100,
+        "cluster": "lyon",
+    },
 ]
 ONE_IDS = {"hv1": "4", "hv2": "9"}
 # gCO2e/kWh: hv1's own, hv2's from its cluster
@@ -95,22 +102,40 @@ def write_inventory(path: Path, bed: TestBed) -> Path:
     """The operator's inventory, plus prom1 in a `grafana` group (a host may be in several groups)."""
     render_inventory(path, bed, list(HYPERVISORS), CARBON_DATA)
     with path.open("a") as inventory:
-        inventory.write(f"grafana = (prometheus[0], {{'grafana_dashboards_dir': {DASHBOARDS_DIR!r}}})\n")
+        inventory.write(
+            f"grafana = (prometheus[0], {{'grafana_dashboards_dir': {DASHBOARDS_DIR!r}}})\n"
+        )
     return path
 
 
 def opennebula_vms(bed: TestBed) -> list[dict]:
     """The bed's simulated VMs as OpenNebula knows them: 2 vCPUs for the first of each host, 4 for the others."""
-    return [{"id": vm, "name": f"guest-{vm}", "host_id": int(ONE_IDS[hv]), "hostname": hv,
-             "template": {"VCPU": "2" if n == 0 else "4"}}
-            for hv in HYPERVISORS for n, vm in enumerate(bed.vm_ids(hv))]
+    return [
+        {
+            "id": vm,
+            "name": f"guest-{vm}",
+            "host_id": int(ONE_IDS[hv]),
+            "hostname": hv,
+            "template": {"VCPU": "2" if n == 0 else "4"},
+        }
+        for hv in HYPERVISORS
+        for n, vm in enumerate(bed.vm_ids(hv))
+    ]
 
 
 def add_opennebula_exporter_job(bed: TestBed, address: str) -> None:
     """The operator's own job for OpenNebula's exporter in prom1's prometheus.yml, as on a frontend."""
     config = yaml.safe_load(bed.exec(bed.prometheus_name, "cat", PROMETHEUS_YML).stdout)
-    config["scrape_configs"].append({"job_name": "opennebula_exporter", "static_configs": [{"targets": [address]}]})
-    bed.exec(bed.prometheus_name, "sh", "-c", f"cat > {PROMETHEUS_YML}", input=yaml.safe_dump(config, sort_keys=False))
+    config["scrape_configs"].append(
+        {"job_name": "opennebula_exporter", "static_configs": [{"targets": [address]}]}
+    )
+    bed.exec(
+        bed.prometheus_name,
+        "sh",
+        "-c",
+        f"cat > {PROMETHEUS_YML}",
+        input=yaml.safe_dump(config, sort_keys=False),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +153,19 @@ def dash(tmp_path_factory):
 
 def alerts(cloud: DashCloud, name: str) -> list[dict]:
     """Active (pending or firing) alerts of that name, as Prometheus' own API lists them."""
-    return [a for a in cloud.prometheus.get("/api/v1/alerts")["alerts"] if a["labels"].get("alertname") == name]
+    return [
+        a
+        for a in cloud.prometheus.get("/api/v1/alerts")["alerts"]
+        if a["labels"].get("alertname") == name
+    ]
 
 
 def last_reload(cloud: DashCloud) -> float:
-    return float(cloud.prometheus.query("prometheus_config_last_reload_success_timestamp_seconds")[0]["value"][1])
+    return float(
+        cloud.prometheus.query("prometheus_config_last_reload_success_timestamp_seconds")[0][
+            "value"
+        ][1]
+    )
 
 
 # ---------------------------------------------------------------- scenarios
@@ -147,7 +180,8 @@ def test_deploy_ships_rules_and_dashboard(dash):
     prom = dash.bed.prometheus_name
     # The shipped rules, and the carbon intensity of each hypervisor (hv2's from its cluster)
     assert dash.file_on_prometheus_host(RULES_ON_SERVER) == render_rules(
-        RULES_FILE.read_text(), "scaphandre", "vcpu", intensity_rules(INTENSITIES, "90m"))
+        RULES_FILE.read_text(), "scaphandre", "vcpu", intensity_rules(INTENSITIES, "90m")
+    )
     config = dash.file_on_prometheus_host(PROMETHEUS_YML)
     assert RULES_ON_SERVER in config and "opennebula_exporter" in config
     dash.bed.exec(prom, "promtool", "check", "config", PROMETHEUS_YML)
@@ -162,16 +196,24 @@ def test_every_dashboard_query_returns_data(dash):
     """Each panel target, with the dashboard's variables filled in, returns a non-empty result."""
 
     def scaphandre_reports_both_hosts_and_their_vms():
-        hosts = {s["metric"]["one_host_id"] for s in dash.prometheus.query('scaph_host_power_microwatts{job="scaphandre"}')}
+        hosts = {
+            s["metric"]["one_host_id"]
+            for s in dash.prometheus.query('scaph_host_power_microwatts{job="scaphandre"}')
+        }
         vms = {
             (s["metric"]["one_host_id"], s["metric"]["one_vm_id"])
-            for s in dash.prometheus.query('scaph_process_power_consumption_microwatts{one_vm_id!=""}')
+            for s in dash.prometheus.query(
+                'scaph_process_power_consumption_microwatts{one_vm_id!=""}'
+            )
         }
         wanted = {(ONE_IDS[h], vm) for h in HYPERVISORS for vm in dash.vm_ids(h)}
         return hosts == set(ONE_IDS.values()) and wanted <= vms
 
-    dash.prometheus.wait_for("host and VM power of both hypervisors", scaphandre_reports_both_hosts_and_their_vms,
-                             timeout_s=DATA_TIMEOUT_S)
+    dash.prometheus.wait_for(
+        "host and VM power of both hypervisors",
+        scaphandre_reports_both_hosts_and_their_vms,
+        timeout_s=DATA_TIMEOUT_S,
+    )
 
     queries = panel_queries(values=TEST_VALUES)
     assert len(queries) >= 10
@@ -190,6 +232,7 @@ def test_every_dashboard_query_returns_data(dash):
 
 def test_per_host_and_per_vm_panels_show_every_host_and_vm(dash):
     by_title = {(title, ref): expr for title, ref, expr in panel_queries()}
+
     def every_host_draws_power():
         # The bed's RAPL simulation draws 20-50 W; a scrape landing between two counter
         # updates reads 0 W for a moment, so wait (bounded) for a plausible value on every host.
@@ -197,8 +240,11 @@ def test_per_host_and_per_vm_panels_show_every_host_and_vm(dash):
         in_range = {s["metric"]["one_host_id"] for s in per_host if 1 < float(s["value"][1]) < 500}
         return per_host if in_range == set(ONE_IDS.values()) else None
 
-    dash.prometheus.wait_for("power between 1 and 500 W for every hypervisor", every_host_draws_power,
-                             timeout_s=DATA_TIMEOUT_S)
+    dash.prometheus.wait_for(
+        "power between 1 and 500 W for every hypervisor",
+        every_host_draws_power,
+        timeout_s=DATA_TIMEOUT_S,
+    )
 
     # Energy integrates 1-minute steps: a VM seen for less than a minute may have no step yet.
     wanted = {(ONE_IDS[h], vm) for h in HYPERVISORS for vm in dash.vm_ids(h)}
@@ -209,7 +255,9 @@ def test_per_host_and_per_vm_panels_show_every_host_and_vm(dash):
         assert found <= wanted, f"energy for VMs the bed does not run: {found - wanted}"
         return found == wanted and all(float(s["value"][1]) > 0 for s in energy)
 
-    dash.prometheus.wait_for("energy over the range for every VM", every_vm_has_energy, timeout_s=DATA_TIMEOUT_S)
+    dash.prometheus.wait_for(
+        "energy over the range for every VM", every_vm_has_energy, timeout_s=DATA_TIMEOUT_S
+    )
 
     top = dash.prometheus.query(by_title[("Top $topn VMs by power", "A")])
     assert 0 < len(top) <= int(TEST_VALUES["topn"])
@@ -219,8 +267,11 @@ def test_recording_rules_produce_power_and_energy_series(dash):
     groups = dash.prometheus.get("/api/v1/rules")["groups"]
     ours = [g for g in groups if g["file"] == RULES_ON_SERVER]
     assert {g["name"] for g in ours} == {
-        "scaphandre-opennebula-power", "scaphandre-opennebula-energy", "scaphandre-opennebula-alerts",
-        "scaphandre-opennebula-attribution", "scaphandre-opennebula-carbon-intensity",
+        "scaphandre-opennebula-power",
+        "scaphandre-opennebula-energy",
+        "scaphandre-opennebula-alerts",
+        "scaphandre-opennebula-attribution",
+        "scaphandre-opennebula-carbon-intensity",
     }, groups
 
     def series_of(record: str, keys: tuple[str, ...]) -> set[tuple[str, ...]]:
@@ -246,16 +297,31 @@ def test_recording_rules_produce_power_and_energy_series(dash):
     }
     for record, (keys, wanted) in expected.items():
         dash.prometheus.wait_for(
-            f"{record} for {sorted(wanted)}", lambda: wanted <= series_of(record, keys), timeout_s=DATA_TIMEOUT_S
+            f"{record} for {sorted(wanted)}",
+            lambda record=record, keys=keys, wanted=wanted: wanted <= series_of(record, keys),
+            timeout_s=DATA_TIMEOUT_S,
         )
+
     def every_rule_evaluated_ok():
         # A group evaluated once a minute reports "unknown" until its first evaluation after a load.
-        groups = [g for g in dash.prometheus.get("/api/v1/rules")["groups"] if g["name"] in {g["name"] for g in ours}]
-        unhealthy = [(r["name"], r["health"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"]
+        groups = [
+            g
+            for g in dash.prometheus.get("/api/v1/rules")["groups"]
+            if g["name"] in {g["name"] for g in ours}
+        ]
+        unhealthy = [
+            (r["name"], r["health"], r.get("lastError"))
+            for g in groups
+            for r in g["rules"]
+            if r["health"] != "ok"
+        ]
         return groups if not unhealthy else None
 
-    dash.prometheus.wait_for("every Scaphandre rule evaluated with health ok", every_rule_evaluated_ok,
-                             timeout_s=DATA_TIMEOUT_S)
+    dash.prometheus.wait_for(
+        "every Scaphandre rule evaluated with health ok",
+        every_rule_evaluated_ok,
+        timeout_s=DATA_TIMEOUT_S,
+    )
 
     total = float(dash.prometheus.query("one_cloud:power_watts")[0]["value"][1])
     assert 2 < total < 1000, total
@@ -266,8 +332,12 @@ def test_recording_rules_produce_power_and_energy_series(dash):
 def at(dash: DashCloud, promql: str, moment: str) -> dict[tuple[str, ...], float]:
     """{label values (one_host_id, then one_vm_id or part when present): value} at that instant."""
     result = dash.prometheus.get("/api/v1/query", query=promql, time=moment)["result"]
-    return {tuple(s["metric"][k] for k in ("one_host_id", "one_vm_id", "part") if k in s["metric"]):
-            float(s["value"][1]) for s in result}
+    return {
+        tuple(
+            s["metric"][k] for k in ("one_host_id", "one_vm_id", "part") if k in s["metric"]
+        ): float(s["value"][1])
+        for s in result
+    }
 
 
 def test_a_vms_attributed_power_is_above_its_measured_and_the_parts_add_up_to_the_hosts(dash):
@@ -286,8 +356,11 @@ def test_a_vms_attributed_power_is_above_its_measured_and_the_parts_add_up_to_th
         constant = at(dash, "one_vm:constant_power_watts", moment)
         return moment if set(constant) == vms and all(v > 0 for v in constant.values()) else None
 
-    moment = dash.prometheus.wait_for("a constant power share for every VM", a_minute_with_every_vm_sized,
-                                      timeout_s=DATA_TIMEOUT_S)
+    moment = dash.prometheus.wait_for(
+        "a constant power share for every VM",
+        a_minute_with_every_vm_sized,
+        timeout_s=DATA_TIMEOUT_S,
+    )
     measured = at(dash, "one_host:measured_power_watts", moment)
     parts = at(dash, "one_host:power_part_watts", moment)
     attributed = at(dash, "one_vm:attributed_power_watts", moment)
@@ -295,7 +368,9 @@ def test_a_vms_attributed_power_is_above_its_measured_and_the_parts_add_up_to_th
     emissions = at(dash, "one_vm:emissions_gco2e_per_hour", moment)
     for (host, vm), watts in attributed.items():
         assert watts > measured_vm[(host, vm)], (host, vm, watts, measured_vm[(host, vm)])
-        assert emissions[(host, vm)] == pytest.approx(watts * INTENSITIES[int(host)] / 1000, rel=1e-9)
+        assert emissions[(host, vm)] == pytest.approx(
+            watts * INTENSITIES[int(host)] / 1000, rel=1e-9
+        )
     for (host,), watts in measured.items():
         assert 1 < watts < 500, (host, watts)
         assert sum(v for (h, _), v in parts.items() if h == host) == pytest.approx(watts, abs=1e-9)
@@ -307,10 +382,14 @@ def test_a_vms_attributed_power_is_above_its_measured_and_the_parts_add_up_to_th
         hypervisor = next(h for h in HYPERVISORS if ONE_IDS[h] == host)
         vcpus = sum(2 if n == 0 else 4 for n, _ in enumerate(dash.vm_ids(hypervisor)))
         constant = parts[(host, "vms_constant")] + parts[(host, "unallocated")]
-        assert parts[(host, "vms_constant")] == pytest.approx(constant * min(vcpus / 8, 1), rel=1e-9)
+        assert parts[(host, "vms_constant")] == pytest.approx(
+            constant * min(vcpus / 8, 1), rel=1e-9
+        )
 
 
-def alert_while(dash: DashCloud, alert: str, host: str, break_it: tuple, repair_it: tuple) -> list[dict]:
+def alert_while(
+    dash: DashCloud, alert: str, host: str, break_it: tuple, repair_it: tuple
+) -> list[dict]:
     """The `alert` alerts Prometheus lists (bounded wait) while `break_it` holds on `host`;
     `repair_it` runs afterwards whatever happens."""
     dash.bed.exec(host, *break_it)
@@ -324,8 +403,13 @@ def alert_while(dash: DashCloud, alert: str, host: str, break_it: tuple, repair_
 
 def test_a_hypervisor_without_vms_raises_the_power_without_vm_alert(dash):
     assert alerts(dash, "ScaphandreHostPowerWithoutVm") == []
-    pending = alert_while(dash, "ScaphandreHostPowerWithoutVm", "hv2",
-                          ("systemctl", "stop", "testbed-vms.service"), ("systemctl", "start", "testbed-vms.service"))
+    pending = alert_while(
+        dash,
+        "ScaphandreHostPowerWithoutVm",
+        "hv2",
+        ("systemctl", "stop", "testbed-vms.service"),
+        ("systemctl", "start", "testbed-vms.service"),
+    )
     assert [a["labels"]["one_host_id"] for a in pending] == [ONE_IDS["hv2"]]
     assert pending[0]["state"] == "pending", "it waits 30 minutes before firing"
     assert pending[0]["labels"]["host_name"] == "hv2.cloud.test"
@@ -337,9 +421,16 @@ def test_a_hypervisor_without_vms_raises_the_power_without_vm_alert(dash):
 
 
 def test_a_stopped_exporter_raises_the_exporter_down_alert(dash):
-    pending = alert_while(dash, "ScaphandreExporterDown", "hv1",
-                          ("docker", "stop", "scaphandre"), ("docker", "start", "scaphandre"))
-    assert [(a["labels"]["one_host_id"], a["labels"]["instance"]) for a in pending] == [(ONE_IDS["hv1"], "hv1:8080")]
+    pending = alert_while(
+        dash,
+        "ScaphandreExporterDown",
+        "hv1",
+        ("docker", "stop", "scaphandre"),
+        ("docker", "start", "scaphandre"),
+    )
+    assert [(a["labels"]["one_host_id"], a["labels"]["instance"]) for a in pending] == [
+        (ONE_IDS["hv1"], "hv1:8080")
+    ]
 
 
 def test_rerun_changes_nothing_and_does_not_reload(dash):

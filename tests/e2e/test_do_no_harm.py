@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cloud import (
-    PrometheusApi,
     REPO,
+    PrometheusApi,
     bed_port,
     bed_prefix,
     bed_with_opennebula,
@@ -42,7 +42,10 @@ PROMETHEUS_API_PORT = bed_port(9205)
 HYPERVISORS = ("hv1", "hv2", "hv3")
 OPERATORS_ENGINE = "hv3"
 ENGINE_BY_DEPLOY = ("hv1", "hv2")
-POOL = [{"id": 31 + i, "name": name, "hostname": name, "im_mad": "kvm", "state": 2} for i, name in enumerate(HYPERVISORS)]
+POOL = [
+    {"id": 31 + i, "name": name, "hostname": name, "im_mad": "kvm", "state": 2}
+    for i, name in enumerate(HYPERVISORS)
+]
 ONE_IDS = {host["name"]: str(host["id"]) for host in POOL}
 
 IMAGE = "scaphandre-test-double:1.0.2"
@@ -53,7 +56,11 @@ OURS = {"iptables": False, "ip6tables": False, "ip-forward": False, "bridge": "n
 # hv2's operator prepared the engine's logging before any engine was installed, and once
 # asked for iptables explicitly: the deploy overrides that key and gives the file back on
 # removal byte for byte. They keep it in /srv/docker (root only) and link it into /etc/docker.
-HV2_OPERATOR_DAEMON_JSON = {"log-driver": "json-file", "log-opts": {"max-size": "10m"}, "iptables": True}
+HV2_OPERATOR_DAEMON_JSON = {
+    "log-driver": "json-file",
+    "log-opts": {"max-size": "10m"},
+    "iptables": True,
+}
 HV2_OPERATOR_BYTES = (json.dumps(HV2_OPERATOR_DAEMON_JSON, indent=4) + "\n").encode()
 HV2_LINK_TARGET = "/srv/docker/daemon.json"
 WARNING = "warning: the Docker engine here was not installed by this deploy and is left as it is"
@@ -71,14 +78,18 @@ class NoHarmBed:
     def inventory(self, name: str = "inventory", **data) -> Path:
         """An inventory of the bed as an operator writes it, with `data` for every hypervisor."""
         path = self.state_dir / f"{name}.py"
-        return render_inventory(path, self.bed, list(HYPERVISORS), {h: dict(data) for h in HYPERVISORS})
+        return render_inventory(
+            path, self.bed, list(HYPERVISORS), {h: dict(data) for h in HYPERVISORS}
+        )
 
     def sh(self, host: str, script: str, check: bool = True) -> str:
         return self.bed.exec(host, "sh", "-c", script, check=check, timeout=120).stdout
 
     def engine_identity(self, host: str) -> str:
         """docker.service's main PID and start time: they change when the engine is restarted."""
-        return self.sh(host, "systemctl show -p MainPID -p ExecMainStartTimestampMonotonic docker.service").strip()
+        return self.sh(
+            host, "systemctl show -p MainPID -p ExecMainStartTimestampMonotonic docker.service"
+        ).strip()
 
     def json_file(self, host: str, path: str):
         text = self.sh(host, f"cat {path} 2>/dev/null || echo '<missing>'")
@@ -86,7 +97,10 @@ class NoHarmBed:
 
     def link_state(self, host: str) -> str:
         """hv2's daemon.json: where the link points, and the mode and bytes (base64) of that file."""
-        return self.sh(host, f"readlink {DAEMON_JSON}; stat -c %a {HV2_LINK_TARGET}; base64 -w0 {HV2_LINK_TARGET}")
+        return self.sh(
+            host,
+            f"readlink {DAEMON_JSON}; stat -c %a {HV2_LINK_TARGET}; base64 -w0 {HV2_LINK_TARGET}",
+        )
 
     def exists(self, host: str, path: str) -> bool:
         return self.bed.exec(host, "test", "-e", path, check=False).returncode == 0
@@ -95,8 +109,12 @@ class NoHarmBed:
         """ip_forward (v4, v6), FORWARD policies, the operator's rules, bridges and bridge-nf-*
         sysctls as before the first deploy on every hypervisor, and the guests' ping as before."""
         for host in HYPERVISORS:
-            assert self.bed.network_state(host) == self.before[host], f"{host}'s VM networking changed {when}"
-            assert self.bed.vms_reach_each_other(host) is self.reach_before[host], f"{host}'s guests {when}"
+            assert self.bed.network_state(host) == self.before[host], (
+                f"{host}'s VM networking changed {when}"
+            )
+            assert self.bed.vms_reach_each_other(host) is self.reach_before[host], (
+                f"{host}'s guests {when}"
+            )
 
     @property
     def prometheus(self) -> PrometheusApi:
@@ -106,12 +124,24 @@ class NoHarmBed:
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("noharm")
-    with bed_with_opennebula(PREFIX, state_dir, HYPERVISORS, SSH_PORT_BASE, PROMETHEUS_API_PORT, POOL,
-                             preinstalled_docker=(OPERATORS_ENGINE,)) as (bed, simulator, _password):
+    with bed_with_opennebula(
+        PREFIX,
+        state_dir,
+        HYPERVISORS,
+        SSH_PORT_BASE,
+        PROMETHEUS_API_PORT,
+        POOL,
+        preinstalled_docker=(OPERATORS_ENGINE,),
+    ) as (bed, simulator, _password):
         noharm = NoHarmBed(bed, simulator, state_dir)
-        bed.exec("hv2", "sh", "-c", f"mkdir -p /etc/docker /srv/docker && cat > {HV2_LINK_TARGET} && "
-                 f"chmod 600 {HV2_LINK_TARGET} && ln -s {HV2_LINK_TARGET} {DAEMON_JSON}",
-                 input=HV2_OPERATOR_BYTES.decode())
+        bed.exec(
+            "hv2",
+            "sh",
+            "-c",
+            f"mkdir -p /etc/docker /srv/docker && cat > {HV2_LINK_TARGET} && "
+            f"chmod 600 {HV2_LINK_TARGET} && ln -s {HV2_LINK_TARGET} {DAEMON_JSON}",
+            input=HV2_OPERATOR_BYTES.decode(),
+        )
         noharm.before = {host: bed.network_state(host) for host in HYPERVISORS}
         noharm.reach_before = {host: bed.vms_reach_each_other(host) for host in HYPERVISORS}
         noharm.engine_before = noharm.engine_identity(OPERATORS_ENGINE)
@@ -119,7 +149,9 @@ def cloud(tmp_path_factory):
 
 
 def hosts_warned(run) -> set[str]:
-    return {host for host in HYPERVISORS if re.search(rf"\[{host}\].*{re.escape(WARNING)}", run.output)}
+    return {
+        host for host in HYPERVISORS if re.search(rf"\[{host}\].*{re.escape(WARNING)}", run.output)
+    }
 
 
 def failed_verify_checks(completed: subprocess.CompletedProcess) -> set[str]:
@@ -128,9 +160,23 @@ def failed_verify_checks(completed: subprocess.CompletedProcess) -> set[str]:
 
 def run_verification_suite(cloud, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/verify", "--inventory", str(cloud.inventory()), "-q",
-         "-p", "no:cacheprovider", *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/verify",
+            "--inventory",
+            str(cloud.inventory()),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -153,8 +199,11 @@ def test_an_unparseable_daemon_json_fails_that_host_untouched_and_the_others_are
     try:
         run = run_pyinfra(cloud.inventory())
         assert run.returncode != 0 and run.failed_hosts() == ["hv2"], run.output[-6000:]
-        assert re.search(rf"\[hv2\].*{DAEMON_JSON} is not valid JSON \(.* at line \d+ column \d+\): fix it or move it "
-                         "aside, then rerun; the deploy left it untouched and installed no Docker engine", run.output)
+        assert re.search(
+            rf"\[hv2\].*{DAEMON_JSON} is not valid JSON \(.* at line \d+ column \d+\): fix it or move it "
+            "aside, then rerun; the deploy left it untouched and installed no Docker engine",
+            run.output,
+        )
         assert cloud.sh("hv2", f"cat {DAEMON_JSON}") == broken
         assert cloud.bed.exec("hv2", "sh", "-c", "command -v dockerd", check=False).returncode != 0
         assert not cloud.exists("hv2", RECORD_DIR)
@@ -180,12 +229,20 @@ def test_the_deploy_changes_no_vm_networking_and_leaves_the_operators_engine_alo
     assert cloud.engine_identity(OPERATORS_ENGINE) == cloud.engine_before
     assert hosts_warned(run) == {OPERATORS_ENGINE}, run.output[-6000:]
     warning = next(line for line in run.output.splitlines() if WARNING in line)
-    assert "iptables FORWARD policy is DROP" in warning and "iptables -I DOCKER-USER -i br0 -o br0 -j ACCEPT" in warning
+    assert (
+        "iptables FORWARD policy is DROP" in warning
+        and "iptables -I DOCKER-USER -i br0 -o br0 -j ACCEPT" in warning
+    )
 
     for host in HYPERVISORS:
-        network = cloud.sh(host, "docker inspect -f '{{.HostConfig.NetworkMode}} {{json .HostConfig.PortBindings}}' scaphandre")
+        network = cloud.sh(
+            host,
+            "docker inspect -f '{{.HostConfig.NetworkMode}} {{json .HostConfig.PortBindings}}' scaphandre",
+        )
         assert network.split()[0] == "host" and network.split()[1] in ("{}", "null"), network
-        assert cloud.bed.exec(host, "pgrep", "-x", "docker-proxy", check=False).returncode == 1, f"docker-proxy on {host}"
+        assert cloud.bed.exec(host, "pgrep", "-x", "docker-proxy", check=False).returncode == 1, (
+            f"docker-proxy on {host}"
+        )
 
 
 def test_the_record_holds_what_the_deploy_brought_root_only(cloud):
@@ -195,17 +252,36 @@ def test_the_record_holds_what_the_deploy_brought_root_only(cloud):
         return hashlib.sha256((json.dumps(settings, indent=2) + "\n").encode()).hexdigest()
 
     assert cloud.json_file("hv1", RECORD_FILE) == {
-        "format": 2, "engine": engine, "images": [IMAGE],
-        "daemon_json": {"settings": OURS, "previous_file": {"present": False}, "written_sha256": written(OURS)}}
+        "format": 2,
+        "engine": engine,
+        "images": [IMAGE],
+        "daemon_json": {
+            "settings": OURS,
+            "previous_file": {"present": False},
+            "written_sha256": written(OURS),
+        },
+    }
     assert cloud.json_file("hv2", RECORD_FILE) == {
-        "format": 2, "engine": engine, "images": [IMAGE],
-        "daemon_json": {"settings": OURS, "previous": {"iptables": True},
-                        "previous_file": {"present": True, "base64": base64.b64encode(HV2_OPERATOR_BYTES).decode()},
-                        "written_sha256": written({**HV2_OPERATOR_DAEMON_JSON, **OURS})}}
+        "format": 2,
+        "engine": engine,
+        "images": [IMAGE],
+        "daemon_json": {
+            "settings": OURS,
+            "previous": {"iptables": True},
+            "previous_file": {
+                "present": True,
+                "base64": base64.b64encode(HV2_OPERATOR_BYTES).decode(),
+            },
+            "written_sha256": written({**HV2_OPERATOR_DAEMON_JSON, **OURS}),
+        },
+    }
     # hv3's engine and image (loaded when its engine started at boot) were the operator's: nothing to record.
     assert not cloud.exists(OPERATORS_ENGINE, RECORD_DIR)
     for host in ENGINE_BY_DEPLOY:
-        assert cloud.sh(host, f"stat -c '%U %a' {RECORD_DIR} {RECORD_FILE}").split("\n")[:2] == ["root 700", "root 600"]
+        assert cloud.sh(host, f"stat -c '%U %a' {RECORD_DIR} {RECORD_FILE}").split("\n")[:2] == [
+            "root 700",
+            "root 600",
+        ]
 
 
 def test_prometheus_scrapes_every_hypervisor_on_the_host_network_with_vm_ids(cloud):
@@ -229,9 +305,13 @@ def test_prometheus_scrapes_every_hypervisor_on_the_host_network_with_vm_ids(clo
 def test_the_verification_suite_fails_only_the_vm_traffic_check_of_the_operators_host(cloud):
     done = run_verification_suite(cloud)
     assert done.returncode != 0
-    assert failed_verify_checks(done) == {f"test_vm_traffic_not_blocked_by_docker[{OPERATORS_ENGINE}]"}, (
-        done.stdout[-6000:] + done.stderr[-2000:])
-    assert re.search(rf"{OPERATORS_ENGINE}: the iptables FORWARD policy is DROP .* VMs on br0 cannot reach", done.stdout)
+    assert failed_verify_checks(done) == {
+        f"test_vm_traffic_not_blocked_by_docker[{OPERATORS_ENGINE}]"
+    }, done.stdout[-6000:] + done.stderr[-2000:]
+    assert re.search(
+        rf"{OPERATORS_ENGINE}: the iptables FORWARD policy is DROP .* VMs on br0 cannot reach",
+        done.stdout,
+    )
 
 
 def test_a_no_op_rerun_changes_nothing_and_warns_again(cloud):
@@ -248,8 +328,16 @@ def test_a_no_op_rerun_changes_nothing_and_warns_again(cloud):
 
 def test_a_reboot_keeps_vm_networking_as_it_was(cloud):
     cloud.bed.restart_host("hv1")
-    wait_until("hv1's container back after the reboot", lambda: cloud.sh(
-        "hv1", "docker inspect -f '{{.State.Status}}' scaphandre 2>/dev/null; true").strip() == "running", 120)
+    wait_until(
+        "hv1's container back after the reboot",
+        lambda: (
+            cloud.sh(
+                "hv1", "docker inspect -f '{{.State.Status}}' scaphandre 2>/dev/null; true"
+            ).strip()
+            == "running"
+        ),
+        120,
+    )
     cloud.assert_vm_networking_as_before("over a reboot")
 
 
@@ -269,12 +357,16 @@ def test_the_documented_fix_lets_the_operators_vms_through(cloud):
 
 
 def test_removal_takes_away_only_what_the_deploy_brought(cloud):
-    run = run_pyinfra(cloud.inventory("remove_engine", remove_docker_engine=True), script="remove.py")
+    run = run_pyinfra(
+        cloud.inventory("remove_engine", remove_docker_engine=True), script="remove.py"
+    )
     assert run.returncode == 0, run.output[-6000:]
 
     cloud.assert_vm_networking_as_before("over remove.py")
     changed = {op.split(" | ")[-1]: sorted(hosts) for op, hosts in run.changed_hosts().items()}
-    assert changed.get(f"Remove the image {IMAGE} the deploy brought") == list(ENGINE_BY_DEPLOY), changed
+    assert changed.get(f"Remove the image {IMAGE} the deploy brought") == list(ENGINE_BY_DEPLOY), (
+        changed
+    )
     assert changed.get("Remove the Docker engine") == list(ENGINE_BY_DEPLOY), changed
     for host in ENGINE_BY_DEPLOY:
         assert cloud.bed.exec(host, "sh", "-c", "command -v dockerd", check=False).returncode != 0
@@ -285,14 +377,20 @@ def test_removal_takes_away_only_what_the_deploy_brought(cloud):
     assert base64.b64decode(content) == HV2_OPERATOR_BYTES, "the operator's file back byte for byte"
 
     # The operator's engine stays, untouched and running, with its image; the host says so.
-    assert re.search(rf"\[{OPERATORS_ENGINE}\].*the Docker engine here was not installed by this deploy: it stays",
-                     run.output), run.output[-4000:]
+    assert re.search(
+        rf"\[{OPERATORS_ENGINE}\].*the Docker engine here was not installed by this deploy: it stays",
+        run.output,
+    ), run.output[-4000:]
     assert cloud.engine_identity(OPERATORS_ENGINE) == cloud.engine_before
-    assert cloud.sh(OPERATORS_ENGINE, f"docker image inspect -f '{{{{.Id}}}}' {IMAGE}").startswith("sha256:")
+    assert cloud.sh(OPERATORS_ENGINE, f"docker image inspect -f '{{{{.Id}}}}' {IMAGE}").startswith(
+        "sha256:"
+    )
     assert cloud.sh(OPERATORS_ENGINE, "docker ps -aq --filter name=^scaphandre$").strip() == ""
     assert not cloud.exists(OPERATORS_ENGINE, DAEMON_JSON)
 
-    again = run_pyinfra(cloud.inventory("remove_engine", remove_docker_engine=True), script="remove.py")
+    again = run_pyinfra(
+        cloud.inventory("remove_engine", remove_docker_engine=True), script="remove.py"
+    )
     assert again.returncode == 0, again.output[-4000:]
     assert again.changed_hosts() == {}, "removing twice must change nothing the second time"
     cloud.assert_vm_networking_as_before("over a second remove.py")

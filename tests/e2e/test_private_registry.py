@@ -39,8 +39,14 @@ IMAGE_PATH = "opennebula/scaphandre-test-double:1.0.2-private"
 
 
 def docker(*args: str, env: dict | None = None, timeout: int = 300) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        ["docker", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
     return done.stdout
 
@@ -86,42 +92,81 @@ def wait_for_registry(timeout_s: float = 30) -> None:
 def registry_cloud(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("registry")
     pool = [{"id": 17, "name": "hv1", "hostname": "hv1", "im_mad": "kvm", "state": 2}]
-    with bed_with_opennebula(PREFIX, state_dir, ("hv1",), SSH_PORT_BASE, PROMETHEUS_API_PORT, pool) as (
-            bed, _, one_password):
+    with bed_with_opennebula(
+        PREFIX, state_dir, ("hv1",), SSH_PORT_BASE, PROMETHEUS_API_PORT, pool
+    ) as (bed, _, one_password):
         docker("build", "-q", "-t", REGISTRY_IMAGE, str(CONTEXT), timeout=600)
         secret = "pull-" + os.urandom(8).hex()
         (state_dir / "pull_secret").write_text(secret + "\n")
         htpasswd = docker("run", "--rm", REGISTRY_IMAGE, "htpasswd", "-Bbn", PULL_USER, secret)
         (state_dir / "htpasswd").write_text(htpasswd)
-        docker("run", "-d", "--name", f"{PREFIX}-registry", "--label", f"{BED_LABEL}={PREFIX}",
-               "--network", bed.network, "--network-alias", "registry",
-               "-p", f"127.0.0.1:{REGISTRY_PORT}:5000",
-               "-v", f"{state_dir / 'htpasswd'}:/etc/docker/registry/htpasswd:ro", REGISTRY_IMAGE)
+        docker(
+            "run",
+            "-d",
+            "--name",
+            f"{PREFIX}-registry",
+            "--label",
+            f"{BED_LABEL}={PREFIX}",
+            "--network",
+            bed.network,
+            "--network-alias",
+            "registry",
+            "-p",
+            f"127.0.0.1:{REGISTRY_PORT}:5000",
+            "-v",
+            f"{state_dir / 'htpasswd'}:/etc/docker/registry/htpasswd:ro",
+            REGISTRY_IMAGE,
+        )
         # This machine's own Docker client pushes with a throw-away config: no login left behind.
         client = {"DOCKER_CONFIG": str(state_dir / "docker-client")}
         pushed = f"127.0.0.1:{REGISTRY_PORT}/{IMAGE_PATH}"
         docker("tag", "scaphandre-test-double:1.0.2", pushed)
         try:
             wait_for_registry()
-            login = subprocess.run(["docker", "login", "-u", PULL_USER, "--password-stdin", f"127.0.0.1:{REGISTRY_PORT}"],
-                                   input=secret, capture_output=True, text=True, timeout=30,
-                                   env={**os.environ, **client})
+            login = subprocess.run(
+                [
+                    "docker",
+                    "login",
+                    "-u",
+                    PULL_USER,
+                    "--password-stdin",
+                    f"127.0.0.1:{REGISTRY_PORT}",
+                ],
+                input=secret,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={**os.environ, **client},
+                check=False,
+            )
             assert login.returncode == 0, login.stderr
             docker("push", pushed, env=client, timeout=600)
         finally:
-            subprocess.run(["docker", "rmi", pushed], capture_output=True, timeout=60)
-        inventory = render_inventory(state_dir / "inventory.py", bed, ["hv1"], {"hv1": {
-            "scaphandre_image": f"registry:5000/{IMAGE_PATH}",
-            "scaphandre_registry_username": PULL_USER,
-            "scaphandre_registry_password_file": str(state_dir / "pull_secret"),
-        }})
+            subprocess.run(["docker", "rmi", pushed], capture_output=True, timeout=60, check=False)
+        inventory = render_inventory(
+            state_dir / "inventory.py",
+            bed,
+            ["hv1"],
+            {
+                "hv1": {
+                    "scaphandre_image": f"registry:5000/{IMAGE_PATH}",
+                    "scaphandre_registry_username": PULL_USER,
+                    "scaphandre_registry_password_file": str(state_dir / "pull_secret"),
+                }
+            },
+        )
         yield RegistryCloud(bed, inventory, state_dir, secret, one_password)
 
 
 def forget_the_login_and_the_image(bed) -> None:
     """hv1 as before its first deploy: no container, no image, no login, no marker."""
-    bed.exec("hv1", "sh", "-c", "docker rm -f scaphandre; docker logout registry:5000; "
-             f"docker rmi registry:5000/{IMAGE_PATH}; rm -rf /var/lib/scaphandre-deploy; true")
+    bed.exec(
+        "hv1",
+        "sh",
+        "-c",
+        "docker rm -f scaphandre; docker logout registry:5000; "
+        f"docker rmi registry:5000/{IMAGE_PATH}; rm -rf /var/lib/scaphandre-deploy; true",
+    )
 
 
 def test_the_image_is_pulled_after_a_login_whose_secret_is_never_shown(registry_cloud):
@@ -130,11 +175,15 @@ def test_the_image_is_pulled_after_a_login_whose_secret_is_never_shown(registry_
     run = run_pyinfra(registry_cloud.inventory, "-v")
     assert run.returncode == 0, run.output[-6000:]
     assert secret not in run.output, "the pull secret appeared in pyinfra's output"
-    image = bed.exec("hv1", "docker", "inspect", "-f", "{{.Config.Image}} {{.State.Status}}", "scaphandre").stdout
+    image = bed.exec(
+        "hv1", "docker", "inspect", "-f", "{{.Config.Image}} {{.State.Status}}", "scaphandre"
+    ).stdout
     assert image.split() == [f"registry:5000/{IMAGE_PATH}", "running"]
 
     again = run_pyinfra(registry_cloud.inventory)
-    assert again.returncode == 0 and again.changed_hosts() == {}, "no second login or pull on a rerun"
+    assert again.returncode == 0 and again.changed_hosts() == {}, (
+        "no second login or pull on a rerun"
+    )
     assert secret not in again.output
 
 
@@ -167,11 +216,19 @@ def test_at_vvv_neither_password_shows_in_the_output_the_files_or_the_process_li
     bed = registry_cloud.bed
     secrets = {
         "registry password": registry_cloud.secret,
-        "registry auth (base64 of user:password)": base64.b64encode(f"{PULL_USER}:{registry_cloud.secret}".encode()).decode(),
+        "registry auth (base64 of user:password)": base64.b64encode(
+            f"{PULL_USER}:{registry_cloud.secret}".encode()
+        ).decode(),
         "OpenNebula password": registry_cloud.one_password,
     }
     forget_the_login_and_the_image(bed)
-    bed.exec("hv1", "sh", "-c", "cat > /usr/local/bin/docker && chmod 755 /usr/local/bin/docker", input=SLOW_LOGIN)
+    bed.exec(
+        "hv1",
+        "sh",
+        "-c",
+        "cat > /usr/local/bin/docker && chmod 755 /usr/local/bin/docker",
+        input=SLOW_LOGIN,
+    )
     sampler = ProcessListSampler(bed, "hv1")
     sampler.start()
     try:
@@ -183,7 +240,9 @@ def test_at_vvv_neither_password_shows_in_the_output_the_files_or_the_process_li
 
     assert run.returncode == 0, run.output[-6000:]
     assert "docker login" in run.output, "-vvv shows the commands, the login among them"
-    assert any("docker login" in sample for sample in sampler.samples), "the sampler saw the login running"
+    assert any("docker login" in sample for sample in sampler.samples), (
+        "the sampler saw the login running"
+    )
     for what, secret in secrets.items():
         assert secret not in run.output, f"the {what} is in pyinfra's -vvv output"
         for sample in sampler.samples:
@@ -195,10 +254,14 @@ def test_at_vvv_neither_password_shows_in_the_output_the_files_or_the_process_li
         'timeout 60 grep -rlsF -e "$1" -e "$2" -e "$3" $dirs | grep -vx /root/.docker/config.json; true'
     )
     for host in ("hv1", bed.prometheus_name):
-        found = bed.exec(host, "sh", "-c", search, "grep-secrets", *secrets.values(), timeout=120).stdout
+        found = bed.exec(
+            host, "sh", "-c", search, "grep-secrets", *secrets.values(), timeout=120
+        ).stdout
         assert found == "", f"a secret is in these files on {host}: {found}"
     stored = bed.exec("hv1", "cat", "/root/.docker/config.json").stdout
-    assert '"registry:5000"' in stored, "docker login stored its credentials where Docker reads them"
+    assert '"registry:5000"' in stored, (
+        "docker login stored its credentials where Docker reads them"
+    )
 
 
 def test_a_rotated_password_is_applied_on_the_next_run(registry_cloud):
@@ -211,13 +274,19 @@ def test_a_rotated_password_is_applied_on_the_next_run(registry_cloud):
 
     run = run_pyinfra(registry_cloud.inventory)
     assert run.returncode == 0, run.output[-4000:]
-    assert any(name.endswith("Log in to registry:5000") for name in run.changed_hosts()), run.changed_hosts()
+    assert any(name.endswith("Log in to registry:5000") for name in run.changed_hosts()), (
+        run.changed_hosts()
+    )
     assert rotated not in run.output
     # The stored login is the new one: the registry refuses the old password now.
-    pulled = bed.exec("hv1", "docker", "pull", f"registry:5000/{IMAGE_PATH}", check=False, timeout=300)
+    pulled = bed.exec(
+        "hv1", "docker", "pull", f"registry:5000/{IMAGE_PATH}", check=False, timeout=300
+    )
     assert pulled.returncode == 0, pulled.stderr
     again = run_pyinfra(registry_cloud.inventory)
-    assert again.returncode == 0 and again.changed_hosts() == {}, "the same password is not sent again"
+    assert again.returncode == 0 and again.changed_hosts() == {}, (
+        "the same password is not sent again"
+    )
 
 
 def test_a_wrong_pull_secret_fails_the_host_without_showing_it(registry_cloud, tmp_path):
@@ -232,4 +301,7 @@ def test_a_wrong_pull_secret_fails_the_host_without_showing_it(registry_cloud, t
     assert run.returncode != 0
     assert "hv1" in run.failed_hosts()
     assert wrong not in run.output and registry_cloud.secret not in run.output
-    assert "unauthorized" in run.output.lower() or "incorrect username or password" in run.output.lower(), run.output[-3000:]
+    assert (
+        "unauthorized" in run.output.lower()
+        or "incorrect username or password" in run.output.lower()
+    ), run.output[-3000:]

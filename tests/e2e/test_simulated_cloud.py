@@ -15,7 +15,7 @@ import time
 import pytest
 import yaml
 
-from tests.e2e.cloud import PrometheusApi, REPO, bed_port, run_pyinfra
+from tests.e2e.cloud import REPO, PrometheusApi, bed_port, run_pyinfra
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,9 @@ PROMETHEUS2_API_PORT = bed_port(9201)
 
 
 def container_identity(cloud, host: str) -> str:
-    return cloud.bed.exec(host, "docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", CONTAINER).stdout.strip()
+    return cloud.bed.exec(
+        host, "docker", "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", CONTAINER
+    ).stdout.strip()
 
 
 def last_reload(cloud) -> float:
@@ -68,7 +70,11 @@ def test_fresh_deploy_reports_every_hypervisor_with_its_opennebula_id(cloud):
 
     def host_power():
         series = cloud.prometheus.query('scaph_host_power_microwatts{job="scaphandre"} > 0')
-        return series if {s["metric"]["one_host_id"] for s in series} == set(cloud.one_ids.values()) else None
+        return (
+            series
+            if {s["metric"]["one_host_id"] for s in series} == set(cloud.one_ids.values())
+            else None
+        )
 
     cloud.prometheus.wait_for("scaph_host_power_microwatts > 0 for every hypervisor", host_power)
 
@@ -111,8 +117,22 @@ def test_a_new_hypervisor_is_added_without_touching_the_others(cloud):
 
 def run_verification_suite(cloud) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/verify", "--inventory", str(cloud.inventory), "-q", "-p", "no:cacheprovider"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/verify",
+            "--inventory",
+            str(cloud.inventory),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
@@ -138,7 +158,9 @@ def test_a_rebooted_hypervisor_comes_back_by_itself(cloud):
     state = ""
     while time.monotonic() < deadline:
         probe = cloud.bed.exec(
-            "hv3", "sh", "-c",
+            "hv3",
+            "sh",
+            "-c",
             "test -e /sys/class/powercap/intel-rapl:0 && docker inspect -f '{{.State.Status}}' scaphandre",
             check=False,
         )
@@ -147,7 +169,9 @@ def test_a_rebooted_hypervisor_comes_back_by_itself(cloud):
             break
         time.sleep(2)
     assert state == "running", "RAPL or the container did not come back after a restart"
-    assert container_identity(cloud, "hv3") != started_before, "the container should have been restarted"
+    assert container_identity(cloud, "hv3") != started_before, (
+        "the container should have been restarted"
+    )
     wait_for_targets_up(cloud, cloud.hypervisors)
 
 
@@ -155,13 +179,17 @@ def test_discovered_inventory_matches_and_picks_up_a_new_hypervisor(cloud):
     calls_before = cloud.simulator.calls["one.hostpool.info"]
     run = run_pyinfra(cloud.discovery_inventory)
     assert run.returncode == 0, run.output[-6000:]
-    assert cloud.simulator.calls["one.hostpool.info"] == calls_before + 1, "discovery shares the run's one API call"
+    assert cloud.simulator.calls["one.hostpool.info"] == calls_before + 1, (
+        "discovery shares the run's one API call"
+    )
     assert "hv-retired (ID 30) skipped: disabled" in run.output
     assert "lxc-node (ID 2) skipped" in run.output
     assert run.changed_hosts() == {}, "the same hosts, discovered instead of listed, need no change"
 
     before = {host: container_identity(cloud, host) for host in cloud.hypervisors}
-    cloud.add_hypervisor("hv5", one_id=40)  # registered in OpenNebula; the discovery inventory is not edited
+    cloud.add_hypervisor(
+        "hv5", one_id=40
+    )  # registered in OpenNebula; the discovery inventory is not edited
     run = run_pyinfra(cloud.discovery_inventory)
     assert run.returncode == 0, run.output[-6000:]
     changed = {host for hosts in run.changed_hosts().values() for host in hosts}
@@ -183,20 +211,34 @@ def test_two_prometheus_servers_share_the_hypervisors_when_sharded(cloud):
     expected = [set(), set()]
     for name in cloud.hypervisors:
         address = f"{name}:8080"
-        expected[int.from_bytes(hashlib.md5(address.encode()).digest()[8:], "big") % 2].add(address)
+        expected[
+            int.from_bytes(hashlib.md5(address.encode(), usedforsecurity=False).digest()[8:], "big")
+            % 2
+        ].add(address)
 
     seen = []
 
     def split_as_expected():
         targets = [server.targets() for server in servers]
-        shares = [{t["labels"]["instance"] for t in listed if t["health"] == "up"} for listed in targets]
-        seen[:] = [[{t["labels"]["instance"]: (t["health"], t.get("lastError")) for t in listed} for listed in targets]]
+        shares = [
+            {t["labels"]["instance"] for t in listed if t["health"] == "up"} for listed in targets
+        ]
+        seen[:] = [
+            [
+                {t["labels"]["instance"]: (t["health"], t.get("lastError")) for t in listed}
+                for listed in targets
+            ]
+        ]
         return shares if shares == expected else None
 
     try:
-        servers[0].wait_for("the hypervisors split between prom1 and prom2", split_as_expected, timeout_s=180)
+        servers[0].wait_for(
+            "the hypervisors split between prom1 and prom2", split_as_expected, timeout_s=180
+        )
     except AssertionError:
-        raise AssertionError(f"expected prom1, prom2 to scrape {expected}; they report {seen}") from None
+        raise AssertionError(
+            f"expected prom1, prom2 to scrape {expected}; they report {seen}"
+        ) from None
 
 
 def test_an_air_gapped_host_gets_the_image_from_a_local_archive(cloud, tmp_path):
@@ -207,24 +249,44 @@ def test_an_air_gapped_host_gets_the_image_from_a_local_archive(cloud, tmp_path)
     try:
         subprocess.run(["docker", "save", "-o", str(archive), image], check=True, timeout=300)
     finally:
-        subprocess.run(["docker", "rmi", image], capture_output=True, timeout=60)
+        subprocess.run(["docker", "rmi", image], capture_output=True, timeout=60, check=False)
     cloud.host_data["hv1"] = {"scaphandre_image": image, "scaphandre_image_archive": str(archive)}
     cloud.write_inventory()
 
     run = run_pyinfra(cloud.inventory, "--limit", "hv1")
     assert run.returncode == 0, run.output[-6000:]
-    assert cloud.bed.exec("hv1", "docker", "inspect", "-f", "{{.Config.Image}}", CONTAINER).stdout.strip() == image
-    assert cloud.bed.exec("hv1", "sh", "-c", "ls /var/tmp | grep -c scaphandre-image || true").stdout.strip() == "0"
+    assert (
+        cloud.bed.exec(
+            "hv1", "docker", "inspect", "-f", "{{.Config.Image}}", CONTAINER
+        ).stdout.strip()
+        == image
+    )
+    assert (
+        cloud.bed.exec(
+            "hv1", "sh", "-c", "ls /var/tmp | grep -c scaphandre-image || true"
+        ).stdout.strip()
+        == "0"
+    )
 
     again = run_pyinfra(cloud.inventory, "--limit", "hv1")
-    assert again.returncode == 0 and again.changed_hosts() == {}, "a loaded image is not uploaded again"
+    assert again.returncode == 0 and again.changed_hosts() == {}, (
+        "a loaded image is not uploaded again"
+    )
 
-    cloud.host_data["hv1"] = {"scaphandre_image": "scaphandre-test-double:9.9.9", "scaphandre_image_archive": str(archive)}
+    cloud.host_data["hv1"] = {
+        "scaphandre_image": "scaphandre-test-double:9.9.9",
+        "scaphandre_image_archive": str(archive),
+    }
     cloud.write_inventory()
     wrong = run_pyinfra(cloud.inventory, "--limit", "hv1")
     assert wrong.returncode != 0
     assert "does not hold scaphandre-test-double:9.9.9" in wrong.output
-    assert cloud.bed.exec("hv1", "docker", "inspect", "-f", "{{.State.Status}}", CONTAINER).stdout.strip() == "running"
+    assert (
+        cloud.bed.exec(
+            "hv1", "docker", "inspect", "-f", "{{.State.Status}}", CONTAINER
+        ).stdout.strip()
+        == "running"
+    )
     cloud.host_data.pop("hv1")
     cloud.write_inventory()
 
@@ -234,18 +296,36 @@ def test_removal_takes_it_all_away_and_keeps_docker_and_other_jobs(cloud):
     assert run.returncode == 0, run.output[-6000:]
 
     for host in cloud.hypervisors:
-        assert cloud.bed.exec(host, "docker", "ps", "-aq", "--filter", f"name=^{CONTAINER}$").stdout.strip() == ""
-        assert cloud.bed.exec(host, "test", "-e", "/etc/modules-load.d/scaphandre-rapl.conf", check=False).returncode == 1
+        assert (
+            cloud.bed.exec(
+                host, "docker", "ps", "-aq", "--filter", f"name=^{CONTAINER}$"
+            ).stdout.strip()
+            == ""
+        )
+        assert (
+            cloud.bed.exec(
+                host, "test", "-e", "/etc/modules-load.d/scaphandre-rapl.conf", check=False
+            ).returncode
+            == 1
+        )
         assert cloud.bed.exec(host, "systemctl", "is-active", "docker").stdout.strip() == "active"
     for server in cloud.bed.prometheus_servers:
         config = cloud.bed.exec(server, "cat", "/etc/prometheus/prometheus.yml").stdout
         jobs = [job["job_name"] for job in yaml.safe_load(config)["scrape_configs"]]
         assert "scaphandre" not in jobs and "prometheus" in jobs, f"{server}:\n{config}"
         assert "scaphandre_rules.yml" not in config
-        for leftover in ("/etc/prometheus/scaphandre_targets.yml", "/etc/prometheus/scaphandre_rules.yml"):
-            assert cloud.bed.exec(server, "test", "-e", leftover, check=False).returncode == 1, leftover
+        for leftover in (
+            "/etc/prometheus/scaphandre_targets.yml",
+            "/etc/prometheus/scaphandre_rules.yml",
+        ):
+            assert cloud.bed.exec(server, "test", "-e", leftover, check=False).returncode == 1, (
+                leftover
+            )
         api = PrometheusApi(cloud.bed.prometheus_url_of(server))
-        api.wait_for(f"the scaphandre job gone from {server} after the reload", lambda: api.targets() == [])
+        api.wait_for(
+            f"the scaphandre job gone from {server} after the reload",
+            lambda api=api: api.targets() == [],
+        )
 
     again = run_pyinfra(cloud.inventory, script="remove.py")
     assert again.returncode == 0, again.output[-6000:]

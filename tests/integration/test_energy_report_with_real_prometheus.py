@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -43,9 +43,9 @@ PROMETHEUS_BINARIES = {
     "prometheus-3.5": REPO / ".testbed" / "prometheus3" / "root" / "usr" / "bin" / "prometheus",
 }
 STARTUP_DEADLINE_S = 60
-FEB = int(datetime(2024, 2, 1, tzinfo=timezone.utc).timestamp())
-MAR = int(datetime(2024, 3, 1, tzinfo=timezone.utc).timestamp())
-JAN_10 = int(datetime(2024, 1, 10, tzinfo=timezone.utc).timestamp())
+FEB = int(datetime(2024, 2, 1, tzinfo=UTC).timestamp())
+MAR = int(datetime(2024, 3, 1, tzinfo=UTC).timestamp())
+JAN_10 = int(datetime(2024, 1, 10, tzinfo=UTC).timestamp())
 MINUTE = 60
 FEBRUARY_MINUTES = 29 * 1440
 
@@ -56,25 +56,41 @@ def recorded_series() -> dict[str, dict[str, list[tuple[float, float]]]]:
 
     def add(metric: str, labels: str, minutes, value) -> None:
         samples = series.setdefault(metric, {}).setdefault(labels, [])
-        samples.extend((FEB + minute * MINUTE, value(minute) if callable(value) else value) for minute in minutes)
+        samples.extend(
+            (FEB + minute * MINUTE, value(minute) if callable(value) else value)
+            for minute in minutes
+        )
 
     h4, h9 = 'job="scaphandre",one_host_id="4"', 'job="scaphandre",one_host_id="9"'
     vm_on_4, vm_on_9 = f'{h4},one_vm_id="101"', f'{h9},one_vm_id="101"'
-    day, first_half = range(0, 1440), range(0, 720)
+    day, first_half = range(1440), range(720)
     on_9 = [m for m in range(720, 1440) if not 1080 <= m < 1140]  # 18:00-19:00 missing
     # host 4
     add("one_host:measured_power_watts", h4, day, 100.0)
-    for part, before, after in (("vms_dynamic", 20, 0), ("vms_constant", 50, 0), ("unallocated", 25, 95),
-                                ("host_processes", 5, 5)):
-        add("one_host:power_part_watts", f'{h4},part="{part}"', day,
-            lambda m, b=before, a=after: float(b if m < 720 else a))
+    for part, before, after in (
+        ("vms_dynamic", 20, 0),
+        ("vms_constant", 50, 0),
+        ("unallocated", 25, 95),
+        ("host_processes", 5, 5),
+    ):
+        add(
+            "one_host:power_part_watts",
+            f'{h4},part="{part}"',
+            day,
+            lambda m, b=before, a=after: float(b if m < 720 else a),
+        )
     add("one_host:emissions_gco2e_per_hour", h4, day, lambda m: 10.0 if m < 720 else 30.0)
     add("one_vm:measured_power_watts", vm_on_4, first_half, 20.0)
     add("one_vm:attributed_power_watts", vm_on_4, first_half, 70.0)
     add("one_vm:emissions_gco2e_per_hour", vm_on_4, first_half, 7.0)
     # host 9
     add("one_host:measured_power_watts", h9, on_9, 50.0)
-    for part, value in (("vms_dynamic", 10), ("vms_constant", 40), ("unallocated", 0), ("host_processes", 0)):
+    for part, value in (
+        ("vms_dynamic", 10),
+        ("vms_constant", 40),
+        ("unallocated", 0),
+        ("host_processes", 0),
+    ):
         add("one_host:power_part_watts", f'{h9},part="{part}"', on_9, float(value))
     add("one_host:emissions_gco2e_per_hour", h9, on_9, 10.0)
     add("one_vm:measured_power_watts", vm_on_9, on_9, 10.0)
@@ -110,8 +126,13 @@ def blocks(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("backfill")
     source = workdir / "recorded.om.txt"
     source.write_text(openmetrics(recorded_series()))
-    made = subprocess.run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(source), str(workdir / "data")],
-                          capture_output=True, text=True, timeout=300)
+    made = subprocess.run(
+        [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(source), str(workdir / "data")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     return workdir / "data"
 
@@ -120,7 +141,9 @@ def blocks(tmp_path_factory) -> Path:
 def prometheus(request, blocks, tmp_path_factory):
     """A real Prometheus serving a copy of the blocks (retention long enough to keep 2024)."""
     binary = PROMETHEUS_BINARIES[request.param]
-    assert binary.is_file(), f"{binary} missing: run tests/testbed/fetch-prometheus3.sh (scripts/setup.sh does)"
+    assert binary.is_file(), (
+        f"{binary} missing: run tests/testbed/fetch-prometheus3.sh (scripts/setup.sh does)"
+    )
     workdir = tmp_path_factory.mktemp(request.param)
     shutil.copytree(blocks, workdir / "data")
     config = workdir / "prometheus.yml"
@@ -129,13 +152,27 @@ def prometheus(request, blocks, tmp_path_factory):
     log = workdir / "prometheus.log"
     with log.open("w") as log_stream:
         process = subprocess.Popen(
-            [str(binary), f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-             "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log_stream, stderr=subprocess.STDOUT)
+            [
+                str(binary),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                "--storage.tsdb.retention.time=100y",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log_stream,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: process.poll() is None and urllib.request.urlopen(f"{url}/-/ready", timeout=2).status == 200,
-                   STARTUP_DEADLINE_S, "Prometheus ready", log)
+        wait_until(
+            lambda: (
+                process.poll() is None
+                and urllib.request.urlopen(f"{url}/-/ready", timeout=2).status == 200
+            ),
+            STARTUP_DEADLINE_S,
+            "Prometheus ready",
+            log,
+        )
         yield url
     finally:
         process.terminate()  # only the process this fixture started, by its PID
@@ -147,8 +184,22 @@ def prometheus(request, blocks, tmp_path_factory):
 
 
 def run_report(url: str, csv_dir: Path, *period: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "energy_report.py"), "--prometheus", url, *period,
-                           "--csv-dir", str(csv_dir)], capture_output=True, text=True, timeout=120, cwd=csv_dir)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "energy_report.py"),
+            "--prometheus",
+            url,
+            *period,
+            "--csv-dir",
+            str(csv_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=csv_dir,
+        check=False,
+    )
 
 
 def read_csv(path: Path) -> dict[str, dict[str, str]]:
@@ -164,7 +215,10 @@ def query_requests(url: str) -> dict[str, float]:
         text = response.read().decode()
     counts: dict[str, float] = {}
     for line in text.splitlines():
-        match = re.match(r'prometheus_http_requests_total\{.*handler="(/api/v1/query(?:_range)?)".*\} (\S+)$', line)
+        match = re.match(
+            r'prometheus_http_requests_total\{.*handler="(/api/v1/query(?:_range)?)".*\} (\S+)$',
+            line,
+        )
         if match:
             counts[match.group(1)] = counts.get(match.group(1), 0) + float(match.group(2))
     return counts
@@ -189,7 +243,9 @@ def test_the_month_report_holds_the_hand_computed_figures(prometheus, tmp_path):
     assert float(vm["co2e_g"]) == pytest.approx((7 * 720 + 10 * 660) / 60)
     assert float(vm["hours_measured"]) == pytest.approx(1380 / 60)
     assert float(vm["hours_with_intensity"]) == pytest.approx(1380 / 60)
-    assert float(vm["share_without_samples"]) == pytest.approx(1 - 1380 / FEBRUARY_MINUTES, abs=1e-6)
+    assert float(vm["share_without_samples"]) == pytest.approx(
+        1 - 1380 / FEBRUARY_MINUTES, abs=1e-6
+    )
 
     four, nine = hosts["4"], hosts["9"]
     # The 1 MW samples at Jan 31 23:59:59.999 and Mar 1 00:00 are not counted, the one at Feb 1 00:00 is.
@@ -203,20 +259,29 @@ def test_the_month_report_holds_the_hand_computed_figures(prometheus, tmp_path):
     # The hour without samples on host 9 is a gap: 11 hours measured, not 12.
     assert float(nine["measured_kwh"]) == pytest.approx(50 * 660 / 60_000)
     assert float(nine["hours_measured"]) == pytest.approx(11)
-    assert float(nine["share_without_samples"]) == pytest.approx(1 - 660 / FEBRUARY_MINUTES, abs=1e-6)
+    assert float(nine["share_without_samples"]) == pytest.approx(
+        1 - 660 / FEBRUARY_MINUTES, abs=1e-6
+    )
     for host in (four, nine):
-        parts = sum(float(host[f"{part}_kwh"]) for part in ("vms_dynamic", "vms_constant", "unallocated",
-                                                            "host_processes"))
+        parts = sum(
+            float(host[f"{part}_kwh"])
+            for part in ("vms_dynamic", "vms_constant", "unallocated", "host_processes")
+        )
         assert parts == pytest.approx(float(host["measured_kwh"]), abs=2e-6)
 
     table = report.stdout
     assert "Energy report 2024-02: 2024-02-01 00:00 to 2024-03-01 00:00 UTC (696.0 h)" in table
-    assert "CO2e g" in table and "all hypervisors: 2.950 kWh measured, 1.390 kWh attributed to VMs" in table
+    assert (
+        "CO2e g" in table
+        and "all hypervisors: 2.950 kWh measured, 1.390 kWh attributed to VMs" in table
+    )
 
 
 def test_a_period_of_hours_counts_only_its_own_samples(prometheus, tmp_path):
     """Feb 1 11:00 to 13:00: an hour of VM 101 on each host; host 4 throughout."""
-    report = run_report(prometheus, tmp_path, "--start", "2024-02-01T11:00:00Z", "--end", "2024-02-01T13:00:00Z")
+    report = run_report(
+        prometheus, tmp_path, "--start", "2024-02-01T11:00:00Z", "--end", "2024-02-01T13:00:00Z"
+    )
     assert report.returncode == 0, report.stdout + report.stderr
     label = "20240201T110000Z-20240201T130000Z"
     vm = read_csv(tmp_path / f"energy-report-{label}-vms.csv")["101"]
@@ -237,16 +302,22 @@ def test_a_month_without_carbon_intensity_says_nothing_about_carbon(prometheus, 
     assert "intensity" not in (hosts_file + vms_file + report.stdout).lower()
     hosts = read_csv(tmp_path / "energy-report-2024-01-hosts.csv")
     assert float(hosts["30"]["measured_kwh"]) == pytest.approx(60 * 60 / 60_000)
-    assert float(hosts["4"]["measured_kwh"]) == pytest.approx(1e6 / 60_000), "Jan 31 23:59:59.999 belongs to January"
+    assert float(hosts["4"]["measured_kwh"]) == pytest.approx(1e6 / 60_000), (
+        "Jan 31 23:59:59.999 belongs to January"
+    )
     assert float(hosts["4"]["hours_measured"]) == pytest.approx(1 / 60, abs=1e-6)
-    assert vms_file.splitlines() == ["vm_id,hosts,measured_kwh,attributed_kwh,hours_measured,share_without_samples"]
+    assert vms_file.splitlines() == [
+        "vm_id,hosts,measured_kwh,attributed_kwh,hours_measured,share_without_samples"
+    ]
     assert "no VM measured in this period" in report.stdout
 
 
 def test_a_month_with_no_data_is_all_gap_not_zero_energy_invented(prometheus, tmp_path):
     report = run_report(prometheus, tmp_path, "--month", "2023-06")
     assert report.returncode == 0, report.stdout + report.stderr
-    assert (tmp_path / "energy-report-2023-06-hosts.csv").read_text().count("\n") == 1  # the header only
+    assert (tmp_path / "energy-report-2023-06-hosts.csv").read_text().count(
+        "\n"
+    ) == 1  # the header only
     assert "no hypervisor measured in this period" in report.stdout
 
 

@@ -27,8 +27,13 @@ from tests.doubles.prometheus_api_double import PrometheusApiDouble, steady_samp
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "files" / "opennebula" / "scaphandre_energy_sync.py"
 PASSWORD = "Sync-Pa55-never-shown"
-OWNED = ("SCAPHANDRE_POWER_W", "SCAPHANDRE_SCORE", "SCAPHANDRE_ENERGY_KWH_24H", "SCAPHANDRE_SAMPLE_TIME",
-         "SCAPHANDRE_CO2E_G_24H")
+OWNED = (
+    "SCAPHANDRE_POWER_W",
+    "SCAPHANDRE_SCORE",
+    "SCAPHANDRE_ENERGY_KWH_24H",
+    "SCAPHANDRE_SAMPLE_TIME",
+    "SCAPHANDRE_CO2E_G_24H",
+)
 POOL_READS = {"one.hostpool.info": 1, "one.vmpool.infoextended": 1}
 RUN_TIMEOUT_S = 60
 
@@ -38,7 +43,12 @@ HOSTS = [
     {"id": 7, "name": "kvm3", "hostname": "kvm3"},
 ]
 VMS = [
-    {"id": 42, "name": "web", "host_id": 3, "user_template": {"LABELS": "prod", "SCHED_RANK": "SCAPHANDRE_SCORE"}},
+    {
+        "id": 42,
+        "name": "web",
+        "host_id": 3,
+        "user_template": {"LABELS": "prod", "SCHED_RANK": "SCAPHANDRE_SCORE"},
+    },
     {"id": 43, "name": "db", "host_id": 4},
     {"id": 44, "name": "cache", "host_id": 3},
     {"id": 45, "name": "stopped", "host_id": 7, "state": 8, "lcm_state": 0},
@@ -71,48 +81,90 @@ class Cloud:
     config: Path
     last_sample: int
 
-    def measure(self, host_power=None, vm_power=None, host_energy=None, vm_energy=None, *, ended_s_ago=0,
-                ended=False):
+    def measure(
+        self,
+        host_power=None,
+        vm_power=None,
+        host_energy=None,
+        vm_energy=None,
+        *,
+        ended_s_ago=0,
+        ended=False,
+    ):
         """(Re)set Prometheus' series: 15 minutes of constant values ending at last_sample
         (or ended_s_ago seconds before it); `ended`: closed by a staleness marker, as when
         the VM left that host or the exporter went away."""
         end = self.last_sample - ended_s_ago
         for host_id, watts in (host_power or {}).items():
-            self.power_series("one_host:power_watts", {"job": "scaphandre", "one_host_id": host_id}, watts,
-                              ended_s_ago=ended_s_ago, ended=ended)
+            self.power_series(
+                "one_host:power_watts",
+                {"job": "scaphandre", "one_host_id": host_id},
+                watts,
+                ended_s_ago=ended_s_ago,
+                ended=ended,
+            )
         for vm_id, (host_id, watts) in (vm_power or {}).items():
-            self.power_series("one_vm:power_watts", {"job": "scaphandre", "one_host_id": host_id, "one_vm_id": vm_id},
-                              watts, ended_s_ago=ended_s_ago, ended=ended)
+            self.power_series(
+                "one_vm:power_watts",
+                {"job": "scaphandre", "one_host_id": host_id, "one_vm_id": vm_id},
+                watts,
+                ended_s_ago=ended_s_ago,
+                ended=ended,
+            )
         for host_id, kwh in (host_energy or {}).items():
-            self.prometheus.add_series("one_host:energy_kwh:24h", {"job": "scaphandre", "one_host_id": host_id},
-                                       steady_samples(kwh, end - 900, end, 60))
+            self.prometheus.add_series(
+                "one_host:energy_kwh:24h",
+                {"job": "scaphandre", "one_host_id": host_id},
+                steady_samples(kwh, end - 900, end, 60),
+            )
         for vm_id, kwh in (vm_energy or {}).items():
             host_id = {**VM_POWER, **(vm_power or {})}[vm_id][0]
-            self.prometheus.add_series("one_vm:energy_kwh:24h",
-                                       {"job": "scaphandre", "one_host_id": host_id, "one_vm_id": vm_id},
-                                       steady_samples(kwh, end - 900, end, 60))
+            self.prometheus.add_series(
+                "one_vm:energy_kwh:24h",
+                {"job": "scaphandre", "one_host_id": host_id, "one_vm_id": vm_id},
+                steady_samples(kwh, end - 900, end, 60),
+            )
 
-    def power_series(self, metric: str, labels: dict, watts: float, *, ended_s_ago: int = 0, ended: bool = False):
+    def power_series(
+        self, metric: str, labels: dict, watts: float, *, ended_s_ago: int = 0, ended: bool = False
+    ):
         """One power series with any labels: 15 minutes of samples every 15 s (the value
         `watts` throughout, NaN and infinities included)."""
         end = self.last_sample - ended_s_ago
-        self.prometheus.add_series(metric, labels, steady_samples(watts, end - 900, end),
-                                   stale_at=end + 15 if ended else None)
+        self.prometheus.add_series(
+            metric,
+            labels,
+            steady_samples(watts, end - 900, end),
+            stale_at=end + 15 if ended else None,
+        )
 
     def measure_default(self):
         self.measure(HOST_POWER, VM_POWER, HOST_ENERGY, VM_ENERGY)
 
     def write_config(self, **overrides) -> Path:
-        settings = {"prometheus_url": self.prometheus.url, "one_xmlrpc": self.simulator.url,
-                    "one_auth_file": str(self.auth_file), "interval_s": 300, "timeout_s": 5, **overrides}
-        self.config.write_text("[scaphandre-energy-sync]\n"
-                               + "".join(f"{key} = {value}\n" for key, value in settings.items()))
+        settings = {
+            "prometheus_url": self.prometheus.url,
+            "one_xmlrpc": self.simulator.url,
+            "one_auth_file": str(self.auth_file),
+            "interval_s": 300,
+            "timeout_s": 5,
+            **overrides,
+        }
+        self.config.write_text(
+            "[scaphandre-energy-sync]\n"
+            + "".join(f"{key} = {value}\n" for key, value in settings.items())
+        )
         return self.config
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, str(SCRIPT), "--config", str(self.config), *args],
-                                capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
-                                env=self.service_environment())
+        result = subprocess.run(
+            [sys.executable, str(SCRIPT), "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            env=self.service_environment(),
+            check=False,
+        )
         assert PASSWORD not in result.stdout + result.stderr
         return result
 
@@ -127,7 +179,9 @@ class Cloud:
         return counted
 
     def pyone(self) -> pyone.OneServer:
-        return pyone.OneServer(self.simulator.url, session=f"oneadmin:{PASSWORD}", protocol="xmlrpc")
+        return pyone.OneServer(
+            self.simulator.url, session=f"oneadmin:{PASSWORD}", protocol="xmlrpc"
+        )
 
     def host_values(self, host_id: int) -> dict[str, str]:
         template = self.pyone().host.info(host_id).TEMPLATE
@@ -141,11 +195,22 @@ class Cloud:
 @pytest.fixture
 def cloud(tmp_path):
     auth_file = tmp_path / "one_auth"
-    auth_file.write_bytes("\ufeffoneadmin:".encode() + PASSWORD.encode() + b"\n")  # BOM: a Windows editor's
+    auth_file.write_bytes(
+        "\ufeffoneadmin:".encode() + PASSWORD.encode() + b"\n"
+    )  # BOM: a Windows editor's
     auth_file.chmod(0o600)
-    with OneApiSimulator([dict(host) for host in HOSTS], vms=[dict(vm) for vm in VMS],
-                         user="oneadmin", password=PASSWORD) as simulator, PrometheusApiDouble() as prometheus:
-        cloud = Cloud(simulator, prometheus, tmp_path, auth_file, tmp_path / "sync.conf", newest_sample_time())
+    with (
+        OneApiSimulator(
+            [dict(host) for host in HOSTS],
+            vms=[dict(vm) for vm in VMS],
+            user="oneadmin",
+            password=PASSWORD,
+        ) as simulator,
+        PrometheusApiDouble() as prometheus,
+    ):
+        cloud = Cloud(
+            simulator, prometheus, tmp_path, auth_file, tmp_path / "sync.conf", newest_sample_time()
+        )
         cloud.write_config()
         yield cloud
 
@@ -156,11 +221,22 @@ def status_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def status(written: str = "0 (0 hosts, 0 VMs)", unchanged: int = 0, not_fresh: int = 0, expired: int = 0,
-           refused: int = 0, conflicts: int = 0, unknown: int = 0, failed: int = 0, verb: str = "written") -> str:
+def status(
+    written: str = "0 (0 hosts, 0 VMs)",
+    unchanged: int = 0,
+    not_fresh: int = 0,
+    expired: int = 0,
+    refused: int = 0,
+    conflicts: int = 0,
+    unknown: int = 0,
+    failed: int = 0,
+    verb: str = "written",
+) -> str:
     """The status line a run prints, every count named."""
-    return (f"status: {verb} {written}, unchanged {unchanged}, not fresh {not_fresh}, expired {expired}, "
-            f"refused {refused}, conflicts {conflicts}, not in OpenNebula {unknown}, failed {failed}")
+    return (
+        f"status: {verb} {written}, unchanged {unchanged}, not fresh {not_fresh}, expired {expired}, "
+        f"refused {refused}, conflicts {conflicts}, not in OpenNebula {unknown}, failed {failed}"
+    )
 
 
 # --------------------------------------------------------------------------- writing
@@ -175,12 +251,23 @@ def test_first_run_writes_every_measured_object_with_prometheus_values(cloud):
     assert cloud.calls() == {**POOL_READS, "one.host.update": 2, "one.vm.update": 3}
 
     stamp = str(cloud.last_sample)
-    assert cloud.host_values(3) == {"SCAPHANDRE_POWER_W": "151.3", "SCAPHANDRE_SCORE": "98487",
-                                    "SCAPHANDRE_ENERGY_KWH_24H": "3.600", "SCAPHANDRE_SAMPLE_TIME": stamp}
-    assert cloud.host_values(4) == {"SCAPHANDRE_POWER_W": "98.0", "SCAPHANDRE_SCORE": "99020",
-                                    "SCAPHANDRE_ENERGY_KWH_24H": "2.350", "SCAPHANDRE_SAMPLE_TIME": stamp}
-    assert cloud.vm_values(42) == {"SCAPHANDRE_POWER_W": "20.0", "SCAPHANDRE_ENERGY_KWH_24H": "0.481",
-                                   "SCAPHANDRE_SAMPLE_TIME": stamp}  # no score: the scheduler ranks hosts
+    assert cloud.host_values(3) == {
+        "SCAPHANDRE_POWER_W": "151.3",
+        "SCAPHANDRE_SCORE": "98487",
+        "SCAPHANDRE_ENERGY_KWH_24H": "3.600",
+        "SCAPHANDRE_SAMPLE_TIME": stamp,
+    }
+    assert cloud.host_values(4) == {
+        "SCAPHANDRE_POWER_W": "98.0",
+        "SCAPHANDRE_SCORE": "99020",
+        "SCAPHANDRE_ENERGY_KWH_24H": "2.350",
+        "SCAPHANDRE_SAMPLE_TIME": stamp,
+    }
+    assert cloud.vm_values(42) == {
+        "SCAPHANDRE_POWER_W": "20.0",
+        "SCAPHANDRE_ENERGY_KWH_24H": "0.481",
+        "SCAPHANDRE_SAMPLE_TIME": stamp,
+    }  # no score: the scheduler ranks hosts
     assert cloud.vm_values(43)["SCAPHANDRE_POWER_W"] == "35.6"
     assert cloud.vm_values(44)["SCAPHANDRE_POWER_W"] == "7.2"
     # not measured: left alone
@@ -190,13 +277,18 @@ def test_first_run_writes_every_measured_object_with_prometheus_values(cloud):
 def test_emissions_are_written_beside_the_energy_only_while_an_intensity_is_set(cloud):
     cloud.measure_default()
     end = cloud.last_sample
-    cloud.prometheus.add_series("one_host:emissions_gco2e:24h", {"job": "scaphandre", "one_host_id": "3"},
-                                steady_samples(900.04, end - 900, end, 60))
+    cloud.prometheus.add_series(
+        "one_host:emissions_gco2e:24h",
+        {"job": "scaphandre", "one_host_id": "3"},
+        steady_samples(900.04, end - 900, end, 60),
+    )
     # VM 42 ran on two hosts today: its grams are added up
     for host_id, grams in (("3", 100.0), ("4", 20.26)):
-        cloud.prometheus.add_series("one_vm:emissions_gco2e:24h",
-                                    {"job": "scaphandre", "one_host_id": host_id, "one_vm_id": "42"},
-                                    steady_samples(grams, end - 900, end, 60))
+        cloud.prometheus.add_series(
+            "one_vm:emissions_gco2e:24h",
+            {"job": "scaphandre", "one_host_id": host_id, "one_vm_id": "42"},
+            steady_samples(grams, end - 900, end, 60),
+        )
     cloud.prometheus.queries.clear()
     result = cloud.run()
     assert result.returncode == 0, result.stderr
@@ -271,7 +363,9 @@ def test_refresh_s_rewrites_unchanged_values_once_their_sample_time_is_old(cloud
 
 def test_stale_sample_is_not_written(cloud):
     cloud.measure_default()
-    cloud.measure({7: 120.0}, {45: (7, 10.0)}, ended_s_ago=20 * 60)  # 20 minutes: older than interval_s
+    cloud.measure(
+        {7: 120.0}, {45: (7, 10.0)}, ended_s_ago=20 * 60
+    )  # 20 minutes: older than interval_s
     result = cloud.run()
     assert result.returncode == 0, result.stderr
     assert cloud.calls() == {**POOL_READS, "one.host.update": 2, "one.vm.update": 3}
@@ -292,8 +386,10 @@ def test_values_going_stale_are_kept_within_max_age_s_then_removed(cloud):
     assert cloud.calls() == POOL_READS
     assert cloud.host_values(4) == written
     assert status_line(result) == status(unchanged=3, not_fresh=2)
-    assert ("not fresh (no current power sample on its host in the last 300 s), values kept until there is "
-            "none for 900 s: host 4 (kvm2), VM 43 (db)") in result.stdout
+    assert (
+        "not fresh (no current power sample on its host in the last 300 s), values kept until there is "
+        "none for 900 s: host 4 (kvm2), VM 43 (db)"
+    ) in result.stdout
 
     # 20 minutes without a sample: more than max_age_s (900 s), the values go, the rest stays
     cloud.measure({4: 500.0}, {43: (4, 90.0)}, ended_s_ago=20 * 60, ended=True)
@@ -302,8 +398,10 @@ def test_values_going_stale_are_kept_within_max_age_s_then_removed(cloud):
     assert result.returncode == 0, result.stderr
     assert cloud.calls() == {**POOL_READS, "one.host.update": 1, "one.vm.update": 1}
     assert status_line(result) == status(unchanged=3, expired=2)
-    assert ("expired (no power sample for more than 900 s, or none it can be told from), values removed: "
-            "host 4 (kvm2), VM 43 (db)") in result.stdout
+    assert (
+        "expired (no power sample for more than 900 s, or none it can be told from), values removed: "
+        "host 4 (kvm2), VM 43 (db)"
+    ) in result.stdout
     assert cloud.host_values(4) == {} and cloud.vm_values(43) == {}
     assert cloud.pyone().host.info(4).TEMPLATE["HOSTNAME"] == "kvm2"
 
@@ -315,9 +413,21 @@ def test_values_going_stale_are_kept_within_max_age_s_then_removed(cloud):
 def test_values_prometheus_never_backs_are_removed_at_once(cloud):
     """Values on an object Prometheus has no sample of (left by an earlier sync, or written
     by hand, with a sample time that looks recent): nothing says they are current."""
-    cloud.simulator.set_hosts([dict(HOSTS[0]), dict(HOSTS[1]), dict(HOSTS[2], template={
-        "SCAPHANDRE_POWER_W": "20.0", "SCAPHANDRE_SCORE": "99800", "SCAPHANDRE_SAMPLE_TIME": str(cloud.last_sample),
-        "NOTES": "spare"})])
+    cloud.simulator.set_hosts(
+        [
+            dict(HOSTS[0]),
+            dict(HOSTS[1]),
+            dict(
+                HOSTS[2],
+                template={
+                    "SCAPHANDRE_POWER_W": "20.0",
+                    "SCAPHANDRE_SCORE": "99800",
+                    "SCAPHANDRE_SAMPLE_TIME": str(cloud.last_sample),
+                    "NOTES": "spare",
+                },
+            ),
+        ]
+    )
     cloud.measure_default()
     result = cloud.run()
     assert result.returncode == 0, result.stderr
@@ -335,9 +445,15 @@ def test_the_energy_without_a_current_value_goes_in_the_same_update_as_the_fresh
     assert result.returncode == 0, result.stderr
     # one update per object: host 3 (power moved), and every object whose energy must go
     assert cloud.calls() == {**POOL_READS, "one.host.update": 2, "one.vm.update": 3}
-    assert cloud.host_values(3) == {"SCAPHANDRE_POWER_W": "160.0", "SCAPHANDRE_SCORE": "98400",
-                                    "SCAPHANDRE_SAMPLE_TIME": str(cloud.last_sample)}
-    assert "SCAPHANDRE_ENERGY_KWH_24H" not in cloud.host_values(4) and cloud.host_values(4)["SCAPHANDRE_POWER_W"]
+    assert cloud.host_values(3) == {
+        "SCAPHANDRE_POWER_W": "160.0",
+        "SCAPHANDRE_SCORE": "98400",
+        "SCAPHANDRE_SAMPLE_TIME": str(cloud.last_sample),
+    }
+    assert (
+        "SCAPHANDRE_ENERGY_KWH_24H" not in cloud.host_values(4)
+        and cloud.host_values(4)["SCAPHANDRE_POWER_W"]
+    )
     assert set(cloud.vm_values(42)) == {"SCAPHANDRE_POWER_W", "SCAPHANDRE_SAMPLE_TIME"}
 
 
@@ -375,8 +491,10 @@ def test_dry_run_prints_the_writes_and_makes_none(cloud):
     result = cloud.run("--dry-run")
     assert result.returncode == 0, result.stderr
     assert cloud.calls() == POOL_READS
-    assert (f"would write host 3 (kvm1): SCAPHANDRE_POWER_W=151.3 SCAPHANDRE_SCORE=98487 "
-            f"SCAPHANDRE_ENERGY_KWH_24H=3.600 SCAPHANDRE_SAMPLE_TIME={cloud.last_sample}") in result.stdout
+    assert (
+        f"would write host 3 (kvm1): SCAPHANDRE_POWER_W=151.3 SCAPHANDRE_SCORE=98487 "
+        f"SCAPHANDRE_ENERGY_KWH_24H=3.600 SCAPHANDRE_SAMPLE_TIME={cloud.last_sample}"
+    ) in result.stdout
     assert status_line(result) == status("5 (2 hosts, 3 VMs)", verb="would write")
     assert cloud.host_values(3) == {}
 
@@ -393,20 +511,30 @@ def test_implausible_figures_are_refused_and_the_old_values_removed(cloud):
     cloud.measure({3: 1e20}, {43: (4, -3.5), 44: (3, 2500.0)}, host_energy={4: 1e18})
     result = cloud.run()
     assert result.returncode == 0, result.stderr
-    assert ("implausible figures refused, not written and the object's values removed (a refused energy alone "
-            "is only left out): host 3 (kvm1): power 1e+20 W (0 to 5000 W); host 4 (kvm2): 24 h energy 1e+18 kWh "
-            "(0 to 120 kWh); VM 43 (db): power -3.5 W (0 to 2000 W); VM 44 (cache): power 2500 W (0 to 2000 W)"
-            ) in result.stderr
+    assert (
+        "implausible figures refused, not written and the object's values removed (a refused energy alone "
+        "is only left out): host 3 (kvm1): power 1e+20 W (0 to 5000 W); host 4 (kvm2): 24 h energy 1e+18 kWh "
+        "(0 to 120 kWh); VM 43 (db): power -3.5 W (0 to 2000 W); VM 44 (cache): power 2500 W (0 to 2000 W)"
+    ) in result.stderr
     assert status_line(result) == status("1 (1 host, 0 VMs)", unchanged=1, refused=4)
     assert cloud.calls() == {**POOL_READS, "one.host.update": 2, "one.vm.update": 2}
     assert cloud.host_values(3) == {} and cloud.vm_values(43) == {} and cloud.vm_values(44) == {}
-    assert set(cloud.host_values(4)) == {"SCAPHANDRE_POWER_W", "SCAPHANDRE_SCORE", "SCAPHANDRE_SAMPLE_TIME"}
+    assert set(cloud.host_values(4)) == {
+        "SCAPHANDRE_POWER_W",
+        "SCAPHANDRE_SCORE",
+        "SCAPHANDRE_SAMPLE_TIME",
+    }
     assert cloud.vm_values(42)["SCAPHANDRE_POWER_W"] == "20.0"
     assert cloud.pyone().host.info(3).TEMPLATE["NOTES"] == "rack 4"
 
-    cloud.measure({3: HOST_POWER[3]}, {43: VM_POWER[43], 44: VM_POWER[44]})  # plausible again: written again
+    cloud.measure(
+        {3: HOST_POWER[3]}, {43: VM_POWER[43], 44: VM_POWER[44]}
+    )  # plausible again: written again
     assert cloud.run().returncode == 0
-    assert cloud.host_values(3)["SCAPHANDRE_POWER_W"] == "151.3" and cloud.vm_values(44)["SCAPHANDRE_POWER_W"] == "7.2"
+    assert (
+        cloud.host_values(3)["SCAPHANDRE_POWER_W"] == "151.3"
+        and cloud.vm_values(44)["SCAPHANDRE_POWER_W"] == "7.2"
+    )
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
@@ -423,16 +551,27 @@ def test_a_power_that_is_not_a_number_is_refused(cloud, value):
 def test_series_without_a_canonical_id_are_ignored_and_named(cloud):
     cloud.measure_default()
     # "042" is not VM 42, "04" not host 4, an Arabic-Indic digit three not host 3
-    cloud.power_series("one_vm:power_watts", {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "042"}, 900.0)
+    cloud.power_series(
+        "one_vm:power_watts", {"job": "scaphandre", "one_host_id": "3", "one_vm_id": "042"}, 900.0
+    )
     cloud.power_series("one_host:power_watts", {"job": "scaphandre", "one_host_id": "04"}, 900.0)
-    cloud.power_series("one_host:power_watts", {"job": "scaphandre", "one_host_id": "\u0663"}, 900.0)
+    cloud.power_series(
+        "one_host:power_watts", {"job": "scaphandre", "one_host_id": "\u0663"}, 900.0
+    )
     result = cloud.run()
     assert result.returncode == 0, result.stderr
-    assert status_line(result) == status("5 (2 hosts, 3 VMs)")  # nothing mistaken for a conflict either
-    assert cloud.vm_values(42)["SCAPHANDRE_POWER_W"] == "20.0" and cloud.host_values(4)["SCAPHANDRE_POWER_W"] == "98.0"
+    assert status_line(result) == status(
+        "5 (2 hosts, 3 VMs)"
+    )  # nothing mistaken for a conflict either
+    assert (
+        cloud.vm_values(42)["SCAPHANDRE_POWER_W"] == "20.0"
+        and cloud.host_values(4)["SCAPHANDRE_POWER_W"] == "98.0"
+    )
     assert cloud.host_values(3)["SCAPHANDRE_POWER_W"] == "151.3"
-    assert ('series whose ID label is not a canonical decimal ID, ignored: one_host_id="04", '
-            'one_host_id="\\u0663", one_vm_id="042"') in result.stderr
+    assert (
+        'series whose ID label is not a canonical decimal ID, ignored: one_host_id="04", '
+        'one_host_id="\\u0663", one_vm_id="042"'
+    ) in result.stderr
 
 
 def test_a_vm_measured_on_two_hosts_at_once_is_a_conflict_not_a_replacement(cloud):
@@ -443,8 +582,10 @@ def test_a_vm_measured_on_two_hosts_at_once_is_a_conflict_not_a_replacement(clou
     cloud.measure({3: HOST_POWER[3]}, {42: (4, 60.0)})  # VM 42 now measured on host 3 and host 4
     result = cloud.run()
     assert result.returncode == 0, result.stderr
-    assert ("conflicting series, not written (values removed once older than 900 s): VM 42 (web): 2 series at "
-            "once (on host 3, 4)") in result.stderr
+    assert (
+        "conflicting series, not written (values removed once older than 900 s): VM 42 (web): 2 series at "
+        "once (on host 3, 4)"
+    ) in result.stderr
     assert status_line(result) == status(unchanged=4, conflicts=1)
     assert cloud.calls() == POOL_READS
     assert cloud.vm_values(42) == written  # neither figure: the values it had are not yet 900 s old
@@ -462,8 +603,19 @@ def test_one_host_under_two_label_sets_is_a_conflict(cloud):
 
 def test_a_lasting_conflict_removes_the_values_once_they_are_older_than_max_age_s(cloud):
     old = str(cloud.last_sample - 1000)
-    cloud.simulator.set_vms([dict(VMS[0], user_template={**VMS[0]["user_template"], "SCAPHANDRE_POWER_W": "20.0",
-                                                         "SCAPHANDRE_SAMPLE_TIME": old})] + [dict(vm) for vm in VMS[1:]])
+    cloud.simulator.set_vms(
+        [
+            dict(
+                VMS[0],
+                user_template={
+                    **VMS[0]["user_template"],
+                    "SCAPHANDRE_POWER_W": "20.0",
+                    "SCAPHANDRE_SAMPLE_TIME": old,
+                },
+            )
+        ]
+        + [dict(vm) for vm in VMS[1:]]
+    )
     cloud.measure_default()
     cloud.measure(vm_power={42: (4, 60.0)})
     result = cloud.run()
@@ -486,14 +638,22 @@ def test_the_recommended_rank_prefers_the_host_drawing_least_and_puts_the_unmeas
     assert best_hosts(hosts, rank="SCAPHANDRE_SCORE", with_room={3, 7}) == {3}
     assert best_hosts(hosts, rank="SCAPHANDRE_SCORE", with_room={7}) == {7}
     assert best_hosts(hosts, rank="-SCAPHANDRE_POWER_W") == {7}  # why the score exists
-    assert best_hosts(hosts, rank="SCAPHANDRE_SCORE", requirements="SCAPHANDRE_SCORE > 0", with_room={7}) == set()
+    assert (
+        best_hosts(
+            hosts, rank="SCAPHANDRE_SCORE", requirements="SCAPHANDRE_SCORE > 0", with_room={7}
+        )
+        == set()
+    )
 
     cloud.measure({3: 60.9, 4: 60.2})  # 0.7 W apart: rewritten, as the thresholds allow
     cloud.write_config(threshold_watts=0, threshold_percent=0)
     assert cloud.run().returncode == 0
     hosts = {host_id: dict(cloud.simulator.host_template(host_id)) for host_id in (3, 4, 7)}
     assert best_hosts(hosts, rank="SCAPHANDRE_SCORE") == {4}
-    assert best_hosts(hosts, rank="-SCAPHANDRE_POWER_W", with_room={3, 4}) == {3, 4}  # the integer cast ties them
+    assert best_hosts(hosts, rank="-SCAPHANDRE_POWER_W", with_room={3, 4}) == {
+        3,
+        4,
+    }  # the integer cast ties them
 
     cloud.prometheus.clear()  # no sample for longer than max_age_s: removed, so last again
     cloud.write_config(threshold_watts=0, threshold_percent=0, max_age_s=600)
@@ -517,7 +677,9 @@ def test_prometheus_down_is_named_and_nothing_is_asked_of_opennebula(cloud):
     assert cloud.calls() == {}
 
 
-@pytest.mark.parametrize("mode, shown", [("http500", "HTTP 500"), ("garbage", "gave no usable answer")])
+@pytest.mark.parametrize(
+    "mode, shown", [("http500", "HTTP 500"), ("garbage", "gave no usable answer")]
+)
 def test_prometheus_answering_badly_is_named(cloud, mode, shown):
     cloud.measure_default()
     cloud.prometheus.set_mode(mode)
@@ -543,8 +705,10 @@ def test_opennebula_refusing_the_credentials_writes_nothing(cloud):
     cloud.auth_file.write_text("oneadmin:wrong-" + PASSWORD + "\n")
     result = cloud.run()
     assert result.returncode == 1
-    assert (f"OpenNebula at {cloud.simulator.url} refused the credentials of user 'oneadmin' "
-            f"from {cloud.auth_file}: check the password there") in result.stderr
+    assert (
+        f"OpenNebula at {cloud.simulator.url} refused the credentials of user 'oneadmin' "
+        f"from {cloud.auth_file}: check the password there"
+    ) in result.stderr
     assert "wrong-" not in result.stdout + result.stderr
     assert cloud.calls() == {"one.hostpool.info": 1}
 
@@ -555,7 +719,10 @@ def test_opennebula_unreachable_is_named(cloud):
     cloud.write_config(one_xmlrpc=url)
     result = cloud.run()
     assert result.returncode == 1
-    assert f"OpenNebula at {url} is unreachable (one.hostpool.info): connection refused" in result.stderr
+    assert (
+        f"OpenNebula at {url} is unreachable (one.hostpool.info): connection refused"
+        in result.stderr
+    )
 
 
 def test_hanging_oned_is_given_up_within_timeout_s(cloud):
@@ -567,8 +734,10 @@ def test_hanging_oned_is_given_up_within_timeout_s(cloud):
     result = cloud.run()
     assert time.monotonic() - started < 8
     assert result.returncode == 1
-    assert f"OpenNebula at {cloud.simulator.url} is unreachable (one.hostpool.info): no answer within 1 s" \
+    assert (
+        f"OpenNebula at {cloud.simulator.url} is unreachable (one.hostpool.info): no answer within 1 s"
         in result.stderr
+    )
 
 
 def test_oned_without_the_extended_vm_pool_is_named(cloud):
@@ -603,9 +772,13 @@ def test_vm_gone_between_query_and_write_is_named_and_the_others_are_written(clo
     cloud.simulator.add_hook("one.vmpool.infoextended", lambda: cloud.simulator.remove_vm(44))
     result = cloud.run()
     assert result.returncode == 1
-    assert ("VM 44 (cache): not written: [one.vm.update] Error getting virtual machine [44]."
-            in result.stderr.splitlines())
-    assert "written 4 (2 hosts, 2 VMs)" in status_line(result) and status_line(result).endswith("failed 1")
+    assert (
+        "VM 44 (cache): not written: [one.vm.update] Error getting virtual machine [44]."
+        in result.stderr.splitlines()
+    )
+    assert "written 4 (2 hosts, 2 VMs)" in status_line(result) and status_line(result).endswith(
+        "failed 1"
+    )
     assert cloud.calls() == {**POOL_READS, "one.host.update": 2, "one.vm.update": 3}
     assert cloud.vm_values(42)["SCAPHANDRE_POWER_W"] == "20.0"
     assert cloud.vm_values(43)["SCAPHANDRE_POWER_W"] == "35.6"
@@ -617,7 +790,10 @@ def test_oned_dying_mid_run_stops_the_writes_and_names_the_rest(cloud):
     result = cloud.run()
     assert result.returncode == 1
     assert "HTTP 500" in result.stderr
-    assert "4 object(s) not written: host 4 (kvm2), VM 42 (web), VM 43 (db), VM 44 (cache)" in result.stderr
+    assert (
+        "4 object(s) not written: host 4 (kvm2), VM 42 (web), VM 43 (db), VM 44 (cache)"
+        in result.stderr
+    )
     assert status_line(result).endswith("failed 4")
     assert cloud.calls() == {**POOL_READS, "one.host.update": 1}  # the 500s are not oned's answers
 
@@ -627,8 +803,10 @@ def test_malformed_credentials_file_is_a_clear_error(cloud):
     cloud.auth_file.write_text(PASSWORD + "\n")  # no user:
     result = cloud.run()
     assert result.returncode == 1
-    assert f"OpenNebula credentials file {cloud.auth_file} is malformed: its first line must be user:password" \
+    assert (
+        f"OpenNebula credentials file {cloud.auth_file} is malformed: its first line must be user:password"
         in result.stderr
+    )
     assert cloud.calls() == {}
 
 
@@ -653,11 +831,20 @@ def test_journal_gets_line_priorities_only_when_the_output_is_the_journal(cloud,
         status = os.fstat(stream.fileno())
         journal = f"{status.st_dev}:{status.st_ino}" if named else f"{status.st_dev}:1"
         env = {**cloud.service_environment(), "JOURNAL_STREAM": journal}
-        subprocess.run([sys.executable, str(SCRIPT), "--config", str(cloud.config)],
-                       stdout=stream, stderr=stream, timeout=RUN_TIMEOUT_S, env=env)
+        subprocess.run(
+            [sys.executable, str(SCRIPT), "--config", str(cloud.config)],
+            stdout=stream,
+            stderr=stream,
+            timeout=RUN_TIMEOUT_S,
+            env=env,
+            check=False,
+        )
     lines = output.read_text().splitlines()
     prefixes = ("<3>Prometheus at ", "<6>status: ") if named else ("Prometheus at ", "status: ")
-    assert [line.startswith(prefix) for line, prefix in zip(lines, prefixes)] == [True, True], lines
+    assert [line.startswith(prefix) for line, prefix in zip(lines, prefixes, strict=False)] == [
+        True,
+        True,
+    ], lines
 
 
 # --------------------------------------------------------------------------- the secret
@@ -674,9 +861,13 @@ def test_password_is_in_no_argv_environment_or_output(cloud):
             seen[name] = Path(f"/proc/{process.pid}/{name}").read_bytes()
 
     cloud.simulator.add_hook("one.hostpool.info", look_at_the_running_process)
-    process = subprocess.Popen([sys.executable, str(SCRIPT), "--config", str(cloud.config)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=cloud.service_environment())
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--config", str(cloud.config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cloud.service_environment(),
+    )
     try:
         out, err = process.communicate(timeout=RUN_TIMEOUT_S)
     finally:
@@ -685,18 +876,33 @@ def test_password_is_in_no_argv_environment_or_output(cloud):
             process.communicate(timeout=10)
     assert process.returncode == 0, err
     assert seen["cmdline"].split(b"\0")[-3:-1] == [b"--config", str(cloud.config).encode()]
-    for text in (seen["cmdline"], seen["environ"], out.encode(), err.encode(), cloud.config.read_bytes()):
+    for text in (
+        seen["cmdline"],
+        seen["environ"],
+        out.encode(),
+        err.encode(),
+        cloud.config.read_bytes(),
+    ):
         assert PASSWORD.encode() not in text
 
 
-@pytest.mark.parametrize("password", ["pa ss word", "tab\tin\tit", "two  spaces  here", "mixed\t \tblanks"])
+@pytest.mark.parametrize(
+    "password", ["pa ss word", "tab\tin\tit", "two  spaces  here", "mixed\t \tblanks"]
+)
 def test_a_password_with_blanks_is_masked_even_when_oned_echoes_it(cloud, password):
     """A stand-in oned that repeats the session in its failure message: the password, blanks
     and all, must not reach the output, flattened or not (the line is flattened after masking)."""
     server = SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False)
-    server.register_function(lambda session: [False, f"[one.hostpool.info] bad session {session}\n"
-                                                     f"(password {session.split(':', 1)[1]})", 0x0800, -1, 0],
-                             "one.hostpool.info")
+    server.register_function(
+        lambda session: [
+            False,
+            f"[one.hostpool.info] bad session {session}\n(password {session.split(':', 1)[1]})",
+            0x0800,
+            -1,
+            0,
+        ],
+        "one.hostpool.info",
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -740,10 +946,20 @@ TRICKY_HOST_TEMPLATE = {
 
 
 def test_remove_attributes_deletes_only_ours_from_objects_carrying_them(cloud):
-    hosts = [dict(HOSTS[0], template={**HOSTS[0]["template"], **TRICKY_HOST_TEMPLATE})] + [dict(h) for h in HOSTS[1:]]
+    hosts = [dict(HOSTS[0], template={**HOSTS[0]["template"], **TRICKY_HOST_TEMPLATE})] + [
+        dict(h) for h in HOSTS[1:]
+    ]
     cloud.simulator.set_hosts(hosts)
-    vms = [dict(VMS[0], user_template={**VMS[0]["user_template"], "VECTOR": {"A": "1", "B": "two words"},
-                                       "QUOTED": 'x "y" z'})] + [dict(vm) for vm in VMS[1:]]
+    vms = [
+        dict(
+            VMS[0],
+            user_template={
+                **VMS[0]["user_template"],
+                "VECTOR": {"A": "1", "B": "two words"},
+                "QUOTED": 'x "y" z',
+            },
+        )
+    ] + [dict(vm) for vm in VMS[1:]]
     cloud.simulator.set_vms(vms)
     client = cloud.pyone()
     before_hosts = {host_id: dict(client.host.info(host_id).TEMPLATE) for host_id in (3, 4, 7)}
@@ -759,14 +975,24 @@ def test_remove_attributes_deletes_only_ours_from_objects_carrying_them(cloud):
     # one merge-mode update per object carrying our attributes, none for the others
     assert cloud.calls() == {**POOL_READS, "one.host.update": 2, "one.vm.update": 1}
     client = cloud.pyone()
-    assert {host_id: dict(client.host.info(host_id).TEMPLATE) for host_id in (3, 4, 7)} == before_hosts
-    assert {vm_id: dict(client.vm.info(vm_id).USER_TEMPLATE) for vm_id in (42, 43, 44, 45)} == before_vms
+    assert {
+        host_id: dict(client.host.info(host_id).TEMPLATE) for host_id in (3, 4, 7)
+    } == before_hosts
+    assert {
+        vm_id: dict(client.vm.info(vm_id).USER_TEMPLATE) for vm_id in (42, 43, 44, 45)
+    } == before_vms
     # the simulator's own view: the repeated attribute is still there twice, in order
-    assert [value for name, value in cloud.simulator.host_template(3) if name == "LABEL"] == ["first", "second"]
+    assert [value for name, value in cloud.simulator.host_template(3) if name == "LABEL"] == [
+        "first",
+        "second",
+    ]
     cloud.calls()
 
     again = cloud.run("--remove-attributes")
-    assert again.returncode == 0 and status_line(again) == "status: removed from 0 (0 hosts, 0 VMs), failed 0"
+    assert (
+        again.returncode == 0
+        and status_line(again) == "status: removed from 0 (0 hosts, 0 VMs), failed 0"
+    )
     assert cloud.calls() == POOL_READS
 
 
@@ -789,9 +1015,14 @@ def test_remove_attributes_needs_no_prometheus(cloud):
 def test_script_needs_only_the_standard_library(cloud):
     """Run with -I -S: no site-packages (no pyone, no requests), no user paths."""
     cloud.measure_default()
-    result = subprocess.run([sys.executable, "-I", "-S", str(SCRIPT), "--config", str(cloud.config)],
-                            capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
-                            env=cloud.service_environment())
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(SCRIPT), "--config", str(cloud.config)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=cloud.service_environment(),
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "written 5" in status_line(result)
     assert os.access(SCRIPT, os.X_OK), "installed as an executable"

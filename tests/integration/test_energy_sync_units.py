@@ -68,8 +68,13 @@ def systemd_analyze_present():
 @pytest.mark.parametrize("user", ["oneadmin", "root"])
 def test_units_pass_systemd_analyze_verify(tmp_path, user):
     service, timer = render_units(tmp_path, service_user=user)
-    result = subprocess.run([SYSTEMD_ANALYZE, "verify", str(timer), str(service)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", str(timer), str(service)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     ours = [line for line in result.stderr.splitlines() if "scaphandre-energy-sync" in line]
     assert ours == [], result.stderr
@@ -79,9 +84,12 @@ def test_service_runs_the_script_as_the_service_user_with_only_a_config_path(tmp
     service, _ = render_units(tmp_path)
     found = directives(service.read_text())
     assert found["Type"] == ["oneshot"] and found["User"] == ["oneadmin"]
-    assert found["ExecStart"] == [f"/usr/bin/python3 {UNIT_VARIABLES['script_path']} "
-                                  f"--config {UNIT_VARIABLES['config_path']}"]
-    assert "Environment" not in found and "EnvironmentFile" not in found  # nothing secret in the unit
+    assert found["ExecStart"] == [
+        f"/usr/bin/python3 {UNIT_VARIABLES['script_path']} --config {UNIT_VARIABLES['config_path']}"
+    ]
+    assert (
+        "Environment" not in found and "EnvironmentFile" not in found
+    )  # nothing secret in the unit
     assert found["TimeoutStartSec"] == ["300s"]
 
 
@@ -93,8 +101,14 @@ def test_root_service_has_no_user_line(tmp_path):
 def test_service_is_hardened_but_keeps_the_hosts_loopback(tmp_path):
     service, _ = render_units(tmp_path)
     found = directives(service.read_text())
-    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-                       "PrivateTmp": "yes", "PrivateDevices": "yes", "CapabilityBoundingSet": ""}.items():
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "CapabilityBoundingSet": "",
+    }.items():
         assert found[key] == [value], key
     assert "PrivateNetwork" not in found and "IPAddressDeny" not in found
     # RemoveIPC acts on the user, not the unit: it would remove oned's IPC objects (oneadmin's)
@@ -104,10 +118,17 @@ def test_service_is_hardened_but_keeps_the_hosts_loopback(tmp_path):
 
 def test_systemd_rates_the_service_exposure_low(tmp_path):
     service, _ = render_units(tmp_path)
-    result = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=true", str(service)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "security", "--offline=true", str(service)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
-    score = re.search(r"Overall exposure level for scaphandre-energy-sync.service: ([0-9.]+) (\w+)", result.stdout)
+    score = re.search(
+        r"Overall exposure level for scaphandre-energy-sync.service: ([0-9.]+) (\w+)", result.stdout
+    )
     assert score, result.stdout[-500:]
     assert float(score.group(1)) <= 2.0 and score.group(2) == "OK", score.group(0)
 
@@ -115,19 +136,24 @@ def test_systemd_rates_the_service_exposure_low(tmp_path):
 def test_timer_fires_every_interval(tmp_path):
     _, timer = render_units(tmp_path, interval_s=120)
     found = directives(timer.read_text())
-    assert found["OnUnitActiveSec"] == ["120s"] and found["Unit"] == ["scaphandre-energy-sync.service"]
+    assert found["OnUnitActiveSec"] == ["120s"] and found["Unit"] == [
+        "scaphandre-energy-sync.service"
+    ]
     assert found["WantedBy"] == ["timers.target"]
 
 
 def test_templates_name_every_variable_they_need(tmp_path):
     """StrictUndefined, as in pyinfra: a missing variable is an error, not an empty string."""
     from jinja2 import UndefinedError
+
     for name in ("scaphandre-energy-sync.service", "scaphandre-energy-sync.timer"):
         with pytest.raises(UndefinedError):
             render(name, {})
     with pytest.raises(UndefinedError):
-        render("scaphandre-energy-sync.conf", {key: value for key, value in CONFIG_VARIABLES.items()
-                                               if key != "one_auth_file"})
+        render(
+            "scaphandre-energy-sync.conf",
+            {key: value for key, value in CONFIG_VARIABLES.items() if key != "one_auth_file"},
+        )
 
 
 def test_rendered_config_is_read_by_the_script(tmp_path):
@@ -135,8 +161,11 @@ def test_rendered_config_is_read_by_the_script(tmp_path):
     sync = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sync)
     path = tmp_path / "scaphandre-energy-sync.conf"
-    path.write_text(render(path.name, {**CONFIG_VARIABLES, "interval_s": 120, "threshold_percent": 5}))
+    path.write_text(
+        render(path.name, {**CONFIG_VARIABLES, "interval_s": 120, "threshold_percent": 5})
+    )
     settings = sync.load_settings(str(path))
     assert (settings.interval_s, settings.threshold_percent) == (120, 5)
-    assert settings._replace(interval_s=300, threshold_percent=2, source=None) == \
-        sync.Settings(**CONFIG_VARIABLES, source=None)
+    assert settings._replace(interval_s=300, threshold_percent=2, source=None) == sync.Settings(
+        **CONFIG_VARIABLES, source=None
+    )

@@ -21,11 +21,17 @@ def exporter_on(address: str, tmp_path):
     """The double serving /metrics on address (a free port); yields the port."""
     powercap, proc = tmp_path / "powercap", tmp_path / "proc"
     (powercap / "intel-rapl:0").mkdir(parents=True)
-    for name, value in (("name", "package-0"), ("energy_uj", "1000"), ("max_energy_range_uj", "262143328850")):
+    for name, value in (
+        ("name", "package-0"),
+        ("energy_uj", "1000"),
+        ("max_energy_range_uj", "262143328850"),
+    ):
         (powercap / "intel-rapl:0" / name).write_text(value + "\n")
     proc.mkdir()
     (proc / "stat").write_text("cpu  100 0 100 800 0 0 0 0 0 0\n")
-    exporter = double.Exporter(qemu=False, containers=False, powercap_root=str(powercap), proc_root=str(proc))
+    exporter = double.Exporter(
+        qemu=False, containers=False, powercap_root=str(powercap), proc_root=str(proc)
+    )
     server = double.bind_server(address, 0, exporter)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -39,16 +45,24 @@ def exporter_on(address: str, tmp_path):
 
 def metrics_wait(listen_address: str, port: int) -> str:
     """The wait command the deploy plans after creating the container (its last command)."""
-    data = {"scaphandre_listen_address": listen_address, "scaphandre_port": port, "scaphandre_metrics_timeout_s": 3}
+    data = {
+        "scaphandre_listen_address": listen_address,
+        "scaphandre_port": port,
+        "scaphandre_metrics_timeout_s": 3,
+    }
     return all_commands(planned_commands(with_ledger(run_scaphandre), ENGINE, data=data))[-1]
 
 
-@pytest.mark.parametrize("listen_address, served_on", [("::1", "::1"), ("127.0.0.1", "127.0.0.1"), ("::", "::"),
-                                                       ("0.0.0.0", "0.0.0.0")])
+@pytest.mark.parametrize(
+    "listen_address, served_on",
+    [("::1", "::1"), ("127.0.0.1", "127.0.0.1"), ("::", "::"), ("0.0.0.0", "0.0.0.0")],
+)
 def test_the_wait_finds_metrics_on_the_listen_address(listen_address, served_on, tmp_path):
     with exporter_on(served_on, tmp_path) as port:
         command = metrics_wait(listen_address, port)
-        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            ["sh", "-c", command], capture_output=True, text=True, timeout=30, check=False
+        )
     assert done.returncode == 0, done.stderr
 
 
@@ -56,6 +70,8 @@ def test_the_wait_gives_up_naming_the_bracketed_address(tmp_path):
     with exporter_on("::1", tmp_path) as port:
         pass  # stopped again: nothing answers on that port now
     command = metrics_wait("::1", port).replace("docker logs", "echo no docker here:")
-    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, timeout=30, check=False
+    )
     assert done.returncode == 1
     assert f"Scaphandre /metrics on [::1]:{port} did not answer within 3s" in done.stderr

@@ -22,7 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyinfra.api import State
 from pyinfra.context import ctx_state
 
@@ -43,8 +44,13 @@ HOSTS = [{"id": 3, "name": "hv1", "hostname": "hv1", "im_mad": "kvm", "state": 2
 
 
 def endpoint_for(url: str, timeout: float = 5.0, ca_file: str | None = None) -> OneEndpoint:
-    return OneEndpoint(url=url, session=f"oneadmin:{PASSWORD}", timeout=timeout,
-                       auth_source="one_auth_file (/test/one_auth)", ca_file=ca_file)
+    return OneEndpoint(
+        url=url,
+        session=f"oneadmin:{PASSWORD}",
+        timeout=timeout,
+        auth_source="one_auth_file (/test/one_auth)",
+        ca_file=ca_file,
+    )
 
 
 def assert_no_secret(error: BaseException, *secrets: str) -> None:
@@ -68,7 +74,7 @@ def loopback_server(handler_class):
     seen: list[bytes] = []
 
     class Handler(handler_class):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             length = int(self.headers.get("content-length", 0) or 0)
             seen.append(self.rfile.read(length) if length else b"")
             self.answer()
@@ -78,7 +84,9 @@ def loopback_server(handler_class):
         block_on_close = False
 
     server = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/RPC2", seen
@@ -102,12 +110,17 @@ def redirecting_to(location: str, status: int):
 def dripping(part: str, seconds_per_byte: float = 0.2, total_s: float = 12.0):
     """Answers one byte at a time: the status line and headers (part="headers") or,
     after prompt headers, the body (part="body"). Bounded: it gives up after total_s."""
+
     class Drip(_QuietHandler):
         def answer(self):
             body = b"<?xml version='1.0'?><methodResponse>" + b" " * 4096
-            head = (b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n"
-                    + b"X-Padding: " + b"x" * 400 + b"\r\n"
-                    + f"Content-Length: {len(body)}\r\n\r\n".encode())
+            head = (
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n"
+                b"X-Padding: "
+                + b"x" * 400
+                + b"\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            )
             slow, fast = (head, b"") if part == "headers" else (body, head)
             deadline = time.monotonic() + total_s
             try:
@@ -138,9 +151,11 @@ def closed_port() -> int:
 def test_a_redirect_is_refused_and_the_credentials_never_follow_it(status):
     with loopback_server(redirecting_to("http://unused", status)) as (target_url, target_seen):
         location = target_url.replace("http://", f"http://eve:{PROXY_PASSWORD}@")
-        with loopback_server(redirecting_to(location, status)) as (url, seen):
-            with pytest.raises(OneProtocolError) as caught:
-                fetch_host_pool(endpoint_for(url))
+        with (
+            loopback_server(redirecting_to(location, status)) as (url, seen),
+            pytest.raises(OneProtocolError) as caught,
+        ):
+            fetch_host_pool(endpoint_for(url))
     assert len(seen) == 1 and target_seen == [], "the redirect must not be followed"
     message = str(caught.value)
     port = target_url.split(":")[2].split("/")[0]
@@ -158,7 +173,9 @@ def test_credentials_written_into_one_xmlrpc_are_never_shown():
         fetch_host_pool(endpoint_for(url))
     assert "http://***@127.0.0.1:" in str(caught.value) and "proxyuser" not in str(caught.value)
     assert_no_secret(caught.value)
-    assert PROXY_PASSWORD not in repr(endpoint_for(url)) and "proxyuser" not in repr(endpoint_for(url))
+    assert PROXY_PASSWORD not in repr(endpoint_for(url)) and "proxyuser" not in repr(
+        endpoint_for(url)
+    )
 
 
 def test_credentials_in_one_xmlrpc_reach_the_server_as_basic_auth():
@@ -172,9 +189,8 @@ def test_credentials_in_one_xmlrpc_reach_the_server_as_basic_auth():
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-    with loopback_server(Recorder) as (url, _):
-        with pytest.raises(OneProtocolError, match="HTTP 500"):
-            fetch_host_pool(endpoint_for(url.replace("http://", f"http://proxyuser:{PROXY_PASSWORD}@")))
+    with loopback_server(Recorder) as (url, _), pytest.raises(OneProtocolError, match="HTTP 500"):
+        fetch_host_pool(endpoint_for(url.replace("http://", f"http://proxyuser:{PROXY_PASSWORD}@")))
     assert authorization and authorization[0].startswith("Basic ")
 
 
@@ -187,19 +203,30 @@ def self_signed(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tls")
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oned test double")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = directory / "cert.pem", directory / "key.pem"
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     return cert_file, context
@@ -212,7 +239,9 @@ def https_simulator(self_signed):
         yield simulator
 
 
-def test_a_self_signed_certificate_is_a_tls_failure_naming_the_setting(https_simulator, monkeypatch):
+def test_a_self_signed_certificate_is_a_tls_failure_naming_the_setting(
+    https_simulator, monkeypatch
+):
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     with pytest.raises(OneTlsError) as caught:
@@ -283,7 +312,9 @@ def test_a_refused_connection_and_a_hanging_api_count_as_unreachable(auth_file):
         assert lookup_error(simulator.url, auth_file, timeout=1).api_unreachable
 
 
-@pytest.mark.parametrize("status, unreachable", [(502, True), (503, True), (504, True), (500, False), (404, False)])
+@pytest.mark.parametrize(
+    "status, unreachable", [(502, True), (503, True), (504, True), (500, False), (404, False)]
+)
 def test_only_a_gateway_saying_oned_is_down_counts_as_unreachable(auth_file, status, unreachable):
     class Status(_QuietHandler):
         def answer(self):
@@ -324,22 +355,40 @@ def shared_simulator():
         yield simulator
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(password=st.text(alphabet="abcdefghijkLMNOP0123456789-_.:", min_size=6, max_size=20).map(lambda t: "Pw9" + t),
-       proxy_password=st.text(alphabet="abcdefghijkLMNOP0123456789-_.", min_size=6, max_size=20).map(lambda t: "Px9" + t),
-       mode=st.sampled_from(["ok", "garbage", "html", "http500", "hang"]))
-def test_no_answer_of_the_simulator_shows_a_secret(shared_simulator, password, proxy_password, mode):
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    password=st.text(alphabet="abcdefghijkLMNOP0123456789-_.:", min_size=6, max_size=20).map(
+        lambda t: "Pw9" + t
+    ),
+    proxy_password=st.text(alphabet="abcdefghijkLMNOP0123456789-_.", min_size=6, max_size=20).map(
+        lambda t: "Px9" + t
+    ),
+    mode=st.sampled_from(["ok", "garbage", "html", "http500", "hang"]),
+)
+def test_no_answer_of_the_simulator_shows_a_secret(
+    shared_simulator, password, proxy_password, mode
+):
     """The simulator knows PASSWORD only: every generated password is refused, and each
     fault mode answers its own way; nothing shown holds either secret."""
     url = shared_simulator.url.replace("http://", f"http://proxy:{proxy_password}@")
-    endpoint = OneEndpoint(url=url, session=f"oneadmin:{password}", timeout=1,
-                           auth_source="one_auth_file (/test/one_auth)")
+    endpoint = OneEndpoint(
+        url=url,
+        session=f"oneadmin:{password}",
+        timeout=1,
+        auth_source="one_auth_file (/test/one_auth)",
+    )
     shared_simulator.set_mode(mode)
     try:
         with pytest.raises(OpenNebulaError) as caught:
             fetch_host_pool(endpoint)
     finally:
         shared_simulator.set_mode("ok")
-    for text in (str(caught.value), repr(caught.value), "".join(traceback.format_exception(caught.value)),
-                 repr(endpoint)):
+    for text in (
+        str(caught.value),
+        repr(caught.value),
+        "".join(traceback.format_exception(caught.value)),
+        repr(endpoint),
+    ):
         assert password not in text and proxy_password not in text

@@ -19,7 +19,15 @@ from tasks.prometheus.job import scaphandre_job, scrape_job_snippet
 from tasks.prometheus.targets import ScrapeTarget, render_targets_file
 
 PROMTOOL = "/usr/bin/promtool"
-PROMTOOL_3 = Path(__file__).resolve().parents[2] / ".testbed" / "prometheus3" / "root" / "usr" / "bin" / "promtool"
+PROMTOOL_3 = (
+    Path(__file__).resolve().parents[2]
+    / ".testbed"
+    / "prometheus3"
+    / "root"
+    / "usr"
+    / "bin"
+    / "promtool"
+)
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "prometheus"
 TARGETS_NAME = "scaphandre_targets.yml"
 PROMETHEUS_2 = (2, 42, 0)
@@ -55,6 +63,7 @@ def promtool_check(config: Path, promtool: str | Path = PROMTOOL) -> subprocess.
         text=True,
         timeout=60,
         cwd=config.parent,
+        check=False,
     )
 
 
@@ -69,7 +78,9 @@ def write_bed(tmp_path: Path, config_text: str) -> Path:
 
 def merge_job(config_text: str | None, job: dict) -> str:
     """The config with the job spliced in, as the deploy writes it."""
-    return with_job(None if config_text is None else config_text.encode(), job, None, TARGETS_NAME).decode()
+    return with_job(
+        None if config_text is None else config_text.encode(), job, None, TARGETS_NAME
+    ).decode()
 
 
 def job(version=PROMETHEUS_2, **kwargs) -> dict:
@@ -117,7 +128,9 @@ def test_rendered_targets_file_is_accepted_and_a_bad_one_is_not(tmp_path):
     """promtool validates file_sd contents: prove our targets file is what it expects."""
     config = write_bed(tmp_path, merge_job(None, job()))
     assert promtool_check(config).returncode == 0
-    (tmp_path / TARGETS_NAME).write_text("- targets: [hv1:8080]\n  labels: {host_id: [not, a, string]}\n")
+    (tmp_path / TARGETS_NAME).write_text(
+        "- targets: [hv1:8080]\n  labels: {host_id: [not, a, string]}\n"
+    )
     result = promtool_check(config)
     assert result.returncode != 0
     assert TARGETS_NAME in result.stdout + result.stderr
@@ -125,7 +138,10 @@ def test_rendered_targets_file_is_accepted_and_a_bad_one_is_not(tmp_path):
 
 def test_broken_merged_config_fails_with_promtools_message(tmp_path):
     # A timeout longer than the interval is valid YAML but an invalid config.
-    merged = merge_job((FIXTURES / "debian_default.yml").read_text(), job(scrape_interval="5s", scrape_timeout="10s"))
+    merged = merge_job(
+        (FIXTURES / "debian_default.yml").read_text(),
+        job(scrape_interval="5s", scrape_timeout="10s"),
+    )
     result = promtool_check(write_bed(tmp_path, merged))
     assert result.returncode != 0
     assert "scrape timeout greater than scrape interval" in result.stdout + result.stderr
@@ -143,14 +159,22 @@ def test_prometheus_3_job_is_rejected_by_prometheus_2(tmp_path):
 
 ODD_NAMES = [
     ScrapeTarget(address="hv1:8080", one_host_id=0, host_name='quoted "name" with \\ and é'),
-    ScrapeTarget(address="[2001:db8::7]:8080", one_host_id=7, host_name="line\u2028separator, next\x85line"),
-    ScrapeTarget(address="hv3:8080", one_host_id=12, host_name="- [looks: like] {yaml} #not-a-comment"),
+    ScrapeTarget(
+        address="[2001:db8::7]:8080", one_host_id=7, host_name="line\u2028separator, next\x85line"
+    ),
+    ScrapeTarget(
+        address="hv3:8080", one_host_id=12, host_name="- [looks: like] {yaml} #not-a-comment"
+    ),
 ]
 
 
 @pytest.mark.parametrize("promtool", ["2.42", "3.5"])
-@pytest.mark.parametrize("name", ["scaphandre_targets.yml", "scaphandre_targets.yaml", "scaphandre_targets.json"])
-def test_the_json_targets_file_passes_promtool_under_every_name_file_sd_reads(tmp_path, promtool, name):
+@pytest.mark.parametrize(
+    "name", ["scaphandre_targets.yml", "scaphandre_targets.yaml", "scaphandre_targets.json"]
+)
+def test_the_json_targets_file_passes_promtool_under_every_name_file_sd_reads(
+    tmp_path, promtool, name
+):
     """The targets file is JSON under a comment header (YAML too) and, named .json, JSON
     alone: Prometheus' file_sd reads it either way, host names with YAML's special
     characters included; a header left in a .json file is refused, proving promtool read it."""
@@ -158,7 +182,9 @@ def test_the_json_targets_file_passes_promtool_under_every_name_file_sd_reads(tm
     assert Path(binary).is_file(), f"{binary} missing: run tests/testbed/fetch-prometheus3.sh"
     (tmp_path / name).write_text(render_targets_file(ODD_NAMES, json_only=name.endswith(".json")))
     config = tmp_path / "prometheus.yml"
-    config.write_text(merge_job(None, scaphandre_job(targets_file=name, prometheus_version=PROMETHEUS_2)))
+    config.write_text(
+        merge_job(None, scaphandre_job(targets_file=name, prometheus_version=PROMETHEUS_2))
+    )
     result = promtool_check(config, binary)
     assert result.returncode == 0, result.stdout + result.stderr
     if name.endswith(".json"):

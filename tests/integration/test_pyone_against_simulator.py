@@ -16,7 +16,13 @@ import pyone
 import pytest
 import yaml
 
-from tasks.opennebula.client import OneAuthError, OneEndpoint, OneProtocolError, OneUnreachableError, fetch_host_pool
+from tasks.opennebula.client import (
+    OneAuthError,
+    OneEndpoint,
+    OneProtocolError,
+    OneUnreachableError,
+    fetch_host_pool,
+)
 from tasks.opennebula.pool import OneHost, OpenNebulaError
 from tests.doubles.one_api_simulator import OneApiSimulator
 from tests.unit.pyone_reference import as_fields, hosts_from_binding
@@ -48,8 +54,12 @@ def simulator():
 
 
 def endpoint_for(url: str, password: str = PASSWORD, timeout: float = 5.0) -> OneEndpoint:
-    return OneEndpoint(url=url, session=f"oneadmin:{password}", timeout=timeout,
-                       auth_source="~/.one/one_auth (/test/one_auth)")
+    return OneEndpoint(
+        url=url,
+        session=f"oneadmin:{password}",
+        timeout=timeout,
+        auth_source="~/.one/one_auth (/test/one_auth)",
+    )
 
 
 def assert_secret_absent(error: BaseException, password: str = PASSWORD) -> None:
@@ -79,14 +89,27 @@ def test_the_pool_read_from_the_raw_reply_is_the_one_pyones_bindings_give(capsys
     """Over HTTP, through pyone both ways: fetch_host_pool (one call, the document read for
     what the deploy uses) gives every field, template included, that pyone's own
     `hostpool.info()` binding gave the earlier client, on a pool with odd hosts."""
-    odd = HOSTS + [
-        {"id": 21, "name": "a&b <odd> é", "hostname": ["first", "second"], "state": 2,
-         "template": {"SSH_PORT": " 2222 ", "PCI": {"ADDRESS": "0000:00:02:0"}, "NOTE": "x]]>y", "EMPTY": ""}},
+    odd = [
+        *HOSTS,
+        {
+            "id": 21,
+            "name": "a&b <odd> é",
+            "hostname": ["first", "second"],
+            "state": 2,
+            "template": {
+                "SSH_PORT": " 2222 ",
+                "PCI": {"ADDRESS": "0000:00:02:0"},
+                "NOTE": "x]]>y",
+                "EMPTY": "",
+            },
+        },
         {"id": 22, "name": "no-hostname", "state": 6, "template_attributes": []},
     ]
     with OneApiSimulator(odd, user="oneadmin", password=PASSWORD) as sim:
         ours = fetch_host_pool(endpoint_for(sim.url))
-        bound = pyone.OneServer(sim.url, session=f"oneadmin:{PASSWORD}", protocol="xmlrpc").hostpool.info()
+        bound = pyone.OneServer(
+            sim.url, session=f"oneadmin:{PASSWORD}", protocol="xmlrpc"
+        ).hostpool.info()
         assert sim.calls == {"one.hostpool.info": 2}
     reference = as_fields(hosts_from_binding(bound))
     assert as_fields(ours) == reference
@@ -106,14 +129,17 @@ def test_one_call_per_fetch(simulator):
 
 def test_set_hosts_changes_the_pool(simulator):
     endpoint = endpoint_for(simulator.url)
-    simulator.set_hosts(HOSTS + [{"id": 20, "name": "hv5", "hostname": "hv5"}])
+    simulator.set_hosts([*HOSTS, {"id": 20, "name": "hv5", "hostname": "hv5"}])
     assert fetch_host_pool(endpoint)[0] == OneHost(20, "hv5", "hv5", "kvm", 2, "MONITORED")
 
 
 def test_each_host_carries_its_cluster_for_the_carbon_intensity_per_cluster(simulator):
     simulator.set_hosts([dict(HOSTS[0], cluster_id=104, cluster="berlin"), HOSTS[1]])
     hosts = fetch_host_pool(endpoint_for(simulator.url))
-    assert sorted((h.id, h.cluster_id, h.cluster) for h in hosts) == [(0, 104, "berlin"), (4, 0, "default")]
+    assert sorted((h.id, h.cluster_id, h.cluster) for h in hosts) == [
+        (0, 104, "berlin"),
+        (4, 0, "default"),
+    ]
 
 
 def test_simulator_xml_passes_pyone_bindings_for_host_info(simulator, capsys):
@@ -171,9 +197,11 @@ def test_timeout_does_not_change_the_process_wide_socket_default(simulator):
 
 @pytest.mark.parametrize("mode", ["garbage", "html"])
 def test_non_xmlrpc_reply_is_reported_as_such(mode):
-    with OneApiSimulator(HOSTS, password=PASSWORD, mode=mode) as sim:
-        with pytest.raises(OpenNebulaError) as caught:
-            fetch_host_pool(endpoint_for(sim.url))
+    with (
+        OneApiSimulator(HOSTS, password=PASSWORD, mode=mode) as sim,
+        pytest.raises(OpenNebulaError) as caught,
+    ):
+        fetch_host_pool(endpoint_for(sim.url))
     assert isinstance(caught.value, OneProtocolError)
     message = str(caught.value)
     assert "not OpenNebula XML-RPC" in message and sim.url in message
@@ -181,17 +209,19 @@ def test_non_xmlrpc_reply_is_reported_as_such(mode):
 
 
 def test_http_500_is_reported_with_status():
-    with OneApiSimulator(HOSTS, password=PASSWORD, mode="http500") as sim:
-        with pytest.raises(OneProtocolError) as caught:
-            fetch_host_pool(endpoint_for(sim.url))
+    with (
+        OneApiSimulator(HOSTS, password=PASSWORD, mode="http500") as sim,
+        pytest.raises(OneProtocolError) as caught,
+    ):
+        fetch_host_pool(endpoint_for(sim.url))
     assert "HTTP 500" in str(caught.value)
     assert_secret_absent(caught.value)
 
 
 def test_other_xmlrpc_server_is_not_mistaken_for_opennebula():
     """An XML-RPC server that is not oned (the method is unknown there) gives a clear error."""
-    from xmlrpc.server import SimpleXMLRPCServer
     import threading
+    from xmlrpc.server import SimpleXMLRPCServer
 
     server = SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -239,9 +269,24 @@ def test_simulator_as_a_process(tmp_path):
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD + "\n")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.doubles.one_api_simulator", "--port", "0",
-         "--hosts", str(hosts_file), "--user", "oneadmin", "--password-file", str(password_file)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tests.doubles.one_api_simulator",
+            "--port",
+            "0",
+            "--hosts",
+            str(hosts_file),
+            "--user",
+            "oneadmin",
+            "--password-file",
+            str(password_file),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = read_line_within(process.stdout, 15)
         assert line.startswith("listening on http://127.0.0.1:"), line
@@ -253,7 +298,7 @@ def test_simulator_as_a_process(tmp_path):
         assert control.sim.calls() == {"one.hostpool.info": 1}
 
         # the test bed adds a hypervisor by rewriting the file
-        write_atomically(hosts_file, yaml.safe_dump(HOSTS[:2] + [{"id": 30, "name": "hv9"}]))
+        write_atomically(hosts_file, yaml.safe_dump([*HOSTS[:2], {"id": 30, "name": "hv9"}]))
         assert [host.id for host in fetch_host_pool(endpoint)] == [30, 4, 0]
         assert control.sim.calls() == {"one.hostpool.info": 2}
 

@@ -52,20 +52,31 @@ scaph_process_power_consumption_microwatts{pid="108",exe="qemu-kvm-one",cmdline=
 scaph_process_power_consumption_microwatts{pid="109",exe="qemu-system-x86_64",cmdline="/usr/bin/qemu-system-x86_64-nameguest=one-12a,debug-threads=on",vmname="one-12a"} 90000
 scaph_process_power_consumption_microwatts{pid="110",exe="qemu-kvm-one",cmdline="/usr/bin/qemu-kvm-one-nameguest=one-\u0663,debug-threads=on"} 80000
 scaph_process_power_consumption_microwatts{pid="111",exe="qemu-kvm-one",cmdline="/usr/bin/qemu-kvm-one-nameguest=one-+5,debug-threads=on"} 70000
-"""
+"""  # noqa: E501 - exposition lines as Scaphandre writes them, one sample a line
 # pid 104: a guest not started by OpenNebula -> no one_vm_id.
 # pid 105: contrived disagreement between vmname and cmdline -> vmname wins,
 #          proving the cmdline rule never overwrites a value already set.
 # pids 106-111: only a canonical decimal ID names a VM: "05", "007", "12a", an Arabic-Indic
 #          digit three and "+5" name none (VM 5's power must not be another guest's); "0" is VM 0.
-EXPECTED_VM_IDS = {"101": "42", "102": "43", "103": None, "104": None, "105": "44",
-                   "106": None, "107": None, "108": "0", "109": None, "110": None, "111": None}
+EXPECTED_VM_IDS = {
+    "101": "42",
+    "102": "43",
+    "103": None,
+    "104": None,
+    "105": "44",
+    "106": None,
+    "107": None,
+    "108": "0",
+    "109": None,
+    "110": None,
+    "111": None,
+}
 
 
 class ScaphandreTestDoubleHandler(BaseHTTPRequestHandler):
     """Serves SCAPHANDRE_LINES on /metrics with no Content-Type header."""
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         if self.path != "/metrics":
             self.send_error(404)
             return
@@ -75,7 +86,7 @@ class ScaphandreTestDoubleHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format, *args):  # keep pytest output clean
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name; output kept clean
         pass
 
 
@@ -111,7 +122,9 @@ def wait_until(condition, deadline_s: float, what: str, log: Path):
             last_error = error
         time.sleep(0.5)
     log_tail = log.read_text()[-3000:] if log.exists() else "(no log)"
-    pytest.fail(f"{what} not within {deadline_s}s (last error: {last_error})\nPrometheus log:\n{log_tail}")
+    pytest.fail(
+        f"{what} not within {deadline_s}s (last error: {last_error})\nPrometheus log:\n{log_tail}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +179,10 @@ def prometheus(exporters, tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(
-            lambda: process.poll() is None and urllib.request.urlopen(f"{url}/-/ready", timeout=2).status == 200,
+            lambda: (
+                process.poll() is None
+                and urllib.request.urlopen(f"{url}/-/ready", timeout=2).status == 200
+            ),
             STARTUP_DEADLINE_S,
             "Prometheus ready",
             log,
@@ -186,11 +202,15 @@ def process_series(prometheus: RunningPrometheus) -> list[dict]:
     expected = len(EXPECTED_VM_IDS) * len(prometheus.targets)
 
     def all_series():
-        reply = api_get(prometheus.url, "/api/v1/query", query="scaph_process_power_consumption_microwatts")
+        reply = api_get(
+            prometheus.url, "/api/v1/query", query="scaph_process_power_consumption_microwatts"
+        )
         series = [item["metric"] for item in reply["data"]["result"]]
         return series if len(series) >= expected else None
 
-    return wait_until(all_series, SERIES_DEADLINE_S, f"{expected} per-process series", prometheus.log)
+    return wait_until(
+        all_series, SERIES_DEADLINE_S, f"{expected} per-process series", prometheus.log
+    )
 
 
 def test_one_vm_id_from_vmname_else_cmdline_and_absent_otherwise(prometheus):
@@ -226,7 +246,11 @@ def test_targets_are_up_with_host_labels(prometheus):
 
     active = wait_until(healthy_targets, SERIES_DEADLINE_S, "all targets up", prometheus.log)
     found = {
-        t["labels"]["instance"]: (t["labels"]["host_id"], t["labels"]["one_host_id"], t["labels"]["host_name"])
+        t["labels"]["instance"]: (
+            t["labels"]["host_id"],
+            t["labels"]["one_host_id"],
+            t["labels"]["host_name"],
+        )
         for t in active
     }
     assert found == {

@@ -73,12 +73,14 @@ def bed(tmp_path_factory):
     """A fresh bed: hv1 plain, hv3 with a preinstalled engine, prom1 OpenNebula-style,
     prom3 Prometheus 3; removed afterwards."""
     settings = bed_settings_from_env(PREFIX, SSH_PORT_BASE, PROMETHEUS_API_PORT)
-    test_bed = TestBed(state_dir=tmp_path_factory.mktemp("shape-bed"),
-                       hypervisors=(PLAIN, WITH_DOCKER), preinstalled_docker=(WITH_DOCKER,),
-                       prometheus_kind="opennebula",
-                       extra_prometheus={PROMETHEUS3: ("prometheus3",
-                                                       settings["prometheus_api_port"] + 1)},
-                       **settings)
+    test_bed = TestBed(
+        state_dir=tmp_path_factory.mktemp("shape-bed"),
+        hypervisors=(PLAIN, WITH_DOCKER),
+        preinstalled_docker=(WITH_DOCKER,),
+        prometheus_kind="opennebula",
+        extra_prometheus={PROMETHEUS3: ("prometheus3", settings["prometheus_api_port"] + 1)},
+        **settings,
+    )
     test_bed.build_images()
     try:
         test_bed.up()
@@ -151,7 +153,9 @@ def test_vm_traffic_crosses_the_forward_chain_and_never_leaves_the_host(bed):
         assert [r.split()[0] for r in routes if r.strip()] == ["169.254.99.0/24"]
     members = bed.exec(PLAIN, "ip", "-o", "link", "show", "master", "br0").stdout
     assert sorted(line.split(": ")[1].split("@")[0] for line in members.splitlines()) == [
-        "vethA", "vethB"]
+        "vethA",
+        "vethB",
+    ]
 
 
 def test_forwarding_off_is_the_hosts_own_persisted_setting(bed):
@@ -159,38 +163,68 @@ def test_forwarding_off_is_the_hosts_own_persisted_setting(bed):
     assert "net.ipv4.ip_forward = 0" in persisted
     assert "net.ipv6.conf.all.forwarding = 0" in persisted
     assert bed.exec(PLAIN, "systemctl", "is-active", "systemd-sysctl").stdout.strip() == "active"
-    order = bed.exec(PLAIN, "systemctl", "show", "-p", "After", "-p", "Before",
-                     "testbed-vm-network.service").stdout
+    order = bed.exec(
+        PLAIN, "systemctl", "show", "-p", "After", "-p", "Before", "testbed-vm-network.service"
+    ).stdout
     assert "systemd-sysctl.service" in order and "docker.service" in order
 
 
 def test_preinstalled_engine_at_defaults_cut_the_vms_off(bed):
     assert bed.exec(WITH_DOCKER, "systemctl", "is-enabled", "docker").stdout.strip() == "enabled"
     assert bed.exec(WITH_DOCKER, "systemctl", "is-active", "docker").stdout.strip() == "active"
-    assert bed.exec(WITH_DOCKER, "test", "-e", "/etc/docker/daemon.json",
-                    check=False).returncode == 1, "Docker's defaults: no daemon.json"
+    assert (
+        bed.exec(WITH_DOCKER, "test", "-e", "/etc/docker/daemon.json", check=False).returncode == 1
+    ), "Docker's defaults: no daemon.json"
     state = bed.network_state(WITH_DOCKER)
     assert_damaged_by_docker_defaults(state)
     raw = bed.exec(WITH_DOCKER, "iptables", "-S").stdout
     assert "-N DOCKER-USER" in raw and "-A FORWARD -j DOCKER-USER" in raw
-    assert state["rules"]["iptables"] == {"filter": [], "nat": []}, \
+    assert state["rules"]["iptables"] == {"filter": [], "nat": []}, (
         "every rule the engine added counts as Docker's"
+    )
     assert not bed.vms_reach_each_other(WITH_DOCKER)
 
 
 def test_preinstalled_engine_runs_the_stand_in_exporter(bed):
-    assert bed.exec(WITH_DOCKER, "docker", "image", "inspect", STAND_IN,
-                    check=False).returncode == 0, "docker.service should have loaded the stand-in"
+    assert (
+        bed.exec(WITH_DOCKER, "docker", "image", "inspect", STAND_IN, check=False).returncode == 0
+    ), "docker.service should have loaded the stand-in"
     bed.exec(WITH_DOCKER, "modprobe", "intel_rapl_msr")
-    bed.exec(WITH_DOCKER, "docker", "run", "-d", "--name", "scaphandre", "--network", "host",
-             "--privileged", "-v", "/proc:/proc", "-v", "/sys/class/powercap:/sys/class/powercap",
-             "-v", "/var/run/docker.sock:/var/run/docker.sock", STAND_IN,
-             "prometheus", "--qemu", "--containers")
+    bed.exec(
+        WITH_DOCKER,
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        "scaphandre",
+        "--network",
+        "host",
+        "--privileged",
+        "-v",
+        "/proc:/proc",
+        "-v",
+        "/sys/class/powercap:/sys/class/powercap",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        STAND_IN,
+        "prometheus",
+        "--qemu",
+        "--containers",
+    )
     try:
+
         def scraped() -> bool:
-            proc = bed.exec(WITH_DOCKER, "curl", "-s", "--max-time", "3",
-                            "http://127.0.0.1:8080/metrics", check=False)
+            proc = bed.exec(
+                WITH_DOCKER,
+                "curl",
+                "-s",
+                "--max-time",
+                "3",
+                "http://127.0.0.1:8080/metrics",
+                check=False,
+            )
             return "scaph_host_power_microwatts" in proc.stdout
+
         wait_until(scraped, 30, f"the stand-in's /metrics on {WITH_DOCKER}")
     finally:
         bed.exec(WITH_DOCKER, "docker", "rm", "-f", "scaphandre", check=False)
@@ -223,7 +257,9 @@ def test_opennebula_style_prometheus_runs_as_opennebula_ships_it(bed):
     assert systemctl("show", "-p", "ExecReload", "--value", kind.service) == ""
     assert bed.exec(host, "systemctl", "reload", kind.service, check=False).returncode != 0
     assert systemctl("show", "-p", "User", "--value", kind.service) == "oneadmin"
-    assert bed.exec(host, "stat", "-c", "%U", "/var/lib/prometheus/data").stdout.strip() == "oneadmin"
+    assert (
+        bed.exec(host, "stat", "-c", "%U", "/var/lib/prometheus/data").stdout.strip() == "oneadmin"
+    )
     assert api(bed, host, "/api/v1/status/flags")["config.file"] == kind.config_file
     bed.exec(host, kind.promtool, "check", "config", kind.config_file)
 
@@ -247,8 +283,15 @@ def test_opennebula_style_prometheus_reloads_on_sighup(bed):
 
     before = last_config_time()
     time.sleep(1.1)  # lastConfigTime has one-second resolution
-    bed.exec(OPENNEBULA_PROMETHEUS, "systemctl", "kill", "--kill-who=main", "-s", "HUP",
-             "opennebula-prometheus")
+    bed.exec(
+        OPENNEBULA_PROMETHEUS,
+        "systemctl",
+        "kill",
+        "--kill-who=main",
+        "-s",
+        "HUP",
+        "opennebula-prometheus",
+    )
     wait_until(lambda: last_config_time() != before, 20, "a configuration reload after SIGHUP")
     assert api(bed, OPENNEBULA_PROMETHEUS, "/api/v1/status/runtimeinfo")["reloadConfigSuccess"]
 
@@ -257,8 +300,9 @@ def test_prometheus3_host_service_runs_3_5_beside_debians_2_42(bed):
     host = PROMETHEUS3
     kind = bed.hosts[host].prometheus
     assert api(bed, host, "/api/v1/status/buildinfo")["version"].startswith("3.5.")
-    main_pid = bed.exec(host, "systemctl", "show", "-p", "MainPID", "--value",
-                        kind.service).stdout.strip()
+    main_pid = bed.exec(
+        host, "systemctl", "show", "-p", "MainPID", "--value", kind.service
+    ).stdout.strip()
     assert bed.exec(host, "readlink", f"/proc/{main_pid}/exe").stdout.strip() == kind.binary
     assert kind.binary != "/usr/bin/prometheus"
     assert "version 2.42" in bed.exec(host, "/usr/bin/prometheus", "--version").stdout
@@ -268,11 +312,31 @@ def test_prometheus3_host_service_runs_3_5_beside_debians_2_42(bed):
 def test_prometheus3_scrapes_a_target_without_content_type_only_with_fallback(bed):
     host = PROMETHEUS3
     kind = bed.hosts[host].prometheus
-    bed.exec(host, "systemd-run", "--unit", "no-content-type-double", "python3", "-c",
-             NO_CONTENT_TYPE_SERVER)
-    headers = wait_until(lambda: bed.exec(host, "curl", "-s", "-i", "--max-time", "3",
-                                          f"http://localhost:{NO_CONTENT_TYPE_PORT}/metrics",
-                                          check=False).stdout, 15, "the no-Content-Type target")
+    bed.exec(
+        host,
+        "systemd-run",
+        "--unit",
+        "no-content-type-double",
+        "python3",
+        "-c",
+        NO_CONTENT_TYPE_SERVER,
+    )
+    headers = wait_until(
+        lambda: (
+            bed.exec(
+                host,
+                "curl",
+                "-s",
+                "-i",
+                "--max-time",
+                "3",
+                f"http://localhost:{NO_CONTENT_TYPE_PORT}/metrics",
+                check=False,
+            ).stdout
+        ),
+        15,
+        "the no-Content-Type target",
+    )
     assert "content-type" not in headers.lower()
     bed.exec(host, "sh", "-c", f"cat >> {kind.config_file}", input=NO_CONTENT_TYPE_JOBS)
     bed.exec(host, kind.promtool, "check", "config", kind.config_file)

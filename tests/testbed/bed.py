@@ -34,9 +34,10 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from tests.testbed import host_network, images
 
@@ -65,13 +66,28 @@ VM_BRIDGE = "br0"
 # that the simulated RAPL tree lives in, systempaths=unconfined lets inner
 # containers mount the host's /proc.
 SYSTEMD_HOST_FLAGS = (
-    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
-    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-    "--security-opt", "systempaths=unconfined", "--cgroupns=host",
-    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/sys/class:rw",
+    "--cap-add",
+    "ALL",
+    "--cap-drop",
+    "SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "--security-opt",
+    "systempaths=unconfined",
+    "--cgroupns=host",
+    "-v",
+    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs",
+    "/run",
+    "--tmpfs",
+    "/run/lock",
+    "--tmpfs",
+    "/sys/class:rw",
     # systemd halts on SIGRTMIN+3 and ignores docker's default SIGTERM.
-    "--stop-signal", "SIGRTMIN+3",
+    "--stop-signal",
+    "SIGRTMIN+3",
 )
 
 
@@ -89,16 +105,33 @@ class PrometheusKind:
 
 PROMETHEUS_KINDS = {
     # Debian's prometheus package (2.42), as installed.
-    "debian": PrometheusKind("prometheus", "prometheus", "/etc/prometheus/prometheus.yml",
-                             "/usr/bin/prometheus", "/usr/bin/promtool", True),
+    "debian": PrometheusKind(
+        "prometheus",
+        "prometheus",
+        "/etc/prometheus/prometheus.yml",
+        "/usr/bin/prometheus",
+        "/usr/bin/promtool",
+        True,
+    ),
     # OpenNebula's opennebula-prometheus: its unit, config and oneadmin-owned data;
     # OpenNebula installs prometheus and promtool in /usr/bin.
-    "opennebula": PrometheusKind("prometheus-opennebula", "opennebula-prometheus",
-                                 "/etc/one/prometheus/prometheus.yml", "/usr/bin/prometheus",
-                                 "/usr/bin/promtool", False),
+    "opennebula": PrometheusKind(
+        "prometheus-opennebula",
+        "opennebula-prometheus",
+        "/etc/one/prometheus/prometheus.yml",
+        "/usr/bin/prometheus",
+        "/usr/bin/promtool",
+        False,
+    ),
     # Debian's 2.42 package installed, its service running 3.5 from /usr/local/bin.
-    "prometheus3": PrometheusKind("prometheus3", "prometheus", "/etc/prometheus/prometheus.yml",
-                                  "/usr/local/bin/prometheus", "/usr/local/bin/promtool", True),
+    "prometheus3": PrometheusKind(
+        "prometheus3",
+        "prometheus",
+        "/etc/prometheus/prometheus.yml",
+        "/usr/local/bin/prometheus",
+        "/usr/local/bin/promtool",
+        True,
+    ),
 }
 HYPERVISOR_VARIANT = "hypervisor"
 PREINSTALLED_DOCKER_VARIANT = "hypervisor-docker"
@@ -173,12 +206,14 @@ def default_port_base(prefix: str) -> int:
     return 20000 + (zlib.crc32(prefix.encode()) % 600) * 60
 
 
-def bed_settings_from_env(prefix: str, ssh_port_base: int | None = None,
-                          prometheus_api_port: int | None = None) -> dict:
+def bed_settings_from_env(
+    prefix: str, ssh_port_base: int | None = None, prometheus_api_port: int | None = None
+) -> dict:
     """TestBed keyword arguments (prefix, ssh_port_base, prometheus_api_port) for a test
     module's bed, each overridable by SOTB_BED_PREFIX, SOTB_BED_SSH_PORT_BASE and
     SOTB_BED_PROMETHEUS_PORT, so two checkouts can run the same module side by side; by
     default moved by SOTB_BED_SUFFIX and SOTB_PORT_OFFSET as the end-to-end beds are."""
+
     def port(variable: str, default: int | None) -> int | None:
         value = os.environ.get(variable)
         if value is None:
@@ -190,9 +225,11 @@ def bed_settings_from_env(prefix: str, ssh_port_base: int | None = None,
     def moved(default: int | None) -> int | None:
         return None if default is None else bed_port(default)
 
-    return {"prefix": os.environ.get("SOTB_BED_PREFIX", bed_prefix(prefix)),
-            "ssh_port_base": port("SOTB_BED_SSH_PORT_BASE", moved(ssh_port_base)),
-            "prometheus_api_port": port("SOTB_BED_PROMETHEUS_PORT", moved(prometheus_api_port))}
+    return {
+        "prefix": os.environ.get("SOTB_BED_PREFIX", bed_prefix(prefix)),
+        "ssh_port_base": port("SOTB_BED_SSH_PORT_BASE", moved(ssh_port_base)),
+        "prometheus_api_port": port("SOTB_BED_PROMETHEUS_PORT", moved(prometheus_api_port)),
+    }
 
 
 def bed_prefix(prefix: str) -> str:
@@ -228,7 +265,9 @@ def ssh_banner_ok(port: int) -> bool:
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
     """Run the docker CLI (text mode); raise BedCommandError when check is set and it fails."""
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
     if check and proc.returncode != 0:
         raise BedCommandError(proc.returncode, ["docker", *args], proc.stdout, proc.stderr)
     return proc
@@ -243,7 +282,9 @@ def _remove_network(network_id: str, timeout_s: float = 30) -> None:
         if proc.returncode == 0:
             return
         if "active endpoints" not in proc.stderr or time.monotonic() > deadline:
-            raise BedCommandError(proc.returncode, ["docker", "network", "rm", network_id], proc.stdout, proc.stderr)
+            raise BedCommandError(
+                proc.returncode, ["docker", "network", "rm", network_id], proc.stdout, proc.stderr
+            )
         time.sleep(0.5)
 
 
@@ -252,12 +293,18 @@ class TestBed:
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, prefix: str = "sotb-dev", state_dir: Path | None = None,
-                 hypervisors: Sequence[str] = ("hv1", "hv2", "hv3"),
-                 ssh_port_base: int | None = None, prometheus_api_port: int | None = None,
-                 build_dir: Path | None = None, preinstalled_docker: Sequence[str] = (),
-                 prometheus_kind: str = "debian",
-                 extra_prometheus: Mapping[str, tuple[str, int]] | None = None) -> None:
+    def __init__(
+        self,
+        prefix: str = "sotb-dev",
+        state_dir: Path | None = None,
+        hypervisors: Sequence[str] = ("hv1", "hv2", "hv3"),
+        ssh_port_base: int | None = None,
+        prometheus_api_port: int | None = None,
+        build_dir: Path | None = None,
+        preinstalled_docker: Sequence[str] = (),
+        prometheus_kind: str = "debian",
+        extra_prometheus: Mapping[str, tuple[str, int]] | None = None,
+    ) -> None:
         """Plan a bed (nothing starts before up()).
 
         preinstalled_docker: hypervisors whose operator installed Docker's engine at its
@@ -269,15 +316,16 @@ class TestBed:
             raise ValueError("a bed prefix must start with 'sotb-' (Docker names are shared)")
         unknown = sorted(set(preinstalled_docker) - set(hypervisors))
         if unknown:
-            raise ValueError(f"preinstalled_docker names {', '.join(unknown)}, which are not "
-                             "among the bed's hypervisors; list them in hypervisors too")
+            raise ValueError(
+                f"preinstalled_docker names {', '.join(unknown)}, which are not "
+                "among the bed's hypervisors; list them in hypervisors too"
+            )
         self.prefix = prefix
         self.state_dir = Path(state_dir or images.REPO_ROOT / ".testbed" / prefix).resolve()
         self.build_dir = Path(build_dir or images.DEFAULT_BUILD_DIR)
         base = default_port_base(prefix)
         self.ssh_port_base = ssh_port_base if ssh_port_base is not None else base + 1
-        self.prometheus_api_port = (prometheus_api_port if prometheus_api_port is not None
-                                    else base)
+        self.prometheus_api_port = prometheus_api_port if prometheus_api_port is not None else base
         self.network = f"{prefix}-net"
         self.prometheus_name = PROMETHEUS_NAME
         self.hypervisor_image: str | None = None
@@ -336,8 +384,10 @@ class TestBed:
         (cached by content hash); variants nobody plans are not built."""
         self.hypervisor_image, self.prometheus_image, timings = images.build_all(self.build_dir)
         self.build_timings = timings.seconds
-        self.images = {HYPERVISOR_VARIANT: self.hypervisor_image,
-                       PROMETHEUS_KINDS["debian"].image_variant: self.prometheus_image}
+        self.images = {
+            HYPERVISOR_VARIANT: self.hypervisor_image,
+            PROMETHEUS_KINDS["debian"].image_variant: self.prometheus_image,
+        }
         for host in self.hosts.values():
             self._ensure_image(host.image_variant)
 
@@ -397,8 +447,13 @@ class TestBed:
 
     def stop_host(self, name: str) -> None:
         """Power a host off (container stopped, kept); start_host() brings it back."""
-        docker("stop", "-t", str(STOP_TIMEOUT_S), self.hosts[name].container,
-               timeout=STOP_TIMEOUT_S + 60)
+        docker(
+            "stop",
+            "-t",
+            str(STOP_TIMEOUT_S),
+            self.hosts[name].container,
+            timeout=STOP_TIMEOUT_S + 60,
+        )
 
     def start_host(self, name: str) -> None:
         """Power a stopped host on again and wait until it has booted."""
@@ -416,24 +471,53 @@ class TestBed:
             _remove_network(network_id)
 
     # ------------------------------------------------------------- commands
-    def exec(self, host: str, *cmd: str, check: bool = True, input: str | None = None,
-             timeout: float = EXEC_TIMEOUT_S) -> subprocess.CompletedProcess:
+    def exec(
+        self,
+        host: str,
+        *cmd: str,
+        check: bool = True,
+        input: str | None = None,  # noqa: A002 - named as subprocess.run's
+        timeout: float = EXEC_TIMEOUT_S,
+    ) -> subprocess.CompletedProcess:
         """Run cmd as root in a host (docker exec); BedCommandError when check and it fails."""
-        args = ["docker", "exec", *(["-i"] if input is not None else []),
-                self.hosts[host].container, *cmd]
-        proc = subprocess.run(args, capture_output=True, text=True, input=input, timeout=timeout)
+        args = [
+            "docker",
+            "exec",
+            *(["-i"] if input is not None else []),
+            self.hosts[host].container,
+            *cmd,
+        ]
+        proc = subprocess.run(
+            args, capture_output=True, text=True, input=input, timeout=timeout, check=False
+        )
         if check and proc.returncode != 0:
             raise BedCommandError(proc.returncode, list(cmd), proc.stdout, proc.stderr)
         return proc
 
-    def ssh(self, host: str, command: str, check: bool = True,
-            timeout: float = EXEC_TIMEOUT_S) -> subprocess.CompletedProcess:
+    def ssh(
+        self, host: str, command: str, check: bool = True, timeout: float = EXEC_TIMEOUT_S
+    ) -> subprocess.CompletedProcess:
         """Run a shell command on a host through real SSH with the bed's key, as pyinfra would."""
-        args = ["ssh", "-F", "/dev/null", "-i", str(self.ssh_key), "-p",
-                str(self.hosts[host].ssh_port), "-o", "BatchMode=yes",
-                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                "-o", "ConnectTimeout=10", "root@127.0.0.1", command]
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        args = [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(self.ssh_key),
+            "-p",
+            str(self.hosts[host].ssh_port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "root@127.0.0.1",
+            command,
+        ]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:
             raise BedCommandError(proc.returncode, [command], proc.stdout, proc.stderr)
         return proc
@@ -452,8 +536,9 @@ class TestBed:
         try:
             return host_network.parse_network_state(proc.stdout)
         except host_network.NetworkStateError as exc:
-            raise TestBedError(f"network state of {host}: {exc}; stderr: "
-                               f"{proc.stderr.strip()[-500:]}") from None
+            raise TestBedError(
+                f"network state of {host}: {exc}; stderr: {proc.stderr.strip()[-500:]}"
+            ) from None
 
     def vms_reach_each_other(self, host: str) -> bool:
         """True when guest vmA pings guest vmB across br0 on `host` (at most ~3 s).
@@ -462,42 +547,71 @@ class TestBed:
         means packets were sent and dropped, never that there was nothing to ping.
         """
         source, target = VM_NAMESPACES[0], VM_ADDRESSES[1]
-        script = (f"for vm in {' '.join(VM_NAMESPACES)}; do "
-                  "[ -e /run/netns/$vm ] || { echo \"no network namespace $vm\"; exit 3; }; done; "
-                  f"ip link show {VM_BRIDGE} >/dev/null || exit 3; "
-                  f"exec ip netns exec {source} ping -n -q -c 2 -i 0.3 -W 2 {target}")
+        script = (
+            f"for vm in {' '.join(VM_NAMESPACES)}; do "
+            '[ -e /run/netns/$vm ] || { echo "no network namespace $vm"; exit 3; }; done; '
+            f"ip link show {VM_BRIDGE} >/dev/null || exit 3; "
+            f"exec ip netns exec {source} ping -n -q -c 2 -i 0.3 -W 2 {target}"
+        )
         proc = self.exec(host, "sh", "-c", script, check=False, timeout=PING_TIMEOUT_S)
         if proc.returncode == 0:
             return True
         if proc.returncode == 1:
             return False
-        raise TestBedError(f"the simulated VM network of {host} is not there "
-                           f"(testbed-vm-network.service): {(proc.stdout + proc.stderr).strip()[-500:]}")
+        raise TestBedError(
+            f"the simulated VM network of {host} is not there "
+            f"(testbed-vm-network.service): {(proc.stdout + proc.stderr).strip()[-500:]}"
+        )
 
     def pyinfra_host_data(self, name: str) -> dict:
         """pyinfra SSH host data for a host (keys of pyinfra's SSH connector)."""
-        return {"ssh_hostname": "127.0.0.1", "ssh_port": self.hosts[name].ssh_port,
-                "ssh_user": "root", "ssh_key": str(self.ssh_key),
-                "ssh_known_hosts_file": str(self.known_hosts),
-                "ssh_strict_host_key_checking": "yes"}
+        return {
+            "ssh_hostname": "127.0.0.1",
+            "ssh_port": self.hosts[name].ssh_port,
+            "ssh_user": "root",
+            "ssh_key": str(self.ssh_key),
+            "ssh_known_hosts_file": str(self.known_hosts),
+            "ssh_strict_host_key_checking": "yes",
+        }
 
     def status(self) -> list[dict]:
         """Every container of this prefix: name, host, state, image."""
-        proc = docker("ps", "-a", "--filter", f"label={BED_LABEL}={self.prefix}", "--format",
-                      "{{.Names}}\t{{.Label \"sotb.host\"}}\t{{.State}}\t{{.Status}}\t{{.Image}}")
+        proc = docker(
+            "ps",
+            "-a",
+            "--filter",
+            f"label={BED_LABEL}={self.prefix}",
+            "--format",
+            '{{.Names}}\t{{.Label "sotb.host"}}\t{{.State}}\t{{.Status}}\t{{.Image}}',
+        )
         rows = []
         for line in proc.stdout.splitlines():
             container, host, state, status, image = line.split("\t")
-            rows.append({"container": container, "host": host, "state": state,
-                         "status": status, "image": image,
-                         "ssh_port": self.hosts[host].ssh_port if host in self.hosts else None})
+            rows.append(
+                {
+                    "container": container,
+                    "host": host,
+                    "state": state,
+                    "status": status,
+                    "image": image,
+                    "ssh_port": self.hosts[host].ssh_port if host in self.hosts else None,
+                }
+            )
         order = list(self.hosts)
         return sorted(rows, key=lambda r: order.index(r["host"]) if r["host"] in order else 99)
 
     def disk_usage(self) -> dict[str, str]:
         """Each container's writable-layer size as Docker reports it (e.g. '310MB')."""
-        proc = docker("ps", "-a", "-s", "--filter", f"label={BED_LABEL}={self.prefix}",
-                      "--format", "{{.Label \"sotb.host\"}}\t{{.Size}}", timeout=300)
+        proc = docker(
+            "ps",
+            "-a",
+            "-s",
+            "--filter",
+            f"label={BED_LABEL}={self.prefix}",
+            "--format",
+            '{{.Label "sotb.host"}}\t{{.Size}}',
+            timeout=300,
+        )
         return dict(line.split("\t", 1) for line in proc.stdout.splitlines())
 
     # ------------------------------------------------------------- internals
@@ -510,11 +624,16 @@ class TestBed:
         if index >= MAX_HYPERVISORS:
             raise TestBedError(f"a bed holds at most {MAX_HYPERVISORS} hypervisors")
         first_vm = 100 * (index + 1)
-        host = HostInfo(name, "hypervisor", self.ssh_port_base + index, self._container(name),
-                        [SimulatedVm(first_vm + 1, QEMU_SYSTEM),
-                         SimulatedVm(first_vm + 2, QEMU_KVM_ONE)],
-                        image_variant=(PREINSTALLED_DOCKER_VARIANT if preinstalled_docker
-                                       else HYPERVISOR_VARIANT))
+        host = HostInfo(
+            name,
+            "hypervisor",
+            self.ssh_port_base + index,
+            self._container(name),
+            [SimulatedVm(first_vm + 1, QEMU_SYSTEM), SimulatedVm(first_vm + 2, QEMU_KVM_ONE)],
+            image_variant=(
+                PREINSTALLED_DOCKER_VARIANT if preinstalled_docker else HYPERVISOR_VARIANT
+            ),
+        )
         self.hosts[name] = host
         return host
 
@@ -523,18 +642,28 @@ class TestBed:
         if name in self.hosts:
             raise TestBedError(f"{name} is already a host of bed {self.prefix}")
         if kind not in PROMETHEUS_KINDS:
-            raise TestBedError(f"unknown Prometheus kind {kind!r} for {name}; "
-                               f"choose one of {', '.join(PROMETHEUS_KINDS)}")
+            raise TestBedError(
+                f"unknown Prometheus kind {kind!r} for {name}; "
+                f"choose one of {', '.join(PROMETHEUS_KINDS)}"
+            )
         index = len(self.prometheus_servers)
         if index >= 10:
             raise TestBedError("a bed holds at most 10 Prometheus servers")
         taken = {h.api_port: h.name for h in self.hosts.values() if h.api_port is not None}
         if api_port in taken:
-            raise TestBedError(f"API port {api_port} for {name} is already {taken[api_port]}'s; "
-                               "give each Prometheus server its own port")
-        host = HostInfo(name, "prometheus", self.ssh_port_base + MAX_HYPERVISORS + index,
-                        self._container(name), api_port=api_port,
-                        image_variant=PROMETHEUS_KINDS[kind].image_variant, prometheus_kind=kind)
+            raise TestBedError(
+                f"API port {api_port} for {name} is already {taken[api_port]}'s; "
+                "give each Prometheus server its own port"
+            )
+        host = HostInfo(
+            name,
+            "prometheus",
+            self.ssh_port_base + MAX_HYPERVISORS + index,
+            self._container(name),
+            api_port=api_port,
+            image_variant=PROMETHEUS_KINDS[kind].image_variant,
+            prometheus_kind=kind,
+        )
         self.hosts[name] = host
         return host
 
@@ -542,9 +671,23 @@ class TestBed:
         """Guarantee the bed's key pair and the authorized_keys file hosts mount."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if not self.ssh_key.exists():
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                            f"{self.prefix}-test-bed", "-f", str(self.ssh_key)],
-                           check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    f"{self.prefix}-test-bed",
+                    "-f",
+                    str(self.ssh_key),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
         authorized = self.state_dir / "authorized_keys"
         shutil.copyfile(self.ssh_key.with_suffix(".pub"), authorized)
         authorized.chmod(0o600)
@@ -559,8 +702,9 @@ class TestBed:
         directory = self.state_dir / "hosts" / host.name
         directory.mkdir(parents=True, exist_ok=True)
         lines = [f"{vm.vm_id} {vm.program}" for vm in host.vms]
-        (directory / "vms").write_text("# VM ID, program (written by the test bed)\n"
-                                       + "".join(line + "\n" for line in lines))
+        (directory / "vms").write_text(
+            "# VM ID, program (written by the test bed)\n" + "".join(line + "\n" for line in lines)
+        )
         return directory
 
     def _ensure_container(self, host: HostInfo) -> bool:
@@ -573,8 +717,10 @@ class TestBed:
             return True
         for port in self._published_ports(host):
             if not port_is_free(port):
-                raise TestBedError(f"127.0.0.1:{port} (for {host.name}) is already in use; "
-                                   "choose another ssh_port_base/prometheus_api_port")
+                raise TestBedError(
+                    f"127.0.0.1:{port} (for {host.name}) is already in use; "
+                    "choose another ssh_port_base/prometheus_api_port"
+                )
         docker("run", *self._run_args(host), timeout=120)
         return True
 
@@ -587,12 +733,28 @@ class TestBed:
     def _run_args(self, host: HostInfo) -> list[str]:
         """`docker run` arguments for a host."""
         files = self._host_files(host)
-        args = ["-d", "--name", host.container, "--hostname", host.name,
-                "--network", self.network, "--network-alias", host.name,
-                "--label", f"{BED_LABEL}={self.prefix}", "--label", f"sotb.host={host.name}",
-                "--label", f"sotb.role={host.role}", *SYSTEMD_HOST_FLAGS,
-                "-v", f"{self.state_dir / 'authorized_keys'}:/root/.ssh/authorized_keys:ro",
-                "-p", f"127.0.0.1:{host.ssh_port}:22"]
+        args = [
+            "-d",
+            "--name",
+            host.container,
+            "--hostname",
+            host.name,
+            "--network",
+            self.network,
+            "--network-alias",
+            host.name,
+            "--label",
+            f"{BED_LABEL}={self.prefix}",
+            "--label",
+            f"sotb.host={host.name}",
+            "--label",
+            f"sotb.role={host.role}",
+            *SYSTEMD_HOST_FLAGS,
+            "-v",
+            f"{self.state_dir / 'authorized_keys'}:/root/.ssh/authorized_keys:ro",
+            "-p",
+            f"127.0.0.1:{host.ssh_port}:22",
+        ]
         if host.role == "hypervisor":
             args += ["-v", f"{files / 'vms'}:/etc/testbed/vms:ro"]
         else:
@@ -605,12 +767,18 @@ class TestBed:
         for host in hosts:
             self._wait_booted(host, allow_degraded)
         for host in hosts:
-            self._wait_for(lambda: ssh_banner_ok(host.ssh_port), SSH_TIMEOUT_S,
-                           f"sshd of {host.name} on 127.0.0.1:{host.ssh_port}")
+            self._wait_for(
+                partial(ssh_banner_ok, host.ssh_port),
+                SSH_TIMEOUT_S,
+                f"sshd of {host.name} on 127.0.0.1:{host.ssh_port}",
+            )
             if host.role == "prometheus":
                 url = self.prometheus_url_of(host.name)
-                self._wait_for(lambda: self._prometheus_ready(url), PROMETHEUS_READY_TIMEOUT_S,
-                               f"Prometheus API at {url}")
+                self._wait_for(
+                    partial(self._prometheus_ready, url),
+                    PROMETHEUS_READY_TIMEOUT_S,
+                    f"Prometheus API at {url}",
+                )
 
     def _wait_booted(self, host: HostInfo, allow_degraded: bool) -> None:
         """Wait until `systemctl is-system-running` settles; fail with the failed units."""
@@ -622,12 +790,15 @@ class TestBed:
             if state == "running" or (state == "degraded" and allow_degraded):
                 return
             if state == "degraded":
-                failed = self.exec(host.name, "systemctl", "--failed", "--no-legend",
-                                   check=False).stdout
+                failed = self.exec(
+                    host.name, "systemctl", "--failed", "--no-legend", check=False
+                ).stdout
                 raise TestBedError(f"{host.name} booted degraded; failed units:\n{failed}")
             time.sleep(1)
-        raise TestBedError(f"{host.name} did not finish booting in {BOOT_TIMEOUT_S} s "
-                           f"(systemd state: {state or 'no answer'})")
+        raise TestBedError(
+            f"{host.name} did not finish booting in {BOOT_TIMEOUT_S} s "
+            f"(systemd state: {state or 'no answer'})"
+        )
 
     @staticmethod
     def _wait_for(check, timeout_s: float, what: str) -> None:
@@ -649,21 +820,32 @@ class TestBed:
 
     def _write_client_files(self) -> None:
         """Write known_hosts, ssh_config and bed.json for humans, pyinfra and other tools."""
-        keys = self.exec(self.prometheus_name, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub",
-                         timeout=30).stdout.split("\n")
+        keys = self.exec(
+            self.prometheus_name, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub", timeout=30
+        ).stdout.split("\n")
         known, config = [], []
         for host in self.hosts.values():
             # Every host comes from the same base image, hence has the same host keys.
-            known += [f"[127.0.0.1]:{host.ssh_port} {' '.join(key.split()[:2])}"
-                      for key in keys if key.strip()]
-            config.append(f"Host {host.name}\n  HostName 127.0.0.1\n  Port {host.ssh_port}\n"
-                          f"  User root\n  IdentityFile {self.ssh_key}\n"
-                          f"  UserKnownHostsFile {self.known_hosts}\n  IdentitiesOnly yes\n")
+            known += [
+                f"[127.0.0.1]:{host.ssh_port} {' '.join(key.split()[:2])}"
+                for key in keys
+                if key.strip()
+            ]
+            config.append(
+                f"Host {host.name}\n  HostName 127.0.0.1\n  Port {host.ssh_port}\n"
+                f"  User root\n  IdentityFile {self.ssh_key}\n"
+                f"  UserKnownHostsFile {self.known_hosts}\n  IdentitiesOnly yes\n"
+            )
         self.known_hosts.write_text("\n".join(known) + "\n")
         self.ssh_config.write_text("\n".join(config))
-        description = {"prefix": self.prefix, "network": self.network,
-                       "prometheus_url": self.prometheus_url, "ssh_key": str(self.ssh_key),
-                       "known_hosts": str(self.known_hosts),
-                       "hosts": {name: {**asdict(host), "vm_ids": host.vm_ids}
-                                 for name, host in self.hosts.items()}}
+        description = {
+            "prefix": self.prefix,
+            "network": self.network,
+            "prometheus_url": self.prometheus_url,
+            "ssh_key": str(self.ssh_key),
+            "known_hosts": str(self.known_hosts),
+            "hosts": {
+                name: {**asdict(host), "vm_ids": host.vm_ids} for name, host in self.hosts.items()
+            },
+        }
         (self.state_dir / "bed.json").write_text(json.dumps(description, indent=2) + "\n")

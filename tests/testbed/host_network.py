@@ -37,15 +37,22 @@ DOCKER_BRIDGE = re.compile(r"^(docker0|br-[0-9a-f]{12})$")
 SECTION = re.compile(r"^### (\S+)$")
 
 # One shell run in the host prints every section; "### name" starts each.
-COLLECT_SCRIPT = "\n".join([
-    "echo '### ipv4_forward'; cat /proc/sys/net/ipv4/ip_forward",
-    "echo '### ipv6_forward_all'; cat /proc/sys/net/ipv6/conf/all/forwarding",
-    *(f"echo '### {tool}.{table}'; {tool} -w 5 -t {table} -S || echo '!failed'"
-      for tool in TOOLS for table in TABLES),
-    "echo '### bridges'; ip -o link show type bridge | awk -F': ' '{print $2}' | cut -d@ -f1",
-    "echo '### bridge_nf'; for f in /proc/sys/net/bridge/bridge-nf-*; do"
-    " [ -e \"$f\" ] && echo \"${f##*/} $(cat \"$f\")\"; done",
-])
+COLLECT_SCRIPT = "\n".join(
+    [
+        "echo '### ipv4_forward'; cat /proc/sys/net/ipv4/ip_forward",
+        "echo '### ipv6_forward_all'; cat /proc/sys/net/ipv6/conf/all/forwarding",
+        *(
+            f"echo '### {tool}.{table}'; {tool} -w 5 -t {table} -S || echo '!failed'"
+            for tool in TOOLS
+            for table in TABLES
+        ),
+        "echo '### bridges'; ip -o link show type bridge | awk -F': ' '{print $2}' | cut -d@ -f1",
+        (
+            "echo '### bridge_nf'; for f in /proc/sys/net/bridge/bridge-nf-*; do"
+            ' [ -e "$f" ] && echo "${f##*/} $(cat "$f")"; done'
+        ),
+    ]
+)
 
 
 class NetworkStateError(RuntimeError):
@@ -80,7 +87,8 @@ def docker_subnets(rules: list[str]) -> list[Network]:
     for rule in rules:
         words = shlex.split(rule)
         if "MASQUERADE" in option_values(words, "-j") and any(
-                DOCKER_BRIDGE.match(name) for name in option_values(words, "-o")):
+            DOCKER_BRIDGE.match(name) for name in option_values(words, "-o")
+        ):
             for source in option_values(words, "-s"):
                 try:
                     subnets.append(ipaddress.ip_network(source, strict=False))
@@ -113,8 +121,11 @@ def is_docker_rule(rule: str, subnets: list[Network] = ()) -> bool:
 
 def policies(lines: list[str]) -> dict[str, str]:
     """Built-in chain policies from `-P CHAIN POLICY` lines."""
-    return {words[1]: words[2] for words in (line.split() for line in lines)
-            if len(words) == 3 and words[0] == "-P"}
+    return {
+        words[1]: words[2]
+        for words in (line.split() for line in lines)
+        if len(words) == 3 and words[0] == "-P"
+    }
 
 
 def operator_rules(lines: list[str]) -> list[str]:
@@ -152,6 +163,7 @@ def parse_network_state(output: str) -> dict:
     state["iptables_forward_policy"] = state["policies"]["iptables"]["filter"].get("FORWARD")
     state["ip6tables_forward_policy"] = state["policies"]["ip6tables"]["filter"].get("FORWARD")
     state["bridges"] = sorted(sections.get("bridges", []))
-    state["bridge_nf"] = {name: int(value) for name, value in
-                          (line.split() for line in sections.get("bridge_nf", []))}
+    state["bridge_nf"] = {
+        name: int(value) for name, value in (line.split() for line in sections.get("bridge_nf", []))
+    }
     return state

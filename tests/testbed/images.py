@@ -32,10 +32,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 LOG = logging.getLogger("sotb.images")
 
@@ -57,8 +57,7 @@ PROMETHEUS3_BINARIES = ("prometheus", "promtool")
 # simulation scripts, kmod/procps/iproute2 like any real server, curl/gnupg/
 # ca-certificates because the product's Docker step may add a repository.
 DEBOOTSTRAP_INCLUDE = (
-    "systemd,systemd-sysv,openssh-server,python3,iproute2,kmod,procps,"
-    "ca-certificates,curl,gnupg"
+    "systemd,systemd-sysv,openssh-server,python3,iproute2,kmod,procps,ca-certificates,curl,gnupg"
 )
 
 DEBOOTSTRAP_TIMEOUT_S = 900
@@ -77,15 +76,18 @@ class BuildTimings:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def docker(*args: str, timeout: float = 120, check: bool = True,
-           input_bytes: bytes | None = None) -> subprocess.CompletedProcess:
+def docker(
+    *args: str, timeout: float = 120, check: bool = True, input_bytes: bytes | None = None
+) -> subprocess.CompletedProcess:
     """Run the docker CLI; raise with its stderr when check is set and it fails."""
-    proc = subprocess.run(["docker", *args], capture_output=True, timeout=timeout,
-                          input=input_bytes)
+    proc = subprocess.run(
+        ["docker", *args], capture_output=True, timeout=timeout, input=input_bytes, check=False
+    )
     if check and proc.returncode != 0:
         raise ImageBuildError(
             f"docker {' '.join(args[:3])} ... failed ({proc.returncode}): "
-            f"{proc.stderr.decode(errors='replace').strip()[-2000:]}")
+            f"{proc.stderr.decode(errors='replace').strip()[-2000:]}"
+        )
     return proc
 
 
@@ -101,8 +103,9 @@ def image_id(ref: str) -> str:
 
 def image_label(ref: str, label: str) -> str | None:
     """A label's value on a local image, or None when the image or label is absent."""
-    proc = docker("image", "inspect", "-f", f'{{{{index .Config.Labels "{label}"}}}}', ref,
-                  check=False)
+    proc = docker(
+        "image", "inspect", "-f", f'{{{{index .Config.Labels "{label}"}}}}', ref, check=False
+    )
     if proc.returncode != 0:
         return None
     value = proc.stdout.decode().strip()
@@ -151,37 +154,66 @@ def build_base(build_dir: Path) -> None:
         shutil.rmtree(rootfs)  # a half-made tree from an interrupted run
     LOG.info("debootstrap into %s (about a minute)", rootfs)
     proc = subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_INCLUDE}",
-         "bookworm", str(rootfs)],
-        capture_output=True, timeout=DEBOOTSTRAP_TIMEOUT_S)
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={DEBOOTSTRAP_INCLUDE}",
+            "bookworm",
+            str(rootfs),
+        ],
+        capture_output=True,
+        timeout=DEBOOTSTRAP_TIMEOUT_S,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise ImageBuildError("debootstrap failed: "
-                              + proc.stdout.decode(errors="replace")[-2000:]
-                              + proc.stderr.decode(errors="replace")[-2000:])
+        raise ImageBuildError(
+            "debootstrap failed: "
+            + proc.stdout.decode(errors="replace")[-2000:]
+            + proc.stderr.decode(errors="replace")[-2000:]
+        )
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
     try:
         imported = subprocess.run(
             ["docker", "import", "-c", 'CMD ["/sbin/init"]', "-", BASE_IMAGE],
-            stdin=tar.stdout, capture_output=True, timeout=600)
+            stdin=tar.stdout,
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
     finally:
         tar.stdout.close()
         tar.wait(timeout=600)
     if imported.returncode != 0 or tar.returncode != 0:
-        raise ImageBuildError("docker import of the base failed: "
-                              + imported.stderr.decode(errors="replace"))
+        raise ImageBuildError(
+            "docker import of the base failed: " + imported.stderr.decode(errors="replace")
+        )
     shutil.rmtree(rootfs)  # 340 MB that the image now holds
 
 
 def docker_build(context: Path, tag: str, context_hash: str) -> None:
     """docker build context as tag, labelled with the context hash."""
     proc = subprocess.run(
-        ["docker", "build", "-q", "--force-rm", "--label", f"{CONTEXT_HASH_LABEL}={context_hash}",
-         "-t", tag, str(context)],
-        capture_output=True, timeout=DOCKER_BUILD_TIMEOUT_S)
+        [
+            "docker",
+            "build",
+            "-q",
+            "--force-rm",
+            "--label",
+            f"{CONTEXT_HASH_LABEL}={context_hash}",
+            "-t",
+            tag,
+            str(context),
+        ],
+        capture_output=True,
+        timeout=DOCKER_BUILD_TIMEOUT_S,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise ImageBuildError(f"docker build of {tag} failed:\n"
-                              + proc.stdout.decode(errors="replace")[-3000:]
-                              + proc.stderr.decode(errors="replace")[-3000:])
+        raise ImageBuildError(
+            f"docker build of {tag} failed:\n"
+            + proc.stdout.decode(errors="replace")[-3000:]
+            + proc.stderr.decode(errors="replace")[-3000:]
+        )
 
 
 def build_scaphandre_double() -> None:
@@ -194,8 +226,9 @@ def build_scaphandre_double() -> None:
 
 def hypervisor_tag() -> str:
     """The tag the hypervisor image has for the current sources (base + double included)."""
-    context_hash = hash_tree(CONTEXTS_DIR / "hypervisor",
-                             (image_id(BASE_IMAGE), image_id(SCAPHANDRE_DOUBLE_IMAGE)))
+    context_hash = hash_tree(
+        CONTEXTS_DIR / "hypervisor", (image_id(BASE_IMAGE), image_id(SCAPHANDRE_DOUBLE_IMAGE))
+    )
     return f"{HYPERVISOR_REPO}:{context_hash}"
 
 
@@ -207,8 +240,12 @@ def prometheus_tag() -> str:
 
 def compile_static(source: Path, output: Path) -> None:
     """Compile a small C program statically so it runs in any image."""
-    proc = subprocess.run(["gcc", "-static", "-Os", "-s", "-o", str(output), str(source)],
-                          capture_output=True, timeout=120)
+    proc = subprocess.run(
+        ["gcc", "-static", "-Os", "-s", "-o", str(output), str(source)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     if proc.returncode != 0:
         raise ImageBuildError(f"gcc {source.name} failed: {proc.stderr.decode(errors='replace')}")
 
@@ -229,11 +266,17 @@ def build_hypervisor(build_dir: Path) -> str:
     shutil.copytree(source, staged)
     compile_static(source / "qemu_stand_in.c", staged / "qemu-system-x86_64")
     with open(staged / "scaphandre-test-double.tar", "wb") as tar_out:
-        proc = subprocess.run(["docker", "save", SCAPHANDRE_DOUBLE_IMAGE], stdout=tar_out,
-                              stderr=subprocess.PIPE, timeout=300)
+        proc = subprocess.run(
+            ["docker", "save", SCAPHANDRE_DOUBLE_IMAGE],
+            stdout=tar_out,
+            stderr=subprocess.PIPE,
+            timeout=300,
+            check=False,
+        )
     if proc.returncode != 0:
-        raise ImageBuildError("docker save of the stand-in failed: "
-                              + proc.stderr.decode(errors="replace"))
+        raise ImageBuildError(
+            "docker save of the stand-in failed: " + proc.stderr.decode(errors="replace")
+        )
     docker_build(staged, tag, tag.split(":", 1)[1])
     shutil.rmtree(staged)
     return tag
@@ -272,9 +315,15 @@ class Variant:
 VARIANTS = {
     "hypervisor-docker": Variant("hypervisor-docker", "hypervisor", "HYPERVISOR_IMAGE"),
     "prometheus-opennebula": Variant("prometheus-opennebula", "prometheus", "PROMETHEUS_IMAGE"),
-    "prometheus3": Variant("prometheus3", "prometheus", "PROMETHEUS_IMAGE", tuple(
-        (PROMETHEUS3_CACHE / "root" / "usr" / "bin" / binary, binary)
-        for binary in PROMETHEUS3_BINARIES)),
+    "prometheus3": Variant(
+        "prometheus3",
+        "prometheus",
+        "PROMETHEUS_IMAGE",
+        tuple(
+            (PROMETHEUS3_CACHE / "root" / "usr" / "bin" / binary, binary)
+            for binary in PROMETHEUS3_BINARIES
+        ),
+    ),
 }
 
 
@@ -291,10 +340,14 @@ def variant_tag(variant: Variant, parent_tag: str) -> str:
     """The tag a variant has for its current context, parent image and staged files."""
     missing = [str(source) for source, _ in variant.staged_files if not source.is_file()]
     if missing:
-        raise ImageBuildError(f"{variant.repository} needs {', '.join(missing)}: run "
-                              "bash tests/testbed/fetch-prometheus3.sh (or scripts/setup.sh)")
-    extra = (image_id(parent_tag),
-             *(f"{name}={file_digest(source)}" for source, name in variant.staged_files))
+        raise ImageBuildError(
+            f"{variant.repository} needs {', '.join(missing)}: run "
+            "bash tests/testbed/fetch-prometheus3.sh (or scripts/setup.sh)"
+        )
+    extra = (
+        image_id(parent_tag),
+        *(f"{name}={file_digest(source)}" for source, name in variant.staged_files),
+    )
     return f"{variant.repository}:{hash_tree(CONTEXTS_DIR / variant.name, extra)}"
 
 
@@ -312,21 +365,37 @@ def build_variant_image(variant: Variant, parent_tag: str, build_dir: Path) -> s
     for source, name in variant.staged_files:
         shutil.copy2(source, staged / name)
     proc = subprocess.run(
-        ["docker", "build", "-q", "--force-rm",
-         "--label", f"{CONTEXT_HASH_LABEL}={tag.split(':', 1)[1]}",
-         "--build-arg", f"{variant.parent_arg}={parent_tag}", "-t", tag, str(staged)],
-        capture_output=True, timeout=DOCKER_BUILD_TIMEOUT_S)
+        [
+            "docker",
+            "build",
+            "-q",
+            "--force-rm",
+            "--label",
+            f"{CONTEXT_HASH_LABEL}={tag.split(':', 1)[1]}",
+            "--build-arg",
+            f"{variant.parent_arg}={parent_tag}",
+            "-t",
+            tag,
+            str(staged),
+        ],
+        capture_output=True,
+        timeout=DOCKER_BUILD_TIMEOUT_S,
+        check=False,
+    )
     shutil.rmtree(staged)
     if proc.returncode != 0:
-        raise ImageBuildError(f"docker build of {tag} failed:\n"
-                              + proc.stdout.decode(errors="replace")[-3000:]
-                              + proc.stderr.decode(errors="replace")[-3000:])
+        raise ImageBuildError(
+            f"docker build of {tag} failed:\n"
+            + proc.stdout.decode(errors="replace")[-3000:]
+            + proc.stderr.decode(errors="replace")[-3000:]
+        )
     remove_stale_tags(variant.repository, tag)
     return tag
 
 
-def build_variant(name: str, parents: dict[str, str],
-                  build_dir: Path = DEFAULT_BUILD_DIR) -> tuple[str, float]:
+def build_variant(
+    name: str, parents: dict[str, str], build_dir: Path = DEFAULT_BUILD_DIR
+) -> tuple[str, float]:
     """Guarantee variant `name` exists for the current sources; return (tag, seconds spent).
 
     parents maps "hypervisor"/"prometheus" to the tags build_all() returned."""

@@ -29,7 +29,9 @@ ROCKY_9 = distro("Rocky Linux", 9, "rocky", id_like="rhel centos fedora")
 ALPINE = distro("Alpine", 3, "alpine")
 
 
-def host_facts(linux=DEBIAN_12, vendor="GenuineIntel", kernel="6.1.0-18-amd64", rapl=False, docker=False):
+def host_facts(
+    linux=DEBIAN_12, vendor="GenuineIntel", kernel="6.1.0-18-amd64", rapl=False, docker=False
+):
     return {
         "LinuxDistribution": linux,
         "RaplProbe": RaplHost(vendor, kernel, rapl),
@@ -75,8 +77,11 @@ def earlier_version_inspect(fingerprint: str) -> dict:
     """`docker inspect` of a container an earlier version of the deploy made: on Docker's
     default bridge, port 8080 published through docker-proxy."""
     inspect = inspect_of(fingerprint)
-    inspect["HostConfig"] = {**inspect["HostConfig"], "NetworkMode": "default",
-                             "PortBindings": {"8080/tcp": [{"HostIp": "", "HostPort": "8080"}]}}
+    inspect["HostConfig"] = {
+        **inspect["HostConfig"],
+        "NetworkMode": "default",
+        "PortBindings": {"8080/tcp": [{"HostIp": "", "HostPort": "8080"}]},
+    }
     return inspect
 
 

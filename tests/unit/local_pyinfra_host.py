@@ -56,8 +56,13 @@ def _environment(fake_bin: Path | None) -> dict[str, str]:
 
 
 def _shell(command: str, fake_bin: Path | None) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", "-c", command], capture_output=True, timeout=COMMAND_TIMEOUT_S,
-                          env=_environment(fake_bin))
+    return subprocess.run(
+        ["sh", "-c", command],
+        capture_output=True,
+        timeout=COMMAND_TIMEOUT_S,
+        env=_environment(fake_bin),
+        check=False,
+    )
 
 
 def _local_fact(fake_bin: Path | None, result: LocalRun):
@@ -66,20 +71,30 @@ def _local_fact(fake_bin: Path | None, result: LocalRun):
         result.facts.append(cls.__name__)
         done = _shell(str(fact.command(*args, **kwargs)), fake_bin)
         result.fact_output_sizes.append(len(done.stdout))
-        assert done.returncode == 0, f"fact {cls.__name__} failed here: {done.stderr.decode(errors='replace')}"
+        assert done.returncode == 0, (
+            f"fact {cls.__name__} failed here: {done.stderr.decode(errors='replace')}"
+        )
         lines = done.stdout.decode("utf-8", "surrogateescape").splitlines()
-        return fact.process(lines) if lines else fact.default()  # as pyinfra does: no output, the default
+        return (
+            fact.process(lines) if lines else fact.default()
+        )  # as pyinfra does: no output, the default
 
     return get_fact
 
 
 def _local_shell_command(fake_bin: Path | None, result: LocalRun):
-    def run_shell_command(host: Host, command, print_output: bool = False, print_input: bool = False, **arguments):
+    def run_shell_command(
+        host: Host, command, print_output: bool = False, print_input: bool = False, **arguments
+    ):
         text = command.get_raw_value() if isinstance(command, StringCommand) else str(command)
         result.commands.append(text)
         done = _shell(text, fake_bin)
-        lines = [OutputLine("stdout", line) for line in done.stdout.decode(errors="replace").splitlines()]
-        lines += [OutputLine("stderr", line) for line in done.stderr.decode(errors="replace").splitlines()]
+        lines = [
+            OutputLine("stdout", line) for line in done.stdout.decode(errors="replace").splitlines()
+        ]
+        lines += [
+            OutputLine("stderr", line) for line in done.stderr.decode(errors="replace").splitlines()
+        ]
         return done.returncode == 0, CommandOutput(lines)
 
     return run_shell_command
@@ -96,10 +111,16 @@ def _logged_in_red(result: LocalRun):
     return log_styled
 
 
-def run_here(run: Callable[[], None], data: dict | None = None, groups: tuple[str, ...] = ("prometheus",),
-             fake_bin: Path | None = None) -> LocalRun:
+def run_here(
+    run: Callable[[], None],
+    data: dict | None = None,
+    groups: tuple[str, ...] = ("prometheus",),
+    fake_bin: Path | None = None,
+) -> LocalRun:
     """Plans `run()` (which adds operations) for one host named prom1, then runs its commands here."""
-    inventory = Inventory((["prom1"], default_data() | (data or {})), **{group: (["prom1"], {}) for group in groups})
+    inventory = Inventory(
+        (["prom1"], default_data() | (data or {})), **{group: (["prom1"], {}) for group in groups}
+    )
     state = State(inventory=inventory, config=Config())
     state.set_stage(StateStage.Prepare)
     host = inventory.get_host("prom1")
@@ -107,7 +128,9 @@ def run_here(run: Callable[[], None], data: dict | None = None, groups: tuple[st
     result = LocalRun()
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(Host, "get_fact", _local_fact(fake_bin, result)))
-        stack.enter_context(mock.patch.object(Host, "run_shell_command", _local_shell_command(fake_bin, result)))
+        stack.enter_context(
+            mock.patch.object(Host, "run_shell_command", _local_shell_command(fake_bin, result))
+        )
         stack.enter_context(mock.patch.object(Host, "log_styled", _logged_in_red(result)))
         stack.enter_context(ctx_state.use(state))
         stack.enter_context(ctx_host.use(host))
@@ -126,7 +149,9 @@ def _execute(command, state, host, result: LocalRun, fake_bin: Path | None) -> b
         logged_before = len(result.logged_failures)
         if command.function(state, host, *command.args, **command.kwargs) is False:
             logged = result.logged_failures[logged_before:]
-            result.failure = logged[-1] if logged else reasons[0] if reasons else command.function.__name__
+            result.failure = (
+                logged[-1] if logged else reasons[0] if reasons else command.function.__name__
+            )
             return False
         return True
     if isinstance(command, FileUploadCommand):

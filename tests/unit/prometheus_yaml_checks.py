@@ -15,8 +15,8 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from tasks.prometheus.job import scaphandre_job
 from tasks.prometheus.config_file import ADDED_KEY_COMMENT
+from tasks.prometheus.job import scaphandre_job
 
 TARGETS = "/etc/prometheus/scaphandre_targets.yml"
 RULES = "/etc/prometheus/scaphandre_rules.yml"
@@ -37,7 +37,7 @@ def typed_view(config: bytes) -> dict:
 def text_view(config: bytes) -> dict:
     """Every scalar as the text written, with libyaml's tokenizer (the one Prometheus' Go
     reader derives from): what Prometheus' string fields read."""
-    return yaml.load(config, Loader=yaml.CBaseLoader) or {}
+    return yaml.load(config, Loader=yaml.CBaseLoader) or {}  # noqa: S506 - only str, list, dict
 
 
 def reads_targets(job: dict) -> bool:
@@ -77,7 +77,9 @@ def owned_line_span(config: bytes, job_name: str = "scaphandre") -> tuple[int, i
     there is no such job, or scrape_configs is a flow list ([...])."""
     text = config.decode("utf-8-sig").replace("\t", " ")
     jobs = (YAML(typ="rt").load(text) or {}).get("scrape_configs") or []
-    found = [i for i, job in enumerate(jobs) if job.get("job_name") == job_name or reads_targets(job)]
+    found = [
+        i for i, job in enumerate(jobs) if job.get("job_name") == job_name or reads_targets(job)
+    ]
     if not found or jobs.fa.flow_style():
         return None
     (position,) = found
@@ -94,7 +96,9 @@ def common_ends(before: bytes, after: bytes) -> tuple[int, int, bytes]:
     while prefix < min(len(before), len(after)) and before[prefix] == after[prefix]:
         prefix += 1
     suffix = 0
-    while suffix < min(len(before), len(after)) - prefix and before[-1 - suffix] == after[-1 - suffix]:
+    while (
+        suffix < min(len(before), len(after)) - prefix and before[-1 - suffix] == after[-1 - suffix]
+    ):
         suffix += 1
     return prefix, suffix, after[prefix : len(after) - suffix]
 
@@ -154,16 +158,24 @@ def assert_only_job_lines_changed(before: bytes, after: bytes) -> None:
     kept_bytes = [b"".join(lines) for lines in kept]
     if end == len(a_lines) and not before.endswith((b"\n", b"\r")):
         assert not after.endswith((b"\n", b"\r")), "a missing final newline stays missing"
-        kept_bytes = [k[: -len(eol_of(before))] if k.endswith(eol_of(before)) else k for k in kept_bytes]
+        kept_bytes = [
+            k[: -len(eol_of(before))] if k.endswith(eol_of(before)) else k for k in kept_bytes
+        ]
     assert before in kept_bytes
 
 
-def assert_only_rule_file_added(without_rule: bytes, with_rule: bytes, rule_file: str = RULES) -> None:
+def assert_only_rule_file_added(
+    without_rule: bytes, with_rule: bytes, rule_file: str = RULES
+) -> None:
     """The two results differ by the rule_files entry only: one inserted line (with the
     key line when the deploy adds the key, and its separating blank line), or, in a flow
     list, one line that is the old one plus the entry."""
     old, new = lines_of(without_rule), lines_of(with_rule)
-    changes = [op for op in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes() if op[0] != "equal"]
+    changes = [
+        op
+        for op in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes()
+        if op[0] != "equal"
+    ]
     assert len(changes) == 1, changes
     tag, a0, a1, b0, b1 = changes[0]
     if (tag, a1 - a0, b1 - b0) == ("replace", 1, 2) and old[a0].strip() == b"rule_files: ~":
@@ -176,7 +188,10 @@ def assert_only_rule_file_added(without_rule: bytes, with_rule: bytes, rule_file
         assert any(line.decode().strip() == f"- {rule_file}" for line in new[b0:b1])
     else:
         assert (tag, a1 - a0, b1 - b0) == ("replace", 1, 1)
-        assert new[b0].replace(f", {rule_file}".encode(), b"").replace(rule_file.encode(), b"") == old[a0]
+        assert (
+            new[b0].replace(f", {rule_file}".encode(), b"").replace(rule_file.encode(), b"")
+            == old[a0]
+        )
 
 
 def assert_values_kept(before: bytes, after: bytes, rule_file: str | None) -> None:
@@ -185,10 +200,16 @@ def assert_values_kept(before: bytes, after: bytes, rule_file: str | None) -> No
     for view in (typed_view, text_view):
         old, new = view(before), view(after)
         edited = ("scrape_configs", "rule_files")
-        assert {k: v for k, v in old.items() if k not in edited} == {k: v for k, v in new.items() if k not in edited}
+        assert {k: v for k, v in old.items() if k not in edited} == {
+            k: v for k, v in new.items() if k not in edited
+        }
         assert split_jobs(old)[1] == split_jobs(new)[1]
-        old_rules, new_rules = (v.get("rule_files") if isinstance(v.get("rule_files"), list) else [] for v in (old, new))
-        assert new_rules == old_rules + ([rule_file] if rule_file and rule_file not in old_rules else [])
+        old_rules, new_rules = (
+            v.get("rule_files") if isinstance(v.get("rule_files"), list) else [] for v in (old, new)
+        )
+        assert new_rules == old_rules + (
+            [rule_file] if rule_file and rule_file not in old_rules else []
+        )
 
 
 def located(config: bytes, *, accelerated: bool) -> tuple:
@@ -218,8 +239,16 @@ def located(config: bytes, *, accelerated: bool) -> tuple:
             return
         seen[id(node)] = len(seen)
         implicit_null = isinstance(node, ScalarNode) and node.style is None and node.value == ""
-        marks = () if implicit_null else (node.start_mark.index, node.start_mark.line, node.start_mark.column,
-                                          node.end_mark.index)
+        marks = (
+            ()
+            if implicit_null
+            else (
+                node.start_mark.index,
+                node.start_mark.line,
+                node.start_mark.column,
+                node.end_mark.index,
+            )
+        )
         if isinstance(node, ScalarNode):
             nodes.append(("scalar", str(node.tag), node.value, node.style, *marks))
         elif isinstance(node, SequenceNode):
@@ -241,7 +270,12 @@ def generated_config(size: int) -> bytes:
     """A prometheus.yml of about `size` bytes: one static job per host, as large sites
     without service discovery have. Made at test time: megabytes of repeated text would add
     nothing to the repository that these lines do not say (bench/run_bench.py edits 2 MB)."""
-    parts = [b"# generated\nglobal:\n  scrape_interval: 15s\n  external_labels:\n    country: NO\nrule_files:\n  - rules/*.yml\nscrape_configs:\n"]
+    parts = [
+        (
+            b"# generated\nglobal:\n  scrape_interval: 15s\n  external_labels:\n    country: NO\n"
+            b"rule_files:\n  - rules/*.yml\nscrape_configs:\n"
+        )
+    ]
     total, host = len(parts[0]), 0
     while total < size:
         part = (

@@ -32,8 +32,20 @@ def hosts_from_binding(pool) -> list[OneHost]:
 def as_fields(hosts) -> list[tuple]:
     """Every field of each host, cluster and template included (OneHost's equality leaves them
     out); the template last."""
-    return [(h.id, h.name, h.hostname, h.im_mad, h.state, h.state_name, h.cluster_id, h.cluster, h.template)
-            for h in hosts]
+    return [
+        (
+            h.id,
+            h.name,
+            h.hostname,
+            h.im_mad,
+            h.state,
+            h.state_name,
+            h.cluster_id,
+            h.cluster,
+            h.template,
+        )
+        for h in hosts
+    ]
 
 
 def _one_host(entry) -> OneHost:
@@ -54,7 +66,11 @@ def _one_host(entry) -> OneHost:
 def _template_scalars(template) -> tuple[tuple[str, str], ...]:
     if not isinstance(template, Mapping):
         return ()
-    pairs = ((key, _template_value(template, key)) for key in template if not isinstance(template[key], Mapping))
+    pairs = (
+        (key, _template_value(template, key))
+        for key in template
+        if not isinstance(template[key], Mapping)
+    )
     return tuple(sorted((str(key), value) for key, value in pairs if value is not None))
 
 

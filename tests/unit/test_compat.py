@@ -12,7 +12,10 @@ import contextlib
 import http.server
 import inspect
 import io
+import json
 import socket
+import subprocess
+import sys
 import threading
 import xmlrpc.client
 from unittest import mock
@@ -53,14 +56,20 @@ def test_one_server_is_still_needed_pyone_takes_no_transport_of_ours():
     import pyone
 
     try:
-        pyone.OneServer(URL, session=SESSION, protocol="xmlrpc", transport=CannedTransport([True, "", 0]))
+        pyone.OneServer(
+            URL, session=SESSION, protocol="xmlrpc", transport=CannedTransport([True, "", 0])
+        )
     except TypeError:
         return
-    pytest.fail("compat.one_server: pyone.OneServer now accepts transport=: pass the bounded transport "
-                "there and stop replacing _ServerProxy__transport")
+    pytest.fail(
+        "compat.one_server: pyone.OneServer now accepts transport=: pass the bounded transport "
+        "there and stop replacing _ServerProxy__transport"
+    )
 
 
-def test_one_server_is_still_needed_pyones_own_transport_is_unbounded_and_follows_redirects(monkeypatch):
+def test_one_server_is_still_needed_pyones_own_transport_is_unbounded_and_follows_redirects(
+    monkeypatch,
+):
     import pyone
     import requests
 
@@ -78,17 +87,20 @@ def test_one_server_is_still_needed_pyones_own_transport_is_unbounded_and_follow
         pyone.OneServer(URL, session=SESSION, protocol="xmlrpc").hostpool.info()
     assert "timeout" not in asked and asked.get("allow_redirects", True), (
         "compat.one_server: pyone's own transport now bounds its request or refuses redirects "
-        f"({sorted(asked)}): the deploy's transport may no longer need to replace it")
+        f"({sorted(asked)}): the deploy's transport may no longer need to replace it"
+    )
 
 
 def test_one_server_puts_the_transport_where_serverproxy_uses_it():
     transport = CannedTransport([True, "<HOST_POOL/>", 0])
     server = compat.one_server(URL, SESSION, transport)
     assert server("transport") is transport, (
-        "compat.one_server: xmlrpc.client.ServerProxy no longer keeps its transport in _ServerProxy__transport")
+        "compat.one_server: xmlrpc.client.ServerProxy no longer keeps its transport in _ServerProxy__transport"
+    )
     assert compat.raw_reply(server, "one.hostpool.info") == [True, "<HOST_POOL/>", 0]
     assert transport.requests == [("127.0.0.1:9", "/RPC2", ((SESSION,), "one.hostpool.info"))], (
-        "compat.raw_reply: pyone's request no longer goes out as one.hostpool.info(session) through the transport")
+        "compat.raw_reply: pyone's request no longer goes out as one.hostpool.info(session) through the transport"
+    )
 
 
 def test_raw_reply_reaches_steps_that_keep_their_signatures_and_fault_handling():
@@ -96,39 +108,60 @@ def test_raw_reply_reaches_steps_that_keep_their_signatures_and_fault_handling()
     from pyone.server_xrpc import OneServerXRPC
 
     assert parameters(OneServerXRPC._do_request) == ["self", "method", "params"], (
-        "compat.raw_reply: pyone's OneServerXRPC._do_request changed its signature")
+        "compat.raw_reply: pyone's OneServerXRPC._do_request changed its signature"
+    )
     assert parameters(OneServerXRPC._cast_parms) == ["self", "params"], (
-        "compat.raw_reply: pyone's OneServerXRPC._cast_parms changed its signature")
-    server = compat.one_server(URL, SESSION, CannedTransport(xmlrpc.client.Fault(1, "no such method")))
+        "compat.raw_reply: pyone's OneServerXRPC._cast_parms changed its signature"
+    )
+    server = compat.one_server(
+        URL, SESSION, CannedTransport(xmlrpc.client.Fault(1, "no such method"))
+    )
     with pytest.raises(pyone.OneException, match="no such method"):
         compat.raw_reply(server, "one.hostpool.info")
 
 
 def test_raw_reply_names_pyone_when_its_private_steps_are_gone():
-    with pytest.raises(compat.UnsupportedLibraryVersion, match=r"pyone .*compat\.raw_reply.*requirements\.txt"):
+    with pytest.raises(
+        compat.UnsupportedLibraryVersion, match=r"pyone .*compat\.raw_reply.*requirements\.txt"
+    ):
         compat.raw_reply(object(), "one.hostpool.info")
 
 
 def test_pyone_requests_transport_still_has_what_the_bounded_transport_uses():
     transport_class = compat.pyone_requests_transport()
     assert issubclass(transport_class, xmlrpc.client.Transport)
-    assert parameters(transport_class.request) == ["self", "host", "handler", "request_body", "verbose"]
+    assert parameters(transport_class.request) == [
+        "self",
+        "host",
+        "handler",
+        "request_body",
+        "verbose",
+    ]
     transport = transport_class()
     transport.set_https(True)
     transport.set_https_verify("/etc/ssl/one-ca.pem")
     assert transport.use_https is True and transport.https_verify == "/etc/ssl/one-ca.pem", (
-        "compat.pyone_requests_transport: set_https/set_https_verify no longer set use_https/https_verify")
+        "compat.pyone_requests_transport: set_https/set_https_verify no longer set use_https/https_verify"
+    )
     assert transport.headers.get("Content-Type") == "text/xml", (
-        "compat.pyone_requests_transport: pyone's transport no longer carries its request headers in .headers")
+        "compat.pyone_requests_transport: pyone's transport no longer carries its request headers in .headers"
+    )
 
 
 def test_decode_xmlrpc_reply_decodes_as_xmlrpc_client_does():
-    reply = [True, "<HOST_POOL><HOST><NAME>a&amp;b &lt;c&gt;</NAME></HOST></HOST_POOL>" * 50, 0,
-             [1, 2.5, {"key": "value"}, False]]
+    reply = [
+        True,
+        "<HOST_POOL><HOST><NAME>a&amp;b &lt;c&gt;</NAME></HOST></HOST_POOL>" * 50,
+        0,
+        [1, 2.5, {"key": "value"}, False],
+    ]
     content = xmlrpc.client.dumps((reply,), methodresponse=True).encode("utf-8")
     assert compat.decode_xmlrpc_reply(content) == xmlrpc.client.loads(content)[0], (
-        "compat.decode_xmlrpc_reply: xmlrpc.client.Unmarshaller no longer decodes as xmlrpc.client.loads")
-    fault = xmlrpc.client.dumps(xmlrpc.client.Fault(4, "refused"), methodresponse=True).encode("utf-8")
+        "compat.decode_xmlrpc_reply: xmlrpc.client.Unmarshaller no longer decodes as xmlrpc.client.loads"
+    )
+    fault = xmlrpc.client.dumps(xmlrpc.client.Fault(4, "refused"), methodresponse=True).encode(
+        "utf-8"
+    )
     with pytest.raises(xmlrpc.client.Fault, match="refused"):
         compat.decode_xmlrpc_reply(fault)
 
@@ -136,12 +169,17 @@ def test_decode_xmlrpc_reply_decodes_as_xmlrpc_client_does():
 def test_decode_xmlrpc_reply_is_still_needed_xmlrpc_client_hands_text_over_in_pieces(monkeypatch):
     pieces = []
     real = xmlrpc.client.Unmarshaller.data
-    monkeypatch.setattr(xmlrpc.client.Unmarshaller, "data", lambda self, text: pieces.append(text) or real(self, text))
+    monkeypatch.setattr(
+        xmlrpc.client.Unmarshaller,
+        "data",
+        lambda self, text: pieces.append(text) or real(self, text),
+    )
     content = xmlrpc.client.dumps(("a&amp;" * 1000,), methodresponse=True).encode("utf-8")
     xmlrpc.client.loads(content)
     assert len(pieces) > 100, (
         "compat.decode_xmlrpc_reply: xmlrpc.client now hands each run of text over at once: "
-        "its own parser may do")
+        "its own parser may do"
+    )
 
 
 # =========================================================================== requests, urllib3
@@ -177,20 +215,28 @@ def test_session_handing_new_sockets_to_sees_every_socket_direct_and_through_a_p
     from urllib3.poolmanager import PoolManager
 
     assert parameters(HTTPConnection._new_conn) == ["self"], (
-        "compat.session_handing_new_sockets_to: urllib3's HTTPConnection._new_conn changed its signature")
+        "compat.session_handing_new_sockets_to: urllib3's HTTPConnection._new_conn changed its signature"
+    )
     assert set(PoolManager().pool_classes_by_scheme) >= {"http", "https"}, (
-        "compat.session_handing_new_sockets_to: urllib3's PoolManager no longer has pool_classes_by_scheme")
+        "compat.session_handing_new_sockets_to: urllib3's PoolManager no longer has pool_classes_by_scheme"
+    )
     seen: list[socket.socket] = []
-    with http_server() as (url, port):
+    with http_server() as (url, _port):
         session = compat.session_handing_new_sockets_to(seen.append)
         session.trust_env = False  # only the proxy named below
         try:
             assert session.get(url + "/direct", timeout=WAIT_S).text == "ok"
-            assert session.get("http://one.example.invalid/RPC2", proxies={"http": url}, timeout=WAIT_S).text == "ok"
+            assert (
+                session.get(
+                    "http://one.example.invalid/RPC2", proxies={"http": url}, timeout=WAIT_S
+                ).text
+                == "ok"
+            )
         finally:
             session.close()
     assert len(seen) == 2 and all(isinstance(sock, socket.socket) for sock in seen), (
-        f"compat.session_handing_new_sockets_to: urllib3 no longer makes its sockets in _new_conn ({seen})")
+        f"compat.session_handing_new_sockets_to: urllib3 no longer makes its sockets in _new_conn ({seen})"
+    )
 
 
 # =========================================================================== paramiko, pyinfra: lost connections
@@ -201,7 +247,11 @@ def restored_afterwards(monkeypatch):
     """Whatever a test wraps is put back as it was (monkeypatch restores what it saw)."""
     from pyinfra.connectors.ssh import SSHConnector
 
-    for owner, name in ((Transport, "open_channel"), (SSHConnector, "put_file"), (SSHConnector, "get_file")):
+    for owner, name in (
+        (Transport, "open_channel"),
+        (SSHConnector, "put_file"),
+        (SSHConnector, "get_file"),
+    ):
         monkeypatch.setattr(owner, name, getattr(owner, name))
 
 
@@ -257,9 +307,11 @@ def test_lost_connections_wrapper_is_still_needed_paramiko_raises_a_bare_eoferro
     except EOFError:
         return
     except SSHException as error:
-        pytest.fail("compat.report_lost_connections_as_host_failures: paramiko now raises SSHException "
-                    f"({error}) for a peer that vanished (paramiko/paramiko#385 fixed?): its open_channel "
-                    "wrapper may go")
+        pytest.fail(
+            "compat.report_lost_connections_as_host_failures: paramiko now raises SSHException "
+            f"({error}) for a peer that vanished (paramiko/paramiko#385 fixed?): its open_channel "
+            "wrapper may go"
+        )
     pytest.fail("compat.report_lost_connections_as_host_failures: the vanished peer raised nothing")
 
 
@@ -322,12 +374,14 @@ def run_operation_on_this_machine(operation, **global_arguments):
     except PyinfraError as error:
         if not state.failed_hosts:  # pyinfra stops once every host failed; anything else escaped
             return error, []
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - what escaped is the answer under test
         return error, [host.name for host in state.failed_hosts]
     return None, [host.name for host in state.failed_hosts]
 
 
-def test_lost_connections_wrapper_is_still_needed_pyinfra_lets_connect_error_stop_the_run(monkeypatch):
+def test_lost_connections_wrapper_is_still_needed_pyinfra_lets_connect_error_stop_the_run(
+    monkeypatch,
+):
     from pyinfra.api import FileUploadCommand, operation
     from pyinfra.api.exceptions import ConnectError
     from pyinfra.connectors.local import LocalConnector
@@ -339,18 +393,23 @@ def test_lost_connections_wrapper_is_still_needed_pyinfra_lets_connect_error_sto
     def raising(error):
         def put_file(self, *args, **kwargs):
             raise error
+
         return put_file
 
     monkeypatch.setattr(LocalConnector, "put_file", raising(SSHException("connection lost")))
     escaped, failed = run_operation_on_this_machine(upload)
     assert escaped is None and failed == ["@local"], (
         "compat.report_lost_connections_as_host_failures: pyinfra no longer fails one host for an "
-        f"SSHException ({escaped!r}), the error the wrappers raise")
-    monkeypatch.setattr(LocalConnector, "put_file", raising(ConnectError("Unable to establish SFTP connection.")))
+        f"SSHException ({escaped!r}), the error the wrappers raise"
+    )
+    monkeypatch.setattr(
+        LocalConnector, "put_file", raising(ConnectError("Unable to establish SFTP connection."))
+    )
     escaped, failed = run_operation_on_this_machine(upload)
     assert isinstance(escaped, ConnectError), (
         "compat.report_lost_connections_as_host_failures: pyinfra now fails one host for its own "
-        f"ConnectError (failed: {failed}): the put_file/get_file wrappers may go")
+        f"ConnectError (failed: {failed}): the put_file/get_file wrappers may go"
+    )
 
 
 # =========================================================================== pyinfra
@@ -371,9 +430,12 @@ def test_connector_arguments_reach_a_callback_of_the_running_operation():
 
     escaped, failed = run_operation_on_this_machine(calls_back, _sudo=True, _env={"LC_ALL": "C"})
     assert escaped is None and failed == [], escaped
-    assert len(seen) == 1 and seen[0].get("_sudo") is True and seen[0].get("_env") == {"LC_ALL": "C"}, (
+    assert (
+        len(seen) == 1 and seen[0].get("_sudo") is True and seen[0].get("_env") == {"LC_ALL": "C"}
+    ), (
         "compat.connector_arguments_of_running_operation: pyinfra's executor no longer keeps the running "
-        f"operation's arguments where it is read ({seen})")
+        f"operation's arguments where it is read ({seen})"
+    )
 
 
 def test_connector_arguments_outside_an_operation_are_none():
@@ -398,22 +460,69 @@ def test_connector_arguments_are_still_needed_pyinfra_calls_back_without_them():
     FunctionCommand(callback, (), {}).execute(state, inventory.get_host("hv1"), {"_sudo": True})
     assert calls == [((), {})], (
         "compat.connector_arguments_of_running_operation: pyinfra now hands a callback its connector "
-        f"arguments ({calls}): use those instead")
+        f"arguments ({calls}): use those instead"
+    )
+
+
+def test_run_is_dry_reads_the_flag_as_pyinfras_command_line_does():
+    assert compat.run_is_dry(["pyinfra", "--dry", "inventory.py", "deploy.py"])
+    assert compat.run_is_dry(["pyinfra", "inventory.py", "deploy.py", "--dry"])
+    assert not compat.run_is_dry(["pyinfra", "-y", "inventory.py", "deploy.py"])
+    assert not compat.run_is_dry(["--dry"])  # the program's own name is not an argument
+
+
+def test_run_is_dry_is_still_needed_pyinfra_keeps_the_flag_to_its_command_line():
+    # Read in a child: importing pyinfra_cli monkey-patches the interpreter for gevent, which
+    # the tests that run after this one in the same process must not inherit.
+    probe = (
+        "import json\n"
+        "from pyinfra.api import Config\n"
+        "from pyinfra_cli.cli import cli\n"
+        "options = sorted(o for p in cli.params for o in getattr(p, 'opts', ()))\n"
+        "held = [name for name in dir(Config()) if 'dry' in name.lower()]\n"
+        "print(json.dumps({'options': options, 'held': held}))\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    found = json.loads(child.stdout.strip().splitlines()[-1])
+    assert "--dry" in found["options"], (
+        "compat.run_is_dry: pyinfra's command line no longer has --dry"
+    )
+    assert not found["held"], (
+        f"compat.run_is_dry: pyinfra's Config now holds the dry flag ({found['held']}): "
+        "read it there instead of the command line"
+    )
 
 
 def test_parse_image_reference_reads_references_as_the_deploy_expects():
     bare = compat.parse_image_reference("hubblo/scaphandre")
-    assert (bare.tag, bare.digest, bare.registry_host, bare.registry_port) == ("latest", None, None, None), (
-        f"compat.parse_image_reference: pyinfra no longer reads a bare reference as tag 'latest' ({bare})")
-    full = compat.parse_image_reference("registry.example:5000/energy/scaphandre:1.0.2@sha256:" + "a" * 64)
+    assert (bare.tag, bare.digest, bare.registry_host, bare.registry_port) == (
+        "latest",
+        None,
+        None,
+        None,
+    ), (
+        f"compat.parse_image_reference: pyinfra no longer reads a bare reference as tag 'latest' ({bare})"
+    )
+    full = compat.parse_image_reference(
+        "registry.example:5000/energy/scaphandre:1.0.2@sha256:" + "a" * 64
+    )
     assert (full.tag, full.digest, full.registry_host, full.registry_port) == (
-        "1.0.2", "sha256:" + "a" * 64, "registry.example", 5000), f"compat.parse_image_reference: {full}"
-    with pytest.raises(ValueError):
+        "1.0.2",
+        "sha256:" + "a" * 64,
+        "registry.example",
+        5000,
+    ), f"compat.parse_image_reference: {full}"
+    with pytest.raises(ValueError, match="cannot be empty"):
         compat.parse_image_reference("")
 
 
-@pytest.mark.parametrize("existing", [[], [{"Id": "c0ffee", "State": {"Status": "exited"}}]],
-                         ids=["no container", "a stopped container"])
+@pytest.mark.parametrize(
+    "existing",
+    [[], [{"Id": "c0ffee", "State": {"Status": "exited"}}]],
+    ids=["no container", "a stopped container"],
+)
 def test_docker_container_absent_is_still_needed_pyinfra_starts_what_it_removes(existing):
     from pyinfra.api import Config, Host, Inventory, State
     from pyinfra.context import ctx_host, ctx_state
@@ -424,14 +533,21 @@ def test_docker_container_absent_is_still_needed_pyinfra_starts_what_it_removes(
     host = inventory.get_host("hv1")
 
     def commands(**arguments) -> list[str]:
-        with ctx_state.use(state), ctx_host.use(host), \
-                mock.patch.object(Host, "get_fact", lambda self, fact, *args, **kwargs: existing):
-            return [str(command) for command in docker.container._inner(container="scaphandre", **arguments)]
+        with (
+            ctx_state.use(state),
+            ctx_host.use(host),
+            mock.patch.object(Host, "get_fact", return_value=existing),
+        ):
+            return [
+                str(command)
+                for command in docker.container._inner(container="scaphandre", **arguments)
+            ]
 
     with_default_start = commands(present=False)
     assert any("start" in command for command in with_default_start), (
         "compat.DOCKER_CONTAINER_ABSENT: pyinfra's docker.container no longer starts a container it "
-        f"removes ({with_default_start}): start=False may go")
+        f"removes ({with_default_start}): start=False may go"
+    )
     removed = commands(**compat.DOCKER_CONTAINER_ABSENT)
     assert not any("start" in command for command in removed), removed
     assert bool(removed) == bool(existing), removed
@@ -446,9 +562,12 @@ def test_libyaml_parser_is_the_private_parser_ruamel_uses_itself():
     parser = compat.libyaml_parser()
     assert parser is not None, "ruamel.yaml.clib is pinned in requirements.txt: install it"
     assert ruamel.yaml.main.CParser is parser, (
-        "compat.libyaml_parser: ruamel.yaml now takes libyaml's parser from elsewhere than _ruamel_yaml")
+        "compat.libyaml_parser: ruamel.yaml now takes libyaml's parser from elsewhere than _ruamel_yaml"
+    )
     for method in ("check_event", "peek_event", "get_event", "dispose"):
-        assert callable(getattr(parser, method, None)), f"compat.libyaml_parser: CParser has no {method}() any more"
+        assert callable(getattr(parser, method, None)), (
+            f"compat.libyaml_parser: CParser has no {method}() any more"
+        )
 
 
 def test_libyaml_composer_is_still_needed_ruamels_round_trip_loader_parses_in_python():
@@ -456,21 +575,29 @@ def test_libyaml_composer_is_still_needed_ruamels_round_trip_loader_parses_in_py
 
     assert YAML(typ="rt").Parser is not compat.libyaml_parser(), (
         "compat.compose_with_libyaml: ruamel.yaml's round-trip loader now parses with libyaml itself: "
-        "the libyaml composer may go")
+        "the libyaml composer may go"
+    )
 
 
 def test_composer_steps_compat_overrides_keep_their_signatures():
     from ruamel.yaml.composer import Composer
     from ruamel.yaml.resolver import Resolver
 
-    expected = {Composer.__init__: ["self", "loader"], Composer.compose_node: ["self", "parent", "index"],
-                Composer.compose_scalar_node: ["self", "anchor"], Composer.compose_document: ["self"],
-                Resolver.resolve: ["self", "kind", "value", "implicit"]}
+    expected = {
+        Composer.__init__: ["self", "loader"],
+        Composer.compose_node: ["self", "parent", "index"],
+        Composer.compose_scalar_node: ["self", "anchor"],
+        Composer.compose_document: ["self"],
+        Resolver.resolve: ["self", "kind", "value", "implicit"],
+    }
     for method, names in expected.items():
-        assert parameters(method) == names, f"compat._composers: ruamel.yaml's {method.__qualname__} changed its signature"
+        assert parameters(method) == names, (
+            f"compat._composers: ruamel.yaml's {method.__qualname__} changed its signature"
+        )
     for name in ("parser", "resolver"):
         assert isinstance(inspect.getattr_static(Composer, name), property), (
-            f"compat._composers: ruamel.yaml's Composer.{name} is no longer a property a plain attribute can stand for")
+            f"compat._composers: ruamel.yaml's Composer.{name} is no longer a property a plain attribute can stand for"
+        )
 
 
 SAMPLE = """\
@@ -507,8 +634,14 @@ def composed(root, alias_spans) -> tuple:
             content = tuple((walk(key), walk(value)) for key, value in node.value)
         else:
             content = tuple(walk(item) for item in node.value)
-        rows[number] = (type(node).__name__, str(node.tag), content, node.style if isinstance(node, ScalarNode) else node.flow_style,
-                        node.start_mark.index, node.end_mark.index)
+        rows[number] = (
+            type(node).__name__,
+            str(node.tag),
+            content,
+            node.style if isinstance(node, ScalarNode) else node.flow_style,
+            node.start_mark.index,
+            node.end_mark.index,
+        )
         return number
 
     walk(root)
@@ -520,7 +653,8 @@ def test_libyaml_composes_what_ruamel_composes_with_the_alias_spans():
     assert through_libyaml is not None, "compat.compose_with_libyaml gave way on a plain file"
     nodes, spans = composed(*through_libyaml)
     assert (nodes, spans) == composed(*compat.compose_with_ruamel(SAMPLE)), (
-        "compat._composers: libyaml and ruamel.yaml's own parser no longer compose the same nodes")
+        "compat._composers: libyaml and ruamel.yaml's own parser no longer compose the same nodes"
+    )
     assert [SAMPLE[start:end] for start, end in spans] == ["*defaults", "*defaults"], spans
     assert "/first /second" in [row[2] for row in nodes], "folded value not read as YAML folds it"
 
@@ -531,7 +665,8 @@ def test_fold_marks_are_still_there_to_take_out():
     text = "a: >-\n  x\n  y\n"
     assert "\a" in YAML(typ="rt").compose(text).value[0][1].value, (
         "compat._composers: ruamel.yaml no longer marks folds with BEL in composed nodes: "
-        "the alias-recording composer's replace may go")
+        "the alias-recording composer's replace may go"
+    )
     for accelerated in (True, False):
         assert compat.compose_yaml(text, accelerated=accelerated)[0].value[0][1].value == "x y"
 
@@ -546,7 +681,9 @@ def test_libyaml_still_calls_a_plain_style_empty():
                 styles.append(event.style)
     finally:
         parser.dispose()
-    assert styles == ["", ""], f"compat._composers: libyaml's plain scalar style is now {styles}: its fix-up may go"
+    assert styles == ["", ""], (
+        f"compat._composers: libyaml's plain scalar style is now {styles}: its fix-up may go"
+    )
     assert compat.compose_with_libyaml("a: b\n")[0].value[0][1].style is None
 
 
@@ -555,9 +692,14 @@ def test_resolved_tags_still_have_the_suffix_they_are_shared_by():
     from ruamel.yaml.resolver import Resolver
 
     resolver = Resolver()
-    integer, other_integer, text = (resolver.resolve(ScalarNode, value, (True, False)) for value in ("1", "2", "a"))
-    assert isinstance(integer.suffix, str) and integer.suffix == other_integer.suffix != text.suffix, (
-        f"compat._composers: ruamel.yaml's Tag no longer has the suffix its resolver interns by ({integer!r})")
+    integer, other_integer, text = (
+        resolver.resolve(ScalarNode, value, (True, False)) for value in ("1", "2", "a")
+    )
+    assert (
+        isinstance(integer.suffix, str) and integer.suffix == other_integer.suffix != text.suffix
+    ), (
+        f"compat._composers: ruamel.yaml's Tag no longer has the suffix its resolver interns by ({integer!r})"
+    )
     assert (str(integer), str(text)) == ("tag:yaml.org,2002:int", "tag:yaml.org,2002:str")
 
 
@@ -566,9 +708,15 @@ def test_separating_tabs_are_still_refused_by_ruamel(text):
     from ruamel.yaml import YAML
     from ruamel.yaml.scanner import ScannerError
 
-    with pytest.raises(ScannerError):
+    try:
         YAML(typ="rt").compose(text)
-        pytest.fail(f"compat.compose_yaml: ruamel.yaml now reads the tab in {text!r}: its tab replacement may go")
+    except ScannerError:
+        pass
+    else:
+        pytest.fail(
+            f"compat.compose_yaml: ruamel.yaml now reads the tab in {text!r}: "
+            "its tab replacement may go"
+        )
     root, _ = compat.compose_yaml(text)
     value = root.value[0][1]
     assert value.value == "1" and text[value.start_mark.index] == "1", "positions are the file's"
@@ -589,17 +737,24 @@ def test_libyaml_still_reads_differently_where_the_libyaml_composer_gives_way():
 
     flow = "targets: [localhost:9090]\n"
     assert YAML(typ="rt").compose(flow) is not None
-    with events_of(flow) as parser, pytest.raises(YAMLError):
-        while parser.check_event():
-            parser.get_event()
-        pytest.fail("compat._composers: libyaml now reads [localhost:9090] as YAML 1.2 does")
+    with events_of(flow) as parser:
+        try:
+            while parser.check_event():
+                parser.get_event()
+        except YAMLError:
+            pass
+        else:
+            pytest.fail("compat._composers: libyaml now reads [localhost:9090] as YAML 1.2 does")
     tagged = "x: !!map &job\n  k: v\n"
     ruamel_start = YAML(typ="rt").compose(tagged).value[0][1].start_mark.index
     with events_of(tagged) as parser:
         events = []
         while parser.check_event():
             events.append(parser.get_event())
-    libyaml_start = next(event.start_mark.index for event in events if getattr(event, "anchor", None))
+    libyaml_start = next(
+        event.start_mark.index for event in events if getattr(event, "anchor", None)
+    )
     assert ruamel_start != libyaml_start, (
         "compat._composers: libyaml and ruamel.yaml now start a tagged, anchored node at the same place: "
-        "the libyaml composer's give-up for it may go")
+        "the libyaml composer's give-up for it may go"
+    )

@@ -26,12 +26,17 @@ OURS = {"iptables": False, "ip6tables": False, "ip-forward": False, "bridge": "n
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=6,
 )
 # An operator's daemon.json: any keys, sometimes also ones the deploy sets.
-operator_files = st.dictionaries(st.sampled_from([*OURS, "log-driver", "data-root", "dns", "mtu"]) | st.text(max_size=6),
-                                 json_values, max_size=6)
+operator_files = st.dictionaries(
+    st.sampled_from([*OURS, "log-driver", "data-root", "dns", "mtu"]) | st.text(max_size=6),
+    json_values,
+    max_size=6,
+)
 
 
 def test_the_engine_network_settings_are_exactly_the_four_that_keep_host_networking():
@@ -47,7 +52,9 @@ def test_a_file_that_is_not_json_is_refused_naming_file_place_and_fix():
     with pytest.raises(DaemonConfigError) as refused:
         parse_daemon_json(b'{\n  "log-driver": "journald"\n  "mtu": 1400\n}\n')
     message = str(refused.value)
-    assert message.startswith("/etc/docker/daemon.json is not valid JSON (Expecting ',' delimiter at line 3 column 3)")
+    assert message.startswith(
+        "/etc/docker/daemon.json is not valid JSON (Expecting ',' delimiter at line 3 column 3)"
+    )
     assert "fix it or move it aside, then rerun" in message
 
 
@@ -100,12 +107,21 @@ def give_back(current: bytes, previous: bytes | None, link: bool = False, known:
         earlier = parse_daemon_json(previous)
     except DaemonConfigError:
         earlier = None  # any bytes at all, for the property below
-    return given_back(current, link, OURS, previous_values(earlier),
-                      previous, (previous is not None) if known else None,
-                      hashlib.sha256(WRITTEN).hexdigest() if known else None)
+    return given_back(
+        current,
+        link,
+        OURS,
+        previous_values(earlier),
+        previous,
+        (previous is not None) if known else None,
+        hashlib.sha256(WRITTEN).hexdigest() if known else None,
+    )
 
 
-@given(st.binary(max_size=40) | operator_files.map(lambda settings: json.dumps(settings, indent=3).encode()))
+@given(
+    st.binary(max_size=40)
+    | operator_files.map(lambda settings: json.dumps(settings, indent=3).encode())
+)
 def test_a_file_still_as_the_deploy_wrote_it_gets_back_exactly_its_earlier_bytes(previous):
     assert give_back(WRITTEN, previous) == GivenBack("write", previous)
 
@@ -133,4 +149,6 @@ def test_a_file_changed_since_loses_only_the_deploys_keys_and_says_so(operator, 
 
 def test_a_record_without_the_earlier_bytes_gives_back_key_by_key_quietly():
     outcome = give_back(WRITTEN, b'{"iptables": true}', known=False)
-    assert outcome == GivenBack("write", render_daemon_json({"log-driver": "journald", "iptables": True}).encode())
+    assert outcome == GivenBack(
+        "write", render_daemon_json({"log-driver": "journald", "iptables": True}).encode()
+    )

@@ -8,11 +8,12 @@ import csv
 import io
 import shutil
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tasks.accounting import report
 from tasks.accounting.report import (
@@ -37,9 +38,13 @@ from tasks.accounting.report import (
 )
 
 PROMTOOL = "/usr/bin/promtool"
-UTC = timezone.utc
 
-moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
+# Hypothesis takes naive bounds; the zone comes from `timezones`.
+moments = st.datetimes(
+    min_value=datetime(2000, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+    timezones=st.just(UTC),
+)
 
 
 # ---------------------------------------------------------------- periods
@@ -101,10 +106,19 @@ def selected(sample_ms: int, evaluation_ms: int, range_ms: int, major: int) -> b
     return evaluation_ms - range_ms < sample_ms <= evaluation_ms
 
 
-@given(start=st.integers(0, 5 * 10**12), length=st.integers(2, 10**11), offset=st.integers(-5, 5),
-       major=st.sampled_from([2, 3]), where=st.sampled_from(["start", "end", "inside"]))
+@given(
+    start=st.integers(0, 5 * 10**12),
+    length=st.integers(2, 10**11),
+    offset=st.integers(-5, 5),
+    major=st.sampled_from([2, 3]),
+    where=st.sampled_from(["start", "end", "inside"]),
+)
 def test_the_window_holds_exactly_the_samples_of_the_period(start, length, offset, major, where):
-    period = Period(datetime.fromtimestamp(start / 1000, UTC), datetime.fromtimestamp((start + length) / 1000, UTC), "p")
+    period = Period(
+        datetime.fromtimestamp(start / 1000, UTC),
+        datetime.fromtimestamp((start + length) / 1000, UTC),
+        "p",
+    )
     start_ms, end_ms = period.start_ms, period.end_ms
     evaluation, span = window(period, major)
     sample = {"start": start_ms, "end": end_ms, "inside": (start_ms + end_ms) // 2}[where] + offset
@@ -117,8 +131,18 @@ def test_one_query_asks_for_every_figure_and_promtool_parses_it(tmp_path):
     assert query.count("label_replace(") == len(report.QUANTITIES)
     assert "[2505599999ms]" in query and "[W]" not in query
     rules = tmp_path / "query.yml"
-    rules.write_text(yaml.safe_dump({"groups": [{"name": "report", "rules": [{"record": "report:query", "expr": query}]}]}))
-    checked = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
+    rules.write_text(
+        yaml.safe_dump(
+            {"groups": [{"name": "report", "rules": [{"record": "report:query", "expr": query}]}]}
+        )
+    )
+    checked = subprocess.run(
+        [PROMTOOL, "check", "rules", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -164,8 +188,9 @@ def test_rows_turn_watt_minutes_into_kwh_and_minutes_into_hours():
     assert vms[0].co2e_g is None, "no emissions recorded: none, not zero"
     host = hosts[0]
     assert host.measured_kwh == pytest.approx(2.4)
-    assert host.parts_kwh == pytest.approx({"vms_dynamic": 0.24, "vms_constant": 0.6, "unallocated": 1.44,
-                                            "host_processes": 0.12})
+    assert host.parts_kwh == pytest.approx(
+        {"vms_dynamic": 0.24, "vms_constant": 0.6, "unallocated": 1.44, "host_processes": 0.12}
+    )
     assert host.attributed_to_vms_kwh == pytest.approx(0.84)
     assert host.co2e_g == pytest.approx(480)
 
@@ -175,26 +200,47 @@ def test_the_csv_files_read_back_as_written_and_name_carbon_only_when_there_is_s
     assert carbon_reported(vms, hosts)
     text = to_csv(vm_records(vms, FEBRUARY, True), vm_columns(True))
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert rows[1] == {"vm_id": "101", "hosts": "4;9", "measured_kwh": "0.350000", "attributed_kwh": "1.390000",
-                       "co2e_g": "194.000", "hours_with_intensity": "23.000000", "hours_measured": "23.000000",
-                       "share_without_samples": f"{1 - 1380 / (29 * 1440):.6f}"}
+    assert rows[1] == {
+        "vm_id": "101",
+        "hosts": "4;9",
+        "measured_kwh": "0.350000",
+        "attributed_kwh": "1.390000",
+        "co2e_g": "194.000",
+        "hours_with_intensity": "23.000000",
+        "hours_measured": "23.000000",
+        "share_without_samples": f"{1 - 1380 / (29 * 1440):.6f}",
+    }
     assert rows[0]["co2e_g"] == "", "a VM without emissions has an empty cell, not 0"
-    host_rows = list(csv.DictReader(io.StringIO(to_csv(host_records(hosts, FEBRUARY, True), host_columns(True)))))
-    assert host_rows[0]["unallocated_kwh"] == "1.440000" and host_rows[0]["attributed_to_vms_kwh"] == "0.840000"
+    host_rows = list(
+        csv.DictReader(io.StringIO(to_csv(host_records(hosts, FEBRUARY, True), host_columns(True))))
+    )
+    assert (
+        host_rows[0]["unallocated_kwh"] == "1.440000"
+        and host_rows[0]["attributed_to_vms_kwh"] == "0.840000"
+    )
 
-    without = [row for row in RESULT if "co2e" not in row["metric"]["quantity"]
-               and "intensity" not in row["metric"]["quantity"]]
+    without = [
+        row
+        for row in RESULT
+        if "co2e" not in row["metric"]["quantity"] and "intensity" not in row["metric"]["quantity"]
+    ]
     vms, hosts = rows_from_result(without)
     assert not carbon_reported(vms, hosts)
-    for text in (to_csv(vm_records(vms, FEBRUARY, False), vm_columns(False)),
-                 to_csv(host_records(hosts, FEBRUARY, False), host_columns(False)),
-                 readable(vms, hosts, FEBRUARY, "http://prom:9090")):
+    for text in (
+        to_csv(vm_records(vms, FEBRUARY, False), vm_columns(False)),
+        to_csv(host_records(hosts, FEBRUARY, False), host_columns(False)),
+        readable(vms, hosts, FEBRUARY, "http://prom:9090"),
+    ):
         assert "co2" not in text.lower() and "intensity" not in text.lower()
 
 
 @given(minutes=st.integers(0, 10**6), days=st.integers(1, 31))
 def test_the_share_without_samples_is_a_share(minutes, days):
-    period = Period(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=days), "p")
+    period = Period(
+        datetime(2024, 1, 1, tzinfo=UTC),
+        datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=days),
+        "p",
+    )
     share = share_without_samples(minutes, period)
     assert 0 <= share <= 1
     assert (share == 0) == (minutes >= days * 1440)
@@ -202,7 +248,10 @@ def test_the_share_without_samples_is_a_share(minutes, days):
 
 @given(values=st.lists(st.tuples(st.sampled_from(PARTS), st.floats(0, 1e9)), min_size=1))
 def test_a_hosts_parts_come_back_as_recorded(values):
-    result = [sample("host_part", value, one_host_id="3", part=part) for part, value in dict(values).items()]
+    result = [
+        sample("host_part", value, one_host_id="3", part=part)
+        for part, value in dict(values).items()
+    ]
     _, hosts = rows_from_result(result)
     for part, value in dict(values).items():
         assert hosts[0].parts_kwh[part] == pytest.approx(value / 60_000)
@@ -211,35 +260,54 @@ def test_a_hosts_parts_come_back_as_recorded(values):
 def test_the_table_says_what_it_shows():
     vms, hosts = rows_from_result(RESULT)
     text = readable(vms, hosts, FEBRUARY, "http://prom:9090")
-    assert text.startswith("Energy report 2024-02: 2024-02-01 00:00 to 2024-03-01 00:00 UTC (696.0 h), "
-                           "from http://prom:9090\n")
+    assert text.startswith(
+        "Energy report 2024-02: 2024-02-01 00:00 to 2024-03-01 00:00 UTC (696.0 h), "
+        "from http://prom:9090\n"
+    )
     assert "\n  101  4,9       0.350       1.390   194.0            23.0           96.7 %\n" in text
-    assert "\n  4        2.400   0.840        1.440           0.120   480.0            24.0           96.6 %\n" in text
+    assert (
+        "\n  4        2.400   0.840        1.440           0.120   480.0            24.0           96.6 %\n"
+        in text
+    )
     assert "all hypervisors: 2.400 kWh measured, 0.840 kWh attributed to VMs" in text
     empty = readable([], [], FEBRUARY, "http://prom:9090")
-    assert "no VM measured in this period" in empty and "no hypervisor measured in this period" in empty
+    assert (
+        "no VM measured in this period" in empty
+        and "no hypervisor measured in this period" in empty
+    )
 
 
 # ---------------------------------------------------------------- command line
 
 
-@pytest.mark.parametrize("url, message", [
-    ("prom:9090", "not an http(s) URL"),
-    ("http://admin:secret@prom:9090", "must not hold credentials"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("prom:9090", "not an http(s) URL"),
+        ("http://admin:secret@prom:9090", "must not hold credentials"),
+    ],
+)
 def test_a_prometheus_url_that_cannot_be_used_is_named(url, message, capsys, tmp_path):
-    assert report.main(["--prometheus", url, "--month", "2024-02", "--csv-dir", str(tmp_path)],
-                       now=datetime(2026, 12, 3, tzinfo=UTC)) == 1
+    assert (
+        report.main(
+            ["--prometheus", url, "--month", "2024-02", "--csv-dir", str(tmp_path)],
+            now=datetime(2026, 12, 3, tzinfo=UTC),
+        )
+        == 1
+    )
     error = capsys.readouterr().err
     assert message in error and "secret" not in error
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("argv", [
-    ["--month", "2024-02", "--start", "2024-02-01", "--end", "2024-02-02"],
-    ["--start", "2024-02-01"],
-    ["--timeout", "0"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--month", "2024-02", "--start", "2024-02-01", "--end", "2024-02-02"],
+        ["--start", "2024-02-01"],
+        ["--timeout", "0"],
+    ],
+)
 def test_contradictory_options_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exited:
         report.parse_args(["--prometheus", "http://prom:9090", *argv])

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.doubles.one_scheduler_model import ExpressionError, best_hosts, rank_of, requirement_holds, tokens
+from tests.doubles.one_scheduler_model import (
+    ExpressionError,
+    best_hosts,
+    rank_of,
+    requirement_holds,
+    tokens,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = (REPO / "README.md", REPO / "docs" / "energy-sync.md")
@@ -50,17 +56,23 @@ def documented(name: str) -> list[str]:
 
 
 def default_sched_blocks() -> list[str]:
-    return [block for document in DOCUMENTS
-            for block in re.findall(r"DEFAULT_SCHED = \[(.*?)\]", document.read_text(), re.S)]
+    return [
+        block
+        for document in DOCUMENTS
+        for block in re.findall(r"DEFAULT_SCHED = \[(.*?)\]", document.read_text(), re.S)
+    ]
 
 
 # --------------------------------------------------------------------------- the documents' expressions
 
 
 def documented_ranks() -> list[str]:
-    ranks = documented("SCHED_RANK") + [re.search(r'\bRANK\s*=\s*"([^"]*)"', block).group(1)
-                                        for block in default_sched_blocks()]
-    assert len(ranks) >= 3, "README and docs/energy-sync.md each recommend a SCHED_RANK, and a DEFAULT_SCHED"
+    ranks = documented("SCHED_RANK") + [
+        re.search(r'\bRANK\s*=\s*"([^"]*)"', block).group(1) for block in default_sched_blocks()
+    ]
+    assert len(ranks) >= 3, (
+        "README and docs/energy-sync.md each recommend a SCHED_RANK, and a DEFAULT_SCHED"
+    )
     return ranks
 
 
@@ -68,7 +80,9 @@ def documented_ranks() -> list[str]:
 def test_every_documented_rank_prefers_the_host_drawing_least_and_puts_the_unmeasured_last(rank):
     assert best_hosts(HOSTS, rank=rank) == {"B"}
     assert best_hosts(HOSTS, rank=rank, with_room={"A", "C"}) == {"A"}
-    assert best_hosts(HOSTS, rank=rank, with_room={"C"}) == {"C"}, "a rank alone never leaves a VM pending"
+    assert best_hosts(HOSTS, rank=rank, with_room={"C"}) == {"C"}, (
+        "a rank alone never leaves a VM pending"
+    )
     assert min(rank_of(rank, HOSTS["A"]), rank_of(rank, HOSTS["B"])) > rank_of(rank, HOSTS["C"])
 
 
@@ -86,24 +100,37 @@ def test_the_default_sched_is_a_custom_rank_policy_without_requirements():
 
 
 def test_the_documented_requirements_are_the_two_proven_here():
-    assert sorted(set(documented("SCHED_REQUIREMENTS"))) == ["!(SCAPHANDRE_POWER_W > 400)", "SCAPHANDRE_SCORE > 0"]
+    assert sorted(set(documented("SCHED_REQUIREMENTS"))) == [
+        "!(SCAPHANDRE_POWER_W > 400)",
+        "SCAPHANDRE_SCORE > 0",
+    ]
 
 
 def test_measured_only_excludes_the_unmeasured_and_a_vm_then_stays_pending():
     rank = documented_ranks()[0]
     [requirement] = [r for r in set(documented("SCHED_REQUIREMENTS")) if "SCORE" in r]
-    assert {name for name, host in HOSTS.items() if requirement_holds(requirement, host)} == {"A", "B"}
+    assert {name for name, host in HOSTS.items() if requirement_holds(requirement, host)} == {
+        "A",
+        "B",
+    }
     assert best_hosts(HOSTS, rank=rank, requirements=requirement, with_room={"A", "C"}) == {"A"}
     assert best_hosts(HOSTS, rank=rank, requirements=requirement, with_room={"C"}) == set()
     # a host measured at 0.0 W is measured: its score is 100000
     assert requirement_holds(requirement, written(0.0))
-    assert not requirement_holds("SCAPHANDRE_POWER_W > 0", written(0.0)), "why the score, not the power"
+    assert not requirement_holds("SCAPHANDRE_POWER_W > 0", written(0.0)), (
+        "why the score, not the power"
+    )
 
 
 def test_the_400_w_cap_keeps_unmeasured_hosts_and_drops_the_hungry_one():
     [requirement] = [r for r in set(documented("SCHED_REQUIREMENTS")) if "400" in r]
     hosts = {**HOSTS, "D": written(450.0), "E": written(400.9)}
-    assert {name for name, host in hosts.items() if requirement_holds(requirement, host)} == {"A", "B", "C", "E"}
+    assert {name for name, host in hosts.items() if requirement_holds(requirement, host)} == {
+        "A",
+        "B",
+        "C",
+        "E",
+    }
 
 
 # --------------------------------------------------------------------------- what the score replaces
@@ -111,7 +138,10 @@ def test_the_400_w_cap_keeps_unmeasured_hosts_and_drops_the_hungry_one():
 
 def test_the_negative_power_rank_puts_an_unmeasured_host_first_and_ties_sub_watt_differences():
     assert best_hosts(HOSTS, rank="-SCAPHANDRE_POWER_W") == {"C"}
-    assert best_hosts({"a": written(60.2), "b": written(60.9)}, rank="-SCAPHANDRE_POWER_W") == {"a", "b"}
+    assert best_hosts({"a": written(60.2), "b": written(60.9)}, rank="-SCAPHANDRE_POWER_W") == {
+        "a",
+        "b",
+    }
 
 
 def test_a_stale_or_refused_host_is_treated_as_unmeasured():
@@ -125,8 +155,14 @@ def test_a_stale_or_refused_host_is_treated_as_unmeasured():
 
 def test_a_missing_attribute_is_zero_in_a_rank_and_false_in_a_comparison():
     assert rank_of("SCAPHANDRE_SCORE", {}) == 0 and rank_of("-SCAPHANDRE_POWER_W", {}) == 0
-    for expression in ("SCAPHANDRE_POWER_W < 400", "SCAPHANDRE_POWER_W > 0", "SCAPHANDRE_POWER_W = 0",
-                       "SCAPHANDRE_POWER_W != 5", "SCAPHANDRE_POWER_W < 400.5", "NAME = \"x*\""):
+    for expression in (
+        "SCAPHANDRE_POWER_W < 400",
+        "SCAPHANDRE_POWER_W > 0",
+        "SCAPHANDRE_POWER_W = 0",
+        "SCAPHANDRE_POWER_W != 5",
+        "SCAPHANDRE_POWER_W < 400.5",
+        'NAME = "x*"',
+    ):
         assert requirement_holds(expression, {}) is False, expression
     assert requirement_holds("!(SCAPHANDRE_POWER_W > 400)", {}) is True
 
@@ -142,7 +178,9 @@ def test_ranks_are_cast_to_integers_and_computed_in_floats():
 
 def test_requirement_comparisons_and_connectives_follow_oned():
     host = {"P": "151.3", "NAME": "kvm1"}
-    assert requirement_holds("P > 150", host) and not requirement_holds("P > 151", host)  # whole watts
+    assert requirement_holds("P > 150", host) and not requirement_holds(
+        "P > 151", host
+    )  # whole watts
     assert requirement_holds("P > 151.2", host) and requirement_holds("P = 151", host)
     assert requirement_holds('NAME = "kvm*"', host) and requirement_holds("NAME != kvm2", host)
     # one precedence, from the left: (!A) & B, and (A | B) & C
@@ -156,5 +194,10 @@ def test_the_scanner_takes_the_longest_token():
     assert tokens("5-3") == [("INTEGER", "5"), ("INTEGER", "-3")]
     with pytest.raises(ExpressionError):
         rank_of("5-3", {})  # two numbers in a row: oned's parser refuses it too
-    assert tokens('-SCAPHANDRE_POWER_W != "a b"') == [("OP", "-"), ("STRING", "SCAPHANDRE_POWER_W"), ("OP", "!"),
-                                                    ("OP", "="), ("STRING", "a b")]
+    assert tokens('-SCAPHANDRE_POWER_W != "a b"') == [
+        ("OP", "-"),
+        ("STRING", "SCAPHANDRE_POWER_W"),
+        ("OP", "!"),
+        ("OP", "="),
+        ("STRING", "a b"),
+    ]

@@ -31,7 +31,11 @@ def collected() -> set[str]:
     assert not missing, f"docs/faults.md names files that do not exist: {missing}"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return {line.strip() for line in proc.stdout.splitlines() if "::" in line}
@@ -39,7 +43,9 @@ def collected() -> set[str]:
 
 def test_every_test_the_matrix_names_exists(collected):
     functions = {node.split("[")[0] for node in collected}
-    unknown = sorted(test_id for test_id in named_ids() if test_id not in collected and test_id not in functions)
+    unknown = sorted(
+        test_id for test_id in named_ids() if test_id not in collected and test_id not in functions
+    )
     assert not unknown, f"docs/faults.md names tests that pytest does not collect: {unknown}"
 
 
@@ -47,7 +53,8 @@ def test_every_fault_test_is_in_the_matrix(collected):
     named = named_ids()
     fault_files = tuple(f"{path}::" for path in fault_test_files())
     unlisted = sorted(
-        node for node in collected
+        node
+        for node in collected
         if node.startswith(fault_files) and node not in named and node.split("[")[0] not in named
     )
     assert not unlisted, f"fault tests missing from docs/faults.md: {unlisted}"

@@ -16,10 +16,15 @@ from pathlib import Path
 
 import pytest
 
-import tasks.install_record.lock as lock
-from tasks.install_record import install_ledger
+from tasks.install_record import install_ledger, lock
 from tasks.install_record.facts import InstallRecordFile, RecordRead
-from tasks.install_record.lock import RUN_TOKEN, Holder, LockRequest, try_lock_and_read_record, wait_for_lock
+from tasks.install_record.lock import (
+    RUN_TOKEN,
+    Holder,
+    LockRequest,
+    try_lock_and_read_record,
+    wait_for_lock,
+)
 from tasks.install_record.record import record_digest
 from tests.unit.pyinfra_harness import all_commands, planned_commands, record_facts
 
@@ -40,8 +45,12 @@ class Connection:
     """One connection running `script`; `close()` ends it the way a run ends (its process goes)."""
 
     def __init__(self, script: str):
-        self.process = subprocess.Popen([sys.executable, "-c", CONNECTION, script], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", CONNECTION, script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         lines = []
         deadline = time.monotonic() + BOUND_S
         while time.monotonic() < deadline:
@@ -86,7 +95,9 @@ def connections():
 
 
 def try_lock(request_host: str = "hv1", token: str = "aaaa") -> str:
-    return try_lock_and_read_record(LockRequest(request_host, run_token=token, run="pyinfra pid 1 on op@ctl"))
+    return try_lock_and_read_record(
+        LockRequest(request_host, run_token=token, run="pyinfra pid 1 on op@ctl")
+    )
 
 
 def until(what: str, check) -> None:
@@ -113,21 +124,28 @@ def test_a_free_lock_is_taken_with_the_read_and_describes_its_holder(host_paths,
     holder = Holder.parse((host_paths / "run" / "lock").read_text())
     assert holder.run_token == "aaaa" and holder.fields["inventory_host"] == "hv1"
     assert holder.fields["user"] == "root" and holder.fields["anchor"] == str(first.process.pid)
-    assert holder.fields["control"] == "pyinfra pid 1 on op@ctl" and holder.fields["since"].endswith("Z")
+    assert holder.fields["control"] == "pyinfra pid 1 on op@ctl" and holder.fields[
+        "since"
+    ].endswith("Z")
     assert holder_alive(host_paths / "run" / "lock")
     assert oct((host_paths / "run").stat().st_mode)[-3:] == "700"
 
 
 def test_a_second_run_finds_it_busy_and_who_holds_it_then_free_once_the_first_connection_is_gone(
-        host_paths, connections):
+    host_paths, connections
+):
     first = connections(try_lock("hv1", "aaaa"))
     second = connections(try_lock("hv1", "bbbb"))
     assert second.fields["lock"] == "busy"
     holder = Holder.parse(lock.decode(second.fields["holder"]))
     assert holder.run_token == "aaaa" and holder.fields["pid"]
     first.close()
-    until("the holder gone with its connection", lambda: not holder_alive(host_paths / "run" / "lock"))
-    assert (host_paths / "run" / "lock").read_text() == "", "released cleanly: nothing left to reclaim"
+    until(
+        "the holder gone with its connection", lambda: not holder_alive(host_paths / "run" / "lock")
+    )
+    assert (host_paths / "run" / "lock").read_text() == "", (
+        "released cleanly: nothing left to reclaim"
+    )
     third = connections(try_lock("hv1", "cccc"))
     assert third.fields["lock"] == "held" and "stale" not in third.fields
 
@@ -156,17 +174,27 @@ def test_the_wait_is_bounded_and_names_the_lock_file_and_its_holder(host_paths, 
     waiting = connections(wait_for_lock(LockRequest("hv1", run_token="bbbb"), "absent", 2))
     assert 2 <= time.monotonic() - started < BOUND_S
     assert waiting.returncode == 1
-    assert (f"{host_paths / 'run' / 'lock'} is held by another run: user root from a local session "
-            "(pyinfra pid 1 on op@ctl, inventory host hv1), holder pid ") in waiting.stderr
+    assert (
+        f"{host_paths / 'run' / 'lock'} is held by another run: user root from a local session "
+        "(pyinfra pid 1 on op@ctl, inventory host hv1), holder pid "
+    ) in waiting.stderr
     assert "since " in waiting.stderr and "waited 2 s (host_lock_timeout_s)" in waiting.stderr
 
 
 def test_a_lock_freed_during_the_wait_is_taken_and_kept(host_paths, connections):
     first = connections(try_lock("hv1", "aaaa"))
     first_holder = Holder.parse((host_paths / "run" / "lock").read_text()).fields["pid"]
-    waiting = subprocess.Popen([sys.executable, "-c", CONNECTION,
-                                wait_for_lock(LockRequest("hv1", run_token="bbbb"), "absent", BOUND_S)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    waiting = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CONNECTION,
+            wait_for_lock(LockRequest("hv1", run_token="bbbb"), "absent", BOUND_S),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         first.close()
         output = waiting.stdout.readline() + waiting.stdout.readline()
@@ -180,44 +208,74 @@ def test_a_lock_freed_during_the_wait_is_taken_and_kept(host_paths, connections)
 
 def test_a_record_changed_by_the_run_waited_for_fails_this_one(host_paths, connections):
     read_by_the_plan = record_digest(None)
-    (host_paths / "installed.json").write_text('{"format": 2, "images": ["x:1"]}\n')  # what the other run wrote
+    (host_paths / "installed.json").write_text(
+        '{"format": 2, "images": ["x:1"]}\n'
+    )  # what the other run wrote
     waiting = connections(wait_for_lock(LockRequest("hv1", run_token="bbbb"), read_by_the_plan, 5))
     assert waiting.returncode == 1
-    assert ("another run changed this host since this run read it "
-            f"({host_paths / 'installed.json'} is not what the plan was made from): run again") in waiting.stderr
+    assert (
+        "another run changed this host since this run read it "
+        f"({host_paths / 'installed.json'} is not what the plan was made from): run again"
+    ) in waiting.stderr
     assert not holder_alive(host_paths / "run" / "lock"), "the lock is not kept by a run that stops"
 
 
 def test_a_record_as_the_plan_read_it_lets_the_run_go_on_holding_the_lock(host_paths, connections):
     (host_paths / "installed.json").write_text('{"format": 2}\n')
-    waiting = connections(wait_for_lock(LockRequest("hv1", run_token="bbbb"), record_digest(b'{"format": 2}\n'), 5))
+    waiting = connections(
+        wait_for_lock(LockRequest("hv1", run_token="bbbb"), record_digest(b'{"format": 2}\n'), 5)
+    )
     assert waiting.returncode == 0, waiting.stderr
     assert Holder.parse((host_paths / "run" / "lock").read_text()).run_token == "bbbb"
 
 
 # --------------------------------------------------------------------------- what the deploy plans from it
 
-OTHER = Holder({"run": "ffff", "inventory_host": "hv1", "user": "alice", "from": "192.0.2.7", "pid": "812",
-                "since": "2025-05-01T10:00:00Z", "control": "pyinfra pid 77 on alice@laptop"})
+OTHER = Holder(
+    {
+        "run": "ffff",
+        "inventory_host": "hv1",
+        "user": "alice",
+        "from": "192.0.2.7",
+        "pid": "812",
+        "since": "2025-05-01T10:00:00Z",
+        "control": "pyinfra pid 77 on alice@laptop",
+    }
+)
 
 
 def test_a_lock_another_run_holds_is_waited_for_first_with_the_digest_the_plan_read():
     facts = record_facts({"format": 2, "images": ["x:1"]}, lock="busy", holder=OTHER)
-    planned = planned_commands(lambda settings: install_ledger(settings.host_lock_timeout_s), facts,
-                               data={"host_lock_timeout_s": 7})
-    [(name, [command])] = [(name, commands) for name, commands in planned.items() if "Wait for" in name]
-    assert name == "Wait for the other run on this host to finish (/run/scaphandre-opennebula/lock, at most 7 s)"
+    planned = planned_commands(
+        lambda settings: install_ledger(settings.host_lock_timeout_s),
+        facts,
+        data={"host_lock_timeout_s": 7},
+    )
+    [(name, [command])] = [
+        (name, commands) for name, commands in planned.items() if "Wait for" in name
+    ]
+    assert (
+        name
+        == "Wait for the other run on this host to finish (/run/scaphandre-opennebula/lock, at most 7 s)"
+    )
     digest = record_digest((json.dumps({"format": 2, "images": ["x:1"]}, indent=2) + "\n").encode())
-    assert f"want={digest}; timeout=7" in command and "flock -w \"$timeout\" 9" in command
+    assert f"want={digest}; timeout=7" in command and 'flock -w "$timeout" 9' in command
 
 
 def test_the_same_machine_twice_in_one_run_fails_the_second_at_once():
     same_run = Holder({**OTHER.fields, "run": RUN_TOKEN, "inventory_host": "kvm1"})
-    commands = all_commands(planned_commands(lambda settings: install_ledger(), record_facts(
-        None, lock="busy", holder=same_run), name="frontend"))
+    commands = all_commands(
+        planned_commands(
+            lambda settings: install_ledger(),
+            record_facts(None, lock="busy", holder=same_run),
+            name="frontend",
+        )
+    )
     assert len(commands) == 1 and commands[0].startswith("call log_failure")
-    assert ("/run/scaphandre-opennebula/lock is held by inventory host kvm1 of this same run: it and frontend reach "
-            "the same machine, which keeps one record; list each machine once in the inventory") in commands[0]
+    assert (
+        "/run/scaphandre-opennebula/lock is held by inventory host kvm1 of this same run: it and frontend reach "
+        "the same machine, which keeps one record; list each machine once in the inventory"
+    ) in commands[0]
 
 
 def test_a_reclaimed_lock_and_one_that_cannot_be_held_are_said(caplog):
@@ -225,9 +283,12 @@ def test_a_reclaimed_lock_and_one_that_cannot_be_held_are_said(caplog):
         planned_commands(lambda settings: install_ledger(), record_facts(None, stale=OTHER))
         planned_commands(lambda settings: install_ledger(), record_facts(None, lock="unsupported"))
     messages = [record.getMessage() for record in caplog.records]
-    assert any("reclaimed the lock /run/scaphandre-opennebula/lock from a run that ended without releasing it: "
-               "user alice from 192.0.2.7 (pyinfra pid 77 on alice@laptop, inventory host hv1), holder pid 812, "
-               "since 2025-05-01T10:00:00Z" in message for message in messages), messages
+    assert any(
+        "reclaimed the lock /run/scaphandre-opennebula/lock from a run that ended without releasing it: "
+        "user alice from 192.0.2.7 (pyinfra pid 77 on alice@laptop, inventory host hv1), holder pid 812, "
+        "since 2025-05-01T10:00:00Z" in message
+        for message in messages
+    ), messages
     assert any("no SSH connection process to tie the lock" in message for message in messages)
 
 
@@ -238,13 +299,27 @@ def test_a_dry_run_asks_for_no_lock(monkeypatch):
         asked.append(lock)
         return RecordRead()
 
-    for argv in (["pyinfra", "--dry", "inventory.py", "deploy.py"], ["pyinfra", "-y", "inventory.py", "deploy.py"]):
+    for argv in (
+        ["pyinfra", "--dry", "inventory.py", "deploy.py"],
+        ["pyinfra", "-y", "inventory.py", "deploy.py"],
+    ):
         monkeypatch.setattr(sys, "argv", argv)
         planned_commands(lambda settings: install_ledger(), {"InstallRecordFile": record_fact})
-    assert asked[0] is None and isinstance(asked[1], LockRequest) and asked[1].run_token == RUN_TOKEN
+    assert (
+        asked[0] is None and isinstance(asked[1], LockRequest) and asked[1].run_token == RUN_TOKEN
+    )
 
 
 def test_the_fact_reads_the_lock_state_and_the_record_bytes():
-    read = InstallRecordFile().process(["stale=" + "cnVuPWFhYWEK", "lock=held", "record_sha256=" + "0" * 64,
-                                        "content:", "eyJmb3JtYXQiOiAyfQ=="])
-    assert read.lock == "held" and read.stale.run_token == "aaaa" and read.content == b'{"format": 2}'
+    read = InstallRecordFile().process(
+        [
+            "stale=" + "cnVuPWFhYWEK",
+            "lock=held",
+            "record_sha256=" + "0" * 64,
+            "content:",
+            "eyJmb3JtYXQiOiAyfQ==",
+        ]
+    )
+    assert (
+        read.lock == "held" and read.stale.run_token == "aaaa" and read.content == b'{"format": 2}'
+    )

@@ -3,7 +3,13 @@
 import pytest
 
 from tasks.opennebula import client
-from tasks.opennebula.client import DEFAULT_TIMEOUT_S, DEFAULT_XMLRPC_URL, OneAuthError, OneEndpoint, resolve_endpoint
+from tasks.opennebula.client import (
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_XMLRPC_URL,
+    OneAuthError,
+    OneEndpoint,
+    resolve_endpoint,
+)
 from tasks.opennebula.pool import OpenNebulaError
 
 SECRET = "Zx9-very-secret-pw"
@@ -27,8 +33,12 @@ def write(path, text):
 
 
 def resolve(places, environ=None, **kwargs):
-    return resolve_endpoint(environ=environ or {}, home=str(places["home"]),
-                            system_auth_file=str(places["system"]), **kwargs)
+    return resolve_endpoint(
+        environ=environ or {},
+        home=str(places["home"]),
+        system_auth_file=str(places["system"]),
+        **kwargs,
+    )
 
 
 def test_home_one_auth_is_used_with_defaults(places):
@@ -69,8 +79,9 @@ def test_system_file_default_is_opennebulas():
 
 def test_home_comes_from_environ_when_not_given(places):
     write(places["home"] / ".one" / "one_auth", "fromenvhome:pw\n")
-    endpoint = resolve_endpoint(environ={"HOME": str(places["home"])},
-                                system_auth_file=str(places["system"]))
+    endpoint = resolve_endpoint(
+        environ={"HOME": str(places["home"])}, system_auth_file=str(places["system"])
+    )
     assert endpoint.user == "fromenvhome"
 
 
@@ -109,14 +120,17 @@ def test_explicit_auth_file_missing_is_an_error(places):
         resolve(places, one_auth_file=str(places["spare"] / "missing"))
 
 
-@pytest.mark.parametrize("content", [
-    "",
-    "\n",
-    "oneadmin\n",
-    "oneadmin:\n",
-    ":password\n",
-    "  \nuser:pw\n",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "\n",
+        "oneadmin\n",
+        "oneadmin:\n",
+        ":password\n",
+        "  \nuser:pw\n",
+    ],
+)
 def test_malformed_files_are_rejected_without_echoing_content(places, content):
     path = write(places["home"] / ".one" / "one_auth", content)
     with pytest.raises(OneAuthError) as caught:
@@ -180,8 +194,11 @@ def test_one_xmlrpc_env_is_honoured(places):
 
 def test_explicit_one_xmlrpc_beats_env(places):
     write(places["system"], "oneadmin:pw\n")
-    endpoint = resolve(places, {"ONE_XMLRPC": "http://192.0.2.1:2633/RPC2"},
-                       one_xmlrpc="https://one.example.org/RPC2")
+    endpoint = resolve(
+        places,
+        {"ONE_XMLRPC": "http://192.0.2.1:2633/RPC2"},
+        one_xmlrpc="https://one.example.org/RPC2",
+    )
     assert endpoint.url == "https://one.example.org/RPC2"
 
 
@@ -227,22 +244,29 @@ def test_endpoint_repr_and_str_never_show_the_password(places):
 
 
 def test_endpoint_built_directly_hides_session_too():
-    endpoint = OneEndpoint(url="http://h:2633/RPC2", session=f"u:{SECRET}", timeout=3,
-                           auth_source="test")
+    endpoint = OneEndpoint(
+        url="http://h:2633/RPC2", session=f"u:{SECRET}", timeout=3, auth_source="test"
+    )
     assert SECRET not in repr(endpoint) and endpoint.user == "u"
 
 
 # --------------------------------------------------------------------------- endpoint URLs, BOM, CA file
 
 
-@pytest.mark.parametrize("bad", ["http://[::1/RPC2", "http://[::1]:99999/RPC2", "http://h:port/RPC2",
-                                 "http://h:2633/RP C2"])
+@pytest.mark.parametrize(
+    "bad",
+    ["http://[::1/RPC2", "http://[::1]:99999/RPC2", "http://h:port/RPC2", "http://h:2633/RP C2"],
+)
 def test_a_malformed_url_is_the_one_line_endpoint_error(places, bad):
     write(places["system"], "oneadmin:pw\n")
     with pytest.raises(OpenNebulaError) as caught:
         resolve(places, one_xmlrpc=bad)
     message = str(caught.value)
-    assert message.startswith("one_xmlrpc is ") and "not an http(s) URL" in message and "\n" not in message
+    assert (
+        message.startswith("one_xmlrpc is ")
+        and "not an http(s) URL" in message
+        and "\n" not in message
+    )
     assert "Invalid IPv6 URL" not in message
 
 
@@ -250,7 +274,9 @@ def test_a_malformed_url_with_credentials_does_not_show_them(places):
     write(places["system"], "oneadmin:pw\n")
     with pytest.raises(OpenNebulaError) as caught:
         resolve(places, {"ONE_XMLRPC": f"http://proxy:{SECRET}@[::1/RPC2"})
-    assert SECRET not in str(caught.value) and "$ONE_XMLRPC is 'http://***@[::1/RPC2'" in str(caught.value)
+    assert SECRET not in str(caught.value) and "$ONE_XMLRPC is 'http://***@[::1/RPC2'" in str(
+        caught.value
+    )
 
 
 def test_ipv6_endpoints_are_accepted(places):
@@ -260,32 +286,43 @@ def test_ipv6_endpoints_are_accepted(places):
 
 def test_a_file_with_a_utf8_byte_order_mark_works(places):
     (places["home"] / ".one").mkdir()
-    (places["home"] / ".one" / "one_auth").write_bytes(b"\xef\xbb\xbfoneadmin:" + SECRET.encode() + b"\r\n")
+    (places["home"] / ".one" / "one_auth").write_bytes(
+        b"\xef\xbb\xbfoneadmin:" + SECRET.encode() + b"\r\n"
+    )
     endpoint = resolve(places)
     assert endpoint.user == "oneadmin" and endpoint.session == f"oneadmin:{SECRET}"
 
 
 def test_a_ca_file_that_is_not_there_names_the_setting(places):
     write(places["system"], "oneadmin:pw\n")
-    with pytest.raises(OpenNebulaError, match="one_xmlrpc_ca_file .*/nope.pem does not exist or is not a file"):
+    with pytest.raises(
+        OpenNebulaError, match=r"one_xmlrpc_ca_file .*/nope\.pem does not exist or is not a file"
+    ):
         resolve(places, ca_file=str(places["spare"] / "nope.pem"))
     ca = write(places["spare"] / "ca.pem", "-----BEGIN CERTIFICATE-----\n")
     assert resolve(places, ca_file=str(ca)).ca_file == str(ca)
 
 
-@pytest.mark.parametrize("url, shown", [
-    ("http://u:p@h:1/RPC2", "http://***@h:1/RPC2"),
-    ("https://user:pa/ss@word@h/RPC2", "https://***@h/RPC2"),
-    ("http://h:2633/RPC2", "http://h:2633/RPC2"),
-    ("not a url @ all", "not a url @ all"),
-])
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("http://u:p@h:1/RPC2", "http://***@h:1/RPC2"),
+        ("https://user:pa/ss@word@h/RPC2", "https://***@h/RPC2"),
+        ("http://h:2633/RPC2", "http://h:2633/RPC2"),
+        ("not a url @ all", "not a url @ all"),
+    ],
+)
 def test_redact_url_hides_the_whole_user_part(url, shown):
     assert client.redact_url(url) == shown
 
 
 def test_an_endpoint_with_credentials_in_its_url_never_shows_them():
-    endpoint = OneEndpoint(url=f"http://proxyuser:{SECRET}@proxy/RPC2", session="u:other-secret", timeout=3,
-                           auth_source="test")
+    endpoint = OneEndpoint(
+        url=f"http://proxyuser:{SECRET}@proxy/RPC2",
+        session="u:other-secret",
+        timeout=3,
+        auth_source="test",
+    )
     for text in (repr(endpoint), str(endpoint), endpoint.display_url):
         assert SECRET not in text and "proxyuser" not in text and "other-secret" not in text
     assert endpoint.display_url == "http://***@proxy/RPC2"

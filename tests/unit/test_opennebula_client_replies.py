@@ -27,7 +27,9 @@ def answered_with(monkeypatch, *params) -> list[bytes]:
         seen.append(request.body)
         response = requests.Response()
         response.status_code = 200
-        response._content = xmlrpc.client.dumps(params, methodresponse=True, allow_none=True).encode()
+        response._content = xmlrpc.client.dumps(
+            params, methodresponse=True, allow_none=True
+        ).encode()
         response.url, response.request = request.url, request
         return response
 
@@ -36,21 +38,33 @@ def answered_with(monkeypatch, *params) -> list[bytes]:
 
 
 def fetch():
-    return fetch_host_pool(OneEndpoint(url=URL, session=f"oneadmin:{PASSWORD}", timeout=5, auth_source="test"))
+    return fetch_host_pool(
+        OneEndpoint(url=URL, session=f"oneadmin:{PASSWORD}", timeout=5, auth_source="test")
+    )
 
 
 def test_the_one_call_carries_the_session_and_reads_the_pool(monkeypatch):
     pool = [{"id": 3, "name": "hv1", "hostname": "hv1"}, {"id": 5, "name": "hv2"}]
     seen = answered_with(monkeypatch, [True, host_pool_xml(pool), 0, -1, 0])
-    assert sorted((h.id, h.name, h.hostname) for h in fetch()) == [(3, "hv1", "hv1"), (5, "hv2", None)]
+    assert sorted((h.id, h.name, h.hostname) for h in fetch()) == [
+        (3, "hv1", "hv1"),
+        (5, "hv2", None),
+    ]
     method, params = xmlrpc.client.loads(seen[0])[::-1]
     assert (method, params) == ("one.hostpool.info", (f"oneadmin:{PASSWORD}",))
 
 
 def test_a_large_pool_escaped_in_the_reply_is_decoded_exactly(monkeypatch):
     """The pool travels as one string escaped for XML: every escape decoded, every host read."""
-    pool = [{"id": n, "name": f"node{n}&<'\">.example", "hostname": f"node{n}",
-             "template": {"NOTE": "a]]>b & <c>"}} for n in range(3000)]
+    pool = [
+        {
+            "id": n,
+            "name": f"node{n}&<'\">.example",
+            "hostname": f"node{n}",
+            "template": {"NOTE": "a]]>b & <c>"},
+        }
+        for n in range(3000)
+    ]
     document = host_pool_xml(pool)
     answered_with(monkeypatch, [True, document, 0, -1, 0])
     hosts = fetch()
@@ -58,12 +72,23 @@ def test_a_large_pool_escaped_in_the_reply_is_decoded_exactly(monkeypatch):
     assert as_fields(hosts) == as_fields(pyone_bound_hosts(document))
 
 
-@pytest.mark.parametrize("code, error, words", [
-    (0x0100, OneAuthError, "refused the credentials of user 'oneadmin'"),
-    (0x0200, OneAuthError, "did not allow user 'oneadmin'"),
-    (0x0400, OpenNebulaError, "answered one.hostpool.info with an error: [one.hostpool.info] nope"),
-    (0x2000, OpenNebulaError, "answered one.hostpool.info with an error: [one.hostpool.info] nope"),
-])
+@pytest.mark.parametrize(
+    "code, error, words",
+    [
+        (0x0100, OneAuthError, "refused the credentials of user 'oneadmin'"),
+        (0x0200, OneAuthError, "did not allow user 'oneadmin'"),
+        (
+            0x0400,
+            OpenNebulaError,
+            "answered one.hostpool.info with an error: [one.hostpool.info] nope",
+        ),
+        (
+            0x2000,
+            OpenNebulaError,
+            "answered one.hostpool.info with an error: [one.hostpool.info] nope",
+        ),
+    ],
+)
 def test_oneds_failures_keep_their_meaning(monkeypatch, code, error, words):
     answered_with(monkeypatch, [False, "[one.hostpool.info] nope", code, -1, 0])
     with pytest.raises(error) as caught:
@@ -71,16 +96,28 @@ def test_oneds_failures_keep_their_meaning(monkeypatch, code, error, words):
     assert words in str(caught.value) and URL in str(caught.value)
 
 
-@pytest.mark.parametrize("reply, words", [
-    ([True, host_xml({"id": 1, "name": "hv1"}), 0], "answered one.hostpool.info with HOST, not a HOST_POOL"),
-    ([True, "<VM_POOL/>", 0], "answered one.hostpool.info with VM_POOL, not a HOST_POOL"),
-    ([True, "all fine", 0], "answered one.hostpool.info with str, not a HOST_POOL"),
-    ([True, 42, 0], "answered one.hostpool.info with int, not a HOST_POOL"),
-    ([True, "<HOST_POOL><HOST><ID>1</ID>", 0], "returned a host pool that is not valid HOST_POOL XML"),
-    ([True, "<HOST_POOL><HOST><ID>x</ID></HOST></HOST_POOL>", 0], "returned a host pool that is not valid HOST_POOL XML"),
-    ({"faultless": "struct"}, "sent a reply that is not OpenNebula XML-RPC"),
-    ([True], "sent a reply that is not OpenNebula XML-RPC"),
-])
+@pytest.mark.parametrize(
+    "reply, words",
+    [
+        (
+            [True, host_xml({"id": 1, "name": "hv1"}), 0],
+            "answered one.hostpool.info with HOST, not a HOST_POOL",
+        ),
+        ([True, "<VM_POOL/>", 0], "answered one.hostpool.info with VM_POOL, not a HOST_POOL"),
+        ([True, "all fine", 0], "answered one.hostpool.info with str, not a HOST_POOL"),
+        ([True, 42, 0], "answered one.hostpool.info with int, not a HOST_POOL"),
+        (
+            [True, "<HOST_POOL><HOST><ID>1</ID>", 0],
+            "returned a host pool that is not valid HOST_POOL XML",
+        ),
+        (
+            [True, "<HOST_POOL><HOST><ID>x</ID></HOST></HOST_POOL>", 0],
+            "returned a host pool that is not valid HOST_POOL XML",
+        ),
+        ({"faultless": "struct"}, "sent a reply that is not OpenNebula XML-RPC"),
+        ([True], "sent a reply that is not OpenNebula XML-RPC"),
+    ],
+)
 def test_a_reply_that_is_no_host_pool_is_named_as_such(monkeypatch, reply, words):
     answered_with(monkeypatch, reply)
     with pytest.raises(OneProtocolError) as caught:
@@ -98,4 +135,6 @@ def test_a_root_element_named_like_the_password_is_not_shown(monkeypatch):
     answered_with(monkeypatch, [True, f"<{PASSWORD}/>", 0])
     with pytest.raises(OneProtocolError) as caught:
         fetch()
-    assert PASSWORD not in str(caught.value) and "answered one.hostpool.info with ***, not a HOST_POOL" in str(caught.value)
+    assert PASSWORD not in str(
+        caught.value
+    ) and "answered one.hostpool.info with ***, not a HOST_POOL" in str(caught.value)

@@ -11,7 +11,8 @@ import xmlrpc.client
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tasks.opennebula.client import OneEndpoint, fetch_host_pool, resolve_endpoint
 from tasks.opennebula.pool import OpenNebulaError
@@ -32,7 +33,9 @@ def assert_hidden(error: BaseException, *secrets: str) -> None:
             assert secret not in text, f"secret shown in: {text[:300]}"
 
 
-def _response(request, status: int, body: bytes = b"", headers: dict | None = None, reason: str = "") -> requests.Response:
+def _response(
+    request, status: int, body: bytes = b"", headers: dict | None = None, reason: str = ""
+) -> requests.Response:
     response = requests.Response()
     response.status_code = status
     response._content = body
@@ -45,13 +48,16 @@ def _response(request, status: int, body: bytes = b"", headers: dict | None = No
 
 def _fault(request) -> bytes:
     body = request.body.decode() if isinstance(request.body, bytes) else request.body
-    return xmlrpc.client.dumps(xmlrpc.client.Fault(1, f"cannot parse {body}"), methodresponse=True).encode()
+    return xmlrpc.client.dumps(
+        xmlrpc.client.Fault(1, f"cannot parse {body}"), methodresponse=True
+    ).encode()
 
 
 def _oned_failure(request) -> bytes:
     body = request.body.decode() if isinstance(request.body, bytes) else request.body
-    return xmlrpc.client.dumps(([False, f"[one.hostpool.info] not allowed: {body}", 0x0200, -1, 0],),
-                               methodresponse=True).encode()
+    return xmlrpc.client.dumps(
+        ([False, f"[one.hostpool.info] not allowed: {body}", 0x0200, -1, 0],), methodresponse=True
+    ).encode()
 
 
 def _unexpected(request, secret_url):
@@ -61,15 +67,25 @@ def _unexpected(request, secret_url):
 # How the stand-in transport answers: each sees the prepared request (URL with its user part,
 # body holding the session) and puts them wherever a careless client would show them.
 FAILURES = {
-    "refused": lambda request: (_ for _ in ()).throw(requests.ConnectionError(f"refused {request.url} {request.body!r}")),
-    "timeout": lambda request: (_ for _ in ()).throw(requests.Timeout(f"timed out {request.url} {request.body!r}")),
-    "tls": lambda request: (_ for _ in ()).throw(requests.exceptions.SSLError(f"bad cert {request.url}")),
-    "other-request-error": lambda request: (_ for _ in ()).throw(requests.exceptions.InvalidURL(request.url)),
+    "refused": lambda request: (_ for _ in ()).throw(
+        requests.ConnectionError(f"refused {request.url} {request.body!r}")
+    ),
+    "timeout": lambda request: (_ for _ in ()).throw(
+        requests.Timeout(f"timed out {request.url} {request.body!r}")
+    ),
+    "tls": lambda request: (_ for _ in ()).throw(
+        requests.exceptions.SSLError(f"bad cert {request.url}")
+    ),
+    "other-request-error": lambda request: (_ for _ in ()).throw(
+        requests.exceptions.InvalidURL(request.url)
+    ),
     "unexpected": lambda request: _unexpected(request, request.url),
     "echo": lambda request: _response(request, 200, request.body),
     "fault": lambda request: _response(request, 200, _fault(request)),
     "oned-failure": lambda request: _response(request, 200, _oned_failure(request)),
-    "redirect": lambda request: _response(request, 307, headers={"Location": request.url + "?" + str(request.body)}),
+    "redirect": lambda request: _response(
+        request, 307, headers={"Location": request.url + "?" + str(request.body)}
+    ),
     "http500": lambda request: _response(request, 500, request.body, reason=str(request.body)),
     "gateway": lambda request: _response(request, 503, request.body, reason=request.url),
 }
@@ -79,20 +95,35 @@ FAILURES = {
 def stand_in_transport(monkeypatch):
     """Replaces requests' HTTP adapter (what sends bytes) by the chosen failure."""
     chosen = {}
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send",
-                        lambda self, request, **kwargs: FAILURES[chosen["failure"]](request))
+    monkeypatch.setattr(
+        requests.adapters.HTTPAdapter,
+        "send",
+        lambda self, request, **kwargs: FAILURES[chosen["failure"]](request),
+    )
     return chosen
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(password=passwords, proxy_password=proxy_passwords, user=st.sampled_from(["oneadmin", "serveradmin"]),
-       failure=st.sampled_from(sorted(FAILURES)), scheme=st.sampled_from(["http", "https"]),
-       with_proxy_credentials=st.booleans())
-def test_no_failure_of_the_call_shows_a_secret(stand_in_transport, password, proxy_password, user, failure,
-                                               scheme, with_proxy_credentials):
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    password=passwords,
+    proxy_password=proxy_passwords,
+    user=st.sampled_from(["oneadmin", "serveradmin"]),
+    failure=st.sampled_from(sorted(FAILURES)),
+    scheme=st.sampled_from(["http", "https"]),
+    with_proxy_credentials=st.booleans(),
+)
+def test_no_failure_of_the_call_shows_a_secret(
+    stand_in_transport, password, proxy_password, user, failure, scheme, with_proxy_credentials
+):
     userinfo = f"proxy:{proxy_password}@" if with_proxy_credentials else ""
-    endpoint = OneEndpoint(url=f"{scheme}://{userinfo}one.example.test:2633/RPC2", session=f"{user}:{password}",
-                           timeout=5, auth_source="one_auth_file (/test/one_auth)")
+    endpoint = OneEndpoint(
+        url=f"{scheme}://{userinfo}one.example.test:2633/RPC2",
+        session=f"{user}:{password}",
+        timeout=5,
+        auth_source="one_auth_file (/test/one_auth)",
+    )
     stand_in_transport["failure"] = failure
     with pytest.raises(OpenNebulaError) as caught:
         fetch_host_pool(endpoint)
@@ -102,18 +133,30 @@ def test_no_failure_of_the_call_shows_a_secret(stand_in_transport, password, pro
 
 
 @settings(max_examples=150, deadline=None)
-@given(password=passwords, proxy_password=proxy_passwords, prefix=st.sampled_from(["", "\ufeff", " "]),
-       url=st.sampled_from(["http://{u}[::1/RPC2", "http://{u}h:x/RPC2", "ftp://{u}h/RPC2", "http://{u}h:2633/RPC2"]),
-       content=st.sampled_from(["{p}", "user:{p}", "\xff{p}", "user:{p}\n", ":{p}"]), timeout=st.sampled_from(
-           [None, "soon", 0, 5]))
-def test_resolving_any_endpoint_never_shows_a_secret(tmp_path_factory, password, proxy_password, prefix, url,
-                                                      content, timeout):
+@given(
+    password=passwords,
+    proxy_password=proxy_passwords,
+    prefix=st.sampled_from(["", "\ufeff", " "]),
+    url=st.sampled_from(
+        ["http://{u}[::1/RPC2", "http://{u}h:x/RPC2", "ftp://{u}h/RPC2", "http://{u}h:2633/RPC2"]
+    ),
+    content=st.sampled_from(["{p}", "user:{p}", "\xff{p}", "user:{p}\n", ":{p}"]),
+    timeout=st.sampled_from([None, "soon", 0, 5]),
+)
+def test_resolving_any_endpoint_never_shows_a_secret(
+    tmp_path_factory, password, proxy_password, prefix, url, content, timeout
+):
     auth_file = tmp_path_factory.mktemp("auth") / "one_auth"
-    auth_file.write_bytes((prefix + content.format(p=password)).encode("utf-8", "surrogateescape")
-                          if "\xff" not in content else b"\xff" + password.encode())
+    auth_file.write_bytes(
+        (prefix + content.format(p=password)).encode("utf-8", "surrogateescape")
+        if "\xff" not in content
+        else b"\xff" + password.encode()
+    )
     one_xmlrpc = url.format(u=f"proxy:{proxy_password}@")
     try:
-        endpoint = resolve_endpoint(one_xmlrpc=one_xmlrpc, one_auth_file=str(auth_file), timeout=timeout, environ={})
+        endpoint = resolve_endpoint(
+            one_xmlrpc=one_xmlrpc, one_auth_file=str(auth_file), timeout=timeout, environ={}
+        )
     except OpenNebulaError as error:
         assert_hidden(error, password, proxy_password)
         assert "\n" not in str(error)

@@ -6,9 +6,14 @@ from tasks.opennebula.discovery import DiscoveryError, discovered_hypervisors
 from tasks.opennebula.pool import OneHost
 
 
-def one_host(id, name, im_mad="kvm", state_name="MONITORED", hostname=None, **template):
+def one_host(host_id, name, im_mad="kvm", state_name="MONITORED", hostname=None, **template):
     return OneHost(
-        id=id, name=name, hostname=hostname, im_mad=im_mad, state=2, state_name=state_name,
+        id=host_id,
+        name=name,
+        hostname=hostname,
+        im_mad=im_mad,
+        state=2,
+        state_name=state_name,
         template=tuple(sorted((k, str(v)) for k, v in template.items())),
     )
 
@@ -78,14 +83,20 @@ def test_an_ipv6_address_from_the_template_is_scraped_in_brackets(template_value
     from tests.unit.pyinfra_harness import default_data
 
     pool = [one_host(4, "kvm-v6", IP6=template_value)]
-    entries, _ = discovered_hypervisors(pool, {"discovery_ssh_address": "{template[IP6]}",
-                                               "discovery_scrape_host": "{template[IP6]}"})
+    entries, _ = discovered_hypervisors(
+        pool,
+        {"discovery_ssh_address": "{template[IP6]}", "discovery_scrape_host": "{template[IP6]}"},
+    )
     name, data = entries[0]
-    assert data["ssh_hostname"] == "2001:db8::10" and data["scaphandre_scrape_host"] == "2001:db8::10"
+    assert (
+        data["ssh_hostname"] == "2001:db8::10" and data["scaphandre_scrape_host"] == "2001:db8::10"
+    )
     settings = Settings.from_data({**default_data(), **data})
     assert exporter_address(settings, name) == "[2001:db8::10]:8080"
+
+
 def test_a_host_without_a_name_or_with_a_taken_name_is_skipped_and_the_others_discovered():
-    pool = POOL + [one_host(20, ""), one_host(21, "kvm-a")]
+    pool = [*POOL, one_host(20, ""), one_host(21, "kvm-a")]
     entries, skipped = discovered_hypervisors(pool, {})
     assert [name for name, _ in entries] == ["kvm-a", "kvm-c"]
     assert any("host ID 20 skipped: it has no NAME" in line for line in skipped)
@@ -93,13 +104,19 @@ def test_a_host_without_a_name_or_with_a_taken_name_is_skipped_and_the_others_di
 
 
 def test_a_pattern_one_host_cannot_fill_skips_that_host_only():
-    entries, skipped = discovered_hypervisors(POOL + [one_host(14, "kvm-d")],
-                                              {"discovery_ssh_port": "{template[SSH_PORT]}"})
+    entries, skipped = discovered_hypervisors(
+        [*POOL, one_host(14, "kvm-d")], {"discovery_ssh_port": "{template[SSH_PORT]}"}
+    )
     assert [name for name, _ in entries] == ["kvm-a", "kvm-c"]
-    assert any(line.startswith("kvm-d (ID 14) skipped: discovery_ssh_port") and "SSH_PORT" in line for line in skipped)
+    assert any(
+        line.startswith("kvm-d (ID 14) skipped: discovery_ssh_port") and "SSH_PORT" in line
+        for line in skipped
+    )
 
 
-def test_inventory_time_discovery_reads_the_models_defaults_and_the_groups_overrides(tmp_path, monkeypatch):
+def test_inventory_time_discovery_reads_the_models_defaults_and_the_groups_overrides(
+    tmp_path, monkeypatch
+):
     """At inventory time pyinfra has not merged group data yet: discovery runs group_data/all.py
     (which takes every default from the settings model) and hypervisors.py itself."""
     from pathlib import Path

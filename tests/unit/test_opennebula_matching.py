@@ -5,13 +5,20 @@ import itertools
 
 import pytest
 
-from tasks.opennebula.matching import HostMatchError, HostQuery, match_host, monitor_db_host_id, resolve_hypervisors
+from tasks.opennebula.matching import (
+    HostMatchError,
+    HostQuery,
+    match_host,
+    monitor_db_host_id,
+    resolve_hypervisors,
+)
 from tasks.opennebula.pool import HostPool, OneHost, OpenNebulaError
 
 
 def one_host(host_id, name, hostname=None, im_mad="kvm", state=2, state_name="MONITORED"):
-    return OneHost(id=host_id, name=name, hostname=hostname, im_mad=im_mad,
-                   state=state, state_name=state_name)
+    return OneHost(
+        id=host_id, name=name, hostname=hostname, im_mad=im_mad, state=state, state_name=state_name
+    )
 
 
 POOL = [
@@ -183,7 +190,9 @@ def test_resolve_hypervisors_collects_matches_and_errors_without_stopping():
     ]
     asked = []
     hostnames = {"n17": "rack3-n17"}
-    matches, errors = resolve_hypervisors(POOL, queries, lambda name: asked.append(name) or hostnames.get(name))
+    matches, errors = resolve_hypervisors(
+        POOL, queries, lambda name: asked.append(name) or hostnames.get(name)
+    )
     assert {name: host.id for name, host in matches.items()} == {"hv1": 0, "n17": 2, "whatever": 5}
     assert set(errors) == {"ghost"}
     assert errors["ghost"].inventory_name == "ghost"
@@ -191,21 +200,25 @@ def test_resolve_hypervisors_collects_matches_and_errors_without_stopping():
 
 
 def test_resolve_hypervisors_rejects_two_inventory_hosts_on_one_opennebula_host():
-    matches, errors = resolve_hypervisors(POOL, [HostQuery("hv1"), HostQuery("hv1.example.org"),
-                                                 HostQuery("hv2")])
+    matches, errors = resolve_hypervisors(
+        POOL, [HostQuery("hv1"), HostQuery("hv1.example.org"), HostQuery("hv2")]
+    )
     assert set(matches) == {"hv2"}
     assert set(errors) == {"hv1", "hv1.example.org"}
     assert "hv1 (ID 0)" in str(errors["hv1"])
 
 
-@pytest.mark.parametrize("names, expected", [
-    (["status_kvm_12.db"], 12),
-    (["/var/tmp/one/im/status_kvm_7.db", "status_kvm_7.db-journal", "README"], 7),
-    (["status_kvm_3.db", "status_kvm_3.db"], 3),
-    (["status_lxc_4.db"], 4),
-    ([], None),
-    (["status_kvm_x.db", "status_kvm_12.dbx", "monitor.log"], None),
-])
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        (["status_kvm_12.db"], 12),
+        (["/var/tmp/one/im/status_kvm_7.db", "status_kvm_7.db-journal", "README"], 7),
+        (["status_kvm_3.db", "status_kvm_3.db"], 3),
+        (["status_lxc_4.db"], 4),
+        ([], None),
+        (["status_kvm_x.db", "status_kvm_12.dbx", "monitor.log"], None),
+    ],
+)
 def test_monitor_db_host_id(names, expected):
     assert monitor_db_host_id(names) == expected
 
@@ -227,8 +240,24 @@ HOSTS = [
     OneHost(6, "kvm6", None, "lxc", 4, "DISABLED"),
     OneHost(7, "Node7", "node7.cloud.test", "kvm", 2, "MONITORED"),
 ]
-NAMES = ["hv1", "HV1", "hv1.cloud.test", "hv2", "hv2.cloud.test", "hv3", "hv3.a.test", "hv3.c.test",
-         "192.0.2.5", "192.0.2", "kvm5", "kvm6", "node7", "node7.other.test", "unknown", "192.0.2.5.x"]
+NAMES = [
+    "hv1",
+    "HV1",
+    "hv1.cloud.test",
+    "hv2",
+    "hv2.cloud.test",
+    "hv3",
+    "hv3.a.test",
+    "hv3.c.test",
+    "192.0.2.5",
+    "192.0.2",
+    "kvm5",
+    "kvm6",
+    "node7",
+    "node7.other.test",
+    "unknown",
+    "192.0.2.5.x",
+]
 HOSTNAMES = [None, "node2", "NODE2", "kvm5", "kvm5.cloud.test", "hv3", "node7", "192.0.2.5"]
 
 
@@ -241,12 +270,14 @@ def indexed_outcome(pool, name, hostname):
 
 @pytest.mark.parametrize("name, hostname", list(itertools.product(NAMES, HOSTNAMES)))
 def test_indexed_and_scanned_matching_agree(name, hostname):
-    assert indexed_outcome(HostPool(HOSTS), name, hostname) == indexed_outcome(list(HOSTS), name, hostname)
+    assert indexed_outcome(HostPool(HOSTS), name, hostname) == indexed_outcome(
+        list(HOSTS), name, hostname
+    )
 
 
 def test_the_index_is_built_once_per_pool():
     pool = HostPool(HOSTS)
     match_host(pool, inventory_name="hv1")
-    first = pool.index("NAME", lambda host: host.name)
+    first = pool.name_index("NAME", lambda host: host.name)
     match_host(pool, inventory_name="hv3.a.test")
-    assert pool.index("NAME", lambda host: host.name) is first
+    assert pool.name_index("NAME", lambda host: host.name) is first

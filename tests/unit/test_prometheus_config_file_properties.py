@@ -24,11 +24,36 @@ from tests.unit.prometheus_yaml_checks import (
 )
 
 # Values a YAML 1.1 reader (PyYAML, and Prometheus' reader for non-string fields) re-types.
-LOOKALIKES = ["NO", "no", "01", "1.10", "on", "off", "0123", "12:30:00", "~", "yes", "y", "null", "true", "0x1F", "1e3", "0o17", ".inf", "2024-01-01", "1_000"]
+LOOKALIKES = [
+    "NO",
+    "no",
+    "01",
+    "1.10",
+    "on",
+    "off",
+    "0123",
+    "12:30:00",
+    "~",
+    "yes",
+    "y",
+    "null",
+    "true",
+    "0x1F",
+    "1e3",
+    "0o17",
+    ".inf",
+    "2024-01-01",
+    "1_000",
+]
 PLAIN_SAFE = string.ascii_letters + string.digits + "-_./"
 
-label_values = st.one_of(st.sampled_from(LOOKALIKES), st.text(alphabet=PLAIN_SAFE, min_size=1, max_size=10).filter(lambda v: v[0] not in "-./"))
-comments = st.text(alphabet=string.ascii_letters + string.digits + " \t#:-'\"", max_size=30).map(lambda text: "# " + text.rstrip())
+label_values = st.one_of(
+    st.sampled_from(LOOKALIKES),
+    st.text(alphabet=PLAIN_SAFE, min_size=1, max_size=10).filter(lambda v: v[0] not in "-./"),
+)
+comments = st.text(alphabet=string.ascii_letters + string.digits + " \t#:-'\"", max_size=30).map(
+    lambda text: "# " + text.rstrip()
+)
 
 
 @st.composite
@@ -56,11 +81,19 @@ def jobs(draw, names: list[str], dash: int, gap: int, offset: int) -> list[str]:
         lines.append(key + "static_configs:")
         target_dash = " " * (dash + gap + offset)
         lines.append(target_dash + "-" + " " * (gap - 1) + f"targets: ['{name}.example.org:9100']")
-        labels = draw(st.dictionaries(st.sampled_from(["zone", "replica", "release", "site", "mode"]), label_values, max_size=3))
+        labels = draw(
+            st.dictionaries(
+                st.sampled_from(["zone", "replica", "release", "site", "mode"]),
+                label_values,
+                max_size=3,
+            )
+        )
         if labels:
             lines.append(" " * (dash + gap + offset + gap) + "labels:")
             for label, value in labels.items():
-                lines.append(" " * (dash + gap + offset + gap + 2) + f"{label}: {draw(written_value(value))}")
+                lines.append(
+                    " " * (dash + gap + offset + gap + 2) + f"{label}: {draw(written_value(value))}"
+                )
         if draw(st.booleans()):
             lines.append(key + "params:")
             lines.append(key + f"  module: [{draw(written_value(draw(label_values)))}]")
@@ -79,10 +112,16 @@ def configs(draw, with_owned_job: bool = False) -> bytes:
         lines.append(draw(comments))
     if draw(st.booleans()):
         lines += ["global:", "  scrape_interval: 15s"]
-        labels = draw(st.dictionaries(st.sampled_from(["country", "replica", "release"]), label_values, max_size=3))
+        labels = draw(
+            st.dictionaries(
+                st.sampled_from(["country", "replica", "release"]), label_values, max_size=3
+            )
+        )
         if labels:
             lines.append("  external_labels:")
-            lines += [f"    {label}: {draw(written_value(value))}" for label, value in labels.items()]
+            lines += [
+                f"    {label}: {draw(written_value(value))}" for label, value in labels.items()
+            ]
         lines += draw(st.lists(st.sampled_from(["", draw(comments)]), max_size=2))
     rule_files = draw(st.sampled_from(["absent", "null", "block", "flow"]))
     if rule_files == "null":
@@ -91,7 +130,13 @@ def configs(draw, with_owned_job: bool = False) -> bytes:
         lines += ["rule_files:", " " * offset + "- rules/*.yml"]
     elif rule_files == "flow":
         lines += ["rule_files: ['rules/*.yml']"]
-    names = draw(st.lists(st.sampled_from(["node", "NO", "01", "libvirt", "on", "opennebula", "1.10"]), unique=True, max_size=4))
+    names = draw(
+        st.lists(
+            st.sampled_from(["node", "NO", "01", "libvirt", "on", "opennebula", "1.10"]),
+            unique=True,
+            max_size=4,
+        )
+    )
     if with_owned_job:
         names.insert(draw(st.integers(0, len(names))), "scaphandre")
     if names or draw(st.booleans()):
@@ -105,7 +150,9 @@ def configs(draw, with_owned_job: bool = False) -> bytes:
     return text.encode()
 
 
-PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @PROPERTY_SETTINGS

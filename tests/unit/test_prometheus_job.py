@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tasks.prometheus.job import SHIPPED_JOB_NAME, prometheus_version, scaphandre_job, scrape_job_snippet, shard_of, shard_relabel_configs
+from tasks.prometheus.job import (
+    SHIPPED_JOB_NAME,
+    prometheus_version,
+    scaphandre_job,
+    scrape_job_snippet,
+    shard_of,
+    shard_relabel_configs,
+)
 from tasks.prometheus.targets import ScrapeTarget, targets_file_entries
 
 TARGETS_FILE = "/etc/prometheus/scaphandre_targets.yml"
@@ -22,21 +29,31 @@ def job_v2(**kwargs) -> dict:
     "output, expected",
     [
         (
-            "prometheus, version 2.42.0+ds (branch: debian/sid, revision: 2.42.0+ds-5+deb12u1)\n"
-            "  build user:       team+pkg-go@tracker.debian.org\n",
+            (
+                "prometheus, version 2.42.0+ds (branch: debian/sid, revision: 2.42.0+ds-5+deb12u1)\n"
+                "  build user:       team+pkg-go@tracker.debian.org\n"
+            ),
             (2, 42, 0),
         ),
-        ("prometheus, version 3.5.0 (branch: HEAD, revision: 8be3a9560fbdd18a94dedec4b747c35178177202)\n", (3, 5, 0)),
-        ("prometheus, version 2.31.2+ds1 (branch: debian/sid, revision: 2.31.2+ds1-1ubuntu1)", (2, 31, 2)),
+        (
+            "prometheus, version 3.5.0 (branch: HEAD, revision: 8be3a9560fbdd18a94dedec4b747c35178177202)\n",
+            (3, 5, 0),
+        ),
+        (
+            "prometheus, version 2.31.2+ds1 (branch: debian/sid, revision: 2.31.2+ds1-1ubuntu1)",
+            (2, 31, 2),
+        ),
     ],
 )
 def test_prometheus_version_parsed(output, expected):
     assert prometheus_version(output) == expected
 
 
-@pytest.mark.parametrize("garbage", ["", "bash: prometheus: command not found", "prometheus, version unknown"])
+@pytest.mark.parametrize(
+    "garbage", ["", "bash: prometheus: command not found", "prometheus, version unknown"]
+)
 def test_unreadable_version_is_refused_quoting_the_text(garbage):
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="cannot read a Prometheus version from") as error:
         prometheus_version(garbage)
     assert repr(garbage.strip()) in str(error.value)
 
@@ -61,12 +78,16 @@ def test_job_for_prometheus_3_sets_fallback_protocol(version):
 
 def test_job_name_and_intervals_are_passed_through():
     job = job_v2(job_name="power", scrape_interval="30s", scrape_timeout="20s")
-    assert (job["job_name"], job["scrape_interval"], job["scrape_timeout"]) == ("power", "30s", "20s")
+    assert (job["job_name"], job["scrape_interval"], job["scrape_timeout"]) == (
+        "power",
+        "30s",
+        "20s",
+    )
 
 
 @pytest.mark.parametrize("interval", ["15", "fast", "1.5s", ""])
 def test_bad_interval_is_refused_naming_it(interval):
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="is not a Prometheus duration") as error:
         job_v2(scrape_interval=interval)
     assert "scrape_interval" in str(error.value)
 
@@ -103,7 +124,7 @@ def test_snippet_is_a_pasteable_self_contained_job():
 
 def test_snippet_refuses_duplicate_hosts():
     clash = ScrapeTarget(address=HV1.address, one_host_id=99, host_name="other")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="have the same scrape address"):
         scrape_job_snippet(job_v2(), [HV1, clash])
 
 

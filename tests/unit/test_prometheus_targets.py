@@ -48,12 +48,13 @@ def test_rendered_targets_file_is_stable_and_marked_as_managed():
 
 def test_the_targets_file_is_json_under_its_header_one_entry_a_line():
     text = render_targets_file([HV2, HV1, HV3])
-    header, body = text[:len(TARGETS_FILE_HEADER)], text[len(TARGETS_FILE_HEADER):]
+    header, body = text[: len(TARGETS_FILE_HEADER)], text[len(TARGETS_FILE_HEADER) :]
     assert header == TARGETS_FILE_HEADER
     assert json.loads(body) == yaml.safe_load(text) == targets_file_entries([HV1, HV2, HV3])
     assert body.splitlines()[0] == "[" and body.splitlines()[-1] == "]"
-    assert [json.loads(line.rstrip(","))["labels"]["host_name"] for line in body.splitlines()[1:-1]] == [
-        "hv1", "hv2", "hv3"]
+    assert [
+        json.loads(line.rstrip(","))["labels"]["host_name"] for line in body.splitlines()[1:-1]
+    ] == ["hv1", "hv2", "hv3"]
 
 
 def test_a_targets_file_named_json_has_no_header():
@@ -77,7 +78,8 @@ def test_a_yaml_targets_file_of_an_earlier_version_is_read():
         "  labels:\n"
         "    host_id: '7'\n"
         "    one_host_id: '7'\n"
-        "    host_name: hv2\n")
+        "    host_name: hv2\n"
+    )
     assert parse_targets_file(earlier) == [HV1, HV2]
     assert render_targets_file(parse_targets_file(earlier)) != earlier, "rewritten once, as JSON"
 
@@ -88,24 +90,30 @@ def test_same_host_twice_is_listed_once():
 
 def test_duplicate_address_is_refused_naming_both_hosts():
     clash = ScrapeTarget(address=HV1.address, one_host_id=99, host_name="other")
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="have the same scrape address") as error:
         targets_file_entries([HV1, clash])
     assert "hv1" in str(error.value) and "other" in str(error.value)
 
 
 def test_duplicate_host_id_is_refused_naming_both_hosts():
     clash = ScrapeTarget(address="hv9:8080", one_host_id=HV1.one_host_id, host_name="hv9")
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ValueError, match="map to the same OpenNebula host ID") as error:
         render_targets_file([HV1, clash])
     assert "hv1" in str(error.value) and "hv9" in str(error.value)
 
 
 @pytest.mark.parametrize(
-    "address, one_host_id, host_name",
-    [("", 1, "a"), ("http://hv:8080", 1, "a"), ("hv:8080", -1, "a"), ("hv:8080", "1", "a"), ("hv:8080", 1, " ")],
+    "address, one_host_id, host_name, refusal",
+    [
+        ("", 1, "a", "is not a host:port"),
+        ("http://hv:8080", 1, "a", "is not a host:port"),
+        ("hv:8080", -1, "a", "is not a non-negative integer"),
+        ("hv:8080", "1", "a", "is not a non-negative integer"),
+        ("hv:8080", 1, " ", "has an empty host name"),
+    ],
 )
-def test_invalid_scrape_target_is_refused(address, one_host_id, host_name):
-    with pytest.raises(ValueError):
+def test_invalid_scrape_target_is_refused(address, one_host_id, host_name, refusal):
+    with pytest.raises(ValueError, match=refusal):
         ScrapeTarget(address=address, one_host_id=one_host_id, host_name=host_name)
 
 
@@ -120,18 +128,21 @@ def test_missing_or_empty_targets_file_parses_to_nothing(text):
 
 
 @pytest.mark.parametrize(
-    "text",
+    "text, refusal",
     [
-        "targets: [a]\n",  # a mapping, not a list
-        "- [a, b]\n",  # entries not mappings
-        "- targets: [hv:8080]\n",  # no labels
-        "- targets: [hv:8080]\n  labels: {one_host_id: x, host_name: hv}\n",  # id not an integer
-        "- targets: [hv:8080]\n  labels: {one_host_id: '1'}\n",  # no host name
-        "- targets: [hv:8080\n",  # not YAML
+        ("targets: [a]\n", "is not a list of file_sd entries"),  # a mapping, not a list
+        ("- [a, b]\n", "has no 'targets' list"),  # entries not mappings
+        ("- targets: [hv:8080]\n", "has no 'labels' mapping"),
+        (
+            "- targets: [hv:8080]\n  labels: {one_host_id: x, host_name: hv}\n",
+            "has no integer one_host_id label",
+        ),
+        ("- targets: [hv:8080]\n  labels: {one_host_id: '1'}\n", "has no host_name label"),
+        ("- targets: [hv:8080\n", "is not valid YAML"),
     ],
 )
-def test_malformed_targets_file_is_refused(text):
-    with pytest.raises(ValueError):
+def test_malformed_targets_file_is_refused(text, refusal):
+    with pytest.raises(ValueError, match=refusal):
         parse_targets_file(text)
 
 
@@ -152,7 +163,9 @@ def test_resolved_hosts_are_all_listed():
 
 def test_a_host_outside_the_run_keeps_its_previous_entry():
     previous = [target("hv1:8080", 7, "hv1"), target("hv9:8080", 42, "node-nine")]
-    targets, warnings = assemble_targets({"hv1": target("hv1:8080", 7, "hv1")}, {"hv9": "hv9:8080"}, previous)
+    targets, warnings = assemble_targets(
+        {"hv1": target("hv1:8080", 7, "hv1")}, {"hv9": "hv9:8080"}, previous
+    )
     assert target("hv9:8080", 42, "node-nine") in targets
     assert warnings == []
 
@@ -173,7 +186,9 @@ def test_characters_yaml_reads_otherwise_than_json_are_escaped():
     """NEL is a line break to YAML 1.1 (folded into a space in a quoted string); DEL and C1
     controls are refused unescaped; LINE SEPARATOR and the byte order mark are breaks or
     markers to some YAML readers. Escaped, YAML and JSON read the same name."""
-    odd = ScrapeTarget(address="hv9:8080", one_host_id=9, host_name='a\x85b\u2028c\x9f\x7f\ufeffd"\\é')
+    odd = ScrapeTarget(
+        address="hv9:8080", one_host_id=9, host_name='a\x85b\u2028c\x9f\x7f\ufeffd"\\é'
+    )
     text = render_targets_file([odd])
     assert not set("\x85\u2028\x9f\x7f\ufeff") & set(text)
     assert yaml.safe_load(text)[0]["labels"]["host_name"] == odd.host_name

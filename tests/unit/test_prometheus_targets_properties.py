@@ -11,7 +11,8 @@ import ipaddress
 import json
 
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tasks.prometheus.owned_yaml import dump
 from tasks.prometheus.targets import (
@@ -29,8 +30,12 @@ host = st.one_of(dns_name, st.ip_addresses(v=4).map(str), ipv6)
 address = st.builds(lambda h, port: f"{h}:{port}", host, st.integers(min_value=1, max_value=65535))
 # Any text Prometheus could get as a label value: control characters, quotes, YAML syntax, unicode.
 label_text = st.text(min_size=1, max_size=40).filter(lambda text: text.strip())
-target = st.builds(ScrapeTarget, address=address, one_host_id=st.integers(min_value=0, max_value=2**31),
-                   host_name=label_text)
+target = st.builds(
+    ScrapeTarget,
+    address=address,
+    one_host_id=st.integers(min_value=0, max_value=2**31),
+    host_name=label_text,
+)
 
 
 def distinct(targets: list[ScrapeTarget]) -> list[ScrapeTarget]:
@@ -49,8 +54,11 @@ def distinct(targets: list[ScrapeTarget]) -> list[ScrapeTarget]:
 def test_any_targets_read_back_exactly_as_written(targets):
     text = render_targets_file(targets)
     assert sorted(parse_targets_file(text), key=lambda t: t.one_host_id) == sorted(
-        targets, key=lambda t: t.one_host_id)
-    assert render_targets_file(parse_targets_file(text)) == text, "rendering is stable: no rewrite on a rerun"
+        targets, key=lambda t: t.one_host_id
+    )
+    assert render_targets_file(parse_targets_file(text)) == text, (
+        "rendering is stable: no rewrite on a rerun"
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -83,4 +91,5 @@ def test_a_file_written_by_an_earlier_version_reads_the_same(targets):
     """Earlier versions wrote the entries as PyYAML block YAML under the same header."""
     earlier = TARGETS_FILE_HEADER + dump(targets_file_entries(targets))
     assert sorted(parse_targets_file(earlier), key=lambda t: t.one_host_id) == sorted(
-        targets, key=lambda t: t.one_host_id)
+        targets, key=lambda t: t.one_host_id
+    )

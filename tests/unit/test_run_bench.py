@@ -22,12 +22,13 @@ def test_median_of_odd_and_even_counts():
 
 
 def test_median_of_nothing_is_an_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="median of no values"):
         median([])
 
 
 @pytest.mark.parametrize(
-    ("value", "cell"), [(None, "-"), (0.01234, "0.012"), (0.9994, "0.999"), (1.0, "1.00"), (12.345, "12.35")]
+    ("value", "cell"),
+    [(None, "-"), (0.01234, "0.012"), (0.9994, "0.999"), (1.0, "1.00"), (12.345, "12.35")],
 )
 def test_format_seconds(value, cell):
     assert format_seconds(value) == cell
@@ -55,8 +56,14 @@ def test_phase_durations_split_the_run_at_pyinfra_marker_lines():
     ]
     phases = phase_durations(lines, start=10.0, end=15.25)
     assert phases == pytest.approx(
-        {"startup": 0.5 + 0.1, "inventory": 0.4, "connect": 0.5, "prepare (facts)": 1.5, "execute": 2.0,
-         "results": 0.25}
+        {
+            "startup": 0.5 + 0.1,
+            "inventory": 0.4,
+            "connect": 0.5,
+            "prepare (facts)": 1.5,
+            "execute": 2.0,
+            "results": 0.25,
+        }
     )
     assert sum(phases.values()) == pytest.approx(5.25)
 
@@ -66,16 +73,18 @@ def test_phase_durations_without_markers_is_empty():
 
 
 def test_parse_debug_profile_counts_facts_repeats_and_commands_per_host():
-    output = "\n".join([
-        "[pyinfra.connectors.ssh] Running command on hv1: (pty=False) sh -c 'test -e x'",
-        "[hv1] Loaded fact tasks.facts.RaplExposed",
-        "[pyinfra.connectors.ssh] Running command on hv1: (pty=False) sh -c 'test -e x'",
-        "[hv1] Loaded fact tasks.facts.RaplExposed",
-        "[pyinfra.connectors.ssh] Running command on prom1: (pty=False) sh -c 'cat a'",
-        "[prom1] Loaded fact files.FileContents (path=/etc/prometheus/a.yml)",
-        "[pyinfra.connectors.ssh] Running command on prom1: (pty=False) sh -c 'cat b'",
-        "[prom1] Loaded fact files.FileContents (path=/etc/prometheus/b.yml)",
-    ])
+    output = "\n".join(
+        [
+            "[pyinfra.connectors.ssh] Running command on hv1: (pty=False) sh -c 'test -e x'",
+            "[hv1] Loaded fact tasks.facts.RaplExposed",
+            "[pyinfra.connectors.ssh] Running command on hv1: (pty=False) sh -c 'test -e x'",
+            "[hv1] Loaded fact tasks.facts.RaplExposed",
+            "[pyinfra.connectors.ssh] Running command on prom1: (pty=False) sh -c 'cat a'",
+            "[prom1] Loaded fact files.FileContents (path=/etc/prometheus/a.yml)",
+            "[pyinfra.connectors.ssh] Running command on prom1: (pty=False) sh -c 'cat b'",
+            "[prom1] Loaded fact files.FileContents (path=/etc/prometheus/b.yml)",
+        ]
+    )
     profiles = parse_debug_profile(output)
     assert profiles["hv1"].commands == 2
     assert profiles["hv1"].repeated_reads() == {"tasks.facts.RaplExposed": 2}
@@ -111,7 +120,7 @@ def test_pairs_give_one_ratio_each_and_must_match():
     assert pair_ratios([2.0, 3.3], [2.0, 3.0]) == pytest.approx([1.0, 1.1])
     with pytest.raises(ValueError, match="pairs must match"):
         pair_ratios([2.0], [2.0, 3.0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="pairs must match"):
         pair_ratios([], [])
 
 
@@ -133,7 +142,10 @@ def test_process_tree_follows_children_down_from_the_root():
 def test_growth_table_divides_each_step_by_the_size_before():
     from bench.run_bench import CONTROL_PATH, ControlResult, control_growth_table
 
-    small = ControlResult(1000, {key: 0.1 for key in CONTROL_PATH})
-    large = ControlResult(10000, {key: 1.1 for key in CONTROL_PATH})
+    small = ControlResult(1000, dict.fromkeys(CONTROL_PATH, 0.1))
+    large = ControlResult(10000, dict.fromkeys(CONTROL_PATH, 1.1))
     row = control_growth_table([small, large]).splitlines()[2]
-    assert row == "| 10,000 vs 1,000 | 10x | " + " | ".join(["11.0x"] * len(CONTROL_PATH)) + " | 11.0x |"
+    assert (
+        row
+        == "| 10,000 vs 1,000 | 10x | " + " | ".join(["11.0x"] * len(CONTROL_PATH)) + " | 11.0x |"
+    )

@@ -73,7 +73,9 @@ EMBEDDED_DNS_NAT = [
 ]
 
 
-@pytest.mark.parametrize("rule", DOCKER_20_FILTER + DOCKER_20_NAT + DOCKER_28_FILTER + EMBEDDED_DNS_NAT)
+@pytest.mark.parametrize(
+    "rule", DOCKER_20_FILTER + DOCKER_20_NAT + DOCKER_28_FILTER + EMBEDDED_DNS_NAT
+)
 def test_dockers_own_lines_are_recognised(rule):
     assert is_docker_rule(rule, docker_subnets(DOCKER_20_NAT))
 
@@ -85,7 +87,7 @@ def test_operator_lines_are_kept_even_beside_docker(rule):
 
 def test_hairpin_masquerade_is_dockers_only_inside_a_docker_subnet():
     foreign = "-A POSTROUTING -s 10.1.0.7/32 -d 10.1.0.7/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
-    assert operator_rules(DOCKER_20_NAT + [foreign]) == [foreign]
+    assert operator_rules([*DOCKER_20_NAT, foreign]) == [foreign]
     assert operator_rules(DOCKER_20_NAT) == []
 
 
@@ -95,19 +97,41 @@ def test_policies_are_reported_apart_from_rules():
     assert operator_rules(lines) == OPERATOR_FILTER
 
 
-def collector_output(ip6_filter: str = "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT") -> str:
+def collector_output(
+    ip6_filter: str = "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT",
+) -> str:
     nat_policies = "-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P OUTPUT ACCEPT\n-P POSTROUTING ACCEPT"
-    return "\n".join([
-        "### ipv4_forward", "1",
-        "### ipv6_forward_all", "0",
-        "### iptables.filter", "-P INPUT ACCEPT", "-P FORWARD DROP", "-P OUTPUT ACCEPT",
-        *DOCKER_20_FILTER, *OPERATOR_FILTER,
-        "### iptables.nat", nat_policies, *DOCKER_20_NAT, *EMBEDDED_DNS_NAT,
-        "### ip6tables.filter", ip6_filter,
-        "### ip6tables.nat", nat_policies,
-        "### bridges", "docker0", "br0",
-        "### bridge_nf", "bridge-nf-call-iptables 1", "bridge-nf-call-ip6tables 1",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "### ipv4_forward",
+                "1",
+                "### ipv6_forward_all",
+                "0",
+                "### iptables.filter",
+                "-P INPUT ACCEPT",
+                "-P FORWARD DROP",
+                "-P OUTPUT ACCEPT",
+                *DOCKER_20_FILTER,
+                *OPERATOR_FILTER,
+                "### iptables.nat",
+                nat_policies,
+                *DOCKER_20_NAT,
+                *EMBEDDED_DNS_NAT,
+                "### ip6tables.filter",
+                ip6_filter,
+                "### ip6tables.nat",
+                nat_policies,
+                "### bridges",
+                "docker0",
+                "br0",
+                "### bridge_nf",
+                "bridge-nf-call-iptables 1",
+                "bridge-nf-call-ip6tables 1",
+            ]
+        )
+        + "\n"
+    )
 
 
 def test_collected_state_is_parsed_into_the_documented_shape():

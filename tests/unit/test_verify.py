@@ -33,7 +33,7 @@ from tests.verify import (
 
 REPO = Path(__file__).resolve().parents[2]
 
-INVENTORY = '''
+INVENTORY = """
 _SSH = {"ssh_hostname": "127.0.0.1", "ssh_user": "root", "ssh_key": "/keys/id_ed25519",
         "ssh_strict_host_key_checking": "off", "ssh_known_hosts_file": "/dev/null"}
 hypervisors = (
@@ -45,22 +45,24 @@ hypervisors = (
     {"scaphandre_image": "scaphandre-test-double:1.0.2"},
 )
 prometheus = ([("prom", {**_SSH, "ssh_port": 2229})], {"one_xmlrpc": "http://127.0.0.1:26330/RPC2"})
-'''
+"""
 
 GROUP_DATA_ALL = (REPO / "group_data" / "all.py").read_text()
 
 
-@pytest.fixture()
+@pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A directory laid out like the repository: inventory.py and group_data/all.py."""
     (tmp_path / "inventory.py").write_text(INVENTORY)
     (tmp_path / "group_data").mkdir()
     (tmp_path / "group_data" / "all.py").write_text(GROUP_DATA_ALL)
-    (tmp_path / "group_data" / "hypervisors.py").write_text('scaphandre_restart_policy = "always"\n')
+    (tmp_path / "group_data" / "hypervisors.py").write_text(
+        'scaphandre_restart_policy = "always"\n'
+    )
     return tmp_path
 
 
-@pytest.fixture()
+@pytest.fixture
 def hosts(project: Path) -> dict:
     loaded = load_verify_hosts("inventory.py", ssh_config_dir=project / "ssh", cwd=str(project))
     return {host.name: host for host in loaded}
@@ -112,7 +114,9 @@ def test_broken_inventory_names_file_and_error(project):
 def test_loading_does_not_patch_this_interpreter_for_gevent(hosts):
     """pyinfra_cli monkey-patches the stdlib on import; the suite loads it in a child only."""
     assert "pyinfra_cli" not in sys.modules
-    assert "gevent.monkey" not in sys.modules or not __import__("gevent.monkey").monkey.is_module_patched("socket")
+    assert "gevent.monkey" not in sys.modules or not __import__(
+        "gevent.monkey"
+    ).monkey.is_module_patched("socket")
 
 
 def test_the_repository_inventory_loads_with_the_deploy_defaults():
@@ -125,18 +129,24 @@ def test_the_repository_inventory_loads_with_the_deploy_defaults():
         # Every default of the settings model reaches every host through pyinfra's own group
         # data loader (group_data/all.py), as in a deploy, and passes the settings check.
         assert {name: host.data[name] for name in expected if name not in overridden} == {
-            name: value for name, value in expected.items() if name not in overridden}, host.name
+            name: value for name, value in expected.items() if name not in overridden
+        }, host.name
         Settings.from_data(host.data)
 
 
 def test_an_assignment_in_group_data_all_py_reaches_every_host_through_pyinfras_loader(project):
     all_py = project / "group_data" / "all.py"
-    all_py.write_text(GROUP_DATA_ALL.replace("_defaults_into(globals())",
-                                             'prometheus_job_name = "power"\n_defaults_into(globals())'))
+    all_py.write_text(
+        GROUP_DATA_ALL.replace(
+            "_defaults_into(globals())", 'prometheus_job_name = "power"\n_defaults_into(globals())'
+        )
+    )
     loaded = read_inventory("inventory.py", cwd=str(project))
     assert {host.data["prometheus_job_name"] for host in loaded} == {"power"}
     assert all(host.data["scaphandre_container_name"] == "scaphandre" for host in loaded)
-    assert not any("defaults_into" in key for host in loaded for key in host.data), "an import is no group data"
+    assert not any("defaults_into" in key for host in loaded for key in host.data), (
+        "an import is no group data"
+    )
 
 
 # --------------------------------------------------------------------------- testinfra host specs
@@ -153,16 +163,24 @@ def test_ssh_hosts_become_paramiko_specs(hosts, project):
 def test_defaults_follow_pyinfra_hostname_and_port(hosts):
     plain = hosts["kvm-c.example.org"]
     assert plain.hostspec == "paramiko://kvm-c.example.org:22"
-    assert "ssh_config" not in plain.backend_kwargs and "ssh_identity_file" not in plain.backend_kwargs
+    assert (
+        "ssh_config" not in plain.backend_kwargs and "ssh_identity_file" not in plain.backend_kwargs
+    )
 
 
 def test_host_key_check_off_writes_an_ssh_config_testinfra_honours(hosts):
     spec = hosts["kvm-a"]
     config_text = Path(spec.backend_kwargs["ssh_config"]).read_text()
-    assert "StrictHostKeyChecking no" in config_text and "UserKnownHostsFile /dev/null" in config_text
+    assert (
+        "StrictHostKeyChecking no" in config_text and "UserKnownHostsFile /dev/null" in config_text
+    )
 
     backend = testinfra.backend.get_backend(spec.hostspec, **spec.backend_kwargs)
-    assert (backend.host.name, backend.host.port, backend.host.user) == ("127.0.0.1", "2221", "root")
+    assert (backend.host.name, backend.host.port, backend.host.user) == (
+        "127.0.0.1",
+        "2221",
+        "root",
+    )
     client, cfg = paramiko.SSHClient(), {}
     parsed = paramiko.SSHConfig.from_path(spec.backend_kwargs["ssh_config"])
     backend._load_ssh_config(client, cfg, parsed)
@@ -173,9 +191,17 @@ def test_host_key_check_off_writes_an_ssh_config_testinfra_honours(hosts):
     ("data", "hostspec", "extra"),
     [
         ({"ssh_hostname": "::1", "ssh_port": 2200}, "paramiko://[::1]:2200", {}),
-        ({"ssh_user": "ops@corp", "ssh_password": "p:w/d"}, "paramiko://ops%40corp:p%3Aw%2Fd@kvm:22", {}),
+        (
+            {"ssh_user": "ops@corp", "ssh_password": "p:w/d"},
+            "paramiko://ops%40corp:p%3Aw%2Fd@kvm:22",
+            {},
+        ),
         ({"_sudo": True, "ssh_user": "ops"}, "paramiko://ops@kvm:22", {"sudo": True}),
-        ({"ssh_config_file": "/etc/ssh/site_config"}, "paramiko://kvm:22", {"ssh_config": "/etc/ssh/site_config"}),
+        (
+            {"ssh_config_file": "/etc/ssh/site_config"},
+            "paramiko://kvm:22",
+            {"ssh_config": "/etc/ssh/site_config"},
+        ),
     ],
     ids=["ipv6", "quoted-credentials", "sudo", "own-ssh-config"],
 )
@@ -187,17 +213,27 @@ def test_hostspec_edge_cases_round_trip_through_testinfra(tmp_path, data, hostsp
     backend = testinfra.backend.get_backend(spec.hostspec, **spec.backend_kwargs)
     assert backend.host.name == data.get("ssh_hostname", "kvm")
     if "ssh_password" in data:
-        assert (backend.host.user, backend.host.password) == (data["ssh_user"], data["ssh_password"])
+        assert (backend.host.user, backend.host.password) == (
+            data["ssh_user"],
+            data["ssh_password"],
+        )
 
 
 def test_secrets_stay_out_of_reprs(tmp_path):
-    spec = to_verify_host(InventoryHost("kvm", (), {"ssh_user": "u", "ssh_password": "hunter2"}), tmp_path)
-    assert "hunter2" not in repr(spec) and "hunter2" not in repr(InventoryHost("kvm", (), {"x": "hunter2"}))
+    spec = to_verify_host(
+        InventoryHost("kvm", (), {"ssh_user": "u", "ssh_password": "hunter2"}), tmp_path
+    )
+    assert "hunter2" not in repr(spec) and "hunter2" not in repr(
+        InventoryHost("kvm", (), {"x": "hunter2"})
+    )
 
 
 def test_local_and_docker_hosts_and_unknown_connectors(tmp_path):
     assert to_verify_host(InventoryHost("@local", (), {}), tmp_path).hostspec == "local://"
-    assert to_verify_host(InventoryHost("@docker/abc123", (), {}), tmp_path).hostspec == "docker://abc123"
+    assert (
+        to_verify_host(InventoryHost("@docker/abc123", (), {}), tmp_path).hostspec
+        == "docker://abc123"
+    )
     with pytest.raises(InventoryLoadError, match="@winrm/box"):
         to_verify_host(InventoryHost("@winrm/box", (), {}), tmp_path)
 
@@ -216,7 +252,11 @@ def test_scrape_address_as_the_deploy_writes_it(hosts):
 def _collect(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "--co", "-p", "no:cacheprovider", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -308,11 +348,18 @@ def test_http_probe_fetches_and_fails_like_curl(tmp_path, metrics_url, tools):
 
     def probe(url: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            ["/bin/bash", "-c", http_get_command(url, timeout_s=5)], env=env, capture_output=True, text=True, timeout=30
+            ["/bin/bash", "-c", http_get_command(url, timeout_s=5)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
 
     found = probe(f"{metrics_url}/metrics")
-    assert (found.returncode, found.stdout) == (0, "scaph_host_power_microwatts 12345\n"), found.stderr
+    assert (found.returncode, found.stdout) == (0, "scaph_host_power_microwatts 12345\n"), (
+        found.stderr
+    )
     missing = probe(f"{metrics_url}/nothing")
     assert missing.returncode != 0 and "scaph" not in missing.stdout
     refused = probe(f"http://127.0.0.1:{_closed_port()}/metrics")

@@ -88,14 +88,18 @@ def _dump_inventory(inventory_path: str) -> None:
     ctx_state.set(State(check_for_changes=False))
     try:
         inventory = make_inventory(inventory_path, cwd=os.getcwd())
-    except Exception as error:
-        # pyinfra wraps errors of the inventory's own code; show the original, in one line.
+    # Any error of the inventory file's own code: pyinfra wraps it; show the original, in one line.
+    except Exception as error:  # noqa: BLE001
         cause = getattr(error, "exception", error)
         where = getattr(error, "filename", inventory_path)
         sys.stderr.write(f"{where}: {type(cause).__name__}: {cause}\n")
         sys.exit(1)
     hosts = [
-        {"name": host.name, "groups": [str(group) for group in host.groups], "data": host.data.dict()}
+        {
+            "name": host.name,
+            "groups": [str(group) for group in host.groups],
+            "data": host.data.dict(),
+        }
         for host in inventory
     ]
     # default=str: Path objects and the like become the strings pyinfra would use anyway.
@@ -114,12 +118,19 @@ def read_inventory(inventory_path: str, *, cwd: str | None = None) -> list[Inven
     if not (workdir / path).is_file():
         raise InventoryLoadError(f"inventory file {inventory_path} not found (looked in {workdir})")
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), str(workdir), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO_ROOT), str(workdir), env.get("PYTHONPATH")])
+    )
     code = "import sys; from tests.verify import _dump_inventory; _dump_inventory(sys.argv[1])"
     try:
         done = subprocess.run(
             [sys.executable, "-c", code, str(path)],
-            cwd=workdir, env=env, capture_output=True, text=True, timeout=INVENTORY_LOAD_TIMEOUT_S,
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=INVENTORY_LOAD_TIMEOUT_S,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise InventoryLoadError(
@@ -131,7 +142,9 @@ def read_inventory(inventory_path: str, *, cwd: str | None = None) -> list[Inven
     try:
         listed = json.loads(done.stdout)
     except json.JSONDecodeError:
-        raise InventoryLoadError(f"inventory {inventory_path} did not load as a host list") from None
+        raise InventoryLoadError(
+            f"inventory {inventory_path} did not load as a host list"
+        ) from None
     return [InventoryHost(item["name"], tuple(item["groups"]), item["data"]) for item in listed]
 
 
@@ -180,7 +193,9 @@ def to_verify_host(host: InventoryHost, ssh_config_dir: Path) -> VerifyHost:
     if host.name == "@local":
         return VerifyHost(host.name, host.groups, "local://", kwargs, data)
     if host.name.startswith("@docker/"):
-        return VerifyHost(host.name, host.groups, f"docker://{host.name.split('/', 1)[1]}", kwargs, data)
+        return VerifyHost(
+            host.name, host.groups, f"docker://{host.name.split('/', 1)[1]}", kwargs, data
+        )
     if host.name.startswith("@"):
         raise InventoryLoadError(
             f"host {host.name}: the verification suite reaches hosts over SSH, @local or @docker only"
@@ -206,9 +221,13 @@ def to_verify_host(host: InventoryHost, ssh_config_dir: Path) -> VerifyHost:
     return VerifyHost(host.name, host.groups, hostspec, kwargs, data)
 
 
-def load_verify_hosts(inventory_path: str, *, ssh_config_dir: Path, cwd: str | None = None) -> list[VerifyHost]:
+def load_verify_hosts(
+    inventory_path: str, *, ssh_config_dir: Path, cwd: str | None = None
+) -> list[VerifyHost]:
     """Every inventory host with its testinfra connection, in inventory order."""
-    return [to_verify_host(host, ssh_config_dir) for host in read_inventory(inventory_path, cwd=cwd)]
+    return [
+        to_verify_host(host, ssh_config_dir) for host in read_inventory(inventory_path, cwd=cwd)
+    ]
 
 
 # --------------------------------------------------------------------------- expectations
@@ -250,8 +269,10 @@ def http_get_command(url: str, *, timeout_s: int = 10) -> str:
         "sed '1,/^\\r\\{0,1\\}$/d' <&3"
     )
     return (
-        f"if command -v curl >/dev/null 2>&1; then timeout {timeout_s + 5} curl -fsS --max-time {timeout_s} {quoted}; "
-        f"elif command -v python3 >/dev/null 2>&1; then timeout {timeout_s + 5} python3 -c {_shell_quote(python)} {quoted}; "
+        "if command -v curl >/dev/null 2>&1; then "
+        f"timeout {timeout_s + 5} curl -fsS --max-time {timeout_s} {quoted}; "
+        "elif command -v python3 >/dev/null 2>&1; then "
+        f"timeout {timeout_s + 5} python3 -c {_shell_quote(python)} {quoted}; "
         f"else timeout {timeout_s + 5} bash -c {_shell_quote(bash_tcp)}; fi"
     )
 
@@ -281,5 +302,7 @@ def fetch_url(node: Node, url: str) -> tuple[bool, str]:
     """(True, body) of an HTTP GET run on the node itself, or (False, what went wrong)."""
     result = node.host.run(http_get_command(url))
     if result.rc != 0:
-        return False, (result.stderr.strip() or result.stdout.strip() or f"exit status {result.rc}")[-500:]
+        return False, (
+            result.stderr.strip() or result.stdout.strip() or f"exit status {result.rc}"
+        )[-500:]
     return True, result.stdout

@@ -48,7 +48,9 @@ _SSH_DIR_KEY = pytest.StashKey[str]()
 # --------------------------------------------------------------------------- inventory
 
 
-NO_INVENTORY = "tests/verify checks deployed hosts: give the inventory, e.g. --inventory inventory.py"
+NO_INVENTORY = (
+    "tests/verify checks deployed hosts: give the inventory, e.g. --inventory inventory.py"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,7 +70,9 @@ def _verify_hosts(config: pytest.Config) -> list[VerifyHost]:
         try:
             config.stash[_HOSTS_KEY] = load_verify_hosts(inventory, ssh_config_dir=Path(ssh_dir))
         except InventoryLoadError as error:
-            shutil.rmtree(ssh_dir, ignore_errors=True)  # pytest_unconfigure may not run after a UsageError
+            shutil.rmtree(
+                ssh_dir, ignore_errors=True
+            )  # pytest_unconfigure may not run after a UsageError
             raise pytest.UsageError(str(error)) from None
     return config.stash[_HOSTS_KEY]
 
@@ -88,23 +92,32 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     An empty group gives one visibly skipped test saying so, not a silent pass.
     """
-    for fixture_name, group in (("prometheus_server", PROMETHEUS_GROUP), ("hypervisor", HYPERVISORS_GROUP)):
+    for fixture_name, group in (
+        ("prometheus_server", PROMETHEUS_GROUP),
+        ("hypervisor", HYPERVISORS_GROUP),
+    ):
         if fixture_name not in metafunc.fixturenames:
             continue
         members = _members(metafunc.config, group)
         if members:
-            metafunc.parametrize(fixture_name, members, ids=[m.name for m in members], indirect=True)
+            metafunc.parametrize(
+                fixture_name, members, ids=[m.name for m in members], indirect=True
+            )
         else:
             reason = f"the inventory has no host in group `{group}`: nothing to verify there"
             metafunc.parametrize(
-                fixture_name, [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
-                ids=[f"no-{group}"], indirect=True,
+                fixture_name,
+                [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
+                ids=[f"no-{group}"],
+                indirect=True,
             )
 
 
 def node_for(target: VerifyHost) -> Node:
     """The testinfra host of an inventory host (testinfra caches it, so one SSH connection each)."""
-    return Node(target.name, target.data, testinfra.get_host(target.hostspec, **target.backend_kwargs))
+    return Node(
+        target.name, target.data, testinfra.get_host(target.hostspec, **target.backend_kwargs)
+    )
 
 
 # Function-scoped so the tests run in file order (hypervisors first); testinfra
@@ -134,7 +147,8 @@ def _node_hostname(target: VerifyHost) -> str | None:
     """The hypervisor's own `uname -n`, or None when it cannot be asked."""
     try:
         result = node_for(target).host.run("uname -n")
-    except Exception:  # unreachable host: matching then fails with OpenNebula's own message
+    # However the host is unreachable: matching then fails with OpenNebula's own message.
+    except Exception:  # noqa: BLE001
         return None
     if result.rc != 0:
         return None
@@ -154,7 +168,9 @@ def opennebula_hosts(inventory_hypervisors) -> dict[str, OneHost | str]:
     first = next(iter(settings.values()))
     try:
         endpoint = resolve_endpoint(
-            one_xmlrpc=first.one_xmlrpc, one_auth_file=first.one_auth_file, timeout=first.one_xmlrpc_timeout,
+            one_xmlrpc=first.one_xmlrpc,
+            one_auth_file=first.one_auth_file,
+            timeout=first.one_xmlrpc_timeout,
             ca_file=first.one_xmlrpc_ca_file,
         )
         pool = fetch_host_pool(endpoint)
@@ -162,7 +178,9 @@ def opennebula_hosts(inventory_hypervisors) -> dict[str, OneHost | str]:
         reason = f"cannot ask OpenNebula for the expected host IDs: {error}"
         return {target.name: reason for target in inventory_hypervisors}
     by_name = {target.name: target for target in inventory_hypervisors}
-    queries = [HostQuery(name, value.one_host_id, value.one_host_name) for name, value in settings.items()]
+    queries = [
+        HostQuery(name, value.one_host_id, value.one_host_name) for name, value in settings.items()
+    ]
     # The deploy's own matching: names first, the node's `uname -n` only when they do not match.
     matches, errors = resolve_hypervisors(pool, queries, lambda name: _node_hostname(by_name[name]))
     return {**{name: str(error) for name, error in errors.items()}, **matches}
@@ -179,7 +197,10 @@ def _active_targets(node: Node, api_url: str, job_name: str) -> tuple[dict[str, 
     try:
         active = json.loads(body)["data"]["activeTargets"]
     except (ValueError, KeyError, TypeError):
-        return {}, f"Prometheus API {api_url} answered something that is not a targets list: {body[:200]!r}"
+        return (
+            {},
+            f"Prometheus API {api_url} answered something that is not a targets list: {body[:200]!r}",
+        )
     by_address = {}
     for entry in active:
         labels = entry.get("labels") or {}
@@ -206,13 +227,15 @@ def _targets_reports() -> dict[str, TargetsReport]:
 
 
 @pytest.fixture
-def prometheus_targets(prometheus_server, inventory_hypervisors, prometheus_server_names,
-                       _targets_reports) -> TargetsReport:
+def prometheus_targets(
+    prometheus_server, inventory_hypervisors, prometheus_server_names, _targets_reports
+) -> TargetsReport:
     """The job's active targets as Prometheus reports them, polled until every hypervisor
     it scrapes is up or TARGETS_UP_WAIT_S passed (a fresh deploy may not be scraped yet)."""
     if prometheus_server.name not in _targets_reports:
         _targets_reports[prometheus_server.name] = _poll_targets(
-            prometheus_server, inventory_hypervisors, prometheus_server_names)
+            prometheus_server, inventory_hypervisors, prometheus_server_names
+        )
     return _targets_reports[prometheus_server.name]
 
 
@@ -232,11 +255,15 @@ def prometheus_server_names(request) -> list[str]:
 def _poll_targets(server: Node, hypervisors: list[VerifyHost], servers: list[str]) -> TargetsReport:
     api_url = server.settings.prometheus_api_url
     job_name = server.settings.prometheus_job_name
-    wanted = {scrape_address(t) for t in hypervisors if scraped_here(server, scrape_address(t), servers)}
+    wanted = {
+        scrape_address(t) for t in hypervisors if scraped_here(server, scrape_address(t), servers)
+    }
     started = time.monotonic()
     while True:
         by_address, error = _active_targets(server, api_url, job_name)
-        all_up = not error and all((by_address.get(address) or {}).get("health") == "up" for address in wanted)
+        all_up = not error and all(
+            (by_address.get(address) or {}).get("health") == "up" for address in wanted
+        )
         waited = time.monotonic() - started
         if all_up or waited >= TARGETS_UP_WAIT_S:
             return TargetsReport(by_address, error, waited)
@@ -255,7 +282,10 @@ def _time_limit(item: pytest.Item):
         return
 
     def expired(signum, frame):
-        pytest.fail(f"{item.name}: no answer within {limit} s (host down, SSH or a command hanging)", pytrace=False)
+        pytest.fail(
+            f"{item.name}: no answer within {limit} s (host down, SSH or a command hanging)",
+            pytrace=False,
+        )
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.alarm(limit)

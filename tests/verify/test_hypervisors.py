@@ -11,7 +11,11 @@ import re
 
 import pytest
 
-from tasks.docker_engine.vm_traffic import COLLECT_COMMAND, docker_blocks_vm_traffic, parse_vm_traffic_state
+from tasks.docker_engine.vm_traffic import (
+    COLLECT_COMMAND,
+    docker_blocks_vm_traffic,
+    parse_vm_traffic_state,
+)
 from tasks.host_failure import UnsupportedHostError
 from tasks.rapl.plan import MODULES_LOAD_FILE, RAPL_ZONE, rapl_modules
 from tasks.scaphandre.spec import ScaphandreSpec, host_port, listening_addresses, scaphandre_spec
@@ -34,7 +38,10 @@ def inspect_container(node: Node) -> dict:
     name = container_name(node)
     result = node.host.run("docker inspect --type container %s", name)
     if result.rc != 0:
-        pytest.fail(f"{node.name}: container {name} does not exist ({result.stderr.strip()[:200]})", pytrace=False)
+        pytest.fail(
+            f"{node.name}: container {name} does not exist ({result.stderr.strip()[:200]})",
+            pytrace=False,
+        )
     return json.loads(result.stdout)[0]
 
 
@@ -43,7 +50,9 @@ def expected_modules(node: Node) -> list[str]:
     configured = node.settings.rapl_modules
     if configured:
         return list(configured)
-    vendor = node.host.run("sed -n 's/^vendor_id[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1")
+    vendor = node.host.run(
+        "sed -n 's/^vendor_id[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1"
+    )
     kernel = node.host.run("uname -r")
     try:
         return rapl_modules(vendor.stdout.strip(), kernel.stdout.strip())
@@ -58,7 +67,9 @@ def test_rapl_exposed(hypervisor: Node):
         "(RAPL modules not loaded, not bare metal, or no RAPL on this CPU)"
     )
     energy = hypervisor.host.run("cat %s", f"{RAPL_ZONE}/energy_uj")
-    assert energy.rc == 0, f"{hypervisor.name}: cannot read {RAPL_ZONE}/energy_uj: {energy.stderr.strip()}"
+    assert energy.rc == 0, (
+        f"{hypervisor.name}: cannot read {RAPL_ZONE}/energy_uj: {energy.stderr.strip()}"
+    )
     assert energy.stdout.strip().isdigit(), (
         f"{hypervisor.name}: {RAPL_ZONE}/energy_uj holds {energy.stdout.strip()!r}, not an energy counter"
     )
@@ -67,9 +78,13 @@ def test_rapl_exposed(hypervisor: Node):
 def test_rapl_modules_persisted(hypervisor: Node):
     """/etc/modules-load.d lists the RAPL modules, so they load again after a reboot."""
     conf = hypervisor.host.file(MODULES_LOAD_FILE)
-    assert conf.is_file, f"{hypervisor.name}: {MODULES_LOAD_FILE} is missing: RAPL modules would not load at boot"
+    assert conf.is_file, (
+        f"{hypervisor.name}: {MODULES_LOAD_FILE} is missing: RAPL modules would not load at boot"
+    )
     listed = [
-        line.strip() for line in conf.content_string.splitlines() if line.strip() and not line.lstrip().startswith("#")
+        line.strip()
+        for line in conf.content_string.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
     ]
     wanted = expected_modules(hypervisor)
     missing = [module for module in wanted if module not in listed]
@@ -82,7 +97,9 @@ def test_docker_active_and_enabled(hypervisor: Node):
     """The Docker engine runs now and starts at boot."""
     docker = hypervisor.host.service("docker")
     assert docker.is_running, f"{hypervisor.name}: docker.service is not running"
-    assert docker.is_enabled, f"{hypervisor.name}: docker.service is not enabled: it would not start after a reboot"
+    assert docker.is_enabled, (
+        f"{hypervisor.name}: docker.service is not enabled: it would not start after a reboot"
+    )
 
 
 def test_container_running(hypervisor: Node):
@@ -92,7 +109,9 @@ def test_container_running(hypervisor: Node):
         f"(status {state.get('Status')}, exit code {state.get('ExitCode')}); "
         f"see `docker logs {container_name(hypervisor)}` on the host"
     )
-    assert not state.get("Restarting"), f"{hypervisor.name}: container {container_name(hypervisor)} keeps restarting"
+    assert not state.get("Restarting"), (
+        f"{hypervisor.name}: container {container_name(hypervisor)} keeps restarting"
+    )
 
 
 def test_container_image(hypervisor: Node):
@@ -106,7 +125,9 @@ def test_container_image(hypervisor: Node):
 def test_container_restart_policy(hypervisor: Node):
     """The restart policy brings the exporter back after a reboot or a crash."""
     wanted = hypervisor.settings.scaphandre_restart_policy
-    policy = ((inspect_container(hypervisor).get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name")
+    policy = (
+        (inspect_container(hypervisor).get("HostConfig") or {}).get("RestartPolicy") or {}
+    ).get("Name")
     assert policy == wanted, (
         f"{hypervisor.name}: container {container_name(hypervisor)} has restart policy {policy!r}, "
         f"not the configured {wanted!r}"
@@ -138,10 +159,16 @@ def test_exporter_listens_on_its_address(hypervisor: Node):
     """Scaphandre itself listens on scaphandre_listen_address:scaphandre_port (its -a and -p)."""
     settings = hypervisor.settings
     wanted = settings.scaphandre_listen_address
-    pids = hypervisor.host.run("docker top %s -eo pid", container_name(hypervisor)).stdout.split()[1:]
+    pids = hypervisor.host.run("docker top %s -eo pid", container_name(hypervisor)).stdout.split()[
+        1:
+    ]
     sockets = hypervisor.host.run("ss -Hltnp").stdout.splitlines()
-    found = listening_addresses(sockets, settings.scaphandre_port, {int(pid) for pid in pids if pid.isdigit()})
-    shown = ", ".join(host_port(address, settings.scaphandre_port) for address in found) or "nowhere"
+    found = listening_addresses(
+        sockets, settings.scaphandre_port, {int(pid) for pid in pids if pid.isdigit()}
+    )
+    shown = (
+        ", ".join(host_port(address, settings.scaphandre_port) for address in found) or "nowhere"
+    )
     assert wanted in found, (
         f"{hypervisor.name}: Scaphandre in container {container_name(hypervisor)} should listen on "
         f"{host_port(wanted, settings.scaphandre_port)}; it listens on {shown}"
@@ -154,7 +181,9 @@ def test_metrics_served(hypervisor: Node):
     ok, body = fetch_url(hypervisor, url)
     assert ok, f"{hypervisor.name}: {url} does not answer: {body}"
     value = re.search(rf"^{POWER_METRIC}(?:{{[^}}]*}})?\s+(\S+)", body, re.MULTILINE)
-    assert value, f"{hypervisor.name}: {url} answers but has no {POWER_METRIC} (is RAPL visible in the container?)"
+    assert value, (
+        f"{hypervisor.name}: {url} answers but has no {POWER_METRIC} (is RAPL visible in the container?)"
+    )
     # A malformed sample would make Prometheus reject the whole scrape.
     assert re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|NaN|[-+]?Inf", value.group(1)), (
         f"{hypervisor.name}: {POWER_METRIC} has the value {value.group(1)!r}, not a number"

@@ -18,6 +18,7 @@ from tasks.prometheus.facts import PrometheusServer
 from tests.verify import Node, VerifyHost, scrape_address
 from tests.verify.conftest import TargetsReport, scraped_here
 
+
 def job_name(server: Node) -> str:
     return server.settings.prometheus_job_name
 
@@ -27,9 +28,13 @@ def located(server: Node) -> dict:
     connection): config, service, the binary the service runs, its promtool and version."""
     fact = PrometheusServer()
     settings = server.settings
-    command = fact.command(candidates=[tuple(pair) for pair in settings.prometheus_candidates],
-                           binaries=list(settings.prometheus_binaries), promtools=list(settings.promtool_binaries),
-                           config_file=settings.prometheus_config_file, service=settings.prometheus_service)
+    command = fact.command(
+        candidates=[tuple(pair) for pair in settings.prometheus_candidates],
+        binaries=list(settings.prometheus_binaries),
+        promtools=list(settings.promtool_binaries),
+        config_file=settings.prometheus_config_file,
+        service=settings.prometheus_service,
+    )
     return fact.process(server.host.run(command).stdout.splitlines())
 
 
@@ -79,7 +84,9 @@ def target_entries(server: Node) -> dict[str, dict]:
     """Scrape address -> labels, from the targets file as written on the server."""
     path = targets_path(server)
     entries = read_yaml(server, path, "targets file") or []
-    assert isinstance(entries, list), f"{server.name}: targets file {path} is not a list of file_sd entries"
+    assert isinstance(entries, list), (
+        f"{server.name}: targets file {path} is not a list of file_sd entries"
+    )
     by_address = {}
     for entry in entries:
         for address in (entry or {}).get("targets") or []:
@@ -100,7 +107,10 @@ def promtool(server: Node) -> str:
     found = located(server)["promtool"]
     if found:
         return found
-    pytest.fail(f"{server.name}: promtool not found; install it or list it in promtool_binaries", pytrace=False)
+    pytest.fail(
+        f"{server.name}: promtool not found; install it or list it in promtool_binaries",
+        pytrace=False,
+    )
 
 
 # --------------------------------------------------------------------------- per server
@@ -109,7 +119,9 @@ def promtool(server: Node) -> str:
 def test_config_valid(prometheus_server: Node):
     """promtool accepts the live prometheus.yml (and the targets files it reads)."""
     path = config_path(prometheus_server)
-    check = prometheus_server.host.run("timeout 60 %s check config %s", promtool(prometheus_server), path)
+    check = prometheus_server.host.run(
+        "timeout 60 %s check config %s", promtool(prometheus_server), path
+    )
     assert check.rc == 0, (
         f"{prometheus_server.name}: promtool rejects {path}: {(check.stderr or check.stdout).strip()[-800:]}"
     )
@@ -119,7 +131,11 @@ def test_job_reads_targets_file(prometheus_server: Node):
     """The job discovers its targets from the file the deploy writes."""
     job = scrape_job(prometheus_server)
     wanted = targets_path(prometheus_server)
-    patterns = [pattern for sd in job.get("file_sd_configs") or [] for pattern in (sd or {}).get("files") or []]
+    patterns = [
+        pattern
+        for sd in job.get("file_sd_configs") or []
+        for pattern in (sd or {}).get("files") or []
+    ]
     assert any(fnmatch.fnmatch(wanted, pattern) for pattern in patterns), (
         f"{prometheus_server.name}: job {job_name(prometheus_server)!r} does not read {wanted} "
         f"(its file_sd_configs list {patterns or 'nothing'})"
@@ -143,7 +159,9 @@ def _inventory_entry(hypervisor: Node, inventory_hypervisors) -> VerifyHost:
     return next(target for target in inventory_hypervisors if target.name == hypervisor.name)
 
 
-def test_hypervisor_is_target(prometheus_server: Node, hypervisor: Node, inventory_hypervisors, opennebula_hosts):
+def test_hypervisor_is_target(
+    prometheus_server: Node, hypervisor: Node, inventory_hypervisors, opennebula_hosts
+):
     """The hypervisor is in the targets file with the host IDs and NAME OpenNebula gives it."""
     target = _inventory_entry(hypervisor, inventory_hypervisors)
     address = scrape_address(target)
@@ -163,8 +181,12 @@ def test_hypervisor_is_target(prometheus_server: Node, hypervisor: Node, invento
 
 
 def test_prometheus_reports_target_up(
-    prometheus_server: Node, hypervisor: Node, inventory_hypervisors, opennebula_hosts,
-    prometheus_server_names, prometheus_targets: TargetsReport,
+    prometheus_server: Node,
+    hypervisor: Node,
+    inventory_hypervisors,
+    opennebula_hosts,
+    prometheus_server_names,
+    prometheus_targets: TargetsReport,
 ):
     """Prometheus' own API shows the hypervisor scraped successfully, with its OpenNebula ID
     (in shard mode: by the one server whose share it is, and by no other)."""

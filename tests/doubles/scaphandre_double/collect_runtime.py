@@ -16,8 +16,15 @@ import sysconfig
 
 DOUBLE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Modules the interpreter may import lazily while reporting an unexpected error.
-ALSO_NEEDED = ("traceback", "linecache", "tokenize", "token", "encodings.idna",
-               "encodings.latin_1", "encodings.ascii")
+ALSO_NEEDED = (
+    "traceback",
+    "linecache",
+    "tokenize",
+    "token",
+    "encodings.idna",
+    "encodings.latin_1",
+    "encodings.ascii",
+)
 # Optional imports of the stdlib (guarded by try/except ImportError) that would
 # pull in OpenSSL and compression libraries the double never uses: ~6 MB saved.
 LEFT_OUT = ("ssl", "_ssl", "lzma", "_lzma", "bz2", "_bz2")
@@ -41,10 +48,14 @@ def fake_host(work_dir: str) -> tuple[str, str]:
         write_file(os.path.join(powercap, zone, "energy_uj"), b"1000\n")
         write_file(os.path.join(powercap, zone, "max_energy_range_uj"), b"262143328850\n")
     write_file(os.path.join(proc, "stat"), b"cpu  10 0 10 100 0 0 0 0 0 0\n")
-    write_file(os.path.join(proc, "4242", "stat"),
-               b"4242 (qemu-system-x86) S 1 1 1 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 0 0 0\n")
-    write_file(os.path.join(proc, "4242", "cmdline"),
-               b"/usr/bin/qemu-system-x86_64\0-name\0guest=one-7,debug-threads=on\0")
+    write_file(
+        os.path.join(proc, "4242", "stat"),
+        b"4242 (qemu-system-x86) S 1 1 1 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 0 0 0\n",
+    )
+    write_file(
+        os.path.join(proc, "4242", "cmdline"),
+        b"/usr/bin/qemu-system-x86_64\0-name\0guest=one-7,debug-threads=on\0",
+    )
     return powercap, proc
 
 
@@ -52,10 +63,12 @@ def exercise_double(work_dir: str) -> None:
     """Render /metrics once from a fake host, so lazy imports happen too; fail if it is wrong."""
     sys.path.insert(0, DOUBLE_DIR)
     import scaphandre_double as double
+
     powercap, proc = fake_host(work_dir)
     double.check_powercap(powercap)
-    text = double.Exporter(qemu=True, containers=False, powercap_root=powercap,
-                           proc_root=proc).render()
+    text = double.Exporter(
+        qemu=True, containers=False, powercap_root=powercap, proc_root=proc
+    ).render()
     if "scaph_host_power_microwatts" not in text or 'vmname="one-7"' not in text:
         raise SystemExit("the double rendered wrong metrics:\n" + text)
 
@@ -70,6 +83,7 @@ def copy_keeping_path(path: str, dest_root: str) -> None:
 def imported_files() -> set[str]:
     """Files of every module imported by the double, plus the startup landmark os.py."""
     import importlib
+
     for name in LEFT_OUT:
         sys.modules[name] = None  # makes `import name` raise ImportError, as in the image
     exercise_double("/tmp/collect-runtime")
@@ -88,7 +102,7 @@ def linked_libraries(binaries: list[str]) -> set[str]:
     """Shared libraries (with the loader) that ldd reports for the given binaries."""
     libs = set()
     for binary in binaries:
-        out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+        out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=False).stdout
         for line in out.splitlines():
             for token in line.split():
                 if token.startswith("/") and os.path.exists(token):
@@ -104,10 +118,11 @@ def main(dest_root: str) -> None:
     for path in sorted(files | linked_libraries([interpreter, *extensions]) | {interpreter}):
         copy_keeping_path(path, dest_root)
     # getpath looks for lib-dynload to settle exec_prefix, even when it is empty.
-    os.makedirs(os.path.join(dest_root, sysconfig.get_paths()["platstdlib"].lstrip("/"),
-                             "lib-dynload"), exist_ok=True)
-    os.symlink(os.path.basename(interpreter),
-               os.path.join(dest_root, "usr/bin/python3"))
+    os.makedirs(
+        os.path.join(dest_root, sysconfig.get_paths()["platstdlib"].lstrip("/"), "lib-dynload"),
+        exist_ok=True,
+    )
+    os.symlink(os.path.basename(interpreter), os.path.join(dest_root, "usr/bin/python3"))
     print(f"runtime: {len(files)} stdlib files, interpreter {interpreter}")
 
 

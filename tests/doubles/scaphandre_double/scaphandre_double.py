@@ -19,6 +19,7 @@ image build can copy exactly the modules this file needs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import ipaddress
 import os
@@ -52,6 +53,7 @@ class StartupError(Exception):
 # Pure helpers (unit-tested without a container)
 # ---------------------------------------------------------------------------
 
+
 def energy_delta_uj(previous: int, current: int, max_range_uj: int) -> int:
     """Energy spent between two readings of a RAPL counter that wraps at max_range_uj."""
     if current >= previous:
@@ -81,7 +83,7 @@ def qemu_vm_name(cmdline: str) -> str | None:
 
 def escape_label(value: str) -> str:
     """A label value escaped for the Prometheus text format."""
-    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def format_labels(labels: dict[str, str]) -> str:
@@ -100,6 +102,7 @@ def version_value(version: str = VERSION) -> float:
 # ---------------------------------------------------------------------------
 # Reading the (simulated) hardware and processes
 # ---------------------------------------------------------------------------
+
 
 @dataclass
 class Zone:
@@ -131,11 +134,23 @@ def discover_zones(root: str = POWERCAP_ROOT) -> tuple[list[Zone], list[Zone]]:
         if not os.path.exists(os.path.join(path, "energy_uj")):
             continue
         if match := SOCKET_DIR_RE.match(entry):
-            sockets.append(Zone(path, match.group(1), read_text(os.path.join(path, "name")),
-                                read_int(os.path.join(path, "max_energy_range_uj"))))
+            sockets.append(
+                Zone(
+                    path,
+                    match.group(1),
+                    read_text(os.path.join(path, "name")),
+                    read_int(os.path.join(path, "max_energy_range_uj")),
+                )
+            )
         elif match := DOMAIN_DIR_RE.match(entry):
-            domains.append(Zone(path, match.group(1), read_text(os.path.join(path, "name")),
-                                read_int(os.path.join(path, "max_energy_range_uj"))))
+            domains.append(
+                Zone(
+                    path,
+                    match.group(1),
+                    read_text(os.path.join(path, "name")),
+                    read_int(os.path.join(path, "max_energy_range_uj")),
+                )
+            )
     return sockets, domains
 
 
@@ -153,7 +168,7 @@ def read_process_ticks(pid: str, proc_root: str = PROC_ROOT) -> int | None:
             stat = handle.read()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()
+    fields = stat[stat.rfind(")") + 2 :].split()
     return int(fields[11]) + int(fields[12])
 
 
@@ -203,11 +218,17 @@ def take_sample(zones: list[Zone], proc_root: str = PROC_ROOT) -> Sample:
 # The exporter
 # ---------------------------------------------------------------------------
 
+
 class Exporter:
     """Keeps the last two samples and renders Scaphandre's metrics from them."""
 
-    def __init__(self, qemu: bool, containers: bool, powercap_root: str = POWERCAP_ROOT,
-                 proc_root: str = PROC_ROOT) -> None:
+    def __init__(
+        self,
+        qemu: bool,
+        containers: bool,
+        powercap_root: str = POWERCAP_ROOT,
+        proc_root: str = PROC_ROOT,
+    ) -> None:
         self.qemu = qemu
         self.containers = containers
         self.proc_root = proc_root
@@ -233,8 +254,12 @@ class Exporter:
     def zone_power(self, zone: Zone) -> float:
         """Average power of a zone between the last two samples, microwatts."""
         assert self.previous is not None
-        return power_microwatts(self.previous.zone_uj[zone.path], self.current.zone_uj[zone.path],
-                                zone.max_range_uj, self.current.taken_at - self.previous.taken_at)
+        return power_microwatts(
+            self.previous.zone_uj[zone.path],
+            self.current.zone_uj[zone.path],
+            zone.max_range_uj,
+            self.current.taken_at - self.previous.taken_at,
+        )
 
     def render(self) -> str:
         """The /metrics body."""
@@ -246,27 +271,46 @@ class Exporter:
         """Yield the exposition text, metric family by metric family."""
         host_power = sum(self.zone_power(zone) for zone in self.sockets)
         host_energy = sum(self.current.zone_uj[zone.path] for zone in self.sockets)
-        yield from family("scaph_self_version", "gauge",
-                          "Version number of scaphandre represented as a float.",
-                          [({}, version_value())])
-        yield from family("scaph_host_power_microwatts", "gauge",
-                          "Power measurement on the whole host, in microwatts",
-                          [({}, round(host_power))])
-        yield from family("scaph_host_energy_microjoules", "counter",
-                          "Raw extracted energy consumption counter for the host, in microjoules",
-                          [({}, host_energy)])
-        yield from family("scaph_socket_power_microwatts", "gauge",
-                          "Power measurement relative to a CPU socket, in microwatts",
-                          [({"socket_id": z.socket_id}, round(self.zone_power(z)))
-                           for z in self.sockets])
-        yield from family("scaph_domain_power_microwatts", "gauge",
-                          "Power measurement relative to a RAPL Domain, in microwatts",
-                          [({"domain_name": z.name, "socket_id": z.socket_id},
-                            round(self.zone_power(z))) for z in self.domains])
-        yield from family("scaph_process_power_consumption_microwatts", "gauge",
-                          "Power consumption due to the process, measured on at the topology "
-                          "level, in microwatts",
-                          self._process_samples(host_power))
+        yield from family(
+            "scaph_self_version",
+            "gauge",
+            "Version number of scaphandre represented as a float.",
+            [({}, version_value())],
+        )
+        yield from family(
+            "scaph_host_power_microwatts",
+            "gauge",
+            "Power measurement on the whole host, in microwatts",
+            [({}, round(host_power))],
+        )
+        yield from family(
+            "scaph_host_energy_microjoules",
+            "counter",
+            "Raw extracted energy consumption counter for the host, in microjoules",
+            [({}, host_energy)],
+        )
+        yield from family(
+            "scaph_socket_power_microwatts",
+            "gauge",
+            "Power measurement relative to a CPU socket, in microwatts",
+            [({"socket_id": z.socket_id}, round(self.zone_power(z))) for z in self.sockets],
+        )
+        yield from family(
+            "scaph_domain_power_microwatts",
+            "gauge",
+            "Power measurement relative to a RAPL Domain, in microwatts",
+            [
+                ({"domain_name": z.name, "socket_id": z.socket_id}, round(self.zone_power(z)))
+                for z in self.domains
+            ],
+        )
+        yield from family(
+            "scaph_process_power_consumption_microwatts",
+            "gauge",
+            "Power consumption due to the process, measured on at the topology "
+            "level, in microwatts",
+            self._process_samples(host_power),
+        )
 
     def _process_samples(self, host_power: float) -> list[tuple[dict[str, str], float]]:
         """One sample per live process: host power times its share of CPU time."""
@@ -298,7 +342,7 @@ def make_handler(exporter: Exporter):
     class MetricsHandler(BaseHTTPRequestHandler):
         server_version = "scaphandre-test-double/" + VERSION
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             if self.path.split("?")[0] != "/metrics":
                 body = b"Not found. Metrics are served at /metrics\n"
                 self.send_response(404)
@@ -320,12 +364,14 @@ def make_handler(exporter: Exporter):
 # Start-up checks: fail like a broken real deployment would, loudly
 # ---------------------------------------------------------------------------
 
+
 def check_powercap(root: str = POWERCAP_ROOT) -> None:
     """RAPL must be exposed: intel-rapl:0 under the powercap class."""
     if not os.path.isdir(os.path.join(root, "intel-rapl:0")):
         raise StartupError(
             f"{root}/intel-rapl:0 not found: RAPL is not exposed (load intel_rapl_common and "
-            f"intel_rapl_msr on the host, and mount -v {root}:{root})")
+            f"intel_rapl_msr on the host, and mount -v {root}:{root})"
+        )
 
 
 def check_host_proc(proc_root: str = PROC_ROOT) -> None:
@@ -335,23 +381,25 @@ def check_host_proc(proc_root: str = PROC_ROOT) -> None:
     except (OSError, ValueError) as exc:
         raise StartupError(f"cannot read {proc_root}/self: {exc}") from exc
     init_comm = ""
-    try:
+    with contextlib.suppress(OSError):
         init_comm = read_text(os.path.join(proc_root, "1", "comm"))
-    except OSError:
-        pass
     own_namespace_only = visible_self == 1 or (
-        visible_self == os.getpid() and init_comm in ("docker-init", "tini"))
+        visible_self == os.getpid() and init_comm in ("docker-init", "tini")
+    )
     if own_namespace_only:
         raise StartupError(
             f"{proc_root} shows only this container's processes: mount the host's /proc "
-            "(-v /proc:/proc) to measure host processes and VMs")
+            "(-v /proc:/proc) to measure host processes and VMs"
+        )
 
 
 def check_docker_socket(path: str = DOCKER_SOCKET) -> None:
     """--containers needs the Docker socket to name containers."""
     if not os.path.exists(path):
-        raise StartupError(f"--containers needs the Docker socket, but {path} does not exist "
-                           "(mount -v /var/run/docker.sock:/var/run/docker.sock)")
+        raise StartupError(
+            f"--containers needs the Docker socket, but {path} does not exist "
+            "(mount -v /var/run/docker.sock:/var/run/docker.sock)"
+        )
 
 
 class IPv6HTTPServer(ThreadingHTTPServer):
@@ -363,7 +411,9 @@ class IPv6HTTPServer(ThreadingHTTPServer):
 
 def bind_server(address: str, port: int, exporter: Exporter) -> ThreadingHTTPServer:
     """The HTTP server bound to address:port (IPv4 or IPv6), or a StartupError saying the port is taken."""
-    server_class = IPv6HTTPServer if ipaddress.ip_address(address).version == 6 else ThreadingHTTPServer
+    server_class = (
+        IPv6HTTPServer if ipaddress.ip_address(address).version == 6 else ThreadingHTTPServer
+    )
     try:
         return server_class((address, port), make_handler(exporter))
     except OSError as exc:
@@ -389,8 +439,9 @@ def port_argument(text: str) -> int:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Scaphandre's CLI subset; unknown arguments exit 2 with a usage line (as clap does)."""
-    parser = argparse.ArgumentParser(prog=PROG, description="TEST DOUBLE of Scaphandre "
-                                     + VERSION + " (test bed only)")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="TEST DOUBLE of Scaphandre " + VERSION + " (test bed only)"
+    )
     parser.add_argument("--version", "-V", action="version", version=f"{PROG} {VERSION}")
     parser.add_argument("--no-header", action="store_true")
     parser.add_argument("-v", action="count", default=0, dest="verbosity")
@@ -433,9 +484,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if not args.no_header:
         shown = f"[{args.address}]" if ":" in args.address else args.address
-        print(f"scaphandre {VERSION} TEST DOUBLE: prometheus exporter on "
-              f"{shown}:{args.port}/metrics (qemu={args.qemu}, "
-              f"containers={args.containers}, sockets={len(exporter.sockets)})", flush=True)
+        print(
+            f"scaphandre {VERSION} TEST DOUBLE: prometheus exporter on "
+            f"{shown}:{args.port}/metrics (qemu={args.qemu}, "
+            f"containers={args.containers}, sockets={len(exporter.sockets)})",
+            flush=True,
+        )
     # As PID 1 of its container the process would ignore SIGTERM: make `docker stop` quick.
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     stop = threading.Event()

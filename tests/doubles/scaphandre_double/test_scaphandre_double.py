@@ -38,14 +38,20 @@ def test_power_is_energy_over_time():
 
 def test_cmdline_joins_arguments_without_separator():
     raw = b"/usr/bin/qemu-kvm-one\0-name\0guest=one-43,debug-threads=on\0-machine\0pc\0"
-    assert double.render_cmdline(raw) == "/usr/bin/qemu-kvm-one-nameguest=one-43,debug-threads=on-machinepc"
+    assert (
+        double.render_cmdline(raw)
+        == "/usr/bin/qemu-kvm-one-nameguest=one-43,debug-threads=on-machinepc"
+    )
 
 
-@pytest.mark.parametrize("cmdline, expected", [
-    ("/usr/bin/qemu-system-x86_64-nameguest=one-42,debug-threads=on-machinepc", "one-42"),
-    ("/usr/bin/qemu-kvm-one-nameguest=one-43,debug-threads=on-machinepc", None),
-    ("/usr/bin/qemu-system-x86_64-machinepc", None),
-])
+@pytest.mark.parametrize(
+    "cmdline, expected",
+    [
+        ("/usr/bin/qemu-system-x86_64-nameguest=one-42,debug-threads=on-machinepc", "one-42"),
+        ("/usr/bin/qemu-kvm-one-nameguest=one-43,debug-threads=on-machinepc", None),
+        ("/usr/bin/qemu-system-x86_64-machinepc", None),
+    ],
+)
 def test_vmname_only_for_qemu_system_with_a_guest_name(cmdline, expected):
     assert double.qemu_vm_name(cmdline) == expected
 
@@ -62,8 +68,9 @@ def test_render_gives_scaphandre_metric_names_and_labels(tmp_path):
     (proc / "stat").write_text("cpu  100 0 100 800 0 0 0 0 0 0\n")
     vm_argv = ["/usr/bin/qemu-system-x86_64", "-name", "guest=one-42,debug-threads=on"]
     make_process(proc, 42, vm_argv, utime=10)
-    exporter = double.Exporter(qemu=True, containers=False, powercap_root=str(powercap),
-                               proc_root=str(proc))
+    exporter = double.Exporter(
+        qemu=True, containers=False, powercap_root=str(powercap), proc_root=str(proc)
+    )
     # One second later: the package counter wrapped after 40 J, the VM used half the CPU time.
     make_zone(powercap, "intel-rapl:0", "package-0", 39_000_000)
     make_zone(powercap, "intel-rapl:0:0", "core", 20_000_500)
@@ -76,9 +83,11 @@ def test_render_gives_scaphandre_metric_names_and_labels(tmp_path):
     assert 'scaph_socket_power_microwatts{socket_id="0"} 40000000\n' in text
     assert 'scaph_domain_power_microwatts{domain_name="core",socket_id="0"} 20000000\n' in text
     assert "scaph_host_energy_microjoules 39000000\n" in text
-    assert ('scaph_process_power_consumption_microwatts{exe="/usr/bin/qemu-system-x86_64",pid="42",'
-            'cmdline="/usr/bin/qemu-system-x86_64-nameguest=one-42,debug-threads=on",'
-            'vmname="one-42"} 20000000\n') in text
+    assert (
+        'scaph_process_power_consumption_microwatts{exe="/usr/bin/qemu-system-x86_64",pid="42",'
+        'cmdline="/usr/bin/qemu-system-x86_64-nameguest=one-42,debug-threads=on",'
+        'vmname="one-42"} 20000000\n'
+    ) in text
     assert "scaph_self_version 1.2\n" in text
 
 
@@ -113,7 +122,9 @@ def test_cli_defaults_match_scaphandre():
     assert (args.address, args.port, args.qemu) == ("127.0.0.1", 9155, False)
 
 
-@pytest.mark.parametrize("argv", [["-a", "[::1]"], ["-a", "localhost"], ["-p", "70000"], ["-p", "http"]])
+@pytest.mark.parametrize(
+    "argv", [["-a", "[::1]"], ["-a", "localhost"], ["-p", "70000"], ["-p", "http"]]
+)
 def test_address_and_port_are_refused_as_scaphandre_refuses_them(argv):
     """Scaphandre 1.0 parses -a as an IP address literal (IPv4 or IPv6, no brackets) and -p as a u16."""
     with pytest.raises(SystemExit) as exit_info:
@@ -122,7 +133,10 @@ def test_address_and_port_are_refused_as_scaphandre_refuses_them(argv):
 
 
 def test_an_ipv6_address_is_taken_as_scaphandre_takes_it():
-    assert double.parse_args(["prometheus", "--address", "2001:db8::7", "--port", "9100"]).address == "2001:db8::7"
+    assert (
+        double.parse_args(["prometheus", "--address", "2001:db8::7", "--port", "9100"]).address
+        == "2001:db8::7"
+    )
 
 
 def serve_once(address: str, connect_to: str, tmp_path) -> str:
@@ -134,7 +148,9 @@ def serve_once(address: str, connect_to: str, tmp_path) -> str:
     make_zone(powercap, "intel-rapl:0", "package-0", 1_000_000)
     proc.mkdir()
     (proc / "stat").write_text("cpu  100 0 100 800 0 0 0 0 0 0\n")
-    exporter = double.Exporter(qemu=False, containers=False, powercap_root=str(powercap), proc_root=str(proc))
+    exporter = double.Exporter(
+        qemu=False, containers=False, powercap_root=str(powercap), proc_root=str(proc)
+    )
     server = double.bind_server(address, 0, exporter)
     port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -12,8 +12,13 @@ import os
 import subprocess
 import sys
 
-SEARCH_DIRS = ("/etc/modules-load.d", "/run/modules-load.d", "/usr/local/lib/modules-load.d",
-               "/usr/lib/modules-load.d", "/lib/modules-load.d")
+SEARCH_DIRS = (
+    "/etc/modules-load.d",
+    "/run/modules-load.d",
+    "/usr/local/lib/modules-load.d",
+    "/usr/lib/modules-load.d",
+    "/lib/modules-load.d",
+)
 MODPROBE = "/usr/local/sbin/modprobe"
 
 
@@ -43,12 +48,13 @@ def main() -> int:
     status = 0
     for path in config_files():
         for module in modules_in(path):
-            result = subprocess.run([MODPROBE, module], capture_output=True, text=True)
+            result = subprocess.run([MODPROBE, module], capture_output=True, text=True, check=False)
             if result.returncode == 0:
                 print(f"Inserted module '{module}' (from {path})")
             else:
-                print(f"Failed to insert module '{module}': {result.stderr.strip()}",
-                      file=sys.stderr)
+                print(
+                    f"Failed to insert module '{module}': {result.stderr.strip()}", file=sys.stderr
+                )
                 status = 1
     return status
 

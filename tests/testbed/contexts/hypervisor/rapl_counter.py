@@ -37,7 +37,7 @@ def write_atomically(path: str, value: int) -> None:
 
 def zone_watts(name: str, package_watts: float) -> float:
     """Power of a zone given the package's power."""
-    if name.startswith("package") or name.startswith("psys"):
+    if name.startswith(("package", "psys")):
         return package_watts
     return package_watts * DOMAIN_SHARE.get(name, 0.1)
 

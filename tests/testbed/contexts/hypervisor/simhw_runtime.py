@@ -18,8 +18,12 @@ import os
 import sys
 
 RUNC = "/usr/bin/runc"
-SYS_CLASS_MOUNT = {"destination": "/sys/class", "type": "bind", "source": "/sys/class",
-                   "options": ["rbind", "ro"]}
+SYS_CLASS_MOUNT = {
+    "destination": "/sys/class",
+    "type": "bind",
+    "source": "/sys/class",
+    "options": ["rbind", "ro"],
+}
 MISSING_CAPABILITY = "CAP_SYS_RESOURCE"
 
 

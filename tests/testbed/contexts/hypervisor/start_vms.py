@@ -40,8 +40,7 @@ def main() -> int:
     while True:
         for child in children:
             if child.poll() is not None:
-                print(f"VM process {child.args[2]} exited with {child.returncode}",
-                      file=sys.stderr)
+                print(f"VM process {child.args[2]} exited with {child.returncode}", file=sys.stderr)
                 return 1
         time.sleep(2)
 
