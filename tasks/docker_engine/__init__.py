@@ -36,7 +36,13 @@ from tasks.host_failure import UnsupportedHostError, fail_host
 from tasks.install_record import InstallLedger
 from tasks.install_record.record import DaemonJsonEntry
 from tasks.settings import Settings
-from tasks.text_file import FileBytes, LiveFile, file_absent_unless_link, file_in_place, unusable_file_problem
+from tasks.text_file import (
+    FileBytes,
+    LiveFile,
+    file_absent_unless_link,
+    file_in_place,
+    unusable_file_problem,
+)
 
 if TYPE_CHECKING:  # tasks.host_state reads this package's facts
     from tasks.host_state import HypervisorFound
@@ -46,8 +52,12 @@ DAEMON_JSON_ELSEWHERE = "point the link at a file, or move it aside, then rerun"
 
 def _add_repository(plan: DockerInstallPlan) -> None:
     if plan.package_manager == "apt":
-        files.directory(name="Create the apt keyring directory", path="/etc/apt/keyrings", mode="755")
-        files.download(name="Download Docker's repository key", src=plan.gpg_key_url, dest=APT_KEYRING)
+        files.directory(
+            name="Create the apt keyring directory", path="/etc/apt/keyrings", mode="755"
+        )
+        files.download(
+            name="Download Docker's repository key", src=plan.gpg_key_url, dest=APT_KEYRING
+        )
         apt.repo(name="Add Docker's apt repository", src=plan.repository, filename="docker")
     else:
         dnf.repo(
@@ -104,23 +114,36 @@ def _install(settings: Settings, ledger: InstallLedger) -> bool:
         return False
     live, existing = found
     wanted = render_daemon_json(with_engine_network_settings(existing)).encode()
-    new_files = [path for path in plan.repository_files if not host.get_fact(File, path=path)] if plan.repository else []
+    new_files = (
+        [path for path in plan.repository_files if not host.get_fact(File, path=path)]
+        if plan.repository
+        else []
+    )
     before = _already_installed(plan)
     # Before anything changes: a run cut anywhere below leaves this, and the next run (or
     # remove.py) knows what was the operator's.
-    ledger.write("Record what the deploy is about to install (daemon.json as it was, the packages absent)",
-                 ledger.record.intending_daemon_json(ENGINE_NETWORK_SETTINGS, existing,
-                                                     None if live is None else live.content, wanted)
-                 .with_repository_files(new_files)
-                 .intending_engine(plan.package_manager, [p for p in plan.packages if p not in before]))
+    ledger.write(
+        "Record what the deploy is about to install (daemon.json as it was, the packages absent)",
+        ledger.record.intending_daemon_json(
+            ENGINE_NETWORK_SETTINGS, existing, None if live is None else live.content, wanted
+        )
+        .with_repository_files(new_files)
+        .intending_engine(plan.package_manager, [p for p in plan.packages if p not in before]),
+    )
     # Before the packages: Debian's and Ubuntu's (and docker-ce's .deb) installation starts the
     # engine at once, and that first start must already find these settings.
-    file_in_place(name="Configure the Docker engine to leave host networking alone (daemon.json)",
-                  path=DAEMON_JSON, content=wanted, setting_hint=DAEMON_JSON_ELSEWHERE)
+    file_in_place(
+        name="Configure the Docker engine to leave host networking alone (daemon.json)",
+        path=DAEMON_JSON,
+        content=wanted,
+        setting_hint=DAEMON_JSON_ELSEWHERE,
+    )
     if plan.repository:
         _add_repository(plan)
     _install_packages(plan)
-    ledger.write("Confirm in the record what the deploy installed", ledger.record.with_engine_confirmed())
+    ledger.write(
+        "Confirm in the record what the deploy installed", ledger.record.with_engine_confirmed()
+    )
     return True
 
 
@@ -128,7 +151,9 @@ def _plan(settings: Settings) -> DockerInstallPlan | None:
     """How this host gets an engine; None (host failed, naming the cause) when it cannot."""
     try:
         return docker_install_plan(
-            host.get_fact(LinuxDistribution), settings.docker_install_source, settings.docker_ce_repo_url
+            host.get_fact(LinuxDistribution),
+            settings.docker_install_source,
+            settings.docker_ce_repo_url,
         )
     except UnsupportedHostError as error:
         fail_host(name="Check the OS can get a Docker engine", reason=str(error))
@@ -170,7 +195,10 @@ def ensure_docker_engine(settings: Settings, ledger: InstallLedger, found: Hyper
         if not ledger.record.installed_engine:
             _warn_when_it_blocks_vm_traffic(found)
         elif not ledger.record.engine_confirmed:  # a run stopped between installing and confirming
-            ledger.write("Confirm in the record what the deploy installed", ledger.record.with_engine_confirmed())
+            ledger.write(
+                "Confirm in the record what the deploy installed",
+                ledger.record.with_engine_confirmed(),
+            )
         if found.engine_active and found.engine_enabled:
             host.noop("docker.service is enabled and running")
             return
@@ -180,7 +208,11 @@ def ensure_docker_engine(settings: Settings, ledger: InstallLedger, found: Hyper
     # A failed start is reported by the next operation, with the engine's own journal and the fix,
     # rather than by systemctl's "see journalctl -xe".
     start = systemd.service(
-        name="Enable and start Docker", service="docker.service", running=True, enabled=True, _ignore_errors=True
+        name="Enable and start Docker",
+        service="docker.service",
+        running=True,
+        enabled=True,
+        _ignore_errors=True,
     )
     # Only after a start or enable was attempted: an engine found running needs no second look.
     docker_engine_active(
@@ -202,16 +234,28 @@ def _give_back_daemon_json(entry: DaemonJsonEntry) -> None:
             logger.warning(f"{host.print_prefix}warning: {problem}")
         return
     previous = entry.previous_file
-    decision = given_back(live.content, live.link, entry.settings, entry.previous,
-                          None if previous is None else previous.content,
-                          None if previous is None else previous.present, entry.written_sha256)
+    decision = given_back(
+        live.content,
+        live.link,
+        entry.settings,
+        entry.previous,
+        None if previous is None else previous.content,
+        None if previous is None else previous.present,
+        entry.written_sha256,
+    )
     if decision.note:
         logger.warning(f"{host.print_prefix}warning: {decision.note}")
     if decision.action == "delete":
-        file_absent_unless_link(name=f"Remove {DAEMON_JSON} (there was none before the deploy)", path=DAEMON_JSON)
+        file_absent_unless_link(
+            name=f"Remove {DAEMON_JSON} (there was none before the deploy)", path=DAEMON_JSON
+        )
     elif decision.action == "write" and decision.content != live.content:
-        file_in_place(name=f"Give {DAEMON_JSON} back as it was before the deploy", path=DAEMON_JSON,
-                      content=decision.content, setting_hint="left as it is")
+        file_in_place(
+            name=f"Give {DAEMON_JSON} back as it was before the deploy",
+            path=DAEMON_JSON,
+            content=decision.content,
+            setting_hint="left as it is",
+        )
 
 
 @deploy("Remove the Docker engine")
@@ -231,9 +275,17 @@ def remove_docker_engine(ledger: InstallLedger) -> None:
         return
     if engine_present:
         if record.package_manager == "dnf":
-            dnf.packages(name="Remove the Docker engine", packages=list(record.engine_packages), present=False)
+            dnf.packages(
+                name="Remove the Docker engine",
+                packages=list(record.engine_packages),
+                present=False,
+            )
         else:
-            apt.packages(name="Remove the Docker engine", packages=list(record.engine_packages), present=False)
+            apt.packages(
+                name="Remove the Docker engine",
+                packages=list(record.engine_packages),
+                present=False,
+            )
     # Also after a deploy that stopped before the engine was installed: what it wrote goes.
     if record.daemon_json:
         _give_back_daemon_json(record.daemon_json)

@@ -57,7 +57,9 @@ def _repository_directory(family: str, distro_id: str) -> str:
     return "centos" if distro_id == "centos" else "rhel"
 
 
-def docker_install_plan(distro: dict, source: str, docker_ce_repo_url: str | None) -> DockerInstallPlan:
+def docker_install_plan(
+    distro: dict, source: str, docker_ce_repo_url: str | None
+) -> DockerInstallPlan:
     """Which packages and repository give this distribution a Docker engine.
 
     `distro` is pyinfra's LinuxDistribution fact. `source` is "distro" (Debian's
@@ -72,7 +74,9 @@ def docker_install_plan(distro: dict, source: str, docker_ce_repo_url: str | Non
             "(RHEL, AlmaLinux, Rocky); install a Docker engine yourself and rerun"
         )
     if source not in ("distro", "docker-ce"):
-        raise UnsupportedHostError(f"docker_install_source must be 'distro' or 'docker-ce', not {source!r}")
+        raise UnsupportedHostError(
+            f"docker_install_source must be 'distro' or 'docker-ce', not {source!r}"
+        )
     if family == "debian" and source == "distro":
         return DockerInstallPlan("apt", ["docker.io"])
     distro_dir = _repository_directory(family, _distro_id(distro))
@@ -83,7 +87,9 @@ def docker_install_plan(distro: dict, source: str, docker_ce_repo_url: str | Non
     if family == "debian":
         codename = (distro.get("release_meta") or {}).get("VERSION_CODENAME", "")
         if not codename:
-            raise UnsupportedHostError(f"{pretty}: /etc/os-release has no VERSION_CODENAME for Docker's repository")
+            raise UnsupportedHostError(
+                f"{pretty}: /etc/os-release has no VERSION_CODENAME for Docker's repository"
+            )
         return DockerInstallPlan(
             "apt",
             packages,
@@ -104,8 +110,11 @@ def missing_repository_message(pretty: str, family: str, distro_dir: str) -> str
     """One line for a host that needs Docker's repository when docker_ce_repo_url is unset:
     which setting, what it holds and where Docker documents it (no address is assumed:
     sites often use a mirror)."""
-    why = ("the RHEL family ships no Docker engine, so it comes from" if family == "rhel"
-           else "docker_install_source is 'docker-ce', so the engine comes from")
+    why = (
+        "the RHEL family ships no Docker engine, so it comes from"
+        if family == "rhel"
+        else "docker_install_source is 'docker-ce', so the engine comes from"
+    )
     return (
         f"{pretty}: {why} Docker's own package repository, and docker_ce_repo_url is not set: set it to that "
         f"repository's base URL (or your mirror's), the part of the repository address before /{distro_dir}/ "

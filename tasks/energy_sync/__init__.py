@@ -61,8 +61,12 @@ def _show_status(what: str, run) -> None:
 
 
 @deploy("Energy back into OpenNebula")
-def install_energy_sync(settings: Settings, ledger: InstallLedger, found: dict[str, FoundFile],
-                        state: EnergySyncFound | None = None) -> None:
+def install_energy_sync(
+    settings: Settings,
+    ledger: InstallLedger,
+    found: dict[str, FoundFile],
+    state: EnergySyncFound | None = None,
+) -> None:
     """Guarantees, when `energy_sync` is on, that this Prometheus server runs the energy
     sync every `energy_sync_interval_s` as oneadmin (root where there is none): the script,
     its config (root:oneadmin 0640, which names the credentials file, never its content),
@@ -82,55 +86,103 @@ def install_energy_sync(settings: Settings, ledger: InstallLedger, found: dict[s
     """
     if not settings.energy_sync:
         return
-    frontend = state.frontend if state is not None else host.get_fact(
-        EnergySyncFrontend, credentials_file=settings.energy_sync_one_auth_file)
+    frontend = (
+        state.frontend
+        if state is not None
+        else host.get_fact(EnergySyncFrontend, credentials_file=settings.energy_sync_one_auth_file)
+    )
     problems = frontend_problems(frontend, settings)
     if problems:
         fail_host(name="Check what the energy sync needs", reason="; ".join(problems))
         return
     account = service_account(frontend)
     texts = rendered_files(settings, account, frontend["python"])
-    if state is not None and installed_as_wanted(found, texts, account, frontend, state.script_dir,
-                                                 state.timer_active and state.timer_enabled):
+    if state is not None and installed_as_wanted(
+        found,
+        texts,
+        account,
+        frontend,
+        state.script_dir,
+        state.timer_active and state.timer_enabled,
+    ):
         host.noop(f"the energy sync's files are as wanted and {TIMER_UNIT} runs")
         return
-    changing = {path: sha256_of(text.encode()) for path, text in texts.items()
-                if found.get(path, FoundFile("absent")).sha256 != sha256_of(text.encode())}
-    ledger.write("Record the energy sync's files the deploy is about to write",
-                 ledger.record.intending_files(changing))
+    changing = {
+        path: sha256_of(text.encode())
+        for path, text in texts.items()
+        if found.get(path, FoundFile("absent")).sha256 != sha256_of(text.encode())
+    }
+    ledger.write(
+        "Record the energy sync's files the deploy is about to write",
+        ledger.record.intending_files(changing),
+    )
 
     owners = file_owners(account)
 
     def put(name: str, path: str):
         user, group, mode = owners[path]
-        return files.put(name=name, src=StringIO(texts[path]), dest=path, user=user, group=group,
-                         mode=mode, create_remote_dir=False)
+        return files.put(
+            name=name,
+            src=StringIO(texts[path]),
+            dest=path,
+            user=user,
+            group=group,
+            mode=mode,
+            create_remote_dir=False,
+        )
 
-    files.directory(name="Directory for the energy sync script", path=SCRIPT_DIR,
-                    user="root", group="root", mode=SCRIPT_DIR_MODE)
+    files.directory(
+        name="Directory for the energy sync script",
+        path=SCRIPT_DIR,
+        user="root",
+        group="root",
+        mode=SCRIPT_DIR_MODE,
+    )
     script = put("Install the energy sync script", SCRIPT_PATH)
     if frontend.get("config_dir") != "yes":
-        files.directory(name=f"Create {CONFIG_DIR}", path=CONFIG_DIR,
-                        user="root", group=account.group, mode=account.config_dir_mode)
+        files.directory(
+            name=f"Create {CONFIG_DIR}",
+            path=CONFIG_DIR,
+            user="root",
+            group=account.group,
+            mode=account.config_dir_mode,
+        )
     config = put(f"Write the energy sync's config {CONFIG_PATH}", CONFIG_PATH)
     service = put(f"Install {SERVICE_UNIT}", SERVICE_PATH)
     timer = put(f"Install {TIMER_UNIT}", TIMER_PATH)
-    ledger.write("Confirm in the record the energy sync's files the deploy wrote",
-                 ledger.record.with_files_confirmed(list(changing)))
-    systemd.daemon_reload(name="Reload systemd for the energy sync's units", _if=any_changed(service, timer))
+    ledger.write(
+        "Confirm in the record the energy sync's files the deploy wrote",
+        ledger.record.with_files_confirmed(list(changing)),
+    )
+    systemd.daemon_reload(
+        name="Reload systemd for the energy sync's units", _if=any_changed(service, timer)
+    )
 
     # Tried after any change, and before the timer is started: a running timer means a run
     # that passed before (or a timer started by hand), a stopped one may be a failed trial.
     timer_running = host.get_fact(SystemdStatus, services=[TIMER_UNIT]).get(TIMER_UNIT, False)
     when = {"_if": any_changed(script, config, service, timer)} if timer_running else {}
-    trial = server.shell(name=f"Try the energy sync once (--dry-run, as {account.user})",
-                         commands=[trial_run_command(settings, account, frontend["python"])], **when)
-    python.call(name="Show the trial run's status line", function=_show_status,
-                what="energy sync trial run", run=trial, _if=trial.did_change)
+    trial = server.shell(
+        name=f"Try the energy sync once (--dry-run, as {account.user})",
+        commands=[trial_run_command(settings, account, frontend["python"])],
+        **when,
+    )
+    python.call(
+        name="Show the trial run's status line",
+        function=_show_status,
+        what="energy sync trial run",
+        run=trial,
+        _if=trial.did_change,
+    )
 
     # A running timer keeps the period it started with: restarted when its unit changes.
-    systemd.service(name=f"Enable and start {TIMER_UNIT}", service=TIMER_UNIT, running=True, enabled=True,
-                    restarted=timer.will_change)
+    systemd.service(
+        name=f"Enable and start {TIMER_UNIT}",
+        service=TIMER_UNIT,
+        running=True,
+        enabled=True,
+        restarted=timer.will_change,
+    )
 
 
 @deploy("Remove the energy sync")
@@ -153,35 +205,56 @@ def remove_energy_sync(settings: Settings, ledger: InstallLedger) -> None:
     installed = found["installed"] & recorded
     if not recorded:
         unlisted = found["installed"]
-        if unlisted:  # files of the sync the record does not list: an earlier version's, or the operator's
+        if (
+            unlisted
+        ):  # files of the sync the record does not list: an earlier version's, or the operator's
             remove_recorded_files(ledger, sorted(unlisted))
         else:
             host.noop("the energy sync is not installed")
         return
     if installed & {SERVICE_PATH, TIMER_PATH}:
-        systemd.service(name=f"Stop and disable {TIMER_UNIT}", service=TIMER_UNIT, running=False, enabled=False)
+        systemd.service(
+            name=f"Stop and disable {TIMER_UNIT}", service=TIMER_UNIT, running=False, enabled=False
+        )
         # Unconditionally, after the timer stopped: a run the timer started meanwhile must not
         # write behind the removal (systemd reports a oneshot in progress as not running).
-        server.shell(name=f"Stop a run of {SERVICE_UNIT} that may be in progress",
-                     commands=[f"systemctl stop {SERVICE_UNIT}"])
+        server.shell(
+            name=f"Stop a run of {SERVICE_UNIT} that may be in progress",
+            commands=[f"systemctl stop {SERVICE_UNIT}"],
+        )
     if {SCRIPT_PATH, CONFIG_PATH} <= installed:
         if not found.get("python"):
-            fail_host(name="Remove the energy sync's attributes from OpenNebula",
-                      reason="cannot remove the SCAPHANDRE_* attributes from OpenNebula: no Python 3.6 or later "
-                      "on this server to run the energy sync; install python3 and rerun remove.py")
+            fail_host(
+                name="Remove the energy sync's attributes from OpenNebula",
+                reason="cannot remove the SCAPHANDRE_* attributes from OpenNebula: no Python 3.6 or later "
+                "on this server to run the energy sync; install python3 and rerun remove.py",
+            )
             return
         account = service_account(found)
-        removal = server.shell(name=f"Remove the SCAPHANDRE_* attributes from OpenNebula (as {account.user})",
-                               commands=[removal_command(account, found["python"])])
-        python.call(name="Show the removal's status line", function=_show_status,
-                    what="energy sync attributes removed", run=removal, _if=removal.did_change)
+        removal = server.shell(
+            name=f"Remove the SCAPHANDRE_* attributes from OpenNebula (as {account.user})",
+            commands=[removal_command(account, found["python"])],
+        )
+        python.call(
+            name="Show the removal's status line",
+            function=_show_status,
+            what="energy sync attributes removed",
+            run=removal,
+            _if=removal.did_change,
+        )
     else:
-        logger.warning(f"{host.print_prefix}the energy sync's script or config is missing, so its SCAPHANDRE_* "
-                       "attributes were not removed from OpenNebula (onehost update / onevm update can)")
+        logger.warning(
+            f"{host.print_prefix}the energy sync's script or config is missing, so its SCAPHANDRE_* "
+            "attributes were not removed from OpenNebula (onehost update / onevm update can)"
+        )
     remove_recorded_files(ledger, paths)
     if installed & {SERVICE_PATH, TIMER_PATH}:
         systemd.daemon_reload(name="Reload systemd without the energy sync's units")
-        server.shell(name="Forget the energy sync's last result",
-                     commands=[f"systemctl reset-failed {SERVICE_UNIT} {TIMER_UNIT} 2>/dev/null || true"])
-    server.shell(name="Remove the energy sync script's directory when it is empty",
-                 commands=[f"rmdir -- {SCRIPT_DIR} 2>/dev/null || true"])
+        server.shell(
+            name="Forget the energy sync's last result",
+            commands=[f"systemctl reset-failed {SERVICE_UNIT} {TIMER_UNIT} 2>/dev/null || true"],
+        )
+    server.shell(
+        name="Remove the energy sync script's directory when it is empty",
+        commands=[f"rmdir -- {SCRIPT_DIR} 2>/dev/null || true"],
+    )

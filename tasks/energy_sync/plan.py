@@ -59,15 +59,20 @@ class ServiceAccount:
 
 
 # Fixed paths: a file of the operator's at one of them can only be moved away.
-_ELSEWHERE = ("the energy sync's files have fixed paths (its script, config, service and timer units): move "
-              "that file away, or set energy_sync to False on this server")
+_ELSEWHERE = (
+    "the energy sync's files have fixed paths (its script, config, service and timer units): move "
+    "that file away, or set energy_sync to False on this server"
+)
 
 
 def energy_sync_paths(settings: Settings, always: bool = False) -> list[ManagedPath]:
     """The files the energy sync writes on a Prometheus server, when it is on (or `always`)."""
     if not (settings.energy_sync or always):
         return []
-    return [ManagedPath(path, _ELSEWHERE) for path in (SCRIPT_PATH, CONFIG_PATH, SERVICE_PATH, TIMER_PATH)]
+    return [
+        ManagedPath(path, _ELSEWHERE)
+        for path in (SCRIPT_PATH, CONFIG_PATH, SERVICE_PATH, TIMER_PATH)
+    ]
 
 
 def rendered_files(settings: Settings, account: "ServiceAccount", python: str) -> dict[str, str]:
@@ -93,35 +98,50 @@ def frontend_problems(found: dict, settings: Settings) -> list[str]:
     """Why the sync cannot run on this server as found (empty: it can), each with the fix."""
     problems = []
     if not found.get("python"):
-        problems.append("the energy sync needs Python 3.6 or later on this server and found none "
-                        "(python3 missing or too old): install python3, or set energy_sync to False")
+        problems.append(
+            "the energy sync needs Python 3.6 or later on this server and found none "
+            "(python3 missing or too old): install python3, or set energy_sync to False"
+        )
     account = service_account(found)
     credentials = settings.energy_sync_one_auth_file
     state = found.get("credentials")
     if state == "missing":
-        problems.append(f"energy_sync_one_auth_file {credentials} does not exist on this server: it must hold "
-                        f"OpenNebula's user:password (OpenNebula's own file for {account.user}), readable by "
-                        f"{account.user}; the deploy never copies credentials there")
+        problems.append(
+            f"energy_sync_one_auth_file {credentials} does not exist on this server: it must hold "
+            f"OpenNebula's user:password (OpenNebula's own file for {account.user}), readable by "
+            f"{account.user}; the deploy never copies credentials there"
+        )
     elif state != "readable":
-        problems.append(f"energy_sync_one_auth_file {credentials} is not readable by {account.user}, the user "
-                        f"the energy sync runs as: give {account.user} read access (e.g. chown "
-                        f"{account.user} and chmod 600) or point energy_sync_one_auth_file at a file it can read")
+        problems.append(
+            f"energy_sync_one_auth_file {credentials} is not readable by {account.user}, the user "
+            f"the energy sync runs as: give {account.user} read access (e.g. chown "
+            f"{account.user} and chmod 600) or point energy_sync_one_auth_file at a file it can read"
+        )
     return problems
 
 
 def file_owners(account: ServiceAccount) -> dict[str, tuple[str, str, str]]:
     """Path -> (owner, group, octal mode) each file of the sync is written with."""
-    return {SCRIPT_PATH: ("root", "root", "755"),
-            CONFIG_PATH: ("root", account.group, account.config_mode),
-            SERVICE_PATH: ("root", "root", "644"), TIMER_PATH: ("root", "root", "644")}
+    return {
+        SCRIPT_PATH: ("root", "root", "755"),
+        CONFIG_PATH: ("root", account.group, account.config_mode),
+        SERVICE_PATH: ("root", "root", "644"),
+        TIMER_PATH: ("root", "root", "644"),
+    }
 
 
 def _same_mode(found: str | None, wanted: str) -> bool:
     return found is not None and found.isdigit() and int(found) == int(wanted)
 
 
-def installed_as_wanted(found: dict, texts: dict[str, str], account: ServiceAccount, frontend: dict,
-                        script_dir: dict | None, timer_running: bool | None) -> bool:
+def installed_as_wanted(
+    found: dict,
+    texts: dict[str, str],
+    account: ServiceAccount,
+    frontend: dict,
+    script_dir: dict | None,
+    timer_running: bool | None,
+) -> bool:
     """Whether the sync is installed exactly as the deploy would install it, so that none of
     its steps has anything to do: each file (`found`: path -> FoundFile, with owner, group and
     mode) a regular file holding its text with its owner, group and mode, the script's
@@ -130,13 +150,20 @@ def installed_as_wanted(found: dict, texts: dict[str, str], account: ServiceAcco
     if not timer_running or frontend.get("config_dir") != "yes" or not script_dir:
         return False
     if (script_dir.get("owner"), script_dir.get("group")) != ("root", "root") or not _same_mode(
-            script_dir.get("mode"), SCRIPT_DIR_MODE):
+        script_dir.get("mode"), SCRIPT_DIR_MODE
+    ):
         return False
     for path, text in texts.items():
         here = found.get(path)
         owner, group, mode = file_owners(account)[path]
-        if (here is None or here.state != "file" or here.link
-                or here.sha256 != sha256_of(text.encode()) or (here.owner, here.group) != (owner, group) or not _same_mode(here.mode, mode)):
+        if (
+            here is None
+            or here.state != "file"
+            or here.link
+            or here.sha256 != sha256_of(text.encode())
+            or (here.owner, here.group) != (owner, group)
+            or not _same_mode(here.mode, mode)
+        ):
             return False
     return True
 

@@ -68,8 +68,10 @@ def _section(name: str) -> str:
 
 def _unit_lines(unit: str) -> str:
     """`systemctl show` of `unit` as pyinfra's SystemdStatus and SystemdEnabled read it."""
-    return ("if command -v systemctl >/dev/null 2>&1; then systemctl show --all --property Id "
-            f"--property SubState --property UnitFileState {shlex.quote(unit)} 2>/dev/null; fi")
+    return (
+        "if command -v systemctl >/dev/null 2>&1; then systemctl show --all --property Id "
+        f"--property SubState --property UnitFileState {shlex.quote(unit)} 2>/dev/null; fi"
+    )
 
 
 def _in_record(text: str) -> str:
@@ -86,13 +88,15 @@ def hypervisor_lines(query: HypervisorQuery) -> list[str]:
     container, image = shlex.quote(query.container), shlex.quote(query.image)
     image_wanted = "true" if query.image_always else f"! {_in_record(query.image)}"
     lines = [
-        _section("rapl"), f"( {RaplProbe().command()} )",
+        _section("rapl"),
+        f"( {RaplProbe().command()} )",
         _section("modules_load"),
-        f"( f={modules_load}; if [ -L \"$f\" ]; then echo state=other; "
-        "elif [ -f \"$f\" ]; then echo state=file; stat --printf 'mode=%a\\n' -- \"$f\"; "
-        "d=$(sha256sum < \"$f\") && echo \"sha256=${d%% *}\"; "
-        "elif [ -e \"$f\" ]; then echo state=other; else echo state=absent; fi )",
-        _section("engine"), DockerEngineInstalled().command(),
+        f'( f={modules_load}; if [ -L "$f" ]; then echo state=other; '
+        'elif [ -f "$f" ]; then echo state=file; stat --printf \'mode=%a\\n\' -- "$f"; '
+        'd=$(sha256sum < "$f") && echo "sha256=${d%% *}"; '
+        'elif [ -e "$f" ]; then echo state=other; else echo state=absent; fi )',
+        _section("engine"),
+        DockerEngineInstalled().command(),
         "if command -v dockerd >/dev/null 2>&1; then",
         f"  {_section('engine_unit')}; {_unit_lines(DOCKER_UNIT)}",
         "  if command -v docker >/dev/null 2>&1; then",
@@ -147,9 +151,13 @@ def _path_or_beside_config(path: str | None, name: str) -> str:
 def prometheus_lines(query: PrometheusQuery) -> list[str]:
     """The Prometheus server's sections: the server (PrometheusServer), every file the deploy
     writes here, prometheus.yml as its record knows it, and the energy sync's state."""
-    server = PrometheusServer().command(candidates=query.candidates, binaries=query.binaries,
-                                        promtools=query.promtools, config_file=query.config_file,
-                                        service=query.service)
+    server = PrometheusServer().command(
+        candidates=query.candidates,
+        binaries=query.binaries,
+        promtools=query.promtools,
+        config_file=query.config_file,
+        service=query.service,
+    )
     files = [f"found_file {_path_or_beside_config(query.targets_file, 'scaphandre_targets.yml')} 1"]
     if query.rules:
         rules = _path_or_beside_config(query.rules_file, "scaphandre_rules.yml")
@@ -157,11 +165,13 @@ def prometheus_lines(query: PrometheusQuery) -> list[str]:
     files += [f"found_file {shlex.quote(path)} 0" for path in query.energy_sync_files]
     lines = [
         "(",
-        _section("prometheus_server"), server,
+        _section("prometheus_server"),
+        server,
         'if [ -n "$config" ]; then',
         'dir=$(dirname -- "$config")',
         _FOUND_FILE,
-        _section("prometheus_files"), *files,
+        _section("prometheus_files"),
+        *files,
         _section("prometheus_config"),
         _CONFIG_FILE % {"state_dir": shlex.quote(prometheus_operations.PROMETHEUS_STATE_DIR)},
         "fi",
@@ -171,7 +181,8 @@ def prometheus_lines(query: PrometheusQuery) -> list[str]:
         lines += [
             _section("energy_frontend"),
             f"( {EnergySyncFrontend().command(query.energy_sync_credentials)} )",
-            _section("energy_timer"), _unit_lines(TIMER_UNIT),
+            _section("energy_timer"),
+            _unit_lines(TIMER_UNIT),
             _section("energy_script_dir"),
             f"if [ -d {script_dir} ] && [ ! -L {script_dir} ]; then "
             f"stat --printf 'owner=%U\\ngroup=%G\\nmode=%a\\n' -- {script_dir}; fi",
@@ -186,8 +197,12 @@ class HostState(FactBase):
     (`hypervisor`) and the Prometheus server's (`prometheus`) when the host takes them.
     Returns a parse.HostFound."""
 
-    def command(self, lock: LockRequest | None = None, hypervisor: HypervisorQuery | None = None,
-                prometheus: PrometheusQuery | None = None) -> str:
+    def command(
+        self,
+        lock: LockRequest | None = None,
+        hypervisor: HypervisorQuery | None = None,
+        prometheus: PrometheusQuery | None = None,
+    ) -> str:
         lines = [_section("record"), try_lock_and_read_record(lock)]
         if hypervisor is not None:
             lines += hypervisor_lines(hypervisor)

@@ -37,7 +37,7 @@ def split_sections(lines: Iterable[str]) -> dict[str, list[str]]:
     current: list[str] | None = None
     for line in lines:
         if line.startswith(SECTION_MARK):
-            current = sections.setdefault(line[len(SECTION_MARK):].strip(), [])
+            current = sections.setdefault(line[len(SECTION_MARK) :].strip(), [])
         elif current is not None:
             current.append(line)
     return sections
@@ -131,8 +131,9 @@ def parse_hypervisor(sections: dict[str, list[str]]) -> HypervisorFound:
         engine_enabled=enabled,
         container=_json(get("container")) if "container" in sections else None,
         image=_json(get("image")) if "image" in sections else None,
-        registry_login=(RegistryLoginState().process(get("registry")) if "registry" in sections
-                        else None),
+        registry_login=(
+            RegistryLoginState().process(get("registry")) if "registry" in sections else None
+        ),
         vm_traffic=parse_vm_traffic_state(get("vm_traffic")) if "vm_traffic" in sections else None,
     )
 
@@ -155,8 +156,13 @@ class ConfigFileFound:
     def unchanged_since_recorded(self, fingerprint: str) -> bool:
         """True when the deploy wrote or checked this very file for the request `fingerprint`
         (tasks/prometheus/edit_request.py) and no reload is waiting: nothing to do."""
-        return (self.state == "file" and bool(self.sha256) and bool(fingerprint)
-                and not self.reload_pending and self.record_line == f"{self.sha256} {fingerprint}")
+        return (
+            self.state == "file"
+            and bool(self.sha256)
+            and bool(fingerprint)
+            and not self.reload_pending
+            and self.record_line == f"{self.sha256} {fingerprint}"
+        )
 
 
 @dataclass(frozen=True)
@@ -178,15 +184,17 @@ class PrometheusFound:
     config: ConfigFileFound | None = None
     energy_sync: EnergySyncFound | None = None
 
-    def files_at(self, paths: Sequence[str],
-                 with_content: Sequence[str] = ()) -> dict[str, FoundFile] | None:
+    def files_at(
+        self, paths: Sequence[str], with_content: Sequence[str] = ()
+    ) -> dict[str, FoundFile] | None:
         """What is at each of `paths` (with the bytes of those in `with_content` that are files),
         or None when the read did not cover them all."""
         found = {path: self.files[path] for path in paths if path in self.files}
         if len(found) != len(paths):
             return None
-        if any(found[path].state == "file" and found[path].content is None
-               for path in with_content):
+        if any(
+            found[path].state == "file" and found[path].content is None for path in with_content
+        ):
             return None
         return found
 
@@ -227,9 +235,12 @@ def parse_prometheus(sections: dict[str, list[str]], timer_unit: str) -> Prometh
     if "energy_frontend" in sections:
         active, enabled = _unit_state(sections.get("energy_timer"), timer_unit)
         script_dir = _key_values(sections.get("energy_script_dir", []))
-        energy = EnergySyncFound(frontend=EnergySyncFrontend().process(sections["energy_frontend"]),
-                                 timer_active=active, timer_enabled=enabled,
-                                 script_dir=script_dir or None)
+        energy = EnergySyncFound(
+            frontend=EnergySyncFrontend().process(sections["energy_frontend"]),
+            timer_active=active,
+            timer_enabled=enabled,
+            script_dir=script_dir or None,
+        )
     return PrometheusFound(
         server=PrometheusServer().process(sections["prometheus_server"]),
         files=_files_by_path(sections.get("prometheus_files", [])),

@@ -44,7 +44,7 @@ class InstallRecordFile(FactBase):
         content = None
         for position, line in enumerate(lines):
             if line == "content:":
-                content = base64.b64decode("".join(lines[position + 1:]))
+                content = base64.b64decode("".join(lines[position + 1 :]))
                 break
             key, _, value = line.partition("=")
             fields[key] = value.strip()
@@ -98,12 +98,14 @@ class FilesAt(FactBase):
         lines = []
         for index, path in enumerate(paths):
             quoted = shlex.quote(path)
-            content = (f"; printf 'content='; base64 -w 0 < {quoted}; echo" if path in with_content else "")
+            content = (
+                f"; printf 'content='; base64 -w 0 < {quoted}; echo" if path in with_content else ""
+            )
             lines.append(
                 f"echo 'path={index}'; if [ -L {quoted} ]; then echo link=1; fi; "
                 f"if [ ! -e {quoted} ] && [ ! -L {quoted} ]; then echo state=absent; "
                 f"elif [ ! -f {quoted} ]; then echo state=other; "
-                f"else echo state=file; d=$(sha256sum < {quoted}) && echo \"sha256=${{d%% *}}\"; "
+                f'else echo state=file; d=$(sha256sum < {quoted}) && echo "sha256=${{d%% *}}"; '
                 f"printf 'head='; head -n 3 -- {quoted} | base64 -w 0; echo{content}; fi"
             )
         return "\n".join(lines) or "true"

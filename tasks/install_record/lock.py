@@ -61,8 +61,10 @@ class LockRequest:
     run: str = ""
 
     def lines(self) -> str:
-        return (f"run={self.run_token}\ninventory_host={self.inventory_host}\n"
-                f"control={self.run or run_description()}\n")
+        return (
+            f"run={self.run_token}\ninventory_host={self.inventory_host}\n"
+            f"control={self.run or run_description()}\n"
+        )
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,11 @@ class Holder:
 
     def describe(self) -> str:
         get = self.fields.get
-        return (f"user {get('user', '?')} from {get('from') or 'a local session'} ({get('control', 'unknown run')}, "
-                f"inventory host {get('inventory_host', '?')}), holder pid {get('pid', '?')}, "
-                f"since {get('since', '?')}")
+        return (
+            f"user {get('user', '?')} from {get('from') or 'a local session'} ({get('control', 'unknown run')}, "
+            f"inventory host {get('inventory_host', '?')}), holder pid {get('pid', '?')}, "
+            f"since {get('since', '?')}"
+        )
 
 
 # --------------------------------------------------------------------------- shell
@@ -134,9 +138,13 @@ umask 077
 
 
 def _connection(request: LockRequest) -> str:
-    return _CONNECTION % {"lock_dir": shlex.quote(LOCK_DIR), "lock": shlex.quote(LOCK_FILE),
-                          "record": shlex.quote(RECORD_FILE), "poll": HOLDER_POLL_S,
-                          "me": shlex.quote(request.lines())}
+    return _CONNECTION % {
+        "lock_dir": shlex.quote(LOCK_DIR),
+        "lock": shlex.quote(LOCK_FILE),
+        "record": shlex.quote(RECORD_FILE),
+        "poll": HOLDER_POLL_S,
+        "me": shlex.quote(request.lines()),
+    }
 
 
 def try_lock_and_read_record(request: LockRequest | None) -> str:
@@ -146,11 +154,13 @@ def try_lock_and_read_record(request: LockRequest | None) -> str:
     `holder=` its description) or `lock=unsupported` (no process to tie the lock to); then
     the record: `record_sha256=` its digest (or absent) and its bytes after `content:`,
     base64-encoded. Without `request` (--dry) it only reads."""
-    read = "\n".join([
-        'if [ -f "$record" ]; then d=$(sha256sum < "$record") || exit 1; echo "record_sha256=${d%% *}"; '
-        'echo content:; base64 < "$record" || exit 1; '
-        'elif [ -e "$record" ]; then echo record_sha256=unusable; else echo record_sha256=absent; fi',
-    ])
+    read = "\n".join(
+        [
+            'if [ -f "$record" ]; then d=$(sha256sum < "$record") || exit 1; echo "record_sha256=${d%% *}"; '
+            'echo content:; base64 < "$record" || exit 1; '
+            'elif [ -e "$record" ]; then echo record_sha256=unusable; else echo record_sha256=absent; fi',
+        ]
+    )
     if request is None:
         return f"record={shlex.quote(RECORD_FILE)}\n" + read
     take = r"""
@@ -181,7 +191,9 @@ def wait_for_lock(request: LockRequest, record_digest_read: str, timeout_s: int)
     made: at most `timeout_s`, then fails naming the lock file and its holder; once taken,
     fails unless the record still has the digest `record_digest_read` the plan was made
     from (another run changed this host meanwhile); else keeps it for the rest of the run."""
-    return _connection(request) + r"""
+    return (
+        _connection(request)
+        + r"""
 want=%(want)s; timeout=%(timeout)s
 mkdir -p "$lock_dir" && chmod 700 "$lock_dir" && : >> "$lock" || { echo "cannot create the lock $lock" >&2; exit 1; }
 exec 9<>"$lock"
@@ -203,7 +215,9 @@ if [ -z "$anchor" ]; then
   printf '%%s\n' "no SSH connection process to tie the lock to: this run goes on without holding it" >&2; exit 0
 fi
 hold
-""" % {"want": shlex.quote(record_digest_read), "timeout": int(timeout_s)}
+"""
+        % {"want": shlex.quote(record_digest_read), "timeout": int(timeout_s)}
+    )
 
 
 def decode(value: str) -> str:

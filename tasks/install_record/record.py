@@ -23,7 +23,14 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, JsonValue, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 RECORD_DIR = "/var/lib/scaphandre-opennebula"
 RECORD_FILE = f"{RECORD_DIR}/installed.json"
@@ -116,7 +123,9 @@ class InstallRecord(_Strict):
     format: Literal[2] = FORMAT
     engine: EngineEntry | None = None
     daemon_json: DaemonJsonEntry | None = None
-    repository_files: tuple[AbsolutePath, ...] = ()  # Docker's repository files, recorded before being added
+    repository_files: tuple[
+        AbsolutePath, ...
+    ] = ()  # Docker's repository files, recorded before being added
     images: tuple[NonEmpty, ...] = ()  # exporter images the deploy pulled or loaded
     files: dict[AbsolutePath, FileEntry] = {}  # files the deploy wrote on a Prometheus server
 
@@ -146,10 +155,17 @@ class InstallRecord(_Strict):
         """The packages about to be installed recorded as the deploy's (with those recorded
         by an earlier run, which were absent before that run), not yet confirmed."""
         kept = tuple(dict.fromkeys([*self.engine_packages, *absent_packages]))
-        return self._with(engine=EngineEntry(package_manager=package_manager, packages=kept, done=False))
+        return self._with(
+            engine=EngineEntry(package_manager=package_manager, packages=kept, done=False)
+        )
 
-    def intending_daemon_json(self, settings: dict[str, Any], current: dict[str, Any] | None,
-                              current_bytes: bytes | None, wanted: bytes) -> "InstallRecord":
+    def intending_daemon_json(
+        self,
+        settings: dict[str, Any],
+        current: dict[str, Any] | None,
+        current_bytes: bytes | None,
+        wanted: bytes,
+    ) -> "InstallRecord":
         """daemon.json about to be written with `settings` (the file holding `wanted`), not
         yet confirmed. What it was before comes from the first record of it: a run that
         stopped after writing the file must not take the deploy's own values for the
@@ -162,8 +178,13 @@ class InstallRecord(_Strict):
         else:
             previous, previous_file = dict(earlier.previous), earlier.previous_file
             all_settings = {**settings, **earlier.settings}
-        entry = DaemonJsonEntry(settings=all_settings, previous=previous, previous_file=previous_file,
-                                written_sha256=sha256_of(wanted), done=False)
+        entry = DaemonJsonEntry(
+            settings=all_settings,
+            previous=previous,
+            previous_file=previous_file,
+            written_sha256=sha256_of(wanted),
+            done=False,
+        )
         return self._with(daemon_json=entry)
 
     def with_repository_files(self, paths: list[str]) -> "InstallRecord":
@@ -178,17 +199,27 @@ class InstallRecord(_Strict):
         files = dict(self.files)
         for path, digest in digests.items():
             known = files.get(path, FileEntry())
-            files[path] = known if known.sha256 == digest and not known.writing else FileEntry(
-                sha256=known.sha256, writing=digest)
+            files[path] = (
+                known
+                if known.sha256 == digest and not known.writing
+                else FileEntry(sha256=known.sha256, writing=digest)
+            )
         return self._with(files=files)
 
     def adopting_files(self, digests: dict[str, str]) -> "InstallRecord":
         """Files found at the deploy's paths that an earlier version wrote, recorded as the deploy's."""
-        return self._with(files={**self.files, **{path: FileEntry(sha256=digest) for path, digest in digests.items()}})
+        return self._with(
+            files={
+                **self.files,
+                **{path: FileEntry(sha256=digest) for path, digest in digests.items()},
+            }
+        )
 
     @property
     def engine_confirmed(self) -> bool:
-        return (self.engine is None or self.engine.done) and (self.daemon_json is None or self.daemon_json.done)
+        return (self.engine is None or self.engine.done) and (
+            self.daemon_json is None or self.daemon_json.done
+        )
 
     def with_engine_confirmed(self) -> "InstallRecord":
         """The engine's intents confirmed: daemon.json written, the packages installed."""
@@ -216,7 +247,9 @@ class InstallRecord(_Strict):
         return self._with(images=tuple(image for image in self.images if image not in images))
 
     def without_files(self, paths: list[str]) -> "InstallRecord":
-        return self._with(files={path: entry for path, entry in self.files.items() if path not in paths})
+        return self._with(
+            files={path: entry for path, entry in self.files.items() if path not in paths}
+        )
 
     # ------------------------------------------------------------ the file
     def to_json(self) -> str:
@@ -250,11 +283,20 @@ class _RecordV1(_Strict):
         if self.engine and self.engine.packages:
             if self.engine.package_manager is None:
                 raise ValueError("engine: packages without a package_manager")
-            engine = EngineEntry(package_manager=self.engine.package_manager, packages=self.engine.packages)
-        daemon = (DaemonJsonEntry(settings=self.daemon_json.settings, previous=self.daemon_json.previous)
-                  if self.daemon_json else None)
-        return InstallRecord(engine=engine, daemon_json=daemon, repository_files=self.repository_files,
-                             images=self.images)
+            engine = EngineEntry(
+                package_manager=self.engine.package_manager, packages=self.engine.packages
+            )
+        daemon = (
+            DaemonJsonEntry(settings=self.daemon_json.settings, previous=self.daemon_json.previous)
+            if self.daemon_json
+            else None
+        )
+        return InstallRecord(
+            engine=engine,
+            daemon_json=daemon,
+            repository_files=self.repository_files,
+            images=self.images,
+        )
 
 
 def _describe(error: ValidationError) -> str:
@@ -287,8 +329,10 @@ def parse_install_record(content: bytes | None, path: str = RECORD_FILE) -> Inst
             raise ValueError(f"it holds a JSON {type(data).__name__}, not an object")
         version = data.get("format")
         if isinstance(version, bool) or version not in FORMATS_READ:
-            raise ValueError(f"format {json.dumps(version)} is not one this deploy reads "
-                             f"({' or '.join(str(known) for known in FORMATS_READ)}): was it written by a newer version?")
+            raise ValueError(
+                f"format {json.dumps(version)} is not one this deploy reads "
+                f"({' or '.join(str(known) for known in FORMATS_READ)}): was it written by a newer version?"
+            )
         if version == 1:
             return _RecordV1.model_validate_json(text).upgraded()
         return InstallRecord.model_validate_json(text)

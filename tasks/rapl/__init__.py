@@ -29,7 +29,9 @@ from tasks.settings import Settings
 if TYPE_CHECKING:  # tasks.host_state reads this package's facts
     from tasks.host_state import HypervisorFound
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "files" / "modules-load.d" / "scaphandre-rapl.conf.j2"
+TEMPLATE = (
+    Path(__file__).resolve().parents[2] / "files" / "modules-load.d" / "scaphandre-rapl.conf.j2"
+)
 
 
 def modules_load_text(modules: list[str]) -> str:

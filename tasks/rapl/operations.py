@@ -15,4 +15,6 @@ def rapl_exposed(failure_message: str):
 
     Planned only where RAPL was not exposed when the run began, after the modules are loaded:
     the check is made on the host when it runs."""
-    yield StringCommand(f"test -e {RAPL_ZONE} || {{ echo {shlex.quote(failure_message)} >&2; exit 1; }}")
+    yield StringCommand(
+        f"test -e {RAPL_ZONE} || {{ echo {shlex.quote(failure_message)} >&2; exit 1; }}"
+    )

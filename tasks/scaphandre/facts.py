@@ -30,6 +30,8 @@ class ContainerProcessIds(FactBase):
 
     def process(self, output) -> set[int]:
         return {int(line.strip()) for line in output if line.strip().isdigit()}
+
+
 class RegistryLoginState(FactBase):
     """Whether root's Docker client holds a login for `registry`, and the credentials digest
     the deploy's marker keeps for it.
@@ -42,9 +44,9 @@ class RegistryLoginState(FactBase):
         quoted_marker = shlex.quote(marker)
         return (
             'config="${DOCKER_CONFIG:-$HOME/.docker}/config.json"; '
-            f"if grep -qF {shlex.quote(json.dumps(registry))} \"$config\" 2>/dev/null; "
+            f'if grep -qF {shlex.quote(json.dumps(registry))} "$config" 2>/dev/null; '
             "then echo logged_in=yes; else echo logged_in=no; fi; "
-            f"[ -r {quoted_marker} ] && echo \"digest=$(head -n 1 {quoted_marker})\"; true"
+            f'[ -r {quoted_marker} ] && echo "digest=$(head -n 1 {quoted_marker})"; true'
         )
 
     def process(self, output) -> dict:

@@ -88,12 +88,16 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
     # container of an earlier version frees the port it published when it is recreated.
     if not publishes_port(current, spec.port):
         own = host.get_fact(ContainerProcessIds, container=spec.name) if current else set()
-        listeners = port_listeners(host.get_fact(ListeningTcpSockets), spec.port, spec.listen_address, own)
+        listeners = port_listeners(
+            host.get_fact(ListeningTcpSockets), spec.port, spec.listen_address, own
+        )
         if listeners:
             yield failure_command(port_taken_message(spec.port, listeners, spec.name))
             return
     if drift:
-        logger.info(f"{host.print_prefix}recreating container {spec.name}: {', '.join(drift)} changed")
+        logger.info(
+            f"{host.print_prefix}recreating container {spec.name}: {', '.join(drift)} changed"
+        )
     yield from commands
     yield _metrics_wait_command(spec, metrics_timeout_s)
 
@@ -160,4 +164,6 @@ def image_pulled(image: str):
         return
     quoted = shlex.quote(image)
     # Checked again when it runs: an engine installed in this run may have brought it already.
-    yield StringCommand(f"docker image inspect {quoted} >/dev/null 2>&1 || docker image pull {quoted}")
+    yield StringCommand(
+        f"docker image inspect {quoted} >/dev/null 2>&1 || docker image pull {quoted}"
+    )

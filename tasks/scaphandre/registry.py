@@ -33,7 +33,9 @@ def _derive(registry: str, username: str, password: str, salt: bytes, iterations
     return hashlib.pbkdf2_hmac("sha256", material, salt, iterations).hex()
 
 
-def credentials_digest(registry: str, username: str, password: str, salt: bytes | None = None) -> str:
+def credentials_digest(
+    registry: str, username: str, password: str, salt: bytes | None = None
+) -> str:
     """`pbkdf2-sha256$ITERATIONS$SALT$DIGEST` for these credentials; a fresh random salt
     unless one is given. Salted and slow: a digest printed in a log cannot be turned back
     into a weak password by a lookup table."""
@@ -59,5 +61,8 @@ def digest_matches(stored: str | None, registry: str, username: str, password: s
 def logged_in_as(found: dict | None, registry: str, username: str, password: str) -> bool:
     """Whether the host's login state (RegistryLoginState; None: not read) shows root's Docker
     client logged in to `registry` with these very credentials: nothing to send."""
-    return bool(found and found.get("logged_in")
-                and digest_matches(found.get("digest"), registry, username, password))
+    return bool(
+        found
+        and found.get("logged_in")
+        and digest_matches(found.get("digest"), registry, username, password)
+    )

@@ -129,8 +129,12 @@ def _bind_conflicts(wanted: str, bound: str) -> bool:
     return wanted == "0.0.0.0" or bound_address in ("0.0.0.0", "::") or bound_address == wanted
 
 
-def port_listeners(ss_lines: list[str], port: int, listen_address: str = "0.0.0.0",
-                   own_pids: frozenset[int] | set[int] = frozenset()) -> list[str]:
+def port_listeners(
+    ss_lines: list[str],
+    port: int,
+    listen_address: str = "0.0.0.0",
+    own_pids: frozenset[int] | set[int] = frozenset(),
+) -> list[str]:
     """Who would stop Scaphandre binding `listen_address`:`port`, from `ss -Hltnp` output.
 
     One "process (pid N) on ADDR" per conflicting socket; empty when the port is
@@ -163,7 +167,9 @@ def publishes_port(inspect: dict | None, port: int) -> bool:
     if not inspect or (inspect.get("State") or {}).get("Status") != "running":
         return False
     bindings = (inspect.get("HostConfig") or {}).get("PortBindings") or {}
-    return any(str(b.get("HostPort")) == str(port) for entries in bindings.values() for b in entries or [])
+    return any(
+        str(b.get("HostPort")) == str(port) for entries in bindings.values() for b in entries or []
+    )
 
 
 def port_taken_message(port: int, listeners: list[str], container: str) -> str:
@@ -215,7 +221,9 @@ def runs_as_specified(inspect: list | None, spec: ScaphandreSpec) -> bool:
     shows it running exactly as `spec` says: then it is left alone."""
     current = inspect[0] if inspect else None
     running = (current or {}).get("State", {}) or {}
-    return bool(current) and not container_drift(current, spec) and running.get("Status") == "running"
+    return (
+        bool(current) and not container_drift(current, spec) and running.get("Status") == "running"
+    )
 
 
 def image_registry(image: str) -> str | None:
@@ -223,11 +231,14 @@ def image_registry(image: str) -> str | None:
     reference = compat.parse_image_reference(image)
     if reference.registry_host is None:
         return None
-    return reference.registry_host + (f":{reference.registry_port}" if reference.registry_port else "")
+    return reference.registry_host + (
+        f":{reference.registry_port}" if reference.registry_port else ""
+    )
 
 
-def containers_using(image: str, image_inspect: list | None, containers: list[dict] | None,
-                     own_container: str) -> list[str]:
+def containers_using(
+    image: str, image_inspect: list | None, containers: list[dict] | None, own_container: str
+) -> list[str]:
     """Names of the containers other than `own_container` that use `image` (by name or ID), from
     `docker inspect` of the image and of every container."""
     image_ids = {entry.get("Id") for entry in image_inspect or [] if entry.get("Id")}
@@ -236,12 +247,16 @@ def containers_using(image: str, image_inspect: list | None, containers: list[di
         name = (container.get("Name") or "").lstrip("/")
         if name == own_container:
             continue
-        if (container.get("Config") or {}).get("Image") == image or container.get("Image") in image_ids:
+        if (container.get("Config") or {}).get("Image") == image or container.get(
+            "Image"
+        ) in image_ids:
             users.append(name)
     return sorted(users)
 
 
-def listening_addresses(ss_lines: list[str], port: int, pids: set[int] | frozenset[int]) -> list[str]:
+def listening_addresses(
+    ss_lines: list[str], port: int, pids: set[int] | frozenset[int]
+) -> list[str]:
     """The addresses (as `ip_address` strings; `::` for ss's dual-stack `*`) on which processes
     `pids` listen on TCP `port`, from `ss -Hltnp` output."""
     found = []
