@@ -6,7 +6,6 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
-
 from pyinfra.facts.systemd import SystemdStatus
 
 

@@ -75,7 +75,7 @@ def energy_sync_paths(settings: Settings, always: bool = False) -> list[ManagedP
     ]
 
 
-def rendered_files(settings: Settings, account: "ServiceAccount", python: str) -> dict[str, str]:
+def rendered_files(settings: Settings, account: ServiceAccount, python: str) -> dict[str, str]:
     """Path -> the exact text the deploy writes there (templates rendered as pyinfra renders them)."""
     from pyinfra.api.util import get_template
 

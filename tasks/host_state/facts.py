@@ -22,8 +22,8 @@ from tasks.energy_sync.facts import EnergySyncFrontend
 from tasks.energy_sync.plan import SCRIPT_DIR, TIMER_UNIT
 from tasks.host_state.parse import SECTION_MARK, HostFound, parse_host_state
 from tasks.install_record.lock import LockRequest, try_lock_and_read_record
-from tasks.prometheus.facts import PrometheusServer
 from tasks.prometheus import operations as prometheus_operations
+from tasks.prometheus.facts import PrometheusServer
 from tasks.rapl.facts import RaplProbe
 from tasks.rapl.plan import MODULES_LOAD_FILE
 from tasks.scaphandre.facts import RegistryLoginState

@@ -74,7 +74,7 @@ class Holder:
     fields: dict[str, str]
 
     @classmethod
-    def parse(cls, text: str) -> "Holder":
+    def parse(cls, text: str) -> Holder:
         fields = {}
         for line in text.splitlines():
             key, separator, value = line.partition("=")

@@ -84,7 +84,7 @@ class PreviousFile(_Strict):
         return base64.b64decode(self.base64) if self.present else None
 
     @classmethod
-    def of(cls, content: bytes | None) -> "PreviousFile":
+    def of(cls, content: bytes | None) -> PreviousFile:
         if content is None:
             return cls(present=False)
         return cls(present=True, base64=base64.b64encode(content).decode())
@@ -147,11 +147,11 @@ class InstallRecord(_Strict):
     def package_manager(self) -> str | None:
         return self.engine.package_manager if self.engine else None
 
-    def _with(self, **changes: Any) -> "InstallRecord":
+    def _with(self, **changes: Any) -> InstallRecord:
         return self.model_copy(update=changes)
 
     # ------------------------------------------------------------ intents and confirmations (deploy)
-    def intending_engine(self, package_manager: str, absent_packages: list[str]) -> "InstallRecord":
+    def intending_engine(self, package_manager: str, absent_packages: list[str]) -> InstallRecord:
         """The packages about to be installed recorded as the deploy's (with those recorded
         by an earlier run, which were absent before that run), not yet confirmed."""
         kept = tuple(dict.fromkeys([*self.engine_packages, *absent_packages]))
@@ -165,7 +165,7 @@ class InstallRecord(_Strict):
         current: dict[str, Any] | None,
         current_bytes: bytes | None,
         wanted: bytes,
-    ) -> "InstallRecord":
+    ) -> InstallRecord:
         """daemon.json about to be written with `settings` (the file holding `wanted`), not
         yet confirmed. What it was before comes from the first record of it: a run that
         stopped after writing the file must not take the deploy's own values for the
@@ -187,13 +187,13 @@ class InstallRecord(_Strict):
         )
         return self._with(daemon_json=entry)
 
-    def with_repository_files(self, paths: list[str]) -> "InstallRecord":
+    def with_repository_files(self, paths: list[str]) -> InstallRecord:
         return self._with(repository_files=tuple(dict.fromkeys([*self.repository_files, *paths])))
 
-    def with_image(self, image: str) -> "InstallRecord":
+    def with_image(self, image: str) -> InstallRecord:
         return self._with(images=tuple(dict.fromkeys([*self.images, image])))
 
-    def intending_files(self, digests: dict[str, str]) -> "InstallRecord":
+    def intending_files(self, digests: dict[str, str]) -> InstallRecord:
         """Each path about to be written with the content of that digest, recorded as the
         deploy's before the write (its earlier confirmed digest kept until confirmed)."""
         files = dict(self.files)
@@ -206,7 +206,7 @@ class InstallRecord(_Strict):
             )
         return self._with(files=files)
 
-    def adopting_files(self, digests: dict[str, str]) -> "InstallRecord":
+    def adopting_files(self, digests: dict[str, str]) -> InstallRecord:
         """Files found at the deploy's paths that an earlier version wrote, recorded as the deploy's."""
         return self._with(
             files={
@@ -221,7 +221,7 @@ class InstallRecord(_Strict):
             self.daemon_json is None or self.daemon_json.done
         )
 
-    def with_engine_confirmed(self) -> "InstallRecord":
+    def with_engine_confirmed(self) -> InstallRecord:
         """The engine's intents confirmed: daemon.json written, the packages installed."""
         changes: dict[str, Any] = {}
         if self.engine and not self.engine.done:
@@ -230,7 +230,7 @@ class InstallRecord(_Strict):
             changes["daemon_json"] = self.daemon_json.model_copy(update={"done": True})
         return self._with(**changes)
 
-    def with_files_confirmed(self, paths: list[str]) -> "InstallRecord":
+    def with_files_confirmed(self, paths: list[str]) -> InstallRecord:
         """The writes intended for `paths` confirmed: each holds what the deploy was writing."""
         files = dict(self.files)
         for path in paths:
@@ -240,13 +240,13 @@ class InstallRecord(_Strict):
         return self._with(files=files)
 
     # ------------------------------------------------------------ removals (remove.py)
-    def without_engine(self) -> "InstallRecord":
+    def without_engine(self) -> InstallRecord:
         return self._with(engine=None, daemon_json=None, repository_files=())
 
-    def without_images(self, images: list[str]) -> "InstallRecord":
+    def without_images(self, images: list[str]) -> InstallRecord:
         return self._with(images=tuple(image for image in self.images if image not in images))
 
-    def without_files(self, paths: list[str]) -> "InstallRecord":
+    def without_files(self, paths: list[str]) -> InstallRecord:
         return self._with(
             files={path: entry for path, entry in self.files.items() if path not in paths}
         )

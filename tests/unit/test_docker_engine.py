@@ -33,6 +33,7 @@ from tests.unit.hypervisor_facts import (
 )
 from tests.unit.pyinfra_harness import (
     all_commands,
+    on_hypervisor,
     planned_command_objects,
     planned_commands,
     planned_uploads,
@@ -40,8 +41,6 @@ from tests.unit.pyinfra_harness import (
     render,
     uploaded_text,
     uploads_by_operation,
-    on_hypervisor,
-    with_ledger,
 )
 
 DAEMON_JSON = "/etc/docker/daemon.json"

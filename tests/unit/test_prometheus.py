@@ -23,13 +23,19 @@ from pathlib import Path
 import pyinfra
 import pytest
 
-import tasks.prometheus.config_file as config_file
 from tasks.cloud import CloudView, Hypervisor
-from tasks.opennebula.pool import OneHost
 from tasks.host_state import read_host_state
 from tasks.install_record import install_ledger
-from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
-from tasks.prometheus import operations
+from tasks.install_record.facts import FoundFile
+from tasks.install_record.record import sha256_of
+from tasks.opennebula.pool import OneHost
+from tasks.prometheus import (
+    config_file,
+    configure_prometheus,
+    operations,
+    prometheus_server,
+    remove_prometheus_job,
+)
 from tasks.prometheus.config_file import edit_fingerprint, with_job
 from tasks.prometheus.facts import PrometheusServer
 from tasks.prometheus.job import scaphandre_job
@@ -37,8 +43,6 @@ from tasks.prometheus.operations import prometheus_job, prometheus_job_absent, p
 from tasks.prometheus.reload import MetricsEndpoint, metrics_endpoint
 from tests.doubles.prometheus_reload_double import PrometheusReloadDouble
 from tests.unit.local_pyinfra_host import run_here
-from tasks.install_record.facts import FoundFile
-from tasks.install_record.record import sha256_of
 from tests.unit.pyinfra_harness import all_commands, planned_commands, record_facts
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prometheus"

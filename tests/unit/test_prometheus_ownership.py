@@ -17,13 +17,11 @@ from unittest import mock
 import pyinfra
 import pytest
 
-import tasks.install_record as install_record
-import tasks.install_record.lock as lock
-import tasks.install_record.ownership as ownership
+from tasks import install_record
 from tasks.cloud import CloudView, Hypervisor
 from tasks.energy_sync import plan as energy_sync_plan
 from tasks.host_state import read_host_state
-from tasks.install_record import install_ledger
+from tasks.install_record import install_ledger, lock, ownership
 from tasks.install_record.facts import FoundFile
 from tasks.install_record.record import FileEntry, InstallRecord, parse_install_record, sha256_of
 from tasks.opennebula.pool import OneHost

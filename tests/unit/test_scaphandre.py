@@ -29,11 +29,11 @@ from tests.unit.hypervisor_facts import default_fingerprint, earlier_version_ins
 from tests.unit.pyinfra_harness import (
     all_commands,
     default_data,
+    on_hypervisor,
     planned_commands,
     planned_uploads,
     record_facts,
     render,
-    on_hypervisor,
     with_ledger,
 )
 

@@ -11,7 +11,6 @@ directory; it must never appear.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -27,13 +26,13 @@ from tasks.docker_engine.daemon_config import DAEMON_JSON
 from tasks.grafana import provision_dashboard, remove_dashboard
 from tasks.host_state import hypervisor_query, prometheus_query, read_host_state
 from tasks.host_state.facts import HostState
-from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
 from tasks.install_record import install_ledger
 from tasks.install_record.facts import FoundFile
 from tasks.install_record.lock import LockRequest
-from tasks.text_file import LiveFile
+from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
 from tasks.rapl import enable_rapl, forget_rapl_modules
 from tasks.scaphandre import remove_scaphandre, run_scaphandre
+from tasks.text_file import LiveFile
 from tests.unit.hypervisor_facts import host_facts, inspect_of
 from tests.unit.pyinfra_harness import all_commands, default_data, planned_commands, record_facts
 
