@@ -27,8 +27,10 @@ COLLECT_COMMAND = "; ".join(
             f"echo '### {tool} DOCKER-USER'; {tool} -w 5 -S DOCKER-USER 2>/dev/null"
             for tool, _ in TOOLS
         ),
-        "echo '### bridge-nf'; for f in /proc/sys/net/bridge/bridge-nf-call-iptables "
-        '/proc/sys/net/bridge/bridge-nf-call-ip6tables; do [ -r "$f" ] && echo "${f##*/} $(cat "$f")"; done',
+        (
+            "echo '### bridge-nf'; for f in /proc/sys/net/bridge/bridge-nf-call-iptables "
+            '/proc/sys/net/bridge/bridge-nf-call-ip6tables; do [ -r "$f" ] && echo "${f##*/} $(cat "$f")"; done'
+        ),
         "echo '### bridges'; ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1",
         "true",
     ]

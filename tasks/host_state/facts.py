@@ -91,18 +91,22 @@ def hypervisor_lines(query: HypervisorQuery) -> list[str]:
         _section("rapl"),
         f"( {RaplProbe().command()} )",
         _section("modules_load"),
-        f'( f={modules_load}; if [ -L "$f" ]; then echo state=other; '
-        'elif [ -f "$f" ]; then echo state=file; stat --printf \'mode=%a\\n\' -- "$f"; '
-        'd=$(sha256sum < "$f") && echo "sha256=${d%% *}"; '
-        'elif [ -e "$f" ]; then echo state=other; else echo state=absent; fi )',
+        (
+            f'( f={modules_load}; if [ -L "$f" ]; then echo state=other; '
+            'elif [ -f "$f" ]; then echo state=file; stat --printf \'mode=%a\\n\' -- "$f"; '
+            'd=$(sha256sum < "$f") && echo "sha256=${d%% *}"; '
+            'elif [ -e "$f" ]; then echo state=other; else echo state=absent; fi )'
+        ),
         _section("engine"),
         DockerEngineInstalled().command(),
         "if command -v dockerd >/dev/null 2>&1; then",
         f"  {_section('engine_unit')}; {_unit_lines(DOCKER_UNIT)}",
         "  if command -v docker >/dev/null 2>&1; then",
         f"    {_section('container')}; docker container inspect {container} 2>/dev/null || true",
-        f"    if {image_wanted}; then {_section('image')}; "
-        f"docker image inspect {image} 2>/dev/null || true; fi",
+        (
+            f"    if {image_wanted}; then {_section('image')}; "
+            f"docker image inspect {image} 2>/dev/null || true; fi"
+        ),
         "  fi",
         # An engine the deploy did not install: whether its firewall stops VM traffic.
         f"  if ! {_in_record('engine')}; then {_section('vm_traffic')}; ( {COLLECT_COMMAND} ); fi",
@@ -184,8 +188,10 @@ def prometheus_lines(query: PrometheusQuery) -> list[str]:
             _section("energy_timer"),
             _unit_lines(TIMER_UNIT),
             _section("energy_script_dir"),
-            f"if [ -d {script_dir} ] && [ ! -L {script_dir} ]; then "
-            f"stat --printf 'owner=%U\\ngroup=%G\\nmode=%a\\n' -- {script_dir}; fi",
+            (
+                f"if [ -d {script_dir} ] && [ ! -L {script_dir} ]; then "
+                f"stat --printf 'owner=%U\\ngroup=%G\\nmode=%a\\n' -- {script_dir}; fi"
+            ),
         ]
     return [*lines, ")"]
 

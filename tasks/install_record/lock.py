@@ -156,9 +156,11 @@ def try_lock_and_read_record(request: LockRequest | None) -> str:
     base64-encoded. Without `request` (--dry) it only reads."""
     read = "\n".join(
         [
-            'if [ -f "$record" ]; then d=$(sha256sum < "$record") || exit 1; echo "record_sha256=${d%% *}"; '
-            'echo content:; base64 < "$record" || exit 1; '
-            'elif [ -e "$record" ]; then echo record_sha256=unusable; else echo record_sha256=absent; fi',
+            (
+                'if [ -f "$record" ]; then d=$(sha256sum < "$record") || exit 1; echo "record_sha256=${d%% *}"; '
+                'echo content:; base64 < "$record" || exit 1; '
+                'elif [ -e "$record" ]; then echo record_sha256=unusable; else echo record_sha256=absent; fi'
+            ),
         ]
     )
     if request is None:

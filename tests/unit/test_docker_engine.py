@@ -64,8 +64,10 @@ def record_put(first: bool) -> list[str]:
     return [
         *([f"[ -d {RECORD_DIR} ] || install -d -m 700 {RECORD_DIR}"] if first else []),
         f"upload {staged}",
-        f"chmod 600 {staged} && mv -f {staged} {RECORD_FILE} && "
-        f"{{ ! command -v restorecon >/dev/null 2>&1 || restorecon {RECORD_FILE}; }}",
+        (
+            f"chmod 600 {staged} && mv -f {staged} {RECORD_FILE} && "
+            f"{{ ! command -v restorecon >/dev/null 2>&1 || restorecon {RECORD_FILE}; }}"
+        ),
     ]
 
 
@@ -100,8 +102,10 @@ def daemon_json_facts(content: bytes | None, link: bool = False) -> dict:
 APT_INSTALL = [
     "apt-get update",
     "touch /var/lib/apt/periodic/update-success-stamp",
-    'DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::="--force-confdef" '
-    '-o Dpkg::Options::="--force-confold" install --no-install-recommends docker.io',
+    (
+        'DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::="--force-confdef" '
+        '-o Dpkg::Options::="--force-confold" install --no-install-recommends docker.io'
+    ),
 ]
 DNF_REPO = [
     "mkdir -p /etc/yum.repos.d",
@@ -180,8 +184,10 @@ def test_docker_ce_on_request_comes_from_dockers_own_repository_by_default(
         )
     )
     assert planned["Add Docker's apt repository"] == [
-        f"echo 'deb [signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/{directory} "
-        f"{codename} stable' >> /etc/apt/sources.list.d/docker.list"
+        (
+            f"echo 'deb [signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/{directory} "
+            f"{codename} stable' >> /etc/apt/sources.list.d/docker.list"
+        )
     ]
     assert any(
         f"https://download.docker.com/linux/{directory}/gpg" in command
@@ -609,9 +615,11 @@ def test_the_deploys_engine_is_removed_and_a_daemon_json_it_created_goes():
         {**recorded_engine(None, OURS_TEXT.encode()), "images": []}, OURS_TEXT.encode()
     )
     assert planned["Remove the Docker engine"] == [
-        "DEBIAN_FRONTEND=noninteractive apt-get -y -o "
-        'Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold" '
-        "remove docker.io"
+        (
+            "DEBIAN_FRONTEND=noninteractive apt-get -y -o "
+            'Dpkg::Options::="--force-confdef" -o Dpkg::Options::="--force-confold" '
+            "remove docker.io"
+        )
     ]
     assert planned[f"Remove {DAEMON_JSON} (there was none before the deploy)"] == [
         f"rm -f -- {DAEMON_JSON}"

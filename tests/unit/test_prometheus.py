@@ -658,8 +658,10 @@ UNEDITABLE = {
     "not-yaml": ((DATA / "broken.yml").read_bytes(), "not valid YAML"),
     "two-scaphandre-jobs": (TWO_SCAPHANDRE_JOBS, "2 scrape jobs named 'scaphandre'"),
     "string-rule-files": (
-        b"rule_files: /etc/prometheus/scaphandre_rules.yml\nscrape_configs:\n"
-        b"  - job_name: scaphandre\n",
+        (
+            b"rule_files: /etc/prometheus/scaphandre_rules.yml\nscrape_configs:\n"
+            b"  - job_name: scaphandre\n"
+        ),
         "'rule_files' in prometheus.yml is not a list",
     ),
     "not-utf8": ("# Réglages\nscrape_configs: []\n".encode("latin-1"), "not valid UTF-8 (line 1"),
@@ -1079,9 +1081,11 @@ def test_a_change_plans_the_confirmed_reload_with_where_prometheus_listens():
 def test_a_noop_rerun_plans_nothing_and_an_unconfirmed_reload_plans_only_the_reload():
     assert configure_plan(LISTENING_ON_9099, **deployed_facts(reload_pending=False)) == []
     assert configure_plan(LISTENING_ON_9099, **deployed_facts(reload_pending=True)) == [
-        "call reload_and_confirm(ReloadRequest(service='prometheus', changed_path='/etc/prometheus/prometheus.yml', "
-        "endpoint=MetricsEndpoint(address='127.0.0.1', port=9099, path='/metrics'), timeout_s=60, "
-        f"marker='{MARKER}'),)"
+        (
+            "call reload_and_confirm(ReloadRequest(service='prometheus', changed_path='/etc/prometheus/prometheus.yml', "
+            "endpoint=MetricsEndpoint(address='127.0.0.1', port=9099, path='/metrics'), timeout_s=60, "
+            f"marker='{MARKER}'),)"
+        )
     ]
 
 
