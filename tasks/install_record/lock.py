@@ -137,6 +137,58 @@ umask 077
 """
 
 
+# Tries the lock without waiting (see the module's docstring); %(release_wait)s is RELEASE_WAIT_S.
+_TAKE = r"""
+if [ -z "$anchor" ] || ! mkdir -p "$lock_dir" || ! chmod 700 "$lock_dir" || ! : >> "$lock"; then
+  echo lock=unsupported
+else
+  exec 9<>"$lock"
+  got=''
+  if flock -n 9; then got=1
+  else
+    previous_anchor=$(field anchor)
+    if [ -n "$previous_anchor" ] && [ ! -d "/proc/$previous_anchor" ] && flock -w %(release_wait)s 9; then got=1; fi
+  fi
+  if [ -n "$got" ]; then
+    if [ -s "$lock" ]; then echo "stale=$(base64 -w 0 < "$lock")"; fi
+    hold; echo lock=held
+  else
+    echo "holder=$(base64 -w 0 < "$lock")"; echo lock=busy
+  fi
+  exec 9>&-
+fi
+"""
+
+# Waits for the lock, then checks the record is still the one the plan was made from.
+_WAIT = r"""
+want=%(want)s; timeout=%(timeout)s
+mkdir -p "$lock_dir" && chmod 700 "$lock_dir" && : >> "$lock" || { echo "cannot create the lock $lock" >&2; exit 1; }
+exec 9<>"$lock"
+if ! flock -n 9; then
+  if ! flock -w "$timeout" 9; then
+    message="$lock is held by another run: $(describe); waited $timeout s (host_lock_timeout_s)."
+    message="$message Let that run finish and run again (a run that ended releases it by itself;"
+    message="$message if its holder pid is still there with no run, end it with kill)"
+    printf '%%s\n' "$message" >&2
+    exit 1
+  fi
+fi
+if [ -s "$lock" ]; then
+  printf '%%s\n' "reclaimed the lock $lock from a holder that ended without releasing it: $(describe)"
+fi
+if [ "$(record_digest)" != "$want" ]; then
+  : > "$lock"
+  message="another run changed this host since this run read it"
+  printf '%%s\n' "$message ($record is not what the plan was made from): run again" >&2
+  exit 1
+fi
+if [ -z "$anchor" ]; then
+  printf '%%s\n' "no SSH connection process to tie the lock to: this run goes on without holding it" >&2; exit 0
+fi
+hold
+"""
+
+
 def _connection(request: LockRequest) -> str:
     return _CONNECTION % {
         "lock_dir": shlex.quote(LOCK_DIR),
@@ -165,26 +217,7 @@ def try_lock_and_read_record(request: LockRequest | None) -> str:
     )
     if request is None:
         return f"record={shlex.quote(RECORD_FILE)}\n" + read
-    take = r"""
-if [ -z "$anchor" ] || ! mkdir -p "$lock_dir" || ! chmod 700 "$lock_dir" || ! : >> "$lock"; then
-  echo lock=unsupported
-else
-  exec 9<>"$lock"
-  got=''
-  if flock -n 9; then got=1
-  else
-    previous_anchor=$(field anchor)
-    if [ -n "$previous_anchor" ] && [ ! -d "/proc/$previous_anchor" ] && flock -w %(release_wait)s 9; then got=1; fi
-  fi
-  if [ -n "$got" ]; then
-    if [ -s "$lock" ]; then echo "stale=$(base64 -w 0 < "$lock")"; fi
-    hold; echo lock=held
-  else
-    echo "holder=$(base64 -w 0 < "$lock")"; echo lock=busy
-  fi
-  exec 9>&-
-fi
-""" % {"release_wait": RELEASE_WAIT_S}
+    take = _TAKE % {"release_wait": RELEASE_WAIT_S}
     return _connection(request) + take + read
 
 
@@ -193,33 +226,10 @@ def wait_for_lock(request: LockRequest, record_digest_read: str, timeout_s: int)
     made: at most `timeout_s`, then fails naming the lock file and its holder; once taken,
     fails unless the record still has the digest `record_digest_read` the plan was made
     from (another run changed this host meanwhile); else keeps it for the rest of the run."""
-    return (
-        _connection(request)
-        + r"""
-want=%(want)s; timeout=%(timeout)s
-mkdir -p "$lock_dir" && chmod 700 "$lock_dir" && : >> "$lock" || { echo "cannot create the lock $lock" >&2; exit 1; }
-exec 9<>"$lock"
-if ! flock -n 9; then
-  if ! flock -w "$timeout" 9; then
-    printf '%%s\n' "$lock is held by another run: $(describe); waited $timeout s (host_lock_timeout_s). Let that run finish and run again (a run that ended releases it by itself; if its holder pid is still there with no run, end it with kill)" >&2
-    exit 1
-  fi
-fi
-if [ -s "$lock" ]; then
-  printf '%%s\n' "reclaimed the lock $lock from a holder that ended without releasing it: $(describe)"
-fi
-if [ "$(record_digest)" != "$want" ]; then
-  : > "$lock"
-  printf '%%s\n' "another run changed this host since this run read it ($record is not what the plan was made from): run again" >&2
-  exit 1
-fi
-if [ -z "$anchor" ]; then
-  printf '%%s\n' "no SSH connection process to tie the lock to: this run goes on without holding it" >&2; exit 0
-fi
-hold
-"""
-        % {"want": shlex.quote(record_digest_read), "timeout": int(timeout_s)}
-    )
+    return _connection(request) + _WAIT % {
+        "want": shlex.quote(record_digest_read),
+        "timeout": int(timeout_s),
+    }
 
 
 def decode(value: str) -> str:

@@ -110,7 +110,8 @@ def _locate_prometheus(settings: Settings, found: dict | None = None) -> Prometh
         fail_host(
             name="Find promtool",
             reason=(
-                f"promtool not found beside {binary} nor in promtool_binaries: install it or list it in promtool_binaries"
+                f"promtool not found beside {binary} nor in promtool_binaries: "
+                "install it or list it in promtool_binaries"
             ),
         )
         return None

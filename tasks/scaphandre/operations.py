@@ -118,7 +118,10 @@ def image_from_archive(image: str, archive: str):
         return
     directory = f"/var/tmp/scaphandre-image.{secrets.token_hex(16)}"
     remote = f"{directory}/image.tar"
-    failed = f"the archive {archive} does not hold {image} (or docker load failed): check scaphandre_image_archive and scaphandre_image"
+    failed = (
+        f"the archive {archive} does not hold {image} (or docker load failed): "
+        "check scaphandre_image_archive and scaphandre_image"
+    )
     yield StringCommand("mkdir", "-m", "0700", QuoteString(directory))
     yield FileUploadCommand(archive, remote)
     yield StringCommand(
