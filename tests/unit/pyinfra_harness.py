@@ -232,7 +232,11 @@ def planned_command_objects(
     with contextlib.ExitStack() as stack:
         stack.enter_context(
             mock.patch.object(
-                Host, "get_fact", lambda self, cls, *a, **kw: table(self, cls, *a, **kw)
+                Host,
+                "get_fact",
+                # A function, so that the patched method is bound and receives the host
+                # (the table, a callable object, would not be).
+                lambda self, cls, *a, **kw: table(self, cls, *a, **kw),  # noqa: PLW0108
             )
         )
         stack.enter_context(ctx_state.use(state))
@@ -271,7 +275,11 @@ def planned_script(
     with contextlib.ExitStack() as stack:
         stack.enter_context(
             mock.patch.object(
-                Host, "get_fact", lambda self, cls, *a, **kw: table(self, cls, *a, **kw)
+                Host,
+                "get_fact",
+                # A function, so that the patched method is bound and receives the host
+                # (the table, a callable object, would not be).
+                lambda self, cls, *a, **kw: table(self, cls, *a, **kw),  # noqa: PLW0108
             )
         )
         stack.enter_context(ctx_state.use(state))

@@ -683,7 +683,7 @@ def test_daemon_json_changed_since_loses_only_the_deploys_keys_and_the_host_says
     record = recorded_engine(OPERATORS, MERGED)
     record["daemon_json"]["previous"] = {"iptables": True}
     with caplog.at_level(logging.WARNING, logger="pyinfra"):
-        planned, uploads = removal_plan(record, render_daemon_json(edited).encode())
+        _planned, uploads = removal_plan(record, render_daemon_json(edited).encode())
     assert json.loads(uploads[GIVE_BACK][spool_path(DAEMON_JSON)]) == kept
     notes = [r.getMessage() for r in caplog.records if DAEMON_JSON in r.getMessage()]
     assert (

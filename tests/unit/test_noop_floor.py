@@ -18,7 +18,7 @@ def test_each_pair_gives_its_own_ratio():
 
 @pytest.mark.parametrize(("a", "b"), [([1.0], [1.0, 2.0]), ([], [])])
 def test_pairs_that_do_not_match_are_an_error(a, b):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="pairs must match"):
         pair_ratios(a, b)
 
 

@@ -52,8 +52,8 @@ RULES_TEXT = rules_for_job(RULES_FILE.read_text()).encode()
 class PrometheusHost:
     """A Prometheus server's files under one directory, and the deploy and remove.py run on it."""
 
-    def __init__(self, root: Path, server):
-        self.root, self.server = root, server
+    def __init__(self, root: Path, prometheus_double):
+        self.root, self.server = root, prometheus_double
         self.etc = root / "etc" / "prometheus"
         self.etc.mkdir(parents=True)
         self.config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")

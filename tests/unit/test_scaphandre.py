@@ -166,7 +166,10 @@ DUAL_STACK_ON_8080 = (
 V6_LOOPBACK_ON_8080 = (
     'LISTEN 0      5              [::1]:8080         [::]:*    users:(("redis",pid=15,fd=6))'
 )
-LOOPBACK_ON_8080 = 'LISTEN 0      5          127.0.0.1:8080      0.0.0.0:*    users:(("nginx",pid=31,fd=6),("nginx",pid=32,fd=6))'
+LOOPBACK_ON_8080 = (
+    "LISTEN 0      5          127.0.0.1:8080      0.0.0.0:*    "
+    'users:(("nginx",pid=31,fd=6),("nginx",pid=32,fd=6))'
+)
 # The Scaphandre container itself, on the host network (its process is PID 4321 on the host).
 SCAPHANDRE_ON_8080 = (
     'LISTEN 0      128        0.0.0.0:8080      0.0.0.0:*    users:(("scaphandre",pid=4321,fd=9))'
