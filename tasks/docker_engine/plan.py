@@ -7,16 +7,19 @@ distribution reports.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tasks.host_failure import UnsupportedHostError
+from tasks.install_record.record import PackageManager
 
 
 @dataclass(frozen=True)
 class DockerInstallPlan:
     """How to install a Docker engine on one distribution."""
 
-    package_manager: str  # "apt" or "dnf"
+    package_manager: PackageManager
     packages: list[str]
     repository: str | None = None  # Docker's own repository, when it is used
     gpg_key_url: str | None = None
@@ -33,12 +36,12 @@ DEBIAN_FAMILY = {"debian", "ubuntu"}
 RHEL_FAMILY = {"rhel", "redhat", "almalinux", "rocky", "centos", "ol"}
 
 
-def _distro_id(distro: dict) -> str:
+def _distro_id(distro: Mapping[str, Any]) -> str:
     meta = distro.get("release_meta") or {}
     return (meta.get("ID") or distro.get("name") or "").strip().strip('"').lower()
 
 
-def _distro_family(distro: dict) -> str | None:
+def _distro_family(distro: Mapping[str, Any]) -> str | None:
     meta = distro.get("release_meta") or {}
     ids = {_distro_id(distro), *(meta.get("ID_LIKE") or "").strip('"').lower().split()}
     if ids & DEBIAN_FAMILY:
@@ -58,7 +61,7 @@ def _repository_directory(family: str, distro_id: str) -> str:
 
 
 def docker_install_plan(
-    distro: dict, source: str, docker_ce_repo_url: str | None
+    distro: Mapping[str, Any], source: str, docker_ce_repo_url: str | None
 ) -> DockerInstallPlan:
     """Which packages and repository give this distribution a Docker engine.
 

@@ -133,7 +133,7 @@ def docker_blocks_vm_traffic(state: VmTrafficState) -> str | None:
         return None
     tools = " and ".join(tool for tool, _ in blocked_families)
     sysctls = ", ".join(f"net.bridge.{sysctl}=1" for _, sysctl in blocked_families)
-    bridges = ", ".join(blocked_bridges)
+    bridge_names = ", ".join(blocked_bridges)
     first = blocked_bridges[0]
     fixes = "; ".join(
         f"{tool} -I DOCKER-USER -i {first} -o {first} -j ACCEPT" for tool, _ in blocked_families
@@ -141,7 +141,7 @@ def docker_blocks_vm_traffic(state: VmTrafficState) -> str | None:
     policies = "; ".join(f"{tool} -P FORWARD ACCEPT" for tool, _ in blocked_families)
     return (
         f"the {tools} FORWARD policy is DROP (Docker sets it when it turns IP forwarding on itself) while bridge "
-        f"netfilter is on ({sysctls}), so VMs on {bridges} cannot reach each other or the network. "
+        f"netfilter is on ({sysctls}), so VMs on {bridge_names} cannot reach each other or the network. "
         f"Fix: let bridged traffic through Docker's DOCKER-USER chain ({fixes}; for each VM bridge, persisted "
         "with your firewall tooling); or, when no container needs Docker's own networking, give the engine "
         '"iptables": false, "ip6tables": false, "ip-forward": false and "bridge": "none" in '

@@ -42,7 +42,7 @@ def hypervisor_query(settings: Settings) -> HypervisorQuery:
 
 def prometheus_query(settings: Settings) -> PrometheusQuery:
     return PrometheusQuery(
-        candidates=tuple(tuple(pair) for pair in settings.prometheus_candidates),
+        candidates=tuple(settings.prometheus_candidates),
         binaries=tuple(settings.prometheus_binaries),
         promtools=tuple(settings.promtool_binaries),
         config_file=settings.prometheus_config_file,

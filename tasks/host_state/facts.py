@@ -196,7 +196,7 @@ def prometheus_lines(query: PrometheusQuery) -> list[str]:
     return [*lines, ")"]
 
 
-class HostState(FactBase):
+class HostState(FactBase[HostFound]):
     """Everything a run decides on for this host, in one round trip: the install record,
     read after trying to take the host's lock (`lock`; None: no lock, for --dry; see
     tasks/install_record/lock.py), then, under that lock, the hypervisor's state
@@ -216,5 +216,5 @@ class HostState(FactBase):
             lines += prometheus_lines(prometheus)
         return "\n".join([*lines, "true"])
 
-    def process(self, output) -> HostFound:
+    def process(self, output: list[str]) -> HostFound:
         return parse_host_state(output, TIMER_UNIT)

@@ -15,6 +15,7 @@ import base64
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
@@ -52,11 +53,11 @@ def _key_values(lines: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def _decoded(value: str | None) -> str | None:
-    return None if value is None else base64.b64decode(value).decode("utf-8", "surrogateescape")
+def _decoded(value: str) -> str:
+    return base64.b64decode(value).decode("utf-8", "surrogateescape")
 
 
-def _json(lines: Sequence[str]) -> list | None:
+def _json(lines: Sequence[str]) -> list[Any] | None:
     """`docker … inspect` output as pyinfra's Docker facts read it; None when it is not JSON (an
     engine that did not answer)."""
     try:
@@ -97,10 +98,12 @@ class HypervisorFound:
     engine_installed: bool | None = None  # dockerd on the PATH
     engine_active: bool | None = None  # docker.service running, as pyinfra's SystemdStatus says
     engine_enabled: bool | None = None  # ... enabled, as SystemdEnabled says
-    container: list | None = None  # `docker container inspect` of the exporter ([]: none)
+    container: list[Any] | None = None  # `docker container inspect` of the exporter ([]: none)
     # `docker image inspect` of its image ([]: not there); read when the record does not list it
-    image: list | None = None
-    registry_login: dict | None = None  # RegistryLoginState, when a registry login is configured
+    image: list[Any] | None = None
+    registry_login: dict[str, Any] | None = (
+        None  # RegistryLoginState, when a registry login is configured
+    )
     vm_traffic: VmTrafficState | None = None  # read when the engine is not recorded as the deploy's
 
 
@@ -125,16 +128,18 @@ def parse_hypervisor(sections: dict[str, list[str]]) -> HypervisorFound:
     active, enabled = _unit_state(get("engine_unit"), "docker.service")
     return HypervisorFound(
         rapl=_rapl(get("rapl")),
-        modules_load=_file_state(get("modules_load")) if "modules_load" in sections else None,
+        modules_load=_file_state(sections["modules_load"]) if "modules_load" in sections else None,
         engine_installed=DockerEngineInstalled().process(engine) if engine else None,
         engine_active=active,
         engine_enabled=enabled,
-        container=_json(get("container")) if "container" in sections else None,
-        image=_json(get("image")) if "image" in sections else None,
+        container=_json(sections["container"]) if "container" in sections else None,
+        image=_json(sections["image"]) if "image" in sections else None,
         registry_login=(
-            RegistryLoginState().process(get("registry")) if "registry" in sections else None
+            RegistryLoginState().process(sections["registry"]) if "registry" in sections else None
         ),
-        vm_traffic=parse_vm_traffic_state(get("vm_traffic")) if "vm_traffic" in sections else None,
+        vm_traffic=(
+            parse_vm_traffic_state(sections["vm_traffic"]) if "vm_traffic" in sections else None
+        ),
     )
 
 
@@ -179,7 +184,7 @@ class EnergySyncFound:
 class PrometheusFound:
     """What the Prometheus steps decide on. `files`: each path the deploy writes here, by path."""
 
-    server: dict
+    server: dict[str, Any]
     files: dict[str, FoundFile] = field(default_factory=dict)
     config: ConfigFileFound | None = None
     energy_sync: EnergySyncFound | None = None
@@ -218,7 +223,8 @@ def _config_file(lines: Sequence[str]) -> ConfigFileFound | None:
     fields = _key_values(lines)
     if "path" not in fields or "state" not in fields:
         return None
-    record_line = _decoded(fields.get("record"))
+    record = fields.get("record")
+    record_line = None if record is None else _decoded(record)
     return ConfigFileFound(
         path=_decoded(fields["path"]),
         state=fields["state"],

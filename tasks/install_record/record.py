@@ -21,7 +21,7 @@ import base64
 import binascii
 import hashlib
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -34,10 +34,11 @@ from pydantic import (
 
 RECORD_DIR = "/var/lib/scaphandre-opennebula"
 RECORD_FILE = f"{RECORD_DIR}/installed.json"
-FORMAT = 2
+FORMAT: Final = 2
 FORMATS_READ = (1, 2)  # format 1: written by the versions before the intents and the files map
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+PackageManager = Literal["apt", "dnf"]
 AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/[^\x00]*$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
@@ -59,7 +60,7 @@ class EngineEntry(_Strict):
 
     Recorded before the installation (done False) and confirmed after it (done True)."""
 
-    package_manager: Literal["apt", "dnf"]
+    package_manager: PackageManager
     packages: tuple[NonEmpty, ...]
     done: bool = True
 
@@ -151,7 +152,9 @@ class InstallRecord(_Strict):
         return self.model_copy(update=changes)
 
     # ------------------------------------------------------------ intents and confirmations (deploy)
-    def intending_engine(self, package_manager: str, absent_packages: list[str]) -> InstallRecord:
+    def intending_engine(
+        self, package_manager: PackageManager, absent_packages: list[str]
+    ) -> InstallRecord:
         """The packages about to be installed recorded as the deploy's (with those recorded
         by an earlier run, which were absent before that run), not yet confirmed."""
         kept = tuple(dict.fromkeys([*self.engine_packages, *absent_packages]))
@@ -258,7 +261,7 @@ class InstallRecord(_Strict):
 
 
 class _EngineV1(_Strict):
-    package_manager: Literal["apt", "dnf"] | None = None
+    package_manager: PackageManager | None = None
     packages: tuple[NonEmpty, ...] = ()
 
 
