@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tasks.install_record.ownership import ManagedPath
 from tasks.install_record.record import sha256_of
 from tasks.settings import Settings
+
+if TYPE_CHECKING:
+    from tasks.install_record.facts import FoundFile
 
 SOURCES = Path(__file__).resolve().parents[2] / "files" / "opennebula"
 SCRIPT_SOURCE = SOURCES / "scaphandre_energy_sync.py"
@@ -88,13 +93,13 @@ def rendered_files(settings: Settings, account: ServiceAccount, python: str) -> 
     }
 
 
-def service_account(found: dict) -> ServiceAccount:
+def service_account(found: Mapping[str, Any]) -> ServiceAccount:
     """The account facts.py found ("user" and its primary "group"), root when none."""
     user = found.get("user") or "root"
     return ServiceAccount(user=user, group=found.get("group") or user)
 
 
-def frontend_problems(found: dict, settings: Settings) -> list[str]:
+def frontend_problems(found: Mapping[str, Any], settings: Settings) -> list[str]:
     """Why the sync cannot run on this server as found (empty: it can), each with the fix."""
     problems = []
     if not found.get("python"):
@@ -135,11 +140,11 @@ def _same_mode(found: str | None, wanted: str) -> bool:
 
 
 def installed_as_wanted(
-    found: dict,
-    texts: dict[str, str],
+    found: Mapping[str, FoundFile],
+    texts: Mapping[str, str],
     account: ServiceAccount,
-    frontend: dict,
-    script_dir: dict | None,
+    frontend: Mapping[str, str],
+    script_dir: Mapping[str, str] | None,
     timer_running: bool | None,
 ) -> bool:
     """Whether the sync is installed exactly as the deploy would install it, so that none of
@@ -168,7 +173,7 @@ def installed_as_wanted(
     return True
 
 
-def unit_variables(settings: Settings, account: ServiceAccount, python: str) -> dict:
+def unit_variables(settings: Settings, account: ServiceAccount, python: str) -> dict[str, Any]:
     """What the service and timer templates are rendered with."""
     return {
         "service_user": account.user,
@@ -179,7 +184,7 @@ def unit_variables(settings: Settings, account: ServiceAccount, python: str) -> 
     }
 
 
-def config_variables(settings: Settings) -> dict:
+def config_variables(settings: Settings) -> dict[str, Any]:
     """What the config template is rendered with: paths and endpoints, never a credential."""
     return {
         "prometheus_url": settings.energy_sync_prometheus_url,

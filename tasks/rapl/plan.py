@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING
 
 from tasks.host_failure import UnsupportedHostError
+
+if TYPE_CHECKING:
+    from tasks.host_state.parse import FileState
 
 RAPL_ZONE = "/sys/class/powercap/intel-rapl:0"
 MODULES_LOAD_FILE = "/etc/modules-load.d/scaphandre-rapl.conf"
@@ -59,7 +63,7 @@ def rapl_missing_message(distro_name: str | None) -> str:
     return f"RAPL is not exposed under {RAPL_ZONE} after loading the modules. Likely cause: {hint}"
 
 
-def file_holds(found, text: str, mode: str) -> bool:
+def file_holds(found: FileState | None, text: str, mode: str) -> bool:
     """Whether a small file the deploy writes whole (`found`: tasks/host_state's FileState, None
     when not read) is a regular file holding exactly `text` with `mode`: what files.put, given
     that text and mode and no owner, would leave as it is."""

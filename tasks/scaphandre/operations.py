@@ -28,6 +28,7 @@ from tasks.scaphandre.spec import (
     publishes_port,
     runs_as_specified,
 )
+from tasks.text_file import Commands
 
 
 def _metrics_wait_command(spec: ScaphandreSpec, timeout_s: int) -> StringCommand:
@@ -48,7 +49,7 @@ def _metrics_wait_command(spec: ScaphandreSpec, timeout_s: int) -> StringCommand
 
 
 @operation()
-def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
+def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60) -> Commands:
     """Guarantees the Scaphandre container runs exactly as `spec` says and serves /metrics.
 
     It runs on the host network, Scaphandre listening on the spec's address and port
@@ -103,7 +104,7 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
 
 
 @operation()
-def image_from_archive(image: str, archive: str):
+def image_from_archive(image: str, archive: str) -> Commands:
     """Guarantees `image` is in this host's Docker engine, loaded from a local `docker save`
     archive when it is missing (sites whose hypervisors reach no registry).
 
@@ -132,7 +133,7 @@ def image_from_archive(image: str, archive: str):
 
 
 @operation()
-def registry_login(registry: str, username: str, password: HiddenValue):
+def registry_login(registry: str, username: str, password: HiddenValue) -> Commands:
     """Guarantees root's Docker client on this host is logged in to `registry` as `username`
     with this very password, so a rotated password is applied and an unchanged one is not
     sent again.
@@ -158,7 +159,7 @@ def registry_login(registry: str, username: str, password: HiddenValue):
 
 
 @operation()
-def image_pulled(image: str):
+def image_pulled(image: str) -> Commands:
     """Guarantees `image` is in this host's Docker engine, pulled when it is missing; its own
     step, so an image the deploy brings is recorded as soon as it is there (even when the
     container then fails to start)."""

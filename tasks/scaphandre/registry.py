@@ -16,6 +16,8 @@ import hmac
 import posixpath
 import re
 import secrets
+from collections.abc import Mapping
+from typing import Any
 
 # Root-only (0700) directory on each hypervisor, one marker file per registry.
 LOGIN_MARKER_DIR = "/var/lib/scaphandre-deploy/registry-logins"
@@ -58,7 +60,9 @@ def digest_matches(stored: str | None, registry: str, username: str, password: s
     return hmac.compare_digest(parts[3], _derive(registry, username, password, salt, iterations))
 
 
-def logged_in_as(found: dict | None, registry: str, username: str, password: str) -> bool:
+def logged_in_as(
+    found: Mapping[str, Any] | None, registry: str, username: str, password: str
+) -> bool:
     """Whether the host's login state (RegistryLoginState; None: not read) shows root's Docker
     client logged in to `registry` with these very credentials: nothing to send."""
     return bool(

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from tasks import compat
 from tasks.settings import Settings
@@ -161,7 +163,7 @@ def port_listeners(
     return sorted(set(listeners))
 
 
-def publishes_port(inspect: dict | None, port: int) -> bool:
+def publishes_port(inspect: Mapping[str, Any] | None, port: int) -> bool:
     """True when this (running) container publishes host port `port` through Docker (as the
     deploy's earlier versions did), so the port is freed when it is recreated."""
     if not inspect or (inspect.get("State") or {}).get("Status") != "running":
@@ -181,7 +183,7 @@ def port_taken_message(port: int, listeners: list[str], container: str) -> str:
     )
 
 
-def container_drift(inspect: dict | None, spec: ScaphandreSpec) -> list[str]:
+def container_drift(inspect: Mapping[str, Any] | None, spec: ScaphandreSpec) -> list[str]:
     """What differs between a running container (`docker inspect` output) and the spec.
 
     Empty when the container matches, so it is left alone; otherwise one short
@@ -216,7 +218,7 @@ def container_drift(inspect: dict | None, spec: ScaphandreSpec) -> list[str]:
     return drift
 
 
-def runs_as_specified(inspect: list | None, spec: ScaphandreSpec) -> bool:
+def runs_as_specified(inspect: Sequence[Mapping[str, Any]] | None, spec: ScaphandreSpec) -> bool:
     """Whether `docker container inspect` of the container (a list, empty when there is none)
     shows it running exactly as `spec` says: then it is left alone."""
     current = inspect[0] if inspect else None
@@ -229,15 +231,17 @@ def runs_as_specified(inspect: list | None, spec: ScaphandreSpec) -> bool:
 def image_registry(image: str) -> str | None:
     """The registry host (and port) an image reference names, or None for Docker Hub images."""
     reference = compat.parse_image_reference(image)
-    if reference.registry_host is None:
+    registry_host: str | None = reference.registry_host
+    if registry_host is None:
         return None
-    return reference.registry_host + (
-        f":{reference.registry_port}" if reference.registry_port else ""
-    )
+    return registry_host + (f":{reference.registry_port}" if reference.registry_port else "")
 
 
 def containers_using(
-    image: str, image_inspect: list | None, containers: list[dict] | None, own_container: str
+    image: str,
+    image_inspect: Sequence[Mapping[str, Any]] | None,
+    containers: Sequence[Mapping[str, Any]] | None,
+    own_container: str,
 ) -> list[str]:
     """Names of the containers other than `own_container` that use `image` (by name or ID), from
     `docker inspect` of the image and of every container."""
