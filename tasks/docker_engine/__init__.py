@@ -9,7 +9,7 @@ facts.py and operations.py read and check the host.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
@@ -34,7 +34,7 @@ from tasks.docker_engine.plan import APT_KEYRING, DockerInstallPlan, docker_inst
 from tasks.docker_engine.vm_traffic import docker_blocks_vm_traffic
 from tasks.host_failure import UnsupportedHostError, fail_host
 from tasks.install_record import InstallLedger
-from tasks.install_record.record import DaemonJsonEntry
+from tasks.install_record.record import DaemonJsonEntry, PackageManager
 from tasks.settings import Settings
 from tasks.text_file import (
     FileBytes,
@@ -50,22 +50,20 @@ if TYPE_CHECKING:  # tasks.host_state reads this package's facts
 DAEMON_JSON_ELSEWHERE = "point the link at a file, or move it aside, then rerun"
 
 
-def _add_repository(plan: DockerInstallPlan) -> None:
-    if plan.package_manager == "apt":
+def _add_repository(package_manager: PackageManager, repository: str, gpg_key_url: str) -> None:
+    if package_manager == "apt":
         files.directory(
             name="Create the apt keyring directory", path="/etc/apt/keyrings", mode="755"
         )
-        files.download(
-            name="Download Docker's repository key", src=plan.gpg_key_url, dest=APT_KEYRING
-        )
-        apt.repo(name="Add Docker's apt repository", src=plan.repository, filename="docker")
+        files.download(name="Download Docker's repository key", src=gpg_key_url, dest=APT_KEYRING)
+        apt.repo(name="Add Docker's apt repository", src=repository, filename="docker")
     else:
         dnf.repo(
             name="Add Docker's dnf repository",
             src="docker-ce",
-            baseurl=plan.repository,
+            baseurl=repository,
             description="Docker CE",
-            gpgkey=plan.gpg_key_url,
+            gpgkey=gpg_key_url,
         )
 
 
@@ -88,7 +86,7 @@ def _already_installed(plan: DockerInstallPlan) -> set[str]:
     return {package for package in plan.packages if package in installed}
 
 
-def _daemon_json_now() -> tuple[LiveFile | None, dict | None] | None:
+def _daemon_json_now() -> tuple[LiveFile | None, dict[str, Any] | None] | None:
     """daemon.json as it is (the file, its settings); None (host failed, nothing written)
     when it cannot be merged: not a JSON object, not UTF-8, a link to nothing, not a file."""
     live = host.get_fact(FileBytes, path=DAEMON_JSON)
@@ -96,7 +94,9 @@ def _daemon_json_now() -> tuple[LiveFile | None, dict | None] | None:
         problem = unusable_file_problem(DAEMON_JSON, live, DAEMON_JSON_ELSEWHERE)
         if problem:
             raise DaemonConfigError(problem)
-        return live, parse_daemon_json(None if live is None else live.content)
+        # Not a dict (a link to nothing) here: that is a problem above.
+        file = live if isinstance(live, LiveFile) else None
+        return file, parse_daemon_json(None if file is None else file.content)
     except DaemonConfigError as error:
         fail_host(name=f"Read {DAEMON_JSON}", reason=str(error))
         return None
@@ -138,8 +138,9 @@ def _install(settings: Settings, ledger: InstallLedger) -> bool:
         content=wanted,
         setting_hint=DAEMON_JSON_ELSEWHERE,
     )
-    if plan.repository:
-        _add_repository(plan)
+    # Docker's repository and its key are planned together (tasks/docker_engine/plan.py).
+    if plan.repository and plan.gpg_key_url:
+        _add_repository(plan.package_manager, plan.repository, plan.gpg_key_url)
     _install_packages(plan)
     ledger.write(
         "Confirm in the record what the deploy installed", ledger.record.with_engine_confirmed()
@@ -229,7 +230,9 @@ def _give_back_daemon_json(entry: DaemonJsonEntry) -> None:
     edits kept, and the host says so."""
     live = host.get_fact(FileBytes, path=DAEMON_JSON)
     problem = unusable_file_problem(DAEMON_JSON, live, "left as it is")
-    if live is None or problem:
+    # A dict (a link to nothing) always has a problem, and FileBytes reads the bytes of any
+    # regular file.
+    if not isinstance(live, LiveFile) or live.content is None or problem:
         if problem:
             logger.warning(f"{host.print_prefix}warning: {problem}")
         return
@@ -249,7 +252,12 @@ def _give_back_daemon_json(entry: DaemonJsonEntry) -> None:
         file_absent_unless_link(
             name=f"Remove {DAEMON_JSON} (there was none before the deploy)", path=DAEMON_JSON
         )
-    elif decision.action == "write" and decision.content != live.content:
+    # "write" always comes with the bytes to write (given_back).
+    elif (
+        decision.action == "write"
+        and decision.content is not None
+        and decision.content != live.content
+    ):
         file_in_place(
             name=f"Give {DAEMON_JSON} back as it was before the deploy",
             path=DAEMON_JSON,

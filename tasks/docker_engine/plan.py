@@ -7,12 +7,14 @@ distribution reports.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tasks.host_failure import UnsupportedHostError
 from tasks.install_record.record import PackageManager
+
+if TYPE_CHECKING:
+    from pyinfra.facts.server import LinuxDistributionDict
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,12 @@ DEBIAN_FAMILY = {"debian", "ubuntu"}
 RHEL_FAMILY = {"rhel", "redhat", "almalinux", "rocky", "centos", "ol"}
 
 
-def _distro_id(distro: Mapping[str, Any]) -> str:
+def _distro_id(distro: LinuxDistributionDict) -> str:
     meta = distro.get("release_meta") or {}
     return (meta.get("ID") or distro.get("name") or "").strip().strip('"').lower()
 
 
-def _distro_family(distro: Mapping[str, Any]) -> str | None:
+def _distro_family(distro: LinuxDistributionDict) -> str | None:
     meta = distro.get("release_meta") or {}
     ids = {_distro_id(distro), *(meta.get("ID_LIKE") or "").strip('"').lower().split()}
     if ids & DEBIAN_FAMILY:
@@ -61,7 +63,7 @@ def _repository_directory(family: str, distro_id: str) -> str:
 
 
 def docker_install_plan(
-    distro: Mapping[str, Any], source: str, docker_ce_repo_url: str | None
+    distro: LinuxDistributionDict, source: str, docker_ce_repo_url: str | None
 ) -> DockerInstallPlan:
     """Which packages and repository give this distribution a Docker engine.
 

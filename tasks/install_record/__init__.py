@@ -10,6 +10,8 @@ they record: an intent before, a confirmation after.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, cast
 
 from pyinfra import host, logger
 from pyinfra.api import StringCommand, deploy, operation
@@ -27,13 +29,16 @@ from tasks.install_record.record import (
     InstallRecordError,
     parse_install_record,
 )
-from tasks.text_file import whole_file_commands
+from tasks.text_file import Commands, whole_file_commands
+
+if TYPE_CHECKING:
+    from pyinfra.api.operation import OperationMeta
 
 DEFAULT_LOCK_TIMEOUT_S = 60
 
 
 @operation(is_idempotent=False)
-def record_file(text: str | None, directory_exists: bool):
+def record_file(text: str | None, directory_exists: bool) -> Commands:
     """Writes the record (root-only, whole, in one step), or removes it and then its
     directory if that is empty, when `text` is None. The ledger plans this only when the
     record changes, so it reads nothing."""
@@ -77,7 +82,7 @@ class InstallLedger:
         self.file_exists = not updated.empty
 
 
-def _report_reclaimed(wait) -> None:
+def _report_reclaimed(wait: OperationMeta) -> None:
     for line in wait.stdout_lines:
         if line.startswith("reclaimed the lock"):
             logger.warning(f"{host.print_prefix}{line}")
@@ -120,7 +125,7 @@ def _lock_problem(read: RecordRead, timeout_s: int) -> str | None:
 
 
 @operation(is_idempotent=False)
-def hold_host_lock(record_digest_read: str, timeout_s: int):
+def hold_host_lock(record_digest_read: str, timeout_s: int) -> Commands:
     """Guarantees this run holds the host's lock for the rest of the run, the record still as
     the plan read it (see tasks/install_record/lock.py); fails the host naming the lock and
     its holder after `timeout_s`, or when another run changed the record meanwhile."""
@@ -165,7 +170,7 @@ def install_ledger(
 # --------------------------------------------------------------------------- files on a Prometheus server
 
 
-def files_at(paths: list[str], with_content: list[str] = ()) -> dict[str, FoundFile]:
+def files_at(paths: Sequence[str], with_content: Collection[str] = ()) -> dict[str, FoundFile]:
     """What is at each path (one round trip for all)."""
     if not paths:
         return {}
@@ -173,7 +178,6 @@ def files_at(paths: list[str], with_content: list[str] = ()) -> dict[str, FoundF
     return {path: found.get(index, FoundFile("absent")) for index, path in enumerate(paths)}
 
 
-@deploy("Check the files the deploy writes here are its own")
 def claim_files(
     ledger: InstallLedger,
     paths: list[ManagedPath],
@@ -185,6 +189,18 @@ def claim_files(
     would write there: `expected` SHA-256 by path; then adopted into the record, which the
     host says). Anything else is the operator's: the host fails naming each such file and
     the setting that chooses another path, with nothing changed. False then."""
+    # pyinfra declares every @deploy call to return an OperationMeta; it returns what the
+    # function itself returns.
+    return cast("bool", _claimed_files(ledger=ledger, paths=paths, found=found, expected=expected))
+
+
+@deploy("Check the files the deploy writes here are its own")
+def _claimed_files(
+    ledger: InstallLedger,
+    paths: list[ManagedPath],
+    found: dict[str, FoundFile],
+    expected: dict[str, str] | None,
+) -> bool:
     outcome: Claim = claim(paths, found, ledger.record, expected)
     if outcome.refused:
         fail_host(
