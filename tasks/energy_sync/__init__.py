@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from io import StringIO
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.systemd import SystemdStatus
 from pyinfra.operations import files, python, server, systemd
 
@@ -48,13 +49,13 @@ if TYPE_CHECKING:  # tasks.host_state reads this package's facts
     from tasks.host_state.parse import EnergySyncFound
 
 
-def any_changed(*operations) -> Callable[[], bool]:
+def any_changed(*operations: OperationMeta) -> Callable[[], bool]:
     """An `_if` condition: true when any of `operations` changed its host as it ran (pyinfra's
     helper of that name is undocumented; OperationMeta.did_change is its public API)."""
     return lambda: any(operation.did_change() for operation in operations)
 
 
-def _show_status(what: str, run) -> None:
+def _show_status(what: str, run: OperationMeta) -> None:
     """Prints the status line a finished run of the script printed, for this host."""
     line = status_line(run.stdout_lines) or "no status line (see the operation's output)"
     logger.info(f"{host.print_prefix}{what}: {line}")
@@ -119,7 +120,7 @@ def install_energy_sync(
 
     owners = file_owners(account)
 
-    def put(name: str, path: str):
+    def put(name: str, path: str) -> OperationMeta:
         user, group, mode = owners[path]
         return files.put(
             name=name,
@@ -161,7 +162,9 @@ def install_energy_sync(
     # Tried after any change, and before the timer is started: a running timer means a run
     # that passed before (or a timer started by hand), a stopped one may be a failed trial.
     timer_running = host.get_fact(SystemdStatus, services=[TIMER_UNIT]).get(TIMER_UNIT, False)
-    when = {"_if": any_changed(script, config, service, timer)} if timer_running else {}
+    when: dict[str, Any] = (
+        {"_if": any_changed(script, config, service, timer)} if timer_running else {}
+    )
     trial = server.shell(
         name=f"Try the energy sync once (--dry-run, as {account.user})",
         commands=[trial_run_command(settings, account, frontend["python"])],
@@ -205,10 +208,9 @@ def remove_energy_sync(settings: Settings, ledger: InstallLedger) -> None:
     installed = found["installed"] & recorded
     if not recorded:
         unlisted = found["installed"]
-        if (
-            unlisted
-        ):  # files of the sync the record does not list: an earlier version's, or the operator's
-            remove_recorded_files(ledger, sorted(unlisted))
+        # Files of the sync the record does not list: an earlier version's, or the operator's.
+        if unlisted:
+            remove_recorded_files(ledger=ledger, paths=sorted(unlisted))
         else:
             host.noop("the energy sync is not installed")
         return
@@ -247,7 +249,7 @@ def remove_energy_sync(settings: Settings, ledger: InstallLedger) -> None:
             f"{host.print_prefix}the energy sync's script or config is missing, so its SCAPHANDRE_* "
             "attributes were not removed from OpenNebula (onehost update / onevm update can)"
         )
-    remove_recorded_files(ledger, paths)
+    remove_recorded_files(ledger=ledger, paths=paths)
     if installed & {SERVICE_PATH, TIMER_PATH}:
         systemd.daemon_reload(name="Reload systemd without the energy sync's units")
         server.shell(

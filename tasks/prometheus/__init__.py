@@ -15,7 +15,7 @@ import posixpath
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
@@ -45,6 +45,8 @@ from tasks.run_memo import once_per_run
 from tasks.settings import Settings
 
 if TYPE_CHECKING:  # tasks.cloud uses this package's targets, tasks.host_state its facts
+    from pyinfra.api import Inventory
+
     from tasks.cloud import CloudView
     from tasks.host_state.parse import ConfigFileFound, EnergySyncFound, PrometheusFound
 
@@ -66,7 +68,9 @@ class PrometheusLayout:
     metrics: MetricsEndpoint
 
 
-def _locate_prometheus(settings: Settings, found: dict | None = None) -> PrometheusLayout | None:
+def _locate_prometheus(
+    settings: Settings, found: dict[str, Any] | None = None
+) -> PrometheusLayout | None:
     """This server's config file and service, and the binary that service runs with its
     version and promtool (`found`: what PrometheusServer reported, read here when not
     given); None (and the host failed with what to set) when one of them cannot be found."""
@@ -151,7 +155,7 @@ def _locate_prometheus(settings: Settings, found: dict | None = None) -> Prometh
     )
 
 
-def _shard(settings: Settings, inventory) -> tuple[int, int] | None:
+def _shard(settings: Settings, inventory: Inventory) -> tuple[int, int] | None:
     """(this server's index, number of servers) when the hypervisors are sharded, else None."""
     if settings.prometheus_scrape_mode == "replicate":
         return None
@@ -262,7 +266,7 @@ def prometheus_server(
 
 @deploy("Prometheus scrape job")
 def configure_prometheus(
-    settings: Settings, inventory, server: ClaimedServer, ledger: InstallLedger
+    settings: Settings, inventory: Inventory, server: ClaimedServer, ledger: InstallLedger
 ) -> None:
     """Guarantees this Prometheus server scrapes every hypervisor of the inventory: the
     file_sd targets file lists them with their OpenNebula IDs (Prometheus rereads it by
@@ -362,8 +366,8 @@ def remove_prometheus_job(settings: Settings, ledger: InstallLedger) -> None:
     energy_sync_files = {managed.path for managed in energy_sync_paths(settings, always=True)}
     listed = [path for path in ledger.record.files if path not in energy_sync_files]
     remove_recorded_files(
-        ledger,
-        [
+        ledger=ledger,
+        paths=[
             *listed,
             *(path for path in (layout.targets_file, layout.rules_file) if path not in listed),
         ],

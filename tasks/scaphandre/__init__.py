@@ -37,9 +37,11 @@ if TYPE_CHECKING:  # tasks.host_state reads this package's facts
     from tasks.host_state import HypervisorFound
 
 
-def _log_in_to_registry(settings: Settings, image: str, found: HypervisorFound) -> bool:
-    """Plans the registry login unless the host holds it with this very password; False
-    (host failed) when it cannot."""
+def _log_in_to_registry(
+    settings: Settings, username: str, image: str, found: HypervisorFound
+) -> bool:
+    """Plans the registry login as `username` unless the host holds it with this very
+    password; False (host failed) when it cannot."""
     password_file = Path(settings.scaphandre_registry_password_file or "")
     password = password_file.read_text().strip() if password_file.is_file() else ""
     if not password:
@@ -56,7 +58,6 @@ def _log_in_to_registry(settings: Settings, image: str, found: HypervisorFound) 
             reason=f"scaphandre_image {image!r} names no registry host for the credentials to log in to",
         )
         return False
-    username = settings.scaphandre_registry_username
     if logged_in_as(found.registry_login, registry, username, password):
         host.noop(f"logged in to {registry} as {username} with the current password")
         return True
@@ -90,9 +91,8 @@ def run_scaphandre(settings: Settings, ledger: InstallLedger, found: HypervisorF
     Decided from `found` (tasks/host_state): a container that runs the spec, with its image
     there (or recorded), plans nothing."""
     spec = scaphandre_spec(settings)
-    if settings.scaphandre_registry_username and not _log_in_to_registry(
-        settings, spec.image, found
-    ):
+    username = settings.scaphandre_registry_username
+    if username and not _log_in_to_registry(settings, username, spec.image, found):
         return
     # An image the record already holds is the deploy's: no need to look whether it is there
     # (were it deleted since, `docker container create` pulls it again when the container needs it).
@@ -145,7 +145,8 @@ def remove_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
     docker.container(
         name="Remove the Scaphandre container",
         container=settings.scaphandre_container_name,
-        **compat.DOCKER_CONTAINER_ABSENT,
+        present=compat.DOCKER_CONTAINER_ABSENT["present"],
+        start=compat.DOCKER_CONTAINER_ABSENT["start"],
     )
     forgotten = []
     for image in ledger.record.images:
