@@ -15,7 +15,7 @@ import posixpath
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
@@ -223,7 +223,6 @@ def _found_at(
     return found if found is not None else files_at(paths, with_content=[targets_file])
 
 
-@deploy("Prometheus server")
 def prometheus_server(
     settings: Settings,
     cloud: CloudView,
@@ -235,6 +234,21 @@ def prometheus_server(
     at one of the deploy's paths that is the operator's: named, with the setting to change).
     Decided from `state`, the host's one read (tasks/host_state); what it did not cover (all
     of it when None) is looked at here."""
+    # pyinfra declares every @deploy call to return an OperationMeta; it returns what the
+    # function itself returns.
+    return cast(
+        "ClaimedServer | None",
+        _claimed_server(settings=settings, cloud=cloud, ledger=ledger, state=state),
+    )
+
+
+@deploy("Prometheus server")
+def _claimed_server(
+    settings: Settings,
+    cloud: CloudView,
+    ledger: InstallLedger,
+    state: PrometheusFound | None,
+) -> ClaimedServer | None:
     layout = _locate_prometheus(settings, state.server if state is not None else None)
     if layout is None:
         return None
