@@ -39,24 +39,28 @@ if problem:
 found = None
 if settings and not problem and groups.keeps_a_record(host):
     found = read_host_state(settings)
-ledger = install_ledger(settings.host_lock_timeout_s, found.record) if found else None
+ledger = install_ledger(settings.host_lock_timeout_s, found.record) if settings and found else None
+# The steps below are @deploy functions, called with keywords: pyinfra's declared signature of
+# a deploy puts its own arguments (_sudo, ...) first.
 
-if ledger and ledger.readable and hypervisor:
+if settings and found and ledger and ledger.readable and hypervisor:
     # Nothing reported (the read cut short): each step reads its own facts.
     on_hypervisor = found.hypervisor or HypervisorFound()
-    enable_rapl(settings, on_hypervisor)
-    ensure_docker_engine(settings, ledger, on_hypervisor)
-    run_scaphandre(settings, ledger, on_hypervisor)
+    enable_rapl(settings=settings, found=on_hypervisor)
+    ensure_docker_engine(settings=settings, ledger=ledger, found=on_hypervisor)
+    run_scaphandre(settings=settings, ledger=ledger, found=on_hypervisor)
 
-if ledger and ledger.readable and groups.PROMETHEUS in host.groups:
+if settings and found and ledger and ledger.readable and groups.PROMETHEUS in host.groups:
     # None: failed (no Prometheus, or an operator's file in the way)
     server = prometheus_server(settings, cloud, ledger, found.prometheus)
     if server:
-        configure_prometheus(settings, inventory, server, ledger)
+        configure_prometheus(settings=settings, inventory=inventory, server=server, ledger=ledger)
         # Nothing unless energy_sync is on.
-        install_energy_sync(settings, ledger, server.found, server.energy_sync)
+        install_energy_sync(
+            settings=settings, ledger=ledger, found=server.found, state=server.energy_sync
+        )
 elif settings and not groups.prometheus_servers(inventory):
-    write_job_snippet(settings, cloud)
+    write_job_snippet(settings=settings, cloud=cloud)
 
 if settings and groups.GRAFANA in host.groups:
-    provision_dashboard(settings, carbon_shown=bool(cloud.carbon_intensities()))
+    provision_dashboard(settings=settings, carbon_shown=bool(cloud.carbon_intensities()))

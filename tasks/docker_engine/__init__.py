@@ -9,7 +9,7 @@ facts.py and operations.py read and check the host.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
@@ -34,9 +34,15 @@ from tasks.docker_engine.plan import APT_KEYRING, DockerInstallPlan, docker_inst
 from tasks.docker_engine.vm_traffic import docker_blocks_vm_traffic
 from tasks.host_failure import UnsupportedHostError, fail_host
 from tasks.install_record import InstallLedger
-from tasks.install_record.record import DaemonJsonEntry
+from tasks.install_record.record import DaemonJsonEntry, PackageManager
 from tasks.settings import Settings
-from tasks.text_file import FileBytes, LiveFile, file_absent_unless_link, file_in_place, unusable_file_problem
+from tasks.text_file import (
+    FileBytes,
+    LiveFile,
+    file_absent_unless_link,
+    file_in_place,
+    unusable_file_problem,
+)
 
 if TYPE_CHECKING:  # tasks.host_state reads this package's facts
     from tasks.host_state import HypervisorFound
@@ -44,18 +50,20 @@ if TYPE_CHECKING:  # tasks.host_state reads this package's facts
 DAEMON_JSON_ELSEWHERE = "point the link at a file, or move it aside, then rerun"
 
 
-def _add_repository(plan: DockerInstallPlan) -> None:
-    if plan.package_manager == "apt":
-        files.directory(name="Create the apt keyring directory", path="/etc/apt/keyrings", mode="755")
-        files.download(name="Download Docker's repository key", src=plan.gpg_key_url, dest=APT_KEYRING)
-        apt.repo(name="Add Docker's apt repository", src=plan.repository, filename="docker")
+def _add_repository(package_manager: PackageManager, repository: str, gpg_key_url: str) -> None:
+    if package_manager == "apt":
+        files.directory(
+            name="Create the apt keyring directory", path="/etc/apt/keyrings", mode="755"
+        )
+        files.download(name="Download Docker's repository key", src=gpg_key_url, dest=APT_KEYRING)
+        apt.repo(name="Add Docker's apt repository", src=repository, filename="docker")
     else:
         dnf.repo(
             name="Add Docker's dnf repository",
             src="docker-ce",
-            baseurl=plan.repository,
+            baseurl=repository,
             description="Docker CE",
-            gpgkey=plan.gpg_key_url,
+            gpgkey=gpg_key_url,
         )
 
 
@@ -78,7 +86,7 @@ def _already_installed(plan: DockerInstallPlan) -> set[str]:
     return {package for package in plan.packages if package in installed}
 
 
-def _daemon_json_now() -> tuple[LiveFile | None, dict | None] | None:
+def _daemon_json_now() -> tuple[LiveFile | None, dict[str, Any] | None] | None:
     """daemon.json as it is (the file, its settings); None (host failed, nothing written)
     when it cannot be merged: not a JSON object, not UTF-8, a link to nothing, not a file."""
     live = host.get_fact(FileBytes, path=DAEMON_JSON)
@@ -86,7 +94,9 @@ def _daemon_json_now() -> tuple[LiveFile | None, dict | None] | None:
         problem = unusable_file_problem(DAEMON_JSON, live, DAEMON_JSON_ELSEWHERE)
         if problem:
             raise DaemonConfigError(problem)
-        return live, parse_daemon_json(None if live is None else live.content)
+        # Not a dict (a link to nothing) here: that is a problem above.
+        file = live if isinstance(live, LiveFile) else None
+        return file, parse_daemon_json(None if file is None else file.content)
     except DaemonConfigError as error:
         fail_host(name=f"Read {DAEMON_JSON}", reason=str(error))
         return None
@@ -104,23 +114,37 @@ def _install(settings: Settings, ledger: InstallLedger) -> bool:
         return False
     live, existing = found
     wanted = render_daemon_json(with_engine_network_settings(existing)).encode()
-    new_files = [path for path in plan.repository_files if not host.get_fact(File, path=path)] if plan.repository else []
+    new_files = (
+        [path for path in plan.repository_files if not host.get_fact(File, path=path)]
+        if plan.repository
+        else []
+    )
     before = _already_installed(plan)
     # Before anything changes: a run cut anywhere below leaves this, and the next run (or
     # remove.py) knows what was the operator's.
-    ledger.write("Record what the deploy is about to install (daemon.json as it was, the packages absent)",
-                 ledger.record.intending_daemon_json(ENGINE_NETWORK_SETTINGS, existing,
-                                                     None if live is None else live.content, wanted)
-                 .with_repository_files(new_files)
-                 .intending_engine(plan.package_manager, [p for p in plan.packages if p not in before]))
+    ledger.write(
+        "Record what the deploy is about to install (daemon.json as it was, the packages absent)",
+        ledger.record.intending_daemon_json(
+            ENGINE_NETWORK_SETTINGS, existing, None if live is None else live.content, wanted
+        )
+        .with_repository_files(new_files)
+        .intending_engine(plan.package_manager, [p for p in plan.packages if p not in before]),
+    )
     # Before the packages: Debian's and Ubuntu's (and docker-ce's .deb) installation starts the
     # engine at once, and that first start must already find these settings.
-    file_in_place(name="Configure the Docker engine to leave host networking alone (daemon.json)",
-                  path=DAEMON_JSON, content=wanted, setting_hint=DAEMON_JSON_ELSEWHERE)
-    if plan.repository:
-        _add_repository(plan)
+    file_in_place(
+        name="Configure the Docker engine to leave host networking alone (daemon.json)",
+        path=DAEMON_JSON,
+        content=wanted,
+        setting_hint=DAEMON_JSON_ELSEWHERE,
+    )
+    # Docker's repository and its key are planned together (tasks/docker_engine/plan.py).
+    if plan.repository and plan.gpg_key_url:
+        _add_repository(plan.package_manager, plan.repository, plan.gpg_key_url)
     _install_packages(plan)
-    ledger.write("Confirm in the record what the deploy installed", ledger.record.with_engine_confirmed())
+    ledger.write(
+        "Confirm in the record what the deploy installed", ledger.record.with_engine_confirmed()
+    )
     return True
 
 
@@ -128,7 +152,9 @@ def _plan(settings: Settings) -> DockerInstallPlan | None:
     """How this host gets an engine; None (host failed, naming the cause) when it cannot."""
     try:
         return docker_install_plan(
-            host.get_fact(LinuxDistribution), settings.docker_install_source, settings.docker_ce_repo_url
+            host.get_fact(LinuxDistribution),
+            settings.docker_install_source,
+            settings.docker_ce_repo_url,
         )
     except UnsupportedHostError as error:
         fail_host(name="Check the OS can get a Docker engine", reason=str(error))
@@ -170,7 +196,10 @@ def ensure_docker_engine(settings: Settings, ledger: InstallLedger, found: Hyper
         if not ledger.record.installed_engine:
             _warn_when_it_blocks_vm_traffic(found)
         elif not ledger.record.engine_confirmed:  # a run stopped between installing and confirming
-            ledger.write("Confirm in the record what the deploy installed", ledger.record.with_engine_confirmed())
+            ledger.write(
+                "Confirm in the record what the deploy installed",
+                ledger.record.with_engine_confirmed(),
+            )
         if found.engine_active and found.engine_enabled:
             host.noop("docker.service is enabled and running")
             return
@@ -180,7 +209,11 @@ def ensure_docker_engine(settings: Settings, ledger: InstallLedger, found: Hyper
     # A failed start is reported by the next operation, with the engine's own journal and the fix,
     # rather than by systemctl's "see journalctl -xe".
     start = systemd.service(
-        name="Enable and start Docker", service="docker.service", running=True, enabled=True, _ignore_errors=True
+        name="Enable and start Docker",
+        service="docker.service",
+        running=True,
+        enabled=True,
+        _ignore_errors=True,
     )
     # Only after a start or enable was attempted: an engine found running needs no second look.
     docker_engine_active(
@@ -197,21 +230,40 @@ def _give_back_daemon_json(entry: DaemonJsonEntry) -> None:
     edits kept, and the host says so."""
     live = host.get_fact(FileBytes, path=DAEMON_JSON)
     problem = unusable_file_problem(DAEMON_JSON, live, "left as it is")
-    if live is None or problem:
+    # A dict (a link to nothing) always has a problem, and FileBytes reads the bytes of any
+    # regular file.
+    if not isinstance(live, LiveFile) or live.content is None or problem:
         if problem:
             logger.warning(f"{host.print_prefix}warning: {problem}")
         return
     previous = entry.previous_file
-    decision = given_back(live.content, live.link, entry.settings, entry.previous,
-                          None if previous is None else previous.content,
-                          None if previous is None else previous.present, entry.written_sha256)
+    decision = given_back(
+        live.content,
+        live.link,
+        entry.settings,
+        entry.previous,
+        None if previous is None else previous.content,
+        None if previous is None else previous.present,
+        entry.written_sha256,
+    )
     if decision.note:
         logger.warning(f"{host.print_prefix}warning: {decision.note}")
     if decision.action == "delete":
-        file_absent_unless_link(name=f"Remove {DAEMON_JSON} (there was none before the deploy)", path=DAEMON_JSON)
-    elif decision.action == "write" and decision.content != live.content:
-        file_in_place(name=f"Give {DAEMON_JSON} back as it was before the deploy", path=DAEMON_JSON,
-                      content=decision.content, setting_hint="left as it is")
+        file_absent_unless_link(
+            name=f"Remove {DAEMON_JSON} (there was none before the deploy)", path=DAEMON_JSON
+        )
+    # "write" always comes with the bytes to write (given_back).
+    elif (
+        decision.action == "write"
+        and decision.content is not None
+        and decision.content != live.content
+    ):
+        file_in_place(
+            name=f"Give {DAEMON_JSON} back as it was before the deploy",
+            path=DAEMON_JSON,
+            content=decision.content,
+            setting_hint="left as it is",
+        )
 
 
 @deploy("Remove the Docker engine")
@@ -231,9 +283,17 @@ def remove_docker_engine(ledger: InstallLedger) -> None:
         return
     if engine_present:
         if record.package_manager == "dnf":
-            dnf.packages(name="Remove the Docker engine", packages=list(record.engine_packages), present=False)
+            dnf.packages(
+                name="Remove the Docker engine",
+                packages=list(record.engine_packages),
+                present=False,
+            )
         else:
-            apt.packages(name="Remove the Docker engine", packages=list(record.engine_packages), present=False)
+            apt.packages(
+                name="Remove the Docker engine",
+                packages=list(record.engine_packages),
+                present=False,
+            )
     # Also after a deploy that stopped before the engine was installed: what it wrote goes.
     if record.daemon_json:
         _give_back_daemon_json(record.daemon_json)

@@ -54,7 +54,8 @@ def parse_daemon_json(content: bytes | None, path: str = DAEMON_JSON) -> dict[st
     except UnicodeDecodeError:
         raise DaemonConfigError(
             f"{path} is not UTF-8 text: fix it or move it aside, then rerun; the deploy left it untouched "
-            "and installed no Docker engine") from None
+            "and installed no Docker engine"
+        ) from None
     if not text.strip():
         return {}
     try:
@@ -115,9 +116,16 @@ class GivenBack:
     note: str | None = None
 
 
-def given_back(current: bytes, link: bool, set_by_deploy: dict[str, Any], previous: dict[str, Any],
-               previous_file: bytes | None, had_file: bool | None, written_sha256: str | None,
-               path: str = DAEMON_JSON) -> GivenBack:
+def given_back(
+    current: bytes,
+    link: bool,
+    set_by_deploy: dict[str, Any],
+    previous: dict[str, Any],
+    previous_file: bytes | None,
+    had_file: bool | None,
+    written_sha256: str | None,
+    path: str = DAEMON_JSON,
+) -> GivenBack:
     """daemon.json (`current`, a symbolic link when `link`) with the deploy's settings taken
     away again.
 
@@ -127,7 +135,11 @@ def given_back(current: bytes, link: bool, set_by_deploy: dict[str, Any], previo
     Otherwise (changed since, or an earlier version recorded only the keys, `had_file`
     None): only the deploy's keys that still hold its values go, each back to its previous
     value, every edit of the operator kept; the note says so."""
-    if had_file is not None and written_sha256 and hashlib.sha256(current).hexdigest() == written_sha256:
+    if (
+        had_file is not None
+        and written_sha256
+        and hashlib.sha256(current).hexdigest() == written_sha256
+    ):
         if had_file:
             return GivenBack("write", previous_file)
         return GivenBack("write", b"{}\n") if link else GivenBack("delete")
@@ -140,11 +152,18 @@ def given_back(current: bytes, link: bool, set_by_deploy: dict[str, Any], previo
     restored = without_engine_network_settings(settings, set_by_deploy, previous)
     note = None
     if had_file is not None:
-        note = (f"{path} changed since the deploy wrote it: only the deploy's settings that still hold its values "
-                "were taken out (your edits kept, the file re-written as indented JSON)")
+        note = (
+            f"{path} changed since the deploy wrote it: only the deploy's settings that still hold its values "
+            "were taken out (your edits kept, the file re-written as indented JSON)"
+        )
     if restored == settings:
-        return GivenBack("keep", note=f"{path} changed since the deploy wrote it and holds none of its settings: "
-                                      "left as it is" if had_file is not None else None)
+        return GivenBack(
+            "keep",
+            note=f"{path} changed since the deploy wrote it and holds none of its settings: "
+            "left as it is"
+            if had_file is not None
+            else None,
+        )
     if not restored and not had_file and not link:
         return GivenBack("delete", note=note)
     return GivenBack("write", render_daemon_json(restored).encode(), note)

@@ -7,17 +7,17 @@ from pyinfra.api import FactBase
 from tasks.docker_engine.vm_traffic import COLLECT_COMMAND, VmTrafficState, parse_vm_traffic_state
 
 
-class DockerEngineInstalled(FactBase):
+class DockerEngineInstalled(FactBase[bool]):
     """Whether any Docker engine (docker-ce, docker.io or moby) is installed: is dockerd on the PATH."""
 
     def command(self) -> str:
         return "command -v dockerd >/dev/null 2>&1 && echo yes || echo no"
 
-    def process(self, output) -> bool:
+    def process(self, output: list[str]) -> bool:
         return "".join(output).strip() == "yes"
 
 
-class VmTrafficFirewall(FactBase):
+class VmTrafficFirewall(FactBase[VmTrafficState]):
     """The firewall state that decides whether bridged VM traffic gets through: FORWARD and
     DOCKER-USER of iptables and ip6tables, the bridge-nf-call sysctls and the bridges."""
 
@@ -28,5 +28,5 @@ class VmTrafficFirewall(FactBase):
     def command(self) -> str:
         return COLLECT_COMMAND
 
-    def process(self, output) -> VmTrafficState:
+    def process(self, output: list[str]) -> VmTrafficState:
         return parse_vm_traffic_state(list(output))

@@ -6,12 +6,13 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
-
 from pyinfra.facts.systemd import SystemdStatus
+
+from tasks.text_file import Commands
 
 
 @operation()
-def docker_engine_active(unit: str = "docker.service", journal_lines: int = 15):
+def docker_engine_active(unit: str = "docker.service", journal_lines: int = 15) -> Commands:
     """Guarantees the Docker engine `unit` is active, or fails the host showing the last
     lines of its journal and what to do: an engine that will not start is named as such,
     not left to surface later as a container error."""

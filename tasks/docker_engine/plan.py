@@ -8,15 +8,20 @@ distribution reports.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tasks.host_failure import UnsupportedHostError
+from tasks.install_record.record import PackageManager
+
+if TYPE_CHECKING:
+    from pyinfra.facts.server import LinuxDistributionDict
 
 
 @dataclass(frozen=True)
 class DockerInstallPlan:
     """How to install a Docker engine on one distribution."""
 
-    package_manager: str  # "apt" or "dnf"
+    package_manager: PackageManager
     packages: list[str]
     repository: str | None = None  # Docker's own repository, when it is used
     gpg_key_url: str | None = None
@@ -33,12 +38,12 @@ DEBIAN_FAMILY = {"debian", "ubuntu"}
 RHEL_FAMILY = {"rhel", "redhat", "almalinux", "rocky", "centos", "ol"}
 
 
-def _distro_id(distro: dict) -> str:
+def _distro_id(distro: LinuxDistributionDict) -> str:
     meta = distro.get("release_meta") or {}
     return (meta.get("ID") or distro.get("name") or "").strip().strip('"').lower()
 
 
-def _distro_family(distro: dict) -> str | None:
+def _distro_family(distro: LinuxDistributionDict) -> str | None:
     meta = distro.get("release_meta") or {}
     ids = {_distro_id(distro), *(meta.get("ID_LIKE") or "").strip('"').lower().split()}
     if ids & DEBIAN_FAMILY:
@@ -57,7 +62,9 @@ def _repository_directory(family: str, distro_id: str) -> str:
     return "centos" if distro_id == "centos" else "rhel"
 
 
-def docker_install_plan(distro: dict, source: str, docker_ce_repo_url: str | None) -> DockerInstallPlan:
+def docker_install_plan(
+    distro: LinuxDistributionDict, source: str, docker_ce_repo_url: str | None
+) -> DockerInstallPlan:
     """Which packages and repository give this distribution a Docker engine.
 
     `distro` is pyinfra's LinuxDistribution fact. `source` is "distro" (Debian's
@@ -72,7 +79,9 @@ def docker_install_plan(distro: dict, source: str, docker_ce_repo_url: str | Non
             "(RHEL, AlmaLinux, Rocky); install a Docker engine yourself and rerun"
         )
     if source not in ("distro", "docker-ce"):
-        raise UnsupportedHostError(f"docker_install_source must be 'distro' or 'docker-ce', not {source!r}")
+        raise UnsupportedHostError(
+            f"docker_install_source must be 'distro' or 'docker-ce', not {source!r}"
+        )
     if family == "debian" and source == "distro":
         return DockerInstallPlan("apt", ["docker.io"])
     distro_dir = _repository_directory(family, _distro_id(distro))
@@ -83,7 +92,9 @@ def docker_install_plan(distro: dict, source: str, docker_ce_repo_url: str | Non
     if family == "debian":
         codename = (distro.get("release_meta") or {}).get("VERSION_CODENAME", "")
         if not codename:
-            raise UnsupportedHostError(f"{pretty}: /etc/os-release has no VERSION_CODENAME for Docker's repository")
+            raise UnsupportedHostError(
+                f"{pretty}: /etc/os-release has no VERSION_CODENAME for Docker's repository"
+            )
         return DockerInstallPlan(
             "apt",
             packages,
@@ -104,8 +115,11 @@ def missing_repository_message(pretty: str, family: str, distro_dir: str) -> str
     """One line for a host that needs Docker's repository when docker_ce_repo_url is unset:
     which setting, what it holds and where Docker documents it (no address is assumed:
     sites often use a mirror)."""
-    why = ("the RHEL family ships no Docker engine, so it comes from" if family == "rhel"
-           else "docker_install_source is 'docker-ce', so the engine comes from")
+    why = (
+        "the RHEL family ships no Docker engine, so it comes from"
+        if family == "rhel"
+        else "docker_install_source is 'docker-ce', so the engine comes from"
+    )
     return (
         f"{pretty}: {why} Docker's own package repository, and docker_ce_repo_url is not set: set it to that "
         f"repository's base URL (or your mirror's), the part of the repository address before /{distro_dir}/ "

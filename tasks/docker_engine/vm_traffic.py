@@ -20,14 +20,21 @@ DOCKER_BRIDGE = re.compile(r"^(docker0|br-[0-9a-f]{12})$")
 SECTION = re.compile(r"^### (.+)$")
 
 # Root reads every table; `-w 5` waits for a concurrent iptables user instead of failing.
-COLLECT_COMMAND = "; ".join([
-    *(f"echo '### {tool} FORWARD'; {tool} -w 5 -S FORWARD 2>/dev/null; "
-      f"echo '### {tool} DOCKER-USER'; {tool} -w 5 -S DOCKER-USER 2>/dev/null" for tool, _ in TOOLS),
-    "echo '### bridge-nf'; for f in /proc/sys/net/bridge/bridge-nf-call-iptables "
-    "/proc/sys/net/bridge/bridge-nf-call-ip6tables; do [ -r \"$f\" ] && echo \"${f##*/} $(cat \"$f\")\"; done",
-    "echo '### bridges'; ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1",
-    "true",
-])
+COLLECT_COMMAND = "; ".join(
+    [
+        *(
+            f"echo '### {tool} FORWARD'; {tool} -w 5 -S FORWARD 2>/dev/null; "
+            f"echo '### {tool} DOCKER-USER'; {tool} -w 5 -S DOCKER-USER 2>/dev/null"
+            for tool, _ in TOOLS
+        ),
+        (
+            "echo '### bridge-nf'; for f in /proc/sys/net/bridge/bridge-nf-call-iptables "
+            '/proc/sys/net/bridge/bridge-nf-call-ip6tables; do [ -r "$f" ] && echo "${f##*/} $(cat "$f")"; done'
+        ),
+        "echo '### bridges'; ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1",
+        "true",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,14 @@ def parse_vm_traffic_state(lines: list[str]) -> VmTrafficState:
     for tool, _ in TOOLS:
         forward = sections.get(f"{tool} FORWARD", [])
         docker_user = sections.get(f"{tool} DOCKER-USER", [])
-        policy = next((line.split()[2] for line in forward if line.startswith("-P FORWARD ") and len(line.split()) == 3), None)
+        policy = next(
+            (
+                line.split()[2]
+                for line in forward
+                if line.startswith("-P FORWARD ") and len(line.split()) == 3
+            ),
+            None,
+        )
         jumps_to_docker = any(re.search(r"\s-[jg]\s+DOCKER", line) for line in forward)
         families[tool] = FirewallFamily(
             forward_policy=policy,
@@ -86,7 +100,9 @@ def _lets_bridge_through(rule: str, bridge: str) -> bool:
         return False
     if "--physdev-is-bridged" in words:
         return True
-    interfaces = {(words[i], words[i + 1]) for i in range(len(words) - 1) if words[i] in ("-i", "-o")}
+    interfaces = {
+        (words[i], words[i + 1]) for i in range(len(words) - 1) if words[i] in ("-i", "-o")
+    }
     return ("-i", bridge) in interfaces and ("-o", bridge) in interfaces
 
 
@@ -99,10 +115,17 @@ def docker_blocks_vm_traffic(state: VmTrafficState) -> str | None:
     blocked_families, blocked_bridges = [], []
     for tool, sysctl in TOOLS:
         family = state.families.get(tool, FirewallFamily())
-        if family.forward_policy != "DROP" or not family.docker_manages_it or state.bridge_nf.get(sysctl) != 1:
+        if (
+            family.forward_policy != "DROP"
+            or not family.docker_manages_it
+            or state.bridge_nf.get(sysctl) != 1
+        ):
             continue
-        bridges = [b for b in state.vm_bridges
-                   if not any(_lets_bridge_through(rule, b) for rule in family.docker_user_rules)]
+        bridges = [
+            b
+            for b in state.vm_bridges
+            if not any(_lets_bridge_through(rule, b) for rule in family.docker_user_rules)
+        ]
         if bridges:
             blocked_families.append((tool, sysctl))
             blocked_bridges += [b for b in bridges if b not in blocked_bridges]
@@ -110,15 +133,17 @@ def docker_blocks_vm_traffic(state: VmTrafficState) -> str | None:
         return None
     tools = " and ".join(tool for tool, _ in blocked_families)
     sysctls = ", ".join(f"net.bridge.{sysctl}=1" for _, sysctl in blocked_families)
-    bridges = ", ".join(blocked_bridges)
+    bridge_names = ", ".join(blocked_bridges)
     first = blocked_bridges[0]
-    fixes = "; ".join(f"{tool} -I DOCKER-USER -i {first} -o {first} -j ACCEPT" for tool, _ in blocked_families)
+    fixes = "; ".join(
+        f"{tool} -I DOCKER-USER -i {first} -o {first} -j ACCEPT" for tool, _ in blocked_families
+    )
     policies = "; ".join(f"{tool} -P FORWARD ACCEPT" for tool, _ in blocked_families)
     return (
         f"the {tools} FORWARD policy is DROP (Docker sets it when it turns IP forwarding on itself) while bridge "
-        f"netfilter is on ({sysctls}), so VMs on {bridges} cannot reach each other or the network. "
+        f"netfilter is on ({sysctls}), so VMs on {bridge_names} cannot reach each other or the network. "
         f"Fix: let bridged traffic through Docker's DOCKER-USER chain ({fixes}; for each VM bridge, persisted "
         "with your firewall tooling); or, when no container needs Docker's own networking, give the engine "
-        "\"iptables\": false, \"ip6tables\": false, \"ip-forward\": false and \"bridge\": \"none\" in "
+        '"iptables": false, "ip6tables": false, "ip-forward": false and "bridge": "none" in '
         f"/etc/docker/daemon.json, restart it and set the policy back ({policies})"
     )

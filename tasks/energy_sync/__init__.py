@@ -87,12 +87,11 @@ def install_energy_sync(
     """
     if not settings.energy_sync:
         return
-    if state is not None:
-        frontend = state.frontend
-    else:
-        frontend = host.get_fact(
-            EnergySyncFrontend, credentials_file=settings.energy_sync_one_auth_file
-        )
+    frontend = (
+        state.frontend
+        if state is not None
+        else host.get_fact(EnergySyncFrontend, credentials_file=settings.energy_sync_one_auth_file)
+    )
     problems = frontend_problems(frontend, settings)
     if problems:
         fail_host(name="Check what the energy sync needs", reason="; ".join(problems))
@@ -105,7 +104,7 @@ def install_energy_sync(
         account,
         frontend,
         state.script_dir,
-        bool(state.timer_active and state.timer_enabled),
+        state.timer_active and state.timer_enabled,
     ):
         host.noop(f"the energy sync's files are as wanted and {TIMER_UNIT} runs")
         return
@@ -209,9 +208,8 @@ def remove_energy_sync(settings: Settings, ledger: InstallLedger) -> None:
     installed = found["installed"] & recorded
     if not recorded:
         unlisted = found["installed"]
-        if (
-            unlisted
-        ):  # files of the sync the record does not list: an earlier version's, or the operator's
+        # Files of the sync the record does not list: an earlier version's, or the operator's.
+        if unlisted:
             remove_recorded_files(ledger=ledger, paths=sorted(unlisted))
         else:
             host.noop("the energy sync is not installed")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,13 +93,13 @@ def rendered_files(settings: Settings, account: ServiceAccount, python: str) -> 
     }
 
 
-def service_account(found: dict[str, Any]) -> ServiceAccount:
+def service_account(found: Mapping[str, Any]) -> ServiceAccount:
     """The account facts.py found ("user" and its primary "group"), root when none."""
     user = found.get("user") or "root"
     return ServiceAccount(user=user, group=found.get("group") or user)
 
 
-def frontend_problems(found: dict[str, Any], settings: Settings) -> list[str]:
+def frontend_problems(found: Mapping[str, Any], settings: Settings) -> list[str]:
     """Why the sync cannot run on this server as found (empty: it can), each with the fix."""
     problems = []
     if not found.get("python"):
@@ -139,11 +140,11 @@ def _same_mode(found: str | None, wanted: str) -> bool:
 
 
 def installed_as_wanted(
-    found: dict[str, FoundFile],
-    texts: dict[str, str],
+    found: Mapping[str, FoundFile],
+    texts: Mapping[str, str],
     account: ServiceAccount,
-    frontend: dict[str, str],
-    script_dir: dict[str, str] | None,
+    frontend: Mapping[str, str],
+    script_dir: Mapping[str, str] | None,
     timer_running: bool | None,
 ) -> bool:
     """Whether the sync is installed exactly as the deploy would install it, so that none of
@@ -153,9 +154,9 @@ def installed_as_wanted(
     no trial run is due either)."""
     if not timer_running or frontend.get("config_dir") != "yes" or not script_dir:
         return False
-    if (script_dir.get("owner"), script_dir.get("group")) != ("root", "root"):
-        return False
-    if not _same_mode(script_dir.get("mode"), SCRIPT_DIR_MODE):
+    if (script_dir.get("owner"), script_dir.get("group")) != ("root", "root") or not _same_mode(
+        script_dir.get("mode"), SCRIPT_DIR_MODE
+    ):
         return False
     for path, text in texts.items():
         here = found.get(path)

@@ -31,14 +31,18 @@ __all__ = ["HostFound", "HypervisorFound", "PrometheusFound", "read_host_state"]
 def hypervisor_query(settings: Settings) -> HypervisorQuery:
     spec = scaphandre_spec(settings)
     registry = image_registry(spec.image) if settings.scaphandre_registry_username else None
-    return HypervisorQuery(container=spec.name, image=spec.image,
-                           image_always=bool(settings.scaphandre_image_archive), registry=registry,
-                           registry_marker=login_marker_path(registry) if registry else None)
+    return HypervisorQuery(
+        container=spec.name,
+        image=spec.image,
+        image_always=bool(settings.scaphandre_image_archive),
+        registry=registry,
+        registry_marker=login_marker_path(registry) if registry else None,
+    )
 
 
 def prometheus_query(settings: Settings) -> PrometheusQuery:
     return PrometheusQuery(
-        candidates=tuple(tuple(pair) for pair in settings.prometheus_candidates),
+        candidates=tuple(settings.prometheus_candidates),
         binaries=tuple(settings.prometheus_binaries),
         promtools=tuple(settings.promtool_binaries),
         config_file=settings.prometheus_config_file,
@@ -47,8 +51,9 @@ def prometheus_query(settings: Settings) -> PrometheusQuery:
         rules=settings.prometheus_rules,
         rules_file=settings.prometheus_rules_file,
         energy_sync_files=tuple(managed.path for managed in energy_sync_paths(settings)),
-        energy_sync_credentials=(settings.energy_sync_one_auth_file if settings.energy_sync
-                                 else None),
+        energy_sync_credentials=(
+            settings.energy_sync_one_auth_file if settings.energy_sync else None
+        ),
     )
 
 

@@ -22,8 +22,8 @@ from tasks.energy_sync.facts import EnergySyncFrontend
 from tasks.energy_sync.plan import SCRIPT_DIR, TIMER_UNIT
 from tasks.host_state.parse import SECTION_MARK, HostFound, parse_host_state
 from tasks.install_record.lock import LockRequest, try_lock_and_read_record
-from tasks.prometheus.facts import PrometheusServer
 from tasks.prometheus import operations as prometheus_operations
+from tasks.prometheus.facts import PrometheusServer
 from tasks.rapl.facts import RaplProbe
 from tasks.rapl.plan import MODULES_LOAD_FILE
 from tasks.scaphandre.facts import RegistryLoginState
@@ -68,8 +68,10 @@ def _section(name: str) -> str:
 
 def _unit_lines(unit: str) -> str:
     """`systemctl show` of `unit` as pyinfra's SystemdStatus and SystemdEnabled read it."""
-    return ("if command -v systemctl >/dev/null 2>&1; then systemctl show --all --property Id "
-            f"--property SubState --property UnitFileState {shlex.quote(unit)} 2>/dev/null; fi")
+    return (
+        "if command -v systemctl >/dev/null 2>&1; then systemctl show --all --property Id "
+        f"--property SubState --property UnitFileState {shlex.quote(unit)} 2>/dev/null; fi"
+    )
 
 
 def _in_record(text: str) -> str:
@@ -86,19 +88,25 @@ def hypervisor_lines(query: HypervisorQuery) -> list[str]:
     container, image = shlex.quote(query.container), shlex.quote(query.image)
     image_wanted = "true" if query.image_always else f"! {_in_record(query.image)}"
     lines = [
-        _section("rapl"), f"( {RaplProbe().command()} )",
+        _section("rapl"),
+        f"( {RaplProbe().command()} )",
         _section("modules_load"),
-        f"( f={modules_load}; if [ -L \"$f\" ]; then echo state=other; "
-        "elif [ -f \"$f\" ]; then echo state=file; stat --printf 'mode=%a\\n' -- \"$f\"; "
-        "d=$(sha256sum < \"$f\") && echo \"sha256=${d%% *}\"; "
-        "elif [ -e \"$f\" ]; then echo state=other; else echo state=absent; fi )",
-        _section("engine"), DockerEngineInstalled().command(),
+        (
+            f'( f={modules_load}; if [ -L "$f" ]; then echo state=other; '
+            'elif [ -f "$f" ]; then echo state=file; stat --printf \'mode=%a\\n\' -- "$f"; '
+            'd=$(sha256sum < "$f") && echo "sha256=${d%% *}"; '
+            'elif [ -e "$f" ]; then echo state=other; else echo state=absent; fi )'
+        ),
+        _section("engine"),
+        DockerEngineInstalled().command(),
         "if command -v dockerd >/dev/null 2>&1; then",
         f"  {_section('engine_unit')}; {_unit_lines(DOCKER_UNIT)}",
         "  if command -v docker >/dev/null 2>&1; then",
         f"    {_section('container')}; docker container inspect {container} 2>/dev/null || true",
-        f"    if {image_wanted}; then {_section('image')}; "
-        f"docker image inspect {image} 2>/dev/null || true; fi",
+        (
+            f"    if {image_wanted}; then {_section('image')}; "
+            f"docker image inspect {image} 2>/dev/null || true; fi"
+        ),
         "  fi",
         # An engine the deploy did not install: whether its firewall stops VM traffic.
         f"  if ! {_in_record('engine')}; then {_section('vm_traffic')}; ( {COLLECT_COMMAND} ); fi",
@@ -147,9 +155,13 @@ def _path_or_beside_config(path: str | None, name: str) -> str:
 def prometheus_lines(query: PrometheusQuery) -> list[str]:
     """The Prometheus server's sections: the server (PrometheusServer), every file the deploy
     writes here, prometheus.yml as its record knows it, and the energy sync's state."""
-    server = PrometheusServer().command(candidates=query.candidates, binaries=query.binaries,
-                                        promtools=query.promtools, config_file=query.config_file,
-                                        service=query.service)
+    server = PrometheusServer().command(
+        candidates=query.candidates,
+        binaries=query.binaries,
+        promtools=query.promtools,
+        config_file=query.config_file,
+        service=query.service,
+    )
     files = [f"found_file {_path_or_beside_config(query.targets_file, 'scaphandre_targets.yml')} 1"]
     if query.rules:
         rules = _path_or_beside_config(query.rules_file, "scaphandre_rules.yml")
@@ -157,11 +169,13 @@ def prometheus_lines(query: PrometheusQuery) -> list[str]:
     files += [f"found_file {shlex.quote(path)} 0" for path in query.energy_sync_files]
     lines = [
         "(",
-        _section("prometheus_server"), server,
+        _section("prometheus_server"),
+        server,
         'if [ -n "$config" ]; then',
         'dir=$(dirname -- "$config")',
         _FOUND_FILE,
-        _section("prometheus_files"), *files,
+        _section("prometheus_files"),
+        *files,
         _section("prometheus_config"),
         _CONFIG_FILE % {"state_dir": shlex.quote(prometheus_operations.PROMETHEUS_STATE_DIR)},
         "fi",
@@ -171,23 +185,30 @@ def prometheus_lines(query: PrometheusQuery) -> list[str]:
         lines += [
             _section("energy_frontend"),
             f"( {EnergySyncFrontend().command(query.energy_sync_credentials)} )",
-            _section("energy_timer"), _unit_lines(TIMER_UNIT),
+            _section("energy_timer"),
+            _unit_lines(TIMER_UNIT),
             _section("energy_script_dir"),
-            f"if [ -d {script_dir} ] && [ ! -L {script_dir} ]; then "
-            f"stat --printf 'owner=%U\\ngroup=%G\\nmode=%a\\n' -- {script_dir}; fi",
+            (
+                f"if [ -d {script_dir} ] && [ ! -L {script_dir} ]; then "
+                f"stat --printf 'owner=%U\\ngroup=%G\\nmode=%a\\n' -- {script_dir}; fi"
+            ),
         ]
     return [*lines, ")"]
 
 
-class HostState(FactBase):
+class HostState(FactBase[HostFound]):
     """Everything a run decides on for this host, in one round trip: the install record,
     read after trying to take the host's lock (`lock`; None: no lock, for --dry; see
     tasks/install_record/lock.py), then, under that lock, the hypervisor's state
     (`hypervisor`) and the Prometheus server's (`prometheus`) when the host takes them.
     Returns a parse.HostFound."""
 
-    def command(self, lock: LockRequest | None = None, hypervisor: HypervisorQuery | None = None,
-                prometheus: PrometheusQuery | None = None) -> str:
+    def command(
+        self,
+        lock: LockRequest | None = None,
+        hypervisor: HypervisorQuery | None = None,
+        prometheus: PrometheusQuery | None = None,
+    ) -> str:
         lines = [_section("record"), try_lock_and_read_record(lock)]
         if hypervisor is not None:
             lines += hypervisor_lines(hypervisor)
@@ -195,5 +216,5 @@ class HostState(FactBase):
             lines += prometheus_lines(prometheus)
         return "\n".join([*lines, "true"])
 
-    def process(self, output) -> HostFound:
+    def process(self, output: list[str]) -> HostFound:
         return parse_host_state(output, TIMER_UNIT)

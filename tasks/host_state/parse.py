@@ -15,6 +15,7 @@ import base64
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyinfra.api.exceptions import FactProcessError
 from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
@@ -37,7 +38,7 @@ def split_sections(lines: Iterable[str]) -> dict[str, list[str]]:
     current: list[str] | None = None
     for line in lines:
         if line.startswith(SECTION_MARK):
-            current = sections.setdefault(line[len(SECTION_MARK):].strip(), [])
+            current = sections.setdefault(line[len(SECTION_MARK) :].strip(), [])
         elif current is not None:
             current.append(line)
     return sections
@@ -52,11 +53,11 @@ def _key_values(lines: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def _decoded(value: str | None) -> str | None:
-    return None if value is None else base64.b64decode(value).decode("utf-8", "surrogateescape")
+def _decoded(value: str) -> str:
+    return base64.b64decode(value).decode("utf-8", "surrogateescape")
 
 
-def _json(lines: Sequence[str]) -> list | None:
+def _json(lines: Sequence[str]) -> list[Any] | None:
     """`docker … inspect` output as pyinfra's Docker facts read it; None when it is not JSON (an
     engine that did not answer)."""
     try:
@@ -97,10 +98,12 @@ class HypervisorFound:
     engine_installed: bool | None = None  # dockerd on the PATH
     engine_active: bool | None = None  # docker.service running, as pyinfra's SystemdStatus says
     engine_enabled: bool | None = None  # ... enabled, as SystemdEnabled says
-    container: list | None = None  # `docker container inspect` of the exporter ([]: none)
+    container: list[Any] | None = None  # `docker container inspect` of the exporter ([]: none)
     # `docker image inspect` of its image ([]: not there); read when the record does not list it
-    image: list | None = None
-    registry_login: dict | None = None  # RegistryLoginState, when a registry login is configured
+    image: list[Any] | None = None
+    registry_login: dict[str, Any] | None = (
+        None  # RegistryLoginState, when a registry login is configured
+    )
     vm_traffic: VmTrafficState | None = None  # read when the engine is not recorded as the deploy's
 
 
@@ -125,15 +128,18 @@ def parse_hypervisor(sections: dict[str, list[str]]) -> HypervisorFound:
     active, enabled = _unit_state(get("engine_unit"), "docker.service")
     return HypervisorFound(
         rapl=_rapl(get("rapl")),
-        modules_load=_file_state(get("modules_load")) if "modules_load" in sections else None,
+        modules_load=_file_state(sections["modules_load"]) if "modules_load" in sections else None,
         engine_installed=DockerEngineInstalled().process(engine) if engine else None,
         engine_active=active,
         engine_enabled=enabled,
-        container=_json(get("container")) if "container" in sections else None,
-        image=_json(get("image")) if "image" in sections else None,
-        registry_login=(RegistryLoginState().process(get("registry")) if "registry" in sections
-                        else None),
-        vm_traffic=parse_vm_traffic_state(get("vm_traffic")) if "vm_traffic" in sections else None,
+        container=_json(sections["container"]) if "container" in sections else None,
+        image=_json(sections["image"]) if "image" in sections else None,
+        registry_login=(
+            RegistryLoginState().process(sections["registry"]) if "registry" in sections else None
+        ),
+        vm_traffic=(
+            parse_vm_traffic_state(sections["vm_traffic"]) if "vm_traffic" in sections else None
+        ),
     )
 
 
@@ -155,8 +161,13 @@ class ConfigFileFound:
     def unchanged_since_recorded(self, fingerprint: str) -> bool:
         """True when the deploy wrote or checked this very file for the request `fingerprint`
         (tasks/prometheus/edit_request.py) and no reload is waiting: nothing to do."""
-        return (self.state == "file" and bool(self.sha256) and bool(fingerprint)
-                and not self.reload_pending and self.record_line == f"{self.sha256} {fingerprint}")
+        return (
+            self.state == "file"
+            and bool(self.sha256)
+            and bool(fingerprint)
+            and not self.reload_pending
+            and self.record_line == f"{self.sha256} {fingerprint}"
+        )
 
 
 @dataclass(frozen=True)
@@ -173,20 +184,22 @@ class EnergySyncFound:
 class PrometheusFound:
     """What the Prometheus steps decide on. `files`: each path the deploy writes here, by path."""
 
-    server: dict
+    server: dict[str, Any]
     files: dict[str, FoundFile] = field(default_factory=dict)
     config: ConfigFileFound | None = None
     energy_sync: EnergySyncFound | None = None
 
-    def files_at(self, paths: Sequence[str],
-                 with_content: Sequence[str] = ()) -> dict[str, FoundFile] | None:
+    def files_at(
+        self, paths: Sequence[str], with_content: Sequence[str] = ()
+    ) -> dict[str, FoundFile] | None:
         """What is at each of `paths` (with the bytes of those in `with_content` that are files),
         or None when the read did not cover them all."""
         found = {path: self.files[path] for path in paths if path in self.files}
         if len(found) != len(paths):
             return None
-        if any(found[path].state == "file" and found[path].content is None
-               for path in with_content):
+        if any(
+            found[path].state == "file" and found[path].content is None for path in with_content
+        ):
             return None
         return found
 
@@ -210,7 +223,8 @@ def _config_file(lines: Sequence[str]) -> ConfigFileFound | None:
     fields = _key_values(lines)
     if "path" not in fields or "state" not in fields:
         return None
-    record_line = _decoded(fields.get("record"))
+    record = fields.get("record")
+    record_line = None if record is None else _decoded(record)
     return ConfigFileFound(
         path=_decoded(fields["path"]),
         state=fields["state"],
@@ -227,9 +241,12 @@ def parse_prometheus(sections: dict[str, list[str]], timer_unit: str) -> Prometh
     if "energy_frontend" in sections:
         active, enabled = _unit_state(sections.get("energy_timer"), timer_unit)
         script_dir = _key_values(sections.get("energy_script_dir", []))
-        energy = EnergySyncFound(frontend=EnergySyncFrontend().process(sections["energy_frontend"]),
-                                 timer_active=active, timer_enabled=enabled,
-                                 script_dir=script_dir or None)
+        energy = EnergySyncFound(
+            frontend=EnergySyncFrontend().process(sections["energy_frontend"]),
+            timer_active=active,
+            timer_enabled=enabled,
+            script_dir=script_dir or None,
+        )
     return PrometheusFound(
         server=PrometheusServer().process(sections["prometheus_server"]),
         files=_files_by_path(sections.get("prometheus_files", [])),

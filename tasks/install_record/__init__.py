@@ -10,6 +10,8 @@ they record: an intent before, a confirmation after.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, cast
 
 from pyinfra import host, logger
 from pyinfra.api import StringCommand, deploy, operation
@@ -27,21 +29,28 @@ from tasks.install_record.record import (
     InstallRecordError,
     parse_install_record,
 )
-from tasks.text_file import whole_file_commands
+from tasks.text_file import Commands, whole_file_commands
+
+if TYPE_CHECKING:
+    from pyinfra.api.operation import OperationMeta
 
 DEFAULT_LOCK_TIMEOUT_S = 60
 
 
 @operation(is_idempotent=False)
-def record_file(text: str | None, directory_exists: bool):
+def record_file(text: str | None, directory_exists: bool) -> Commands:
     """Writes the record (root-only, whole, in one step), or removes it and then its
     directory if that is empty, when `text` is None. The ledger plans this only when the
     record changes, so it reads nothing."""
     if text is not None:
-        yield from whole_file_commands(RECORD_FILE, text, "600", "700", directory_exists=directory_exists)
+        yield from whole_file_commands(
+            RECORD_FILE, text, "600", "700", directory_exists=directory_exists
+        )
     else:
-        yield StringCommand(f"rm -f -- {shlex.quote(RECORD_FILE)} && {{ rmdir -- {shlex.quote(RECORD_DIR)} "
-                            "2>/dev/null || true; }")
+        yield StringCommand(
+            f"rm -f -- {shlex.quote(RECORD_FILE)} && {{ rmdir -- {shlex.quote(RECORD_DIR)} "
+            "2>/dev/null || true; }"
+        )
 
 
 class InstallLedger:
@@ -54,7 +63,9 @@ class InstallLedger:
 
     def __init__(self, record: InstallRecord, readable: bool = True, file_exists: bool = False):
         self.record = record
-        self.readable = readable  # False: the record (or the lock) is unusable and the host already failed
+        self.readable = (
+            readable  # False: the record (or the lock) is unusable and the host already failed
+        )
         self.file_exists = file_exists
 
     def write(self, name: str, updated: InstallRecord) -> None:
@@ -63,11 +74,15 @@ class InstallLedger:
         if updated == self.record:
             return
         self.record = updated
-        record_file(name=name, text=None if updated.empty else updated.to_json(), directory_exists=self.file_exists)
+        record_file(
+            name=name,
+            text=None if updated.empty else updated.to_json(),
+            directory_exists=self.file_exists,
+        )
         self.file_exists = not updated.empty
 
 
-def _report_reclaimed(wait) -> None:
+def _report_reclaimed(wait: OperationMeta) -> None:
     for line in wait.stdout_lines:
         if line.startswith("reclaimed the lock"):
             logger.warning(f"{host.print_prefix}{line}")
@@ -77,28 +92,40 @@ def _lock_problem(read: RecordRead, timeout_s: int) -> str | None:
     """Plans what the lock as found needs (a warning, a wait) and returns why the host must
     fail instead, if it must."""
     if read.stale:
-        logger.warning(f"{host.print_prefix}reclaimed the lock {LOCK_FILE} from a run that ended without "
-                       f"releasing it: {read.stale.describe()}")
+        logger.warning(
+            f"{host.print_prefix}reclaimed the lock {LOCK_FILE} from a run that ended without "
+            f"releasing it: {read.stale.describe()}"
+        )
     if read.lock == "unsupported":
-        logger.warning(f"{host.print_prefix}no SSH connection process to tie the lock {LOCK_FILE} to: this run "
-                       "does not keep other runs off this host")
+        logger.warning(
+            f"{host.print_prefix}no SSH connection process to tie the lock {LOCK_FILE} to: this run "
+            "does not keep other runs off this host"
+        )
     if read.lock != "busy":
         return None
     holder = read.holder
     if holder is not None and holder.run_token == RUN_TOKEN:
-        return (f"{LOCK_FILE} is held by inventory host {holder.fields.get('inventory_host', '?')} of this same run: "
-                f"it and {host.name} reach the same machine, which keeps one record; list each machine once in "
-                "the inventory (in every group it belongs to)")
+        return (
+            f"{LOCK_FILE} is held by inventory host {holder.fields.get('inventory_host', '?')} of this same run: "
+            f"it and {host.name} reach the same machine, which keeps one record; list each machine once in "
+            "the inventory (in every group it belongs to)"
+        )
     wait = hold_host_lock(
         name=f"Wait for the other run on this host to finish ({LOCK_FILE}, at most {timeout_s} s)",
-        record_digest_read=read.digest, timeout_s=timeout_s)
-    python.call(name="Report a lock reclaimed from a run that ended", function=_report_reclaimed, wait=wait,
-                _if=wait.did_change)
+        record_digest_read=read.digest,
+        timeout_s=timeout_s,
+    )
+    python.call(
+        name="Report a lock reclaimed from a run that ended",
+        function=_report_reclaimed,
+        wait=wait,
+        _if=wait.did_change,
+    )
     return None
 
 
 @operation(is_idempotent=False)
-def hold_host_lock(record_digest_read: str, timeout_s: int):
+def hold_host_lock(record_digest_read: str, timeout_s: int) -> Commands:
     """Guarantees this run holds the host's lock for the rest of the run, the record still as
     the plan read it (see tasks/install_record/lock.py); fails the host naming the lock and
     its holder after `timeout_s`, or when another run changed the record meanwhile."""
@@ -111,8 +138,9 @@ def lock_request() -> LockRequest | None:
     return None if run_is_dry() else LockRequest(host.name)
 
 
-def install_ledger(lock_timeout_s: int = DEFAULT_LOCK_TIMEOUT_S,
-                   read: RecordRead | None = None) -> InstallLedger:
+def install_ledger(
+    lock_timeout_s: int = DEFAULT_LOCK_TIMEOUT_S, read: RecordRead | None = None
+) -> InstallLedger:
     """The ledger of this host, from its record file, read with the host's lock taken (not
     for --dry): `read` when the caller already read it so (tasks/host_state reads it with
     everything else a run decides on), else read here. An unreadable record fails the host
@@ -128,8 +156,10 @@ def install_ledger(lock_timeout_s: int = DEFAULT_LOCK_TIMEOUT_S,
         return unusable
     try:
         if read.digest == "unusable":
-            raise InstallRecordError(f"{RECORD_FILE} (the deploy's record of what it installed here) is not a "
-                                     "regular file: move it away")
+            raise InstallRecordError(
+                f"{RECORD_FILE} (the deploy's record of what it installed here) is not a "
+                "regular file: move it away"
+            )
         record = parse_install_record(read.content)
     except InstallRecordError as error:
         fail_host(name="Read the record of what the deploy installed", reason=str(error))
@@ -140,7 +170,7 @@ def install_ledger(lock_timeout_s: int = DEFAULT_LOCK_TIMEOUT_S,
 # --------------------------------------------------------------------------- files on a Prometheus server
 
 
-def files_at(paths: list[str], with_content: list[str] = ()) -> dict[str, FoundFile]:
+def files_at(paths: Sequence[str], with_content: Collection[str] = ()) -> dict[str, FoundFile]:
     """What is at each path (one round trip for all)."""
     if not paths:
         return {}
@@ -148,24 +178,46 @@ def files_at(paths: list[str], with_content: list[str] = ()) -> dict[str, FoundF
     return {path: found.get(index, FoundFile("absent")) for index, path in enumerate(paths)}
 
 
-@deploy("Check the files the deploy writes here are its own")
-def claim_files(ledger: InstallLedger, paths: list[ManagedPath], found: dict[str, FoundFile],
-                expected: dict[str, str] | None = None) -> bool:
+def claim_files(
+    ledger: InstallLedger,
+    paths: list[ManagedPath],
+    found: dict[str, FoundFile],
+    expected: dict[str, str] | None = None,
+) -> bool:
     """Guarantees every file at `paths` is the deploy's before any is written: listed in the
     record, absent, or written by an earlier version (its header, or exactly what this run
     would write there: `expected` SHA-256 by path; then adopted into the record, which the
     host says). Anything else is the operator's: the host fails naming each such file and
     the setting that chooses another path, with nothing changed. False then."""
+    # pyinfra declares every @deploy call to return an OperationMeta; it returns what the
+    # function itself returns.
+    return cast("bool", _claimed_files(ledger=ledger, paths=paths, found=found, expected=expected))
+
+
+@deploy("Check the files the deploy writes here are its own")
+def _claimed_files(
+    ledger: InstallLedger,
+    paths: list[ManagedPath],
+    found: dict[str, FoundFile],
+    expected: dict[str, str] | None,
+) -> bool:
     outcome: Claim = claim(paths, found, ledger.record, expected)
     if outcome.refused:
-        fail_host(name="Check the files the deploy writes here are its own", reason="; ".join(outcome.refused))
+        fail_host(
+            name="Check the files the deploy writes here are its own",
+            reason="; ".join(outcome.refused),
+        )
         return False
     if outcome.adopted:
         for path in outcome.adopted:
-            logger.warning(f"{host.print_prefix}{path} was written by an earlier version of the deploy (its header, "
-                           f"or exactly what this run writes there): adopted into the record {RECORD_FILE}")
-        ledger.write("Record the files an earlier version of the deploy wrote", ledger.record.adopting_files(
-            outcome.adopted))
+            logger.warning(
+                f"{host.print_prefix}{path} was written by an earlier version of the deploy (its header, "
+                f"or exactly what this run writes there): adopted into the record {RECORD_FILE}"
+            )
+        ledger.write(
+            "Record the files an earlier version of the deploy wrote",
+            ledger.record.adopting_files(outcome.adopted),
+        )
     return True
 
 
@@ -183,4 +235,3 @@ def remove_recorded_files(ledger: InstallLedger, paths: list[str]) -> None:
         if delete:
             files.file(name=f"Remove {path}", path=path, present=False)
     ledger.write("Forget the removed files in the record", ledger.record.without_files(paths))
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import shlex
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from pyinfra.api import FactBase
@@ -27,7 +28,7 @@ class RecordRead:
     stale: Holder | None = None
 
 
-class InstallRecordFile(FactBase):
+class InstallRecordFile(FactBase[RecordRead]):
     """The install record with its digest, read after trying to take the host's lock
     (`lock`, None: no lock, for --dry); see tasks/install_record/lock.py."""
 
@@ -38,13 +39,13 @@ class InstallRecordFile(FactBase):
     def command(self, lock: LockRequest | None = None) -> str:
         return try_lock_and_read_record(lock)
 
-    def process(self, output) -> RecordRead:
+    def process(self, output: list[str]) -> RecordRead:
         fields: dict[str, str] = {}
         lines = list(output)
         content = None
         for position, line in enumerate(lines):
             if line == "content:":
-                content = base64.b64decode("".join(lines[position + 1:]))
+                content = base64.b64decode("".join(lines[position + 1 :]))
                 break
             key, _, value = line.partition("=")
             fields[key] = value.strip()
@@ -87,28 +88,30 @@ def found_file(fields: dict[str, str]) -> FoundFile:
     )
 
 
-class FilesAt(FactBase):
+class FilesAt(FactBase[dict[int, FoundFile]]):
     """Each of `paths` as a FoundFile (by position), in one round trip; the bytes of those in `with_content`."""
 
     @staticmethod
-    def default() -> dict:
+    def default() -> dict[int, FoundFile]:
         return {}
 
-    def command(self, paths: list[str], with_content: list[str] = ()) -> str:
+    def command(self, paths: Sequence[str], with_content: Collection[str] = ()) -> str:
         lines = []
         for index, path in enumerate(paths):
             quoted = shlex.quote(path)
-            content = (f"; printf 'content='; base64 -w 0 < {quoted}; echo" if path in with_content else "")
+            content = (
+                f"; printf 'content='; base64 -w 0 < {quoted}; echo" if path in with_content else ""
+            )
             lines.append(
                 f"echo 'path={index}'; if [ -L {quoted} ]; then echo link=1; fi; "
                 f"if [ ! -e {quoted} ] && [ ! -L {quoted} ]; then echo state=absent; "
                 f"elif [ ! -f {quoted} ]; then echo state=other; "
-                f"else echo state=file; d=$(sha256sum < {quoted}) && echo \"sha256=${{d%% *}}\"; "
+                f'else echo state=file; d=$(sha256sum < {quoted}) && echo "sha256=${{d%% *}}"; '
                 f"printf 'head='; head -n 3 -- {quoted} | base64 -w 0; echo{content}; fi"
             )
         return "\n".join(lines) or "true"
 
-    def process(self, output) -> dict[int, FoundFile]:
+    def process(self, output: list[str]) -> dict[int, FoundFile]:
         found: dict[int, dict[str, str]] = {}
         current: dict[str, str] = {}
         for line in output:

@@ -61,8 +61,10 @@ class LockRequest:
     run: str = ""
 
     def lines(self) -> str:
-        return (f"run={self.run_token}\ninventory_host={self.inventory_host}\n"
-                f"control={self.run or run_description()}\n")
+        return (
+            f"run={self.run_token}\ninventory_host={self.inventory_host}\n"
+            f"control={self.run or run_description()}\n"
+        )
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class Holder:
     fields: dict[str, str]
 
     @classmethod
-    def parse(cls, text: str) -> "Holder":
+    def parse(cls, text: str) -> Holder:
         fields = {}
         for line in text.splitlines():
             key, separator, value = line.partition("=")
@@ -86,9 +88,11 @@ class Holder:
 
     def describe(self) -> str:
         get = self.fields.get
-        return (f"user {get('user', '?')} from {get('from') or 'a local session'} ({get('control', 'unknown run')}, "
-                f"inventory host {get('inventory_host', '?')}), holder pid {get('pid', '?')}, "
-                f"since {get('since', '?')}")
+        return (
+            f"user {get('user', '?')} from {get('from') or 'a local session'} ({get('control', 'unknown run')}, "
+            f"inventory host {get('inventory_host', '?')}), holder pid {get('pid', '?')}, "
+            f"since {get('since', '?')}"
+        )
 
 
 # --------------------------------------------------------------------------- shell
@@ -133,27 +137,8 @@ umask 077
 """
 
 
-def _connection(request: LockRequest) -> str:
-    return _CONNECTION % {"lock_dir": shlex.quote(LOCK_DIR), "lock": shlex.quote(LOCK_FILE),
-                          "record": shlex.quote(RECORD_FILE), "poll": HOLDER_POLL_S,
-                          "me": shlex.quote(request.lines())}
-
-
-def try_lock_and_read_record(request: LockRequest | None) -> str:
-    """Shell for the record fact: with `request`, tries the lock without waiting (and waits
-    RELEASE_WAIT_S at most for a holder whose connection is already gone), then prints
-    `lock=held` (with `stale=` and the description a dead holder left), `lock=busy` (with
-    `holder=` its description) or `lock=unsupported` (no process to tie the lock to); then
-    the record: `record_sha256=` its digest (or absent) and its bytes after `content:`,
-    base64-encoded. Without `request` (--dry) it only reads."""
-    read = "\n".join([
-        'if [ -f "$record" ]; then d=$(sha256sum < "$record") || exit 1; echo "record_sha256=${d%% *}"; '
-        'echo content:; base64 < "$record" || exit 1; '
-        'elif [ -e "$record" ]; then echo record_sha256=unusable; else echo record_sha256=absent; fi',
-    ])
-    if request is None:
-        return f"record={shlex.quote(RECORD_FILE)}\n" + read
-    take = r"""
+# Tries the lock without waiting (see the module's docstring); %(release_wait)s is RELEASE_WAIT_S.
+_TAKE = r"""
 if [ -z "$anchor" ] || ! mkdir -p "$lock_dir" || ! chmod 700 "$lock_dir" || ! : >> "$lock"; then
   echo lock=unsupported
 else
@@ -172,22 +157,19 @@ else
   fi
   exec 9>&-
 fi
-""" % {"release_wait": RELEASE_WAIT_S}
-    return _connection(request) + take + read
+"""
 
-
-def wait_for_lock(request: LockRequest, record_digest_read: str, timeout_s: int) -> str:
-    """Shell for the operation that waits for a lock another run held when the plan was
-    made: at most `timeout_s`, then fails naming the lock file and its holder; once taken,
-    fails unless the record still has the digest `record_digest_read` the plan was made
-    from (another run changed this host meanwhile); else keeps it for the rest of the run."""
-    return _connection(request) + r"""
+# Waits for the lock, then checks the record is still the one the plan was made from.
+_WAIT = r"""
 want=%(want)s; timeout=%(timeout)s
 mkdir -p "$lock_dir" && chmod 700 "$lock_dir" && : >> "$lock" || { echo "cannot create the lock $lock" >&2; exit 1; }
 exec 9<>"$lock"
 if ! flock -n 9; then
   if ! flock -w "$timeout" 9; then
-    printf '%%s\n' "$lock is held by another run: $(describe); waited $timeout s (host_lock_timeout_s). Let that run finish and run again (a run that ended releases it by itself; if its holder pid is still there with no run, end it with kill)" >&2
+    message="$lock is held by another run: $(describe); waited $timeout s (host_lock_timeout_s)."
+    message="$message Let that run finish and run again (a run that ended releases it by itself;"
+    message="$message if its holder pid is still there with no run, end it with kill)"
+    printf '%%s\n' "$message" >&2
     exit 1
   fi
 fi
@@ -196,14 +178,58 @@ if [ -s "$lock" ]; then
 fi
 if [ "$(record_digest)" != "$want" ]; then
   : > "$lock"
-  printf '%%s\n' "another run changed this host since this run read it ($record is not what the plan was made from): run again" >&2
+  message="another run changed this host since this run read it"
+  printf '%%s\n' "$message ($record is not what the plan was made from): run again" >&2
   exit 1
 fi
 if [ -z "$anchor" ]; then
   printf '%%s\n' "no SSH connection process to tie the lock to: this run goes on without holding it" >&2; exit 0
 fi
 hold
-""" % {"want": shlex.quote(record_digest_read), "timeout": int(timeout_s)}
+"""
+
+
+def _connection(request: LockRequest) -> str:
+    return _CONNECTION % {
+        "lock_dir": shlex.quote(LOCK_DIR),
+        "lock": shlex.quote(LOCK_FILE),
+        "record": shlex.quote(RECORD_FILE),
+        "poll": HOLDER_POLL_S,
+        "me": shlex.quote(request.lines()),
+    }
+
+
+def try_lock_and_read_record(request: LockRequest | None) -> str:
+    """Shell for the record fact: with `request`, tries the lock without waiting (and waits
+    RELEASE_WAIT_S at most for a holder whose connection is already gone), then prints
+    `lock=held` (with `stale=` and the description a dead holder left), `lock=busy` (with
+    `holder=` its description) or `lock=unsupported` (no process to tie the lock to); then
+    the record: `record_sha256=` its digest (or absent) and its bytes after `content:`,
+    base64-encoded. Without `request` (--dry) it only reads."""
+    read = "\n".join(
+        [
+            (
+                'if [ -f "$record" ]; then d=$(sha256sum < "$record") || exit 1; echo "record_sha256=${d%% *}"; '
+                'echo content:; base64 < "$record" || exit 1; '
+                'elif [ -e "$record" ]; then echo record_sha256=unusable; else echo record_sha256=absent; fi'
+            ),
+        ]
+    )
+    if request is None:
+        return f"record={shlex.quote(RECORD_FILE)}\n" + read
+    take = _TAKE % {"release_wait": RELEASE_WAIT_S}
+    return _connection(request) + take + read
+
+
+def wait_for_lock(request: LockRequest, record_digest_read: str, timeout_s: int) -> str:
+    """Shell for the operation that waits for a lock another run held when the plan was
+    made: at most `timeout_s`, then fails naming the lock file and its holder; once taken,
+    fails unless the record still has the digest `record_digest_read` the plan was made
+    from (another run changed this host meanwhile); else keeps it for the rest of the run."""
+    return _connection(request) + _WAIT % {
+        "want": shlex.quote(record_digest_read),
+        "timeout": int(timeout_s),
+    }
 
 
 def decode(value: str) -> str:

@@ -45,8 +45,12 @@ def written_by_the_deploy(found: FoundFile) -> bool:
     return any(marker in found.head for marker in MARKERS)
 
 
-def claim(paths: list[ManagedPath], found: dict[str, FoundFile], record: InstallRecord,
-          expected: dict[str, str] | None = None) -> Claim:
+def claim(
+    paths: list[ManagedPath],
+    found: dict[str, FoundFile],
+    record: InstallRecord,
+    expected: dict[str, str] | None = None,
+) -> Claim:
     """Which of the files at `paths` the deploy may write: listed in the record, absent, or
     adopted (written by an earlier version: its header, or exactly the bytes whose SHA-256
     `expected` gives for that path, what this run would write there); every other one is
@@ -63,7 +67,8 @@ def claim(paths: list[ManagedPath], found: dict[str, FoundFile], record: Install
         what = "a file" if here.state == "file" else "something that is not a regular file"
         outcome.refused.append(
             f"{managed.path} is {what} the deploy did not write (its record {RECORD_FILE} does not list it): "
-            f"it is left as it is and nothing was changed on this server; {managed.elsewhere}")
+            f"it is left as it is and nothing was changed on this server; {managed.elsewhere}"
+        )
     return outcome
 
 
@@ -80,13 +85,19 @@ def removal(path: str, found: FoundFile, record: InstallRecord) -> tuple[bool, s
     if entry is not None:
         if found.state == "file" and entry.holds(found.sha256):
             if found.link:
-                return False, (f"{path} is a symbolic link (yours): it stays, with the file it points to, which "
-                               "holds what the deploy wrote; delete them by hand if they are not needed")
+                return False, (
+                    f"{path} is a symbolic link (yours): it stays, with the file it points to, which "
+                    "holds what the deploy wrote; delete them by hand if they are not needed"
+                )
             return True, None
-        return False, (f"{path} stays: it changed since the deploy wrote it (it is not what the record "
-                       f"{RECORD_FILE} says the deploy wrote), so it is yours now; delete it by hand if it is not needed")
+        return False, (
+            f"{path} stays: it changed since the deploy wrote it (it is not what the record "
+            f"{RECORD_FILE} says the deploy wrote), so it is yours now; delete it by hand if it is not needed"
+        )
     if found.state == "file" and written_by_the_deploy(found):
-        return False, (f"{path} stays: it carries the deploy's header but the record {RECORD_FILE} does not list "
-                       "it (an earlier version wrote it): run the deploy once (it adopts such files), then remove.py, "
-                       "or delete it by hand")
+        return False, (
+            f"{path} stays: it carries the deploy's header but the record {RECORD_FILE} does not list "
+            "it (an earlier version wrote it): run the deploy once (it adopts such files), then remove.py, "
+            "or delete it by hand"
+        )
     return False, None

@@ -21,16 +21,24 @@ import base64
 import binascii
 import hashlib
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, JsonValue, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 RECORD_DIR = "/var/lib/scaphandre-opennebula"
 RECORD_FILE = f"{RECORD_DIR}/installed.json"
-FORMAT = 2
+FORMAT: Final = 2
 FORMATS_READ = (1, 2)  # format 1: written by the versions before the intents and the files map
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+PackageManager = Literal["apt", "dnf"]
 AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/[^\x00]*$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
@@ -52,7 +60,7 @@ class EngineEntry(_Strict):
 
     Recorded before the installation (done False) and confirmed after it (done True)."""
 
-    package_manager: Literal["apt", "dnf"]
+    package_manager: PackageManager
     packages: tuple[NonEmpty, ...]
     done: bool = True
 
@@ -77,7 +85,7 @@ class PreviousFile(_Strict):
         return base64.b64decode(self.base64) if self.present else None
 
     @classmethod
-    def of(cls, content: bytes | None) -> "PreviousFile":
+    def of(cls, content: bytes | None) -> PreviousFile:
         if content is None:
             return cls(present=False)
         return cls(present=True, base64=base64.b64encode(content).decode())
@@ -116,7 +124,9 @@ class InstallRecord(_Strict):
     format: Literal[2] = FORMAT
     engine: EngineEntry | None = None
     daemon_json: DaemonJsonEntry | None = None
-    repository_files: tuple[AbsolutePath, ...] = ()  # Docker's repository files, recorded before being added
+    repository_files: tuple[
+        AbsolutePath, ...
+    ] = ()  # Docker's repository files, recorded before being added
     images: tuple[NonEmpty, ...] = ()  # exporter images the deploy pulled or loaded
     files: dict[AbsolutePath, FileEntry] = {}  # files the deploy wrote on a Prometheus server
 
@@ -138,18 +148,27 @@ class InstallRecord(_Strict):
     def package_manager(self) -> str | None:
         return self.engine.package_manager if self.engine else None
 
-    def _with(self, **changes: Any) -> "InstallRecord":
+    def _with(self, **changes: Any) -> InstallRecord:
         return self.model_copy(update=changes)
 
     # ------------------------------------------------------------ intents and confirmations (deploy)
-    def intending_engine(self, package_manager: str, absent_packages: list[str]) -> "InstallRecord":
+    def intending_engine(
+        self, package_manager: PackageManager, absent_packages: list[str]
+    ) -> InstallRecord:
         """The packages about to be installed recorded as the deploy's (with those recorded
         by an earlier run, which were absent before that run), not yet confirmed."""
         kept = tuple(dict.fromkeys([*self.engine_packages, *absent_packages]))
-        return self._with(engine=EngineEntry(package_manager=package_manager, packages=kept, done=False))
+        return self._with(
+            engine=EngineEntry(package_manager=package_manager, packages=kept, done=False)
+        )
 
-    def intending_daemon_json(self, settings: dict[str, Any], current: dict[str, Any] | None,
-                              current_bytes: bytes | None, wanted: bytes) -> "InstallRecord":
+    def intending_daemon_json(
+        self,
+        settings: dict[str, Any],
+        current: dict[str, Any] | None,
+        current_bytes: bytes | None,
+        wanted: bytes,
+    ) -> InstallRecord:
         """daemon.json about to be written with `settings` (the file holding `wanted`), not
         yet confirmed. What it was before comes from the first record of it: a run that
         stopped after writing the file must not take the deploy's own values for the
@@ -162,35 +181,50 @@ class InstallRecord(_Strict):
         else:
             previous, previous_file = dict(earlier.previous), earlier.previous_file
             all_settings = {**settings, **earlier.settings}
-        entry = DaemonJsonEntry(settings=all_settings, previous=previous, previous_file=previous_file,
-                                written_sha256=sha256_of(wanted), done=False)
+        entry = DaemonJsonEntry(
+            settings=all_settings,
+            previous=previous,
+            previous_file=previous_file,
+            written_sha256=sha256_of(wanted),
+            done=False,
+        )
         return self._with(daemon_json=entry)
 
-    def with_repository_files(self, paths: list[str]) -> "InstallRecord":
+    def with_repository_files(self, paths: list[str]) -> InstallRecord:
         return self._with(repository_files=tuple(dict.fromkeys([*self.repository_files, *paths])))
 
-    def with_image(self, image: str) -> "InstallRecord":
+    def with_image(self, image: str) -> InstallRecord:
         return self._with(images=tuple(dict.fromkeys([*self.images, image])))
 
-    def intending_files(self, digests: dict[str, str]) -> "InstallRecord":
+    def intending_files(self, digests: dict[str, str]) -> InstallRecord:
         """Each path about to be written with the content of that digest, recorded as the
         deploy's before the write (its earlier confirmed digest kept until confirmed)."""
         files = dict(self.files)
         for path, digest in digests.items():
             known = files.get(path, FileEntry())
-            files[path] = known if known.sha256 == digest and not known.writing else FileEntry(
-                sha256=known.sha256, writing=digest)
+            files[path] = (
+                known
+                if known.sha256 == digest and not known.writing
+                else FileEntry(sha256=known.sha256, writing=digest)
+            )
         return self._with(files=files)
 
-    def adopting_files(self, digests: dict[str, str]) -> "InstallRecord":
+    def adopting_files(self, digests: dict[str, str]) -> InstallRecord:
         """Files found at the deploy's paths that an earlier version wrote, recorded as the deploy's."""
-        return self._with(files={**self.files, **{path: FileEntry(sha256=digest) for path, digest in digests.items()}})
+        return self._with(
+            files={
+                **self.files,
+                **{path: FileEntry(sha256=digest) for path, digest in digests.items()},
+            }
+        )
 
     @property
     def engine_confirmed(self) -> bool:
-        return (self.engine is None or self.engine.done) and (self.daemon_json is None or self.daemon_json.done)
+        return (self.engine is None or self.engine.done) and (
+            self.daemon_json is None or self.daemon_json.done
+        )
 
-    def with_engine_confirmed(self) -> "InstallRecord":
+    def with_engine_confirmed(self) -> InstallRecord:
         """The engine's intents confirmed: daemon.json written, the packages installed."""
         changes: dict[str, Any] = {}
         if self.engine and not self.engine.done:
@@ -199,7 +233,7 @@ class InstallRecord(_Strict):
             changes["daemon_json"] = self.daemon_json.model_copy(update={"done": True})
         return self._with(**changes)
 
-    def with_files_confirmed(self, paths: list[str]) -> "InstallRecord":
+    def with_files_confirmed(self, paths: list[str]) -> InstallRecord:
         """The writes intended for `paths` confirmed: each holds what the deploy was writing."""
         files = dict(self.files)
         for path in paths:
@@ -209,14 +243,16 @@ class InstallRecord(_Strict):
         return self._with(files=files)
 
     # ------------------------------------------------------------ removals (remove.py)
-    def without_engine(self) -> "InstallRecord":
+    def without_engine(self) -> InstallRecord:
         return self._with(engine=None, daemon_json=None, repository_files=())
 
-    def without_images(self, images: list[str]) -> "InstallRecord":
+    def without_images(self, images: list[str]) -> InstallRecord:
         return self._with(images=tuple(image for image in self.images if image not in images))
 
-    def without_files(self, paths: list[str]) -> "InstallRecord":
-        return self._with(files={path: entry for path, entry in self.files.items() if path not in paths})
+    def without_files(self, paths: list[str]) -> InstallRecord:
+        return self._with(
+            files={path: entry for path, entry in self.files.items() if path not in paths}
+        )
 
     # ------------------------------------------------------------ the file
     def to_json(self) -> str:
@@ -225,7 +261,7 @@ class InstallRecord(_Strict):
 
 
 class _EngineV1(_Strict):
-    package_manager: Literal["apt", "dnf"] | None = None
+    package_manager: PackageManager | None = None
     packages: tuple[NonEmpty, ...] = ()
 
 
@@ -250,11 +286,20 @@ class _RecordV1(_Strict):
         if self.engine and self.engine.packages:
             if self.engine.package_manager is None:
                 raise ValueError("engine: packages without a package_manager")
-            engine = EngineEntry(package_manager=self.engine.package_manager, packages=self.engine.packages)
-        daemon = (DaemonJsonEntry(settings=self.daemon_json.settings, previous=self.daemon_json.previous)
-                  if self.daemon_json else None)
-        return InstallRecord(engine=engine, daemon_json=daemon, repository_files=self.repository_files,
-                             images=self.images)
+            engine = EngineEntry(
+                package_manager=self.engine.package_manager, packages=self.engine.packages
+            )
+        daemon = (
+            DaemonJsonEntry(settings=self.daemon_json.settings, previous=self.daemon_json.previous)
+            if self.daemon_json
+            else None
+        )
+        return InstallRecord(
+            engine=engine,
+            daemon_json=daemon,
+            repository_files=self.repository_files,
+            images=self.images,
+        )
 
 
 def _describe(error: ValidationError) -> str:
@@ -287,8 +332,10 @@ def parse_install_record(content: bytes | None, path: str = RECORD_FILE) -> Inst
             raise ValueError(f"it holds a JSON {type(data).__name__}, not an object")
         version = data.get("format")
         if isinstance(version, bool) or version not in FORMATS_READ:
-            raise ValueError(f"format {json.dumps(version)} is not one this deploy reads "
-                             f"({' or '.join(str(known) for known in FORMATS_READ)}): was it written by a newer version?")
+            raise ValueError(
+                f"format {json.dumps(version)} is not one this deploy reads "
+                f"({' or '.join(str(known) for known in FORMATS_READ)}): was it written by a newer version?"
+            )
         if version == 1:
             return _RecordV1.model_validate_json(text).upgraded()
         return InstallRecord.model_validate_json(text)

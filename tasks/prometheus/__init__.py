@@ -15,7 +15,7 @@ import posixpath
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from pyinfra import host, logger
 from pyinfra.api import deploy
@@ -31,7 +31,12 @@ from tasks.install_record.ownership import ManagedPath
 from tasks.install_record.record import sha256_of
 from tasks.prometheus.edit_request import edit_fingerprint
 from tasks.prometheus.facts import PrometheusServer
-from tasks.prometheus.job import prometheus_version, scaphandre_job, scrape_job_snippet, shard_relabel_configs
+from tasks.prometheus.job import (
+    prometheus_version,
+    scaphandre_job,
+    scrape_job_snippet,
+    shard_relabel_configs,
+)
 from tasks.prometheus.operations import prometheus_job, prometheus_job_absent, prometheus_rules
 from tasks.prometheus.reload import TIMEOUT_SETTING, MetricsEndpoint, metrics_endpoint
 from tasks.prometheus.rules import render_rules
@@ -40,6 +45,8 @@ from tasks.run_memo import once_per_run
 from tasks.settings import Settings
 
 if TYPE_CHECKING:  # tasks.cloud uses this package's targets, tasks.host_state its facts
+    from pyinfra.api import Inventory
+
     from tasks.cloud import CloudView
     from tasks.host_state.parse import ConfigFileFound, EnergySyncFound, PrometheusFound
 
@@ -61,7 +68,9 @@ class PrometheusLayout:
     metrics: MetricsEndpoint
 
 
-def _locate_prometheus(settings: Settings, found: dict | None = None) -> PrometheusLayout | None:
+def _locate_prometheus(
+    settings: Settings, found: dict[str, Any] | None = None
+) -> PrometheusLayout | None:
     """This server's config file and service, and the binary that service runs with its
     version and promtool (`found`: what PrometheusServer reported, read here when not
     given); None (and the host failed with what to set) when one of them cannot be found."""
@@ -87,30 +96,48 @@ def _locate_prometheus(settings: Settings, found: dict | None = None) -> Prometh
         )
         return None
     if not binary:
-        fail_host(name="Find the Prometheus binary", reason=(
-            f"the unit of {service} names no Prometheus binary that answers --version"
-            + (f" ({unit_binary})" if unit_binary else "")
-            + " and none of prometheus_binaries exists: list the binary the service runs in prometheus_binaries"))
+        fail_host(
+            name="Find the Prometheus binary",
+            reason=(
+                f"the unit of {service} names no Prometheus binary that answers --version"
+                + (f" ({unit_binary})" if unit_binary else "")
+                + " and none of prometheus_binaries exists: list the binary the service runs in prometheus_binaries"
+            ),
+        )
         return None
     if found.get("binary_source") == "list" and unit_binary:
-        logger.warning(f"{host.print_prefix}{service} runs {unit_binary}, which does not answer --version "
-                       f"as Prometheus: using {binary} (from prometheus_binaries) for the version")
+        logger.warning(
+            f"{host.print_prefix}{service} runs {unit_binary}, which does not answer --version "
+            f"as Prometheus: using {binary} (from prometheus_binaries) for the version"
+        )
     if not found["promtool"]:
-        fail_host(name="Find promtool", reason=(
-            f"promtool not found beside {binary} nor in promtool_binaries: install it or list it in promtool_binaries"))
+        fail_host(
+            name="Find promtool",
+            reason=(
+                f"promtool not found beside {binary} nor in promtool_binaries: "
+                "install it or list it in promtool_binaries"
+            ),
+        )
         return None
     try:
         version = prometheus_version(found["version"])
     except ValueError as error:
-        fail_host(name="Find the Prometheus version", reason=f"{error} ({binary}); list the binary in prometheus_binaries")
+        fail_host(
+            name="Find the Prometheus version",
+            reason=f"{error} ({binary}); list the binary in prometheus_binaries",
+        )
         return None
     try:
         metrics = metrics_endpoint(found.get("main_args", ()), found.get("unit_args", ()))
     except ValueError as error:
         if settings.prometheus_reload_timeout_s:
-            fail_host(name="Find where Prometheus serves its metrics", reason=(
-                f"{error} (the command line of {service}), so a reload cannot be confirmed: "
-                f"set {TIMEOUT_SETTING} to 0 to reload it without confirmation"))
+            fail_host(
+                name="Find where Prometheus serves its metrics",
+                reason=(
+                    f"{error} (the command line of {service}), so a reload cannot be confirmed: "
+                    f"set {TIMEOUT_SETTING} to 0 to reload it without confirmation"
+                ),
+            )
             return None
         metrics = metrics_endpoint((), ())  # not read: nothing is confirmed
     config_dir = posixpath.dirname(config_file)
@@ -120,13 +147,15 @@ def _locate_prometheus(settings: Settings, found: dict | None = None) -> Prometh
         binary=binary,
         promtool=found["promtool"],
         version=version,
-        targets_file=settings.prometheus_targets_file or posixpath.join(config_dir, "scaphandre_targets.yml"),
-        rules_file=settings.prometheus_rules_file or posixpath.join(config_dir, "scaphandre_rules.yml"),
+        targets_file=settings.prometheus_targets_file
+        or posixpath.join(config_dir, "scaphandre_targets.yml"),
+        rules_file=settings.prometheus_rules_file
+        or posixpath.join(config_dir, "scaphandre_rules.yml"),
         metrics=metrics,
     )
 
 
-def _shard(settings: Settings, inventory) -> tuple[int, int] | None:
+def _shard(settings: Settings, inventory: Inventory) -> tuple[int, int] | None:
     """(this server's index, number of servers) when the hypervisors are sharded, else None."""
     if settings.prometheus_scrape_mode == "replicate":
         return None
@@ -136,6 +165,7 @@ def _shard(settings: Settings, inventory) -> tuple[int, int] | None:
 
 def _targets_text(cloud: CloudView, targets_file: str, found: FoundFile) -> str | None:
     """The targets file listing every hypervisor (None: the host failed, two old entries clash)."""
+
     def previous_targets() -> list[ScrapeTarget]:
         try:
             return parse_targets_file((found.content or b"").decode("utf-8", "replace"))
@@ -167,29 +197,58 @@ class ClaimedServer:
 
 def _managed_paths(settings: Settings, server: PrometheusLayout) -> list[ManagedPath]:
     """The files the deploy writes on this server (the energy sync's too, when it is on)."""
-    paths = [ManagedPath(server.targets_file, "set prometheus_targets_file to another path, or move the file away")]
+    paths = [
+        ManagedPath(
+            server.targets_file,
+            "set prometheus_targets_file to another path, or move the file away",
+        )
+    ]
     if settings.prometheus_rules:
-        paths.append(ManagedPath(server.rules_file, "set prometheus_rules_file to another path (or prometheus_rules "
-                                                    "to False), or move the file away"))
+        paths.append(
+            ManagedPath(
+                server.rules_file,
+                "set prometheus_rules_file to another path (or prometheus_rules "
+                "to False), or move the file away",
+            )
+        )
     return paths + energy_sync_paths(settings)
 
 
-def _found_at(state: PrometheusFound | None, paths: list[str],
-              targets_file: str) -> dict[str, FoundFile]:
+def _found_at(
+    state: PrometheusFound | None, paths: list[str], targets_file: str
+) -> dict[str, FoundFile]:
     """What is at each of `paths` (the targets file's bytes too), from the host's one read when
     it covered them all (the paths it worked out on the host are the layout's), else read now."""
     found = state.files_at(paths, with_content=[targets_file]) if state is not None else None
     return found if found is not None else files_at(paths, with_content=[targets_file])
 
 
-@deploy("Prometheus server")
-def prometheus_server(settings: Settings, cloud: CloudView, ledger: InstallLedger,
-                      state: PrometheusFound | None = None) -> ClaimedServer | None:
+def prometheus_server(
+    settings: Settings,
+    cloud: CloudView,
+    ledger: InstallLedger,
+    state: PrometheusFound | None = None,
+) -> ClaimedServer | None:
     """This server's Prometheus, every file the deploy writes here checked to be its own
     before anything is written; None when the server failed (no Prometheus found, or a file
     at one of the deploy's paths that is the operator's: named, with the setting to change).
     Decided from `state`, the host's one read (tasks/host_state); what it did not cover (all
     of it when None) is looked at here."""
+    # pyinfra declares every @deploy call to return an OperationMeta; it returns what the
+    # function itself returns.
+    return cast(
+        "ClaimedServer | None",
+        _claimed_server(settings=settings, cloud=cloud, ledger=ledger, state=state),
+    )
+
+
+@deploy("Prometheus server")
+def _claimed_server(
+    settings: Settings,
+    cloud: CloudView,
+    ledger: InstallLedger,
+    state: PrometheusFound | None,
+) -> ClaimedServer | None:
     layout = _locate_prometheus(settings, state.server if state is not None else None)
     if layout is None:
         return None
@@ -200,20 +259,29 @@ def prometheus_server(settings: Settings, cloud: CloudView, ledger: InstallLedge
         return None
     wanted = {layout.targets_file: targets_text.encode()}
     if settings.prometheus_rules:
-        carbon_rules = intensity_rules(cloud.carbon_intensities(), settings.carbon_intensity_max_age)
-        wanted[layout.rules_file] = render_rules(RULES_FILE.read_text(), settings.prometheus_job_name,
-                                                 settings.accounting_size_basis, carbon_rules).encode()
+        carbon_rules = intensity_rules(
+            cloud.carbon_intensities(), settings.carbon_intensity_max_age
+        )
+        wanted[layout.rules_file] = render_rules(
+            RULES_FILE.read_text(),
+            settings.prometheus_job_name,
+            settings.accounting_size_basis,
+            carbon_rules,
+        ).encode()
     expected = {path: sha256_of(content) for path, content in wanted.items()}
     if not claim_files(ledger, paths, found, expected):
         return None
     if state is None:
         return ClaimedServer(layout, found, wanted)
-    return ClaimedServer(layout, found, wanted, state.config_at(layout.config_file),
-                         state.energy_sync)
+    return ClaimedServer(
+        layout, found, wanted, state.config_at(layout.config_file), state.energy_sync
+    )
 
 
 @deploy("Prometheus scrape job")
-def configure_prometheus(settings: Settings, inventory, server: ClaimedServer, ledger: InstallLedger) -> None:
+def configure_prometheus(
+    settings: Settings, inventory: Inventory, server: ClaimedServer, ledger: InstallLedger
+) -> None:
     """Guarantees this Prometheus server scrapes every hypervisor of the inventory: the
     file_sd targets file lists them with their OpenNebula IDs (Prometheus rereads it by
     itself), the rules file holds the shipped rules, and prometheus.yml holds the job
@@ -230,12 +298,21 @@ def configure_prometheus(settings: Settings, inventory, server: ClaimedServer, l
     shard = _shard(settings, inventory)
     if shard is not None:
         job["relabel_configs"] = shard_relabel_configs(*shard)
-    changing = {path: sha256_of(content) for path, content in wanted.items()
-                if found[path].sha256 != sha256_of(content)}
-    ledger.write("Record the files the deploy is about to write", ledger.record.intending_files(changing))
+    changing = {
+        path: sha256_of(content)
+        for path, content in wanted.items()
+        if found[path].sha256 != sha256_of(content)
+    }
+    ledger.write(
+        "Record the files the deploy is about to write", ledger.record.intending_files(changing)
+    )
     if layout.targets_file in changing:
-        files.put(name="Write the Scaphandre scrape targets", src=StringIO(wanted[layout.targets_file].decode()),
-                  dest=layout.targets_file, mode="644")
+        files.put(
+            name="Write the Scaphandre scrape targets",
+            src=StringIO(wanted[layout.targets_file].decode()),
+            dest=layout.targets_file,
+            mode="644",
+        )
     else:
         host.noop(f"{layout.targets_file} already lists every hypervisor")
     # Before the config names it, so promtool checks the config with the rules in place.
@@ -248,14 +325,22 @@ def configure_prometheus(settings: Settings, inventory, server: ClaimedServer, l
         )
     elif settings.prometheus_rules:
         host.noop(f"{layout.rules_file} already holds the rules")
-    ledger.write("Confirm in the record the files the deploy wrote",
-                 ledger.record.with_files_confirmed(list(changing)))
+    ledger.write(
+        "Confirm in the record the files the deploy wrote",
+        ledger.record.with_files_confirmed(list(changing)),
+    )
     rule_file = layout.rules_file if settings.prometheus_rules else None
     reload_for_rules = layout.rules_file in changing
     fingerprint = edit_fingerprint(job, rule_file, layout.targets_file)
-    if server.config and not reload_for_rules and server.config.unchanged_since_recorded(fingerprint):
-        host.noop(f"{layout.config_file} already holds the {job['job_name']} job "
-                  "(unchanged since the deploy wrote it)")
+    if (
+        server.config
+        and not reload_for_rules
+        and server.config.unchanged_since_recorded(fingerprint)
+    ):
+        host.noop(
+            f"{layout.config_file} already holds the {job['job_name']} job "
+            "(unchanged since the deploy wrote it)"
+        )
         return
     prometheus_job(
         name=f"Add the {settings.prometheus_job_name} job to {layout.config_file}",
@@ -294,17 +379,26 @@ def remove_prometheus_job(settings: Settings, ledger: InstallLedger) -> None:
     )
     energy_sync_files = {managed.path for managed in energy_sync_paths(settings, always=True)}
     listed = [path for path in ledger.record.files if path not in energy_sync_files]
-    remove_recorded_files(ledger, [*listed, *(path for path in (layout.targets_file, layout.rules_file)
-                                               if path not in listed)])
+    remove_recorded_files(
+        ledger=ledger,
+        paths=[
+            *listed,
+            *(path for path in (layout.targets_file, layout.rules_file) if path not in listed),
+        ],
+    )
 
 
 def _write_snippet(path: Path, text: str) -> None:
     path.write_text(text)
-    logger.info(f"--> No `prometheus` host in the inventory: paste the job from {path} into prometheus.yml")
+    logger.info(
+        f"--> No `prometheus` host in the inventory: paste the job from {path} into prometheus.yml"
+    )
 
 
 @once_per_run
-def _snippet(cloud: CloudView, job_name: str, scrape_interval: str | None, major_version: int) -> str:
+def _snippet(
+    cloud: CloudView, job_name: str, scrape_interval: str | None, major_version: int
+) -> str:
     """The job with inline targets, worked out once per run."""
     job = scaphandre_job(
         targets_file="unused",  # the snippet lists its targets inline
@@ -322,8 +416,12 @@ def _snippet(cloud: CloudView, job_name: str, scrape_interval: str | None, major
 def write_job_snippet(settings: Settings, cloud: CloudView) -> None:
     """With no Prometheus host, writes the job with static targets on the machine running
     pyinfra, once per run and only when its content changed."""
-    text = _snippet(cloud, settings.prometheus_job_name, settings.prometheus_scrape_interval,
-                    settings.prometheus_snippet_major_version)
+    text = _snippet(
+        cloud,
+        settings.prometheus_job_name,
+        settings.prometheus_scrape_interval,
+        settings.prometheus_snippet_major_version,
+    )
     path = Path(settings.prometheus_snippet_file).resolve()
     if path.exists() and path.read_text() == text:
         host.noop(f"{path} already holds the job to paste")

@@ -5,6 +5,7 @@ plan.py chooses the modules, facts.py and operations.py read and check the host.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,9 @@ from tasks.settings import Settings
 if TYPE_CHECKING:  # tasks.host_state reads this package's facts
     from tasks.host_state import HypervisorFound
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "files" / "modules-load.d" / "scaphandre-rapl.conf.j2"
+TEMPLATE = (
+    Path(__file__).resolve().parents[2] / "files" / "modules-load.d" / "scaphandre-rapl.conf.j2"
+)
 
 
 def modules_load_text(modules: list[str]) -> str:
@@ -47,7 +50,7 @@ def enable_rapl(settings: Settings, found: HypervisorFound) -> None:
     Decided from `found` (tasks/host_state): RAPL already exposed and the file already
     listing the modules plans nothing."""
     probe = found.rapl if found.rapl is not None else host.get_fact(RaplProbe)  # None: not reported
-    modules = settings.rapl_modules
+    modules: Sequence[str] | None = settings.rapl_modules
     if not modules:
         try:
             modules = rapl_modules(probe.vendor, probe.kernel)
@@ -57,7 +60,12 @@ def enable_rapl(settings: Settings, found: HypervisorFound) -> None:
 
     # Judged by what Scaphandre reads, not by /proc/modules: built-in drivers list no module.
     if not probe.exposed:
-        server.modprobe(name="Load RAPL modules", module=list(modules))
+        server.modprobe(
+            name="Load RAPL modules",
+            # pyinfra's modprobe takes a list of modules too (it loads them with one
+            # `modprobe -a`), though its hint names only a str.
+            module=list(modules),  # type: ignore[arg-type]
+        )
         rapl_exposed(
             name="Check RAPL is exposed",
             failure_message=rapl_missing_message(host.get_fact(LinuxDistribution).get("name")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyinfra.api import FactBase
@@ -17,7 +18,7 @@ class RaplHost:
     exposed: bool  # RAPL_ZONE exists
 
 
-class RaplProbe(FactBase):
+class RaplProbe(FactBase[RaplHost]):
     """CPU vendor, kernel release and whether RAPL is exposed: everything the RAPL step decides
     on, read in one round trip (every run reads it, so it is one fact, not three)."""
 
@@ -27,7 +28,7 @@ class RaplProbe(FactBase):
             f"test -e {RAPL_ZONE} && echo exposed=yes || echo exposed=no"
         )
 
-    def process(self, output) -> RaplHost:
+    def process(self, output: Iterable[str]) -> RaplHost:
         vendor, kernel, exposed = "", "", False
         for line in output:
             key, separator, value = line.partition(":" if line.startswith("vendor_id") else "=")

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING
 
 from tasks.host_failure import UnsupportedHostError
+
+if TYPE_CHECKING:
+    from tasks.host_state.parse import FileState
 
 RAPL_ZONE = "/sys/class/powercap/intel-rapl:0"
 MODULES_LOAD_FILE = "/etc/modules-load.d/scaphandre-rapl.conf"
@@ -53,18 +57,21 @@ def rapl_modules(cpu_vendor: str, kernel_release: str) -> list[str]:
 
 def rapl_missing_message(distro_name: str | None) -> str:
     """What to tell the operator when the modules loaded but RAPL is still not exposed."""
-    hint = (
-        "not bare metal (a VM does not expose RAPL), RAPL disabled in the firmware, or a CPU without RAPL"
-    )
+    hint = "not bare metal (a VM does not expose RAPL), RAPL disabled in the firmware, or a CPU without RAPL"
     if (distro_name or "").lower() == "ubuntu":
         hint += "; on Ubuntu the modules live in linux-modules-extra-$(uname -r), install it"
     return f"RAPL is not exposed under {RAPL_ZONE} after loading the modules. Likely cause: {hint}"
 
 
-def file_holds(found, text: str, mode: str) -> bool:
+def file_holds(found: FileState | None, text: str, mode: str) -> bool:
     """Whether a small file the deploy writes whole (`found`: tasks/host_state's FileState, None
     when not read) is a regular file holding exactly `text` with `mode`: what files.put, given
     that text and mode and no owner, would leave as it is."""
-    return (found is not None and found.state == "file" and found.mode is not None
-            and found.mode.isdigit() and int(found.mode) == int(mode)
-            and found.sha256 == hashlib.sha256(text.encode()).hexdigest())
+    return (
+        found is not None
+        and found.state == "file"
+        and found.mode is not None
+        and found.mode.isdigit()
+        and int(found.mode) == int(mode)
+        and found.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    )

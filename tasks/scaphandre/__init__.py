@@ -18,7 +18,12 @@ from tasks import compat
 from tasks.docker_engine.facts import DockerEngineInstalled
 from tasks.host_failure import fail_host
 from tasks.install_record import InstallLedger
-from tasks.scaphandre.operations import image_from_archive, image_pulled, registry_login, scaphandre_container
+from tasks.scaphandre.operations import (
+    image_from_archive,
+    image_pulled,
+    registry_login,
+    scaphandre_container,
+)
 from tasks.scaphandre.registry import logged_in_as
 from tasks.scaphandre.spec import (
     containers_using,
@@ -32,9 +37,11 @@ if TYPE_CHECKING:  # tasks.host_state reads this package's facts
     from tasks.host_state import HypervisorFound
 
 
-def _log_in_to_registry(settings: Settings, image: str, found: HypervisorFound) -> bool:
-    """Plans the registry login unless the host holds it with this very password; False
-    (host failed) when it cannot."""
+def _log_in_to_registry(
+    settings: Settings, username: str, image: str, found: HypervisorFound
+) -> bool:
+    """Plans the registry login as `username` unless the host holds it with this very
+    password; False (host failed) when it cannot."""
     password_file = Path(settings.scaphandre_registry_password_file or "")
     password = password_file.read_text().strip() if password_file.is_file() else ""
     if not password:
@@ -51,7 +58,6 @@ def _log_in_to_registry(settings: Settings, image: str, found: HypervisorFound) 
             reason=f"scaphandre_image {image!r} names no registry host for the credentials to log in to",
         )
         return False
-    username = settings.scaphandre_registry_username
     if logged_in_as(found.registry_login, registry, username, password):
         host.noop(f"logged in to {registry} as {username} with the current password")
         return True
@@ -85,8 +91,8 @@ def run_scaphandre(settings: Settings, ledger: InstallLedger, found: HypervisorF
     Decided from `found` (tasks/host_state): a container that runs the spec, with its image
     there (or recorded), plans nothing."""
     spec = scaphandre_spec(settings)
-    if (settings.scaphandre_registry_username
-            and not _log_in_to_registry(settings, spec.image, found)):
+    username = settings.scaphandre_registry_username
+    if username and not _log_in_to_registry(settings, username, spec.image, found):
         return
     # An image the record already holds is the deploy's: no need to look whether it is there
     # (were it deleted since, `docker container create` pulls it again when the container needs it).
@@ -103,12 +109,18 @@ def run_scaphandre(settings: Settings, ledger: InstallLedger, found: HypervisorF
         if found.image:
             host.noop(f"image {spec.image} is already loaded")
         else:
-            image_from_archive(name=f"Load {spec.image} from {Path(archive).name}",
-                               image=spec.image, archive=archive)
+            image_from_archive(
+                name=f"Load {spec.image} from {Path(archive).name}",
+                image=spec.image,
+                archive=archive,
+            )
     elif brings_image:
         image_pulled(name=f"Pull {spec.image}", image=spec.image)
     if brings_image:
-        ledger.write(f"Record the image {spec.image} the deploy brought", ledger.record.with_image(spec.image))
+        ledger.write(
+            f"Record the image {spec.image} the deploy brought",
+            ledger.record.with_image(spec.image),
+        )
     if found.container is not None and runs_as_specified(found.container, spec):
         host.noop(f"container {spec.name} runs {spec.image} as specified")
         return
@@ -125,21 +137,33 @@ def remove_scaphandre(settings: Settings, ledger: InstallLedger) -> None:
     brought (an image another container uses stays, and the host says so); images that were
     there before the deploy stay."""
     if not host.get_fact(DockerEngineInstalled):
-        ledger.write("Forget the exporter images in the record", ledger.record.without_images(list(ledger.record.images)))
+        ledger.write(
+            "Forget the exporter images in the record",
+            ledger.record.without_images(list(ledger.record.images)),
+        )
         return
     docker.container(
         name="Remove the Scaphandre container",
         container=settings.scaphandre_container_name,
-        **compat.DOCKER_CONTAINER_ABSENT,
+        present=compat.DOCKER_CONTAINER_ABSENT["present"],
+        start=compat.DOCKER_CONTAINER_ABSENT["start"],
     )
     forgotten = []
     for image in ledger.record.images:
         found = host.get_fact(DockerImage, object_id=image)
-        users = containers_using(image, found, host.get_fact(DockerContainers), settings.scaphandre_container_name)
+        users = containers_using(
+            image, found, host.get_fact(DockerContainers), settings.scaphandre_container_name
+        )
         if found and users:
-            logger.warning(f"{host.print_prefix}image {image} stays: container {', '.join(users)} uses it")
+            logger.warning(
+                f"{host.print_prefix}image {image} stays: container {', '.join(users)} uses it"
+            )
             continue
         if found:
-            docker.image(name=f"Remove the image {image} the deploy brought", image=image, present=False)
+            docker.image(
+                name=f"Remove the image {image} the deploy brought", image=image, present=False
+            )
         forgotten.append(image)
-    ledger.write("Forget the exporter images in the record", ledger.record.without_images(forgotten))
+    ledger.write(
+        "Forget the exporter images in the record", ledger.record.without_images(forgotten)
+    )

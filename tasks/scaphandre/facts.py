@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import shlex
+from typing import Any
 
 from pyinfra.api import FactBase
 
 
-class ListeningTcpSockets(FactBase):
+class ListeningTcpSockets(FactBase[list[str]]):
     """`ss -Hltnp` lines: every listening TCP socket with the process holding it (root sees all)."""
 
     default = list
@@ -16,11 +17,11 @@ class ListeningTcpSockets(FactBase):
     def command(self) -> str:
         return "ss -Hltnp 2>/dev/null || true"
 
-    def process(self, output) -> list[str]:
+    def process(self, output: list[str]) -> list[str]:
         return [line for line in output if line.strip()]
 
 
-class ContainerProcessIds(FactBase):
+class ContainerProcessIds(FactBase[set[int]]):
     """Host PIDs of a running container's processes (`docker top`); empty when it does not run."""
 
     default = set
@@ -28,9 +29,11 @@ class ContainerProcessIds(FactBase):
     def command(self, container: str) -> str:
         return f"docker top {shlex.quote(container)} -eo pid 2>/dev/null || true"
 
-    def process(self, output) -> set[int]:
+    def process(self, output: list[str]) -> set[int]:
         return {int(line.strip()) for line in output if line.strip().isdigit()}
-class RegistryLoginState(FactBase):
+
+
+class RegistryLoginState(FactBase[dict[str, Any]]):
     """Whether root's Docker client holds a login for `registry`, and the credentials digest
     the deploy's marker keeps for it.
 
@@ -42,13 +45,13 @@ class RegistryLoginState(FactBase):
         quoted_marker = shlex.quote(marker)
         return (
             'config="${DOCKER_CONFIG:-$HOME/.docker}/config.json"; '
-            f"if grep -qF {shlex.quote(json.dumps(registry))} \"$config\" 2>/dev/null; "
+            f'if grep -qF {shlex.quote(json.dumps(registry))} "$config" 2>/dev/null; '
             "then echo logged_in=yes; else echo logged_in=no; fi; "
-            f"[ -r {quoted_marker} ] && echo \"digest=$(head -n 1 {quoted_marker})\"; true"
+            f'[ -r {quoted_marker} ] && echo "digest=$(head -n 1 {quoted_marker})"; true'
         )
 
-    def process(self, output) -> dict:
-        found = {"logged_in": False, "digest": None}
+    def process(self, output: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {"logged_in": False, "digest": None}
         for line in output:
             key, _, value = line.strip().partition("=")
             if key == "logged_in":

@@ -28,6 +28,7 @@ from tasks.scaphandre.spec import (
     publishes_port,
     runs_as_specified,
 )
+from tasks.text_file import Commands
 
 
 def _metrics_wait_command(spec: ScaphandreSpec, timeout_s: int) -> StringCommand:
@@ -48,7 +49,7 @@ def _metrics_wait_command(spec: ScaphandreSpec, timeout_s: int) -> StringCommand
 
 
 @operation()
-def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
+def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60) -> Commands:
     """Guarantees the Scaphandre container runs exactly as `spec` says and serves /metrics.
 
     It runs on the host network, Scaphandre listening on the spec's address and port
@@ -88,18 +89,22 @@ def scaphandre_container(spec: ScaphandreSpec, metrics_timeout_s: int = 60):
     # container of an earlier version frees the port it published when it is recreated.
     if not publishes_port(current, spec.port):
         own = host.get_fact(ContainerProcessIds, container=spec.name) if current else set()
-        listeners = port_listeners(host.get_fact(ListeningTcpSockets), spec.port, spec.listen_address, own)
+        listeners = port_listeners(
+            host.get_fact(ListeningTcpSockets), spec.port, spec.listen_address, own
+        )
         if listeners:
             yield failure_command(port_taken_message(spec.port, listeners, spec.name))
             return
     if drift:
-        logger.info(f"{host.print_prefix}recreating container {spec.name}: {', '.join(drift)} changed")
+        logger.info(
+            f"{host.print_prefix}recreating container {spec.name}: {', '.join(drift)} changed"
+        )
     yield from commands
     yield _metrics_wait_command(spec, metrics_timeout_s)
 
 
 @operation()
-def image_from_archive(image: str, archive: str):
+def image_from_archive(image: str, archive: str) -> Commands:
     """Guarantees `image` is in this host's Docker engine, loaded from a local `docker save`
     archive when it is missing (sites whose hypervisors reach no registry).
 
@@ -114,7 +119,10 @@ def image_from_archive(image: str, archive: str):
         return
     directory = f"/var/tmp/scaphandre-image.{secrets.token_hex(16)}"
     remote = f"{directory}/image.tar"
-    failed = f"the archive {archive} does not hold {image} (or docker load failed): check scaphandre_image_archive and scaphandre_image"
+    failed = (
+        f"the archive {archive} does not hold {image} (or docker load failed): "
+        "check scaphandre_image_archive and scaphandre_image"
+    )
     yield StringCommand("mkdir", "-m", "0700", QuoteString(directory))
     yield FileUploadCommand(archive, remote)
     yield StringCommand(
@@ -125,7 +133,7 @@ def image_from_archive(image: str, archive: str):
 
 
 @operation()
-def registry_login(registry: str, username: str, password: HiddenValue):
+def registry_login(registry: str, username: str, password: HiddenValue) -> Commands:
     """Guarantees root's Docker client on this host is logged in to `registry` as `username`
     with this very password, so a rotated password is applied and an unchanged one is not
     sent again.
@@ -151,7 +159,7 @@ def registry_login(registry: str, username: str, password: HiddenValue):
 
 
 @operation()
-def image_pulled(image: str):
+def image_pulled(image: str) -> Commands:
     """Guarantees `image` is in this host's Docker engine, pulled when it is missing; its own
     step, so an image the deploy brings is recorded as soon as it is there (even when the
     container then fails to start)."""
@@ -160,4 +168,6 @@ def image_pulled(image: str):
         return
     quoted = shlex.quote(image)
     # Checked again when it runs: an engine installed in this run may have brought it already.
-    yield StringCommand(f"docker image inspect {quoted} >/dev/null 2>&1 || docker image pull {quoted}")
+    yield StringCommand(
+        f"docker image inspect {quoted} >/dev/null 2>&1 || docker image pull {quoted}"
+    )

@@ -16,6 +16,8 @@ import hmac
 import posixpath
 import re
 import secrets
+from collections.abc import Mapping
+from typing import Any
 
 # Root-only (0700) directory on each hypervisor, one marker file per registry.
 LOGIN_MARKER_DIR = "/var/lib/scaphandre-deploy/registry-logins"
@@ -33,7 +35,9 @@ def _derive(registry: str, username: str, password: str, salt: bytes, iterations
     return hashlib.pbkdf2_hmac("sha256", material, salt, iterations).hex()
 
 
-def credentials_digest(registry: str, username: str, password: str, salt: bytes | None = None) -> str:
+def credentials_digest(
+    registry: str, username: str, password: str, salt: bytes | None = None
+) -> str:
     """`pbkdf2-sha256$ITERATIONS$SALT$DIGEST` for these credentials; a fresh random salt
     unless one is given. Salted and slow: a digest printed in a log cannot be turned back
     into a weak password by a lookup table."""
@@ -56,8 +60,13 @@ def digest_matches(stored: str | None, registry: str, username: str, password: s
     return hmac.compare_digest(parts[3], _derive(registry, username, password, salt, iterations))
 
 
-def logged_in_as(found: dict | None, registry: str, username: str, password: str) -> bool:
+def logged_in_as(
+    found: Mapping[str, Any] | None, registry: str, username: str, password: str
+) -> bool:
     """Whether the host's login state (RegistryLoginState; None: not read) shows root's Docker
     client logged in to `registry` with these very credentials: nothing to send."""
-    return bool(found and found.get("logged_in")
-                and digest_matches(found.get("digest"), registry, username, password))
+    return bool(
+        found
+        and found.get("logged_in")
+        and digest_matches(found.get("digest"), registry, username, password)
+    )

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from tasks import compat
 from tasks.settings import Settings
@@ -129,8 +131,12 @@ def _bind_conflicts(wanted: str, bound: str) -> bool:
     return wanted == "0.0.0.0" or bound_address in ("0.0.0.0", "::") or bound_address == wanted
 
 
-def port_listeners(ss_lines: list[str], port: int, listen_address: str = "0.0.0.0",
-                   own_pids: frozenset[int] | set[int] = frozenset()) -> list[str]:
+def port_listeners(
+    ss_lines: list[str],
+    port: int,
+    listen_address: str = "0.0.0.0",
+    own_pids: frozenset[int] | set[int] = frozenset(),
+) -> list[str]:
     """Who would stop Scaphandre binding `listen_address`:`port`, from `ss -Hltnp` output.
 
     One "process (pid N) on ADDR" per conflicting socket; empty when the port is
@@ -157,13 +163,15 @@ def port_listeners(ss_lines: list[str], port: int, listen_address: str = "0.0.0.
     return sorted(set(listeners))
 
 
-def publishes_port(inspect: dict | None, port: int) -> bool:
+def publishes_port(inspect: Mapping[str, Any] | None, port: int) -> bool:
     """True when this (running) container publishes host port `port` through Docker (as the
     deploy's earlier versions did), so the port is freed when it is recreated."""
     if not inspect or (inspect.get("State") or {}).get("Status") != "running":
         return False
     bindings = (inspect.get("HostConfig") or {}).get("PortBindings") or {}
-    return any(str(b.get("HostPort")) == str(port) for entries in bindings.values() for b in entries or [])
+    return any(
+        str(b.get("HostPort")) == str(port) for entries in bindings.values() for b in entries or []
+    )
 
 
 def port_taken_message(port: int, listeners: list[str], container: str) -> str:
@@ -175,7 +183,7 @@ def port_taken_message(port: int, listeners: list[str], container: str) -> str:
     )
 
 
-def container_drift(inspect: dict | None, spec: ScaphandreSpec) -> list[str]:
+def container_drift(inspect: Mapping[str, Any] | None, spec: ScaphandreSpec) -> list[str]:
     """What differs between a running container (`docker inspect` output) and the spec.
 
     Empty when the container matches, so it is left alone; otherwise one short
@@ -210,24 +218,31 @@ def container_drift(inspect: dict | None, spec: ScaphandreSpec) -> list[str]:
     return drift
 
 
-def runs_as_specified(inspect: list | None, spec: ScaphandreSpec) -> bool:
+def runs_as_specified(inspect: Sequence[Mapping[str, Any]] | None, spec: ScaphandreSpec) -> bool:
     """Whether `docker container inspect` of the container (a list, empty when there is none)
     shows it running exactly as `spec` says: then it is left alone."""
     current = inspect[0] if inspect else None
     running = (current or {}).get("State", {}) or {}
-    return bool(current) and not container_drift(current, spec) and running.get("Status") == "running"
+    return (
+        bool(current) and not container_drift(current, spec) and running.get("Status") == "running"
+    )
 
 
 def image_registry(image: str) -> str | None:
     """The registry host (and port) an image reference names, or None for Docker Hub images."""
     reference = compat.parse_image_reference(image)
-    if reference.registry_host is None:
+    registry_host: str | None = reference.registry_host
+    if registry_host is None:
         return None
-    return reference.registry_host + (f":{reference.registry_port}" if reference.registry_port else "")
+    return registry_host + (f":{reference.registry_port}" if reference.registry_port else "")
 
 
-def containers_using(image: str, image_inspect: list | None, containers: list[dict] | None,
-                     own_container: str) -> list[str]:
+def containers_using(
+    image: str,
+    image_inspect: Sequence[Mapping[str, Any]] | None,
+    containers: Sequence[Mapping[str, Any]] | None,
+    own_container: str,
+) -> list[str]:
     """Names of the containers other than `own_container` that use `image` (by name or ID), from
     `docker inspect` of the image and of every container."""
     image_ids = {entry.get("Id") for entry in image_inspect or [] if entry.get("Id")}
@@ -236,12 +251,16 @@ def containers_using(image: str, image_inspect: list | None, containers: list[di
         name = (container.get("Name") or "").lstrip("/")
         if name == own_container:
             continue
-        if (container.get("Config") or {}).get("Image") == image or container.get("Image") in image_ids:
+        if (container.get("Config") or {}).get("Image") == image or container.get(
+            "Image"
+        ) in image_ids:
             users.append(name)
     return sorted(users)
 
 
-def listening_addresses(ss_lines: list[str], port: int, pids: set[int] | frozenset[int]) -> list[str]:
+def listening_addresses(
+    ss_lines: list[str], port: int, pids: set[int] | frozenset[int]
+) -> list[str]:
     """The addresses (as `ip_address` strings; `::` for ss's dual-stack `*`) on which processes
     `pids` listen on TCP `port`, from `ss -Hltnp` output."""
     found = []

@@ -75,15 +75,25 @@ class FactTable:
 
         found_hypervisor = found_prometheus = None
         if hypervisor is not None:
-            found_hypervisor = HypervisorFound(rapl=self.answer(RaplProbe),
-                                               engine_installed=self.answer(DockerEngineInstalled))
+            found_hypervisor = HypervisorFound(
+                rapl=self.answer(RaplProbe), engine_installed=self.answer(DockerEngineInstalled)
+            )
         if prometheus is not None:
-            found_prometheus = PrometheusFound(server=self.answer(
-                PrometheusServer, candidates=prometheus.candidates, binaries=prometheus.binaries,
-                promtools=prometheus.promtools, config_file=prometheus.config_file,
-                service=prometheus.service))
-        return HostFound(record=self.answer(InstallRecordFile, lock=lock),
-                         hypervisor=found_hypervisor, prometheus=found_prometheus)
+            found_prometheus = PrometheusFound(
+                server=self.answer(
+                    PrometheusServer,
+                    candidates=prometheus.candidates,
+                    binaries=prometheus.binaries,
+                    promtools=prometheus.promtools,
+                    config_file=prometheus.config_file,
+                    service=prometheus.service,
+                )
+            )
+        return HostFound(
+            record=self.answer(InstallRecordFile, lock=lock),
+            hypervisor=found_hypervisor,
+            prometheus=found_prometheus,
+        )
 
 
 def render(command) -> str:
@@ -103,7 +113,9 @@ def uploaded_text(command) -> str | None:
     return None
 
 
-def record_facts(record: dict | str | bytes | None, lock: str = "held", holder=None, stale=None) -> dict:
+def record_facts(
+    record: dict | str | bytes | None, lock: str = "held", holder=None, stale=None
+) -> dict:
     """The install record fact as a host answers it: the record file holding `record` (a
     dict written as JSON, or the file's text or bytes as they are; None: no file), read with
     the host's lock in the state `lock`."""
@@ -113,12 +125,16 @@ def record_facts(record: dict | str | bytes | None, lock: str = "held", holder=N
     if isinstance(record, dict):
         record = json.dumps(record, indent=2) + "\n"
     content = record.encode() if isinstance(record, str) else record
-    return {"InstallRecordFile": RecordRead(content=content, digest=record_digest(content), lock=lock,
-                                            holder=holder, stale=stale)}
+    return {
+        "InstallRecordFile": RecordRead(
+            content=content, digest=record_digest(content), lock=lock, holder=holder, stale=stale
+        )
+    }
 
 
-def uploads_by_operation(run: Callable[[Settings], None], facts: dict, data: dict | None = None,
-                         **options) -> dict[str, dict[str, str | bytes]]:
+def uploads_by_operation(
+    run: Callable[[Settings], None], facts: dict, data: dict | None = None, **options
+) -> dict[str, dict[str, str | bytes]]:
     """Operation name (without its @deploy prefix) -> destination -> content, for every
     upload of computed content the plan makes, in plan order."""
     uploads: dict[str, dict] = {}
@@ -173,11 +189,17 @@ def planned_commands(
     condition is evaluated (an operation whose condition fails gets no commands), and an
     operation counts as changed when it yielded commands, so `did_change` conditions see
     the operations before them as pyinfra would after running them successfully."""
-    return {op: [render(command) for command in commands]
-            for op, commands in planned_command_objects(run, facts, data, groups, name, as_executed).items()}
+    return {
+        op: [render(command) for command in commands]
+        for op, commands in planned_command_objects(
+            run, facts, data, groups, name, as_executed
+        ).items()
+    }
 
 
-def planned_uploads(run: Callable[[Settings], None], facts: dict, data: dict | None = None) -> dict[str, str]:
+def planned_uploads(
+    run: Callable[[Settings], None], facts: dict, data: dict | None = None
+) -> dict[str, str]:
     """Destination -> text of every upload of computed content the plan makes (the last one
     wins when a file is written twice)."""
     uploads = {}
@@ -208,7 +230,15 @@ def planned_command_objects(
     table = facts if isinstance(facts, FactTable) else FactTable(facts)
     planned: dict[str, list] = {}
     with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(Host, "get_fact", lambda self, cls, *a, **kw: table(self, cls, *a, **kw)))
+        stack.enter_context(
+            mock.patch.object(
+                Host,
+                "get_fact",
+                # A function, so that the patched method is bound and receives the host
+                # (the table, a callable object, would not be).
+                lambda self, cls, *a, **kw: table(self, cls, *a, **kw),  # noqa: PLW0108
+            )
+        )
         stack.enter_context(ctx_state.use(state))
         stack.enter_context(ctx_host.use(host))
         settings = check_settings(inventory)
@@ -226,8 +256,13 @@ def planned_command_objects(
     return planned
 
 
-def planned_script(script: str, facts: dict | FactTable, data: dict | None = None,
-                   groups: tuple[str, ...] = ("hypervisors",), name: str = "hv1") -> dict[str, list[str]]:
+def planned_script(
+    script: str,
+    facts: dict | FactTable,
+    data: dict | None = None,
+    groups: tuple[str, ...] = ("hypervisors",),
+    name: str = "hv1",
+) -> dict[str, list[str]]:
     """Operation name -> commands, for what the repository's own `script` (deploy.py, remove.py)
     plans on one host with `facts`, run as the pyinfra CLI runs it."""
     host_data = default_data() | (data or {})
@@ -238,14 +273,26 @@ def planned_script(script: str, facts: dict | FactTable, data: dict | None = Non
     state.activate_host(host)
     table = facts if isinstance(facts, FactTable) else FactTable(facts)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(Host, "get_fact", lambda self, cls, *a, **kw: table(self, cls, *a, **kw)))
+        stack.enter_context(
+            mock.patch.object(
+                Host,
+                "get_fact",
+                # A function, so that the patched method is bound and receives the host
+                # (the table, a callable object, would not be).
+                lambda self, cls, *a, **kw: table(self, cls, *a, **kw),  # noqa: PLW0108
+            )
+        )
         stack.enter_context(ctx_state.use(state))
         stack.enter_context(ctx_host.use(host))
         stack.enter_context(ctx_inventory.use(inventory))
         runpy.run_path(str(REPO / script))
-        return {", ".join(sorted(state.get_op_meta(op_hash).names)): [
-            render(command) for command in state.get_op_data_for_host(host, op_hash).command_generator()]
-            for op_hash in host.op_hash_order}
+        return {
+            ", ".join(sorted(state.get_op_meta(op_hash).names)): [
+                render(command)
+                for command in state.get_op_data_for_host(host, op_hash).command_generator()
+            ]
+            for op_hash in host.op_hash_order
+        }
 
 
 def all_commands(planned: dict[str, list[str]]) -> list[str]:

@@ -14,9 +14,16 @@ from tasks.install_record.facts import FoundFile
 from tasks.install_record.record import sha256_of
 
 ACCOUNT = plan.ServiceAccount(user="oneadmin", group="oneadmin")
-TEXTS = {path: f"what the deploy writes at {path}\n" for path in
-         (plan.SCRIPT_PATH, plan.CONFIG_PATH, plan.SERVICE_PATH, plan.TIMER_PATH)}
-FRONTEND = {"user": "oneadmin", "group": "oneadmin", "python": "/usr/bin/python3", "config_dir": "yes"}
+TEXTS = {
+    path: f"what the deploy writes at {path}\n"
+    for path in (plan.SCRIPT_PATH, plan.CONFIG_PATH, plan.SERVICE_PATH, plan.TIMER_PATH)
+}
+FRONTEND = {
+    "user": "oneadmin",
+    "group": "oneadmin",
+    "python": "/usr/bin/python3",
+    "config_dir": "yes",
+}
 SCRIPT_DIR = {"owner": "root", "group": "root", "mode": "755"}
 
 
@@ -24,14 +31,16 @@ def installed() -> dict[str, FoundFile]:
     found = {}
     for path, text in TEXTS.items():
         owner, group, mode = plan.file_owners(ACCOUNT)[path]
-        found[path] = FoundFile("file", sha256=sha256_of(text.encode()), owner=owner, group=group,
-                                mode=mode)
+        found[path] = FoundFile(
+            "file", sha256=sha256_of(text.encode()), owner=owner, group=group, mode=mode
+        )
     return found
 
 
 def judged(found=None, frontend=FRONTEND, script_dir=SCRIPT_DIR, timer_running=True) -> bool:
-    return plan.installed_as_wanted(installed() if found is None else found, TEXTS, ACCOUNT,
-                                    frontend, script_dir, timer_running)
+    return plan.installed_as_wanted(
+        installed() if found is None else found, TEXTS, ACCOUNT, frontend, script_dir, timer_running
+    )
 
 
 def test_everything_as_the_deploy_leaves_it_is_as_wanted():
@@ -39,10 +48,19 @@ def test_everything_as_the_deploy_leaves_it_is_as_wanted():
     assert plan.file_owners(ACCOUNT)[plan.CONFIG_PATH] == ("root", "oneadmin", "640")
 
 
-@pytest.mark.parametrize("change", [
-    {"state": "absent", "sha256": None}, {"link": True}, {"sha256": "0" * 64}, {"owner": "oneadmin"},
-    {"group": "adm"}, {"mode": "666"}, {"mode": None}, {"owner": None},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"state": "absent", "sha256": None},
+        {"link": True},
+        {"sha256": "0" * 64},
+        {"owner": "oneadmin"},
+        {"group": "adm"},
+        {"mode": "666"},
+        {"mode": None},
+        {"owner": None},
+    ],
+)
 @pytest.mark.parametrize("path", list(TEXTS))
 def test_one_file_otherwise_is_not(path, change):
     found = installed()
@@ -61,8 +79,9 @@ def test_a_timer_not_running_or_not_reported_is_not(timer_running):
     assert not judged(timer_running=timer_running)
 
 
-@pytest.mark.parametrize("script_dir", [None, {}, {**SCRIPT_DIR, "mode": "775"},
-                                        {**SCRIPT_DIR, "owner": "oneadmin"}])
+@pytest.mark.parametrize(
+    "script_dir", [None, {}, {**SCRIPT_DIR, "mode": "775"}, {**SCRIPT_DIR, "owner": "oneadmin"}]
+)
 def test_a_script_directory_otherwise_is_not(script_dir):
     assert not judged(script_dir=script_dir)
 

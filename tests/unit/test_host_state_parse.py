@@ -46,7 +46,8 @@ def as_wanted(lines) -> dict[str, bool]:
     except UnsupportedHostError:  # the step fails the host
         rapl = None
     modules_load_as_wanted = rapl is not None and file_holds(
-        found.modules_load, modules_load_text(modules), MODULES_LOAD_MODE)
+        found.modules_load, modules_load_text(modules), MODULES_LOAD_MODE
+    )
     return {
         "rapl": bool(rapl and rapl.exposed and modules_load_as_wanted),
         "engine": bool(found.engine_installed and found.engine_active and found.engine_enabled),
@@ -56,9 +57,9 @@ def as_wanted(lines) -> dict[str, bool]:
 
 def section_of(lines: list[str], index: int) -> str | None:
     """The section line `index` belongs to."""
-    for line in reversed(lines[:index + 1]):
+    for line in reversed(lines[: index + 1]):
         if line.startswith(SECTION_MARK):
-            return line[len(SECTION_MARK):]
+            return line[len(SECTION_MARK) :]
     return None
 
 
@@ -117,8 +118,10 @@ def test_a_reload_still_waiting_is_not_unchanged():
 
 def test_prometheus_yml_edited_since_recorded_is_not_unchanged():
     config_section = PROMETHEUS.index(f"{SECTION_MARK}prometheus_config")
-    edited = [("sha256=" + "0" * 64) if line.startswith("sha256=") and index > config_section
-              else line for index, line in enumerate(PROMETHEUS)]
+    edited = [
+        ("sha256=" + "0" * 64) if line.startswith("sha256=") and index > config_section else line
+        for index, line in enumerate(PROMETHEUS)
+    ]
     config = parse(edited).prometheus.config
     assert not config.unchanged_since_recorded(config.record_line.split(" ")[1])
 
@@ -142,15 +145,24 @@ def test_a_section_left_out_is_not_reported(section):
     if section == "rapl":
         assert found is None, "no hypervisor part read: every step reads its own facts"
         return
-    field = {"modules_load": "modules_load", "engine": "engine_installed",
-             "engine_unit": "engine_active", "container": "container"}[section]
+    field = {
+        "modules_load": "modules_load",
+        "engine": "engine_installed",
+        "engine_unit": "engine_active",
+        "container": "container",
+    }[section]
     assert getattr(found, field) is None
 
 
 def test_an_engine_that_does_not_answer_is_not_a_container():
-    lines = [("Cannot connect to the Docker daemon"
-              if line == "[" and section_of(HYPERVISOR, index) == "container" else line)
-             for index, line in enumerate(HYPERVISOR)]
+    lines = [
+        (
+            "Cannot connect to the Docker daemon"
+            if line == "[" and section_of(HYPERVISOR, index) == "container"
+            else line
+        )
+        for index, line in enumerate(HYPERVISOR)
+    ]
     assert parse(lines).hypervisor.container is None
 
 
@@ -174,9 +186,14 @@ def test_an_output_cut_short_never_judges_the_cut_part_as_wanted(cut):
     judged = as_wanted(lines)
     cut_in = section_of(HYPERVISOR, cut)
     order = ["rapl", "modules_load", "engine", "engine_unit", "container"]
-    part_of = {"rapl": "rapl", "modules_load": "rapl", "engine": "engine", "engine_unit": "engine",
-               "container": "container"}
-    for section in order[order.index(cut_in):]:
+    part_of = {
+        "rapl": "rapl",
+        "modules_load": "rapl",
+        "engine": "engine",
+        "engine_unit": "engine",
+        "container": "container",
+    }
+    for section in order[order.index(cut_in) :]:
         assert not judged[part_of[section]], (cut_in, judged)
 
 
@@ -184,16 +201,22 @@ def test_an_output_cut_short_never_judges_the_cut_part_as_wanted(cut):
 def test_one_line_dropped_never_makes_a_part_wanted_that_must_change(data):
     """The captured host with RAPL hidden, the engine stopped and the container exited: with
     any one line of the output lost, no part is ever judged as wanted."""
-    changed = {"exposed=yes": "exposed=no", "SubState=running": "SubState=dead",
-               '            "Status": "running",': '            "Status": "exited",'}
+    changed = {
+        "exposed=yes": "exposed=no",
+        "SubState=running": "SubState=dead",
+        '            "Status": "running",': '            "Status": "exited",',
+    }
     lines = [changed.get(line, line) for line in HYPERVISOR]
     assert as_wanted(lines) == NOTHING_AS_WANTED
     dropped = data.draw(st.integers(min_value=_RECORD_END, max_value=len(lines) - 1))
-    assert as_wanted(lines[:dropped] + lines[dropped + 1:]) == NOTHING_AS_WANTED
+    assert as_wanted(lines[:dropped] + lines[dropped + 1 :]) == NOTHING_AS_WANTED
 
 
-_NAMES = st.text(st.characters(codec="ascii", categories=["L", "N"], include_characters="_"),
-                 min_size=1, max_size=12)
+_NAMES = st.text(
+    st.characters(codec="ascii", categories=["L", "N"], include_characters="_"),
+    min_size=1,
+    max_size=12,
+)
 _LINE = st.text(st.characters(codec="utf-8", exclude_characters="\n\r"), max_size=30)
 _LINES = st.lists(_LINE.filter(lambda line: not line.startswith(SECTION_MARK)), max_size=5)
 

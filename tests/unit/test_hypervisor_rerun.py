@@ -57,15 +57,17 @@ def deployed_hypervisor(output: list[str]) -> FactTable:
     container = inspect_of(fingerprint)
     container["Config"]["Image"] = IMAGE
     record = HostState().process(captured())
-    return FactTable({
-        **host_facts(rapl=True, docker=True),
-        "SystemdStatus": {"docker.service": True},
-        "SystemdEnabled": {"docker.service": True},
-        "InstallRecordFile": record.record,
-        "DockerImage": [{"Id": "sha256:1"}],
-        "DockerContainer": [container],
-        "HostState": lambda **kwargs: HostState().process(output),
-    })
+    return FactTable(
+        {
+            **host_facts(rapl=True, docker=True),
+            "SystemdStatus": {"docker.service": True},
+            "SystemdEnabled": {"docker.service": True},
+            "InstallRecordFile": record.record,
+            "DockerImage": [{"Id": "sha256:1"}],
+            "DockerContainer": [container],
+            "HostState": lambda **kwargs: HostState().process(output),
+        }
+    )
 
 
 def test_the_captured_rerun_reads_one_fact_and_plans_nothing():
@@ -75,13 +77,16 @@ def test_the_captured_rerun_reads_one_fact_and_plans_nothing():
     assert facts.asked == ["HostState"], facts.asked
 
 
-@pytest.mark.parametrize(("section", "read_instead"), [
-    ("rapl", "RaplProbe"),
-    ("modules_load", "File"),  # pyinfra's files.template
-    ("engine", "DockerEngineInstalled"),
-    ("engine_unit", "SystemdStatus"),  # pyinfra's systemd.service
-    ("container", "DockerContainer"),  # the container operation's own look
-])
+@pytest.mark.parametrize(
+    ("section", "read_instead"),
+    [
+        ("rapl", "RaplProbe"),
+        ("modules_load", "File"),  # pyinfra's files.template
+        ("engine", "DockerEngineInstalled"),
+        ("engine_unit", "SystemdStatus"),  # pyinfra's systemd.service
+        ("container", "DockerContainer"),  # the container operation's own look
+    ],
+)
 def test_a_section_not_reported_is_read_by_the_step_that_needs_it(section, read_instead):
     facts = deployed_hypervisor(captured(without=section))
     commands = all_commands(planned_commands(hypervisor_steps, facts, data=DATA))

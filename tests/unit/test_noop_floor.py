@@ -43,13 +43,16 @@ class FakeClock:
 
 def test_the_wait_ends_as_soon_as_the_load_falls():
     clock, loads = FakeClock(), iter([5.0, 4.5, 1.0])
-    assert wait_for_load(4.0, 60, poll_s=10, read=lambda: next(loads), sleep=clock.sleep,
-                         clock=clock) == 1.0
+    assert (
+        wait_for_load(4.0, 60, poll_s=10, read=lambda: next(loads), sleep=clock.sleep, clock=clock)
+        == 1.0
+    )
     assert clock.now == 20
 
 
 def test_a_machine_that_stays_loaded_is_given_up_on_at_the_bound():
     clock = FakeClock()
-    assert wait_for_load(4.0, 25, poll_s=10, read=lambda: 9.0, sleep=clock.sleep,
-                         clock=clock) is None
+    assert (
+        wait_for_load(4.0, 25, poll_s=10, read=lambda: 9.0, sleep=clock.sleep, clock=clock) is None
+    )
     assert clock.now == 25

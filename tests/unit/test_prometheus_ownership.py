@@ -17,17 +17,20 @@ from unittest import mock
 import pyinfra
 import pytest
 
-import tasks.install_record as install_record
-import tasks.install_record.lock as lock
-import tasks.install_record.ownership as ownership
+from tasks import install_record
 from tasks.cloud import CloudView, Hypervisor
 from tasks.energy_sync import plan as energy_sync_plan
 from tasks.host_state import read_host_state
-from tasks.install_record import install_ledger
+from tasks.install_record import install_ledger, lock, ownership
 from tasks.install_record.facts import FoundFile
 from tasks.install_record.record import FileEntry, InstallRecord, parse_install_record, sha256_of
 from tasks.opennebula.pool import OneHost
-from tasks.prometheus import RULES_FILE, configure_prometheus, prometheus_server, remove_prometheus_job
+from tasks.prometheus import (
+    RULES_FILE,
+    configure_prometheus,
+    prometheus_server,
+    remove_prometheus_job,
+)
 from tasks.prometheus.rules import rules_for_job
 from tasks.settings import Settings
 from tests.unit.local_pyinfra_host import run_here
@@ -35,8 +38,12 @@ from tests.unit.pyinfra_harness import all_commands, default_data, planned_comma
 from tests.unit.test_prometheus import PROMETHEUS_DOUBLE, server  # noqa: F401 (the fixture)
 
 OWNER = (4242, 4243)
-HV1 = Hypervisor("hv1", "hv1:8080", OneHost(id=7, name="hv1", hostname="hv1", im_mad="kvm", state=2,
-                                             state_name="MONITORED"), None)
+HV1 = Hypervisor(
+    "hv1",
+    "hv1:8080",
+    OneHost(id=7, name="hv1", hostname="hv1", im_mad="kvm", state=2, state_name="MONITORED"),
+    None,
+)
 CLOUD = CloudView((HV1,))
 OPERATORS_RULES = b"# my own alerts\ngroups:\n  - name: mine\n    rules: []\n"
 RULES_TEXT = rules_for_job(RULES_FILE.read_text()).encode()
@@ -45,8 +52,8 @@ RULES_TEXT = rules_for_job(RULES_FILE.read_text()).encode()
 class PrometheusHost:
     """A Prometheus server's files under one directory, and the deploy and remove.py run on it."""
 
-    def __init__(self, root: Path, server):
-        self.root, self.server = root, server
+    def __init__(self, root: Path, prometheus_double):
+        self.root, self.server = root, prometheus_double
         self.etc = root / "etc" / "prometheus"
         self.etc.mkdir(parents=True)
         self.config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
@@ -69,16 +76,25 @@ class PrometheusHost:
         return self.etc / "scaphandre_rules.yml"
 
     def settings(self, **data) -> Settings:
-        return Settings.from_data(default_data() | {
-            "prometheus_config_file": str(self.config), "prometheus_service": "prometheus",
-            "prometheus_binaries": [str(self.binary)], "promtool_binaries": ["/usr/bin/promtool"],
-            "prometheus_reload_timeout_s": 0} | data)  # no Prometheus here to confirm a reload
+        return Settings.from_data(
+            default_data()
+            | {
+                "prometheus_config_file": str(self.config),
+                "prometheus_service": "prometheus",
+                "prometheus_binaries": [str(self.binary)],
+                "promtool_binaries": ["/usr/bin/promtool"],
+                "prometheus_reload_timeout_s": 0,
+            }
+            | data
+        )  # no Prometheus here to confirm a reload
 
     def run(self, script: str, **data):
         settings = self.settings(**data)
 
         def steps():
-            with mock.patch.object(sys, "argv", ["pyinfra", "--dry"]):  # no lock: tests/unit/test_host_lock.py's
+            with mock.patch.object(
+                sys, "argv", ["pyinfra", "--dry"]
+            ):  # no lock: tests/unit/test_host_lock.py's
                 if script == "deploy.py":
                     state = read_host_state(settings)
                     ledger = install_ledger(read=state.record)
@@ -127,8 +143,11 @@ def test_the_operators_rules_file_fails_the_server_untouched_before_anything_is_
     assert run.failure == (
         f"{prometheus.rules} is a file the deploy did not write (its record {prometheus.record} does not list it): it "
         "is left as it is and nothing was changed on this server; set prometheus_rules_file to another path (or "
-        "prometheus_rules to False), or move the file away")
-    assert prometheus.rules.read_bytes() == OPERATORS_RULES and owner_and_mode(prometheus.rules) == (*OWNER, 0o640)
+        "prometheus_rules to False), or move the file away"
+    )
+    assert prometheus.rules.read_bytes() == OPERATORS_RULES and owner_and_mode(
+        prometheus.rules
+    ) == (*OWNER, 0o640)
     assert not prometheus.targets.exists() and prometheus.config.read_bytes() == config_before
     assert not prometheus.record.exists() and prometheus.server.reloads() == 0
 
@@ -146,7 +165,9 @@ def test_another_rules_path_is_one_setting_away_and_remove_py_leaves_the_operato
     removed = prometheus.run("remove.py", prometheus_rules_file=str(elsewhere))
     assert removed.failure is None, removed.failure
     assert not elsewhere.exists() and not prometheus.targets.exists()
-    assert prometheus.rules.read_bytes() == OPERATORS_RULES and owner_and_mode(prometheus.rules) == (*OWNER, 0o640)
+    assert prometheus.rules.read_bytes() == OPERATORS_RULES and owner_and_mode(
+        prometheus.rules
+    ) == (*OWNER, 0o640)
     assert not prometheus.record.exists() and not prometheus.record.parent.exists()
 
 
@@ -165,10 +186,14 @@ def test_remove_py_keeps_a_file_changed_since_the_deploy_wrote_it_and_says_so(pr
 def test_a_file_the_record_lists_is_the_deploys_to_update(prometheus):
     assert prometheus.run("deploy.py").failure is None
     first = prometheus.targets.read_bytes()
-    prometheus.targets.write_text("# Managed by the Scaphandre-on-OpenNebula deploy (pyinfra)\n[]\n")
+    prometheus.targets.write_text(
+        "# Managed by the Scaphandre-on-OpenNebula deploy (pyinfra)\n[]\n"
+    )
     assert prometheus.run("deploy.py").failure is None
     assert prometheus.targets.read_bytes() == first
-    assert prometheus.recorded().files[str(prometheus.targets)] == FileEntry(sha256=sha256_of(first))
+    assert prometheus.recorded().files[str(prometheus.targets)] == FileEntry(
+        sha256=sha256_of(first)
+    )
 
 
 def test_files_an_earlier_version_wrote_are_adopted_and_said_so(prometheus, caplog):
@@ -178,13 +203,19 @@ def test_files_an_earlier_version_wrote_are_adopted_and_said_so(prometheus, capl
     with caplog.at_level(logging.WARNING, logger="pyinfra"):
         run = prometheus.run("deploy.py")
     assert run.failure is None, run.failure
-    assert (f"{prometheus.rules} was written by an earlier version of the deploy (its header, or exactly what this "
-            "run writes there): adopted into the record") in caplog.text
+    assert (
+        f"{prometheus.rules} was written by an earlier version of the deploy (its header, or exactly what this "
+        "run writes there): adopted into the record"
+    ) in caplog.text
     assert prometheus.rules.read_bytes() == RULES_TEXT, "then updated like any file of the deploy's"
-    assert prometheus.recorded().files[str(prometheus.rules)] == FileEntry(sha256=sha256_of(RULES_TEXT))
+    assert prometheus.recorded().files[str(prometheus.rules)] == FileEntry(
+        sha256=sha256_of(RULES_TEXT)
+    )
 
 
-def test_a_json_targets_file_holding_exactly_what_the_run_writes_is_adopted_and_any_other_refused(prometheus):
+def test_a_json_targets_file_holding_exactly_what_the_run_writes_is_adopted_and_any_other_refused(
+    prometheus,
+):
     """A .json targets file carries no header: only its exact bytes tell it is the deploy's."""
     targets = prometheus.etc / "scaphandre_targets.json"
     assert prometheus.run("deploy.py", prometheus_targets_file=str(targets)).failure is None
@@ -215,9 +246,15 @@ def test_a_no_op_rerun_writes_nothing_not_even_the_record(prometheus):
 
 # --------------------------------------------------------------------------- plans: intents, energy sync
 
-FOUND_2_42 = {"config": "/etc/prometheus/prometheus.yml", "service": "prometheus", "unit_binary": "/usr/bin/prometheus",
-              "binary": "/usr/bin/prometheus", "binary_source": "unit", "promtool": "/usr/bin/promtool",
-              "version": "prometheus, version 2.42.0+ds (branch: debian/sid)"}
+FOUND_2_42 = {
+    "config": "/etc/prometheus/prometheus.yml",
+    "service": "prometheus",
+    "unit_binary": "/usr/bin/prometheus",
+    "binary": "/usr/bin/prometheus",
+    "binary_source": "unit",
+    "promtool": "/usr/bin/promtool",
+    "version": "prometheus, version 2.42.0+ds (branch: debian/sid)",
+}
 TARGETS, RULES = "/etc/prometheus/scaphandre_targets.yml", "/etc/prometheus/scaphandre_rules.yml"
 
 
@@ -230,41 +267,67 @@ def deploy_steps(settings) -> None:
 
 
 def files_at(present: dict[str, FoundFile]):
-    return lambda paths, with_content=(): {index: present[path] for index, path in enumerate(paths) if path in present}
+    return lambda paths, with_content=(): {
+        index: present[path] for index, path in enumerate(paths) if path in present
+    }
 
 
 def plan(present: dict[str, FoundFile], record: dict | None = None, **data) -> dict[str, list[str]]:
-    facts = {"PrometheusServer": FOUND_2_42, "FilesAt": files_at(present), "PrometheusConfigFile": None,
-             **record_facts(record)}
-    return {name.split(" | ")[-1]: commands for name, commands in planned_commands(
-        deploy_steps, facts, data=data, groups=("prometheus",), name="prom1").items()}
+    facts = {
+        "PrometheusServer": FOUND_2_42,
+        "FilesAt": files_at(present),
+        "PrometheusConfigFile": None,
+        **record_facts(record),
+    }
+    return {
+        name.split(" | ")[-1]: commands
+        for name, commands in planned_commands(
+            deploy_steps, facts, data=data, groups=("prometheus",), name="prom1"
+        ).items()
+    }
 
 
-@pytest.mark.parametrize("path", [energy_sync_plan.SCRIPT_PATH, energy_sync_plan.CONFIG_PATH,
-                                  energy_sync_plan.SERVICE_PATH, energy_sync_plan.TIMER_PATH],
-                         ids=["script", "config", "service", "timer"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        energy_sync_plan.SCRIPT_PATH,
+        energy_sync_plan.CONFIG_PATH,
+        energy_sync_plan.SERVICE_PATH,
+        energy_sync_plan.TIMER_PATH,
+    ],
+    ids=["script", "config", "service", "timer"],
+)
 def test_an_operators_file_at_an_energy_sync_path_fails_the_server_before_anything(path):
     planned = plan({path: FoundFile("file", sha256="1" * 64, head="[Unit]\n")}, energy_sync=True)
     commands = all_commands(planned)
     assert len(commands) == 1 and commands[0].startswith("call log_failure")
-    assert (f"{path} is a file the deploy did not write (its record /var/lib/scaphandre-opennebula/installed.json "
-            "does not list it): it is left as it is and nothing was changed on this server; the energy sync's files "
-            "have fixed paths (its script, config, service and timer units): move that file away, or set energy_sync "
-            "to False on this server") in commands[0]
+    assert (
+        f"{path} is a file the deploy did not write (its record /var/lib/scaphandre-opennebula/installed.json "
+        "does not list it): it is left as it is and nothing was changed on this server; the energy sync's files "
+        "have fixed paths (its script, config, service and timer units): move that file away, or set energy_sync "
+        "to False on this server"
+    ) in commands[0]
 
 
 def test_something_that_is_not_a_file_at_a_deploy_path_is_refused():
     commands = all_commands(plan({TARGETS: FoundFile("other")}))
-    assert len(commands) == 1 and f"{TARGETS} is something that is not a regular file the deploy did not write" in \
-        commands[0] and "set prometheus_targets_file to another path" in commands[0]
+    assert (
+        len(commands) == 1
+        and f"{TARGETS} is something that is not a regular file the deploy did not write"
+        in commands[0]
+        and "set prometheus_targets_file to another path" in commands[0]
+    )
 
 
 def test_the_files_are_recorded_before_they_are_written_and_confirmed_before_the_job():
     planned = plan({})
     names = [name for name, commands in planned.items() if commands]
-    assert names[:4] == ["Record the files the deploy is about to write", "Write the Scaphandre scrape targets",
-                         f"Write the Scaphandre recording and alerting rules to {RULES}",
-                         "Confirm in the record the files the deploy wrote"]
+    assert names[:4] == [
+        "Record the files the deploy is about to write",
+        "Write the Scaphandre scrape targets",
+        f"Write the Scaphandre recording and alerting rules to {RULES}",
+        "Confirm in the record the files the deploy wrote",
+    ]
 
 
 @pytest.mark.parametrize("cut", ["before-the-write", "after-the-write"])
@@ -274,10 +337,15 @@ def test_a_run_cut_between_intent_and_confirmation_leaves_the_files_the_deploys(
     record = {"format": 2, "files": {RULES: {"sha256": old, "writing": new}}}
     found = FoundFile("file", sha256=old if cut == "before-the-write" else new, head="groups:\n")
     planned = plan({RULES: found}, record)
-    assert not planned.get("Check the files the deploy writes here are its own | Check the files the deploy "
-                           "writes here are its own"), "not refused as the operator's"
+    assert not planned.get(
+        "Check the files the deploy writes here are its own | Check the files the deploy "
+        "writes here are its own"
+    ), "not refused as the operator's"
     assert not any(command.startswith("call log_failure") for command in all_commands(planned))
     assert bool(planned.get(f"Write the Scaphandre recording and alerting rules to {RULES}")) is (
-        cut == "before-the-write")
-    delete, warning = ownership.removal(RULES, found, parse_install_record(json.dumps(record).encode()))
+        cut == "before-the-write"
+    )
+    delete, warning = ownership.removal(
+        RULES, found, parse_install_record(json.dumps(record).encode())
+    )
     assert delete and warning is None, "and remove.py takes it away either way"

@@ -29,11 +29,11 @@ from tests.unit.hypervisor_facts import default_fingerprint, earlier_version_ins
 from tests.unit.pyinfra_harness import (
     all_commands,
     default_data,
+    on_hypervisor,
     planned_commands,
     planned_uploads,
     record_facts,
     render,
-    on_hypervisor,
     with_ledger,
 )
 
@@ -61,21 +61,32 @@ def test_a_missing_container_is_created_on_the_host_network_with_the_documented_
         "hubblo/scaphandre:1.0.2 prometheus -a 0.0.0.0 -p 8080 --qemu --containers",
     ):
         assert expected in create
-    assert " -p " not in create.split(" hubblo/scaphandre:1.0.2 ")[0], "no port published through Docker"
+    assert " -p " not in create.split(" hubblo/scaphandre:1.0.2 ")[0], (
+        "no port published through Docker"
+    )
     assert "docker container start scaphandre" in commands
-    assert any("/dev/tcp/127.0.0.1/8080" in c and "docker logs --tail 20 scaphandre" in c for c in commands)
+    assert any(
+        "/dev/tcp/127.0.0.1/8080" in c and "docker logs --tail 20 scaphandre" in c for c in commands
+    )
 
 
-@pytest.mark.parametrize("address, port, probe, shown", [
-    ("192.0.2.7", 9100, "/dev/tcp/192.0.2.7/9100", "192.0.2.7:9100"),
-    ("2001:db8::7", 9100, "/dev/tcp/2001:db8::7/9100", "[2001:db8::7]:9100"),
-    ("[2001:db8::7]", 9100, "/dev/tcp/2001:db8::7/9100", "[2001:db8::7]:9100"),
-    ("::", 8080, "/dev/tcp/127.0.0.1/8080", "127.0.0.1:8080"),
-])
+@pytest.mark.parametrize(
+    "address, port, probe, shown",
+    [
+        ("192.0.2.7", 9100, "/dev/tcp/192.0.2.7/9100", "192.0.2.7:9100"),
+        ("2001:db8::7", 9100, "/dev/tcp/2001:db8::7/9100", "[2001:db8::7]:9100"),
+        ("[2001:db8::7]", 9100, "/dev/tcp/2001:db8::7/9100", "[2001:db8::7]:9100"),
+        ("::", 8080, "/dev/tcp/127.0.0.1/8080", "127.0.0.1:8080"),
+    ],
+)
 def test_listen_address_and_port_go_to_scaphandres_own_flags(address, port, probe, shown):
     data = {"scaphandre_listen_address": address, "scaphandre_port": port}
-    commands = all_commands(planned_commands(deploy_exporter, {**ENGINE, "DockerContainer": []}, data=data))
-    assert create_command(commands).endswith(f"prometheus -a {address.strip('[]')} -p {port} --qemu --containers")
+    commands = all_commands(
+        planned_commands(deploy_exporter, {**ENGINE, "DockerContainer": []}, data=data)
+    )
+    assert create_command(commands).endswith(
+        f"prometheus -a {address.strip('[]')} -p {port} --qemu --containers"
+    )
     wait = commands[-1]
     assert probe in wait and f"Scaphandre /metrics on {shown} did not answer" in wait
 
@@ -114,7 +125,11 @@ def test_a_changed_spec_recreates_the_container(data):
 
 
 def test_the_narrower_security_set_replaces_privileged():
-    commands = all_commands(planned_commands(deploy_exporter, {"DockerContainer": []}, data={"scaphandre_privileged": False}))
+    commands = all_commands(
+        planned_commands(
+            deploy_exporter, {"DockerContainer": []}, data={"scaphandre_privileged": False}
+        )
+    )
     create = next(c for c in commands if c.startswith("docker container create"))
     assert "--privileged" not in create
     assert "--cap-add=SYS_PTRACE" in create and "--security-opt=apparmor=unconfined" in create
@@ -122,26 +137,43 @@ def test_the_narrower_security_set_replaces_privileged():
 
 @pytest.mark.parametrize(
     "data, key",
-    [({"scaphandre_image": "hubblo/scaphandre:latest"}, "scaphandre_image"),
-     ({"scaphandre_image": "hubblo/scaphandre"}, "scaphandre_image"),
-     ({"scaphandre_port": "http"}, "scaphandre_port"),
-     ({"scaphandre_restart_policy": "no"}, "scaphandre_restart_policy")],
+    [
+        ({"scaphandre_image": "hubblo/scaphandre:latest"}, "scaphandre_image"),
+        ({"scaphandre_image": "hubblo/scaphandre"}, "scaphandre_image"),
+        ({"scaphandre_port": "http"}, "scaphandre_port"),
+        ({"scaphandre_restart_policy": "no"}, "scaphandre_restart_policy"),
+    ],
 )
 def test_bad_settings_fail_the_host_naming_the_key(data, key):
     commands = all_commands(planned_commands(deploy_exporter, {"DockerContainer": []}, data=data))
     assert len(commands) == 1 and key in commands[0]
 
 
-PYTHON_ON_8080 = 'LISTEN 0      5            0.0.0.0:8080      0.0.0.0:*    users:(("python3",pid=4242,fd=3))'
-PROXY_ON_8080 = 'LISTEN 0      4096         0.0.0.0:8080      0.0.0.0:*    users:(("docker-proxy",pid=77,fd=4))'
+PYTHON_ON_8080 = (
+    'LISTEN 0      5            0.0.0.0:8080      0.0.0.0:*    users:(("python3",pid=4242,fd=3))'
+)
+PROXY_ON_8080 = (
+    'LISTEN 0      4096         0.0.0.0:8080      0.0.0.0:*    users:(("docker-proxy",pid=77,fd=4))'
+)
 SSHD = 'LISTEN 0      128          0.0.0.0:22        0.0.0.0:*    users:(("sshd",pid=1,fd=3))'
 # How ss prints an IPv6 wildcard: `[::]` for an IPv6-only socket, `*` for a dual-stack one.
-V6_ONLY_ON_8080 = 'LISTEN 0      5               [::]:8080         [::]:*    users:(("node",pid=9,fd=20))'
-DUAL_STACK_ON_8080 = 'LISTEN 0      5                  *:8080            *:*    users:(("java",pid=12,fd=7))'
-V6_LOOPBACK_ON_8080 = 'LISTEN 0      5              [::1]:8080         [::]:*    users:(("redis",pid=15,fd=6))'
-LOOPBACK_ON_8080 = 'LISTEN 0      5          127.0.0.1:8080      0.0.0.0:*    users:(("nginx",pid=31,fd=6),("nginx",pid=32,fd=6))'
+V6_ONLY_ON_8080 = (
+    'LISTEN 0      5               [::]:8080         [::]:*    users:(("node",pid=9,fd=20))'
+)
+DUAL_STACK_ON_8080 = (
+    'LISTEN 0      5                  *:8080            *:*    users:(("java",pid=12,fd=7))'
+)
+V6_LOOPBACK_ON_8080 = (
+    'LISTEN 0      5              [::1]:8080         [::]:*    users:(("redis",pid=15,fd=6))'
+)
+LOOPBACK_ON_8080 = (
+    "LISTEN 0      5          127.0.0.1:8080      0.0.0.0:*    "
+    'users:(("nginx",pid=31,fd=6),("nginx",pid=32,fd=6))'
+)
 # The Scaphandre container itself, on the host network (its process is PID 4321 on the host).
-SCAPHANDRE_ON_8080 = 'LISTEN 0      128        0.0.0.0:8080      0.0.0.0:*    users:(("scaphandre",pid=4321,fd=9))'
+SCAPHANDRE_ON_8080 = (
+    'LISTEN 0      128        0.0.0.0:8080      0.0.0.0:*    users:(("scaphandre",pid=4321,fd=9))'
+)
 
 
 # --- a port already taken ---------------------------------------------------------
@@ -157,9 +189,13 @@ def test_port_listeners_is_empty_when_the_port_is_free():
 
 
 def test_port_listeners_reads_ipv6_and_several_processes():
-    assert port_listeners([V6_ONLY_ON_8080], 8080, listen_address="::") == ["node (pid 9) on [::]:8080"]
+    assert port_listeners([V6_ONLY_ON_8080], 8080, listen_address="::") == [
+        "node (pid 9) on [::]:8080"
+    ]
     assert port_listeners([DUAL_STACK_ON_8080], 8080) == ["java (pid 12) on *:8080"]
-    assert port_listeners([LOOPBACK_ON_8080], 8080) == ["nginx (pid 31), nginx (pid 32) on 127.0.0.1:8080"]
+    assert port_listeners([LOOPBACK_ON_8080], 8080) == [
+        "nginx (pid 31), nginx (pid 32) on 127.0.0.1:8080"
+    ]
 
 
 def test_a_socket_on_another_specific_address_does_not_conflict():
@@ -168,28 +204,40 @@ def test_a_socket_on_another_specific_address_does_not_conflict():
     assert port_listeners([PYTHON_ON_8080], 8080, listen_address="192.0.2.5") != []
 
 
-@pytest.mark.parametrize("listener, listen_address, conflicts", [
-    (V6_ONLY_ON_8080, "0.0.0.0", False),  # an IPv6-only socket leaves IPv4 free
-    (V6_ONLY_ON_8080, "2001:db8::7", True),
-    (V6_LOOPBACK_ON_8080, "::1", True),
-    (V6_LOOPBACK_ON_8080, "2001:db8::7", False),
-    (V6_LOOPBACK_ON_8080, "127.0.0.1", False),
-    (LOOPBACK_ON_8080, "::1", False),
-    (LOOPBACK_ON_8080, "::", True),  # Scaphandre's :: is dual-stack: every IPv4 listener conflicts
-    (DUAL_STACK_ON_8080, "192.0.2.5", True),
-    (DUAL_STACK_ON_8080, "2001:db8::7", True),
-])
-def test_ipv4_and_ipv6_listeners_conflict_only_where_the_kernel_says_so(listener, listen_address, conflicts):
+@pytest.mark.parametrize(
+    "listener, listen_address, conflicts",
+    [
+        (V6_ONLY_ON_8080, "0.0.0.0", False),  # an IPv6-only socket leaves IPv4 free
+        (V6_ONLY_ON_8080, "2001:db8::7", True),
+        (V6_LOOPBACK_ON_8080, "::1", True),
+        (V6_LOOPBACK_ON_8080, "2001:db8::7", False),
+        (V6_LOOPBACK_ON_8080, "127.0.0.1", False),
+        (LOOPBACK_ON_8080, "::1", False),
+        (
+            LOOPBACK_ON_8080,
+            "::",
+            True,
+        ),  # Scaphandre's :: is dual-stack: every IPv4 listener conflicts
+        (DUAL_STACK_ON_8080, "192.0.2.5", True),
+        (DUAL_STACK_ON_8080, "2001:db8::7", True),
+    ],
+)
+def test_ipv4_and_ipv6_listeners_conflict_only_where_the_kernel_says_so(
+    listener, listen_address, conflicts
+):
     assert bool(port_listeners([listener], 8080, listen_address=listen_address)) is conflicts
 
 
 def test_a_listener_without_a_process_name_is_still_reported():
-    assert port_listeners(["LISTEN 0 5 0.0.0.0:8080 0.0.0.0:*"], 8080) == ["an unnamed process on 0.0.0.0:8080"]
+    assert port_listeners(["LISTEN 0 5 0.0.0.0:8080 0.0.0.0:*"], 8080) == [
+        "an unnamed process on 0.0.0.0:8080"
+    ]
 
 
 def test_the_containers_own_processes_do_not_count_as_taking_the_port():
     assert port_listeners([SCAPHANDRE_ON_8080, PYTHON_ON_8080], 8080, own_pids={4321}) == [
-        "python3 (pid 4242) on 0.0.0.0:8080"]
+        "python3 (pid 4242) on 0.0.0.0:8080"
+    ]
     assert port_listeners([SCAPHANDRE_ON_8080], 8080, own_pids={4321}) == []
     assert port_listeners([SCAPHANDRE_ON_8080], 8080) == ["scaphandre (pid 4321) on 0.0.0.0:8080"]
 
@@ -217,17 +265,29 @@ def test_a_taken_port_fails_the_host_instead_of_creating_the_container():
 
 
 def test_a_taken_new_port_keeps_the_working_container():
-    facts = {**ENGINE, "DockerContainer": [inspect_of(default_fingerprint())], "ContainerProcessIds": {4321},
-             "ListeningTcpSockets": [SCAPHANDRE_ON_8080, SSHD, PYTHON_ON_8080.replace("8080", "9100")]}
-    commands = all_commands(planned_commands(deploy_exporter, facts, data={"scaphandre_port": 9100}))
+    facts = {
+        **ENGINE,
+        "DockerContainer": [inspect_of(default_fingerprint())],
+        "ContainerProcessIds": {4321},
+        "ListeningTcpSockets": [SCAPHANDRE_ON_8080, SSHD, PYTHON_ON_8080.replace("8080", "9100")],
+    }
+    commands = all_commands(
+        planned_commands(deploy_exporter, facts, data={"scaphandre_port": 9100})
+    )
     assert not any("docker container rm" in c for c in commands)
     assert len(commands) == 1 and "TCP port 9100" in commands[0]
 
 
 def test_the_containers_own_port_does_not_block_its_recreation():
-    facts = {**ENGINE, "DockerContainer": [inspect_of(default_fingerprint())], "ContainerProcessIds": {4321},
-             "ListeningTcpSockets": [SCAPHANDRE_ON_8080]}
-    commands = all_commands(planned_commands(deploy_exporter, facts, data={"scaphandre_qemu": False}))
+    facts = {
+        **ENGINE,
+        "DockerContainer": [inspect_of(default_fingerprint())],
+        "ContainerProcessIds": {4321},
+        "ListeningTcpSockets": [SCAPHANDRE_ON_8080],
+    }
+    commands = all_commands(
+        planned_commands(deploy_exporter, facts, data={"scaphandre_qemu": False})
+    )
     assert commands[0] == "docker container rm -f scaphandre"
 
 
@@ -245,22 +305,36 @@ RECORD_UPLOAD = f"{RECORD_FILE}.scaphandre-new"
 
 def test_an_image_the_deploy_pulls_is_recorded_as_soon_as_it_is_there():
     facts = {"DockerEngineInstalled": True, "DockerImage": [], "DockerContainer": []}
-    planned = {name.split(" | ")[-1]: c for name, c in planned_commands(deploy_exporter, facts).items()}
-    assert list(planned)[:2] == ["Pull hubblo/scaphandre:1.0.2", "Record the image hubblo/scaphandre:1.0.2 the deploy brought"]
+    planned = {
+        name.split(" | ")[-1]: c for name, c in planned_commands(deploy_exporter, facts).items()
+    }
+    assert list(planned)[:2] == [
+        "Pull hubblo/scaphandre:1.0.2",
+        "Record the image hubblo/scaphandre:1.0.2 the deploy brought",
+    ]
     assert planned["Pull hubblo/scaphandre:1.0.2"] == [
-        "docker image inspect hubblo/scaphandre:1.0.2 >/dev/null 2>&1 || docker image pull hubblo/scaphandre:1.0.2"]
+        "docker image inspect hubblo/scaphandre:1.0.2 >/dev/null 2>&1 || docker image pull hubblo/scaphandre:1.0.2"
+    ]
     assert json.loads(planned_uploads(deploy_exporter, facts)[RECORD_UPLOAD]) == {
-        "format": 2, "images": ["hubblo/scaphandre:1.0.2"]}
+        "format": 2,
+        "images": ["hubblo/scaphandre:1.0.2"],
+    }
 
 
 def test_on_a_host_without_an_engine_yet_the_image_counts_as_brought():
     planned = list(planned_commands(deploy_exporter, {"DockerContainer": []}))
     assert [name.split(" | ")[-1] for name in planned][:2] == [
-        "Pull hubblo/scaphandre:1.0.2", "Record the image hubblo/scaphandre:1.0.2 the deploy brought"]
+        "Pull hubblo/scaphandre:1.0.2",
+        "Record the image hubblo/scaphandre:1.0.2 the deploy brought",
+    ]
 
 
 def test_an_image_that_was_there_is_not_recorded():
-    facts = {"DockerEngineInstalled": True, "DockerImage": [{"Id": "sha256:1"}], "DockerContainer": []}
+    facts = {
+        "DockerEngineInstalled": True,
+        "DockerImage": [{"Id": "sha256:1"}],
+        "DockerContainer": [],
+    }
     assert RECORD_UPLOAD not in planned_uploads(deploy_exporter, facts)
 
 
@@ -269,36 +343,58 @@ def recorded(*images: str) -> dict:
 
 
 def test_removal_takes_the_image_the_deploy_brought_and_forgets_it():
-    facts = {"DockerEngineInstalled": True, "DockerContainer": [inspect_of("x")], "DockerImage": [{"Id": "sha256:1"}],
-             "DockerContainers": [inspect_of("x")], **recorded("hubblo/scaphandre:1.0.2")}
-    planned = {name.split(" | ")[-1]: c for name, c in planned_commands(remove_exporter, facts).items()}
+    facts = {
+        "DockerEngineInstalled": True,
+        "DockerContainer": [inspect_of("x")],
+        "DockerImage": [{"Id": "sha256:1"}],
+        "DockerContainers": [inspect_of("x")],
+        **recorded("hubblo/scaphandre:1.0.2"),
+    }
+    planned = {
+        name.split(" | ")[-1]: c for name, c in planned_commands(remove_exporter, facts).items()
+    }
     assert planned["Remove the Scaphandre container"] == ["docker container rm -f scaphandre"]
     assert planned["Remove the image hubblo/scaphandre:1.0.2 the deploy brought"] == [
-        "docker image rm hubblo/scaphandre:1.0.2"]
+        "docker image rm hubblo/scaphandre:1.0.2"
+    ]
     assert planned["Forget the exporter images in the record"] == [
-        f"rm -f -- {RECORD_FILE} && {{ rmdir -- {RECORD_DIR} 2>/dev/null || true; }}"]
+        f"rm -f -- {RECORD_FILE} && {{ rmdir -- {RECORD_DIR} 2>/dev/null || true; }}"
+    ]
 
 
 def test_removal_keeps_an_image_that_was_there_before_the_deploy():
-    facts = {"DockerEngineInstalled": True, "DockerContainer": [inspect_of("x")], "DockerImage": [{"Id": "sha256:1"}]}
+    facts = {
+        "DockerEngineInstalled": True,
+        "DockerContainer": [inspect_of("x")],
+        "DockerImage": [{"Id": "sha256:1"}],
+    }
     commands = all_commands(planned_commands(remove_exporter, facts))
     assert commands == ["docker container rm -f scaphandre"]
 
 
 def test_removal_keeps_a_brought_image_another_container_uses(caplog):
     other = {**inspect_of("x"), "Name": "/energy-probe"}
-    facts = {"DockerEngineInstalled": True, "DockerContainer": [inspect_of("x")], "DockerImage": [{"Id": "sha256:1"}],
-             "DockerContainers": [inspect_of("x"), other], **recorded("hubblo/scaphandre:1.0.2")}
+    facts = {
+        "DockerEngineInstalled": True,
+        "DockerContainer": [inspect_of("x")],
+        "DockerImage": [{"Id": "sha256:1"}],
+        "DockerContainers": [inspect_of("x"), other],
+        **recorded("hubblo/scaphandre:1.0.2"),
+    }
     with caplog.at_level(logging.WARNING, logger="pyinfra"):
         commands = all_commands(planned_commands(remove_exporter, facts))
     assert commands == ["docker container rm -f scaphandre"]
-    assert any("image hubblo/scaphandre:1.0.2 stays: container energy-probe uses it" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "image hubblo/scaphandre:1.0.2 stays: container energy-probe uses it" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_containers_using_an_image_match_by_name_or_id_and_skip_our_own():
     ours, by_id = inspect_of("x"), {"Name": "/x", "Config": {"Image": "other"}, "Image": "sha256:1"}
-    assert containers_using("hubblo/scaphandre:1.0.2", [{"Id": "sha256:1"}], [ours, by_id], "scaphandre") == ["x"]
+    assert containers_using(
+        "hubblo/scaphandre:1.0.2", [{"Id": "sha256:1"}], [ours, by_id], "scaphandre"
+    ) == ["x"]
     assert containers_using("hubblo/scaphandre:1.0.2", [], [ours], "scaphandre") == []
 
 
@@ -309,7 +405,9 @@ def test_a_missing_image_is_uploaded_loaded_and_the_archive_removed(tmp_path):
     archive = tmp_path / "scaphandre.tar"
     archive.write_bytes(b"not really a tar")
     planned = planned_commands(
-        deploy_exporter, {"DockerImage": [], "DockerContainer": []}, data={"scaphandre_image_archive": str(archive)}
+        deploy_exporter,
+        {"DockerImage": [], "DockerContainer": []},
+        data={"scaphandre_image_archive": str(archive)},
     )
     commands = all_commands(planned)
     mkdir = re.fullmatch(r"mkdir -m 0700 (/var/tmp/scaphandre-image\.[0-9a-f]{32})", commands[0])
@@ -326,8 +424,13 @@ def test_the_archive_directory_is_unpredictable(tmp_path):
     archive = tmp_path / "scaphandre.tar"
     archive.write_bytes(b"x")
     directories = {
-        all_commands(planned_commands(deploy_exporter, {"DockerImage": [], "DockerContainer": []},
-                                      data={"scaphandre_image_archive": str(archive)}))[0]
+        all_commands(
+            planned_commands(
+                deploy_exporter,
+                {"DockerImage": [], "DockerContainer": []},
+                data={"scaphandre_image_archive": str(archive)},
+            )
+        )[0]
         for _ in range(5)
     }
     assert len(directories) == 5
@@ -337,7 +440,8 @@ def test_a_loaded_image_is_not_uploaded_again(tmp_path):
     archive = tmp_path / "scaphandre.tar"
     archive.write_bytes(b"x")
     planned = planned_commands(
-        deploy_exporter, {**ENGINE, "DockerContainer": []},
+        deploy_exporter,
+        {**ENGINE, "DockerContainer": []},
         data={"scaphandre_image_archive": str(archive)},
     )
     assert not any(c.startswith(("upload", "docker load")) for c in all_commands(planned))
@@ -345,11 +449,16 @@ def test_a_loaded_image_is_not_uploaded_again(tmp_path):
 
 def test_an_archive_that_is_not_there_fails_the_host_naming_the_setting(tmp_path):
     planned = planned_commands(
-        deploy_exporter, {"DockerImage": [], "DockerContainer": []},
+        deploy_exporter,
+        {"DockerImage": [], "DockerContainer": []},
         data={"scaphandre_image_archive": str(tmp_path / "missing.tar")},
     )
     commands = all_commands(planned)
-    assert len(commands) == 1 and "scaphandre_image_archive" in commands[0] and "docker save" in commands[0]
+    assert (
+        len(commands) == 1
+        and "scaphandre_image_archive" in commands[0]
+        and "docker save" in commands[0]
+    )
 
 
 # --- a private registry
@@ -358,7 +467,10 @@ SECRET = "pull-s3cret-Xy9"
 
 
 def test_the_registry_is_read_from_the_image_reference():
-    assert image_registry("registry.example.org:5000/hubblo/scaphandre:1.0.2") == "registry.example.org:5000"
+    assert (
+        image_registry("registry.example.org:5000/hubblo/scaphandre:1.0.2")
+        == "registry.example.org:5000"
+    )
     assert image_registry("registry:5000/scaphandre:1.0.2") == "registry:5000"
     assert image_registry("hubblo/scaphandre:1.0.2") is None
     assert image_registry("scaphandre:1.0.2") is None
@@ -386,15 +498,21 @@ def login_plan(tmp_path, found, password=SECRET, monkeypatch=None):
             return render(command)
 
         monkeypatch.setattr(harness, "render", recording)
-    planned = planned_commands(deploy_exporter, {"RegistryLoginState": found, "DockerContainer": []}, data=data)
+    planned = planned_commands(
+        deploy_exporter, {"RegistryLoginState": found, "DockerContainer": []}, data=data
+    )
     return all_commands(planned), seen
 
 
 def test_the_password_goes_on_stdin_and_is_in_no_command_line(tmp_path, monkeypatch):
-    commands, seen = login_plan(tmp_path, {"logged_in": False, "digest": None}, monkeypatch=monkeypatch)
+    commands, seen = login_plan(
+        tmp_path, {"logged_in": False, "digest": None}, monkeypatch=monkeypatch
+    )
     login = next(c for c in commands if "docker login" in c)
     assert "--password-stdin" in login and "--username puller" in login and REGISTRY in login
-    assert not any(SECRET in command for command in commands), "the raw command line holds no password"
+    assert not any(SECRET in command for command in commands), (
+        "the raw command line holds no password"
+    )
     assert not any(SECRET in printed for printed, _ in seen), "nor does what pyinfra prints"
     assert [stdin for printed, stdin in seen if "docker login" in printed] == [SECRET]
     assert login_marker_path(REGISTRY) in login and "umask 077" in login
@@ -405,7 +523,9 @@ def test_the_login_state_is_read_without_docker_s_config_ever_being_printed():
     assert "cat " not in command and "config.json" in command
     assert "grep -qF" in command and "echo logged_in=yes" in command
     assert RegistryLoginState().process(["logged_in=yes", "digest=pbkdf2-sha256$1$00$ab"]) == {
-        "logged_in": True, "digest": "pbkdf2-sha256$1$00$ab"}
+        "logged_in": True,
+        "digest": "pbkdf2-sha256$1$00$ab",
+    }
     assert RegistryLoginState().process(["logged_in=no"]) == {"logged_in": False, "digest": None}
 
 
@@ -437,10 +557,20 @@ def test_the_digest_matches_only_the_same_registry_user_and_password():
     assert digest_matches(digest, REGISTRY, "puller", SECRET)
     assert SECRET not in digest
     assert credentials_digest(REGISTRY, "puller", SECRET) != digest, "a fresh salt each time"
-    for other in ((REGISTRY, "puller", SECRET + "x"), (REGISTRY, "pusher", SECRET), ("other:5000", "puller", SECRET)):
+    for other in (
+        (REGISTRY, "puller", SECRET + "x"),
+        (REGISTRY, "pusher", SECRET),
+        ("other:5000", "puller", SECRET),
+    ):
         assert not digest_matches(digest, *other)
-    for broken in (None, "", "garbage", "pbkdf2-sha256$x$00$ab", "pbkdf2-sha256$99999999$00$ab",
-                   "pbkdf2-sha256$1$zz$ab"):
+    for broken in (
+        None,
+        "",
+        "garbage",
+        "pbkdf2-sha256$x$00$ab",
+        "pbkdf2-sha256$99999999$00$ab",
+        "pbkdf2-sha256$1$zz$ab",
+    ):
         assert not digest_matches(broken, REGISTRY, "puller", SECRET)
 
 
@@ -455,9 +585,12 @@ def test_a_missing_password_file_fails_naming_the_setting(tmp_path):
 
 
 def test_listening_addresses_are_those_the_containers_processes_hold():
-    lines = [SCAPHANDRE_ON_8080, PYTHON_ON_8080.replace("0.0.0.0:8080", "127.0.0.1:8080"),
-             'LISTEN 0 128 *:9100 *:* users:(("scaphandre",pid=4321,fd=9))',
-             'LISTEN 0 128 [2001:db8::7]:9100 [::]:* users:(("scaphandre",pid=4321,fd=10))']
+    lines = [
+        SCAPHANDRE_ON_8080,
+        PYTHON_ON_8080.replace("0.0.0.0:8080", "127.0.0.1:8080"),
+        'LISTEN 0 128 *:9100 *:* users:(("scaphandre",pid=4321,fd=9))',
+        'LISTEN 0 128 [2001:db8::7]:9100 [::]:* users:(("scaphandre",pid=4321,fd=10))',
+    ]
     assert listening_addresses(lines, 8080, {4321}) == ["0.0.0.0"]
     assert listening_addresses(lines, 9100, {4321}) == ["2001:db8::7", "::"]
     assert listening_addresses(lines, 8080, set()) == []

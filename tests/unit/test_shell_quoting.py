@@ -11,7 +11,6 @@ directory; it must never appear.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -27,13 +26,13 @@ from tasks.docker_engine.daemon_config import DAEMON_JSON
 from tasks.grafana import provision_dashboard, remove_dashboard
 from tasks.host_state import hypervisor_query, prometheus_query, read_host_state
 from tasks.host_state.facts import HostState
-from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
 from tasks.install_record import install_ledger
 from tasks.install_record.facts import FoundFile
 from tasks.install_record.lock import LockRequest
-from tasks.text_file import LiveFile
+from tasks.prometheus import configure_prometheus, prometheus_server, remove_prometheus_job
 from tasks.rapl import enable_rapl, forget_rapl_modules
 from tasks.scaphandre import remove_scaphandre, run_scaphandre
+from tasks.text_file import LiveFile
 from tests.unit.hypervisor_facts import host_facts, inspect_of
 from tests.unit.pyinfra_harness import all_commands, default_data, planned_commands, record_facts
 
@@ -57,20 +56,39 @@ def sandbox():
     scratch.chmod(0o755)
     bin_dir = scratch / "bin"
     bin_dir.mkdir()
-    bash = subprocess.run(["sh", "-c", "command -v bash"], capture_output=True, text=True, check=True).stdout.strip()
+    bash = subprocess.run(
+        ["sh", "-c", "command -v bash"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     for name in ("bash", "sh"):
         (bin_dir / name).symlink_to(bash)
     work = scratch / "work"
     work.mkdir()
     work.chmod(0o777)
-    as_nobody = [shutil.which("setpriv") or "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if os.geteuid() == 0 else []
+    as_nobody = (
+        [
+            shutil.which("setpriv") or "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+        ]
+        if os.geteuid() == 0
+        else []
+    )
 
     def run(command: str, externals_succeed: bool) -> None:
         handler = scratch / f"handler-{int(externals_succeed)}.sh"
-        handler.write_text(f"command_not_found_handle() {{ return {0 if externals_succeed else 1}; }}\n")
+        handler.write_text(
+            f"command_not_found_handle() {{ return {0 if externals_succeed else 1}; }}\n"
+        )
         handler.chmod(0o644)
-        subprocess.run([*as_nobody, bash, "-c", command], cwd=work, capture_output=True, timeout=20,
-                       env={"PATH": str(bin_dir), "BASH_ENV": str(handler), "HOME": str(work)})
+        subprocess.run(
+            [*as_nobody, bash, "-c", command],
+            cwd=work,
+            capture_output=True,
+            timeout=20,
+            env={"PATH": str(bin_dir), "BASH_ENV": str(handler), "HOME": str(work)},
+            check=False,
+        )
 
     yield run, work / "PWNED"
     shutil.rmtree(scratch)
@@ -78,8 +96,12 @@ def sandbox():
 
 def assert_runs_nothing(commands: list[str], sandbox) -> None:
     run, pwned = sandbox
-    assert any(MARKER in command for command in commands), "the hostile values must reach the commands"
-    shell_commands = [c for c in commands if not c.startswith(("upload ", "call "))]  # uploads, Python callbacks
+    assert any(MARKER in command for command in commands), (
+        "the hostile values must reach the commands"
+    )
+    shell_commands = [
+        c for c in commands if not c.startswith(("upload ", "call "))
+    ]  # uploads, Python callbacks
     for command in shell_commands:
         for externals_succeed in (True, False):
             run(command, externals_succeed)
@@ -108,8 +130,11 @@ def test_hypervisor_settings_run_nothing(tmp_path, sandbox):
         # No blank allowed in a URL: the same quotes and substitutions without one.
         "docker_ce_repo_url": "https://repo.example.org/x'$(printf${IFS}5>>PWNED)'`printf${IFS}6>>PWNED`",
     }
-    facts = host_facts() | {"DockerImage": [], "DockerContainer": [],
-                            "RegistryLoginState": {"logged_in": False, "digest": None}}
+    facts = host_facts() | {
+        "DockerImage": [],
+        "DockerContainer": [],
+        "RegistryLoginState": {"logged_in": False, "digest": None},
+    }
 
     def deploy(settings):
         found = read_host_state(settings)
@@ -125,15 +150,33 @@ def test_hypervisor_settings_run_nothing(tmp_path, sandbox):
         remove_docker_engine(ledger)
 
     # What the deploy would have recorded on this host: its engine and the hostile image.
-    recorded = {"format": 1, "engine": {"package_manager": "apt", "packages": ["docker-ce"]},
-                "daemon_json": {"settings": {"iptables": False}, "previous": {}}, "images": [data["scaphandre_image"]]}
+    recorded = {
+        "format": 1,
+        "engine": {"package_manager": "apt", "packages": ["docker-ce"]},
+        "daemon_json": {"settings": {"iptables": False}, "previous": {}},
+        "images": [data["scaphandre_image"]],
+    }
     commands = all_commands(planned_commands(deploy, facts, data=data))
-    commands += all_commands(planned_commands(remove, facts | {
-        "DockerEngineInstalled": True, "DockerContainer": [inspect_of("x")], "DockerImage": [{"Id": "sha256:1"}],
-        "DebPackages": {"docker-ce": {"1"}}, **record_facts(recorded),
-        f"FileBytes:{DAEMON_JSON}": LiveFile(False, DAEMON_JSON, True, 0, 0, "644", "", b'{"iptables": false}')},
-        data=data))
-    assert any("docker image rm" in command for command in commands), "the image removal is planned too"
+    commands += all_commands(
+        planned_commands(
+            remove,
+            facts
+            | {
+                "DockerEngineInstalled": True,
+                "DockerContainer": [inspect_of("x")],
+                "DockerImage": [{"Id": "sha256:1"}],
+                "DebPackages": {"docker-ce": {"1"}},
+                **record_facts(recorded),
+                f"FileBytes:{DAEMON_JSON}": LiveFile(
+                    False, DAEMON_JSON, True, 0, 0, "644", "", b'{"iptables": false}'
+                ),
+            },
+            data=data,
+        )
+    )
+    assert any("docker image rm" in command for command in commands), (
+        "the image removal is planned too"
+    )
     assert any("docker login" in command for command in commands)
     assert_runs_nothing(commands, sandbox)
 
@@ -145,14 +188,24 @@ def test_grafana_settings_run_nothing(sandbox):
         "grafana_service": f"grafana-server{HOSTILE}",
         "grafana_dashboard_folder": f"OpenNebula{HOSTILE}",
     }
-    commands = all_commands(planned_commands(provision_dashboard, {}, data=data, groups=("grafana",), name="graf1"))
-    commands += all_commands(planned_commands(remove_dashboard, {"File": {"size": 1}}, data=data,
-                                              groups=("grafana",), name="graf1"))
+    commands = all_commands(
+        planned_commands(provision_dashboard, {}, data=data, groups=("grafana",), name="graf1")
+    )
+    commands += all_commands(
+        planned_commands(
+            remove_dashboard, {"File": {"size": 1}}, data=data, groups=("grafana",), name="graf1"
+        )
+    )
     assert_runs_nothing(commands, sandbox)
 
 
-PROMETHEUS_FOUND = {"config": "", "service": "", "binary": "/usr/bin/prometheus", "promtool": "/usr/bin/promtool",
-                    "version": "prometheus, version 2.42.0 (branch: debian/sid)"}
+PROMETHEUS_FOUND = {
+    "config": "",
+    "service": "",
+    "binary": "/usr/bin/prometheus",
+    "promtool": "/usr/bin/promtool",
+    "version": "prometheus, version 2.42.0 (branch: debian/sid)",
+}
 
 
 def test_prometheus_settings_run_nothing(sandbox):
@@ -170,18 +223,38 @@ def test_prometheus_settings_run_nothing(sandbox):
         server = prometheus_server(settings, CloudView(()), ledger, found.prometheus)
         configure_prometheus(settings, pyinfra.inventory, server, ledger)
 
-    commands = all_commands(planned_commands(deploy, facts, data=data, groups=("prometheus",), name="prom1"))
+    commands = all_commands(
+        planned_commands(deploy, facts, data=data, groups=("prometheus",), name="prom1")
+    )
     # The record lists both files, still as the deploy wrote them: both are removed.
     written = FoundFile("file", sha256="0" * 64)
-    recorded = {"format": 2, "files": {data["prometheus_targets_file"]: {"sha256": "0" * 64},
-                                       data["prometheus_rules_file"]: {"sha256": "0" * 64}}}
-    commands += all_commands(planned_commands(
-        lambda settings: remove_prometheus_job(settings, install_ledger()),
-        facts | {"FileContents": ["scrape_configs:", "  - job_name: scaphandre"], **record_facts(recorded),
-                 "FilesAt": lambda paths, with_content: {index: written for index, _ in enumerate(paths)},
-                 "File": {"size": 1}},
-        data=data, groups=("prometheus",), name="prom1"))
-    removals = [c for c in commands if c.startswith("rm -f ") and ("/targets" in c or "/rules" in c)]
+    recorded = {
+        "format": 2,
+        "files": {
+            data["prometheus_targets_file"]: {"sha256": "0" * 64},
+            data["prometheus_rules_file"]: {"sha256": "0" * 64},
+        },
+    }
+    commands += all_commands(
+        planned_commands(
+            lambda settings: remove_prometheus_job(settings, install_ledger()),
+            facts
+            | {
+                "FileContents": ["scrape_configs:", "  - job_name: scaphandre"],
+                **record_facts(recorded),
+                "FilesAt": lambda paths, with_content: {
+                    index: written for index, _ in enumerate(paths)
+                },
+                "File": {"size": 1},
+            },
+            data=data,
+            groups=("prometheus",),
+            name="prom1",
+        )
+    )
+    removals = [
+        c for c in commands if c.startswith("rm -f ") and ("/targets" in c or "/rules" in c)
+    ]
     assert len(removals) == 2, "both file removals are planned too"
     assert_runs_nothing(commands, sandbox)
 
@@ -191,23 +264,31 @@ def test_the_one_read_of_a_host_runs_nothing(sandbox, tmp_path):
     from tasks.settings import Settings
 
     hostile_path = f"/etc/prometheus/x{HOSTILE}"
-    settings = Settings.from_data(default_data() | {
-        # A container name is checked; the image and the login are not.
-        "scaphandre_container_name": "scaphandre",
-        "scaphandre_image": "registry.example.org:5000/hubblo/scaphandre:1.0.2",
-        "scaphandre_registry_username": f"puller{HOSTILE}",
-        "scaphandre_registry_password_file": str(tmp_path / "pull-secret"),
-        "scaphandre_image_archive": str(tmp_path / f"image{HOSTILE}.tar"),
-        "prometheus_config_file": f"{hostile_path}.yml",
-        "prometheus_service": f"prometheus{HOSTILE}",
-        "prometheus_targets_file": f"{hostile_path}-targets.yml",
-        "prometheus_rules_file": f"{hostile_path}-rules.yml",
-        "prometheus_candidates": [[f"{hostile_path}.yml", f"svc{HOSTILE}"]],
-        "prometheus_binaries": [f"/usr/bin/prometheus{HOSTILE}"],
-        "promtool_binaries": [f"/usr/bin/promtool{HOSTILE}"],
-    })
+    settings = Settings.from_data(
+        default_data()
+        | {
+            # A container name is checked; the image and the login are not.
+            "scaphandre_container_name": "scaphandre",
+            "scaphandre_image": "registry.example.org:5000/hubblo/scaphandre:1.0.2",
+            "scaphandre_registry_username": f"puller{HOSTILE}",
+            "scaphandre_registry_password_file": str(tmp_path / "pull-secret"),
+            "scaphandre_image_archive": str(tmp_path / f"image{HOSTILE}.tar"),
+            "prometheus_config_file": f"{hostile_path}.yml",
+            "prometheus_service": f"prometheus{HOSTILE}",
+            "prometheus_targets_file": f"{hostile_path}-targets.yml",
+            "prometheus_rules_file": f"{hostile_path}-rules.yml",
+            "prometheus_candidates": [[f"{hostile_path}.yml", f"svc{HOSTILE}"]],
+            "prometheus_binaries": [f"/usr/bin/prometheus{HOSTILE}"],
+            "promtool_binaries": [f"/usr/bin/promtool{HOSTILE}"],
+        }
+    )
     hypervisor, prometheus = hypervisor_query(settings), prometheus_query(settings)
-    commands = [HostState().command(lock=LockRequest(f"hv1{HOSTILE}", run=f"pyinfra{HOSTILE}"),
-                                    hypervisor=hypervisor, prometheus=prometheus),
-                HostState().command(lock=None, hypervisor=hypervisor, prometheus=prometheus)]
+    commands = [
+        HostState().command(
+            lock=LockRequest(f"hv1{HOSTILE}", run=f"pyinfra{HOSTILE}"),
+            hypervisor=hypervisor,
+            prometheus=prometheus,
+        ),
+        HostState().command(lock=None, hypervisor=hypervisor, prometheus=prometheus),
+    ]
     assert_runs_nothing(commands, sandbox)
