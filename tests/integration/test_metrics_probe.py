@@ -11,7 +11,7 @@ import pytest
 
 from tasks.scaphandre import run_scaphandre
 from tests.doubles.scaphandre_double import scaphandre_double as double
-from tests.unit.pyinfra_harness import all_commands, planned_commands, with_ledger
+from tests.unit.pyinfra_harness import all_commands, on_hypervisor, planned_commands
 
 ENGINE = {"DockerEngineInstalled": True, "DockerImage": [{"Id": "sha256:1"}], "DockerContainer": []}
 
@@ -50,7 +50,7 @@ def metrics_wait(listen_address: str, port: int) -> str:
         "scaphandre_port": port,
         "scaphandre_metrics_timeout_s": 3,
     }
-    return all_commands(planned_commands(with_ledger(run_scaphandre), ENGINE, data=data))[-1]
+    return all_commands(planned_commands(on_hypervisor(run_scaphandre), ENGINE, data=data))[-1]
 
 
 @pytest.mark.parametrize(
