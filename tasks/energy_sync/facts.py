@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from typing import Any
 
 from pyinfra.api import FactBase
@@ -31,9 +32,10 @@ _PYTHON = (
 )
 
 
-def _key_values(output: list[str]) -> dict[str, str]:
+def key_values(lines: Iterable[str]) -> dict[str, str]:
+    """The `key=value` lines a shell reading printed, as a dict (other lines ignored)."""
     found: dict[str, str] = {}
-    for line in output:
+    for line in lines:
         key, separator, value = line.partition("=")
         if separator:
             found[key.strip()] = value.strip()
@@ -59,7 +61,7 @@ class EnergySyncFrontend(FactBase[dict[str, str]]):
         return "; ".join((_ACCOUNT, _PYTHON, credentials, config_dir))
 
     def process(self, output: list[str]) -> dict[str, str]:
-        return _key_values(output)
+        return key_values(output)
 
 
 class EnergySyncInstalled(FactBase[dict[str, Any]]):

@@ -22,7 +22,7 @@ from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
 
 from tasks.docker_engine.facts import DockerEngineInstalled
 from tasks.docker_engine.vm_traffic import VmTrafficState, parse_vm_traffic_state
-from tasks.energy_sync.facts import EnergySyncFrontend
+from tasks.energy_sync.facts import EnergySyncFrontend, key_values
 from tasks.install_record.facts import FoundFile, InstallRecordFile, RecordRead, found_file
 from tasks.prometheus.facts import PrometheusServer
 from tasks.rapl.facts import RaplHost, RaplProbe
@@ -42,15 +42,6 @@ def split_sections(lines: Iterable[str]) -> dict[str, list[str]]:
         elif current is not None:
             current.append(line)
     return sections
-
-
-def _key_values(lines: Iterable[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for line in lines:
-        key, separator, value = line.partition("=")
-        if separator:
-            found[key.strip()] = value.strip()
-    return found
 
 
 def _decoded(value: str) -> str:
@@ -108,7 +99,7 @@ class HypervisorFound:
 
 
 def _file_state(lines: Sequence[str]) -> FileState | None:
-    fields = _key_values(lines)
+    fields = key_values(lines)
     if "state" not in fields:
         return None
     return FileState(fields["state"], fields.get("mode"), fields.get("sha256"))
@@ -220,7 +211,7 @@ def _files_by_path(lines: Sequence[str]) -> dict[str, FoundFile]:
 
 
 def _config_file(lines: Sequence[str]) -> ConfigFileFound | None:
-    fields = _key_values(lines)
+    fields = key_values(lines)
     if "path" not in fields or "state" not in fields:
         return None
     record = fields.get("record")
@@ -240,7 +231,7 @@ def parse_prometheus(sections: dict[str, list[str]], timer_unit: str) -> Prometh
     energy = None
     if "energy_frontend" in sections:
         active, enabled = _unit_state(sections.get("energy_timer"), timer_unit)
-        script_dir = _key_values(sections.get("energy_script_dir", []))
+        script_dir = key_values(sections.get("energy_script_dir", []))
         energy = EnergySyncFound(
             frontend=EnergySyncFrontend().process(sections["energy_frontend"]),
             timer_active=active,
