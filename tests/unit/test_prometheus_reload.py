@@ -50,12 +50,12 @@ OPENNEBULA_UNIT = (
             MetricsEndpoint("::1", 9093, "/metrics"),
         ),
         (
-            ("prometheus", "--web.listen-address=[fd00::7]:9094"),
-            MetricsEndpoint("fd00::7", 9094, "/metrics"),
+            ("prometheus", "--web.listen-address=[2001:db8::7]:9094"),
+            MetricsEndpoint("2001:db8::7", 9094, "/metrics"),
         ),
         (
-            ("prometheus", "--web.listen-address=10.0.0.5:9095"),
-            MetricsEndpoint("10.0.0.5", 9095, "/metrics"),
+            ("prometheus", "--web.listen-address=192.0.2.5:9095"),
+            MetricsEndpoint("192.0.2.5", 9095, "/metrics"),
         ),
         (
             ("prometheus", "--web.listen-address=localhost:9096"),
