@@ -487,18 +487,25 @@ def prometheus_job(
         yield failure_command(problem)
         return
     reload_pending = live is not None and live.reload_pending
+    # Owed even when prometheus.yml stays as it is: the rules changed, or an earlier reload
+    # was never confirmed.
+    due_reload = (
+        _reload_command(
+            files,
+            rule_file if reload_for_rules and rule_file else config_path,
+            service,
+            endpoint,
+            reload_timeout_s,
+        )
+        if reload_for_rules or reload_pending
+        else None
+    )
     if live is not None and live.record_current:
         host.noop(
             f"{config_path} already holds the {job['job_name']} job (unchanged since the deploy wrote it)"
         )
-        if reload_for_rules or reload_pending:
-            yield _reload_command(
-                files,
-                rule_file if reload_for_rules and rule_file else config_path,
-                service,
-                endpoint,
-                reload_timeout_s,
-            )
+        if due_reload is not None:
+            yield due_reload
         return
     # The editor and its YAML library load only here, when the file may need a change: a
     # rerun answered by the record above skips the cost.
@@ -515,14 +522,8 @@ def prometheus_job(
         yield _record_command(
             files, live.sha256, fingerprint
         )  # checked once, not again until it changes
-        if reload_for_rules or reload_pending:
-            yield _reload_command(
-                files,
-                rule_file if reload_for_rules and rule_file else config_path,
-                service,
-                endpoint,
-                reload_timeout_s,
-            )
+        if due_reload is not None:
+            yield due_reload
         return
     yield from _upload(wanted, files.spool)
     yield StringCommand(
